@@ -1,0 +1,1 @@
+"""Hub-side glue of deepvre: settings, hardware profiles, GPUs, spawners and authentication."""
