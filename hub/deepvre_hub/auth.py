@@ -1,0 +1,65 @@
+"""Authentication: NativeAuthenticator (sign-up, admin approval) or OpenID Connect.
+
+Local mode has no shared or default password: the admin account is created at first start
+with a generated password (printed once, stored only as a bcrypt hash in NativeAuthenticator's
+own table, see :func:`create_admin`); everyone else signs up and waits for the admin's approval.
+"""
+
+import importlib
+import secrets
+
+
+def configure(c, settings):
+    """Set the authenticator on the traitlets config ``c`` from the ``auth`` section."""
+    auth = settings["auth"]
+    admin = settings["hub"]["admin"]
+    if auth["type"] == "oidc":
+        # Written against the contract deepvre_hub.oidc.configure(c, settings).
+        importlib.import_module("deepvre_hub.oidc").configure(c, settings)
+        return
+    c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+    c.Authenticator.admin_users = {admin}
+    # NativeAuthenticator's own is_authorized flag decides who gets in; without allow_all
+    # JupyterHub 5 would refuse even the approved users (and the admin).
+    c.Authenticator.allow_all = True
+    c.NativeAuthenticator.enable_signup = True
+    c.NativeAuthenticator.open_signup = False
+    c.NativeAuthenticator.check_common_password = True
+    c.NativeAuthenticator.minimum_password_length = auth["minimum_password_length"]
+    c.NativeAuthenticator.allowed_failed_logins = 10
+    c.NativeAuthenticator.seconds_before_next_try = 60
+    if settings["mode"] == "local":
+        # Hub names become OS account names: refuse others at sign-up already.
+        c.Authenticator.username_pattern = r"^[a-z_][a-z0-9_-]{0,31}$"
+
+
+def generate_password():
+    """A random password for the first admin (about 128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+def create_admin(db_url, admin, minimum_password_length=10):
+    """Create the admin in NativeAuthenticator's user table, if missing.
+
+    Returns the generated password (to print once), or ``None`` when the admin already exists.
+    The password is stored only as NativeAuthenticator's bcrypt hash.
+    """
+    from jupyterhub import orm
+    from nativeauthenticator import NativeAuthenticator
+
+    session = orm.new_session_factory(db_url)()
+    try:
+        authenticator = NativeAuthenticator(
+            _deprecated_db_session=session,
+            admin_users={admin},
+            enable_signup=True,
+            minimum_password_length=minimum_password_length,
+        )
+        if authenticator.user_exists(admin):
+            return None
+        password = generate_password()
+        if authenticator.create_user(admin, password) is None:
+            raise RuntimeError(f"NativeAuthenticator refused to create the admin {admin!r}")
+        return password
+    finally:
+        session.close()

@@ -1,0 +1,77 @@
+"""``deepvre hub up``: validate the settings, prepare the state folder, then run JupyterHub.
+
+First start: creates the state folder (mode 0700) with the proxy token, and the admin account
+with a generated password that is printed once. Later starts resume from the same folder.
+"""
+
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+from . import auth
+from .settings import REPO_ROOT, load_settings, state_dir
+
+CONFIG_FILE = REPO_ROOT / "hub" / "jupyterhub_config.py"
+
+
+def prepare_state(folder):
+    """Create the state folder and its proxy token if missing; return the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    token = folder / "proxy_token"
+    if not token.exists():
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return folder
+
+
+def login_message(settings, admin, password):
+    """What to print at start: where to go, and the admin password if it was just made."""
+    url = f"http://{settings['hub']['ip']}:{settings['hub']['port']}/"
+    lines = ["", f"deepvre hub: open {url}"]
+    if password:
+        lines += [
+            f"  First start: admin account '{admin}' created with password: {password}",
+            "  This password is shown only once (stored hashed). Keep it safe.",
+        ]
+    else:
+        lines.append(f"  Log in as '{admin}' with the password printed at first start.")
+    if settings["auth"]["type"] == "native":
+        lines.append(f"  Others sign up at {url}hub/signup; approve them at {url}hub/authorize.")
+    lines += ["  Ctrl-C stops the hub, the proxy and the servers.", ""]
+    return "\n".join(lines)
+
+
+def hub_command(config_file=CONFIG_FILE):
+    jupyterhub = shutil.which("jupyterhub", path=os.path.dirname(sys.executable)) or "jupyterhub"
+    return [jupyterhub, "-f", str(config_file)]
+
+
+def up(settings_file=None, folder=None, port=None, ip=None):
+    """Start the hub in the foreground (replaces this process); settings errors raise SettingsError."""
+    settings = load_settings(settings_file)
+    if port is not None:
+        settings["hub"]["port"] = port
+    if ip is not None:
+        settings["hub"]["ip"] = ip
+    folder = prepare_state(state_dir(settings, folder))
+    admin = settings["hub"]["admin"]
+    password = None
+    if settings["auth"]["type"] == "native":
+        password = auth.create_admin(
+            f"sqlite:///{folder / 'jupyterhub.sqlite'}", admin, settings["auth"]["minimum_password_length"]
+        )
+    print(login_message(settings, admin, password), flush=True)
+    env = dict(os.environ, DEEPVRE_STATE_DIR=str(folder))
+    env["DEEPVRE_SETTINGS"] = str(Path(settings_file).resolve()) if settings_file else env.get(
+        "DEEPVRE_SETTINGS", str(REPO_ROOT / "hub" / "settings.yaml")
+    )
+    if port is not None or ip is not None:
+        env["DEEPVRE_HUB_PORT"] = str(settings["hub"]["port"])
+        env["DEEPVRE_HUB_IP"] = settings["hub"]["ip"]
+    os.chdir(folder)
+    os.execve(hub_command()[0], hub_command(), env)

@@ -1,0 +1,135 @@
+"""The hub configuration per deployment mode; ``hub/jupyterhub_config.py`` calls :func:`configure`.
+
+``configure_common`` holds what every mode shares (state files, proxy, authentication, named
+servers, services); each mode then sets its spawner. Kubernetes (issue 7) and Slurm (issue 8)
+plug in as ``deepvre_hub.kubernetes.configure(c, settings, state_dir)`` and
+``deepvre_hub.slurm.configure(c, settings, state_dir)``.
+"""
+
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import auth, culler
+from .settings import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+LATER_MODES = {"kubernetes": 7, "slurm": 8}
+
+
+def proxy_command(repo_root=REPO_ROOT):
+    """configurable-http-proxy installed into the project by npm (``node_modules/.bin``)."""
+    local = Path(repo_root) / "node_modules" / ".bin" / "configurable-http-proxy"
+    if local.exists():
+        return [str(local)]
+    return ["configurable-http-proxy"]  # on PATH, e.g. Debian's node-configurable-http-proxy
+
+
+def read_secret(path):
+    return Path(path).read_text().strip()
+
+
+def configure_common(c, settings, state_dir):
+    """Settings every mode shares: state in ``state_dir``, the proxy, auth, named servers, services."""
+    hub = settings["hub"]
+    state_dir = Path(state_dir)
+    c.JupyterHub.ip = hub["ip"]
+    c.JupyterHub.port = hub["port"]
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = hub["hub_port"]
+    c.JupyterHub.db_url = f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state_dir / "jupyterhub.pid")
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.cleanup_servers = not hub["keep_servers"]
+    c.ConfigurableHTTPProxy.command = proxy_command()
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub['proxy_api_port']}"
+    c.ConfigurableHTTPProxy.pid_file = str(state_dir / "proxy.pid")
+    token_file = state_dir / "proxy_token"
+    if token_file.exists():
+        c.ConfigurableHTTPProxy.auth_token = read_secret(token_file)
+    c.Spawner.default_url = "/lab"
+    auth.configure(c, settings)
+
+    services, roles = [], []
+    service, role = culler.culler_service(settings["culling"], settings.get("profiles") or [], state_dir)
+    if service:
+        services.append(service)
+        roles.append(role)
+    market_service, market_role = marketplace_service(settings)
+    if market_service:
+        services.append(market_service)
+        roles.append(market_role)
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def marketplace_service(settings):
+    """The marketplace service and role from ``deepvre.market.service``, if that module exists."""
+    try:
+        module = importlib.import_module("deepvre.market.service")
+    except ModuleNotFoundError as err:
+        if err.name in ("deepvre.market", "deepvre.market.service"):
+            return None, None
+        raise
+    if not hasattr(module, "hub_service"):
+        return None, None
+    return module.hub_service(settings), module.hub_role(settings)
+
+
+def configure_local(c, settings, state_dir):
+    """Local mode: ``DeepvreSpawner`` processes on this machine, isolated by OS account as root."""
+    from . import accounts, spawner
+
+    c.JupyterHub.spawner_class = spawner.DeepvreSpawner
+    c.Spawner.cmd = spawner.singleuser_command()
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 120
+    c.DeepvreSpawner.profiles = settings.get("profiles") or []
+    c.DeepvreSpawner.gpu_settings = settings["gpus"]
+    c.DeepvreSpawner.personal_home_template = str(Path(state_dir) / "homes" / "{username}")
+    if accounts.hub_is_root():
+        log.info("deepvre: hub runs as root: each user's server runs under the user's own OS account")
+    else:
+        log.warning(
+            "deepvre: PERSONAL MODE: the hub is not root (uid %d), so every server runs under this one "
+            "account and users are not isolated from each other", os.geteuid(),
+        )
+
+
+def configure(c, settings, state_dir):
+    """Configure the hub for ``settings['mode']``."""
+    configure_common(c, settings, state_dir)
+    mode = settings["mode"]
+    if mode == "local":
+        configure_local(c, settings, state_dir)
+        return
+    try:
+        module = importlib.import_module(f"deepvre_hub.{mode}")
+    except ModuleNotFoundError as err:
+        if err.name != f"deepvre_hub.{mode}":
+            raise
+        raise NotImplementedError(
+            f"mode: {mode!r} is not implemented yet (issue {LATER_MODES[mode]}); use mode: local"
+        ) from None
+    module.configure(c, settings, state_dir)
+
+
+def load_for_hub():
+    """Settings and state folder for ``jupyterhub_config.py`` (from ``DEEPVRE_SETTINGS`` / ``DEEPVRE_STATE_DIR``)."""
+    from .settings import SettingsError, load_settings, state_dir
+
+    try:
+        settings = load_settings()
+    except SettingsError as err:
+        print(f"deepvre: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    # `deepvre hub up --port/--ip` override the file
+    if os.environ.get("DEEPVRE_HUB_PORT"):
+        settings["hub"]["port"] = int(os.environ["DEEPVRE_HUB_PORT"])
+    if os.environ.get("DEEPVRE_HUB_IP"):
+        settings["hub"]["ip"] = os.environ["DEEPVRE_HUB_IP"]
+    return settings, state_dir(settings)

@@ -1,0 +1,127 @@
+"""Site settings: one YAML file, validated against the JSON Schemas in ``schemas/settings/``.
+
+Each ``schemas/settings/<key>.json`` describes one top-level key; the loader combines every file
+present, so a new section is a new schema file. Unknown keys are errors, and every error names
+its key path, e.g. ``profiles[2].gpus: -1 is less than the minimum of 0``.
+"""
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_DIR = Path(__file__).parent / "schemas" / "settings"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SETTINGS_FILE = REPO_ROOT / "hub" / "settings.yaml"
+
+
+class SettingsError(ValueError):
+    """Settings that do not match the schema; ``errors`` lists one message per problem."""
+
+    def __init__(self, errors, source=None):
+        self.errors = list(errors)
+        self.source = source
+        where = f" in {source}" if source else ""
+        super().__init__(f"invalid settings{where}:\n  " + "\n  ".join(self.errors))
+
+
+def section_schemas(schema_dir=SCHEMA_DIR):
+    """The schema of each top-level key, read from ``<schema_dir>/<key>.json``."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(schema_dir).glob("*.json"))}
+
+
+def combined_schema(schema_dir=SCHEMA_DIR):
+    """One schema for the whole file: every section, and no other top-level key."""
+    sections = section_schemas(schema_dir)
+    for schema in sections.values():
+        schema.pop("$schema", None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": sections,
+        "additionalProperties": False,
+    }
+
+
+def key_path(path):
+    """``["profiles", 2, "gpus"]`` -> ``profiles[2].gpus``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _messages(error):
+    """Readable messages for one jsonschema error, each starting with the key path."""
+    where = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known))
+        scope = "top-level key" if not where else "key"
+        return [
+            f"{key_path(where + [key])}: unknown {scope} (known: {', '.join(known)})" for key in extra
+        ]
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        return [m for sub in error.context for m in _messages(sub)]
+    return [f"{key_path(where) or '(top level)'}: {error.message}"]
+
+
+def fill_defaults(value, schema):
+    """A copy of ``value`` with the schema's ``default`` filled in for absent object keys."""
+    value = copy.deepcopy(value)
+    kind = schema.get("type")
+    if isinstance(value, dict) and (kind == "object" or "properties" in schema):
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                value[key] = fill_defaults(value[key], sub)
+            elif "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            elif sub.get("type") == "object":
+                value[key] = fill_defaults({}, sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value = [fill_defaults(item, schema["items"]) for item in value]
+    return value
+
+
+def validate_settings(settings, schema_dir=SCHEMA_DIR, source=None):
+    """Check ``settings`` (a dict) and return a copy with defaults filled in.
+
+    Raises :class:`SettingsError` listing every problem with its key path.
+    """
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise SettingsError([f"(top level): expected a mapping of sections, got {type(settings).__name__}"], source)
+    schema = combined_schema(schema_dir)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = []
+    for error in sorted(validator.iter_errors(settings), key=lambda e: list(map(str, e.absolute_path))):
+        errors.extend(_messages(error))
+    if not errors and isinstance(settings.get("profiles"), list):
+        from .profiles import check_profiles
+
+        errors.extend(check_profiles(settings["profiles"]))
+    if errors:
+        raise SettingsError(errors, source)
+    return fill_defaults(settings, schema)
+
+
+def load_settings(path=None, schema_dir=SCHEMA_DIR):
+    """Read and validate a settings YAML file (default: ``$DEEPVRE_SETTINGS`` or hub/settings.yaml)."""
+    path = Path(path or os.environ.get("DEEPVRE_SETTINGS") or DEFAULT_SETTINGS_FILE)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError([f"settings file not found: {path}"], path) from None
+    except yaml.YAMLError as err:
+        raise SettingsError([f"not valid YAML: {err}"], path) from None
+    return validate_settings(data, schema_dir=schema_dir, source=path)
+
+
+def state_dir(settings, override=None):
+    """The folder for the hub's state: ``override``, ``hub.state_dir``, or ``var/`` at the repo root."""
+    chosen = override or os.environ.get("DEEPVRE_STATE_DIR") or settings.get("hub", {}).get("state_dir")
+    return Path(chosen or REPO_ROOT / "var").resolve()

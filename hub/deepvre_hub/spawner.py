@@ -1,0 +1,240 @@
+"""``DeepvreSpawner``: local processes with hardware profiles, exclusive GPUs and per-user accounts.
+
+Thin glue over the pure pieces: ``profiles`` (choice and environment), ``gpus`` (allocation),
+``accounts`` (OS accounts). The GPU ids a server holds live in its spawner state, so a
+restarted hub rebuilds the allocation from the servers still running.
+"""
+
+import html
+import os
+import sys
+
+from jupyterhub.spawner import LocalProcessSpawner
+from tornado import web
+from traitlets import Bool, Dict, List, Unicode, default
+
+from . import accounts, gpus, profiles
+
+# One allocator per hub process, shared by every spawner (built on first use).
+_ALLOCATORS = {}
+
+
+def refusal(status, message):
+    """An HTTP error whose message JupyterHub shows to the user as is (API and spawn page)."""
+    error = web.HTTPError(status, message)
+    error.jupyterhub_message = message
+    return error
+
+
+class DeepvreSpawner(LocalProcessSpawner):
+    """Local-mode spawner: a profile chooses cores, memory and GPUs; GPUs are given exclusively."""
+
+    profiles = List(
+        Dict(),
+        config=True,
+        help="""Hardware profiles offered on the spawn page (the ``profiles:`` settings list).
+
+        Example: ``[{"slug": "gpu-1", "display_name": "1 GPU", "gpus": 1, "groups": ["gpu-users"]}]``
+        """,
+    )
+
+    gpu_settings = Dict(
+        config=True,
+        help="""How to find this machine's GPUs (the ``gpus:`` settings section).
+
+        Example: ``{"discovery": "list", "devices": [{"index": "0"}, {"index": "1"}]}``
+        """,
+    )
+
+    personal_mode = Bool(
+        config=True,
+        help="""Run every server under the hub's own account (the default when the hub is not root).
+
+        Example: ``False`` (as root: each user's server runs under the user's own OS account)
+        """,
+    )
+
+    @default("personal_mode")
+    def _default_personal_mode(self):
+        return not accounts.hub_is_root()
+
+    personal_home_template = Unicode(
+        "",
+        config=True,
+        help="""Personal mode: the folder each user's server works in; ``{username}`` is expanded.
+
+        Example: ``"/srv/deepvre/homes/{username}"``
+        """,
+    )
+
+    gpu_ids = List(help="GPU indices this server holds (kept in the spawner state).")
+    profile_slug = Unicode(help="Slug of the profile this server was started with (kept in the state).")
+
+    # --- profiles and the spawn page -------------------------------------------------
+
+    @property
+    def owner(self):
+        return f"{self.user.name}/{self.name}"
+
+    @property
+    def allocator(self):
+        key = repr(sorted(self.gpu_settings.items()))
+        if key not in _ALLOCATORS:
+            found = gpus.discover_gpus(self.gpu_settings)
+            self.log.info("GPUs for local servers: %s", ", ".join(g.index for g in found) or "none")
+            _ALLOCATORS[key] = gpus.GpuAllocator([g.index for g in found])
+        return _ALLOCATORS[key]
+
+    def user_profiles(self):
+        """The profiles this user may choose (group restriction applied)."""
+        groups = [g.name for g in getattr(self.user, "groups", [])]
+        return profiles.visible_profiles(self.profiles or [profiles.FALLBACK_PROFILE], groups)
+
+    @default("options_form")
+    def _default_options_form(self):
+        return lambda spawner: spawner.render_options_form()
+
+    def render_options_form(self):
+        """The spawn page: each profile, what it gives, GPUs free now, and why one is disabled."""
+        allocator = self.allocator
+        free, total = len(allocator.free()), allocator.total
+        choices = self.user_profiles()
+        chosen = profiles.default_profile(
+            [p for p in choices if not profiles.unavailable_reason(p, free, total)]
+        )
+        parts = []
+        if self.personal_mode:
+            parts.append(
+                '<p class="alert alert-warning deepvre-personal-mode">Personal mode: the hub is not root, '
+                "so every server runs under the same OS account and users are not isolated.</p>"
+            )
+        parts.append(f'<p class="deepvre-gpus-free">GPUs free now: {free} of {total}</p>')
+        for p in choices:
+            reason = profiles.unavailable_reason(p, free, total)
+            attrs = " disabled" if reason else (" checked" if p is chosen else "")
+            slug = html.escape(p["slug"], quote=True)
+            why = f'<br><em class="deepvre-unavailable">Unavailable: {html.escape(reason)}</em>' if reason else ""
+            parts.append(
+                f'<div class="radio deepvre-profile" data-profile="{slug}"><label>'
+                f'<input type="radio" name="profile" value="{slug}"{attrs}> '
+                f"<strong>{html.escape(p['display_name'])}</strong>: {html.escape(profiles.summary(p))}"
+                f"<br><small>{html.escape(p.get('description') or '')}</small>{why}</label></div>"
+            )
+        return "\n".join(parts)
+
+    def options_from_form(self, formdata):
+        return {"profile": formdata.get("profile", [""])[0]}
+
+    def chosen_profile(self):
+        """The profile named in ``user_options`` (or the default), refused if the user may not use it."""
+        choices = self.user_profiles()
+        slug = (self.user_options or {}).get("profile")
+        if not slug:
+            return profiles.default_profile(choices)
+        profile = profiles.find_profile(choices, slug)
+        if profile is None:
+            raise refusal(400, f"Unknown hardware profile {slug!r} (or not available to you).")
+        return profile
+
+    # --- state: survives a hub restart -------------------------------------------------
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.profile_slug = state.get("profile", "")
+        self.gpu_ids = list(state.get("gpu_ids", []))
+        if self.gpu_ids:
+            self.allocator.restore(self.owner, self.gpu_ids)
+
+    def get_state(self):
+        state = super().get_state()
+        if self.profile_slug:
+            state["profile"] = self.profile_slug
+        if self.gpu_ids:
+            state["gpu_ids"] = list(self.gpu_ids)
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        self.allocator.release(self.owner)
+        self.gpu_ids = []
+        self.profile_slug = ""
+
+    # --- accounts and process ----------------------------------------------------------
+
+    @default("pre_spawn_hook")
+    def _default_pre_spawn_hook(self):
+        return ensure_account_hook
+
+    def make_preexec_fn(self, name):
+        if not self.personal_mode:
+            return super().make_preexec_fn(name)
+        home = self.personal_home()
+
+        def preexec():
+            os.chdir(home)
+
+        return preexec
+
+    def personal_home(self):
+        template = self.personal_home_template or os.path.join(os.path.expanduser("~"), "deepvre-users", "{username}")
+        home = template.format(username=self.user.name)
+        os.makedirs(home, mode=0o700, exist_ok=True)
+        return home
+
+    def user_env(self, env):
+        if not self.personal_mode:
+            return super().user_env(env)
+        env["USER"] = self.user.name
+        env["HOME"] = self.personal_home()
+        return env
+
+    def get_args(self):
+        args = super().get_args()
+        if self.personal_mode and accounts.hub_is_root():
+            args.append("--allow-root")
+        return args
+
+    def get_env(self):
+        env = super().get_env()
+        profile = profiles.find_profile(self.profiles or [profiles.FALLBACK_PROFILE], self.profile_slug)
+        if profile is not None:
+            env.update(profiles.local_environment(profile, self.gpu_ids))
+        return env
+
+    async def start(self):
+        profile = self.chosen_profile()
+        try:
+            self.gpu_ids = self.allocator.allocate(self.owner, profile.get("gpus", 0))
+        except gpus.NoFreeGpus as err:
+            raise refusal(409, str(err)) from None
+        self.profile_slug = profile["slug"]
+        if profile.get("cpu"):
+            self.cpu_limit = float(profile["cpu"])
+        if profile.get("memory"):
+            self.mem_limit = profiles.parse_memory(profile["memory"])
+        self.log.info("Starting %s with profile %s, GPUs [%s]", self.owner, self.profile_slug, ",".join(self.gpu_ids))
+        try:
+            return await super().start()
+        except Exception:
+            self.allocator.release(self.owner)
+            self.gpu_ids = []
+            raise
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        self.allocator.release(self.owner)
+
+
+def ensure_account_hook(spawner):
+    """Pre-spawn hook: as root, create the user's OS account (private home) if it is missing."""
+    if spawner.personal_mode:
+        return
+    try:
+        accounts.ensure_account(spawner.user.name)
+    except accounts.AccountError as err:
+        raise refusal(403, str(err)) from None
+
+
+def singleuser_command():
+    """The single-user server of this environment (readable by the users' accounts)."""
+    return [os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")]
