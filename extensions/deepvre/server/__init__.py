@@ -1,0 +1,58 @@
+"""The deepvre jupyter_server extension: the REST API behind the Models panel.
+
+Enabled by ``etc/jupyter/jupyter_server_config.d/deepvre.json`` when deepvre is installed.
+Settings (``c.DeepvreExtension.<name>`` in ``jupyter_server_config.py``) are traitlets below.
+"""
+
+import os
+import tempfile
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Unicode, default
+
+from .jobs import ModelServices, PreprocessJobs
+
+
+class DeepvreExtension(ExtensionApp):
+    name = "deepvre"
+
+    runs_dir = Unicode(
+        "runs", config=True,
+        help="Folder of batch runs, relative to the server's root directory. Example: 'runs'.",
+    )
+    notebooks_dir = Unicode(
+        "fine-tune", config=True,
+        help="Folder (relative to the root directory) where Fine-tune writes parameterized notebooks. "
+             "Example: 'fine-tune'.",
+    )
+    runs_backend = Unicode(
+        "local", config=True,
+        help="Runner backend for batch runs started from the panel: 'local' or 'slurm'. Example: 'slurm'.",
+    )
+    cache_dir = Unicode(
+        config=True,
+        help="Folder for training notebooks fetched from the marketplace and service logs. "
+             "Example: '~/.cache/deepvre'.",
+    )
+
+    @default("cache_dir")
+    def _cache_dir_default(self):
+        return tempfile.mkdtemp(prefix="deepvre-server-")
+
+    def initialize_settings(self):
+        self.cache_dir = os.path.expanduser(self.cache_dir)
+        self.preprocess_jobs = PreprocessJobs()
+        self.services = ModelServices(os.path.join(self.cache_dir, "services"))
+        self.settings["deepvre"] = self
+
+    def initialize_handlers(self):
+        from .handlers import handlers
+
+        self.handlers.extend(handlers("/"))
+
+    async def stop_extension(self):
+        self.services.stop_all()
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "deepvre.server", "app": DeepvreExtension}]

@@ -1,0 +1,73 @@
+"""What the panel and the widgets show of a model record and of a run: pure functions."""
+
+import os
+
+
+def _first(record, *keys, default=None):
+    for key in keys:
+        cur = record
+        for part in key.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if cur not in (None, "", [], {}):
+            return cur
+    return default
+
+
+def _names(value):
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v.get("name", v) if isinstance(v, dict) else v) for v in value]
+
+
+def model_card(record):
+    """A catalog record -> the card: name, title, summary, use case, tags, metrics, version, owner, lineage."""
+    return {
+        "name": _first(record, "name", "id"),
+        "title": _first(record, "title", "metadata.title", "name", default=""),
+        "summary": _first(record, "summary", "metadata.summary", default=""),
+        "use_case": _first(record, "use_case", "deepvre.use_case", "metadata.deepvre.use_case", default=""),
+        "tasks": _names(_first(record, "tasks", "metadata.tasks")),
+        "categories": _names(_first(record, "categories", "metadata.categories")),
+        "tags": _names(_first(record, "tags", "metadata.tags")),
+        "metrics": _first(record, "metrics", "deepvre.metrics", "metadata.deepvre.metrics", default={}),
+        "version": _first(record, "version", "metadata.version", default=""),
+        "owner": _first(record, "owner", default=""),
+        "lineage": _first(record, "lineage", "parent", "deepvre.parent", "metadata.deepvre.parent", default=None),
+        "trainable": bool(_first(record, "trainable", "deepvre.trainable", "metadata.deepvre.trainable",
+                                 "training_notebook", "deepvre.training_notebook", default=False)),
+    }
+
+
+def model_details(record):
+    """The card plus the full description (Markdown, rendered safely by the client) and versions."""
+    card = model_card(record)
+    card["description"] = _first(record, "description", "metadata.description", default="")
+    if isinstance(card["description"], list):
+        card["description"] = "\n".join(card["description"])
+    card["versions"] = _first(record, "versions", default=[card["version"]] if card["version"] else [])
+    return card
+
+
+def run_view(run, root):
+    """A runner's Run -> what the runs list shows; notebook paths relative to ``root`` when inside it."""
+    status = dict(getattr(run, "status", {}) or {})
+    path = str(getattr(run, "path", ""))
+    out = os.path.join(path, "output.ipynb")
+    real_root = os.path.realpath(root)
+    inside = bool(path) and os.path.commonpath([os.path.realpath(out), real_root]) == real_root
+    metrics_file = os.path.join(path, "metrics.json")
+    return {
+        "id": getattr(run, "id", None),
+        "state": status.get("state", "unknown"),
+        "progress": status.get("progress"),
+        "started": status.get("started"),
+        "finished": status.get("finished"),
+        "error": status.get("error") or status.get("message") or "",
+        "notebook": status.get("notebook") or getattr(run, "notebook", None),
+        "output": os.path.relpath(out, real_root).replace(os.sep, "/") if inside else None,
+        "metrics_file": (os.path.relpath(metrics_file, real_root).replace(os.sep, "/")
+                         if inside and os.path.exists(metrics_file) else None),
+        "metrics": getattr(run, "metrics", None) or {},
+    }

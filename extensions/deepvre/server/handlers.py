@@ -1,0 +1,268 @@
+"""REST handlers under ``/deepvre/api/``: models, parameters, fine-tune, runs, preprocess, serve, publish.
+
+Every handler is authenticated and checks ``_xsrf`` like the rest of Jupyter; every path in a
+request is resolved inside the server's root directory (``paths.resolve``). Errors come back
+as JSON ``{"message": ...}``: 400 bad input, 404 unknown, 409 exists, 503 back end missing.
+"""
+
+import functools
+import json
+import os
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.ioloop import IOLoop
+
+from . import backends, cards, parameters, paths
+
+ERRORS = (
+    (backends.Unavailable, 503),
+    (paths.PathError, 400),
+    (parameters.ParameterError, 400),
+    (FileExistsError, 409),
+    (FileNotFoundError, 404),
+    (LookupError, 404),
+    (PermissionError, 403),
+    (ValueError, 400),
+)
+
+
+def status_of(err):
+    """The HTTP status for an error raised by a back end (by type, then by the type's name)."""
+    for kind, code in ERRORS:
+        if isinstance(err, kind):
+            return code
+    name = type(err).__name__.lower()
+    for word, code in (("notfound", 404), ("conflict", 409), ("exists", 409), ("permission", 403),
+                       ("forbidden", 403), ("invalid", 400), ("validation", 400)):
+        if word in name:
+            return code
+    return None
+
+
+def api(method):
+    """Authenticated JSON endpoint: known errors become JSON with the back end's message."""
+
+    @web.authenticated
+    @functools.wraps(method)
+    async def wrapper(self, *args, **kwargs):
+        try:
+            result = await method(self, *args, **kwargs)
+        except web.HTTPError:
+            raise
+        except Exception as err:
+            code = status_of(err)
+            if code is None:
+                raise
+            message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+            raise web.HTTPError(code, message or type(err).__name__) from err
+        if result is not None:
+            self.finish(json.dumps(result, default=str))
+
+    return wrapper
+
+
+class Base(APIHandler):
+    @property
+    def ext(self):
+        return self.settings["deepvre"]
+
+    @property
+    def root(self):
+        return self.contents_manager.root_dir
+
+    def body(self):
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError as err:
+            raise web.HTTPError(400, f"request body is not JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "request body must be a JSON object")
+        return data
+
+    def resolve(self, path, must_exist=False):
+        return paths.resolve(self.root, path, must_exist=must_exist)
+
+    def blocking(self, fn, *args, **kwargs):
+        return IOLoop.current().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+    def runs_dir(self):
+        return self.resolve(self.ext.runs_dir)
+
+    async def model_notebook(self, name, version):
+        """The model's training notebook, fetched into the server's cache folder."""
+        dest = os.path.join(self.ext.cache_dir, "notebooks", paths.safe_segment(name),
+                            paths.safe_segment(version or "latest"))
+        os.makedirs(dest, exist_ok=True)
+        return await self.blocking(backends.training_notebook, name, version, dest)
+
+
+class Models(Base):
+    @api
+    async def get(self):
+        q = {k: self.get_argument(k, "") for k in ("q", "use_case", "task", "category", "trainable")}
+        trainable = {"": None, "true": True, "false": False}.get(q.pop("trainable").lower())
+        records = await self.blocking(backends.search_models, q.pop("q"), trainable=trainable, **q)
+        return {"models": [cards.model_card(r) for r in records]}
+
+
+class Model(Base):
+    @api
+    async def get(self, name):
+        record = await self.blocking(backends.show_model, name, self.get_argument("version", None))
+        return cards.model_details(record)
+
+
+class ModelParameters(Base):
+    @api
+    async def get(self, name):
+        nb = await self.model_notebook(name, self.get_argument("version", None))
+        return {"parameters": await self.blocking(parameters.inspect, nb)}
+
+
+class FineTune(Base):
+    """Write the model's training notebook, parameterized, into the workspace; return its path."""
+
+    @api
+    async def post(self, name):
+        body = self.body()
+        version = body.get("version")
+        path = await self.fine_tune(name, version, body.get("parameters") or {}, body.get("path"))
+        self.set_status(201)
+        return {"path": paths.relative(self.root, path)}
+
+    async def fine_tune(self, name, version, values, target=None):
+        source = await self.model_notebook(name, version)
+        fields = await self.blocking(parameters.inspect, source)
+        values = parameters.check_values(fields, values)
+        if target:
+            dest = self.resolve(target)
+            if os.path.lexists(dest):
+                raise FileExistsError(f"{target!r} already exists; choose another name")
+        else:
+            folder = self.resolve(self.ext.notebooks_dir)
+            base = os.path.basename(source).removesuffix(".ipynb")
+            dest = paths.free_name(os.path.join(folder, f"{paths.safe_segment(name)}-{base}.ipynb"))
+        if not dest.endswith(".ipynb"):
+            raise ValueError(f"the notebook path must end in .ipynb, not {target!r}")
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        lineage = {"model": name, "version": version or ""}
+        await self.blocking(parameters.write_parameterized, source, dest, values, lineage)
+        return dest
+
+
+class NotebookParameters(Base):
+    @api
+    async def get(self):
+        nb = self.resolve(self.get_argument("path", None), must_exist=True)
+        return {"parameters": await self.blocking(parameters.inspect, nb)}
+
+
+class Runs(FineTune):
+    @api
+    async def get(self):
+        runs = await self.blocking(backends.list_runs, self.runs_dir())
+        return {"runs": [cards.run_view(r, self.root) for r in runs]}
+
+    @api
+    async def post(self):
+        """Start a detached run: of a workspace notebook (``path``) or of a model's notebook (``model``)."""
+        body = self.body()
+        values = body.get("parameters") or {}
+        if body.get("model"):
+            nb = await self.fine_tune(body["model"], body.get("version"), values, body.get("path"))
+        else:
+            nb = self.resolve(body.get("path"), must_exist=True)
+        fields = await self.blocking(parameters.inspect, nb)
+        values = parameters.check_values(fields, values)
+        run = await self.blocking(backends.start_run, nb, values, self.runs_dir(), self.ext.runs_backend)
+        self.set_status(201)
+        return cards.run_view(run, self.root)
+
+
+class Run(Base):
+    @api
+    async def get(self, run_id):
+        run = await self.blocking(backends.get_run, paths.safe_segment(run_id), self.runs_dir())
+        return cards.run_view(run, self.root)
+
+    @api
+    async def delete(self, run_id):
+        await self.blocking(backends.cancel_run, paths.safe_segment(run_id), self.runs_dir())
+        run = await self.blocking(backends.get_run, run_id, self.runs_dir())
+        return cards.run_view(run, self.root)
+
+
+class Publish(Base):
+    """Publish the model a run trained, with its lineage (the model it was fine-tuned from)."""
+
+    @api
+    async def post(self, run_id):
+        body = self.body()
+        if not body.get("name"):
+            raise ValueError("give the published model a name")
+        run = await self.blocking(backends.get_run, paths.safe_segment(run_id), self.runs_dir())
+        view = cards.run_view(run, self.root)
+        if view["state"] != "done":
+            raise ValueError(f"run {run_id} is {view['state']}; only a finished run can be published")
+        lineage = parameters.lineage_of(os.path.join(str(run.path), "output.ipynb"))
+        record = await self.blocking(backends.publish_run, run, body["name"], body.get("version"),
+                                     lineage, body.get("visibility", "private"))
+        self.set_status(201)
+        return cards.model_card(record)
+
+
+class Preprocess(Base):
+    @api
+    async def get(self):
+        kinds = await self.blocking(backends.pipeline_kinds)
+        return {"kinds": kinds, "jobs": self.ext.preprocess_jobs.list()}
+
+    @api
+    async def post(self):
+        body = self.body()
+        src = self.resolve(body.get("input"), must_exist=True)
+        out = self.resolve(body.get("output") or f"{body.get('input', '').rstrip('/')}-preprocessed")
+        cluster = body.get("cluster") or "local"
+        job = self.ext.preprocess_jobs.start(body.get("kind"), src, out, cluster, body.get("params"))
+        self.set_status(201)
+        return self.view(job)
+
+    def view(self, job):
+        job["input"], job["output"] = paths.relative(self.root, job["input"]), paths.relative(self.root, job["output"])
+        return job
+
+
+class PreprocessJob(Preprocess):
+    @api
+    async def get(self, job_id):
+        return self.view(self.ext.preprocess_jobs.get(job_id))
+
+
+class Serve(Base):
+    @api
+    async def get(self):
+        return {"services": self.ext.services.list(self.base_url)}
+
+    @api
+    async def post(self):
+        body = self.body()
+        if not body.get("model"):
+            raise ValueError("give the model to serve")
+        await self.blocking(backends.show_model, body["model"], body.get("version"))  # 404 early
+        svc = self.ext.services.start(body["model"], body.get("version"), self.base_url)
+        self.set_status(201)
+        return svc
+
+
+def handlers(base_url):
+    api_url = url_path_join(base_url, "deepvre", "api")
+    name = r"(?P<name>[^/]+)"
+    routes = [
+        (r"models", Models), (rf"models/{name}", Model), (rf"models/{name}/parameters", ModelParameters),
+        (rf"models/{name}/finetune", FineTune), (r"notebooks/parameters", NotebookParameters),
+        (r"runs", Runs), (r"runs/(?P<run_id>[^/]+)", Run), (r"runs/(?P<run_id>[^/]+)/publish", Publish),
+        (r"preprocess", Preprocess), (r"preprocess/(?P<job_id>[^/]+)", PreprocessJob), (r"serve", Serve),
+    ]
+    return [(url_path_join(api_url, pattern) + "/?", cls) for pattern, cls in routes]

@@ -1,0 +1,112 @@
+"""The REST handlers in a real jupyter_server: authentication, xsrf, paths, parameters, errors."""
+
+import json
+import os
+
+import nbformat
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from deepvre.server import backends
+
+from .conftest import make_notebook
+
+
+@pytest.fixture
+def nb(jp_root_dir):
+    return make_notebook(jp_root_dir / "work" / "train.ipynb")
+
+
+def test_extension_is_loaded(jp_serverapp):
+    assert "deepvre.server" in jp_serverapp.extension_manager.extensions
+    assert jp_serverapp.extension_manager.extensions["deepvre.server"].enabled
+
+
+def test_requests_without_credentials_are_refused(api):
+    status, _ = api("GET", "notebooks/parameters", params={"path": "x"}, headers={"Authorization": ""})
+    assert status == 403
+    status, _ = api("POST", "runs", body={"path": "x"}, headers={"Authorization": ""})
+    assert status == 403
+
+
+def test_cookie_session_needs_xsrf_for_posts(jp_fetch, jp_asyncio_loop, jp_serverapp, nb):
+    """A browser session (cookie, no token): GET works, POST without _xsrf is refused."""
+    run = jp_asyncio_loop.run_until_complete
+    token = jp_serverapp.identity_provider.token
+    resp = run(jp_fetch("deepvre", "api", "notebooks", "parameters",
+                        params={"path": "work/train.ipynb", "token": token}, headers={"Authorization": ""}))
+    cookies = "; ".join(c.split(";")[0] for c in resp.headers.get_list("Set-Cookie"))
+    assert "username-" in cookies
+    plain = {"Authorization": "", "Cookie": cookies}
+    resp = run(jp_fetch("deepvre", "api", "notebooks", "parameters", params={"path": "work/train.ipynb"},
+                        headers=plain))
+    assert resp.code == 200
+    with pytest.raises(HTTPClientError) as err:
+        run(jp_fetch("deepvre", "api", "runs", method="POST", body="{}", headers=plain))
+    assert err.value.code == 403 and b"_xsrf" in err.value.response.body
+    # the same POST with the xsrf cookie echoed in the header passes xsrf (then fails on its body: 400)
+    xsrf = "abc123"
+    headers = {"Authorization": "", "Cookie": f"{cookies}; _xsrf={xsrf}", "X-XSRFToken": xsrf}
+    with pytest.raises(HTTPClientError) as err:
+        run(jp_fetch("deepvre", "api", "runs", method="POST", body="{}", headers=headers))
+    assert err.value.code == 400 and "no path given" in json.loads(err.value.response.body)["message"]
+
+
+def test_notebook_parameters_form(api, nb):
+    status, data = api("GET", "notebooks/parameters", params={"path": "work/train.ipynb"})
+    assert status == 200
+    assert {p["name"]: p["value"] for p in data["parameters"]} == {
+        "epochs": 2, "learning_rate": 0.01, "label": "cells", "augment": False}
+
+
+@pytest.mark.parametrize("bad", ["../outside.ipynb", "work/../../outside.ipynb", "/etc/passwd", "link/x.ipynb"])
+def test_paths_that_escape_the_root_are_refused(api, jp_root_dir, nb, bad):
+    outside = jp_root_dir.parent / "elsewhere"
+    outside.mkdir(exist_ok=True)
+    make_notebook(outside / "x.ipynb")
+    make_notebook(jp_root_dir.parent / "outside.ipynb")
+    if not (jp_root_dir / "link").exists():
+        os.symlink(outside, jp_root_dir / "link")
+    for method, path, kwargs in (
+        ("GET", "notebooks/parameters", {"params": {"path": bad}}),
+        ("POST", "runs", {"body": {"path": bad}}),
+        ("POST", "preprocess", {"body": {"kind": "images", "input": bad, "output": "out"}}),
+        ("POST", "preprocess", {"body": {"kind": "images", "input": "work", "output": bad}}),
+    ):
+        status, data = api(method, path, **kwargs)
+        assert status == 400, (method, path, data)
+        assert "workspace" in data["message"], data
+
+
+def test_missing_notebook_is_named(api):
+    status, data = api("GET", "notebooks/parameters", params={"path": "nope.ipynb"})
+    assert status == 400 and "nope.ipynb" in data["message"]
+
+
+def test_bad_json_body_is_a_clear_error(api, jp_fetch, jp_asyncio_loop):
+    with pytest.raises(HTTPClientError) as err:
+        jp_asyncio_loop.run_until_complete(jp_fetch("deepvre", "api", "runs", method="POST", body="{not json"))
+    assert err.value.code == 400 and b"not JSON" in err.value.response.body
+
+
+def test_unknown_parameter_is_refused_before_running(api, nb):
+    status, data = api("POST", "runs", body={"path": "work/train.ipynb", "parameters": {"epochz": 3}})
+    assert status == 400 and "epochz" in data["message"]
+    status, data = api("POST", "runs", body={"path": "work/train.ipynb", "parameters": {"epochs": "many"}})
+    assert status == 400 and "'epochs' must be int" in data["message"]
+
+
+def test_missing_back_end_answers_503_with_what(api, monkeypatch):
+    def missing(*args, **kwargs):
+        backends.need("deepvre.no_such_area", "the thing (deepvre.no_such_area)")
+
+    monkeypatch.setattr(backends, "search_models", missing)
+    status, data = api("GET", "models", params={"q": "x"})
+    assert status == 503 and data["message"] == "not available: the thing (deepvre.no_such_area)"
+
+
+def test_run_ids_cannot_name_paths(api):
+    status, data = api("GET", "runs/..")
+    assert status in (400, 404)
+    status, data = api("GET", "runs/..%2Fx")
+    assert status in (400, 404)
