@@ -1,0 +1,83 @@
+"""``deepvre deploy``: render what a deployment needs, for review before applying it."""
+
+import os
+
+import click
+
+from . import main
+
+
+@main.group()
+def deploy():
+    """Render deployment files (Kubernetes: Zero to JupyterHub values and manifests)."""
+
+
+@deploy.command("kubernetes")
+@click.option("--render", "out", required=True, type=click.Path(file_okay=False),
+              help="Folder to write values.yaml, manifests.yaml and helm-command.txt into.")
+@click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Site settings YAML (default: hub/settings.yaml).")
+@click.option("--force", is_flag=True, help="Overwrite files already in the output folder.")
+def kubernetes(out, settings_file, force):
+    """Write the z2jh Helm values and the extra manifests for `helm upgrade --install`."""
+    from deepvre_hub import kubernetes as k8s
+
+    settings_file = settings_file or "hub/settings.yaml"
+    if not os.path.isfile(settings_file):
+        raise click.UsageError(f"--settings: {settings_file} does not exist")
+    settings = _load_settings(settings_file)
+    try:
+        values = k8s.z2jh_values(settings)
+        objects = k8s.manifests(settings)
+        ns = k8s.kubernetes_settings(settings)
+    except k8s.RenderError as err:
+        raise click.ClickException(f"{settings_file}: {err}") from None
+
+    files = {
+        "values.yaml": _dump(values, f"Zero to JupyterHub {k8s.CHART_VERSION} values rendered by deepvre"),
+        "manifests.yaml": "---\n".join(_dump(o) for o in objects),
+        "helm-command.txt": helm_command(ns["release"], ns["namespace"], k8s.CHART_VERSION) + "\n",
+    }
+    os.makedirs(out, exist_ok=True)
+    existing = [name for name in files if os.path.exists(os.path.join(out, name))]
+    if existing and not force:
+        raise click.ClickException(f"{out}: would overwrite {', '.join(existing)} (use --force)")
+    for name, text in files.items():
+        with open(os.path.join(out, name), "w") as f:
+            f.write(text)
+    click.echo(f"wrote {', '.join(files)} to {out}")
+    click.echo(files["helm-command.txt"].strip())
+
+
+def helm_command(release, namespace, chart_version):
+    """The commands that apply the rendered files (also in hub/kubernetes/README.md)."""
+    return (
+        "helm repo add jupyterhub https://hub.jupyter.org/helm-chart/ && helm repo update\n"
+        f"kubectl create namespace {namespace} --dry-run=client -o yaml | kubectl apply -f -\n"
+        f"kubectl apply -n {namespace} -f manifests.yaml\n"
+        f"helm upgrade --cleanup-on-fail --install {release} jupyterhub/jupyterhub "
+        f"--namespace {namespace} --version={chart_version} --values values.yaml"
+    )
+
+
+def _load_settings(path):
+    """The site settings through the hub's loader when it exists, else plain YAML."""
+    try:
+        from deepvre_hub.settings import load_settings
+    except ImportError:
+        import yaml
+
+        with open(path) as f:
+            return yaml.safe_load(f) or {}
+    return load_settings(path)
+
+
+def _dump(data, title=None):
+    import yaml
+
+    class NoAliases(yaml.SafeDumper):
+        def ignore_aliases(self, data):
+            return True
+
+    head = f"# {title}\n" if title else ""
+    return head + yaml.dump(data, Dumper=NoAliases, sort_keys=False, default_flow_style=False)

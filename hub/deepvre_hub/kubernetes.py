@@ -1,0 +1,529 @@
+"""Kubernetes mode: Zero to JupyterHub values, KubeSpawner profiles and Dask RBAC.
+
+Pure functions from the site settings (``hub/settings.yaml``: ``profiles:``,
+``kubernetes:``, ``auth:``/``oidc:``, ``culling:``) to what the pinned Zero to
+JupyterHub (z2jh) chart and KubeSpawner understand:
+
+- ``kubespawner_profile(profile, k8s)``: one hardware profile as a KubeSpawner
+  ``profile_list`` entry (resources, GPU limits, node selector, tolerations,
+  image, ``/dev/shm`` size, allowed groups).
+- ``z2jh_values(settings)``: the chart's values; ``manifests(settings)``: the
+  extra objects (ServiceAccount, Role, RoleBinding) for user-made Dask clusters.
+- ``kubespawner_config(values)``: the KubeSpawner traits that z2jh's own
+  ``jupyterhub_config.py`` derives from the values deepvre sets (the subset
+  deepvre uses, same keys and semantics), so ``configure(c, settings)`` and the
+  tests see the spawner exactly as the chart would configure it.
+
+Bad settings raise :class:`RenderError` naming the key.
+"""
+
+import copy
+import json
+import os
+
+from . import culler, profiles
+
+CHART_NAME = "jupyterhub"
+CHART_REPO = "https://hub.jupyter.org/helm-chart/"
+# z2jh 4.4.0 ships JupyterHub 5.5.0 (we pin 5.5.x: NativeAuthenticator breaks on 6.x).
+CHART_VERSION = "4.4.0"
+
+SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schemas", "settings", "kubernetes.json")
+
+# The chart's toleration for its dedicated user nodes (z2jh default, restated so that a
+# GPU profile's tolerations, which replace the list, keep it).
+USER_NODE_TOLERATIONS = [
+    {"key": "hub.jupyter.org/dedicated", "operator": "Equal", "value": "user", "effect": "NoSchedule"},
+    {"key": "hub.jupyter.org_dedicated", "operator": "Equal", "value": "user", "effect": "NoSchedule"},
+]
+# Names from the user pod itself, for ownerReferences on the DaskClusters it creates.
+POD_ENV = {
+    "DEEPVRE_POD_NAME": "metadata.name",
+    "DEEPVRE_POD_UID": "metadata.uid",
+    "DEEPVRE_NAMESPACE": "metadata.namespace",
+}
+HOME_VOLUME = "volume-{user_server}"
+HOME_CLAIM = "claim-{user_server}"
+SHM_VOLUME = "dshm"
+DASK_GROUP = "kubernetes.dask.org"
+DASK_RESOURCES = ["daskclusters", "daskworkergroups", "daskautoscalers", "daskjobs"]
+MARKETPLACE_SERVICE = "marketplace"
+
+
+class RenderError(ValueError):
+    """Settings that cannot become Kubernetes values; the message names the key."""
+
+
+# ---------------------------------------------------------------- settings
+
+
+def _schema():
+    with open(SCHEMA_PATH) as f:
+        return json.load(f)
+
+
+def _fill_defaults(schema, value):
+    """A copy of ``value`` with the schema's defaults filled in, recursively."""
+    if schema.get("type") != "object" or not isinstance(value, dict):
+        return value
+    out = dict(value)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key in out:
+            out[key] = _fill_defaults(sub, out[key])
+    return out
+
+
+def kubernetes_settings(settings):
+    """The ``kubernetes:`` section, validated and with every default filled in."""
+    import jsonschema
+
+    section = (settings or {}).get("kubernetes") or {}
+    schema = _schema()
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(section), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        path = ".".join(["kubernetes", *map(str, err.path)])
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            raise RenderError(f"{path}: unknown key {', '.join(repr(k) for k in extra)}")
+        raise RenderError(f"{path}: {err.message}")
+    return _fill_defaults(schema, section)
+
+
+def _profile_schema():
+    with open(os.path.join(os.path.dirname(SCHEMA_PATH), "profiles.json")) as f:
+        return json.load(f)["items"]
+
+
+def _check_profile(profile, where):
+    """The hub's profile schema, then what Kubernetes needs on top (a GPU count for a GPU type)."""
+    import jsonschema
+
+    if not isinstance(profile, dict):
+        raise RenderError(f"{where}: a profile must be a mapping, got {type(profile).__name__}")
+    schema = _profile_schema()
+    unknown = sorted(set(profile) - set(schema["properties"]))
+    if unknown:
+        raise RenderError(f"{where}: unknown key {', '.join(repr(k) for k in unknown)}")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(profile))
+    if error is not None:
+        path = "".join(f".{p}" for p in error.absolute_path)
+        raise RenderError(f"{where}{path}: {error.message}")
+    gpus = profile.get("gpus") or 0
+    if profile.get("gpu_type") and not gpus:
+        raise RenderError(
+            f"{where}.gpus: GPU profile {profile['slug']!r} (gpu_type {profile['gpu_type']!r}) has no GPU count"
+        )
+
+
+# ---------------------------------------------------------------- profiles
+
+
+def _quantity(nbytes):
+    """Bytes as a Kubernetes quantity in Mi (exact enough, always valid)."""
+    return f"{max(1, int(nbytes) // 2**20)}Mi"
+
+
+def home_and_shm_volumes(k8s, shm_bytes=None):
+    """The pod's volumes: the user's home PVC and ``/dev/shm`` as a memory emptyDir."""
+    shm = {"medium": "Memory"}
+    if shm_bytes:
+        shm["sizeLimit"] = _quantity(shm_bytes)
+    return [
+        {"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": HOME_CLAIM}},
+        {"name": SHM_VOLUME, "emptyDir": shm},
+    ]
+
+
+def kubespawner_profile(profile, k8s, where="profiles[?]"):
+    """A hardware profile (the contract's dict) as a KubeSpawner ``profile_list`` entry.
+
+    ``k8s`` is :func:`kubernetes_settings`' result. The entry keeps the profile's
+    ``groups``, which :func:`restrict_profiles_by_group` filters on (KubeSpawner 7.1
+    has no group filter of its own; it ignores the extra key).
+    """
+    _check_profile(profile, where)
+    frac = k8s["guarantee_fraction"]
+    gpus = profile.get("gpus") or 0
+    override = {
+        "image": profile.get("image") or k8s["images"]["gpu" if gpus else "cpu"],
+        "environment": {"DEEPVRE_PROFILE": profile["slug"], "DEEPVRE_GPUS": str(gpus)},
+    }
+    if profile.get("cpu"):
+        override["cpu_limit"] = float(profile["cpu"])
+        override["cpu_guarantee"] = round(float(profile["cpu"]) * frac, 3)
+    mem = profiles.parse_memory(profile.get("memory"))
+    if mem:
+        override["mem_limit"] = mem
+        override["mem_guarantee"] = int(mem * frac)
+    override["volumes"] = home_and_shm_volumes(k8s, mem and mem * k8s["shm_fraction"])
+    if gpus:
+        gpu = k8s["gpu"]
+        selector = dict(gpu["node_selector"])
+        if profile.get("gpu_type"):
+            gpu_type = profile["gpu_type"]
+            selector[gpu["type_label"]] = gpu["type_values"].get(gpu_type, gpu_type)
+        override.update({
+            "extra_resource_limits": {gpu["resource"]: str(gpus)},
+            "node_selector": selector,
+            "tolerations": copy.deepcopy(USER_NODE_TOLERATIONS + list(gpu["tolerations"])),
+        })
+    return {
+        "slug": profile["slug"],
+        "display_name": profile["display_name"],
+        "description": profile.get("description", ""),
+        "default": bool(profile.get("default", False)),
+        "groups": list(profile.get("groups") or []),
+        "kubespawner_override": override,
+    }
+
+
+def profile_list(settings):
+    """Every profile in ``settings['profiles']`` as KubeSpawner ``profile_list`` entries."""
+    k8s = kubernetes_settings(settings)
+    items = (settings or {}).get("profiles") or []
+    if not isinstance(items, list) or not items:
+        raise RenderError("profiles: at least one hardware profile is needed")
+    entries = [kubespawner_profile(p, k8s, f"profiles[{i}]") for i, p in enumerate(items)]
+    errors = profiles.check_profiles(items)
+    if errors:
+        raise RenderError(errors[0])
+    return entries
+
+
+def restrict_profiles_by_group(c):
+    """Make ``c.KubeSpawner.profile_list`` a callable that filters by the user's groups.
+
+    KubeSpawner calls it both for the spawn form and when it loads the chosen
+    profile, so a profile outside the user's groups is neither shown nor startable.
+    """
+    entries = c.KubeSpawner.profile_list
+    if callable(entries) or not entries:
+        return
+
+    def profile_list_for_user(spawner):
+        return profiles.visible_profiles(entries, [g.name for g in spawner.user.groups])
+
+    c.KubeSpawner.profile_list = profile_list_for_user
+
+
+# ---------------------------------------------------------------- values
+
+
+def _image(ref):
+    name, _, tag = ref.rpartition(":")
+    if not name or "/" in tag:  # no tag (a registry port is not a tag)
+        return {"name": ref, "tag": "latest"}
+    return {"name": name, "tag": tag}
+
+
+OIDC_SECRET = "deepvre-oidc"  # the k8s Secret (key client-secret) holding the OIDC client secret
+CULLER_CONFIG = "/usr/local/etc/deepvre/idle_culler_config.py"
+HUB_STATE = "/srv/jupyterhub"  # the chart's hub PVC
+
+
+def _oidc(settings, k8s):
+    """hub.config.GenericOAuthenticator (what can be written down) and the hub's extra env/config.
+
+    ``deepvre_hub.oidc.configure`` still runs in the hub (extraConfig): it does the
+    discovery, reads the secret from the environment and installs the group mapping.
+    """
+    from . import oidc
+
+    section = (settings or {}).get("oidc")
+    if not section:
+        raise RenderError("oidc: the section is missing (auth.type oidc needs it)")
+    secret_env = section.get("client_secret_env", "OAUTH_CLIENT_SECRET")
+    static = dict(section, client_secret_env=secret_env)
+    try:
+        traits = oidc.authenticator_traits(static, environ={secret_env: "from-k8s-secret"})
+    except oidc.OIDCSettingsError as err:
+        if not oidc.needs_discovery(section):
+            raise RenderError(str(err)) from None
+        traits = {}  # endpoints come from discovery at hub start
+    config = {k: v for k, v in traits.items() if k != "client_secret" and not callable(v)}
+    config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
+    if k8s["host"] and "oauth_callback_url" not in config:
+        config["oauth_callback_url"] = f"https://{k8s['host']}/hub/oauth_callback"
+    env = {secret_env: {"valueFrom": {"secretKeyRef": {"name": OIDC_SECRET, "key": "client-secret"}}}}
+    snippet = (
+        "import json\n"
+        "from deepvre_hub import oidc\n"
+        f"oidc.configure(c, json.loads({json.dumps({'oidc': section, 'hub': {'state_dir': HUB_STATE}})!r}))\n"
+    )
+    return config, env, snippet
+
+
+def _culler(settings):
+    """deepvre's idle culler (per-profile and GPU limits) as a hub service, with its config file."""
+    culling = {"enabled": True, "timeout": 3600, "gpu_timeout": 900, "every": 60, **((settings or {}).get("culling") or {})}
+    if not culling["enabled"]:
+        return None, None, None
+    items = (settings or {}).get("profiles") or []
+    limits = [culling["timeout"], culling["gpu_timeout"]] + [p["idle_timeout"] for p in items if p.get("idle_timeout")]
+    service = {"command": [
+        "python3", "-m", "jupyterhub_idle_culler", "--url=http://localhost:8081/hub/api",
+        f"--timeout={min(limits)}", f"--cull-every={culling['every']}", f"--config={CULLER_CONFIG}",
+    ]}
+    role = {"services": ["idle-culler"], "scopes": list(culler.SCOPES)}
+    config_file = {"mountPath": CULLER_CONFIG, "stringData": culler.culler_config_text(culling, items)}
+    return service, role, config_file
+
+
+def _marketplace(settings, k8s):
+    """The marketplace as a hub-managed service (``deepvre.market.service.hub_service``)."""
+    from .modes import marketplace_service
+
+    service, role = marketplace_service(settings)
+    service = dict(service or {"name": MARKETPLACE_SERVICE, "command": ["python3", "-m", "deepvre.market.service"]})
+    role = dict(role or {"name": f"{service['name']}-service", "scopes": ["read:users", "read:groups"]})
+    role["services"] = [service["name"]]
+    # The proxy pod reaches it through the hub Service, so it must listen on all interfaces.
+    service["url"] = f"http://hub:{k8s['marketplace_port']}"
+    service.setdefault("display", True)
+    return service, role
+
+
+def z2jh_values(settings):
+    """The Helm values for the pinned z2jh chart (``CHART_VERSION``)."""
+    k8s = kubernetes_settings(settings)
+    entries = profile_list(settings)
+    # Pod defaults: the default profile open to everyone (KubeSpawner applies the chosen one on top).
+    base = next((e for e in entries if e["default"] and not e["groups"]), None)
+    base = base or next((e for e in entries if not e["groups"]), entries[0])
+    base_override = base["kubespawner_override"]
+    images = k8s["images"]
+    market, market_role = _marketplace(settings, k8s)
+    auth = ((settings or {}).get("auth") or {}).get("type", "native")
+    hub_env = {"DEEPVRE_MODE": "kubernetes"}
+    extra_config = {
+        "deepvre-profiles": "from deepvre_hub.kubernetes import restrict_profiles_by_group\nrestrict_profiles_by_group(c)\n",
+    }
+
+    hub_config = {
+        "JupyterHub": {"admin_access": False, "allow_named_servers": True},
+        "KubeSpawner": {
+            "pod_security_context": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "container_security_context": {
+                "runAsNonRoot": True,
+                "runAsUser": k8s["uid"],
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            },
+        },
+    }
+    if auth == "oidc":
+        hub_config["JupyterHub"]["authenticator_class"] = "generic-oauth"
+        hub_config["Authenticator"] = {"enable_auth_state": True}
+        hub_config["GenericOAuthenticator"], oidc_env, extra_config["deepvre-oidc"] = _oidc(settings, k8s)
+        hub_env.update(oidc_env)
+    else:
+        hub_config["JupyterHub"]["authenticator_class"] = "nativeauthenticator.NativeAuthenticator"
+        hub_config["Authenticator"] = {"allow_all": True}
+
+    env = {
+        "DEEPVRE_MODE": "kubernetes",
+        **{name: {"valueFrom": {"fieldRef": {"fieldPath": path}}} for name, path in POD_ENV.items()},
+    }
+    singleuser = {
+        "image": {**_image(images["cpu"]), "pullPolicy": images["pull_policy"]},
+        "uid": k8s["uid"],
+        "fsGid": k8s["fs_gid"],
+        "allowPrivilegeEscalation": False,
+        "cloudMetadata": {"blockWithIptables": False},  # the network policy blocks it, without a root init container
+        "extraLabels": {"hub.jupyter.org/network-access-hub": "true"},
+        "extraEnv": env,
+        "cpu": {"limit": base_override.get("cpu_limit"), "guarantee": base_override.get("cpu_guarantee")},
+        "memory": {"limit": base_override.get("mem_limit"), "guarantee": base_override.get("mem_guarantee")},
+        "storage": {
+            "type": "dynamic",
+            "capacity": k8s["storage"]["capacity"],
+            "homeMountPath": k8s["storage"]["home"],
+            "dynamic": {
+                "storageClass": k8s["storage"]["storage_class"],
+                "pvcNameTemplate": HOME_CLAIM,
+                "volumeNameTemplate": HOME_VOLUME,
+                "storageAccessModes": ["ReadWriteOnce"],
+            },
+            "extraVolumes": base_override["volumes"][1:],
+            "extraVolumeMounts": [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}],
+        },
+        "profileList": entries,
+        "networkPolicy": {
+            "enabled": k8s["network_policy"],
+            "egressAllowRules": {
+                "cloudMetadataServer": False,
+                "dnsPortsCloudMetadataServer": True,
+                "dnsPortsKubeSystemNamespace": True,
+                "dnsPortsPrivateIPs": True,
+                "nonPrivateIPs": True,
+                "privateIPs": False,
+            },
+        },
+    }
+    if k8s["dask"]["enabled"]:
+        singleuser["serviceAccountName"] = k8s["dask"]["service_account"]
+        # Dask schedulers made by the operator (client port and dashboard).
+        singleuser["networkPolicy"]["egress"] = [{
+            "to": [{"podSelector": {"matchLabels": {"dask.org/component": "scheduler"}}}],
+            "ports": [{"port": 8786, "protocol": "TCP"}, {"port": 8787, "protocol": "TCP"}],
+        }]
+
+    services = {market["name"]: {k: v for k, v in market.items() if k != "name"}}
+    roles = {market_role["name"]: {k: v for k, v in market_role.items() if k != "name"}}
+    extra_files = {}
+    cull_service, cull_role, cull_file = _culler(settings)
+    if cull_service:
+        services["idle-culler"], roles["idle-culler"] = cull_service, cull_role
+        extra_files["idle-culler-config"] = cull_file
+
+    values = {
+        "fullnameOverride": "",
+        "hub": {
+            "image": {**_image(images["hub"]), "pullPolicy": images["pull_policy"]},
+            "config": hub_config,
+            "services": services,
+            "loadRoles": roles,
+            "extraFiles": extra_files,
+            "service": {"extraPorts": [{
+                "name": market["name"], "port": k8s["marketplace_port"], "targetPort": k8s["marketplace_port"],
+            }]},
+            "extraEnv": hub_env,
+            "extraConfig": extra_config,
+            "networkPolicy": {
+                "enabled": k8s["network_policy"],
+                "ingress": [{
+                    "from": [{"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}},
+                             {"podSelector": {"matchLabels": {"component": "proxy"}}}],
+                    "ports": [{"port": k8s["marketplace_port"], "protocol": "TCP"}],
+                }],
+            },
+        },
+        "proxy": {"chp": {"networkPolicy": {"enabled": k8s["network_policy"]}}},
+        "singleuser": singleuser,
+        "scheduling": {"userPods": {"tolerations": copy.deepcopy(USER_NODE_TOLERATIONS)}},
+        "cull": {"enabled": False},  # deepvre's own culler service above (per-profile limits)
+        "rbac": {"create": True},
+        "ingress": {"enabled": bool(k8s["host"])},
+    }
+    if k8s["host"]:
+        values["ingress"]["hosts"] = [k8s["host"]]
+        if k8s["tls_secret"]:
+            values["ingress"]["tls"] = [{"hosts": [k8s["host"]], "secretName": k8s["tls_secret"]}]
+    return values
+
+
+def dask_rbac(settings):
+    """ServiceAccount, Role and RoleBinding letting user pods run DaskClusters via the operator.
+
+    The operator (its own ClusterRole) makes the scheduler and worker pods; the
+    users' pods only create the dask custom resources and read pods, services and
+    logs. Granting ``pods: create`` would let any user mount another user's PVC.
+    """
+    k8s = kubernetes_settings(settings)
+    if not k8s["dask"]["enabled"]:
+        return []
+    ns, sa = k8s["namespace"], k8s["dask"]["service_account"]
+    labels = {"app.kubernetes.io/part-of": "deepvre", "app.kubernetes.io/component": "dask-rbac"}
+    meta = {"name": sa, "namespace": ns, "labels": labels}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta,
+         "automountServiceAccountToken": True},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [
+            {"apiGroups": [DASK_GROUP], "resources": DASK_RESOURCES,
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create"]},
+        ]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]},
+    ]
+
+
+def manifests(settings):
+    """Objects to ``kubectl apply`` beside the chart (Dask RBAC)."""
+    return dask_rbac(settings)
+
+
+def pod_owner_reference(environ=os.environ):
+    """An ownerReference to the user's own pod, for the DaskClusters it creates.
+
+    Reads the downward-API variables the values put in every user pod; None
+    outside Kubernetes. With it the cluster is deleted when the pod goes.
+    """
+    name, uid = environ.get("DEEPVRE_POD_NAME"), environ.get("DEEPVRE_POD_UID")
+    if not (name and uid):
+        return None
+    return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid, "blockOwnerDeletion": False}
+
+
+# ---------------------------------------------------------------- KubeSpawner
+
+
+def _get(values, dotted, default=None):
+    node = values
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return default if node is None else node
+
+
+def kubespawner_config(values, namespace="default"):
+    """KubeSpawner traits as z2jh's ``jupyterhub_config.py`` sets them from ``values``.
+
+    Covers the keys deepvre's values use (same mapping as the chart), then
+    ``hub.config.KubeSpawner``. Returns ``{trait: value}``.
+    """
+    s = lambda key, default=None: _get(values, "singleuser." + key, default)
+    image = s("image.name")
+    if image and s("image.tag"):
+        image = f"{image}:{s('image.tag')}"
+    trait_keys = {
+        "image_pull_policy": "image.pullPolicy", "extra_labels": "extraLabels", "uid": "uid",
+        "fs_gid": "fsGid", "service_account": "serviceAccountName", "node_selector": "nodeSelector",
+        "mem_limit": "memory.limit", "mem_guarantee": "memory.guarantee", "cpu_limit": "cpu.limit",
+        "cpu_guarantee": "cpu.guarantee", "extra_resource_limits": "extraResource.limits",
+        "environment": "extraEnv", "profile_list": "profileList",
+    }
+    cfg = {"namespace": namespace, "image": image, "allow_privilege_escalation": s("allowPrivilegeEscalation")}
+    for trait, key in trait_keys.items():
+        value = s(key)
+        if value is not None:
+            cfg[trait] = copy.deepcopy(value)
+    tolerations = _get(values, "scheduling.userPods.tolerations", []) + s("extraTolerations", [])
+    if tolerations:
+        cfg["tolerations"] = copy.deepcopy(tolerations)
+    if s("storage.type") == "dynamic":
+        cfg.update({
+            "pvc_name_template": s("storage.dynamic.pvcNameTemplate"),
+            "storage_pvc_ensure": True,
+            "storage_capacity": s("storage.capacity"),
+            "storage_access_modes": s("storage.dynamic.storageAccessModes"),
+            "volumes": [{"name": s("storage.dynamic.volumeNameTemplate"),
+                         "persistentVolumeClaim": {"claimName": s("storage.dynamic.pvcNameTemplate")}}],
+            "volume_mounts": [{"mountPath": s("storage.homeMountPath"),
+                               "name": s("storage.dynamic.volumeNameTemplate")}],
+        })
+        if s("storage.dynamic.storageClass"):
+            cfg["storage_class"] = s("storage.dynamic.storageClass")
+    cfg["volumes"] = cfg.get("volumes", []) + copy.deepcopy(s("storage.extraVolumes", []))
+    cfg["volume_mounts"] = cfg.get("volume_mounts", []) + copy.deepcopy(s("storage.extraVolumeMounts", []))
+    cfg.update(copy.deepcopy(_get(values, "hub.config.KubeSpawner", {})))
+    return cfg
+
+
+def configure(c, settings, state_dir=None):
+    """``jupyterhub_config.py`` for ``mode: kubernetes`` (a hub outside the chart, e.g. on a VM):
+    KubeSpawner from the same values as the chart. ``modes.configure_common`` did auth and services."""
+    values = z2jh_values(settings)
+    k8s = kubernetes_settings(settings)
+    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+    for trait, value in kubespawner_config(values, k8s["namespace"]).items():
+        setattr(c.KubeSpawner, trait, value)
+    restrict_profiles_by_group(c)
+    return values
