@@ -1,0 +1,54 @@
+"""``deepvre preprocess KIND INPUT OUTPUT``: run a Dask preprocessing pipeline."""
+
+import click
+
+from . import main
+
+KINDS_HELP = """\b
+Kinds:
+  images   class folders, or images + masks/boxes -> resized, normalized patches
+  rasters  GeoTIFF/JPEG/PNG scenes -> tiles, labels from a co-registered raster
+  flows    Zeek conn.log -> features per time window -> forecasting sequences
+  lattice  deepvre/ILDG gauge configurations -> observables + field tensors
+  (more through the deepvre.pipelines entry-point group)
+"""
+
+
+@main.command(epilog=KINDS_HELP)
+@click.argument("kind")
+@click.argument("input", type=click.Path(exists=True))
+@click.argument("output", type=click.Path())
+@click.option("--cluster", default=None, metavar="local|ADDRESS|slurm|kubernetes",
+              help="Where to run (default: the dask settings' cluster, else local).")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline parameter.")
+@click.option("--workers", type=int, default=None, help="Number of workers to start.")
+@click.option("--settings", "settings_file", type=click.Path(exists=True), default=None,
+              help="Site settings YAML; its dask: section configures the cluster.")
+@click.option("--overwrite", is_flag=True, help="Replace an output folder that holds something else.")
+def preprocess(kind, input, output, cluster, params, workers, settings_file, overwrite):
+    """Preprocess INPUT into OUTPUT (Zarr shards + manifest.json) with pipeline KIND."""
+    import logging
+
+    from ..pipelines import pipeline_names
+    from ..pipelines import preprocess as run
+    from ..pipelines.manifest import OutputError
+    from ..pipelines.params import parse_pairs
+
+    if kind not in pipeline_names():
+        raise click.BadParameter(f"{kind!r}; choose from {', '.join(pipeline_names())}", param_hint="KIND")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = None
+    if settings_file:
+        import yaml
+
+        with open(settings_file) as f:
+            settings = (yaml.safe_load(f) or {}).get("dask")
+    try:
+        result = run(kind, input, output, parse_pairs(params), cluster=cluster, overwrite=overwrite,
+                     settings=settings, n_workers=workers)
+    except (OutputError, ValueError, KeyError) as err:
+        raise click.ClickException(str(err)) from None
+    m = result.manifest
+    splits = ", ".join(f"{s}: {v['n']}" for s, v in m["splits"].items())
+    click.echo(f"{output}: {splits}; {result.written} shards written, {result.skipped} verified and kept; "
+               f"{m['bad_records']['count']} bad records")

@@ -1,0 +1,173 @@
+"""One cluster factory: LocalCluster, a scheduler address, SLURMCluster or KubeCluster.
+
+The ``dask:`` settings section (schema: ``deepvre_hub/schemas/settings/dask.json``)
+is read by pure functions: ``dask_settings`` (defaults + validation),
+``slurm_cluster_kwargs`` and ``kubernetes_cluster_spec``; ``open_client`` is the thin
+glue that starts what they describe. ``dashboard_link`` routes the dashboard through
+jupyter-server-proxy inside a JupyterHub server.
+"""
+
+import contextlib
+import json
+import os
+import re
+from importlib import resources
+
+DEFAULTS = {
+    "cluster": "local",
+    "workers": 2,
+    "local": {"threads_per_worker": 1, "memory_limit": "auto"},
+    "slurm": {
+        "queue": None,
+        "account": None,
+        "cores": 1,
+        "processes": 1,
+        "memory": "2GB",
+        "walltime": "01:00:00",
+        "interface": None,
+        "host": None,
+        "job_extra_directives": [],
+        "local_directory": None,
+        "python": None,
+    },
+    "kubernetes": {
+        "name": "deepvre-dask",
+        "namespace": None,
+        "image": "ghcr.io/dask/dask:2026.8.0-py3.11",
+        "resources": {"requests": {"cpu": "1", "memory": "2G"}, "limits": {"cpu": "1", "memory": "2G"}},
+        "env": {},
+        "idle_timeout": 600,
+    },
+}
+
+
+def _schema():
+    path = resources.files("deepvre_hub").joinpath("schemas/settings/dask.json")
+    return json.loads(path.read_text())
+
+
+def _merge(base, override):
+    out = dict(base)
+    for key, value in (override or {}).items():
+        out[key] = _merge(base[key], value) if isinstance(base.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+def dask_settings(section=None):
+    """The ``dask:`` section validated against its schema, with defaults filled in."""
+    import jsonschema
+
+    section = section or {}
+    try:
+        jsonschema.validate(section, _schema())
+    except jsonschema.ValidationError as err:
+        where = "dask." + ".".join(str(p) for p in err.absolute_path) if err.absolute_path else "dask"
+        raise ValueError(f"settings {where}: {err.message}") from None
+    return _merge(DEFAULTS, section)
+
+
+def slurm_cluster_kwargs(settings=None, n_workers=None):
+    """Keyword arguments for ``dask_jobqueue.SLURMCluster`` from the settings (pure)."""
+    s = dask_settings(settings)["slurm"]
+    kwargs = {
+        "cores": s["cores"],
+        "processes": s["processes"],
+        "memory": s["memory"],
+        "walltime": s["walltime"],
+        "job_extra_directives": list(s["job_extra_directives"]),
+    }
+    for key in ("queue", "account", "interface", "local_directory", "python"):
+        if s[key]:
+            kwargs[key] = s[key]
+    if s["host"]:
+        kwargs["scheduler_options"] = {"host": s["host"]}
+    return kwargs
+
+
+def kubernetes_cluster_spec(settings=None, n_workers=None):
+    """The ``DaskCluster`` resource for the dask-kubernetes operator (pure, offline)."""
+    from dask_kubernetes.operator import make_cluster_spec
+
+    full = dask_settings(settings)
+    k = full["kubernetes"]
+    spec = make_cluster_spec(
+        name=k["name"],
+        image=k["image"],
+        n_workers=n_workers or full["workers"],
+        resources=k["resources"],
+        env=dict(k["env"]),
+        idle_timeout=k["idle_timeout"],
+    )
+    if k["namespace"]:
+        spec["metadata"]["namespace"] = k["namespace"]
+    return spec
+
+
+def dashboard_link(link, environ=None):
+    """The dashboard URL; inside a JupyterHub server, through jupyter-server-proxy.
+
+    ``http://127.0.0.1:8787/status`` with ``JUPYTERHUB_SERVICE_PREFIX=/user/ana/``
+    becomes ``/user/ana/proxy/8787/status``.
+    """
+    environ = os.environ if environ is None else environ
+    prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX")
+    if not link or not prefix:
+        return link
+    match = re.match(r"^https?://[^/:]+:(\d+)(/.*)?$", link)
+    if not match:
+        return link
+    return f"{prefix.rstrip('/')}/proxy/{match.group(1)}{match.group(2) or '/status'}"
+
+
+def kind_of(cluster):
+    """``local``, ``slurm``, ``kubernetes`` or ``address`` for a --cluster value."""
+    if cluster in ("local", "slurm", "kubernetes"):
+        return cluster
+    if re.match(r"^(tcp|tls|ucx|inproc)://", cluster) or re.match(r"^[\w.-]+:\d+$", cluster):
+        return "address"
+    raise ValueError(f"--cluster must be local, slurm, kubernetes or a scheduler address, not {cluster!r}")
+
+
+def _dashboard_address():
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return None
+    return "127.0.0.1:0"
+
+
+@contextlib.contextmanager
+def open_client(cluster=None, settings=None, n_workers=None):
+    """Start (or connect to) the cluster; yield ``(client, dashboard_link)``; stop what it started."""
+    from distributed import Client
+
+    full = dask_settings(settings)
+    cluster = cluster or full["cluster"]
+    n = n_workers or full["workers"]
+    kind = kind_of(cluster)
+    with contextlib.ExitStack() as stack:
+        if kind == "address":
+            client = stack.enter_context(Client(cluster))
+            c = None
+        elif kind == "local":
+            from distributed import LocalCluster
+
+            local = full["local"]
+            c = stack.enter_context(LocalCluster(
+                n_workers=n, threads_per_worker=local["threads_per_worker"], processes=True,
+                memory_limit=local["memory_limit"], dashboard_address=_dashboard_address(),
+                host="127.0.0.1"))
+        elif kind == "slurm":
+            from dask_jobqueue import SLURMCluster
+
+            c = stack.enter_context(SLURMCluster(**slurm_cluster_kwargs(settings)))
+            c.scale(n)
+        else:
+            from dask_kubernetes.operator import KubeCluster
+
+            c = stack.enter_context(KubeCluster(custom_cluster_spec=kubernetes_cluster_spec(settings, n)))
+        if c is not None:
+            client = stack.enter_context(Client(c))
+            if kind == "slurm":
+                client.wait_for_workers(1, timeout=300)
+        yield client, dashboard_link(client.dashboard_link if _dashboard_address() else "")

@@ -1,0 +1,67 @@
+"""Read a preprocessed output: whole splits as numpy, or streamed for Keras.
+
+    x, y = open_split("out/cells", "train")
+    ds = tf_dataset("out/cells", "train", batch_size=32)   # a tf.data.Dataset
+    model.fit(ds, epochs=3)
+"""
+
+import os
+
+import numpy as np
+
+from .manifest import read_manifest
+
+
+def shard_paths(output, split):
+    """The Zarr shards of ``split``, in order (from the manifest)."""
+    manifest = read_manifest(output)
+    if split not in manifest["splits"]:
+        raise KeyError(f"{output}: no split {split!r}; splits: {', '.join(manifest['splits'])}")
+    return [os.path.join(output, r["path"]) for r in manifest["shards"] if r["split"] == split]
+
+
+def _open(path):
+    import zarr
+
+    return zarr.open_group(path, mode="r")
+
+
+def open_split(output, split, arrays=("x", "y")):
+    """The arrays of one split, concatenated over its shards: ``(x, y)`` by default."""
+    parts = {name: [] for name in arrays}
+    for path in shard_paths(output, split):
+        group = _open(path)
+        for name in arrays:
+            parts[name].append(group[name][...])
+    out = tuple(np.concatenate(parts[name]) if parts[name] else np.zeros((0,)) for name in arrays)
+    return out if len(out) > 1 else out[0]
+
+
+def iter_split(output, split, arrays=("x", "y"), block=256):
+    """Yield blocks of ``block`` samples, shard by shard, never the whole split in memory."""
+    for path in shard_paths(output, split):
+        group = _open(path)
+        n = group[arrays[0]].shape[0]
+        for start in range(0, n, block):
+            yield tuple(group[name][start:start + block] for name in arrays)
+
+
+def tf_dataset(output, split, batch_size=32, shuffle=0, seed=0, arrays=("x", "y")):
+    """A ``tf.data.Dataset`` of ``(x, y)`` batches streamed from the shards."""
+    import tensorflow as tf
+
+    records = [r for r in read_manifest(output)["shards"] if r["split"] == split and r["n"]]
+    if not records:
+        raise KeyError(f"{output}: split {split!r} is empty")
+    signature = tuple(
+        tf.TensorSpec((None, *records[0]["arrays"][name]["shape"][1:]), records[0]["arrays"][name]["dtype"])
+        for name in arrays
+    )
+
+    def blocks():
+        yield from iter_split(output, split, arrays)
+
+    ds = tf.data.Dataset.from_generator(blocks, output_signature=signature).unbatch()
+    if shuffle:
+        ds = ds.shuffle(shuffle, seed=seed)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

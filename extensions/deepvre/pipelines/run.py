@@ -1,0 +1,112 @@
+"""Run a pipeline's plan on a Dask cluster: one task per shard, written by the workers.
+
+Only small shard records travel back to the client; the arrays go straight from the
+worker to the output folder.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from . import manifest as mf
+from .registry import get_pipeline
+
+log = logging.getLogger("deepvre.pipelines")
+
+
+@dataclass
+class Shard:
+    """One task: ``func(**args)`` returns ``(arrays, counts, bad)`` for one shard.
+
+    ``args`` must be JSON-serializable: it is hashed into the shard's task key.
+    """
+
+    split: str
+    index: int
+    func: object
+    args: dict
+
+
+@dataclass
+class Plan:
+    """What a pipeline will write: shards plus a summary for the manifest."""
+
+    kind: str
+    input: str
+    params: dict
+    shards: list
+    summary: dict = field(default_factory=dict)
+    chunk: int = 64
+    bad: list = field(default_factory=list)  # bad records found while planning
+
+
+@dataclass
+class Result:
+    output: str
+    manifest: dict
+    written: int
+    skipped: int
+    dashboard: str = ""
+
+
+def run_shard(shard, output, params, chunk):
+    """Worker side: skip a verified shard, else compute and write it. Returns its record."""
+    key = mf.task_key(shard.func, shard.args, params)
+    record = mf.read_record(output, shard.split, shard.index, key)
+    if record is not None:
+        return dict(record, skipped=True)
+    arrays, counts, bad = shard.func(**shard.args)
+    for item in bad:
+        logging.getLogger("deepvre.pipelines").warning("bad record %s: %s", item["record"], item["error"])
+    record = mf.write_shard(output, shard.split, shard.index, key, arrays, counts, bad, chunk=chunk)
+    return dict(record, skipped=False)
+
+
+def execute(plan, output, client, progress=True):
+    """Run ``plan`` with ``client``; write the manifest; return a Result."""
+    futures = [
+        client.submit(run_shard, s, output, plan.params, plan.chunk, pure=False, retries=1,
+                      key=f"deepvre-{plan.kind}-{s.split}-{s.index:05d}-{os.urandom(4).hex()}")
+        for s in plan.shards
+    ]
+    if progress and futures:
+        from distributed import progress as show_progress
+
+        show_progress(futures)
+    records = client.gather(futures)
+    skipped = sum(r.pop("skipped") for r in records)
+    for r in [{"bad": plan.bad}] + records:
+        for item in r["bad"]:
+            log.warning("bad record %s: %s", item["record"], item["error"])
+    mf.remove_stale(output, {(r["split"], f"shard-{r['index']:05d}") for r in records})
+    manifest = mf.build_manifest(plan.kind, plan.input, plan.params, plan.summary, records, plan.bad)
+    mf.write_manifest(output, manifest)
+    log.info("%s: %d shards written, %d verified and skipped, %d bad records",
+             plan.kind, len(records) - skipped, skipped, manifest["bad_records"]["count"])
+    return Result(output, manifest, len(records) - skipped, skipped)
+
+
+def preprocess(kind, input, output, params=None, cluster="local", client=None,
+               overwrite=False, settings=None, progress=True, n_workers=None):
+    """Run pipeline ``kind`` from ``input`` to ``output``: the one entry point.
+
+    ``cluster`` is ``local``, a scheduler address, ``slurm`` or ``kubernetes``
+    (see ``deepvre.pipelines.clusters``); pass ``client`` to reuse an open one.
+    """
+    from .clusters import open_client
+
+    params = dict(params or {})
+    plan_fn = get_pipeline(kind)
+    if not os.path.exists(input):
+        raise FileNotFoundError(f"input {input!r} does not exist")
+    mf.prepare_output(output, kind, inputs=[input], overwrite=overwrite)
+    if client is not None:
+        with client.as_current():
+            return execute(plan_fn(input, output, params), output, client, progress=progress)
+    with open_client(cluster, settings=settings, n_workers=n_workers) as (c, link):
+        if link:
+            log.info("Dask dashboard: %s", link)
+        # planning may itself use the cluster (flows: dask.dataframe parsing)
+        result = execute(plan_fn(input, output, params), output, c, progress=progress)
+        result.dashboard = link or ""
+        return result
