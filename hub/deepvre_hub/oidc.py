@@ -25,6 +25,8 @@ from functools import partial
 
 import requests
 
+from .settings import state_dir as hub_state_dir
+
 DEFAULT_SCOPES = ["openid", "profile", "email", "offline_access"]
 # Variables the user's server gets holding their current access token.
 TOKEN_ENV_NAMES = ("DEEPVRE_ACCESS_TOKEN", "OAUTH_ACCESS_TOKEN")
@@ -123,54 +125,35 @@ def needs_discovery(oidc):
     return not all(oidc.get(k) for k in ("authorize_url", "token_url", "userdata_url"))
 
 
-def authenticator_traits(oidc, discovery=None, environ=os.environ):
-    """GenericOAuthenticator traits for an ``oidc:`` settings section."""
-    secret_env = oidc["client_secret_env"]
-    secret = environ.get(secret_env)
-    if not secret:
-        raise OIDCSettingsError(
-            f"oidc.client_secret_env: the environment variable {secret_env} is not set "
-            "(the client secret comes from there, never from the settings file)"
-        )
-    allowed_groups = set(oidc.get("allowed_groups", []))
-    admin_groups = set(oidc.get("admin_groups", []))
+def static_traits(oidc):
+    """The GenericOAuthenticator traits that are plain data (no secret, no callable):
+    what a Helm values file can hold. Endpoints are only the explicit ones."""
+    allowed_groups = sorted(oidc.get("allowed_groups", []))
+    admin_groups = sorted(oidc.get("admin_groups", []))
     allow_all = oidc.get("allow_all", False)
     if not (allowed_groups or admin_groups or allow_all or oidc.get("admin_users")):
         raise OIDCSettingsError(
             "oidc.allowed_groups: empty, and neither oidc.admin_groups, oidc.admin_users "
             "nor oidc.allow_all is set, so no one could log in"
         )
-    groups = oidc.get("groups", {})
-    pattern = groups.get("pattern")
-    if pattern:
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise OIDCSettingsError(f"oidc.groups.pattern: not a regular expression ({e})") from e
-
     traits = {
-        **endpoints(oidc, discovery),
+        key: oidc[key] for key in ("authorize_url", "token_url", "userdata_url") if oidc.get(key)
+    }
+    traits.update({
         "client_id": oidc["client_id"],
-        "client_secret": secret,
         "scope": list(oidc.get("scopes", DEFAULT_SCOPES)),
         "username_claim": oidc.get("username_claim", "preferred_username"),
         "login_service": oidc.get("login_service", "OpenID Connect"),
         "manage_groups": True,
-        "auth_state_groups_key": partial(
-            groups_from_auth_state,
-            claim=groups.get("claim", "groups"),
-            pattern=pattern,
-            rename=groups.get("rename"),
-        ),
         "allowed_groups": allowed_groups,
         "admin_groups": admin_groups,
         "allow_all": allow_all,
-        "admin_users": set(oidc.get("admin_users", [])),
+        "admin_users": sorted(oidc.get("admin_users", [])),
         "enable_auth_state": True,
         "refresh_pre_spawn": oidc.get("refresh_pre_spawn", True),
         "auth_refresh_age": oidc.get("refresh_age", 300),
         "validate_server_cert": oidc.get("validate_server_cert", True),
-    }
+    })
     optional = {
         "callback_url": "oauth_callback_url",
         "authorize_params": "extra_authorize_params",
@@ -180,6 +163,41 @@ def authenticator_traits(oidc, discovery=None, environ=os.environ):
         if key in oidc:
             traits[trait] = oidc[key]
     return traits
+
+
+def groups_key(oidc):
+    """The ``auth_state_groups_key`` callable for the ``oidc.groups`` settings."""
+    groups = oidc.get("groups") or {}
+    pattern = groups.get("pattern")
+    if pattern:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise OIDCSettingsError(f"oidc.groups.pattern: not a regular expression ({e})") from e
+    return partial(groups_from_auth_state, claim=groups.get("claim", "groups"),
+                   pattern=pattern, rename=groups.get("rename"))
+
+
+def client_secret(oidc, environ=os.environ):
+    """The client secret, from the environment variable named in the settings."""
+    name = oidc["client_secret_env"]
+    secret = environ.get(name)
+    if not secret:
+        raise OIDCSettingsError(
+            f"oidc.client_secret_env: the environment variable {name} is not set "
+            "(the client secret comes from there, never from the settings file)"
+        )
+    return secret
+
+
+def authenticator_traits(oidc, discovery=None, environ=os.environ):
+    """All GenericOAuthenticator traits for an ``oidc:`` settings section."""
+    return {
+        **static_traits(oidc),
+        **endpoints(oidc, discovery),
+        "client_secret": client_secret(oidc, environ),
+        "auth_state_groups_key": groups_key(oidc),
+    }
 
 
 def crypt_keys(state_dir, environ=os.environ):
@@ -222,7 +240,7 @@ def configure(c, settings, state_dir=None):
     """Make the hub log in through the OIDC provider in ``settings["oidc"]``.
 
     ``state_dir`` holds the generated crypt key when JUPYTERHUB_CRYPT_KEY is unset;
-    default: ``settings["hub"]["state_dir"]``, else the working directory.
+    default: the hub's state folder (``deepvre_hub.settings.state_dir``).
     """
     oidc = settings.get("oidc")
     if not oidc:
@@ -240,10 +258,9 @@ def configure(c, settings, state_dir=None):
     for trait, value in authenticator_traits(oidc, discovery).items():
         setattr(c.GenericOAuthenticator, trait, value)
 
-    state_dir = state_dir or settings.get("hub", {}).get("state_dir") or os.getcwd()
-    keys = crypt_keys(state_dir)
+    keys = crypt_keys(str(state_dir or hub_state_dir(settings)))
     if keys:
-        c.CryptKeeper.keys = keys
+        c.CryptKeeper.keys = keys  # read back as c.CryptKeeper["keys"] (Config.keys is dict.keys)
 
     previous = c.Spawner.auth_state_hook if "auth_state_hook" in c.Spawner else None
     c.Spawner.auth_state_hook = make_auth_state_hook(previous)
