@@ -1,0 +1,95 @@
+"""Kubernetes-mode fixtures: rendered settings, and the real KubeSpawner configured from them.
+
+No cluster: a dummy kubeconfig points at 127.0.0.1 (nothing is sent unless a test starts
+the kmock emulator and points the spawner at it).
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+HERE = Path(__file__).parent
+SETTINGS_FILE = HERE / "settings.yaml"
+NAMESPACE = "deepvre"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dummy_kubeconfig(tmp_path_factory):
+    path = tmp_path_factory.mktemp("kubernetes-kubeconfig") / "config"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dummy",
+        "clusters": [{"name": "dummy", "cluster": {"server": "http://127.0.0.1:6443"}}],
+        "users": [{"name": "dummy", "user": {"token": "not-a-token"}}],
+        "contexts": [{"name": "dummy", "context": {"cluster": "dummy", "user": "dummy", "namespace": NAMESPACE}}],
+    }))
+    # kubernetes_asyncio reads $KUBECONFIG once, at import: point its default there instead.
+    from kubernetes_asyncio.config import kube_config
+
+    old = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
+    yield path
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = old
+
+
+@pytest.fixture(scope="module")
+def settings():
+    from deepvre_hub.settings import validate_settings
+
+    return validate_settings(yaml.safe_load(SETTINGS_FILE.read_text()), source=SETTINGS_FILE)
+
+
+@pytest.fixture(scope="module")
+def values(settings):
+    from deepvre_hub.kubernetes import z2jh_values
+
+    return z2jh_values(settings)
+
+
+class Group:
+    def __init__(self, name):
+        self.name = name
+
+
+class User:
+    """What KubeSpawner reads from a hub user."""
+
+    def __init__(self, name, groups=()):
+        self.name = name
+        self.id = abs(hash(name)) % 10000
+        self.url = f"/user/{name}/"
+        self.admin = False
+        self.groups = [Group(g) for g in groups]
+        self.escaped_name = name
+
+
+def spawner_config(values):
+    """The hub's config object as z2jh + deepvre's extraConfig would leave it."""
+    from traitlets.config import Config
+
+    from deepvre_hub.kubernetes import kubespawner_config, restrict_profiles_by_group
+
+    c = Config()
+    for trait, value in kubespawner_config(values, NAMESPACE).items():
+        setattr(c.KubeSpawner, trait, value)
+    restrict_profiles_by_group(c)
+    return c
+
+
+async def make_spawner(values, profile=None, user="alice", groups=(), **traits):
+    """A real KubeSpawner for ``user`` with ``profile`` loaded (its overrides applied)."""
+    from kubespawner import KubeSpawner
+
+    spawner = KubeSpawner(config=spawner_config(values), user=User(user, groups), api_token="t0ken",
+                          _mock=True, **traits)
+    spawner.user_options = {"profile": profile} if profile else {}
+    await spawner.load_user_options()
+    return spawner
+
+
+def serialize(obj):
+    """A client model as the JSON the API server would get."""
+    from kubernetes_asyncio.client import ApiClient
+
+    # sanitize_for_serialization needs no connection: skip __init__, which opens an HTTP session.
+    return ApiClient.__new__(ApiClient).sanitize_for_serialization(obj)
