@@ -1,0 +1,248 @@
+"""Start a real deepvre hub (JupyterHub + configurable-http-proxy) for a test.
+
+Reusable by any test folder::
+
+    from tests.hub.hubprocess import HubProcess, free_port
+
+    hub = HubProcess({"profiles": [...]}, tmp_path / "state")
+    hub.start()                         # `deepvre hub up` on free loopback ports; waits until ready
+    admin = hub.login(hub.admin, hub.admin_password)
+    hub.signup("alice", "pw"); hub.authorize(admin, "alice"); alice = hub.login("alice", "pw")
+    token = hub.token(alice)            # an API token of alice (via the hub's own API)
+    hub.spawn(token, "alice", profile="gpu-1", server="gpu")   # waits until ready
+    run_code(hub.server_url("alice", "gpu"), token, "print(1 + 1)")  # -> "2\\n"
+    hub.restart(); hub.stop()           # hub.log_text() holds the hub's output
+
+``settings`` is merged over a minimal local-mode file (ports filled in); ``env`` adds
+environment variables (e.g. a PATH with a fake ``nvidia-smi``).
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+import websocket
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEEPVRE = Path(sys.executable).parent / "deepvre"
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout, what, interval=0.25):
+    """Poll ``check()`` until it returns a truthy value; raise TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class HubProcess:
+    """A deepvre hub run by ``deepvre hub up`` in a child process, on free loopback ports."""
+
+    def __init__(self, settings, state_dir, env=None, admin="admin"):
+        self.state_dir = Path(state_dir)
+        self.admin = admin
+        self.admin_password = None
+        self.extra_env = dict(env or {})
+        self.settings = {"mode": "local", "culling": {"enabled": False}, **settings}
+        hub = {"admin": admin, "port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port()}
+        self.settings["hub"] = {**hub, **settings.get("hub", {})}
+        self.url = f"http://127.0.0.1:{self.settings['hub']['port']}"
+        self.settings_file = self.state_dir.parent / f"{self.state_dir.name}-settings.yaml"
+        self.log_file = self.state_dir.parent / f"{self.state_dir.name}-hub.log"
+        self.process = None
+
+    # --- life cycle ------------------------------------------------------------------
+
+    def start(self, timeout=120):
+        """Run ``deepvre hub up``; wait until the hub answers through the proxy."""
+        self.state_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.settings_file.write_text(yaml.safe_dump(self.settings))
+        env = dict(os.environ, **self.extra_env)
+        env.pop("DEEPVRE_STATE_DIR", None)
+        log = open(self.log_file, "a")
+        self.process = subprocess.Popen(
+            [str(DEEPVRE), "hub", "up", "--settings", str(self.settings_file), "--state-dir", str(self.state_dir)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
+        )
+        log.close()
+        wait_for(self._ready, timeout, f"the hub at {self.url}\n{self.log_text()[-3000:]}")
+        match = re.search(r"created with password: (\S+)", self.log_text())
+        if match and self.admin_password is None:
+            self.admin_password = match.group(1)
+        return self
+
+    def _ready(self):
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the hub exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
+        try:
+            return requests.get(f"{self.url}/hub/api/", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self, timeout=60):
+        """Ctrl-C the hub (SIGINT), as a person at the terminal would; wait for it to exit."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def restart(self, timeout=120):
+        self.stop()
+        return self.start(timeout)
+
+    def log_text(self):
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    # --- people ------------------------------------------------------------------------
+
+    def session(self):
+        """A browser-like session with the hub's ``_xsrf`` cookie."""
+        s = requests.Session()
+        s.get(f"{self.url}/hub/login", timeout=30)
+        return s
+
+    def _form(self, session, path, data):
+        data = {"_xsrf": session.cookies.get("_xsrf", ""), **data}
+        return session.post(f"{self.url}{path}", data=data, timeout=60)
+
+    def signup(self, name, password):
+        """Sign up through NativeAuthenticator's form; returns the response."""
+        s = self.session()
+        return self._form(s, "/hub/signup", {
+            "username": name, "signup_password": password, "signup_password_confirmation": password,
+        })
+
+    def login(self, name, password, check=True):
+        """Log in through the form; returns the session (with its hub cookie)."""
+        s = self.session()
+        r = self._form(s, "/hub/login", {"username": name, "password": password})
+        s.last_response = r
+        if check and not any(c.name.startswith("jupyterhub-session") or c.name == "jupyterhub-hub-login" for c in s.cookies):
+            raise AssertionError(f"login of {name} failed ({r.status_code}): {r.text[:500]}")
+        return s
+
+    def authorize(self, admin_session, name):
+        """The admin approves ``name`` (NativeAuthenticator's /hub/authorize/NAME toggles: call once)."""
+        r = admin_session.get(f"{self.url}/hub/authorize/{name}", timeout=30)
+        r.raise_for_status()
+        return r
+
+    def token(self, session, name=None):
+        """A new API token of the logged-in user, made through the hub API with the cookie."""
+        name = name or self._whoami(session)
+        r = session.post(
+            f"{self.url}/hub/api/users/{name}/tokens", json={"note": "tests", "expires_in": 3600},
+            headers={"X-XSRFToken": session.cookies.get("_xsrf", "")}, timeout=30,
+        )
+        r.raise_for_status()
+        return r.json()["token"]
+
+    def _whoami(self, session):
+        r = session.get(f"{self.url}/hub/api/user", headers={"X-XSRFToken": session.cookies.get("_xsrf", "")}, timeout=30)
+        r.raise_for_status()
+        return r.json()["name"]
+
+    # --- servers -----------------------------------------------------------------------
+
+    def api(self, token, method, path, **kwargs):
+        """A hub API call with ``token``, e.g. ``api(t, "GET", "/users/alice")``."""
+        return requests.request(method, f"{self.url}/hub/api{path}", headers={"Authorization": f"token {token}"},
+                                timeout=kwargs.pop("timeout", 60), **kwargs)
+
+    def server_model(self, token, user, server=""):
+        r = self.api(token, "GET", f"/users/{user}")
+        r.raise_for_status()
+        return r.json().get("servers", {}).get(server)
+
+    def spawn(self, token, user, profile=None, server="", timeout=180, wait=True):
+        """Start a server with ``profile`` through the API; wait until ready. Returns the response."""
+        path = f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
+        r = self.api(token, "POST", path, json={"profile": profile} if profile else {})
+        if wait and r.status_code in (201, 202):
+            wait_for(lambda: (self.server_model(token, user, server) or {}).get("ready"), timeout,
+                     f"{user}/{server} to be ready\n{self.log_text()[-3000:]}", interval=0.5)
+        return r
+
+    def spawn_form(self, session, user, profile, server=""):
+        """Submit the spawn page (``/hub/spawn/USER[/SERVER]``) as a browser would; returns the response."""
+        path = f"/hub/spawn/{user}/{server}" if server else f"/hub/spawn/{user}"
+        return self._form(session, path, {"profile": profile})
+
+    def stop_server(self, token, user, server="", timeout=120):
+        path = f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
+        r = self.api(token, "DELETE", path)
+        if r.status_code not in (202, 204):
+            r.raise_for_status()
+        wait_for(lambda: self.server_model(token, user, server) is None, timeout, f"{user}/{server} to stop", 0.5)
+
+    def server_url(self, user, server=""):
+        return f"{self.url}/user/{user}/{server + '/' if server else ''}"
+
+
+def run_code(server_url, token, code, timeout=120):
+    """Run ``code`` in a new kernel of a single-user server (REST + websocket); return its stdout.
+
+    Raises AssertionError with the traceback when the code fails.
+    """
+    headers = {"Authorization": f"token {token}"}
+    r = requests.post(f"{server_url}api/kernels", json={}, headers=headers, timeout=60)
+    r.raise_for_status()
+    kernel_id = r.json()["id"]
+    ws_url = f"{server_url.replace('http://', 'ws://')}api/kernels/{kernel_id}/channels"
+    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True},
+        }))
+        out, error = [], None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind == "execute_result":
+                out.append(content["data"].get("text/plain", "") + "\n")
+            elif kind == "error":
+                error = "\n".join(content.get("traceback", [])) or content.get("evalue")
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+        else:
+            raise TimeoutError(f"no result from the kernel within {timeout}s")
+    finally:
+        ws.close()
+        requests.delete(f"{server_url}api/kernels/{kernel_id}", headers=headers, timeout=60)
+    if error:
+        raise AssertionError(f"code failed in the kernel:\n{error}")
+    return "".join(out)
