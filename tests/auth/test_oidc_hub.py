@@ -5,8 +5,8 @@ import stat
 
 import pytest
 import requests
-
 from deepvre_hub.oidc import CRYPT_KEY_FILE, TOKEN_ENV_NAMES
+
 from tests.auth.conftest import api, login, tail, wait_for
 
 pytestmark = [pytest.mark.oidc, pytest.mark.hub]
@@ -91,3 +91,20 @@ def test_spawn_refreshes_expired_token_into_server_environment(hub, user_servers
         environ = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
     for name in TOKEN_ENV_NAMES:
         assert environ[name.encode()].decode() == new
+
+
+def test_spawn_refused_when_the_refresh_token_is_revoked(hub, oidc_provider):
+    _, r = login(hub, "carol")
+    assert r.status_code == 200
+    state = auth_state(hub, "carol")
+    # The provider withdraws the grant (as when a user leaves the VO or logs out everywhere).
+    revoked = requests.post(hub["issuer"] + "/token/revocation", timeout=30,
+                            data={"token": state["refresh_token"], "token_type_hint": "refresh_token"},
+                            auth=(oidc_provider["client_id"], oidc_provider["client_secret"]))
+    assert revoked.status_code == 200
+    wait_for(lambda: userinfo(hub, state["access_token"]).status_code == 401, "token revocation", timeout=60)
+
+    r = api(hub, "POST", "/users/carol/server")
+    assert r.status_code == 403, r.text
+    assert "auth has expired for carol" in r.json()["message"]
+    assert api(hub, "GET", "/users/carol").json()["servers"] == {}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from traitlets.config import Config
-
 from deepvre_hub import oidc
 from deepvre_hub.settings import SettingsError, validate_settings
+from traitlets.config import Config
+
 from tests.prereqs import REPO
 
 EXAMPLE = Path(REPO) / "hub" / "examples" / "settings-egi-checkin.yaml"
@@ -188,7 +188,7 @@ def test_configure_sets_traits_the_authenticator_accepts(tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_SECRET", "s3")
     monkeypatch.delenv(oidc.CRYPT_KEY_ENV, raising=False)
     c = Config()
-    previous = lambda spawner, state: None  # noqa: E731
+    previous = lambda spawner, state: None
     c.Spawner.auth_state_hook = previous
     oidc.configure(c, {"oidc": minimal(admin_groups=["admins"])}, state_dir=tmp_path)
     assert c.JupyterHub.authenticator_class == "generic-oauth"

@@ -14,7 +14,7 @@ server.listen(0, '127.0.0.1', () => {
   const provider = new Provider(issuer, {
     clients: config.clients,
     cookies: { keys: ['deepvre-tests-only'] },
-    features: { devInteractions: { enabled: true } },
+    features: { devInteractions: { enabled: true }, revocation: { enabled: true } },
     // Scopes the hub asks for, and which claims each releases at userinfo.
     claims: {
       openid: ['sub'],
