@@ -1,0 +1,113 @@
+"""Slurm backend: the worker runs as a batch job submitted with ``sbatch``.
+
+``sbatch_script`` is a pure function from a run and a hardware profile to the
+batch script. The run folder must be on a file system the compute nodes share;
+the job's python is the submitting one (``sys.executable``), so a venv made from
+``/usr/bin/python3`` in a shared folder works on every node.
+"""
+
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+from .. import store
+from .local import worker_command
+
+MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+
+
+def _memory(value):
+    """Profile memory (``16G``, ``512M``, bytes as int) to sbatch's ``--mem`` (megabytes)."""
+    if isinstance(value, (int, float)):
+        return f"{max(1, math.ceil(value / 2**20))}M"
+    m = MEMORY.match(str(value))
+    if not m:
+        raise ValueError(f"profile memory {value!r}: expected a size like 16G or 512M")
+    scale = {"": 2**-20, "K": 2**-10, "M": 1, "G": 2**10, "T": 2**20}[m.group(2).upper()]
+    return f"{max(1, math.ceil(float(m.group(1)) * scale))}M"
+
+
+def sbatch_options(profile):
+    """A hardware profile's Slurm terms as sbatch options, e.g. ``["--cpus-per-task=4", ...]``.
+
+    Reads ``partition``, ``cpu``, ``memory``, ``gpus``, ``gpu_type`` and ``walltime``;
+    missing keys leave the cluster's defaults.
+    """
+    profile = profile or {}
+    opts = []
+    if profile.get("partition"):
+        opts.append(f"--partition={profile['partition']}")
+    if profile.get("cpu"):
+        opts.append(f"--cpus-per-task={max(1, math.ceil(float(profile['cpu'])))}")
+    if profile.get("memory"):
+        opts.append(f"--mem={_memory(profile['memory'])}")
+    gpus = int(profile.get("gpus") or 0)
+    if gpus:
+        kind = profile.get("gpu_type")
+        opts.append(f"--gres=gpu:{kind}:{gpus}" if kind else f"--gres=gpu:{gpus}")
+    if profile.get("walltime"):
+        opts.append(f"--time={profile['walltime']}")
+    return opts
+
+
+def sbatch_script(run_id, run_path, profile=None, python=None):
+    """The batch script that executes the run folder ``run_path`` on a compute node."""
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=deepvre-{run_id}",
+        f"#SBATCH --output={os.path.join(run_path, store.LOG)}",
+        "#SBATCH --open-mode=append",
+        "#SBATCH --ntasks=1",
+        *(f"#SBATCH {opt}" for opt in sbatch_options(profile)),
+        f"cd {shlex.quote(run_path)}",
+        f"export DEEPVRE_RUN_ID={shlex.quote(run_id)} DEEPVRE_RUN_DIR={shlex.quote(run_path)}",
+        "exec " + shlex.join(worker_command(run_path, python)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_job_id(out):
+    """``sbatch --parsable`` prints ``JOBID`` or ``JOBID;CLUSTER``."""
+    job = out.strip().split(";")[0]
+    if not job.isdigit():
+        raise RuntimeError(f"sbatch gave no job id: {out!r}")
+    return job
+
+
+def submit(run, profile=None):
+    script = run.file("job.sbatch")
+    with open(script, "w") as f:
+        f.write(sbatch_script(run.id, run.path, profile, python=sys.executable))
+    done = subprocess.run(["sbatch", "--parsable", script], capture_output=True, text=True)
+    if done.returncode:
+        store.update_status(run.path, state="failed", error=f"sbatch: {done.stderr.strip()}",
+                            finished=store.now())
+        raise RuntimeError(f"sbatch failed: {done.stderr.strip()}")
+    job = parse_job_id(done.stdout)
+    store.update_status(run.path, slurm_job_id=job)
+    return job
+
+
+def job_state(job):
+    """The job's Slurm state (PENDING, RUNNING, COMPLETED...), or None once Slurm forgot it."""
+    done = subprocess.run(["squeue", "-h", "--states=all", "-j", str(job), "-o", "%T"],
+                          capture_output=True, text=True)
+    state = done.stdout.strip()
+    return state or None
+
+
+def alive(run):
+    job = run.status.get("slurm_job_id")
+    if not job:
+        return None
+    return job_state(job) in {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
+
+
+def cancel(run):
+    job = run.status.get("slurm_job_id")
+    if not job:
+        return False
+    return subprocess.run(["scancel", str(job)], capture_output=True).returncode == 0

@@ -1,0 +1,126 @@
+"""Execute one run folder with papermill: the worker every backend starts.
+
+``python -m deepvre.runs.execute RUN_DIR`` reads ``params.json``, runs
+``input.ipynb`` with papermill (cwd = the run folder, ``output.ipynb`` saved
+after every cell) and keeps ``status.json`` up to date: progress per code cell,
+then done, failed (with the error and the cell) or cancelled.
+
+Cancel = SIGTERM to this process. The kernel lives in a session of its own
+(jupyter_client starts it so), so the handler kills it; papermill then stops
+and the partial ``output.ipynb`` stays.
+"""
+
+import logging
+import os
+import signal
+import socket
+import sys
+
+from . import store
+
+
+class RunCancelled(Exception):
+    """The run was cancelled before its kernel started."""
+
+
+def _kill_descendants():
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return children
+
+
+def _progress_hooks(run_path):
+    progress = {"done": 0, "total": None}
+
+    def on_notebook_start(notebook, **_):
+        progress["total"] = sum(
+            1 for c in notebook.cells if c.cell_type == "code" and c.source.strip()
+        )
+        store.update_status(run_path, progress=dict(progress))
+
+    def on_cell_executed(cell, cell_index, execute_reply, **_):
+        if execute_reply and execute_reply.get("content", {}).get("status") == "ok":
+            progress["done"] += 1
+            store.update_status(run_path, progress=dict(progress), cell=cell_index)
+
+    return {"on_notebook_start": on_notebook_start, "on_cell_executed": on_cell_executed}
+
+
+def _error_of(err):
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(err, PapermillExecutionError):
+        return f"{err.ename}: {err.evalue}", err.cell_index
+    return f"{type(err).__name__}: {err}", None
+
+
+def execute_run(run_path):
+    """Run the notebook of the run folder ``run_path``; return the final state."""
+    import papermill
+    import psutil
+
+    run_path = os.path.abspath(run_path)
+    params = store.read_json(os.path.join(run_path, store.PARAMS))
+    cancelled = []
+
+    def on_sigterm(signum, frame):
+        cancelled.append(signum)
+        if not _kill_descendants():
+            raise RunCancelled()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    me = psutil.Process()
+    store.update_status(
+        run_path, state="running", pid=me.pid, pid_created=me.create_time(),
+        host=socket.gethostname(), started=store.now(), error=None,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    state, error, cell = "done", None, None
+    try:
+        papermill.execute_notebook(
+            os.path.join(run_path, store.INPUT),
+            os.path.join(run_path, store.OUTPUT),
+            parameters=params.get("parameters") or {},
+            kernel_name=params.get("kernel_name"),
+            cwd=run_path,
+            request_save_on_cell_execute=True,
+            progress_bar=False,
+            stdout_file=sys.stdout,
+            stderr_file=sys.stderr,
+            **_progress_hooks(run_path),
+        )
+    except RunCancelled:
+        state = "cancelled"
+    except Exception as err:  # the notebook failed, or its kernel was killed by a cancel
+        if cancelled:
+            state = "cancelled"
+        else:
+            state = "failed"
+            error, cell = _error_of(err)
+            print(f"deepvre run failed: {error}", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    store.update_status(run_path, state=state, finished=store.now(), error=error, error_cell=cell)
+    print(f"deepvre run {os.path.basename(run_path)}: {state}", file=sys.stderr, flush=True)
+    return state
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m deepvre.runs.execute RUN_DIR", file=sys.stderr)
+        return 2
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+    return 0 if execute_run(argv[0]) == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Parameter sweeps: ``--sweep key=v1,v2`` expanded to every combination, and their metrics table."""
+
+import itertools
+import math
+import re
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_sweep(specs):
+    """``["lr=0.1,0.01", "epochs=1,2"]`` to ``{"lr": ["0.1", "0.01"], "epochs": ["1", "2"]}``."""
+    axes = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        key = key.strip()
+        if not sep or not NAME.match(key):
+            raise ValueError(f"--sweep {spec!r}: expected NAME=VALUE1,VALUE2,...")
+        if key in axes:
+            raise ValueError(f"--sweep {spec!r}: {key!r} is swept twice")
+        items = [v.strip() for v in values.split(",")]
+        if not values.strip() or any(v == "" for v in items):
+            raise ValueError(f"--sweep {spec!r}: empty value")
+        axes[key] = items
+    return axes
+
+
+def expand(axes):
+    """The cartesian product of ``{name: [values]}`` as a list of ``{name: value}``, in order."""
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def metrics_table(rows, swept):
+    """A text table: one row per run with its id, state, swept values and scalar metrics.
+
+    ``rows`` are dicts with ``id``, ``state``, ``parameters`` and ``metrics`` (or None).
+    """
+    metric_names = []
+    for row in rows:
+        for key, value in (row.get("metrics") or {}).items():
+            if key not in metric_names and (value is None or isinstance(value, (int, float, str))):
+                metric_names.append(key)
+    header = ["run", "state", *swept, *metric_names]
+    body = [
+        [row["id"], row["state"], *(_cell(row["parameters"].get(k)) for k in swept),
+         *(_cell((row.get("metrics") or {}).get(k)) for k in metric_names)]
+        for row in rows
+    ]
+    widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])

@@ -1,0 +1,152 @@
+"""Real papermill runs through the CLI and the Python API, on the local backend."""
+
+import json
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from deepvre import runs
+from tests.runs.conftest import read_notebook
+
+
+def _cells(path):
+    return read_notebook(path)["cells"]
+
+
+def _tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def test_run_writes_its_folder(cli, runs_dir, notebook):
+    code, out, data = cli("run", notebook("metrics"), "-p", "a", "3", "-p", "scale", "0.5",
+                          "-p", "layers", "[7]", "--json")
+    assert code == 0, out
+    (run,) = data
+    path = run["path"]
+    assert os.path.dirname(path) == runs_dir
+    assert set(os.listdir(path)) >= {
+        "input.ipynb", "metrics.json", "output.ipynb", "params.json", "run.log", "status.json"}
+    assert run["status"]["state"] == "done" and run["status"]["error"] is None
+    assert run["status"]["progress"] == {"done": 4, "total": 4}  # injected cell + 3 code cells
+    assert run["params"]["parameters"] == {"a": 3, "scale": 0.5, "layers": [7]}
+    assert run["metrics"]["score"] == 3 * 0.5 + 1 and run["metrics"]["a"] == 3
+    assert run["metrics"]["python"] == sys.executable  # the kernel is the runner's python
+    cells = _cells(os.path.join(path, "output.ipynb"))
+    injected = [c for c in cells if "injected-parameters" in _tags(c)]
+    assert len(injected) == 1 and "a = 3" in "".join(injected[0]["source"])
+    assert "score=2.5 label=base" in open(os.path.join(path, "run.log")).read()
+
+
+def test_sweep_runs_every_combination_and_prints_a_table(cli, runs_dir, notebook):
+    code, out, _ = cli("run", notebook("metrics"), "-p", "label", "sw",
+                       "--sweep", "a=1,2", "--sweep", "scale=10,0.5")
+    assert code == 0, out
+    done = runs.list_runs(runs_dir)
+    assert len(done) == 4
+    seen = {(r.params["parameters"]["a"], r.params["parameters"]["scale"]) for r in done}
+    assert seen == {(1, 10.0), (1, 0.5), (2, 10.0), (2, 0.5)}
+    for r in done:
+        p = r.params["parameters"]
+        assert r.state == "done" and r.metrics["score"] == p["a"] * p["scale"] + 2
+    table = out[out.index("run  "):].splitlines()
+    assert table[0].split()[:5] == ["run", "state", "a", "scale", "score"]
+    for r in done:
+        row = next(line for line in table if line.startswith(r.id)).split()
+        assert row[1] == "done" and float(row[4]) == r.metrics["score"]
+
+
+def test_failing_notebook_keeps_partial_output_and_error(cli, runs_dir, notebook):
+    code, out, _ = cli("run", notebook("failing"), "-p", "message", "bad input 42")
+    assert code == 1
+    assert "ValueError: bad input 42" in out
+    (run,) = runs.list_runs(runs_dir)
+    status = run.status
+    assert status["state"] == "failed" and status["error"] == "ValueError: bad input 42"
+    assert status["progress"] == {"done": 3, "total": 5}  # injected, parameters, first cell
+    assert os.path.exists(run.file("before.txt"))
+    cells = [c for c in _cells(run.file("output.ipynb")) if c["cell_type"] == "code"]
+    assert any(o.get("text") == ["before the failure\n"] for o in cells[-3]["outputs"])
+    assert cells[-2]["outputs"][0]["ename"] == "ValueError"
+    assert cells[-1]["execution_count"] is None  # nothing ran after the error
+    assert "bad input 42" in open(run.file("run.log")).read()
+
+
+def test_detach_returns_at_once_then_finishes(cli, runs_dir, notebook):
+    code, out, data = cli("run", notebook("gated"), "--detach", "--json")
+    assert code == 0, out
+    run = runs.get(data[0]["id"], runs_dir)
+    # the notebook waits for a gate file nobody has made yet: the command returned before it ended
+    assert run.state in ("queued", "running")
+    pid = run.status["pid"]
+    assert os.getsid(pid) == pid != os.getsid(0)  # own session: survives logout and restarts
+    code, out, listed = cli("runs", "list", "--json")
+    assert [r["id"] for r in listed] == [run.id]
+    open(run.file("gate"), "w").close()
+    status = runs.wait(run, timeout=120)
+    assert status["state"] == "done" and run.metrics == {"waited": True}
+    code, out, shown = cli("runs", "show", run.id, "--json")
+    assert shown["status"]["state"] == "done" and shown["metrics"] == {"waited": True}
+    code, out, _ = cli("runs", "show", run.id)
+    assert f"{run.id}  done  cells 4/4" in out
+
+
+def _wait_for(predicate, timeout=120):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_cancel_stops_a_detached_run(cli, runs_dir, notebook):
+    run = runs.start(notebook("gated"), {"timeout": "600"}, detach=True, runs_dir=runs_dir)
+    _wait_for(lambda: os.path.exists(run.file("kernel.pid")) and run.status["progress"]["done"] >= 2)
+    worker = psutil.Process(run.status["pid"])
+    kernel = psutil.Process(int(open(run.file("kernel.pid")).read()))
+    code, out, _ = cli("runs", "cancel", run.id)
+    assert code == 0 and out.strip() == f"{run.id}: cancelled"
+    for proc in (worker, kernel):
+        assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    status = runs.get(run.id, runs_dir).status
+    assert status["state"] == "cancelled" and status["finished"]
+    assert run.metrics is None
+    cells = _cells(run.file("output.ipynb"))
+    assert any("injected-parameters" in _tags(c) for c in cells)  # partial output kept
+    # cancelling a finished run changes nothing
+    assert runs.cancel(run.id, runs_dir)["state"] == "cancelled"
+
+
+def test_unknown_parameter_is_a_clear_cli_error(cli, runs_dir, notebook):
+    code, out, _ = cli("run", notebook("metrics"), "-p", "epochs", "3")
+    assert code == 2 and "unknown parameter(s) epochs" in out and "--allow-unknown" in out
+    assert not os.path.exists(runs_dir) or os.listdir(runs_dir) == []
+
+
+def test_worker_that_vanishes_is_reported_failed(runs_dir, notebook):
+    run = runs.start(notebook("gated"), detach=True, runs_dir=runs_dir)
+    _wait_for(lambda: run.state == "running")
+    os.killpg(run.status["pid"], 9)  # no chance to write its status
+    status = runs.wait(run, timeout=60)
+    assert status["state"] == "failed" and "ended without finishing" in status["error"]
+    kernel_pid = open(run.file("kernel.pid")).read() if os.path.exists(run.file("kernel.pid")) else None
+    if kernel_pid:  # the orphaned kernel is ours to clean up
+        psutil.Process(int(kernel_pid)).kill()
+
+
+def test_console_script_lists_runs(runs_dir, notebook):
+    runs.start(notebook("metrics"), runs_dir=runs_dir)
+    deepvre = os.path.join(os.path.dirname(sys.executable), "deepvre")
+    out = subprocess.run([deepvre, "runs", "list", "--json", "--runs-dir", runs_dir],
+                         capture_output=True, text=True, check=True).stdout
+    (listed,) = json.loads(out)
+    assert listed["status"]["state"] == "done" and listed["metrics"]["score"] == 4.0
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/../../b"])
+def test_cancel_refuses_path_tricks(bad, runs_dir):
+    with pytest.raises(ValueError):
+        runs.cancel(bad, runs_dir)
