@@ -1,0 +1,167 @@
+"""Rendered z2jh values and `deepvre deploy kubernetes`: structure, bad values, Dask RBAC.
+
+The chart's values.schema.json is inside the chart tarball, which cannot be fetched here
+(network: PyPI, apt, npm only), so the structure the chart reads is asserted instead.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from deepvre_hub import kubernetes as k8s
+
+from .conftest import SETTINGS_FILE
+
+
+def test_values_structure(values):
+    hub, single = values["hub"], values["singleuser"]
+    assert hub["image"] == {"name": "ghcr.io/deepvre/hub", "tag": "0.1.0", "pullPolicy": "IfNotPresent"}
+    # marketplace and idle culler as hub services, each with a role
+    assert set(hub["services"]) == {"marketplace", "idle-culler"}
+    assert hub["services"]["marketplace"]["url"] == "http://hub:10101"
+    assert {"marketplace", "idle-culler"} <= {s for r in hub["loadRoles"].values() for s in r["services"]}
+    culler = hub["services"]["idle-culler"]["command"]
+    assert "--timeout=900" in culler  # the shortest limit (GPU / profile idle_timeout)
+    config_file = hub["extraFiles"]["idle-culler-config"]
+    assert f"--config={config_file['mountPath']}" in culler
+    assert "make_cull_arbiter" in config_file["stringData"] and '"gpu-1": 900' in config_file["stringData"]
+    assert values["cull"] == {"enabled": False}
+    # OIDC: GenericOAuthenticator in hub.config, secret from a k8s Secret, groups by extraConfig
+    oauth = hub["config"]["GenericOAuthenticator"]
+    assert hub["config"]["JupyterHub"]["authenticator_class"] == "generic-oauth"
+    assert oauth["client_id"] == "deepvre" and oauth["manage_groups"] is True
+    assert oauth["allowed_groups"] == ["gpu-users", "researchers"] and oauth["admin_groups"] == ["hub-admins"]
+    assert oauth["oauth_callback_url"] == "https://hub.example.org/hub/oauth_callback"
+    assert "client_secret" not in oauth
+    secret_ref = hub["extraEnv"]["DEEPVRE_OIDC_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert secret_ref == {"name": "deepvre-oidc", "key": "client-secret"}
+    assert "oidc.configure(c" in hub["extraConfig"]["deepvre-oidc"]
+    # per-user dynamic PVC, /dev/shm in memory, network policies, no root init container
+    storage = single["storage"]
+    assert storage["type"] == "dynamic" and storage["capacity"] == "20Gi"
+    assert storage["dynamic"]["pvcNameTemplate"] == "claim-{user_server}"
+    assert storage["extraVolumes"][0]["emptyDir"]["medium"] == "Memory"
+    assert storage["extraVolumeMounts"] == [{"name": "dshm", "mountPath": "/dev/shm"}]
+    assert single["networkPolicy"]["enabled"] and hub["networkPolicy"]["enabled"]
+    assert values["proxy"]["chp"]["networkPolicy"]["enabled"]
+    assert single["networkPolicy"]["egressAllowRules"]["cloudMetadataServer"] is False
+    assert single["cloudMetadata"] == {"blockWithIptables": False}
+    assert single["uid"] == 1000 and single["allowPrivilegeEscalation"] is False
+    # one source: the profile list is the settings' profiles
+    assert [p["slug"] for p in single["profileList"]] == ["cpu-small", "gpu-1", "gpu-2-custom"]
+    assert values["ingress"]["hosts"] == ["hub.example.org"]
+    # the whole thing is plain data (what helm reads)
+    assert yaml.safe_load(yaml.safe_dump(values)) == values
+
+
+def _bad(settings, where, value):
+    bad = copy.deepcopy(settings)
+    node = bad
+    *path, last = where
+    for part in path:
+        node = node[part]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return bad
+
+
+@pytest.mark.parametrize("where, value, message", [
+    (("profiles", 1, "gpus"), 0, r"profiles\[1\]\.gpus: GPU profile 'gpu-1' .* has no GPU count"),
+    (("profiles", 1, "gpus"), KeyError, r"profiles\[1\]\.gpus: GPU profile 'gpu-1' .* has no GPU count"),
+    (("profiles", 0, "gpu"), 1, r"profiles\[0\]: unknown key 'gpu'"),
+    (("profiles", 2, "memory"), "lots", r"profiles\[2\]\.memory: 'lots' does not match"),
+    (("kubernetes", "storage", "capcity"), "5Gi", r"kubernetes\.storage: unknown key 'capcity'"),
+    (("kubernetes", "gpu", "resource"), 7, r"kubernetes\.gpu\.resource: 7 is not of type 'string'"),
+    (("kubernetes", "shm_fraction"), 2, r"kubernetes\.shm_fraction: 2 is greater than the maximum of 1"),
+])
+def test_bad_values_fail_naming_the_key(settings, where, value, message):
+    with pytest.raises(k8s.RenderError, match=message):
+        k8s.z2jh_values(_bad(settings, where, value))
+
+
+def test_dask_role_allows_what_kubecluster_does_and_no_pod_creation(settings):
+    sa, role, binding = k8s.dask_rbac(settings)
+    allowed = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    for resource in ("daskclusters", "daskworkergroups", "daskautoscalers"):
+        for verb in ("create", "get", "list", "watch", "patch", "delete"):
+            assert ("kubernetes.dask.org", resource, verb) in allowed
+    for resource in ("pods", "services"):
+        for verb in ("get", "list", "watch"):
+            assert ("", resource, verb) in allowed
+    assert ("", "pods/log", "get") in allowed
+    # users' pods never create pods themselves: the operator does (else: mount anyone's PVC)
+    assert ("", "pods", "create") not in allowed
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "deepvre"}]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert k8s.dask_rbac(_bad(settings, ("kubernetes", "dask", "enabled"), False)) == []
+
+
+def _cluster_spec():
+    """The preprocessing area's DaskCluster builder (deepvre.pipelines.clusters), else the operator's."""
+    try:
+        from deepvre.pipelines.clusters import kubernetes_cluster_spec
+    except ImportError:
+        from dask_kubernetes.operator import make_cluster_spec
+
+        return make_cluster_spec(name="alice-prep", image="ghcr.io/deepvre/singleuser-cpu:0.1.0", n_workers=2,
+                                 env={"DEEPVRE_MODE": "kubernetes"}, resources={"limits": {"cpu": "1"}})
+    return kubernetes_cluster_spec(n_workers=2)
+
+
+def test_dask_cluster_owned_by_the_user_pod_is_valid_and_allowed(settings):
+    """The DaskCluster a user's KubeCluster creates, owned by their pod, validates against the
+    operator's CRD, and the rendered Role lets the user's service account create it."""
+    import jsonschema
+
+    environ = {"DEEPVRE_POD_NAME": "jupyter-alice", "DEEPVRE_POD_UID": "6f1c2e1a-0000-4000-8000-000000000001"}
+    owner = k8s.pod_owner_reference(environ)
+    spec = _cluster_spec()
+    spec["metadata"]["ownerReferences"] = [owner]
+    crd_file = Path(__import__("dask_kubernetes").__file__).parent / (
+        "operator/deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml")
+    crd = yaml.safe_load(crd_file.read_text())
+    group, version = spec["apiVersion"].split("/")
+    schema = next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"]
+    jsonschema.validate(spec, schema)
+    assert owner == {"apiVersion": "v1", "kind": "Pod", "name": "jupyter-alice",
+                     "uid": environ["DEEPVRE_POD_UID"], "blockOwnerDeletion": False}
+    assert k8s.pod_owner_reference({}) is None
+
+    role = k8s.dask_rbac(settings)[1]
+    plural = crd["spec"]["names"]["plural"]
+    assert crd["spec"]["group"] == group and spec["kind"] == crd["spec"]["names"]["kind"]
+    assert any(group in r["apiGroups"] and plural in r["resources"] and "create" in r["verbs"] for r in role["rules"])
+
+
+def test_deploy_render_cli(tmp_path):
+    from deepvre.cli import main
+
+    out = tmp_path / "render"
+    result = CliRunner().invoke(main, ["deploy", "kubernetes", "--render", str(out), "--settings", str(SETTINGS_FILE)])
+    assert result.exit_code == 0, result.output
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    assert values["singleuser"]["profileList"][1]["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
+    kinds = [o["kind"] for o in yaml.safe_load_all((out / "manifests.yaml").read_text())]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding"]
+    command = (out / "helm-command.txt").read_text()
+    assert f"--version={k8s.CHART_VERSION}" in command and "helm upgrade --cleanup-on-fail --install" in command
+    # the README gives the same command
+    readme = (Path(k8s.__file__).parents[1] / "kubernetes" / "README.md").read_text()
+    assert command.splitlines()[-1] in readme
+
+    # never overwrite silently; bad settings name the key
+    again = CliRunner().invoke(main, ["deploy", "kubernetes", "--render", str(out), "--settings", str(SETTINGS_FILE)])
+    assert again.exit_code != 0 and "would overwrite values.yaml" in again.output
+    bad = tmp_path / "bad.yaml"
+    data = yaml.safe_load(SETTINGS_FILE.read_text())
+    data["profiles"][1]["gpus"] = 0
+    bad.write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["deploy", "kubernetes", "--render", str(tmp_path / "b"), "--settings", str(bad)])
+    assert result.exit_code != 0 and "profiles[1].gpus" in result.output
