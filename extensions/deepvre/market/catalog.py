@@ -1,0 +1,403 @@
+"""The catalog: publish, show, versions, search, pull, deprecate and visibility, with permissions.
+
+Publishing (the Python API other parts call, e.g. ``deepvre weights convert``)::
+
+    from deepvre.market.catalog import Catalog
+    catalog = Catalog()                        # or Catalog.from_settings(settings)
+    catalog.publish(metadata, {"model.keras": "out/model.keras",
+                               "preprocessing.json": "out/preprocessing.json",
+                               "metrics.json": "out/metrics.json",
+                               "training.ipynb": "out/training.ipynb"},
+                    owner="alice", visibility="public")
+
+``metadata`` is an AI4OS v2 document with a ``deepvre`` section (see :mod:`.metadata`).
+
+Artifact layout (one immutable version; each file stored by its sha256):
+
+- ``model.keras``: the Keras 3 model (required; no Lambda layers; loaded with ``safe_mode=True``);
+- ``preprocessing.json``: ``{"input": {"shape": [224, 224, 3], "dtype": "float32",
+  "scale": 0.00784, "offset": -1.0, "mean": null, "std": null}, "labels": [...]}``: how an image
+  becomes the model's input (``pixel * scale + offset``, then ``(x - mean) / std`` if given) and
+  the class labels in output order (see :mod:`deepvre.serving.preprocessing`);
+- ``metrics.json``: evaluation metrics (also copied into ``deepvre.metrics``);
+- the executed training notebook (its name in ``deepvre.training.notebook``), as provenance;
+- ``data-manifest.json``: training data file name -> sha256 (also ``deepvre.data``).
+
+Who may do what: everyone reads public models; owners publish new versions of, deprecate and
+change the visibility of their own models; ``group`` models are seen by members of their groups,
+``private`` ones by their owner; models a caller may not see answer :class:`NotFound`, never
+:class:`Forbidden`; admins see and curate everything.
+"""
+
+import copy
+import dataclasses
+import getpass
+import json
+import os
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from traitlets import Integer, Unicode, default
+from traitlets.config import Configurable
+
+from . import index, metadata, modelfile
+from .index import ModelGroup, ModelRow, VersionRow
+from .store import ArtifactStore, UploadTooLarge
+
+__all__ = ["Caller", "Catalog", "Conflict", "Forbidden", "NotFound", "UploadTooLarge"]
+
+
+class NotFound(LookupError):
+    """No such model or version, or one the caller may not see."""
+
+
+class Forbidden(PermissionError):
+    """The caller sees the model but may not change it."""
+
+
+class Conflict(ValueError):
+    """That name and version already exist; versions are immutable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who is asking: a hub user (name, groups, admin) or the local user."""
+
+    name: str
+    groups: tuple = ()
+    admin: bool = False
+
+    @classmethod
+    def local(cls):
+        """The single user of a standalone catalog: owns and curates everything in it."""
+        return cls(getpass.getuser(), (), True)
+
+
+def default_root():
+    base = os.environ.get("DEEPVRE_MARKET_DIR")
+    if base:
+        return Path(base)
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "deepvre" / "market"
+
+
+def _caller(who):
+    return who if isinstance(who, Caller) else Caller(str(who))
+
+
+def _version_key(text):
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return (1, Version(text))
+    except InvalidVersion:
+        return (0, text)
+
+
+class Catalog(Configurable):
+    """A model catalog: an index database plus a content-addressed artifact store."""
+
+    database_url = Unicode(
+        config=True,
+        help="SQLAlchemy URL of the index, e.g. sqlite:////srv/deepvre/market.sqlite or "
+        "postgresql+psycopg://market@db/market. Default: catalog.sqlite under $DEEPVRE_MARKET_DIR "
+        "(~/.local/share/deepvre/market).",
+    )
+    store_url = Unicode(
+        config=True,
+        help="fsspec URL of the artifact store, e.g. /srv/deepvre/artifacts or s3://bucket/deepvre. "
+        "Default: artifacts/ under $DEEPVRE_MARKET_DIR.",
+    )
+    upload_limit = Integer(
+        2 * 1024**3,
+        config=True,
+        help="Largest accepted artifact (all files of one version together), in bytes, e.g. 536870912.",
+    )
+
+    @default("database_url")
+    def _default_db(self):
+        root = default_root()
+        root.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{root / 'catalog.sqlite'}"
+
+    @default("store_url")
+    def _default_store(self):
+        return str(default_root() / "artifacts")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.engine, self.Session = index.open_index(self.database_url)
+        self.store = ArtifactStore(self.store_url)
+
+    @classmethod
+    def from_settings(cls, settings):
+        """A catalog from the site settings' ``marketplace:`` section (missing keys: defaults)."""
+        section = (settings or {}).get("marketplace", settings or {})
+        kwargs = {k: section[k] for k in ("database_url", "store_url", "upload_limit") if section.get(k)}
+        return cls(**kwargs)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _visible_model(self, session, caller, name):
+        row = session.get(ModelRow, name) if isinstance(name, str) else None
+        if row is None or not session.scalar(sa.select(sa.literal(True)).where(ModelRow.name == name, index.visible_to(caller))):
+            raise NotFound(f"no model named {name!r}")
+        return row
+
+    def _groups(self, session, name):
+        return sorted(session.scalars(sa.select(ModelGroup.group).where(ModelGroup.name == name)))
+
+    def _summary(self, row, groups=None):
+        return {
+            "name": row.name,
+            "version": row.latest,
+            "title": row.title,
+            "summary": row.summary,
+            "owner": row.owner,
+            "visibility": row.visibility,
+            "groups": groups if groups is not None else [],
+            "deprecated": row.deprecated,
+            "use_case": row.use_case,
+            "tasks": json.loads(row.tasks),
+            "libraries": json.loads(row.libraries),
+            "categories": json.loads(row.categories),
+            "tags": row.tags.split() if row.tags else [],
+            "created": row.created.isoformat() + "Z",
+            "updated": row.updated.isoformat() + "Z",
+        }
+
+    def search(self, caller, query="", filters=None, sort=None, limit=50, offset=0):
+        """Visible models matching ``query`` (full text) and ``filters``; see :func:`index.search_query`."""
+        caller = _caller(caller)
+        with self.Session() as session:
+            stmt = index.search_query(session, caller, query, filters, sort, max(1, min(int(limit), 1000)), max(0, int(offset)))
+            return [self._summary(row) for row in session.scalars(stmt)]
+
+    def show(self, caller, name, version=None):
+        """One version (default: the latest) with its metadata, files and the list of versions."""
+        caller = _caller(caller)
+        with self.Session() as session:
+            row = self._visible_model(session, caller, name)
+            ver = session.get(VersionRow, (name, version or row.latest)) if isinstance(version or row.latest, str) else None
+            if ver is None:
+                raise NotFound(f"model {name!r} has no version {version!r}")
+            entry = self._summary(row, self._groups(session, name))
+            entry.update(
+                version=ver.version,
+                version_deprecated=ver.deprecated,
+                published_by=ver.published_by,
+                published=ver.created.isoformat() + "Z",
+                metadata=json.loads(ver.document),
+                files=json.loads(ver.files),
+                versions=self._version_list(session, name),
+            )
+            entry["description"] = row.description if ver.version == row.latest else entry["metadata"].get("description", "")
+            return entry
+
+    def _version_list(self, session, name):
+        rows = session.scalars(sa.select(VersionRow).where(VersionRow.name == name))
+        out = [
+            {"version": v.version, "created": v.created.isoformat() + "Z", "deprecated": v.deprecated, "published_by": v.published_by}
+            for v in rows
+        ]
+        return sorted(out, key=lambda v: _version_key(v["version"]), reverse=True)
+
+    def versions(self, caller, name):
+        caller = _caller(caller)
+        with self.Session() as session:
+            self._visible_model(session, caller, name)
+            return self._version_list(session, name)
+
+    def iter_file(self, caller, name, version, filename):
+        """``(size, chunks)`` of one artifact file; the chunks check its sha256 as they go."""
+        entry = self.show(caller, name, version)
+        info = entry["files"].get(filename)
+        if info is None:
+            raise NotFound(f"{name}:{entry['version']} has no file {filename!r}")
+        return info, self.store.iter_chunks(info["sha256"])
+
+    def pull(self, caller, name, version, dest, overwrite=False):
+        """Copy a version's files and ``metadata.json`` into folder ``dest``; returns the entry.
+
+        Every file is checked against its sha256 (a tampered store raises ``IntegrityError`` and
+        leaves no file). An existing different file in ``dest`` is an error unless ``overwrite``.
+        """
+        entry = self.show(caller, name, version)
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        clashes = [
+            f for f, info in entry["files"].items()
+            if (dest / f).exists() and not overwrite and _sha256_of(dest / f) != info["sha256"]
+        ]
+        if clashes:
+            raise FileExistsError(f"{dest}: would overwrite {', '.join(clashes)} (use overwrite)")
+        for filename, info in entry["files"].items():
+            if metadata.check_file_names([filename]):  # never trust stored names with paths
+                raise ValueError(f"refusing file name {filename!r}")
+            self.store.copy_to(info["sha256"], dest / filename)
+        (dest / "metadata.json").write_text(json.dumps(entry["metadata"], indent=2))
+        return entry
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def check(self, document, files):
+        """Every problem with publishing ``document`` with ``files`` ({name: local path})."""
+        found = metadata.errors(document)
+        found += metadata.check_file_names(files)
+        if "model.keras" not in files:
+            found.append("files: model.keras is required")
+        elif not found:
+            found += modelfile.problems(files["model.keras"])
+        section = document.get(metadata.SECTION) if isinstance(document, dict) else None
+        notebook = ((section or {}).get("training") or {}).get("notebook") if isinstance(section, dict) else None
+        if notebook and notebook not in files:
+            found.append(f"deepvre.training.notebook: {notebook!r} is not among the files")
+        return found
+
+    def publish(self, metadata_doc, files, owner, visibility=None, groups=None):
+        """Publish one immutable version; returns its entry (as :meth:`show`).
+
+        ``files``: {artifact file name: local path}. ``owner``: a user name or :class:`Caller`.
+        ``visibility``/``groups`` override the document's. Raises ``metadata.MetadataError`` (with
+        every problem), :class:`Forbidden`, :class:`NotFound`, :class:`Conflict` or
+        :class:`UploadTooLarge`. Nothing is visible until the one database transaction commits.
+        """
+        caller = _caller(owner)
+        document = copy.deepcopy(metadata_doc)
+        if isinstance(document, dict) and isinstance(document.get(metadata.SECTION), dict):
+            if visibility:
+                document[metadata.SECTION]["visibility"] = visibility
+            if groups is not None:
+                document[metadata.SECTION]["groups"] = list(groups)
+        files = {k: str(v) for k, v in dict(files).items()}
+        problems = self.check(document, files)
+        if problems:
+            raise metadata.MetadataError(problems)
+        missing = [f for f, p in files.items() if not os.path.isfile(p)]
+        if missing:
+            raise metadata.MetadataError([f"files.{f}: no such file {files[f]}" for f in missing])
+        total = sum(os.path.getsize(p) for p in files.values())
+        if total > self.upload_limit:
+            raise UploadTooLarge(f"artifact is {total} bytes, over the limit of {self.upload_limit}")
+        section = document[metadata.SECTION]
+        name, version = section["name"], section["version"]
+        self._check_can_publish(caller, name, version)
+        stored = {}
+        for filename, path in sorted(files.items()):
+            digest, size = self.store.put_file(path)
+            stored[filename] = {"sha256": digest, "size": size}
+        self._commit_version(caller, document, stored)
+        return self.show(caller, name, version)
+
+    def _check_can_publish(self, caller, name, version):
+        with self.Session() as session:
+            row = session.get(ModelRow, name)
+            if row is None:
+                return
+            self._check_owner(session, caller, row)
+            if session.get(VersionRow, (name, version)) is not None:
+                raise Conflict(f"{name}:{version} already exists; versions are immutable")
+
+    def _check_owner(self, session, caller, row):
+        self._visible_model(session, caller, row.name)  # NotFound for the invisible
+        if not caller.admin and row.owner != caller.name:
+            raise Forbidden(f"model {row.name!r} belongs to {row.owner}; only its owner or an admin may change it")
+
+    def _commit_version(self, caller, document, stored):
+        section = document[metadata.SECTION]
+        name, version = section["name"], section["version"]
+        for attempt in range(50):
+            try:
+                with self.Session.begin() as session:
+                    row = session.get(ModelRow, name)
+                    if row is None:
+                        row = ModelRow(name=name, owner=caller.name, latest=version, created=index.now())
+                        session.add(row)
+                        self._set_visibility(session, row, section["visibility"], section.get("groups", []))
+                    else:
+                        self._check_owner(session, caller, row)
+                    session.add(
+                        VersionRow(
+                            name=name,
+                            version=version,
+                            published_by=caller.name,
+                            created=index.now(),
+                            document=json.dumps(document),
+                            files=json.dumps(stored),
+                        )
+                    )
+                    session.flush()
+                    if _version_key(version) >= _version_key(row.latest) or row.latest == version:
+                        self._fill(row, document, version)
+                    row.updated = index.now()
+                    index.index_text(session, row)
+                return
+            except sa.exc.IntegrityError:
+                with self.Session() as session:
+                    if session.get(VersionRow, (name, version)) is not None:
+                        raise Conflict(f"{name}:{version} already exists; versions are immutable") from None
+            except sa.exc.OperationalError as err:  # SQLite: another writer holds the lock
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+            time.sleep(0.02 * (attempt + 1))
+        raise Conflict(f"{name}:{version}: could not publish, the index stayed busy")
+
+    @staticmethod
+    def _fill(row, document, version):
+        section = document[metadata.SECTION]
+        row.latest = version
+        row.title = document.get("title", "")
+        row.summary = document.get("summary", "")
+        row.description = document.get("description", "")
+        row.tags = " ".join(document.get("tags", []))
+        row.use_case = section.get("use_case", "")
+        row.tasks = json.dumps(document.get("tasks", []))
+        row.libraries = json.dumps(document.get("libraries", []))
+        row.categories = json.dumps(document.get("categories", []))
+
+    @staticmethod
+    def _set_visibility(session, row, visibility, groups):
+        if visibility not in ("public", "group", "private"):
+            raise metadata.MetadataError([f"visibility: {visibility!r} is not one of public, group, private"])
+        if visibility == "group" and not groups:
+            raise metadata.MetadataError(["groups: a `group` model needs at least one group"])
+        row.visibility = visibility
+        session.execute(sa.delete(ModelGroup).where(ModelGroup.name == row.name))
+        session.flush()
+        for group in sorted(set(groups or [])) if visibility == "group" else []:
+            session.add(ModelGroup(name=row.name, group=str(group)))
+
+    def set_visibility(self, caller, name, visibility, groups=None):
+        """Change who sees a model (owner or admin)."""
+        caller = _caller(caller)
+        with self.Session.begin() as session:
+            row = self._visible_model(session, caller, name)
+            self._check_owner(session, caller, row)
+            self._set_visibility(session, row, visibility, groups or [])
+            row.updated = index.now()
+        return self.show(caller, name)
+
+    def deprecate(self, caller, name, version=None, deprecated=True):
+        """Mark a model (or one version) deprecated, or undo it (owner or admin)."""
+        caller = _caller(caller)
+        with self.Session.begin() as session:
+            row = self._visible_model(session, caller, name)
+            self._check_owner(session, caller, row)
+            if version is None:
+                row.deprecated = bool(deprecated)
+            else:
+                ver = session.get(VersionRow, (name, version))
+                if ver is None:
+                    raise NotFound(f"model {name!r} has no version {version!r}")
+                ver.deprecated = bool(deprecated)
+        return self.show(caller, name, version)
+
+
+def _sha256_of(path):
+    import hashlib
+
+    sha = hashlib.sha256()
+    with open(path, "rb") as src:
+        while chunk := src.read(1 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()

@@ -1,0 +1,65 @@
+"""Raw input -> model input, from an artifact's ``preprocessing.json``.
+
+Format (written by the publishers, read here and nowhere else)::
+
+    {"input": {"shape": [224, 224, 3], "dtype": "float32",
+               "scale": 0.00784313725490196, "offset": -1.0,     # x = pixel * scale + offset
+               "mean": null, "std": null},                       # then (x - mean) / std if given
+     "labels": ["tench", "goldfish", ...]}
+
+An image is decoded with Pillow, converted to RGB (or L for one channel), resized to the
+input's height and width (bilinear), and scaled. The same function serves in-process use and the
+DEEPaaS adapter, so both give the same predictions.
+"""
+
+import io
+import json
+
+import numpy as np
+
+
+def read_spec(path):
+    spec = json.loads(open(path).read())
+    if "input" not in spec or "shape" not in spec["input"]:
+        raise ValueError(f"{path}: preprocessing.json needs input.shape")
+    return spec
+
+
+def image_array(data, spec):
+    """Encoded image bytes -> a float batch of one, shaped like the model's input."""
+    from PIL import Image
+
+    shape = spec["input"]["shape"]
+    height, width, channels = shape[0], shape[1], shape[2] if len(shape) > 2 else 1
+    with Image.open(io.BytesIO(data)) as img:
+        img = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+        pixels = np.asarray(img, dtype="float32").reshape(height, width, channels)
+    return scale(pixels, spec)[None]
+
+
+def scale(pixels, spec):
+    """Apply ``scale``/``offset`` and optional ``mean``/``std`` to raw pixel values."""
+    inp = spec["input"]
+    x = np.asarray(pixels, dtype="float32") * float(inp.get("scale", 1.0)) + float(inp.get("offset", 0.0))
+    if inp.get("mean") is not None:
+        x = (x - np.asarray(inp["mean"], dtype="float32")) / np.asarray(inp.get("std") or 1.0, dtype="float32")
+    return x.astype(inp.get("dtype", "float32"))
+
+
+def array_input(values, spec):
+    """A nested list (one sample or a batch) -> a batch array matching the input shape."""
+    shape = tuple(spec["input"]["shape"])
+    x = np.asarray(values, dtype=spec["input"].get("dtype", "float32"))
+    if x.shape == shape:
+        x = x[None]
+    if x.shape[1:] != shape:
+        raise ValueError(f"array of shape {x.shape} does not fit the input shape {list(shape)}")
+    return x
+
+
+def top_labels(probabilities, labels, top=5):
+    """One sample's probabilities -> [{"label", "probability"}], best first."""
+    probs = np.asarray(probabilities, dtype="float64").ravel()
+    order = np.argsort(-probs)[: max(1, int(top))]
+    names = labels if labels and len(labels) == probs.size else [str(i) for i in range(probs.size)]
+    return [{"label": names[i], "probability": float(probs[i])} for i in order]

@@ -1,0 +1,132 @@
+"""Marketplace fixtures: one tiny Keras model trained for real, shared by the whole folder."""
+
+import copy
+import json
+import shutil
+
+import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
+import numpy as np
+import pytest
+
+LABELS = ["red", "green", "blue"]
+
+
+def make_document(name="tiny-colours", version="1.0.0", visibility="public", groups=None, **overrides):
+    """A valid AI4OS v2 + deepvre document for the tiny colour classifier."""
+    doc = {
+        "metadata_version": "2.3.0",
+        "title": "Tiny colour classifier",
+        "summary": "Tells red, green and blue 8x8 images apart.",
+        "description": "A two-layer network trained in the marketplace tests on generated images.",
+        "links": {"source_code": "https://github.com/deepvre/deepvre"},
+        "dates": {"created": "2026-11-01", "updated": "2026-11-01"},
+        "libraries": ["Keras", "TensorFlow"],
+        "tasks": ["Computer Vision", "Classification"],
+        "categories": ["AI4 trainable", "AI4 inference"],
+        "tags": ["colours", "test"],
+        "deepvre": {
+            "name": name,
+            "version": version,
+            "use_case": "base",
+            "input": {"shape": [8, 8, 3], "dtype": "float32", "kind": "image", "labels": LABELS},
+            "output": {"kind": "probabilities", "shape": [3]},
+            "training": {"notebook": "training.ipynb", "parameters": {"epochs": 3}},
+            "base_model": None,
+            "metrics": {"accuracy": 1.0},
+            "visibility": visibility,
+        },
+    }
+    if groups:
+        doc["deepvre"]["groups"] = list(groups)
+    for key, value in overrides.items():
+        doc[key] = value
+    return doc
+
+
+def colour_images(n, seed=0):
+    """``n`` 8x8 RGB images, each dominated by one channel; returns (pixels 0-255, labels)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.uniform(0, 80, (n, 8, 8, 3))
+    x[np.arange(n), :, :, y] += 150
+    return x.astype("float32"), y
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A trained tiny model as an artifact folder: model.keras, preprocessing.json, notebook, metrics."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = colour_images(600)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x / 255.0, y, epochs=30, batch_size=32, verbose=0)
+    folder = tmp_path_factory.mktemp("tiny-model")
+    model.save(folder / "model.keras")
+    accuracy = float(model.evaluate(x / 255.0, y, verbose=0)[1])
+    (folder / "metrics.json").write_text(json.dumps({"accuracy": accuracy}))
+    (folder / "preprocessing.json").write_text(
+        json.dumps({"input": {"shape": [8, 8, 3], "dtype": "float32", "scale": 1 / 255.0, "offset": 0.0}, "labels": LABELS})
+    )
+    (folder / "training.ipynb").write_text(json.dumps(training_notebook()))
+    doc = make_document()
+    doc["deepvre"]["metrics"] = {"accuracy": accuracy}
+    (folder / "metadata.json").write_text(json.dumps(doc, indent=2))
+    return folder
+
+
+def training_notebook():
+    """A real (tiny) training notebook with a papermill ``parameters`` cell."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("epochs = 1\nout = 'result.json'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell(
+            "import json\nresult = {'epochs': epochs, 'loss': [1.0 / (e + 1) for e in range(epochs)]}\n"
+            "json.dump(result, open(out, 'w'))\nresult"
+        ),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def artifact_files(folder):
+    return {p.name: p for p in folder.iterdir() if p.name != "metadata.json"}
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    from deepvre.market.catalog import Catalog
+
+    return Catalog(database_url=f"sqlite:///{tmp_path / 'index.sqlite'}", store_url=str(tmp_path / "store"))
+
+
+@pytest.fixture
+def publish(catalog, tiny_model_dir):
+    """publish(owner, **document overrides) -> entry, with the tiny model's files."""
+
+    def _publish(owner="alice", name="tiny-colours", version="1.0.0", visibility="public", groups=None, **overrides):
+        doc = make_document(name, version, visibility, groups, **overrides)
+        return catalog.publish(doc, artifact_files(tiny_model_dir), owner)
+
+    return _publish
+
+
+def copy_artifact(src, dest):
+    shutil.copytree(src, dest)
+    return dest
+
+
+def deep(doc):
+    return copy.deepcopy(doc)

@@ -1,0 +1,209 @@
+"""The catalog engine: validation, permissions, immutability, integrity, search."""
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from deepvre.market import metadata
+from deepvre.market.catalog import Caller, Catalog, Conflict, Forbidden, NotFound
+from deepvre.market.store import IntegrityError, UploadTooLarge
+
+from .conftest import artifact_files, make_document
+
+
+
+def ai4_example(name):
+    import ai4_metadata
+
+    return Path(ai4_metadata.__file__).parent / "assets" / "examples" / name
+
+
+def test_publish_show_versions_pull(publish, catalog, tmp_path, tiny_model_dir):
+    first = publish("alice")
+    assert first["name"] == "tiny-colours" and first["version"] == "1.0.0" and first["owner"] == "alice"
+    assert set(first["files"]) == {"model.keras", "preprocessing.json", "metrics.json", "training.ipynb"}
+    publish("alice", version="1.1.0")
+    assert catalog.show("bob", "tiny-colours")["version"] == "1.1.0"
+    assert [v["version"] for v in catalog.versions("bob", "tiny-colours")] == ["1.1.0", "1.0.0"]
+    entry = catalog.pull("bob", "tiny-colours", "1.0.0", tmp_path / "pulled")
+    for name, info in entry["files"].items():
+        assert (tmp_path / "pulled" / name).read_bytes() == (tiny_model_dir / name).read_bytes()
+    assert json.loads((tmp_path / "pulled" / "metadata.json").read_text())["deepvre"]["version"] == "1.0.0"
+
+
+def test_versions_are_immutable(publish):
+    publish("alice")
+    with pytest.raises(Conflict):
+        publish("alice")
+
+
+def test_schema_errors_are_listed(catalog, tiny_model_dir):
+    doc = make_document()
+    del doc["summary"]
+    doc["tasks"] = ["Telepathy"]
+    doc["deepvre"]["input"]["shape"] = "big"
+    with pytest.raises(metadata.MetadataError) as err:
+        catalog.publish(doc, artifact_files(tiny_model_dir), "alice")
+    text = "\n".join(err.value.errors)
+    assert "'summary' is a required property" in text
+    assert "tasks[0]: 'Telepathy' is not one of" in text
+    assert "deepvre.input.shape: 'big' is not of type 'array'" in text
+    assert catalog.search("alice") == []
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", "Upper", "-dash", "x" * 80, "a..b/c"])
+def test_path_tricks_in_model_names_are_refused(catalog, tiny_model_dir, name):
+    with pytest.raises(metadata.MetadataError, match="deepvre.name"):
+        catalog.publish(make_document(name=name), artifact_files(tiny_model_dir), "alice")
+
+
+@pytest.mark.parametrize("version", ["../1", "1.0/..", "1.0.0;rm"])
+def test_path_tricks_in_versions_are_refused(catalog, tiny_model_dir, version):
+    with pytest.raises(metadata.MetadataError, match="deepvre.version"):
+        catalog.publish(make_document(version=version), artifact_files(tiny_model_dir), "alice")
+
+
+@pytest.mark.parametrize("filename", ["../model.keras2", "sub/x.json", ".hidden", "weights.pkl", "state.pth"])
+def test_bad_file_names_and_pickles_are_refused(catalog, tiny_model_dir, filename):
+    files = artifact_files(tiny_model_dir)
+    files[filename] = tiny_model_dir / "metrics.json"
+    with pytest.raises(metadata.MetadataError, match="files"):
+        catalog.publish(make_document(), files, "alice")
+
+
+def test_oversized_upload_is_refused(tmp_path, tiny_model_dir):
+    small = Catalog(database_url=f"sqlite:///{tmp_path / 'i.sqlite'}", store_url=str(tmp_path / "s"), upload_limit=1000)
+    with pytest.raises(UploadTooLarge):
+        small.publish(make_document(), artifact_files(tiny_model_dir), "alice")
+    assert small.search("alice") == []
+
+
+def lambda_model(path):
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten()])
+    model.save(path)
+    return path
+
+
+def test_lambda_layer_is_refused_at_publish_and_load(catalog, tiny_model_dir, tmp_path):
+    from deepvre.market import modelfile
+
+    bad = lambda_model(tmp_path / "model.keras")
+    files = artifact_files(tiny_model_dir)
+    files["model.keras"] = bad
+    with pytest.raises(metadata.MetadataError, match="Lambda layers carry code"):
+        catalog.publish(make_document(), files, "alice")
+    with pytest.raises(ValueError, match="safe_mode"):
+        modelfile.load(bad)
+
+
+def test_tampered_artifact_fails_loudly(publish, catalog, tmp_path):
+    entry = publish("alice")
+    digest = entry["files"]["model.keras"]["sha256"]
+    blob = Path(catalog.store.path(digest))
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=digest):
+        catalog.pull("bob", "tiny-colours", None, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.keras").exists()
+
+
+def test_permissions(publish, catalog):
+    publish("alice")
+    publish("alice", name="alice-private", visibility="private")
+    publish("alice", name="alice-lab", visibility="group", groups=["lab"])
+    bob, carol, admin = Caller("bob"), Caller("carol", ("lab",)), Caller("root", (), True)
+    # Another user cannot publish into alice's public model ...
+    with pytest.raises(Forbidden):
+        publish("bob", version="2.0.0")
+    with pytest.raises(Forbidden):
+        catalog.deprecate(bob, "tiny-colours")
+    # ... and does not learn that her private or group models exist.
+    for name in ("alice-private", "alice-lab"):
+        with pytest.raises(NotFound):
+            catalog.show(bob, name)
+        with pytest.raises(NotFound):
+            publish("bob", name=name, version="9.0.0")
+    assert {e["name"] for e in catalog.search(bob)} == {"tiny-colours"}
+    assert {e["name"] for e in catalog.search(carol)} == {"tiny-colours", "alice-lab"}
+    assert catalog.show(carol, "alice-lab")["groups"] == ["lab"]
+    # Admins see and curate everything.
+    assert {e["name"] for e in catalog.search(admin)} == {"tiny-colours", "alice-lab", "alice-private"}
+    catalog.deprecate(admin, "alice-private")
+    catalog.set_visibility(admin, "alice-lab", "public")
+    assert {e["name"] for e in catalog.search(bob)} == {"tiny-colours", "alice-lab"}
+    assert catalog.search(admin, filters={"deprecated": True, "owner": "alice", "visibility": "private"})[0]["deprecated"]
+
+
+def test_search_filter_sort(publish, catalog):
+    publish("alice")
+    publish("alice", name="cell-nuclei", title="Nuclei segmentation", summary="Finds nuclei in fluorescence images",
+            tags=["biology", "microscopy"], tasks=["Computer Vision"])
+    publish("bob", name="flow-anomalies", title="Network flow anomalies", summary="Scores Zeek conn.log flows",
+            tags=["security"], tasks=["Anomaly Detection"], libraries=["Keras"])
+    names = lambda hits: [h["name"] for h in hits]  # noqa: E731
+    assert names(catalog.search("x", "nuclei")) == ["cell-nuclei"]
+    assert names(catalog.search("x", "fluoresc")) == ["cell-nuclei"]  # prefix match
+    assert names(catalog.search("x", "zeek flows")) == ["flow-anomalies"]
+    assert names(catalog.search("x", "\"); DROP TABLE models; --")) == []
+    assert names(catalog.search("x", filters={"task": "Anomaly Detection"})) == ["flow-anomalies"]
+    assert names(catalog.search("x", filters={"library": "TensorFlow"})) == ["cell-nuclei", "tiny-colours"]
+    assert names(catalog.search("x", filters={"use_case": "base", "category": "AI4 inference"})) == [
+        "cell-nuclei", "flow-anomalies", "tiny-colours"]
+    assert names(catalog.search("x", sort="-name")) == ["tiny-colours", "flow-anomalies", "cell-nuclei"]
+    assert names(catalog.search("x", sort="updated"))[0] == "flow-anomalies"
+    assert names(catalog.search("x", sort="name", limit=1, offset=1)) == ["flow-anomalies"]
+    with pytest.raises(ValueError, match="sort"):
+        catalog.search("x", sort="size")
+
+
+def test_v1_import_through_ai4_migrate(tmp_path):
+    doc = metadata.migrate_v1(ai4_example("sample-v1.mods.json"))
+    assert doc["metadata_version"] == "2.3.0" and doc["title"] == "DEEP OC Massive Online Data Streams"
+    assert metadata.errors(doc) == ["deepvre: missing (deepvre's section: name, version, use_case, input, output, visibility)"]
+    doc["deepvre"] = make_document()["deepvre"]
+    assert metadata.errors(doc) == []
+    bad = tmp_path / "bad-v1.json"
+    bad.write_text(json.dumps({"title": 3}))
+    with pytest.raises(metadata.MetadataError, match="AI4OS v1"):
+        metadata.migrate_v1(bad)
+
+
+def test_real_ai4_v2_example_passes_ai4_part():
+    doc = metadata.load(ai4_example("sample-v2.mods.json"))
+    assert [e for e in metadata.errors(doc) if "AI4OS" in e] == []
+
+
+def _publish_in_process(db, store, folder, barrier, results):
+    catalog = Catalog(database_url=db, store_url=store)
+    files = artifact_files(Path(folder))
+    barrier.wait(timeout=120)  # both processes publish at the same moment
+    try:
+        catalog.publish(make_document(), files, "alice")
+        results.put("won")
+    except Conflict:
+        results.put("conflict")
+
+
+def test_concurrent_publish_one_wins(tmp_path, tiny_model_dir):
+    db, store = f"sqlite:///{tmp_path / 'i.sqlite'}", str(tmp_path / "s")
+    Catalog(database_url=db, store_url=store)  # create the tables once
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_publish_in_process, args=(db, store, str(tiny_model_dir), barrier, results)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    outcome = sorted(results.get(timeout=180) for _ in procs)
+    for proc in procs:
+        proc.join(60)
+    assert outcome == ["conflict", "won"]
+    catalog = Catalog(database_url=db, store_url=store)
+    entry = catalog.show(Caller("x", (), True), "tiny-colours")
+    assert [v["version"] for v in entry["versions"]] == ["1.0.0"]
+    for info in entry["files"].values():  # every file of the winner is complete and intact
+        assert len(catalog.store.read_bytes(info["sha256"])) == info["size"]
+    assert not list((tmp_path / "s" / "tmp").iterdir())  # no half-written blob left behind
