@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import nbformat
 import pytest
@@ -110,3 +111,42 @@ def test_run_ids_cannot_name_paths(api):
     assert status in (400, 404)
     status, data = api("GET", "runs/..%2Fx")
     assert status in (400, 404)
+
+
+def wait_for(api, run_id, states, timeout=180):
+    """Poll the run's status until it is in ``states`` (generous timeout: kernels start slowly here)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, data = api("GET", f"runs/{run_id}")
+        assert status == 200, data
+        if data["state"] in states:
+            return data
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} still {data['state']} after {timeout} s")
+
+
+def test_batch_run_of_a_workspace_notebook(api, jp_root_dir, nb):
+    status, run = api("POST", "runs", body={"path": "work/train.ipynb", "parameters": {"epochs": 7}})
+    assert status == 201, run
+    assert run["state"] in ("queued", "running", "done") and run["notebook"] == "work/train.ipynb"
+    done = wait_for(api, run["id"], ("done", "failed"))
+    assert done["state"] == "done", done
+    assert done["output"] == f"runs/{run['id']}/output.ipynb"
+    out = nbformat.read(str(jp_root_dir / done["output"]), as_version=4)
+    injected = [c.source for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "epochs = 7" in injected[0]
+    assert "cells 0.07" in "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+    status, listing = api("GET", "runs")
+    assert status == 200 and run["id"] in [r["id"] for r in listing["runs"]]
+
+
+def test_cancel_a_running_batch_run(api, jp_root_dir):
+    make_notebook(jp_root_dir / "slow.ipynb", parameters="seconds = 300\n",
+                  body="import time\nfor _ in range(seconds):\n    time.sleep(1)")
+    status, run = api("POST", "runs", body={"path": "slow.ipynb"})
+    assert status == 201, run
+    wait_for(api, run["id"], ("running",))
+    status, cancelled = api("DELETE", f"runs/{run['id']}")
+    assert status == 200 and cancelled["state"] == "cancelled", cancelled
+    status, data = api("GET", "runs/no-such-run")
+    assert status == 404 and "no-such-run" in data["message"]

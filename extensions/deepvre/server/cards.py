@@ -50,24 +50,30 @@ def model_details(record):
     return card
 
 
+def _inside(root, full):
+    """``full`` relative to ``root`` (API path) when it lies inside it, else None."""
+    real_root, full = os.path.realpath(root), os.path.realpath(full)
+    if os.path.commonpath([full, real_root]) != real_root:
+        return None
+    return os.path.relpath(full, real_root).replace(os.sep, "/")
+
+
 def run_view(run, root):
     """A runner's Run -> what the runs list shows; notebook paths relative to ``root`` when inside it."""
-    status = dict(getattr(run, "status", {}) or {})
-    path = str(getattr(run, "path", ""))
-    out = os.path.join(path, "output.ipynb")
-    real_root = os.path.realpath(root)
-    inside = bool(path) and os.path.commonpath([os.path.realpath(out), real_root]) == real_root
-    metrics_file = os.path.join(path, "metrics.json")
+    status = dict(run.status or {})
+    progress = status.get("progress") or {}
+    output = os.path.join(run.path, "output.ipynb")
+    metrics = os.path.join(run.path, "metrics.json")
+    notebook = run.params.get("notebook")
     return {
-        "id": getattr(run, "id", None),
+        "id": run.id,
         "state": status.get("state", "unknown"),
-        "progress": status.get("progress"),
-        "started": status.get("started"),
+        "progress": {"done": progress.get("done", 0), "total": progress.get("total")},
+        "started": status.get("started") or status.get("created"),
         "finished": status.get("finished"),
-        "error": status.get("error") or status.get("message") or "",
-        "notebook": status.get("notebook") or getattr(run, "notebook", None),
-        "output": os.path.relpath(out, real_root).replace(os.sep, "/") if inside else None,
-        "metrics_file": (os.path.relpath(metrics_file, real_root).replace(os.sep, "/")
-                         if inside and os.path.exists(metrics_file) else None),
-        "metrics": getattr(run, "metrics", None) or {},
+        "error": status.get("error") or "",
+        "notebook": _inside(root, notebook) if notebook else None,
+        "output": _inside(root, output) if os.path.exists(output) else None,
+        "metrics_file": _inside(root, metrics) if os.path.exists(metrics) else None,
+        "metrics": run.metrics or {},
     }

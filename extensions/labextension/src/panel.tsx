@@ -1,0 +1,515 @@
+/**
+ * The Models panel: search and filter the marketplace, read a model's card and description,
+ * then Fine-tune, Run as batch job, Preprocess or Serve it; follow runs and publish their models.
+ */
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ReactWidget } from '@jupyterlab/ui-components';
+import React, { useCallback, useEffect, useState } from 'react';
+
+import { post, requestAPI } from './api';
+import { Markdown } from './markdown';
+import {
+  changedValues,
+  displayValue,
+  formatMetrics,
+  IFilters,
+  IModelCard,
+  IModelDetails,
+  IParameter,
+  IRun,
+  isActive,
+  lineageText,
+  progressText,
+  searchQuery
+} from './model';
+
+export interface IPanelOptions {
+  rendermime: IRenderMimeRegistry;
+  openPath: (path: string) => void;
+}
+
+type Status = { kind: 'loading' | 'error' | 'success'; text: string } | null;
+
+function StatusLine({ status, testid }: { status: Status; testid: string }): JSX.Element | null {
+  if (!status) {
+    return null;
+  }
+  return (
+    <div
+      className={`jp-deepvre-status jp-mod-${status.kind}`}
+      role={status.kind === 'error' ? 'alert' : 'status'}
+      data-testid={testid}
+    >
+      {status.text}
+    </div>
+  );
+}
+
+/** Run ``action``, showing loading, then success text or the server's error message. */
+function useAction(): [Status, (loading: string, action: () => Promise<string>) => Promise<void>] {
+  const [status, setStatus] = useState<Status>(null);
+  const run = useCallback(async (loading: string, action: () => Promise<string>) => {
+    setStatus({ kind: 'loading', text: loading });
+    try {
+      setStatus({ kind: 'success', text: await action() });
+    } catch (err) {
+      setStatus({ kind: 'error', text: (err as Error).message });
+    }
+  }, []);
+  return [status, run];
+}
+
+/** A link from the server (dashboard, service): only http(s) or same-origin paths. */
+function safeHref(url: string): string | undefined {
+  return /^(https?:\/\/|\/)/.test(url) ? url : undefined;
+}
+
+function versionOf(v: unknown): string {
+  if (typeof v === 'string') {
+    return v;
+  }
+  return String((v as Record<string, unknown>)?.version ?? '');
+}
+
+function Card({ model, onOpen }: { model: IModelCard; onOpen: () => void }): JSX.Element {
+  const metrics = formatMetrics(model.metrics);
+  const lineage = lineageText(model.lineage);
+  return (
+    <li>
+      <button className="jp-deepvre-card" onClick={onOpen} aria-label={`Open model ${model.title || model.name}`}>
+        <div className="jp-deepvre-card-title">{model.title || model.name}</div>
+        <div>{model.summary}</div>
+        <div className="jp-deepvre-meta">
+          {[model.use_case, model.version && `v${model.version}`, model.owner && `by ${model.owner}`]
+            .filter(Boolean)
+            .join(' · ')}
+        </div>
+        {metrics && <div className="jp-deepvre-meta">{metrics}</div>}
+        {lineage && <div className="jp-deepvre-meta">{lineage}</div>}
+        <div>
+          {model.tags.map(t => (
+            <span className="jp-deepvre-tag" key={t}>
+              {t}
+            </span>
+          ))}
+        </div>
+      </button>
+    </li>
+  );
+}
+
+function ParameterForm(props: {
+  params: IParameter[];
+  submitLabel: string;
+  onSubmit: (values: Record<string, unknown>) => void;
+}): JSX.Element {
+  const [texts, setTexts] = useState<Record<string, string>>({});
+  const [error, setError] = useState('');
+  const submit = (event: React.FormEvent) => {
+    event.preventDefault();
+    try {
+      const values = changedValues(props.params, texts);
+      setError('');
+      props.onSubmit(values);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  return (
+    <form className="jp-deepvre-form" onSubmit={submit} aria-label="Training parameters">
+      {props.params.length === 0 && (
+        <p className="jp-deepvre-empty">This notebook declares no parameters (no cell tagged "parameters").</p>
+      )}
+      {props.params.map(p => {
+        const text = texts[p.name] ?? displayValue(p);
+        const set = (value: string) => setTexts({ ...texts, [p.name]: value });
+        return (
+          <label key={p.name}>
+            <span>
+              {p.name} <small>({p.type})</small>
+            </span>
+            {p.kind === 'bool' ? (
+              <input
+                type="checkbox"
+                name={p.name}
+                checked={text === 'true'}
+                onChange={e => set(e.target.checked ? 'true' : 'false')}
+              />
+            ) : (
+              <input type="text" name={p.name} value={text} onChange={e => set(e.target.value)} />
+            )}
+            {p.help && <small>{p.help}</small>}
+          </label>
+        );
+      })}
+      {error && (
+        <div className="jp-deepvre-status jp-mod-error" role="alert">
+          {error}
+        </div>
+      )}
+      <button type="submit" className="jp-mod-styled jp-mod-accept">
+        {props.submitLabel}
+      </button>
+    </form>
+  );
+}
+
+function PreprocessForm(props: { onStarted: (message: string) => void }): JSX.Element {
+  const [kinds, setKinds] = useState<string[]>([]);
+  const [kind, setKind] = useState('');
+  const [input, setInput] = useState('');
+  const [cluster, setCluster] = useState('local');
+  const [job, setJob] = useState<any>(null);
+  const [status, act] = useAction();
+  useEffect(() => {
+    void act('Loading pipelines…', async () => {
+      const data = await requestAPI<{ kinds: string[] }>('preprocess');
+      setKinds(data.kinds);
+      setKind(data.kinds[0] ?? '');
+      return '';
+    });
+  }, []);
+  useEffect(() => {
+    if (!job || ['done', 'failed'].includes(job.state)) {
+      return;
+    }
+    const timer = setTimeout(async () => {
+      try {
+        setJob(await requestAPI(`preprocess/${job.id}`));
+      } catch (err) {
+        setJob({ ...job, state: 'failed', error: (err as Error).message });
+      }
+    }, 2000);
+    return () => clearTimeout(timer);
+  }, [job]);
+  const start = (event: React.FormEvent) => {
+    event.preventDefault();
+    void act('Starting the pipeline…', async () => {
+      const started = await post<any>('preprocess', { kind, input, cluster });
+      setJob(started);
+      props.onStarted(`Preprocessing ${input} into ${started.output}`);
+      return `Started ${kind} preprocessing of ${input}`;
+    });
+  };
+  return (
+    <form className="jp-deepvre-form" onSubmit={start} aria-label="Preprocess">
+      <label>
+        Pipeline
+        <select value={kind} onChange={e => setKind(e.target.value)}>
+          {kinds.map(k => (
+            <option key={k}>{k}</option>
+          ))}
+        </select>
+      </label>
+      <label>
+        Data folder (in your workspace)
+        <input type="text" value={input} onChange={e => setInput(e.target.value)} placeholder="data/images" />
+      </label>
+      <label>
+        Cluster
+        <select value={cluster} onChange={e => setCluster(e.target.value)}>
+          <option value="local">local (Dask LocalCluster)</option>
+          <option value="slurm">slurm</option>
+          <option value="kubernetes">kubernetes</option>
+        </select>
+      </label>
+      <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={!kind || !input}>
+        Start preprocessing
+      </button>
+      <StatusLine status={status?.text ? status : null} testid="preprocess-status" />
+      {job && (
+        <div className="jp-deepvre-meta">
+          {job.state}
+          {job.error && `: ${job.error}`}
+          {job.dashboard && safeHref(job.dashboard) && (
+            <>
+              {' · '}
+              <a href={safeHref(job.dashboard)} target="_blank" rel="noopener noreferrer">
+                Dask dashboard
+              </a>
+            </>
+          )}
+        </div>
+      )}
+    </form>
+  );
+}
+
+function Details(props: {
+  details: IModelDetails;
+  options: IPanelOptions;
+  onBack: () => void;
+  onRunStarted: () => void;
+}): JSX.Element {
+  const { details, options } = props;
+  const versions = (details.versions ?? []).map(versionOf).filter(Boolean);
+  const [version, setVersion] = useState(details.version);
+  const [mode, setMode] = useState<'' | 'finetune' | 'run' | 'preprocess' | 'serve'>('');
+  const [params, setParams] = useState<IParameter[] | null>(null);
+  const [service, setService] = useState<any>(null);
+  const [status, act] = useAction();
+  const name = encodeURIComponent(details.name);
+
+  const openForm = (next: 'finetune' | 'run') => {
+    setMode(next);
+    setParams(null);
+    void act('Reading the training notebook’s parameters…', async () => {
+      const data = await requestAPI<{ parameters: IParameter[] }>(
+        `models/${name}/parameters?${new URLSearchParams({ version })}`
+      );
+      setParams(data.parameters);
+      return `${data.parameters.length} parameters`;
+    });
+  };
+  const fineTune = (parameters: Record<string, unknown>) =>
+    act('Writing the parameterized notebook…', async () => {
+      const data = await post<{ path: string }>(`models/${name}/finetune`, { version, parameters });
+      options.openPath(data.path);
+      return `Wrote ${data.path}`;
+    });
+  const runBatch = (parameters: Record<string, unknown>) =>
+    act('Starting the batch run…', async () => {
+      const run = await post<IRun>('runs', { model: details.name, version, parameters });
+      props.onRunStarted();
+      return `Started run ${run.id}; it goes on if you close the browser.`;
+    });
+  const serve = () => {
+    setMode('serve');
+    void act('Starting the DEEPaaS service…', async () => {
+      const svc = await post<any>('serve', { model: details.name, version });
+      setService(svc);
+      return `Service ${svc.state}`;
+    });
+  };
+  return (
+    <section aria-label={`Model ${details.title || details.name}`} onKeyDown={e => e.key === 'Escape' && props.onBack()}>
+      <button className="jp-deepvre-link" onClick={props.onBack}>
+        ← All models
+      </button>
+      <h2 data-testid="model-title">{details.title || details.name}</h2>
+      <div className="jp-deepvre-meta">
+        {[details.use_case, details.owner && `by ${details.owner}`, lineageText(details.lineage)]
+          .filter(Boolean)
+          .join(' · ')}
+      </div>
+      {formatMetrics(details.metrics) && <div className="jp-deepvre-meta">{formatMetrics(details.metrics)}</div>}
+      <label>
+        Version{' '}
+        <select value={version} onChange={e => setVersion(e.target.value)}>
+          {(versions.length ? versions : [details.version]).map(v => (
+            <option key={v}>{v}</option>
+          ))}
+        </select>
+      </label>
+      <h3>Description</h3>
+      <Markdown source={details.description || details.summary || ''} rendermime={options.rendermime} />
+      <div className="jp-deepvre-actions">
+        <button className="jp-mod-styled" onClick={() => openForm('finetune')} disabled={!details.trainable}>
+          Fine-tune
+        </button>
+        <button className="jp-mod-styled" onClick={() => openForm('run')} disabled={!details.trainable}>
+          Run as batch job
+        </button>
+        <button className="jp-mod-styled" onClick={() => setMode('preprocess')}>
+          Preprocess
+        </button>
+        <button className="jp-mod-styled" onClick={serve}>
+          Serve
+        </button>
+      </div>
+      {!details.trainable && <p className="jp-deepvre-empty">This model has no training notebook to fine-tune.</p>}
+      <StatusLine status={status} testid="action-status" />
+      {(mode === 'finetune' || mode === 'run') && params && (
+        <ParameterForm
+          key={mode}
+          params={params}
+          submitLabel={mode === 'finetune' ? 'Write notebook and open' : 'Start batch run'}
+          onSubmit={mode === 'finetune' ? fineTune : runBatch}
+        />
+      )}
+      {mode === 'preprocess' && <PreprocessForm onStarted={() => undefined} />}
+      {mode === 'serve' && service && (
+        <div className="jp-deepvre-meta">
+          {safeHref(service.url) && <a href={safeHref(service.url)} target="_blank" rel="noopener noreferrer">API</a>}
+          {' · '}
+          {safeHref(service.swagger) && (
+            <a href={safeHref(service.swagger)} target="_blank" rel="noopener noreferrer">
+              Swagger page
+            </a>
+          )}
+          {service.error && <pre>{service.error}</pre>}
+        </div>
+      )}
+    </section>
+  );
+}
+
+function Runs(props: { options: IPanelOptions; refresh: number }): JSX.Element {
+  const [runs, setRuns] = useState<IRun[] | null>(null);
+  const [error, setError] = useState('');
+  const [names, setNames] = useState<Record<string, string>>({});
+  const [status, act] = useAction();
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    requestAPI<{ runs: IRun[] }>('runs')
+      .then(data => {
+        setRuns(data.runs.slice().reverse());
+        setError('');
+      })
+      .catch(err => setError(err.message));
+  }, [props.refresh, tick]);
+  useEffect(() => {
+    if (!runs?.some(isActive)) {
+      return;
+    }
+    const timer = setTimeout(() => setTick(t => t + 1), 2000);
+    return () => clearTimeout(timer);
+  }, [runs]);
+  const cancel = (run: IRun) =>
+    act(`Cancelling ${run.id}…`, async () => {
+      await requestAPI(`runs/${encodeURIComponent(run.id)}`, { method: 'DELETE' });
+      setTick(t => t + 1);
+      return `Cancelled ${run.id}`;
+    });
+  const publish = (run: IRun) =>
+    act(`Publishing ${run.id}…`, async () => {
+      const card = await post<IModelCard>(`runs/${encodeURIComponent(run.id)}/publish`, {
+        name: names[run.id]
+      });
+      return `Published ${card.name} ${card.version}`;
+    });
+  return (
+    <section aria-label="Runs">
+      <h3>Runs</h3>
+      {error && (
+        <div className="jp-deepvre-status jp-mod-error" role="alert">
+          {error}
+        </div>
+      )}
+      <StatusLine status={status} testid="runs-status" />
+      {runs && runs.length === 0 && (
+        <p className="jp-deepvre-empty">No runs yet. Open a model and choose “Run as batch job”.</p>
+      )}
+      <ul className="jp-deepvre-runs">
+        {(runs ?? []).map(run => (
+          <li className="jp-deepvre-run" key={run.id} data-run-id={run.id} data-state={run.state}>
+            <div>
+              <strong>{run.id}</strong> <span className="jp-deepvre-run-state">{progressText(run)}</span>
+            </div>
+            {run.error && <div className="jp-deepvre-status jp-mod-error">{run.error}</div>}
+            {formatMetrics(run.metrics) && <div className="jp-deepvre-meta">{formatMetrics(run.metrics)}</div>}
+            <div className="jp-deepvre-actions">
+              {run.output && (
+                <button className="jp-deepvre-link" onClick={() => props.options.openPath(run.output!)}>
+                  Output notebook
+                </button>
+              )}
+              {run.metrics_file && (
+                <button className="jp-deepvre-link" onClick={() => props.options.openPath(run.metrics_file!)}>
+                  Metrics
+                </button>
+              )}
+              {isActive(run) && (
+                <button className="jp-mod-styled" onClick={() => cancel(run)}>
+                  Cancel
+                </button>
+              )}
+              {run.state === 'done' && (
+                <>
+                  <input
+                    type="text"
+                    aria-label={`Name to publish run ${run.id} as`}
+                    placeholder="model name"
+                    value={names[run.id] ?? ''}
+                    onChange={e => setNames({ ...names, [run.id]: e.target.value })}
+                  />
+                  <button className="jp-mod-styled" onClick={() => publish(run)} disabled={!names[run.id]}>
+                    Publish
+                  </button>
+                </>
+              )}
+            </div>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function Browser({ options }: { options: IPanelOptions }): JSX.Element {
+  const [filters, setFilters] = useState<IFilters>({ q: '', use_case: '', task: '', category: '', trainable: false });
+  const [models, setModels] = useState<IModelCard[] | null>(null);
+  const [details, setDetails] = useState<IModelDetails | null>(null);
+  const [runsRefresh, setRunsRefresh] = useState(0);
+  const [status, act] = useAction();
+  const search = (event?: React.FormEvent) => {
+    event?.preventDefault();
+    void act('Searching…', async () => {
+      const data = await requestAPI<{ models: IModelCard[] }>(`models?${searchQuery(filters)}`);
+      setModels(data.models);
+      return `${data.models.length} model${data.models.length === 1 ? '' : 's'}`;
+    });
+  };
+  useEffect(() => search(), []);
+  const open = (model: IModelCard) =>
+    act(`Opening ${model.name}…`, async () => {
+      const params = new URLSearchParams(model.version ? { version: model.version } : {});
+      setDetails(await requestAPI<IModelDetails>(`models/${encodeURIComponent(model.name)}?${params}`));
+      return '';
+    });
+  const set = (key: keyof IFilters) => (e: React.ChangeEvent<HTMLInputElement>) =>
+    setFilters({ ...filters, [key]: key === 'trainable' ? e.target.checked : e.target.value });
+  return (
+    <>
+      <h2>Models</h2>
+      {details ? (
+        <Details
+          details={details}
+          options={options}
+          onBack={() => setDetails(null)}
+          onRunStarted={() => setRunsRefresh(n => n + 1)}
+        />
+      ) : (
+        <>
+          <form className="jp-deepvre-search" role="search" onSubmit={search}>
+            <input type="search" aria-label="Search models" placeholder="Search models" value={filters.q} onChange={set('q')} />
+            <button type="submit" className="jp-mod-styled">
+              Search
+            </button>
+            <div className="jp-deepvre-filters">
+              <input aria-label="Use case" placeholder="use case" value={filters.use_case} onChange={set('use_case')} />
+              <input aria-label="Task" placeholder="task" value={filters.task} onChange={set('task')} />
+              <input aria-label="Category" placeholder="category" value={filters.category} onChange={set('category')} />
+              <label>
+                <input type="checkbox" checked={filters.trainable} onChange={set('trainable')} /> trainable
+              </label>
+            </div>
+          </form>
+          <StatusLine status={status?.text ? status : null} testid="search-status" />
+          {models && models.length === 0 && (
+            <p className="jp-deepvre-empty">
+              No models match. Clear the filters, or publish one with <code>deepvre market publish</code>.
+            </p>
+          )}
+          <ul className="jp-deepvre-cards">
+            {(models ?? []).map(m => (
+              <Card key={`${m.name}@${m.version}`} model={m} onOpen={() => open(m)} />
+            ))}
+          </ul>
+        </>
+      )}
+      <Runs options={options} refresh={runsRefresh} />
+    </>
+  );
+}
+
+export class ModelsPanel extends ReactWidget {
+  constructor(private options: IPanelOptions) {
+    super();
+    this.addClass('jp-deepvre-panel');
+  }
+
+  render(): JSX.Element {
+    return <Browser options={this.options} />;
+  }
+}
