@@ -1,0 +1,165 @@
+"""A real one-node Slurm cluster on loopback, for tests (dask-jobqueue, batchspawner).
+
+    from tests.slurmd import slurm          # the session fixture: a started Slurm
+    def test_x(slurm):
+        subprocess.run(["sbatch", ...], env=slurm.env)   # or rely on os.environ["SLURM_CONF"]
+
+API (kept small on purpose):
+
+* ``start_slurm(base=DEFAULT_BASE) -> Slurm``: write a config under ``base`` (free
+  loopback ports, state/spool/logs there), start munged if none runs, then slurmctld
+  and ``slurmd -N localhost``; wait until the node is idle. Idempotent: if the
+  daemons of ``base`` already answer, they are reused (and left running).
+* ``stop_slurm(slurm)``: stop only the processes that ``start_slurm`` started.
+* ``Slurm``: ``conf`` (path of slurm.conf), ``partition``, ``env`` (os.environ plus
+  ``SLURM_CONF``), ``started`` (the processes it owns), ``base``.
+* ``slurm``: a session-scoped pytest fixture over the two, which also sets
+  ``SLURM_CONF`` in ``os.environ`` for the session; needs root, slurmctld, slurmd and
+  munged (``tests.prereqs.require``: skip by hand, fail in CI).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.prereqs import require, require_program, require_root
+
+DEFAULT_BASE = "/tmp/deepvre-slurm"
+PARTITION = "debug"
+
+CONF = """\
+ClusterName=deepvre
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation={base}/state
+SlurmdSpoolDir={base}/spool
+SlurmctldPidFile={base}/slurmctld.pid
+SlurmdPidFile={base}/slurmd.pid
+SlurmctldLogFile={base}/slurmctld.log
+SlurmdLogFile={base}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+ReturnToService=2
+SlurmctldTimeout=30
+SlurmdTimeout=30
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN
+PartitionName={partition} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+@dataclass
+class Slurm:
+    base: str
+    conf: str
+    partition: str = PARTITION
+    started: list = field(default_factory=list)
+
+    @property
+    def env(self):
+        return dict(os.environ, SLURM_CONF=self.conf)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _node_state(env):
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, capture_output=True, text=True, timeout=30)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _wait_idle(env, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = _node_state(env)
+        if state.startswith(("idle", "mix", "alloc")):
+            return state
+        time.sleep(0.5)
+    raise TimeoutError(f"Slurm node not idle after {timeout}s (last state {state!r})")
+
+
+def _munge_running():
+    return os.path.exists("/run/munge/munge.socket.2") and subprocess.run(
+        ["munge", "-n"], capture_output=True).returncode == 0
+
+
+def start_slurm(base=DEFAULT_BASE):
+    """Start (or reuse) the one-node Slurm of ``base``; see the module docstring."""
+    conf = os.path.join(base, "slurm.conf")
+    slurm = Slurm(base, conf)
+    if os.path.exists(conf) and _node_state(slurm.env).startswith(("idle", "mix", "alloc")):
+        return slurm  # already running: reuse, do not own
+    started = []
+    if not _munge_running():
+        os.makedirs("/run/munge", exist_ok=True)
+        shutil.chown("/run/munge", "munge", "munge")
+        if not os.path.exists("/etc/munge/munge.key"):
+            subprocess.run(["mungekey", "--create"], check=True)
+        started.append(subprocess.Popen(["runuser", "-u", "munge", "--", "munged", "--foreground"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 30
+        while not _munge_running():
+            if time.monotonic() > deadline:
+                raise TimeoutError("munged did not start")
+            time.sleep(0.2)
+    for sub in ("state", "spool"):
+        os.makedirs(os.path.join(base, sub), exist_ok=True)
+    with open(conf, "w") as f:
+        f.write(CONF.format(base=base, ctld_port=_free_port(), d_port=_free_port(),
+                            cpus=os.cpu_count() or 2, partition=PARTITION))
+    env = slurm.env
+    log = open(os.path.join(base, "daemons.out"), "ab")
+    started.append(subprocess.Popen(["slurmctld", "-D", "-i", "-f", conf], env=env, stdout=log, stderr=log))
+    started.append(subprocess.Popen(["slurmd", "-D", "-N", "localhost", "-f", conf], env=env, stdout=log, stderr=log))
+    slurm.started = started
+    try:
+        _wait_idle(env)
+    except Exception:
+        stop_slurm(slurm)
+        raise
+    return slurm
+
+
+def stop_slurm(slurm):
+    """Stop what ``start_slurm`` started (slurmd, slurmctld, munged), newest first."""
+    for proc in reversed(slurm.started):
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    slurm.started = []
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    require_root()
+    for program in ("slurmctld", "slurmd", "munged", "sbatch"):
+        require_program(program)
+    require(os.path.isdir("/etc/munge") or shutil.which("mungekey"), "needs munge")
+    cluster = start_slurm()
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = cluster.conf
+    yield cluster
+    if old is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = old
+    stop_slurm(cluster)
