@@ -6,6 +6,7 @@ own table, see :func:`create_admin`); everyone else signs up and waits for the a
 """
 
 import importlib
+import logging
 import secrets
 
 
@@ -48,8 +49,11 @@ def create_admin(db_url, admin, minimum_password_length=10):
     from nativeauthenticator import NativeAuthenticator
 
     session = orm.new_session_factory(db_url)()
+    quiet = logging.getLogger("deepvre.create_admin")  # hides the "shared db session" deprecation notice
+    quiet.setLevel(logging.ERROR)
     try:
         authenticator = NativeAuthenticator(
+            log=quiet,
             _deprecated_db_session=session,
             admin_users={admin},
             enable_signup=True,
