@@ -1,0 +1,77 @@
+"""KubeSpawner start / poll / stop against the kmock Kubernetes emulator on loopback.
+
+The emulator stores what KubeSpawner creates and streams watch events; this test plays the
+kubelet: it fills what the API server would (uid, resourceVersion, creationTimestamp) and marks
+the pod Running with podIP 127.0.0.1.
+"""
+
+import asyncio
+import datetime
+import uuid
+
+import pytest
+
+from .conftest import NAMESPACE, make_spawner
+
+kmock = pytest.importorskip("kmock")
+
+RESOURCES = ("v1/pods", "v1/persistentvolumeclaims", "v1/events", "v1/services", "v1/secrets")
+
+
+async def _wait_for(predicate, what, timeout=60):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def _live(emulator, plural, name):
+    for (resource, namespace, obj_name), obj in emulator.objects.items():
+        if resource.plural == plural and namespace == NAMESPACE and obj_name == name and not obj.deleted:
+            return obj
+    return None
+
+
+async def test_start_poll_stop(values):
+    async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
+        for resource in RESOURCES:
+            emulator.resources[resource] = {}
+        spawner = await make_spawner(values, "gpu-1", user="erin", groups=["gpu-users"],
+                                     k8s_api_host=str(server.url).rstrip("/"), start_timeout=60,
+                                     http_timeout=60)
+        start = asyncio.ensure_future(spawner.start())
+
+        # the kubelet: the pod appears, gets its API-server fields, then runs
+        pod_name = spawner.pod_name
+        await _wait_for(lambda: _live(emulator, "pods", pod_name) or start.done(), "the pod")
+        assert not start.done(), start.exception() if start.done() else None
+        created = _live(emulator, "pods", pod_name).raw
+        container = created["spec"]["containers"][0]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert created["spec"]["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-40GB"
+        assert _live(emulator, "persistentvolumeclaims", "claim-erin") is not None
+
+        now = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        patch = {
+            "metadata": {"namespace": NAMESPACE, "uid": str(uuid.uuid4()), "resourceVersion": "2",
+                         "creationTimestamp": now},
+            "status": {"phase": "Running", "podIP": "127.0.0.1", "containerStatuses": [
+                {"name": "notebook", "ready": True, "restartCount": 0, "image": container["image"],
+                 "imageID": "", "state": {"running": {"startedAt": now}}},
+            ]},
+        }
+        async with emulator.patch(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod_name}", json=patch) as resp:
+            assert resp.status == 200, await resp.text()
+
+        url = await asyncio.wait_for(start, 90)
+        assert url == f"http://127.0.0.1:{spawner.port}"
+        assert await spawner.poll() is None  # running
+
+        await asyncio.wait_for(spawner.stop(), 90)
+        assert _live(emulator, "pods", pod_name) is None
+        assert await spawner.poll() == 1  # gone
+        assert _live(emulator, "persistentvolumeclaims", "claim-erin") is not None  # the user's files stay
