@@ -164,3 +164,17 @@ def test_deploy_render_cli(tmp_path):
     bad.write_text(json.dumps(data))
     result = CliRunner().invoke(main, ["deploy", "kubernetes", "--render", str(tmp_path / "b"), "--settings", str(bad)])
     assert result.exit_code != 0 and "profiles[1].gpus" in result.output
+
+
+def test_configure_for_a_hub_outside_the_chart(settings):
+    """``modes.configure`` calls this for ``mode: kubernetes``: KubeSpawner with the chart's semantics."""
+    from traitlets.config import Config
+
+    c = Config()
+    values = k8s.configure(c, settings, "/tmp/unused-state")
+    assert c.JupyterHub.spawner_class == "kubespawner.KubeSpawner"
+    assert c.KubeSpawner.namespace == "deepvre" and c.KubeSpawner.storage_pvc_ensure is True
+    assert c.KubeSpawner.image == "ghcr.io/deepvre/singleuser-cpu:0.1.0"
+    visible = c.KubeSpawner.profile_list(type("S", (), {"user": type("U", (), {"groups": []})()})())
+    assert [p["slug"] for p in visible] == ["cpu-small"]
+    assert len(values["singleuser"]["profileList"]) == 3
