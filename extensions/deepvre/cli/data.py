@@ -1,0 +1,59 @@
+"""``deepvre data``: generated data sets (traffic, lattice ensembles) and the offline data that ships."""
+
+import click
+
+from . import main
+
+
+@main.group()
+def data():
+    """Generate or locate the data the use-case notebooks start from."""
+
+
+@data.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--centre", type=click.Choice(["A", "B"], case_sensitive=False), default="A", show_default=True,
+              help="Data-centre profile: A (institute, office hours) or B (cloud service, evenings).")
+@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True, help="Days of traffic.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--start", default="2026-01-05", show_default=True, help="First day (UTC, YYYY-MM-DD).")
+def traffic(out, centre, days, seed, start):
+    """Zeek conn.log files for one data centre, with labelled attacks in OUT/labels.json.
+
+    Example: deepvre data traffic ./logs-a --centre A --days 14 --seed 1
+    """
+    from ..science import traffic as generator
+
+    try:
+        paths, meta = generator.generate_logs(out, centre.upper(), days, seed, start=start)
+    except (FileExistsError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{len(paths)} files, {meta['connections']} connections in {out}")
+    for attack in meta["attacks"]:
+        click.echo(f"  {attack['type']:<13} {attack['start']} .. {attack['end']}")
+
+
+@data.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--size", "L", type=int, default=16, show_default=True, help="Lattice size L (even).")
+@click.option("--beta", type=float, required=True, help="Inverse coupling, e.g. 2.0.")
+@click.option("--configs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--therm", type=click.IntRange(min=0), default=200, show_default=True, help="Thermalization sweeps.")
+@click.option("--skip", type=click.IntRange(min=1), default=5, show_default=True, help="Sweeps between configurations.")
+@click.option("--update", type=click.Choice(["heatbath", "metropolis"]), default="heatbath", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def lattice(out, L, beta, configs, therm, skip, update, seed):
+    """2D compact U(1) gauge configurations (deepvre gauge format) in OUT.
+
+    Example: deepvre data lattice ./u1-b2 --size 16 --beta 2.0 --configs 200
+    """
+    from ..science import lattice as mc
+
+    try:
+        ensemble, hist = mc.generate(L, beta, configs, seed, n_therm=therm, n_skip=skip, update=update)
+        paths = mc.save_ensemble(out, ensemble, hist["params"])
+    except (FileExistsError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    mean, err = mc.binned_error(hist["plaquette"], n_bins=min(20, len(hist["plaquette"])))
+    click.echo(f"{len(paths)} configurations in {out}; plaquette {mean:.5f} +- {err:.5f} "
+               f"(exact {mc.exact_plaquette(beta):.5f})")
