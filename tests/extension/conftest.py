@@ -45,3 +45,56 @@ def api(jp_fetch, jp_asyncio_loop):
         return resp.code, json.loads(resp.body or b"{}")
 
     return call
+
+
+XSS_DESCRIPTION = (
+    "**Bold claim.**\n\n<script>window.__deepvre_xss = 'script'</script>\n\n"
+    '<img src="nope.png" onerror="window.__deepvre_xss = \'onerror\'">\n\nSee [docs](https://example.org).'
+)
+TRAINING = (
+    "import json\nmetrics = {'accuracy': round(0.5 + epochs / 100, 4), 'learning_rate': learning_rate}\n"
+    "json.dump(metrics, open('metrics.json', 'w'))\nprint(label, metrics)"
+)
+
+
+@pytest.fixture(scope="session")
+def market_dir(tmp_path_factory):
+    """A local catalog (``$DEEPVRE_MARKET_DIR``) holding a tiny real Keras model, published here.
+
+    Its description carries a ``<script>`` and an ``onerror`` handler, which must never run.
+    """
+    import os
+
+    import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
+    import keras
+    import numpy as np
+    from deepvre.market.catalog import Catalog
+
+    from tests.market.conftest import LABELS, colour_images, make_document
+
+    root = tmp_path_factory.mktemp("market")
+    folder = tmp_path_factory.mktemp("colours-model")
+    keras.utils.set_random_seed(0)
+    x, y = colour_images(200)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x / 255.0, y, epochs=3, verbose=0)
+    model.save(folder / "model.keras")
+    accuracy = float(model.evaluate(x / 255.0, y, verbose=0)[1])
+    (folder / "metrics.json").write_text(json.dumps({"accuracy": accuracy}))
+    (folder / "preprocessing.json").write_text(json.dumps(
+        {"input": {"shape": [8, 8, 3], "dtype": "float32", "scale": 1 / 255.0, "offset": 0.0}, "labels": LABELS}))
+    make_notebook(folder / "training.ipynb", parameters='epochs = 1\nlearning_rate = 0.01\nlabel = "colours"\n',
+                  body=TRAINING)
+    doc = make_document("colours", "1.0.0", description=XSS_DESCRIPTION)
+    doc["deepvre"]["metrics"] = {"accuracy": accuracy}
+    doc["deepvre"]["training"] = {"notebook": "training.ipynb", "parameters": {"epochs": 1}}
+    old = os.environ.get("DEEPVRE_MARKET_DIR")
+    os.environ["DEEPVRE_MARKET_DIR"] = str(root)
+    files = {p.name: p for p in folder.iterdir()}
+    Catalog().publish(doc, files, "ana", visibility="public")
+    yield root
+    if old is None:
+        os.environ.pop("DEEPVRE_MARKET_DIR", None)
+    else:
+        os.environ["DEEPVRE_MARKET_DIR"] = old

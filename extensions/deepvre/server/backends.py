@@ -6,6 +6,7 @@ the pipelines, DEEPaaS serving). When that area is not installed, it raises
 """
 
 import importlib
+import os
 
 
 class Unavailable(RuntimeError):
@@ -28,35 +29,73 @@ def need(module, what):
 
 # -- marketplace ---------------------------------------------------------------------------
 
+TRAINABLE = "AI4 trainable"  # the AI4OS category of models that can be re-trained
+
+
 def market_client():
-    """The marketplace client: over HTTP inside a hub, the local catalog outside one."""
-    client = need("deepvre.market.client", "the model marketplace (deepvre.market)")
-    for factory in ("connect", "default_client", "Client"):
-        if hasattr(client, factory):
-            return getattr(client, factory)()
-    raise Unavailable("a marketplace client factory in deepvre.market.client")
+    """The marketplace client: over HTTP with the hub token inside a hub, else the local catalog."""
+    return need("deepvre.market.client", "the model marketplace (deepvre.market)").connect()
 
 
-def search_models(query="", **filters):
-    """Model records matching ``query`` and the non-empty ``filters``."""
+def search_models(query="", trainable=None, **filters):
+    """Full records (as ``show``) of the models matching ``query`` and the non-empty ``filters``."""
     filters = {k: v for k, v in filters.items() if v not in (None, "")}
-    return list(market_client().search(query or "", **filters))
+    if trainable:
+        filters["category"] = TRAINABLE
+    market = market_client()
+    found = market.search(query or "", **filters)
+    if trainable and filters.get("category") != TRAINABLE:  # both a category and trainable asked
+        found = [m for m in found if TRAINABLE in m.get("categories", [])]
+    return [market.show(m["name"], m.get("version")) for m in found]
 
 
 def show_model(name, version=None):
     """One model's record (latest version when ``version`` is None), with its versions."""
-    return market_client().show(name, version)
+    return market_client().show(name, version or None)
 
 
 def training_notebook(name, version, dest_dir):
     """Fetch the model's training notebook into ``dest_dir``; return its local path."""
-    return market_client().training_notebook(name, version, dest_dir)
+    market = market_client()
+    entry = market.show(name, version or None)
+    notebook = ((entry.get("metadata", {}).get("deepvre") or {}).get("training") or {}).get("notebook")
+    if not notebook:
+        raise LookupError(f"model {name!r} has no training notebook")
+    market.pull(name, entry["version"], dest_dir, overwrite=True)
+    return os.path.join(dest_dir, notebook)
 
 
 def publish_run(run, name, version, lineage, visibility="private"):
-    """Publish the model a run trained, with ``lineage`` (the model it was fine-tuned from)."""
-    return market_client().publish_run(run, name=name, version=version,
-                                       lineage=lineage, visibility=visibility)
+    """Publish the model a run trained (files in the run folder), with ``lineage`` as its base model.
+
+    The run's notebook writes ``model.keras`` (and ``metrics.json``, ``preprocessing.json``) into
+    the run folder; the metadata starts from the base model's and names the run's notebook.
+    """
+    market = market_client()
+    files = {f: os.path.join(run.path, f) for f in ("model.keras", "preprocessing.json", "metrics.json")
+             if os.path.exists(os.path.join(run.path, f))}
+    if "model.keras" not in files:
+        raise FileNotFoundError(f"run {run.id} wrote no model.keras; nothing to publish")
+    files["training.ipynb"] = os.path.join(run.path, "output.ipynb")
+    base = market.show(lineage["model"], lineage.get("version") or None) if lineage.get("model") else None
+    document = catalog_document(base, name, version or "1.0.0", run, visibility)
+    return market.publish(document, files, visibility=visibility)
+
+
+def catalog_document(base, name, version, run, visibility):
+    """Metadata of a fine-tuned model: the base model's document with the run's name, metrics, lineage."""
+    import copy
+
+    if base is None:
+        raise ValueError("only runs of a model's notebook (fine-tuned from it) can be published")
+    doc = copy.deepcopy(base["metadata"])
+    section = doc.setdefault("deepvre", {})
+    section.update(name=name, version=version, visibility=visibility,
+                   base_model={"name": base["name"], "version": base["version"]},
+                   training={"notebook": "training.ipynb", "parameters": run.params.get("parameters", {})},
+                   metrics=run.metrics or {})
+    doc["title"] = f"{base.get('title') or base['name']} (fine-tuned: {name})"
+    return doc
 
 
 # -- runs ----------------------------------------------------------------------------------

@@ -27,16 +27,15 @@ def model_card(record):
         "name": _first(record, "name", "id"),
         "title": _first(record, "title", "metadata.title", "name", default=""),
         "summary": _first(record, "summary", "metadata.summary", default=""),
-        "use_case": _first(record, "use_case", "deepvre.use_case", "metadata.deepvre.use_case", default=""),
+        "use_case": _first(record, "use_case", "metadata.deepvre.use_case", default=""),
         "tasks": _names(_first(record, "tasks", "metadata.tasks")),
         "categories": _names(_first(record, "categories", "metadata.categories")),
         "tags": _names(_first(record, "tags", "metadata.tags")),
-        "metrics": _first(record, "metrics", "deepvre.metrics", "metadata.deepvre.metrics", default={}),
+        "metrics": _first(record, "metrics", "metadata.deepvre.metrics", default={}),
         "version": _first(record, "version", "metadata.version", default=""),
         "owner": _first(record, "owner", default=""),
-        "lineage": _first(record, "lineage", "parent", "deepvre.parent", "metadata.deepvre.parent", default=None),
-        "trainable": bool(_first(record, "trainable", "deepvre.trainable", "metadata.deepvre.trainable",
-                                 "training_notebook", "deepvre.training_notebook", default=False)),
+        "lineage": _first(record, "lineage", "metadata.deepvre.base_model", default=None),
+        "trainable": bool(_first(record, "trainable", "metadata.deepvre.training.notebook", default=False)),
     }
 
 
