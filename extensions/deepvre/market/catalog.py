@@ -240,7 +240,8 @@ class Catalog(Configurable):
 
     # -- writing -------------------------------------------------------------------------------
 
-    def check(self, document, files):
+    @staticmethod
+    def check(document, files):
         """Every problem with publishing ``document`` with ``files`` ({name: local path})."""
         found = metadata.errors(document)
         found += metadata.check_file_names(files)

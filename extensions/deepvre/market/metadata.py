@@ -37,6 +37,11 @@ def _key_path(path):
     return text or "(top level)"
 
 
+def _short(message, limit=200):
+    """A jsonschema message with any long quoted instance cut down to ``limit`` characters."""
+    return message if len(message) <= limit else message[: limit - 40] + " ... " + message[-35:]
+
+
 def _ai4_validator():
     from ai4_metadata import metadata as ai4
 
@@ -53,13 +58,13 @@ def errors(document):
         return [f"(top level): expected a mapping, got {type(document).__name__}"]
     found = []
     for err in sorted(_ai4_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path))):
-        found.append(f"{_key_path(err.absolute_path)}: {err.message} (AI4OS v2)")
+        found.append(f"{_key_path(err.absolute_path)}: {_short(err.message)} (AI4OS v2)")
     section = document.get(SECTION)
     if section is None:
         found.append(f"{SECTION}: missing (deepvre's section: name, version, use_case, input, output, visibility)")
     else:
         for err in sorted(_section_validator().iter_errors(section), key=lambda e: list(map(str, e.absolute_path))):
-            found.append(f"{_key_path([SECTION, *err.absolute_path])}: {err.message}")
+            found.append(f"{_key_path([SECTION, *err.absolute_path])}: {_short(err.message)}")
         if isinstance(section, dict) and section.get("visibility") == "group" and not section.get("groups"):
             found.append(f"{SECTION}.groups: a `group` model needs at least one group")
     return found

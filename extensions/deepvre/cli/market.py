@@ -1,0 +1,202 @@
+"""``deepvre market list|search|show|pull|publish|validate|import``: the marketplace from a shell.
+
+Every command takes ``--json`` for scripts. Inside a hub (``$DEEPVRE_MARKET_URL`` and
+``$JUPYTERHUB_API_TOKEN``) it talks to the marketplace service, else to the local catalog.
+"""
+
+import json
+import sys
+
+import click
+
+from . import main
+
+
+def _json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+
+
+def _client():
+    from deepvre.market.client import connect
+
+    return connect()
+
+
+def _fail(err, as_json):
+    """Print a catalog error readably (or as JSON) and exit non-zero."""
+    errors = getattr(err, "errors", None) or [str(err)]
+    if as_json:
+        click.echo(json.dumps({"error": type(err).__name__, "errors": errors}))
+    else:
+        click.echo(f"error: {type(err).__name__}", err=True)
+        for line in errors:
+            click.echo(f"  - {line}", err=True)
+    sys.exit(1)
+
+
+def _run(as_json, func, render):
+    from deepvre.market import metadata
+    from deepvre.market.catalog import Conflict, Forbidden, NotFound
+    from deepvre.market.store import IntegrityError, UploadTooLarge
+
+    try:
+        result = func()
+    except (metadata.MetadataError, NotFound, Forbidden, Conflict, UploadTooLarge, IntegrityError,
+            PermissionError, FileExistsError, ValueError) as err:
+        _fail(err, as_json)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        render(result)
+
+
+def _table(entries):
+    if not entries:
+        click.echo("no models")
+        return
+    for e in entries:
+        flags = " (deprecated)" if e.get("deprecated") else ""
+        click.echo(f"{e['name']}:{e['version']:<10} {e['visibility']:<8} {e['owner']:<12} {e['title']}{flags}")
+
+
+def _filter_options(f):
+    for name, text in (("use-case", "use case"), ("task", "AI4OS task"), ("library", "library"),
+                       ("category", "AI4OS category"), ("visibility", "public, group or private")):
+        f = click.option(f"--{name}", default=None, help=f"Only this {text}.")(f)
+    f = click.option("--sort", default=None, help="relevance, name, title, updated or created; '-' reverses.")(f)
+    return click.option("--limit", default=50, show_default=True)(f)
+
+
+@main.group()
+def market():
+    """The model marketplace: find, inspect, pull and publish models."""
+
+
+@market.command(name="list")
+@_filter_options
+@_json_option
+def list_(as_json, sort, limit, **filters):
+    """List the models you can see."""
+    filters = {k: v for k, v in filters.items() if v}
+    _run(as_json, lambda: _client().search("", sort=sort, limit=limit, **filters), _table)
+
+
+@market.command()
+@click.argument("query")
+@_filter_options
+@_json_option
+def search(query, as_json, sort, limit, **filters):
+    """Full-text search over titles, summaries, descriptions and tags."""
+    filters = {k: v for k, v in filters.items() if v}
+    _run(as_json, lambda: _client().search(query, sort=sort, limit=limit, **filters), _table)
+
+
+def _render_entry(e):
+    click.echo(f"{e['name']}:{e['version']}  {e['title']}")
+    click.echo(f"  {e['summary']}")
+    click.echo(f"  owner {e['owner']}, {e['visibility']}" + (" (deprecated)" if e.get("deprecated") else ""))
+    section = e["metadata"].get("deepvre", {})
+    click.echo(f"  input {section.get('input', {}).get('shape')} {section.get('input', {}).get('dtype')}; use case {section.get('use_case')}")
+    if section.get("metrics"):
+        click.echo("  metrics " + ", ".join(f"{k}={v}" for k, v in section["metrics"].items()))
+    click.echo("  versions " + ", ".join(v["version"] for v in e["versions"]))
+    for name, info in e["files"].items():
+        click.echo(f"  {name:<22} {info['size']:>12} bytes  sha256 {info['sha256'][:16]}...")
+
+
+@market.command()
+@click.argument("model")
+@_json_option
+def show(model, as_json):
+    """Show MODEL[:VERSION]: metadata, files, versions."""
+    from deepvre.market.client import parse_ref
+
+    name, version = parse_ref(model)
+    _run(as_json, lambda: _client().show(name, version), _render_entry)
+
+
+@market.command()
+@click.argument("model")
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None, help="Folder (default: ./NAME-VERSION).")
+@click.option("--overwrite", is_flag=True, help="Replace existing files that differ.")
+@_json_option
+def pull(model, output, overwrite, as_json):
+    """Download MODEL[:VERSION]'s files (checked against their sha256)."""
+    from deepvre.market.client import parse_ref
+
+    name, version = parse_ref(model)
+
+    def do():
+        client = _client()
+        dest = output or f"{name}-{client.show(name, version)['version']}"
+        entry = client.pull(name, version, dest, overwrite)
+        return {"name": name, "version": entry["version"], "path": str(dest), "files": entry["files"]}
+
+    _run(as_json, do, lambda r: click.echo(f"pulled {r['name']}:{r['version']} into {r['path']}"))
+
+
+@market.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--visibility", type=click.Choice(["public", "group", "private"]), default=None)
+@click.option("--group", "groups", multiple=True, help="A group that sees a `group` model (repeat).")
+@_json_option
+def publish(folder, visibility, groups, as_json):
+    """Publish FOLDER (metadata.json or .yaml plus model.keras and the other artifact files)."""
+    from deepvre.market.client import artifact_folder
+
+    def do():
+        document, files = artifact_folder(folder)
+        return _client().publish(document, files, visibility, list(groups) if groups else None)
+
+    _run(as_json, do, lambda e: click.echo(f"published {e['name']}:{e['version']} ({e['visibility']})"))
+
+
+@market.command()
+@click.argument("path", type=click.Path(exists=True))
+@_json_option
+def validate(path, as_json):
+    """Check PATH (a metadata file, or an artifact folder) and list every problem."""
+    from pathlib import Path
+
+    from deepvre.market import metadata
+    from deepvre.market.catalog import Catalog
+    from deepvre.market.client import artifact_folder
+
+    def do():
+        if Path(path).is_dir():
+            document, files = artifact_folder(path)
+            problems = Catalog.check(document, {k: str(v) for k, v in files.items()})
+        else:
+            problems = metadata.errors(metadata.load(path))
+        if problems:
+            raise metadata.MetadataError(problems)
+        return {"path": str(path), "valid": True}
+
+    _run(as_json, do, lambda r: click.echo(f"{r['path']}: valid"))
+
+
+@market.command(name="import")
+@click.argument("v1_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the v2 document here.")
+@click.option("--section", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A JSON/YAML file with the deepvre section to add (name, version, input, ...).")
+@_json_option
+def import_(v1_file, output, section, as_json):
+    """Convert DEEP v1 metadata to AI4OS v2 (with ai4-metadata's migrate) and list what is still missing."""
+    from pathlib import Path
+
+    from deepvre.market import metadata
+
+    def do():
+        document = metadata.migrate_v1(v1_file, metadata.load(section) if section else None)
+        if output:
+            Path(output).write_text(json.dumps(document, indent=2))
+        return {"document": document, "missing": metadata.errors(document), "output": output}
+
+    def render(r):
+        if not output:
+            click.echo(json.dumps(r["document"], indent=2))
+        for line in r["missing"]:
+            click.echo(f"still missing: {line}", err=True)
+
+    _run(as_json, do, render)

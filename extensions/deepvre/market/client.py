@@ -1,0 +1,184 @@
+"""The one marketplace client: the CLI, notebooks, the server extension and the DEEPaaS adapter use it.
+
+:func:`connect` picks the transport:
+
+- inside a hub (``$JUPYTERHUB_API_TOKEN`` set and ``$DEEPVRE_MARKET_URL`` or an explicit ``url``):
+  :class:`HTTPMarket`, the REST API with ``Authorization: token ...``;
+- otherwise :class:`LocalMarket`, the local catalog opened directly, as the local user.
+
+Both have the same methods: ``search``, ``show``, ``versions``, ``pull``, ``publish``,
+``deprecate``, ``set_visibility``. ``pull`` checks every file's sha256 on both paths.
+"""
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+from . import metadata
+from .catalog import Caller, Catalog, Conflict, Forbidden, NotFound
+from .store import IntegrityError, UploadTooLarge
+
+ERRORS = {401: PermissionError, 403: Forbidden, 404: NotFound, 409: Conflict, 413: UploadTooLarge}
+
+
+def connect(url=None, token=None, catalog=None):
+    """A client for the marketplace at ``url`` (with ``token``), else the local catalog."""
+    url = url or os.environ.get("DEEPVRE_MARKET_URL")
+    token = token or os.environ.get("JUPYTERHUB_API_TOKEN")
+    if url:
+        return HTTPMarket(url, token)
+    return LocalMarket(catalog)
+
+
+def parse_ref(ref):
+    """``name[:version]`` -> ``(name, version or None)``."""
+    name, _, version = str(ref).partition(":")
+    return name, (version or None)
+
+
+def artifact_folder(path):
+    """``(document, files)`` from a folder holding ``metadata.json``/``.yaml`` and the files."""
+    path = Path(path)
+    for candidate in ("metadata.json", "metadata.yaml", "metadata.yml"):
+        if (path / candidate).is_file():
+            document = metadata.load(path / candidate)
+            break
+    else:
+        raise metadata.MetadataError([f"{path}: no metadata.json or metadata.yaml"])
+    files = {p.name: p for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith("metadata.")}
+    return document, files
+
+
+class LocalMarket:
+    """The local catalog, as the local user (who curates it)."""
+
+    def __init__(self, catalog=None, caller=None):
+        self.catalog = catalog or Catalog()
+        self.caller = caller or Caller.local()
+
+    def search(self, query="", sort=None, limit=50, offset=0, **filters):
+        return self.catalog.search(self.caller, query, filters, sort, limit, offset)
+
+    def show(self, name, version=None):
+        return self.catalog.show(self.caller, name, version)
+
+    def versions(self, name):
+        return self.catalog.versions(self.caller, name)
+
+    def pull(self, name, version, dest, overwrite=False):
+        return self.catalog.pull(self.caller, name, version, dest, overwrite)
+
+    def publish(self, document, files, visibility=None, groups=None):
+        return self.catalog.publish(document, files, self.caller, visibility, groups)
+
+    def deprecate(self, name, version=None, deprecated=True):
+        return self.catalog.deprecate(self.caller, name, version, deprecated)
+
+    def set_visibility(self, name, visibility, groups=None):
+        return self.catalog.set_visibility(self.caller, name, visibility, groups)
+
+
+class HTTPMarket:
+    """The marketplace REST API (a hub service or a standalone server)."""
+
+    def __init__(self, url, token=None, timeout=300):
+        import requests
+
+        self.url = url.rstrip("/") + "/"
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"token {token}"
+        self.timeout = timeout
+
+    def _request(self, method, path, **kwargs):
+        resp = self.session.request(method, self.url + path, timeout=self.timeout, **kwargs)
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {"message": resp.text[:500]}
+            if resp.status_code == 422 or body.get("errors"):
+                raise metadata.MetadataError(body.get("errors") or [body.get("message", "")])
+            kind = ERRORS.get(resp.status_code, RuntimeError)
+            raise kind(f"{resp.status_code}: {body.get('message', '')}")
+        return resp
+
+    def search(self, query="", sort=None, limit=50, offset=0, **filters):
+        params = {"q": query, "limit": limit, "offset": offset, **filters}
+        if sort:
+            params["sort"] = sort
+        return self._request("GET", "api/models", params=params).json()
+
+    def show(self, name, version=None):
+        params = {"version": version} if version else {}
+        return self._request("GET", f"api/models/{name}", params=params).json()
+
+    def versions(self, name):
+        return self._request("GET", f"api/models/{name}/versions").json()
+
+    def pull(self, name, version, dest, overwrite=False):
+        """Download every file into ``dest``, checking sha256; nothing is left of a bad file."""
+        entry = self.show(name, version)
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        for filename, info in entry["files"].items():
+            if metadata.check_file_names([filename]):
+                raise ValueError(f"refusing file name {filename!r}")
+            target = dest / filename
+            if target.exists() and not overwrite:
+                raise FileExistsError(f"{target} exists (use overwrite)")
+            self.download(name, entry["version"], filename, info["sha256"], target)
+        (dest / "metadata.json").write_text(json.dumps(entry["metadata"], indent=2))
+        return entry
+
+    def download(self, name, version, filename, sha256, target):
+        part = Path(f"{target}.part")
+        digest = hashlib.sha256()
+        try:
+            resp = self._request("GET", f"api/models/{name}/versions/{version}/files/{filename}", stream=True)
+            with resp, open(part, "wb") as out:
+                for chunk in resp.iter_content(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise IntegrityError(f"{name}:{version}/{filename}: downloaded bytes do not match sha256 {sha256}")
+            os.replace(part, target)
+        except Exception as err:
+            if part.exists():
+                part.unlink()
+            import requests
+
+            if isinstance(err, (requests.RequestException, RuntimeError)):  # cut off, or a 500 from a corrupt blob
+                raise IntegrityError(f"{name}:{version}/{filename}: download failed ({err})") from err
+            raise
+        return target
+
+    def publish(self, document, files, visibility=None, groups=None):
+        document = json.loads(json.dumps(document))
+        section = document.get(metadata.SECTION) if isinstance(document, dict) else None
+        if isinstance(section, dict):
+            if visibility:
+                section["visibility"] = visibility
+            if groups is not None:
+                section["groups"] = list(groups)
+        with tempfile.TemporaryFile() as body:
+            with tarfile.open(fileobj=body, mode="w:") as archive:
+                data = json.dumps(document).encode()
+                info = tarfile.TarInfo("metadata.json")
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+                for name, path in files.items():
+                    archive.add(str(path), arcname=name, recursive=False)
+            body.seek(0)
+            headers = {"Content-Type": "application/x-tar"}
+            return self._request("POST", "api/models", data=body, headers=headers).json()
+
+    def deprecate(self, name, version=None, deprecated=True):
+        return self._request("POST", f"api/models/{name}/deprecate", json={"version": version, "deprecated": deprecated}).json()
+
+    def set_visibility(self, name, visibility, groups=None):
+        return self._request("PATCH", f"api/models/{name}", json={"visibility": visibility, "groups": groups or []}).json()

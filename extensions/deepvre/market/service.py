@@ -1,0 +1,414 @@
+"""The marketplace web service: a JupyterHub-managed service, or standalone for one user.
+
+Inside a hub it runs at ``/services/marketplace/``: browsers log in with hub OAuth
+(:class:`jupyterhub.services.auth.HubOAuthenticated`), API calls send a JupyterHub token
+(``Authorization: token $JUPYTERHUB_API_TOKEN``). The caller's groups and admin flag are read
+from the hub with the service's own token (the ``read:users``/``read:groups`` scopes of
+:func:`hub_role`). Standalone (``--standalone``) it serves the local catalog to the local user.
+
+REST API (``openapi.yaml`` beside this file, served at ``api/openapi.yaml``):
+
+- ``GET api/models?q=&use_case=&task=&library=&category=&visibility=&sort=&limit=&offset=``
+- ``POST api/models`` (body: a tar of ``metadata.json`` and the artifact files) -> 201
+- ``GET|PATCH api/models/NAME`` (PATCH ``{"visibility", "groups"}``)
+- ``GET api/models/NAME/versions``, ``GET api/models/NAME/versions/VERSION``
+- ``GET api/models/NAME/versions/VERSION/files/FILE`` (checked against its sha256 as it streams)
+- ``POST api/models/NAME/deprecate`` ``{"version": null, "deprecated": true}``
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from tornado import httpclient, ioloop, template, web
+
+from . import metadata
+from .catalog import Caller, Catalog, Conflict, Forbidden, NotFound
+from .store import IntegrityError, UploadTooLarge
+
+log = logging.getLogger("deepvre.market")
+OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
+SERVICE_NAME = "marketplace"
+DEFAULT_PORT = 10101
+
+PAGE = template.Template(
+    """<!doctype html><html><head><meta charset="utf-8"><title>deepvre marketplace</title></head>
+<body><h1>Models</h1><p>Signed in as {{ user }}</p><ul>
+{% for e in entries %}<li><b>{{ e["title"] }}</b> <code>{{ e["name"] }}:{{ e["version"] }}</code>
+ ({{ e["visibility"] }}) - {{ e["summary"] }}</li>
+{% end %}</ul></body></html>""",
+    autoescape="xhtml_escape",
+)
+
+
+def error_status(err):
+    """HTTP status and message for a catalog exception (None: not ours)."""
+    for kind, status in (
+        (NotFound, 404), (Forbidden, 403), (Conflict, 409), (metadata.MetadataError, 422),
+        (UploadTooLarge, 413), (IntegrityError, 500), (FileExistsError, 409), (ValueError, 400),
+    ):
+        if isinstance(err, kind):
+            return status
+    return None
+
+
+# -- hub integration (pure builders, called by hub/jupyterhub_config.py) -----------------------
+
+
+def service_port(settings):
+    return int(((settings or {}).get("marketplace") or {}).get("port") or DEFAULT_PORT)
+
+
+def hub_service(settings):
+    """The ``c.JupyterHub.services`` entry that runs the marketplace under the hub."""
+    section = (settings or {}).get("marketplace") or {}
+    command = [sys.executable, "-m", "deepvre.market.service"]
+    for key in ("database_url", "store_url", "upload_limit"):
+        if section.get(key):
+            command += [f"--{key.replace('_', '-')}", str(section[key])]
+    port = service_port(settings)
+    return {
+        "name": SERVICE_NAME,
+        "url": f"http://127.0.0.1:{port}",
+        "command": command + ["--port", str(port)],
+        "oauth_no_confirm": True,
+        "display": True,
+        "environment": {"DEEPVRE_MARKET_DIR": os.environ.get("DEEPVRE_MARKET_DIR", "")} if os.environ.get("DEEPVRE_MARKET_DIR") else {},
+    }
+
+
+def hub_role(settings=None):
+    """The ``c.JupyterHub.load_roles`` entry for the service: read users and their groups."""
+    return {
+        "name": "deepvre-marketplace",
+        "description": "The marketplace reads who is asking: their groups and admin flag.",
+        "scopes": ["read:users", "read:users:groups", "read:groups"],
+        "services": [SERVICE_NAME],
+    }
+
+
+def user_scopes(settings=None):
+    """Scopes to add to the hub's ``user`` role so that browsers may open the marketplace."""
+    return [f"access:services!service={SERVICE_NAME}"]
+
+
+def singleuser_environment(settings):
+    """Environment for the users' servers: where the client finds the service."""
+    return {"DEEPVRE_MARKET_URL": f"http://127.0.0.1:{service_port(settings)}/services/{SERVICE_NAME}/"}
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+class BaseHandler(web.RequestHandler):
+    @property
+    def catalog(self):
+        return self.settings["catalog"]
+
+    async def call(self, func, *args, **kwargs):
+        """Run a (blocking) catalog call in the thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: func(*args, **kwargs))
+
+    async def caller(self):
+        """The :class:`Caller`, or a 401 error."""
+        if self.settings.get("standalone_user"):
+            return Caller(self.settings["standalone_user"], (), True)
+        user = self.current_user
+        if not user:
+            raise web.HTTPError(401, "a JupyterHub token or login is required")
+        if user.get("kind", "user") != "user":  # a service token: reads public models only
+            return Caller(f"service:{user['name']}", (), False)
+        return await self.settings["hub_users"].lookup(user)
+
+    def write_error(self, status_code, **kwargs):
+        self.set_header("Content-Type", "application/json")
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        payload = {"status": status_code, "message": message}
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            payload["message"] = exc.log_message % exc.args if exc.args else exc.log_message
+        if isinstance(exc, metadata.MetadataError):
+            payload["errors"] = exc.errors
+        elif exc is not None and error_status(exc):
+            payload["message"] = str(exc)
+        self.finish(json.dumps(payload))
+
+    def log_exception(self, typ, value, tb):
+        if error_status(value) and not isinstance(value, IntegrityError):
+            return
+        super().log_exception(typ, value, tb)
+
+    def _handle_request_exception(self, err):
+        status = error_status(err)
+        if status and not isinstance(err, web.HTTPError):
+            if isinstance(err, IntegrityError):
+                log.error("integrity check failed: %s", err)
+            if self._headers_written:
+                self.request.connection.close()
+                return
+            self.send_error(status, exc_info=(type(err), err, err.__traceback__))
+            return
+        super()._handle_request_exception(err)
+
+    def json(self, data, status=200):
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def body_json(self):
+        try:
+            return json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "body is not JSON") from None
+
+
+class HubUsers:
+    """Groups and admin flag of hub users, from the hub API with the service's token (cached)."""
+
+    def __init__(self, api_url, token, max_age=30):
+        self.api_url, self.token, self.max_age = api_url.rstrip("/"), token, max_age
+        self.cache = {}
+
+    async def lookup(self, model):
+        name = model["name"]
+        hit = self.cache.get(name)
+        if hit and time.monotonic() - hit[0] < self.max_age:
+            return hit[1]
+        client = httpclient.AsyncHTTPClient()
+        resp = await client.fetch(
+            f"{self.api_url}/users/{name}", headers={"Authorization": f"token {self.token}"}, raise_error=False
+        )
+        info = json.loads(resp.body) if resp.code == 200 else model
+        caller = Caller(name, tuple(info.get("groups") or ()), bool(info.get("admin")))
+        self.cache[name] = (time.monotonic(), caller)
+        return caller
+
+
+def _filters(handler):
+    keys = ("use_case", "task", "library", "category", "visibility", "owner")
+    found = {k: handler.get_argument(k) for k in keys if handler.get_argument(k, None)}
+    if handler.get_argument("deprecated", "") in ("1", "true", "yes"):
+        found["deprecated"] = True
+    return found
+
+
+@web.stream_request_body
+class ModelsHandler(BaseHandler):
+    """GET: list and search. POST: publish (a tar of metadata.json plus the files)."""
+
+    async def prepare(self):
+        self.upload = None
+        if self.request.method != "POST":
+            return
+        self.publisher = await self.caller()
+        limit = self.catalog.upload_limit
+        length = int(self.request.headers.get("Content-Length", 0) or 0)
+        if length > limit + 1024 * 1024:
+            raise web.HTTPError(413, f"upload of {length} bytes is over the limit of {limit}")
+        self.request.connection.set_max_body_size(limit + 1024 * 1024)
+        self.received = 0
+        self.upload = tempfile.NamedTemporaryFile(prefix="deepvre-upload-", suffix=".tar")
+
+    def data_received(self, chunk):
+        if self.upload is None:
+            return
+        self.received += len(chunk)
+        if self.received <= self.catalog.upload_limit + 1024 * 1024:
+            self.upload.write(chunk)
+
+    def on_finish(self):
+        if getattr(self, "upload", None) is not None:
+            self.upload.close()
+
+    async def get(self):
+        caller = await self.caller()
+        entries = await self.call(
+            self.catalog.search,
+            caller,
+            self.get_argument("q", ""),
+            _filters(self),
+            self.get_argument("sort", None),
+            int(self.get_argument("limit", "50")),
+            int(self.get_argument("offset", "0")),
+        )
+        self.json(entries)
+
+    async def post(self):
+        if self.received > self.catalog.upload_limit + 1024 * 1024:
+            raise UploadTooLarge(f"upload over the limit of {self.catalog.upload_limit} bytes")
+        self.upload.flush()
+        with tempfile.TemporaryDirectory(prefix="deepvre-publish-") as folder:
+            document, files = unpack_upload(self.upload.name, Path(folder))
+            entry = await self.call(self.catalog.publish, document, files, self.publisher)
+        self.json(entry, 201)
+
+
+def unpack_upload(tar_path, folder):
+    """``(document, {name: path})`` from an uploaded tar; names are checked before anything is written."""
+    try:
+        archive = tarfile.open(tar_path, "r:")
+    except tarfile.TarError as err:
+        raise metadata.MetadataError([f"upload: not a tar archive ({err})"]) from None
+    with archive:
+        members = archive.getmembers()
+        problems = [f"upload: {m.name!r} is not a regular file" for m in members if not m.isreg()]
+        names = [m.name for m in members if m.isreg()]
+        problems += metadata.check_file_names([n for n in names if n != "metadata.json"])
+        if "metadata.json" not in names:
+            problems.append("upload: metadata.json is missing")
+        if problems:
+            raise metadata.MetadataError(problems)
+        files = {}
+        for member in members:
+            target = folder / member.name  # a checked plain name: stays in folder
+            with archive.extractfile(member) as src, open(target, "wb") as out:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+            files[member.name] = target
+    try:
+        document = json.loads(files.pop("metadata.json").read_text())
+    except ValueError as err:
+        raise metadata.MetadataError([f"metadata.json: not JSON ({err})"]) from None
+    return document, files
+
+
+class ModelHandler(BaseHandler):
+    async def get(self, name):
+        caller = await self.caller()
+        self.json(await self.call(self.catalog.show, caller, name, self.get_argument("version", None)))
+
+    async def patch(self, name):
+        caller = await self.caller()
+        body = self.body_json()
+        if "visibility" not in body:
+            raise web.HTTPError(400, "body needs visibility (public, group or private)")
+        self.json(await self.call(self.catalog.set_visibility, caller, name, body["visibility"], body.get("groups")))
+
+
+class VersionsHandler(BaseHandler):
+    async def get(self, name):
+        caller = await self.caller()
+        self.json(await self.call(self.catalog.versions, caller, name))
+
+
+class VersionHandler(BaseHandler):
+    async def get(self, name, version):
+        caller = await self.caller()
+        self.json(await self.call(self.catalog.show, caller, name, version))
+
+
+class FileHandler(BaseHandler):
+    """A download, checked against its sha256 while it streams (see ``ArtifactStore.iter_chunks``)."""
+
+    async def get(self, name, version, filename):
+        caller = await self.caller()
+        info, chunks = await self.call(self.catalog.iter_file, caller, name, version, filename)
+        loop = asyncio.get_running_loop()
+        first = await loop.run_in_executor(None, next, chunks, None)
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Length", str(info["size"]))
+        self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
+        self.set_header("X-Checksum-Sha256", info["sha256"])
+        chunk = first
+        while chunk is not None:
+            self.write(chunk)
+            await self.flush()
+            chunk = await loop.run_in_executor(None, next, chunks, None)
+        self.finish()
+
+
+class DeprecateHandler(BaseHandler):
+    async def post(self, name):
+        caller = await self.caller()
+        body = self.body_json()
+        entry = await self.call(self.catalog.deprecate, caller, name, body.get("version"), body.get("deprecated", True))
+        self.json(entry)
+
+
+class OpenAPIHandler(BaseHandler):
+    def get(self):
+        self.set_header("Content-Type", "application/yaml")
+        self.finish(OPENAPI_FILE.read_bytes())
+
+
+class PageHandler(BaseHandler):
+    """A plain listing for browsers (the Models panel of the lab extension is the real UI)."""
+
+    async def get(self):
+        if not self.settings.get("standalone_user") and not self.current_user:
+            self.redirect(self.get_login_url())
+            return
+        caller = await self.caller()
+        entries = await self.call(self.catalog.search, caller, self.get_argument("q", ""))
+        self.finish(PAGE.generate(user=caller.name, entries=entries))
+
+
+def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_token=None):
+    """The tornado application. ``standalone_user``: no hub, everyone is that user."""
+    handlers = [
+        (r"api/models/?", ModelsHandler),
+        (r"api/models/([^/]+)/?", ModelHandler),
+        (r"api/models/([^/]+)/versions/?", VersionsHandler),
+        (r"api/models/([^/]+)/versions/([^/]+)/?", VersionHandler),
+        (r"api/models/([^/]+)/versions/([^/]+)/files/([^/]+)", FileHandler),
+        (r"api/models/([^/]+)/deprecate/?", DeprecateHandler),
+        (r"api/openapi.yaml", OpenAPIHandler),
+        (r"/?", PageHandler),
+    ]
+    settings = {"catalog": catalog, "standalone_user": standalone_user}
+    if standalone_user is None:
+        from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+
+        hub_auth = HubOAuth(access_scopes=set(), cache_max_age=60)
+        settings["cookie_secret"] = os.urandom(32)
+        settings["hub_users"] = HubUsers(hub_api_url or hub_auth.api_url, hub_token or hub_auth.api_token)
+        mixed = []
+        for pattern, handler in handlers:
+            cls = type(handler.__name__, (HubOAuthenticated, handler), {"hub_auth": hub_auth})
+            mixed.append((pattern, cls))
+        handlers = mixed + [(r"oauth_callback", HubOAuthCallbackHandler)]
+        settings["hub_auth"] = hub_auth
+    prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
+    return web.Application([(prefix + p.lstrip("/"), h) for p, h in handlers], **settings)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m deepvre.market.service", description=__doc__.split("\n")[0])
+    parser.add_argument("--standalone", action="store_true", help="no hub: serve the local catalog to the local user")
+    parser.add_argument("--ip", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: from $JUPYTERHUB_SERVICE_URL, else a free port")
+    parser.add_argument("--database-url")
+    parser.add_argument("--store-url")
+    parser.add_argument("--upload-limit", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s marketplace] %(message)s")
+    kwargs = {k: v for k, v in (("database_url", args.database_url), ("store_url", args.store_url), ("upload_limit", args.upload_limit)) if v}
+    catalog = Catalog(**kwargs)
+    if args.standalone:
+        import getpass
+
+        app = make_app(catalog, "/", standalone_user=getpass.getuser())
+    else:
+        app = make_app(catalog, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/"))
+    port = args.port
+    if not port and os.environ.get("JUPYTERHUB_SERVICE_URL"):
+        from urllib.parse import urlparse
+
+        port = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"]).port
+    sockets = __import__("tornado.netutil").netutil.bind_sockets(port or 0, args.ip, family=socket.AF_INET)
+    server = __import__("tornado.httpserver").httpserver.HTTPServer(app, max_body_size=catalog.upload_limit + 1024 * 1024)
+    server.add_sockets(sockets)
+    print(f"deepvre marketplace listening on http://{args.ip}:{sockets[0].getsockname()[1]}", flush=True)
+    ioloop.IOLoop.current().start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The ``deepaas.v2.model`` adapter: any catalog model behind the real DEEPaaS API.
+
+``deepvre serve NAME[:VERSION]`` registers this module under the model's name and starts
+``deepaas-run``. Which model it wraps comes from the environment:
+
+- ``DEEPVRE_SERVE_MODEL``: ``NAME[:VERSION]`` in the marketplace;
+- ``DEEPVRE_SERVE_DIR``: the folder its artifact is pulled into (checked against its sha256s);
+- the marketplace client's own variables (``DEEPVRE_MARKET_URL``, ``JUPYTERHUB_API_TOKEN``,
+  ``DEEPVRE_MARKET_DIR``).
+
+``predict`` takes an uploaded image (``data``) or a JSON array (``array``) and returns labels and
+probabilities; ``train`` re-runs the model's training notebook with papermill through
+:mod:`deepvre.runs`, with the given parameters.
+"""
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
+from webargs import fields
+
+from . import preprocessing
+
+prediction = {"label": fields.Str(required=True), "probability": fields.Float(required=True)}
+schema = {
+    "status": fields.Str(),
+    "model": fields.Str(),
+    "predictions": fields.List(fields.List(fields.Nested(prediction))),
+    "probabilities": fields.List(fields.List(fields.Float())),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def artifact():
+    """``(entry, folder)`` of the served model, pulled once."""
+    from deepvre.market.client import connect, parse_ref
+
+    ref = os.environ.get("DEEPVRE_SERVE_MODEL")
+    if not ref:
+        raise RuntimeError("DEEPVRE_SERVE_MODEL is not set (NAME[:VERSION] of a catalog model)")
+    name, version = parse_ref(ref)
+    folder = Path(os.environ.get("DEEPVRE_SERVE_DIR") or Path.home() / ".cache" / "deepvre" / "serve" / name)
+    client = connect()
+    version = version or client.show(name)["version"]
+    folder = folder / version
+    entry = client.pull(name, version, folder, overwrite=True)
+    return entry, folder
+
+
+@functools.lru_cache(maxsize=1)
+def loaded():
+    """``(keras model, preprocessing spec)``; the model is loaded with ``safe_mode=True``."""
+    from deepvre.market import modelfile
+
+    _, folder = artifact()
+    spec = preprocessing.read_spec(folder / "preprocessing.json")
+    return modelfile.load(folder / "model.keras"), spec
+
+
+def get_metadata():
+    entry, _ = artifact()
+    doc = entry["metadata"]
+    return {
+        "id": f"{entry['name']}:{entry['version']}",
+        "name": entry["name"],
+        "version": entry["version"],
+        "description": doc.get("description", ""),
+        "summary": doc.get("summary", ""),
+        "author": entry["owner"],
+        "license": doc.get("license", ""),
+        "url": (doc.get("links") or {}).get("source_code", ""),
+        "metadata": doc,
+    }
+
+
+def warm():
+    loaded()
+
+
+def get_predict_args():
+    return {
+        "data": fields.Field(
+            required=False,
+            metadata={"description": "An image file (PNG, JPEG, ...) to classify.", "location": "form", "type": "file"},
+        ),
+        "array": fields.Str(
+            required=False,
+            metadata={"description": "A JSON array shaped like one input sample, or a batch of them."},
+        ),
+        "top": fields.Int(load_default=5, metadata={"description": "How many labels to return per sample."}),
+    }
+
+
+def predict_array(x, top=5):
+    """Batch input -> the response (labels and probabilities), shared with in-process use."""
+    model, spec = loaded()
+    probs = model.predict(x, verbose=0)
+    labels = spec.get("labels") or []
+    entry, _ = artifact()
+    return {
+        "status": "OK",
+        "model": f"{entry['name']}:{entry['version']}",
+        "predictions": [preprocessing.top_labels(p, labels, top) for p in probs],
+        "probabilities": [[float(v) for v in p] for p in probs],
+    }
+
+
+def predict(**kwargs):
+    _, spec = loaded()
+    top = kwargs.get("top") or 5
+    if kwargs.get("data") is not None:
+        with open(kwargs["data"].filename, "rb") as src:
+            x = preprocessing.image_array(src.read(), spec)
+    elif kwargs.get("array"):
+        x = preprocessing.array_input(json.loads(kwargs["array"]), spec)
+    else:
+        raise ValueError("give an image file as `data` or a JSON array as `array`")
+    return predict_array(x, top)
+
+
+def get_train_args():
+    return {
+        "parameters": fields.Str(
+            load_default="{}",
+            metadata={"description": 'Papermill parameters for the training notebook, as JSON, e.g. {"epochs": 2}.'},
+        ),
+    }
+
+
+def train(**kwargs):
+    """Re-run the model's training notebook (papermill, via deepvre.runs) with the given parameters."""
+    from deepvre import runs
+
+    entry, folder = artifact()
+    notebook = ((entry["metadata"].get("deepvre") or {}).get("training") or {}).get("notebook")
+    if not notebook or not (folder / notebook).is_file():
+        raise ValueError(f"{entry['name']}:{entry['version']} has no training notebook")
+    parameters = json.loads(kwargs.get("parameters") or "{}")
+    if not isinstance(parameters, dict):
+        raise ValueError("parameters must be a JSON object")
+    runs_dir = os.environ.get("DEEPVRE_RUNS_DIR") or str(folder.parent / "runs")
+    run = runs.start(str(folder / notebook), parameters, runs_dir=runs_dir)
+    result = run.to_dict()
+    return {k: result[k] for k in ("id", "path", "params", "status", "metrics", "output")}
