@@ -103,3 +103,21 @@ def test_saved_ensemble_reads_back(ensembles, tmp_path):
     assert header["metadata"]["beta"] == 1.0 and header["metadata"]["index"] == 2
     with pytest.raises(FileExistsError):
         lt.save_ensemble(str(tmp_path), configs[:1], hist["params"])
+
+
+def test_cli_writes_an_ensemble(tmp_path):
+    from click.testing import CliRunner
+
+    from deepvre.cli import main
+
+    try:
+        from deepvre.pipelines import lattice_io
+    except ImportError:
+        require(False, "deepvre.pipelines.lattice_io (preprocessing area) is needed")
+    out = tmp_path / "u1"
+    args = ["data", "lattice", str(out), "--size", "8", "--beta", "1.5", "--configs", "4", "--therm", "20"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "exact 0.5" in result.output  # I1(1.5)/I0(1.5) = 0.5630
+    links, header = lattice_io.read_config(str(out / "cfg_00003.dvgauge"))
+    assert links.shape == (2, 8, 8) and header["metadata"]["beta"] == 1.5

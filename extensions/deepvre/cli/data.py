@@ -1,5 +1,7 @@
 """``deepvre data``: generated data sets (traffic, lattice ensembles) and the offline data that ships."""
 
+import os
+
 import click
 
 from . import main
@@ -57,3 +59,19 @@ def lattice(out, L, beta, configs, therm, skip, update, seed):
     mean, err = mc.binned_error(hist["plaquette"], n_bins=min(20, len(hist["plaquette"])))
     click.echo(f"{len(paths)} configurations in {out}; plaquette {mean:.5f} +- {err:.5f} "
                f"(exact {mc.exact_plaquette(beta):.5f})")
+
+
+@data.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def locate(as_json):
+    """Where the offline data sets are (or how to install the missing ones). Nothing is downloaded."""
+    import json
+
+    from ..science import datasets
+
+    found = datasets.locate()
+    if as_json:
+        click.echo(json.dumps(found, indent=1))
+        return
+    for name, value in found.items():
+        click.echo(f"{name}: {value if isinstance(value, str) else os.path.dirname(value[0])}")
