@@ -136,8 +136,21 @@ def start_slurm(base=DEFAULT_BASE):
     return slurm
 
 
+def _cancel_jobs(env, timeout=60):
+    """Cancel the jobs left on a controller we are about to stop, so no job step outlives slurmd."""
+    subprocess.run(["scancel", "--full", "--partition", PARTITION], env=env, capture_output=True, timeout=30)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["squeue", "-h", "-o", "%i"], env=env, capture_output=True, text=True, timeout=30)
+        if out.returncode != 0 or not out.stdout.strip():
+            return
+        time.sleep(0.5)
+
+
 def stop_slurm(slurm):
     """Stop what ``start_slurm`` started (slurmd, slurmctld, munged), newest first."""
+    if slurm.started:
+        _cancel_jobs(slurm.env)
     for proc in reversed(slurm.started):
         proc.terminate()
         try:

@@ -57,7 +57,7 @@ def pipeline_names():
     """Every pipeline known: built-in first, then entry points, sorted."""
     _load_builtins()
     names = set(_pipelines) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return sorted(names, key=lambda n: (n not in BUILTIN, n))
+    return sorted(names, key=lambda n: (BUILTIN.index(n) if n in BUILTIN else len(BUILTIN), n))
 
 
 def get_pipeline(name):

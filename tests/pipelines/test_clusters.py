@@ -1,0 +1,123 @@
+"""The cluster factory: LocalCluster, a real scheduler address, real Slurm, Kubernetes spec offline."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from deepvre.pipelines import clusters
+from deepvre.pipelines.dataset import open_split
+from deepvre.pipelines.run import preprocess
+from tests.slurmd import slurm  # noqa: F401 - the session fixture
+
+from .data import class_folders
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return class_folders(str(tmp_path_factory.mktemp("in")), n_per_class=4, corrupt=0)
+
+
+def test_dashboard_link_through_server_proxy():
+    env = {"JUPYTERHUB_SERVICE_PREFIX": "/user/ana/"}
+    assert clusters.dashboard_link("http://127.0.0.1:8787/status", env) == "/user/ana/proxy/8787/status"
+    assert clusters.dashboard_link("http://127.0.0.1:41234/status", {}) == "http://127.0.0.1:41234/status"
+
+
+def test_settings_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"dask\.slurm\.memory"):
+        clusters.dask_settings({"slurm": {"memory": "lots"}})
+    with pytest.raises(ValueError, match="dask"):
+        clusters.dask_settings({"clutser": "local"})
+    with pytest.raises(ValueError, match="scheduler address"):
+        clusters.kind_of("my-cluster")
+
+
+def test_slurm_kwargs_from_settings():
+    kw = clusters.slurm_cluster_kwargs({"slurm": {"queue": "cpu", "cores": 4, "memory": "16GB",
+                                                  "walltime": "02:00:00", "job_extra_directives": ["--gres=gpu:1"]}})
+    assert kw == {"cores": 4, "processes": 1, "memory": "16GB", "walltime": "02:00:00", "queue": "cpu",
+                  "job_extra_directives": ["--gres=gpu:1"]}
+
+
+def test_kubernetes_spec_offline_and_valid():
+    import kubernetes_validate
+
+    spec = clusters.kubernetes_cluster_spec(
+        {"workers": 3, "kubernetes": {"image": "registry.example/deepvre:1", "namespace": "science",
+                                      "resources": {"limits": {"cpu": "2", "memory": "4G"}}}})
+    assert spec["kind"] == "DaskCluster" and spec["metadata"]["namespace"] == "science"
+    assert spec["spec"]["worker"]["replicas"] == 3
+    for part in ("worker", "scheduler"):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"x-{part}"}, "spec": spec["spec"][part]["spec"]}
+        kubernetes_validate.validate(pod, "1.30", strict=True)
+        container = pod["spec"]["containers"][0]
+        assert container["image"] == "registry.example/deepvre:1"
+        if part == "worker":
+            assert container["resources"]["limits"] == {"cpu": "2", "memory": "4G"}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+               "spec": spec["spec"]["scheduler"]["service"]}
+    kubernetes_validate.validate(service, "1.30", strict=True)
+
+
+def test_local_cluster(images, tmp_path):
+    result = preprocess("images", images, str(tmp_path / "out"), {"size": "8"}, cluster="local",
+                        n_workers=1, progress=False)
+    assert result.manifest["splits"]["train"]["n"] > 0
+    assert result.dashboard.startswith("http://127.0.0.1:")
+
+
+def _start(cmd, log):
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_scheduler_address(images, tmp_path):
+    bin_dir = os.path.dirname(sys.executable)
+    log = open(tmp_path / "dask.log", "w+")
+    scheduler = _start([f"{bin_dir}/dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                        "--no-dashboard"], log)
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        address = None
+        while address is None and time.monotonic() < deadline:
+            log.seek(0)
+            found = re.search(r"Scheduler at:\s+(tcp://127\.0\.0\.1:\d+)", log.read())
+            address = found.group(1) if found else time.sleep(0.2)
+        assert address, "dask scheduler did not report its address"
+        worker = _start([f"{bin_dir}/dask", "worker", address, "--nthreads", "1", "--no-dashboard",
+                         "--local-directory", str(tmp_path / "w")], log)
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=60)
+        result = preprocess("images", images, str(tmp_path / "out"), {"size": "8"}, cluster=address, progress=False)
+        assert result.written == len(result.manifest["shards"])
+        x, _ = open_split(str(tmp_path / "out"), "train")
+        assert x.shape[1:] == (8, 8, 3)
+    finally:
+        for proc in (worker, scheduler):
+            if proc:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+
+@pytest.mark.slurm
+def test_slurm_cluster(images, tmp_path, slurm):  # noqa: F811 - the fixture
+    settings = {"workers": 1, "slurm": {"queue": slurm.partition, "cores": 1, "memory": "1GB",
+                                        "walltime": "00:10:00", "interface": "lo", "host": "127.0.0.1",
+                                        "python": sys.executable, "local_directory": str(tmp_path / "w")}}
+    result = preprocess("images", images, str(tmp_path / "out"), {"size": "8"}, cluster="slurm",
+                        settings=settings, progress=False)
+    assert result.manifest["splits"]["train"]["n"] > 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the cluster's worker job is cancelled on exit
+        jobs = subprocess.run(["squeue", "-h", "-t", "PD,R", "-o", "%j"], env=slurm.env,
+                              capture_output=True, text=True, check=True)
+        if "dask-worker" not in jobs.stdout.split():
+            break
+        time.sleep(0.5)
+    assert "dask-worker" not in jobs.stdout.split()
