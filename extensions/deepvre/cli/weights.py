@@ -15,11 +15,15 @@ def weights():
               help="Folder for model.keras, preprocessing.json and SHA256SUMS "
                    "(default ~/.cache/deepvre/models/mobilenet_v2_imagenet).")
 @click.option("--force", is_flag=True, help="Convert again even if a verified conversion exists.")
-def convert(out_dir, force):
+@click.option("--publish", is_flag=True,
+              help="Publish it to the marketplace catalog as mobilenet-v2-imagenet 1.0.0 (public, owner deepvre).")
+def convert(out_dir, force, publish):
     """Convert torchvision's offline ImageNet MobileNetV2 weights to Keras.
 
     Prints the output folder. Example: deepvre weights convert --out ./mobilenet
     """
+    if publish:  # before TensorFlow, whose bundled SQLite lacks the FTS5 the catalog needs
+        from ..market.catalog import Catalog
     from ..science import mobilenet
 
     try:
@@ -27,3 +31,8 @@ def convert(out_dir, force):
     except (FileNotFoundError, FileExistsError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(folder)
+    if publish:
+        from ..science import base_models
+
+        entry = base_models.publish_mobilenet(folder, Catalog())
+        click.echo(f"published {base_models.MOBILENET_NAME} {entry.get('version', '')}".rstrip())

@@ -145,6 +145,9 @@ def preprocessing_spec():
     """What ``preprocessing.json`` holds: how to feed the model, and its labels."""
     table = imagenet_labels.load()
     return {
+        # the marketplace/serving contract (deepvre.serving.preprocessing): x = pixel * scale + offset
+        "input": {"shape": list(INPUT_SHAPE), "dtype": "float32", "scale": 1.0, "offset": 0.0,
+                  "mean": None, "std": None},
         "input_shape": list(INPUT_SHAPE),
         "dtype": "float32",
         "color": "RGB",
