@@ -18,7 +18,7 @@ from .server import backends, cards, parameters, paths
 
 def card_html(card):
     """A model card as HTML, every user-supplied string escaped."""
-    e = lambda v: html.escape(str(v))  # noqa: E731
+    e = lambda v: html.escape(str(v))
     meta = " · ".join(e(x) for x in (card["use_case"], card["version"] and f"v{card['version']}",
                                       card["owner"] and f"by {card['owner']}") if x)
     metrics = " · ".join(f"{e(k)} {e(v)}" for k, v in (card["metrics"] or {}).items())
@@ -51,7 +51,7 @@ class MarketplaceBrowser(w.VBox):
     def search(self):
         try:
             records = backends.search_models(self.query.value, trainable=self.trainable.value or None)
-        except Exception as err:  # shown, never silent
+        except Exception as err:  # noqa: BLE001  (shown, never silent)
             self._say("error", str(err))
             return
         boxes = []
@@ -100,7 +100,7 @@ class MarketplaceBrowser(w.VBox):
     def _act(self, action):
         try:
             self._say("success", action())
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001  (shown in the status line)
             self._say("error", f"{type(err).__name__}: {err}")
 
     def fine_tune(self, details, fields, inputs):

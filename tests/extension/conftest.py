@@ -4,7 +4,7 @@ import json
 
 import nbformat
 import pytest
-from pytest_jupyter.jupyter_server import *  # noqa: F401,F403  (jp_serverapp, jp_fetch, ...)
+from pytest_jupyter.jupyter_server import *
 from tornado.httpclient import HTTPClientError
 from traitlets.config import Config
 
@@ -67,7 +67,6 @@ def market_dir(tmp_path_factory):
 
     import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
     import keras
-    import numpy as np
     from deepvre.market.catalog import Catalog
 
     from tests.market.conftest import LABELS, colour_images, make_document

@@ -38,7 +38,7 @@ def lab(market_dir, tmp_path_factory):
     bindir = os.path.dirname(sys.executable)
     env = dict(os.environ, DEEPVRE_MARKET_DIR=str(market_dir), PATH=bindir + os.pathsep + os.environ["PATH"],
                JUPYTER_CONFIG_DIR=str(tmp_path_factory.mktemp("jupyter-config")))
-    log = open(root.parent / "lab.log", "wb")
+    log = open(root.parent / "lab.log", "wb")  # noqa: SIM115  (closed at teardown)
     proc = subprocess.Popen(
         [os.path.join(bindir, "jupyter"), "lab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],

@@ -6,9 +6,8 @@ import time
 
 import nbformat
 import pytest
-from tornado.httpclient import HTTPClientError
-
 from deepvre.server import backends
+from tornado.httpclient import HTTPClientError
 
 from .conftest import make_notebook
 
@@ -107,9 +106,9 @@ def test_missing_back_end_answers_503_with_what(api, monkeypatch):
 
 
 def test_run_ids_cannot_name_paths(api):
-    status, data = api("GET", "runs/..")
+    status, _ = api("GET", "runs/..")
     assert status in (400, 404)
-    status, data = api("GET", "runs/..%2Fx")
+    status, _ = api("GET", "runs/..%2Fx")
     assert status in (400, 404)
 
 

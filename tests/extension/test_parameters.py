@@ -2,7 +2,6 @@
 
 import nbformat
 import pytest
-
 from deepvre.server import parameters
 
 from .conftest import make_notebook

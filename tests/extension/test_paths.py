@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from deepvre.server import paths
 
 

@@ -1,7 +1,6 @@
 """The ipywidgets browser: search, escaped cards, details and Fine-tune on a real local catalog."""
 
 import nbformat
-
 from deepvre.widgets import MarketplaceBrowser, card_html
 
 

@@ -46,7 +46,7 @@ class PreprocessJobs:
             manifest = getattr(result, "manifest", {}) or {}
             job.update(state="done", summary={k: manifest.get(k) for k in ("records", "bad_records", "summary")
                                               if k in manifest})
-        except Exception as err:  # the panel shows the message
+        except Exception as err:  # noqa: BLE001  (the panel shows the message)
             job.update(state="failed", error=f"{type(err).__name__}: {err}")
         finally:
             job["finished"] = time.time()
