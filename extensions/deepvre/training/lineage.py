@@ -1,0 +1,191 @@
+"""Publish a trained model to the marketplace with its lineage.
+
+Lineage = the base model (catalog name and version), the training data (sha256 of the
+pipeline's ``manifest.json`` and of every shard), the notebook's parameters and the executed
+notebook itself, all in the entry's ``deepvre`` section and files::
+
+    from deepvre.market.client import connect
+    market = connect()                       # the hub's marketplace, or the local catalog
+    entry = publish_trained(market, "out", name="cells-mobilenet", base=("mobilenet-v2-imagenet", "1.0.0"),
+                            data_output="out/data", parameters=params, notebook="out/biology.ipynb",
+                            labels=classes, use_case="biology", title="...", summary="...")
+
+Works with no hub: :func:`deepvre.market.client.connect` opens the local catalog
+(``$DEEPVRE_MARKET_DIR``) when no marketplace URL is set.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+
+BASE_NAME = "mobilenet-v2-imagenet"
+BASE_VERSION = "1.0.0"
+SOURCE = "https://github.com/deepvre/deepvre"
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_manifest(output):
+    """``{file: sha256}`` of a pipeline output: its ``manifest.json`` and every shard it lists."""
+    path = os.path.join(output, "manifest.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{output}: no manifest.json (is it a deepvre preprocess output?)")
+    with open(path) as fh:
+        manifest = json.load(fh)
+    sums = {"manifest.json": _sha256(path)}
+    for record in manifest.get("shards", []):
+        sums[record["path"]] = record["sha256"]
+    return sums
+
+
+def next_version(market, name):
+    """``1.0.0`` for a new name, else the latest version with its last number plus one."""
+    from deepvre.market.catalog import NotFound
+
+    try:
+        versions = market.versions(name)
+    except NotFound:
+        return "1.0.0"
+    names = [v["version"] if isinstance(v, dict) else str(v) for v in versions]
+    if not names:
+        return "1.0.0"
+    latest = names[0]
+    numbers = [int(p) for p in latest.split("-")[0].split("+")[0].split(".")]
+    numbers += [0] * (3 - len(numbers))
+    numbers[-1] += 1
+    return ".".join(map(str, numbers))
+
+
+def preprocessing(shape, labels=None, scale=1.0, offset=0.0, **extra):
+    """A ``preprocessing.json`` document in the catalog's format (see ``deepvre.serving.preprocessing``)."""
+    doc = {"input": {"shape": list(shape), "dtype": "float32", "scale": scale, "offset": offset,
+                     "mean": None, "std": None}}
+    if labels is not None:
+        doc["labels"] = list(labels)
+    doc.update(extra)
+    return doc
+
+
+def model_document(name, version, use_case, title, summary, input_shape, output_kind, labels=None,
+                   base=None, parameters=None, metrics=None, data=None, notebook=None,
+                   visibility="private", tags=(), description=""):
+    """The AI4OS v2 + deepvre metadata document of a trained model (a pure function)."""
+    from .report import flatten, to_python
+
+    today = datetime.date.today().isoformat()
+    section = {
+        "name": name,
+        "version": version,
+        "use_case": use_case,
+        "input": {"shape": list(input_shape), "dtype": "float32", "kind": "image"},
+        "output": {"kind": output_kind},
+        "base_model": {"name": base[0], "version": base[1]} if base else None,
+        "metrics": {k: v for k, v in flatten(to_python(metrics or {})).items()
+                    if v is None or isinstance(v, (int, float, str))},
+        "visibility": visibility,
+    }
+    if labels is not None:
+        section["input"]["labels"] = list(labels)
+        section["output"]["shape"] = [len(labels)]
+    training = {}
+    if notebook:
+        training["notebook"] = os.path.basename(notebook)
+    if parameters is not None:
+        training["parameters"] = to_python(parameters)
+    if training:
+        section["training"] = training
+    if data:
+        section["data"] = dict(data)
+    return {
+        "metadata_version": "2.3.0",
+        "title": title,
+        "summary": summary,
+        "description": description or summary,
+        "links": {"source_code": SOURCE},
+        "dates": {"created": today, "updated": today},
+        "libraries": ["Keras", "TensorFlow"],
+        "tasks": ["Computer Vision", "Classification" if output_kind == "probabilities" else "Regression"],
+        "categories": ["AI4 trainable", "AI4 inference"],
+        "tags": sorted({use_case, "transfer-learning", *tags}),
+        "deepvre": section,
+    }
+
+
+def publish_trained(market, folder, name, base, data_output, parameters, notebook, input_shape,
+                    use_case, title, summary, labels=None, output_kind="probabilities", version=None,
+                    visibility="private", model_file="model.keras"):
+    """Publish ``folder/model.keras`` (+ its ``metrics.json``, ``preprocessing.json``) with lineage.
+
+    ``base``: ``(name, version)`` of the base model; ``data_output``: the pipeline output trained
+    on; ``notebook``: the executed notebook (copied into the artifact). Writes
+    ``folder/data-manifest.json`` and returns the catalog entry.
+    """
+    from .report import read_metrics
+
+    model_path = os.path.join(folder, model_file)
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(f"{model_path}: no trained model to publish")
+    if not notebook or not os.path.isfile(notebook):
+        raise FileNotFoundError(f"executed notebook {notebook!r} not found: lineage needs it")
+    data = data_manifest(data_output)
+    with open(os.path.join(folder, "data-manifest.json"), "w") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+    files = {"model.keras": model_path, "data-manifest.json": os.path.join(folder, "data-manifest.json")}
+    for extra in ("metrics.json", "preprocessing.json"):
+        if os.path.isfile(os.path.join(folder, extra)):
+            files[extra] = os.path.join(folder, extra)
+    notebook_name = os.path.basename(notebook)
+    files[notebook_name] = notebook
+    metrics = read_metrics(folder) if "metrics.json" in files else {}
+    version = version or next_version(market, name)
+    document = model_document(name, version, use_case, title, summary, input_shape, output_kind, labels,
+                              base=base, parameters=parameters, metrics=metrics,
+                              data={"manifest.json": data["manifest.json"]}, notebook=notebook_name,
+                              visibility=visibility)
+    return market.publish(document, files)
+
+
+def pull_model(market, name, version, dest):
+    """Pull ``name:version`` into ``dest`` (checksums checked) and load it with ``safe_mode=True``."""
+    from deepvre.market import modelfile
+
+    entry = market.pull(name, version, dest, overwrite=True)
+    return modelfile.load(os.path.join(dest, "model.keras")), entry
+
+
+def ensure_imagenet_base(market, name=BASE_NAME, version=BASE_VERSION, convert_dir=None):
+    """The converted ImageNet MobileNetV2 in the catalog as ``name:version``; publish it if missing.
+
+    Converts once with :func:`deepvre.science.mobilenet.convert` (offline weights), then
+    publishes ``model.keras`` with a catalog-format ``preprocessing.json`` (pixels 0..255:
+    the model scales and normalises itself). Returns the entry.
+    """
+    from deepvre.market.catalog import NotFound
+    from deepvre.science import mobilenet
+
+    try:
+        return market.show(name, version)
+    except NotFound:
+        pass
+    folder = mobilenet.convert(convert_dir)
+    spec_path = os.path.join(os.path.dirname(folder), f".{os.path.basename(folder)}-catalog-preprocessing.json")
+    with open(os.path.join(folder, "preprocessing.json")) as fh:
+        spec = json.load(fh)
+    with open(spec_path, "w") as fh:
+        json.dump(preprocessing(spec["input_shape"], spec["labels"], resize=spec["resize"],
+                                normalization=spec["normalization"], weights_source=spec["weights_source"]), fh)
+    document = model_document(
+        name, version, "base", "MobileNetV2 (ImageNet)",
+        "torchvision's ImageNet MobileNetV2 weights converted to Keras 3, offline.",
+        spec["input_shape"], "probabilities", spec["labels"], visibility="public", tags=("imagenet",),
+        description=f"Converted by `deepvre weights convert`. Weights: {spec['weights_source']}.",
+    )
+    return market.publish(document, {"model.keras": os.path.join(folder, "model.keras"),
+                                     "preprocessing.json": spec_path}, visibility="public")

