@@ -2,12 +2,13 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from deepvre.science import imagenet_labels, mobilenet
+
 from tests.prereqs import require
 
 
@@ -58,7 +59,7 @@ def test_conversion_is_cached_and_tampering_detected(mobilenet_dir, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()
     for name in os.listdir(mobilenet_dir):
-        data = open(os.path.join(mobilenet_dir, name), "rb").read()
+        data = Path(mobilenet_dir, name).read_bytes()
         if name == "preprocessing.json":
             data = data.replace(b"Egyptian cat", b"Egyptian dog")
         (copy / name).write_bytes(data)
@@ -106,7 +107,7 @@ def test_published_as_first_public_catalog_entry(mobilenet_dir, tmp_path):
     assert base_models.publish_mobilenet(mobilenet_dir, catalog)["published"] == entry["published"]
     catalog.pull("someone-else", "mobilenet-v2-imagenet", "1.0.0", str(tmp_path / "pulled"))
     for name in ("model.keras", "preprocessing.json"):
-        assert (tmp_path / "pulled" / name).read_bytes() == open(os.path.join(mobilenet_dir, name), "rb").read()
+        assert (tmp_path / "pulled" / name).read_bytes() == Path(mobilenet_dir, name).read_bytes()
     spec = json.loads((tmp_path / "pulled" / "preprocessing.json").read_text())
     assert spec["input"]["scale"] == 1.0 and spec["labels"][967] == "espresso"
 

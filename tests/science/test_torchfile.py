@@ -10,7 +10,6 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from deepvre.science import torchfile
 
 

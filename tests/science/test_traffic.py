@@ -2,13 +2,14 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from deepvre.science import traffic
+
 from tests.prereqs import require
 
 DAYS = 7
@@ -140,9 +141,9 @@ def test_attacks_visible_in_centre_b(frames):
 
 def test_zeek_format(written, parsed, frames):
     paths, out = written
-    frame, meta = frames["A"]
+    frame, _ = frames["A"]
     assert [os.path.basename(p) for p in paths] == [f"conn.2026-01-{d:02d}.log" for d in range(5, 12)]
-    lines = open(paths[0]).read().split("\n")
+    lines = Path(paths[0]).read_text().split("\n")
     assert lines[0] == "#separator \\x09"
     assert lines[1:5] == ["#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-", "#path\tconn"]
     assert lines[6].split("\t")[1:] == list(traffic.FIELDS)

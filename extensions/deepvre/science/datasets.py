@@ -60,7 +60,7 @@ def _package_dir(package, install):
     spec = importlib_util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise MissingData(f"{package} is not installed: {install}")
-    return list(spec.submodule_search_locations)[0]
+    return next(iter(spec.submodule_search_locations))
 
 
 def _file(package, relative, install):

@@ -216,17 +216,25 @@ def _pick_window(rng, days, day_offset, length_s, hour_range=(0, 24)):
     return start, start + length_s
 
 
+def _tcp_flows(rng, n, t0, t1, orig_h, resp_h, resp_p, service, orig_ports=(32768, 61000)):
+    """``n`` TCP connections in [t0, t1) between the given hosts (each may be one value or an array)."""
+    cols = _columns(n)
+    cols["ts"] = np.sort(rng.uniform(t0, t1, n))
+    cols["id.orig_h"][:] = orig_h
+    cols["id.orig_p"] = rng.integers(*orig_ports, size=n)
+    cols["id.resp_h"][:] = resp_h
+    cols["id.resp_p"][:] = resp_p
+    cols["proto"][:] = "tcp"
+    cols["service"][:] = service
+    cols["conn_state"][:] = "SF"
+    return cols
+
+
 def _attack_port_scan(prof, days, rng, t0, t1):
     n = 1000
-    cols = _columns(n)
     source = str(_external_ips(rng, 1)[0])
     target = f"{prof.net}.0.80"
-    cols["ts"] = np.sort(rng.uniform(t0, t1, n))
-    cols["id.orig_h"][:] = source
-    cols["id.orig_p"] = rng.integers(32768, 61000, size=n)
-    cols["id.resp_h"][:] = target
-    cols["id.resp_p"] = rng.permutation(np.arange(1, 65536))[:n]
-    cols["proto"][:] = "tcp"
+    cols = _tcp_flows(rng, n, t0, t1, source, target, rng.permutation(np.arange(1, 65536))[:n], "-")
     cols["duration"] = rng.uniform(1e-4, 5e-3, n)
     rej = rng.random(n) < 0.7
     _fail(cols, ~rej, rej)
@@ -236,17 +244,10 @@ def _attack_port_scan(prof, days, rng, t0, t1):
 
 def _attack_ddos(prof, days, rng, t0, t1):
     n = 15_000
-    cols = _columns(n)
     sources = _external_ips(rng, 400)
     target = f"{prof.net}.0.80"
-    cols["ts"] = np.sort(rng.uniform(t0, t1, n))
-    cols["id.orig_h"] = sources[rng.integers(0, len(sources), n)]
-    cols["id.orig_p"] = rng.integers(1024, 65536, size=n)
-    cols["id.resp_h"][:] = target
-    cols["id.resp_p"][:] = 80
-    cols["proto"][:] = "tcp"
-    cols["service"][:] = "http"
-    cols["conn_state"][:] = "SF"
+    cols = _tcp_flows(rng, n, t0, t1, sources[rng.integers(0, len(sources), n)], target, 80, "http",
+                      orig_ports=(1024, 65536))
     cols["duration"] = rng.uniform(1e-3, 0.05, n)
     cols["orig_bytes"][:] = rng.integers(40, 200, n)
     cols["resp_bytes"][:] = 0
@@ -258,17 +259,9 @@ def _attack_ddos(prof, days, rng, t0, t1):
 
 def _attack_exfiltration(prof, days, rng, t0, t1):
     n = 60
-    cols = _columns(n)
     source = str(_ips(prof.net, np.array([250 + int(rng.integers(10, prof.clients))]))[0])
     dest = str(_external_ips(rng, 1)[0])
-    cols["ts"] = np.sort(rng.uniform(t0, t1 - 120, n))
-    cols["id.orig_h"][:] = source
-    cols["id.orig_p"] = rng.integers(32768, 61000, size=n)
-    cols["id.resp_h"][:] = dest
-    cols["id.resp_p"][:] = 443
-    cols["proto"][:] = "tcp"
-    cols["service"][:] = "ssl"
-    cols["conn_state"][:] = "SF"
+    cols = _tcp_flows(rng, n, t0, t1 - 120, source, dest, 443, "ssl")
     cols["orig_bytes"] = rng.lognormal(np.log(33e6), 0.3, n).astype(np.int64)
     cols["resp_bytes"] = rng.lognormal(8.0, 0.5, n).astype(np.int64)
     cols["duration"] = cols["orig_bytes"] / rng.uniform(0.5e6, 2e6, n)
@@ -290,7 +283,7 @@ def _concat(parts):
 
 def _parse_start(start):
     day = dt.date.fromisoformat(str(start))
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def generate(centre, days, seed, start=DEFAULT_START, attacks=ATTACK_TYPES):
@@ -325,7 +318,7 @@ def generate(centre, days, seed, start=DEFAULT_START, attacks=ATTACK_TYPES):
             "type": kind, "description": description,
             "start": _iso(epoch + t0), "end": _iso(epoch + t1),
             "start_ts": round(epoch + t0, 6), "end_ts": round(epoch + t1, 6),
-            "hosts": hosts, "connections": int(len(cols["ts"])),
+            "hosts": hosts, "connections": len(cols["ts"]),
         })
     cols = _concat(parts)
     cols["attack"] = np.concatenate(kinds)
@@ -337,14 +330,14 @@ def generate(centre, days, seed, start=DEFAULT_START, attacks=ATTACK_TYPES):
     meta = {
         "format": "zeek conn.log", "generator": "deepvre.science.traffic", "centre": prof.name,
         "profile": dataclasses.asdict(prof), "peak_trough_ratio": prof.peak_trough_ratio(),
-        "seed": seed, "start": t_start.isoformat(), "days": days, "connections": int(len(frame)),
+        "seed": seed, "start": t_start.isoformat(), "days": days, "connections": len(frame),
         "attacks": labels,
     }
     return frame, meta
 
 
 def _iso(ts):
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat()
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
 
 
 def _uids(rng, n):
