@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.hub.hubprocess import REPO, HubProcess, free_port, wait_for  # noqa: E402
+from tests.hub.hubprocess import REPO, HubProcess, free_port, wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -62,9 +62,9 @@ c.JupyterHub.load_roles = [{{"name": "bench", "scopes": ["admin:users", "admin:s
         self.process = None
 
     def start(self):
-        log = open(self.folder / "hub.log", "a")
-        self.process = subprocess.Popen([str(BIN / "jupyterhub"), "-f", "config.py"], cwd=self.folder,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.folder / "hub.log", "a") as log:
+            self.process = subprocess.Popen([str(BIN / "jupyterhub"), "-f", "config.py"], cwd=self.folder,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: _answers(self.url), 120, "the bare hub")
 
     def stop(self):
@@ -104,7 +104,7 @@ def spawn_round(url, token, names, body):
     for name in names:
         api(url, token, "DELETE", f"/users/{name}/server")
     for name in names:
-        wait_for(lambda: not api(url, token, "GET", f"/users/{name}").json().get("servers"), 120, "stop", 0.2)
+        wait_for(lambda name=name: not api(url, token, "GET", f"/users/{name}").json().get("servers"), 120, "stop", 0.2)
     return latencies
 
 
@@ -149,7 +149,7 @@ def main():
         hub.stop()
         if os.geteuid() == 0:
             for i in range(max(sizes)):
-                subprocess.run(["userdel", "-r", f"{prefix}{i}"], capture_output=True)
+                subprocess.run(["userdel", "-r", f"{prefix}{i}"], capture_output=True, check=False)
 
     print(f"{'users':>5} | {'bare p50':>8} {'bare p95':>8} | {'deepvre p50':>11} {'deepvre p95':>11} | ratio p50")
     for n in sizes:

@@ -51,7 +51,7 @@ def ensure_account(name):
     except KeyError:
         result = subprocess.run(
             ["useradd", "--create-home", "--shell", "/bin/bash", "-K", "HOME_MODE=0700", name],
-            capture_output=True, text=True,
+            capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
             raise AccountError(f"could not create the OS account {name!r}: {result.stderr.strip()}") from None

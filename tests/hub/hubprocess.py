@@ -79,12 +79,11 @@ class HubProcess:
         self.settings_file.write_text(yaml.safe_dump(self.settings))
         env = dict(os.environ, **self.extra_env)
         env.pop("DEEPVRE_STATE_DIR", None)
-        log = open(self.log_file, "a")
-        self.process = subprocess.Popen(
-            [str(DEEPVRE), "hub", "up", "--settings", str(self.settings_file), "--state-dir", str(self.state_dir)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
-        )
-        log.close()
+        with open(self.log_file, "a") as log:
+            self.process = subprocess.Popen(
+                [str(DEEPVRE), "hub", "up", "--settings", str(self.settings_file), "--state-dir", str(self.state_dir)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
+            )
         wait_for(self._ready, timeout, f"the hub at {self.url}\n{self.log_text()[-3000:]}")
         match = re.search(r"created with password: (\S+)", self.log_text())
         if match and self.admin_password is None:

@@ -58,7 +58,7 @@ def hub(tmp_path_factory):
         process.stop()
         print(process.log_text()[-5000:])
         for name in process.accounts:
-            subprocess.run(["userdel", "-r", name], capture_output=True)
+            subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_spawn_with_profile_status_kernel_and_stop(hub, person):
 
 
 def test_other_user_cannot_reach_server_or_files(hub, person):
-    alice, alice_session, alice_token = person("c")
+    alice, _, alice_token = person("c")
     bob, bob_session, bob_token = person("d")
     hub.spawn(alice_token, alice)
     hub.spawn(bob_token, bob)
@@ -185,7 +185,7 @@ def test_two_gpu_servers_get_distinct_devices_third_refused(hub, gpu_user):
 
 
 def test_hub_restart_keeps_servers_and_gpu_allocations(hub, gpu_user):
-    name, session, token = gpu_user
+    name, _, token = gpu_user
     before = {server: devices(hub, name, token, server) for server in ("gpu-a", "gpu-b")}
     hub.restart()
     assert "Initialized 0 spawners" not in hub.log_text().rsplit("Using Spawner", 1)[-1]

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from deepvre_hub.settings import SettingsError, combined_schema, key_path, load_settings, validate_settings
+from deepvre_hub.settings import (
+    SettingsError,
+    combined_schema,
+    key_path,
+    load_settings,
+    validate_settings,
+)
 
 DEEPVRE = str(Path(sys.executable).parent / "deepvre")
 PROFILE = {"slug": "cpu", "display_name": "CPU"}
@@ -84,7 +89,7 @@ def test_bad_settings_stop_start_up(tmp_path, settings, key):
     path = tmp_path / "settings.yaml"
     path.write_text(yaml.safe_dump(settings))
     result = subprocess.run([DEEPVRE, "hub", "up", "--settings", str(path), "--state-dir", str(tmp_path / "state")],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2
     assert key in result.stderr
     assert not (tmp_path / "state").exists()
@@ -96,7 +101,7 @@ def test_hub_config_refuses_bad_settings_too(tmp_path, repo_root):
     path.write_text(yaml.safe_dump({"hub": {"port": -3}}))
     result = subprocess.run(
         [str(Path(sys.executable).parent / "jupyterhub"), "-f", f"{repo_root}/hub/jupyterhub_config.py"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False,
         env={"PATH": "/usr/bin:/bin", "DEEPVRE_SETTINGS": str(path), "DEEPVRE_STATE_DIR": str(tmp_path / "s")},
     )
     assert result.returncode != 0
