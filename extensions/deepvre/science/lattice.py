@@ -136,7 +136,7 @@ def exact_susceptibility(beta):
     """Infinite-volume ``<Q^2>/V`` of 2D U(1) for the charge above: ``<phi^2> / 4 pi^2``, phi ~ exp(beta cos phi)."""
     from scipy.integrate import quad
 
-    weight = lambda phi: math.exp(beta * (math.cos(phi) - 1))  # noqa: E731
+    weight = lambda phi: math.exp(beta * (math.cos(phi) - 1))
     norm = quad(weight, -math.pi, math.pi)[0]
     second = quad(lambda phi: phi * phi * weight(phi), -math.pi, math.pi)[0]
     return second / norm / (4 * math.pi**2)

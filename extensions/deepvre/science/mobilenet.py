@@ -220,8 +220,7 @@ def convert(out_dir=None, force=False):
         with open(os.path.join(tmp, "preprocessing.json"), "w") as fh:
             json.dump(preprocessing_spec(), fh, indent=1)
         with open(os.path.join(tmp, CHECKSUMS), "w") as fh:
-            for name in FILES:
-                fh.write(f"{_sha256(os.path.join(tmp, name))}  {name}\n")
+            fh.writelines(f"{_sha256(os.path.join(tmp, name))}  {name}\n" for name in FILES)
         if os.path.isdir(out_dir):
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
