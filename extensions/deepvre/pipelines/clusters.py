@@ -66,8 +66,16 @@ def dask_settings(section=None):
     return _merge(DEFAULTS, section)
 
 
-def slurm_cluster_kwargs(settings=None, n_workers=None):
-    """Keyword arguments for ``dask_jobqueue.SLURMCluster`` from the settings (pure)."""
+def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None):
+    """Keyword arguments for ``dask_jobqueue.SLURMCluster`` from the settings (pure).
+
+    ``slurm`` (the site's ``slurm:`` section) and a hardware ``profile`` give the terms shared
+    with the hub and ``deepvre run`` (``deepvre_hub.slurm.jobqueue_kwargs``); keys set in
+    ``dask.slurm`` win over them.
+    """
+    from deepvre_hub.slurm import jobqueue_kwargs
+
+    explicit = (settings or {}).get("slurm") or {}
     s = dask_settings(settings)["slurm"]
     kwargs = {
         "cores": s["cores"],
@@ -81,6 +89,11 @@ def slurm_cluster_kwargs(settings=None, n_workers=None):
             kwargs[key] = s[key]
     if s["host"]:
         kwargs["scheduler_options"] = {"host": s["host"]}
+    for key, value in jobqueue_kwargs(profile, slurm).items():
+        if key == "job_extra_directives":
+            kwargs[key] = value + [d for d in kwargs[key] if d not in value]
+        elif key not in explicit:
+            kwargs[key] = value
     return kwargs
 
 
@@ -160,7 +173,9 @@ def open_client(cluster=None, settings=None, n_workers=None):
         elif kind == "slurm":
             from dask_jobqueue import SLURMCluster
 
-            c = stack.enter_context(SLURMCluster(**slurm_cluster_kwargs(settings)))
+            from deepvre_hub.slurm import site_section
+
+            c = stack.enter_context(SLURMCluster(**slurm_cluster_kwargs(settings, slurm=site_section())))
             c.scale(n)
         else:
             from dask_kubernetes.operator import KubeCluster

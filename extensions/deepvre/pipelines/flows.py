@@ -168,8 +168,11 @@ def plan(input, output, params):
     files = log_files(input)
     conns = read_connections(files, p["blocksize"])
     good = conns[conns["error"] == ""]
-    features, bad = __import__("dask").compute(
-        window_features(good, p["window"], p["by"]), conns[conns["error"] != ""][["path", "raw", "error"]])
+    import dask
+
+    with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # works on any scheduler
+        features, bad = dask.compute(
+            window_features(good, p["window"], p["by"]), conns[conns["error"] != ""][["path", "raw", "error"]])
     table = features.reset_index().sort_values(["key", "window"]).reset_index(drop=True)
     # windows as a continuous range: a quiet window is a zero row, not a gap
     if len(table):

@@ -62,9 +62,13 @@ class WindowReader:
 
     def __enter__(self):
         if self.geotiff:
+            import warnings
+
             import rasterio
 
-            self._src = rasterio.open(self.path)
+            with warnings.catch_warnings():  # a plain label TIFF has no geotransform: fine here
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                self._src = rasterio.open(self.path)
         else:
             from PIL import Image
 
