@@ -1,0 +1,91 @@
+"""The lattice-QCD notebook, run for real by papermill in smoke mode; assertions on what it wrote."""
+
+import json
+import math
+import os
+
+import pytest
+
+from tests.prereqs import REPO
+
+NOTEBOOK = os.path.join(REPO, "notebooks", "lattice-qcd", "lattice-qcd.ipynb")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Execute the notebook once (smoke) with its own throw-away marketplace."""
+    import papermill
+
+    root = tmp_path_factory.mktemp("lattice-nb")
+    executed = root / "lattice-qcd.ipynb"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPVRE_MARKET_DIR", str(root / "market"))
+        mp.delenv("DEEPVRE_MARKET_URL", raising=False)
+        papermill.execute_notebook(NOTEBOOK, str(executed), cwd=str(root), progress_bar=False,
+                                   parameters={"smoke": True, "output_dir": "out",
+                                               "executed_notebook": str(executed)})
+    return root
+
+
+@pytest.fixture
+def market(run):
+    from deepvre.market.catalog import Catalog
+    from deepvre.market.client import LocalMarket
+
+    return LocalMarket(Catalog(database_url=f"sqlite:///{run / 'market' / 'catalog.sqlite'}",
+                               store_url=str(run / "market" / "artifacts")))
+
+
+def test_parameters_cell_declares_what_the_issue_asks():
+    import papermill
+
+    declared = papermill.inspect_notebook(NOTEBOOK)
+    for name in ("data_dir", "base_model", "fine_tune_layers", "epochs", "batch_size", "learning_rate",
+                 "seed", "output_dir", "smoke"):
+        assert name in declared, name
+
+
+def test_metrics_are_finite_and_compare_transfer_with_scratch(run):
+    from deepvre.training.report import flatten, problems
+
+    metrics = json.loads((run / "out" / "metrics.json").read_text())
+    assert problems(metrics) == []
+    assert metrics["mode"] == "smoke"
+    for key in ("transfer", "scratch", "zero_shot"):
+        assert {"rmse", "mae", "r2"} <= set(metrics[key])
+    assert metrics["comparison"]["metric"] == "rmse"
+    assert metrics["comparison"]["transfer"] == metrics["transfer"]["rmse"]
+    numbers = [v for v in flatten(metrics).values() if isinstance(v, (int, float))]
+    assert numbers and all(math.isfinite(v) for v in numbers)
+
+
+def test_physics_validation_passed_and_is_shown(run):
+    import nbformat
+
+    metrics = json.loads((run / "out" / "metrics.json").read_text())
+    assert metrics["physics"]["passed"] == 1 and metrics["physics"]["betas"] == 3
+    assert metrics["physics"]["max_abs_pull"] <= 3
+    text = "".join(out.get("text", "") for cell in nbformat.read(run / "lattice-qcd.ipynb", 4).cells
+                   for out in cell.get("outputs", []))
+    assert "physics validation passed: 3 betas" in text
+    assert (run / "out" / "plaquette-L16.png").is_file() and (run / "out" / "plaquette-L8.png").is_file()
+
+
+def test_model_published_with_lineage_and_loads_in_safe_mode(run, market, tmp_path):
+    import numpy as np
+
+    from deepvre.market import modelfile
+
+    entry = market.show("lattice-u1-beta-large")
+    section = entry["metadata"]["deepvre"]
+    assert section["base_model"] == {"name": "lattice-u1-beta-small", "version": "1.0.0"}
+    assert section["training"]["notebook"] == "lattice-qcd.ipynb"
+    assert section["training"]["parameters"]["smoke"] is True
+    assert section["data"]["manifest.json"]
+    market.pull("lattice-u1-beta-large", entry["version"], tmp_path / "pulled")
+    assert (tmp_path / "pulled" / "lattice-qcd.ipynb").is_file()
+    model = modelfile.load(str(tmp_path / "pulled" / "model.keras"))
+    prediction = model.predict(np.zeros((1, 16, 16, 4), "float32"), verbose=0)
+    assert prediction.shape == (1, 1) and np.isfinite(prediction).all()
+    # the base it started from is in the catalog too, trained on the small lattices
+    assert market.show("lattice-u1-beta-small", "1.0.0")["metadata"]["deepvre"]["input"]["shape"] == [8, 8, 4]
