@@ -64,12 +64,23 @@ def trainable_count(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
-def classifier(base, n_outputs, activation="softmax", dropout=0.2, name="transfer"):
-    """``base`` (a feature map model) + global average pooling + dropout + a dense head."""
+def classifier(base, n_outputs, activation="softmax", dropout=0.2, name="transfer", input_scale=1.0, input_shape=None):
+    """``base`` (a feature map model) + global average pooling + dropout + a dense head.
+
+    ``input_scale`` multiplies the input first (e.g. 255 when the data is in 0..1 and the base
+    expects pixels 0..255); ``input_shape`` (e.g. ``(32, 32, 3)``) adds a ``Resizing`` layer
+    from that shape to the base's input size. Both are plain Keras layers (no Lambda).
+    """
     import keras
 
-    inputs = keras.Input(tuple(base.input.shape[1:]), name="image")
-    x = base(inputs)
+    size = tuple(base.input.shape[1:])
+    inputs = keras.Input(tuple(input_shape or size), name="image")
+    x = inputs
+    if input_scale != 1.0:
+        x = keras.layers.Rescaling(input_scale, name="input_scale")(x)
+    if input_shape and tuple(input_shape[:2]) != size[:2]:
+        x = keras.layers.Resizing(size[0], size[1], name="input_resize")(x)
+    x = base(x)
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout:

