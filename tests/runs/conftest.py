@@ -39,3 +39,8 @@ def cli():
 def read_notebook(path):
     with open(path) as f:
         return json.load(f)
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()

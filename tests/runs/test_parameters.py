@@ -1,8 +1,12 @@
 """Parameters given as text are parsed by the notebook's declared types; unknown names are refused."""
 
 import pytest
-
-from deepvre.runs.parameters import ParameterError, coerce, declared_parameters, from_inspection
+from deepvre.runs.parameters import (
+    ParameterError,
+    coerce,
+    declared_parameters,
+    from_inspection,
+)
 
 
 def test_declared_types_come_from_annotations_and_default_literals(notebook):

@@ -7,9 +7,9 @@ import sys
 
 import psutil
 import pytest
-
 from deepvre import runs
-from tests.runs.conftest import read_notebook
+
+from tests.runs.conftest import read_notebook, read_text
 
 
 def _cells(path):
@@ -37,7 +37,7 @@ def test_run_writes_its_folder(cli, runs_dir, notebook):
     cells = _cells(os.path.join(path, "output.ipynb"))
     injected = [c for c in cells if "injected-parameters" in _tags(c)]
     assert len(injected) == 1 and "a = 3" in "".join(injected[0]["source"])
-    assert "score=2.5 label=base" in open(os.path.join(path, "run.log")).read()
+    assert "score=2.5 label=base" in read_text(os.path.join(path, "run.log"))
 
 
 def test_sweep_runs_every_combination_and_prints_a_table(cli, runs_dir, notebook):
@@ -71,7 +71,7 @@ def test_failing_notebook_keeps_partial_output_and_error(cli, runs_dir, notebook
     assert any(o.get("text") == ["before the failure\n"] for o in cells[-3]["outputs"])
     assert cells[-2]["outputs"][0]["ename"] == "ValueError"
     assert cells[-1]["execution_count"] is None  # nothing ran after the error
-    assert "bad input 42" in open(run.file("run.log")).read()
+    assert "bad input 42" in read_text(run.file("run.log"))
 
 
 def test_detach_returns_at_once_then_finishes(cli, runs_dir, notebook):
@@ -106,7 +106,7 @@ def test_cancel_stops_a_detached_run(cli, runs_dir, notebook):
     run = runs.start(notebook("gated"), {"timeout": "600"}, detach=True, runs_dir=runs_dir)
     _wait_for(lambda: os.path.exists(run.file("kernel.pid")) and run.status["progress"]["done"] >= 2)
     worker = psutil.Process(run.status["pid"])
-    kernel = psutil.Process(int(open(run.file("kernel.pid")).read()))
+    kernel = psutil.Process(int(read_text(run.file("kernel.pid"))))
     code, out, _ = cli("runs", "cancel", run.id)
     assert code == 0 and out.strip() == f"{run.id}: cancelled"
     for proc in (worker, kernel):
@@ -128,13 +128,13 @@ def test_unknown_parameter_is_a_clear_cli_error(cli, runs_dir, notebook):
 
 def test_worker_that_vanishes_is_reported_failed(runs_dir, notebook):
     run = runs.start(notebook("gated"), detach=True, runs_dir=runs_dir)
-    _wait_for(lambda: run.state == "running")
+    _wait_for(lambda: os.path.exists(run.file("kernel.pid")))
+    kernel = psutil.Process(int(read_text(run.file("kernel.pid"))))
     os.killpg(run.status["pid"], 9)  # no chance to write its status
     status = runs.wait(run, timeout=60)
     assert status["state"] == "failed" and "ended without finishing" in status["error"]
-    kernel_pid = open(run.file("kernel.pid")).read() if os.path.exists(run.file("kernel.pid")) else None
-    if kernel_pid:  # the orphaned kernel is ours to clean up
-        psutil.Process(int(kernel_pid)).kill()
+    # ipykernel notices its parent is gone and exits: no kernel lingers
+    _wait_for(lambda: not kernel.is_running() or kernel.status() == psutil.STATUS_ZOMBIE)
 
 
 def test_console_script_lists_runs(runs_dir, notebook):

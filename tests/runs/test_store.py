@@ -3,9 +3,10 @@
 import os
 
 import pytest
-
 from deepvre import runs
 from deepvre.runs import store
+
+from tests.runs.conftest import read_text
 
 
 @pytest.mark.parametrize("bad", ["../x", "..", "a/b", "/etc", "", ".hidden", "a..b", "x" * 200, "a\nb"])
@@ -33,7 +34,7 @@ def test_create_run_never_reuses_a_folder(runs_dir, notebook, monkeypatch):
         f.write("precious")
     with pytest.raises(FileExistsError):
         store.create_run(runs_dir, notebook("metrics"), {}, "local")
-    assert open(first.file("output.ipynb")).read() == "precious"
+    assert read_text(first.file("output.ipynb")) == "precious"
 
 
 def test_default_runs_dir(monkeypatch, tmp_path):

@@ -1,7 +1,6 @@
 """Sweep specs expand to the cartesian product; the metrics table lists every run."""
 
 import pytest
-
 from deepvre.runs.sweep import expand, metrics_table, parse_sweep
 
 

@@ -22,19 +22,24 @@ def _json_option(f):
 
 
 def _load_profile(slug, settings):
-    """The hardware profile ``slug`` from the ``profiles:`` list of a settings YAML file."""
-    import yaml
+    """The hardware profile ``slug`` from a site settings file (validated by the hub's schema)."""
+    from deepvre_hub.profiles import find_profile
+    from deepvre_hub.settings import SettingsError, load_settings
 
     settings = settings or os.environ.get("DEEPVRE_SETTINGS")
     if not settings:
         raise click.UsageError("--profile needs --settings FILE (or $DEEPVRE_SETTINGS)")
-    with open(settings) as f:
-        profiles = (yaml.safe_load(f) or {}).get("profiles") or []
-    for profile in profiles:
-        if profile.get("slug") == slug:
-            return profile
-    known = ", ".join(p.get("slug", "?") for p in profiles) or "none"
-    raise click.UsageError(f"no profile {slug!r} in {settings} (profiles: {known})")
+    try:
+        profiles = load_settings(settings).get("profiles") or []
+    except SettingsError as err:
+        raise click.UsageError(str(err)) from None
+    # the Slurm backend reads the site's slurm: section (account, qos, gres name) from here too
+    os.environ["DEEPVRE_SETTINGS"] = os.path.abspath(settings)
+    profile = find_profile(profiles, slug)
+    if profile is None:
+        known = ", ".join(p["slug"] for p in profiles) or "none"
+        raise click.UsageError(f"no profile {slug!r} in {settings} (profiles: {known})")
+    return profile
 
 
 def _progress(status):

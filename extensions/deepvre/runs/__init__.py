@@ -20,8 +20,8 @@ from .parameters import ParameterError, coerce, declared_parameters
 from .store import TERMINAL, Run, RunNotFound, default_runs_dir
 
 __all__ = [
-    "Run", "RunNotFound", "ParameterError", "start", "get", "list_runs", "cancel", "wait",
-    "default_runs_dir", "declared_parameters",
+    "ParameterError", "Run", "RunNotFound", "cancel", "declared_parameters", "default_runs_dir",
+    "get", "list_runs", "start", "wait",
 ]
 
 
@@ -60,11 +60,11 @@ def refresh(run):
         if status.get("state") not in TERMINAL and status.get("cancel_requested"):
             status = store.update_status(run.path, state="cancelled", finished=store.now())
         elif status.get("state") not in TERMINAL:
-            where = status.get("slurm_job_id") and f"Slurm job {status['slurm_job_id']}"
+            job = status.get("slurm_job_id")
+            where = f"Slurm job {job}" if job else f"worker process {status.get('pid')}"
             status = store.update_status(
                 run.path, state="failed", finished=store.now(),
-                error=f"{where or 'worker process %s' % status.get('pid')} ended "
-                      "without finishing the run (see run.log)",
+                error=f"{where} ended without finishing the run (see run.log)",
             )
     return status
 

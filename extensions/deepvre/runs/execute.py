@@ -98,7 +98,7 @@ def execute_run(run_path):
         )
     except RunCancelled:
         state = "cancelled"
-    except Exception as err:  # the notebook failed, or its kernel was killed by a cancel
+    except Exception as err:  # noqa: BLE001  (any failure of the notebook or its kernel is recorded)
         if cancelled:
             state = "cancelled"
         else:

@@ -43,7 +43,7 @@ def default_runs_dir():
 
 
 def now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def check_run_id(run_id):
@@ -60,7 +60,7 @@ def new_run_id(notebook):
     """``<notebook stem>-<UTC time>-<random>``, e.g. ``train-20261123-164618-a3f09c``."""
     stem = os.path.splitext(os.path.basename(notebook))[0]
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_")[:40] or "run"
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     return check_run_id(f"{stem}-{stamp}-{secrets.token_hex(3)}")
 
 
