@@ -6,10 +6,12 @@
 
 API (kept small on purpose):
 
-* ``start_slurm(base=DEFAULT_BASE) -> Slurm``: write a config under ``base`` (free
+* ``start_slurm(base=None) -> Slurm``: write a config under ``base`` (default: a new
+  ``/tmp/deepvre-slurm-*`` folder, so parallel sessions never share pid files; free
   loopback ports, state/spool/logs there), start munged if none runs, then slurmctld
   and ``slurmd -N localhost``; wait until the node is idle. Idempotent: if the
-  daemons of ``base`` already answer, they are reused (and left running).
+  Slurm named by ``base`` (or, without ``base``, by ``$SLURM_CONF``) already answers,
+  it is reused (and left running).
 * ``stop_slurm(slurm)``: stop only the processes that ``start_slurm`` started.
 * ``Slurm``: ``conf`` (path of slurm.conf), ``partition``, ``env`` (os.environ plus
   ``SLURM_CONF``), ``started`` (the processes it owns), ``base``.
@@ -99,8 +101,14 @@ def _munge_running():
         ["munge", "-n"], capture_output=True).returncode == 0
 
 
-def start_slurm(base=DEFAULT_BASE):
+def start_slurm(base=None):
     """Start (or reuse) the one-node Slurm of ``base``; see the module docstring."""
+    if base is None and os.environ.get("SLURM_CONF", "").startswith(DEFAULT_BASE):
+        base = os.path.dirname(os.environ["SLURM_CONF"])
+    if base is None:
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix=os.path.basename(DEFAULT_BASE) + "-", dir=os.path.dirname(DEFAULT_BASE))
     conf = os.path.join(base, "slurm.conf")
     slurm = Slurm(base, conf)
     if os.path.exists(conf) and _node_state(slurm.env).startswith(("idle", "mix", "alloc")):
