@@ -12,7 +12,7 @@ REST API (``openapi.yaml`` beside this file, served at ``api/openapi.yaml``):
 - ``POST api/models`` (body: a tar of ``metadata.json`` and the artifact files) -> 201
 - ``GET|PATCH api/models/NAME`` (PATCH ``{"visibility", "groups"}``)
 - ``GET api/models/NAME/versions``, ``GET api/models/NAME/versions/VERSION``
-- ``GET api/models/NAME/versions/VERSION/files/FILE`` (checked against its sha256 as it streams)
+- ``GET api/models/NAME/versions/VERSION/files/FILE`` (sha256 checked before it streams)
 - ``POST api/models/NAME/deprecate`` ``{"version": null, "deprecated": true}``
 """
 
@@ -63,25 +63,46 @@ def error_status(err):
 # -- hub integration (pure builders, called by hub/jupyterhub_config.py) -----------------------
 
 
+_chosen_port = None
+
+
 def service_port(settings):
-    return int(((settings or {}).get("marketplace") or {}).get("port") or DEFAULT_PORT)
+    """The configured port, else one free loopback port chosen once per process (the hub's)."""
+    global _chosen_port
+    port = ((settings or {}).get("marketplace") or {}).get("port")
+    if port:
+        return int(port)
+    if _chosen_port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            _chosen_port = s.getsockname()[1]
+    return _chosen_port
 
 
 def hub_service(settings):
-    """The ``c.JupyterHub.services`` entry that runs the marketplace under the hub."""
+    """The ``c.JupyterHub.services`` entry that runs the marketplace under the hub.
+
+    The catalog lives under ``$DEEPVRE_STATE_DIR/marketplace`` (the hub's state) unless the
+    ``marketplace:`` settings name a database and store.
+    """
     section = (settings or {}).get("marketplace") or {}
     command = [sys.executable, "-m", "deepvre.market.service"]
     for key in ("database_url", "store_url", "upload_limit"):
         if section.get(key):
             command += [f"--{key.replace('_', '-')}", str(section[key])]
     port = service_port(settings)
+    environment = {}
+    if os.environ.get("DEEPVRE_STATE_DIR"):
+        environment["DEEPVRE_MARKET_DIR"] = str(Path(os.environ["DEEPVRE_STATE_DIR"]) / "marketplace")
+    elif os.environ.get("DEEPVRE_MARKET_DIR"):
+        environment["DEEPVRE_MARKET_DIR"] = os.environ["DEEPVRE_MARKET_DIR"]
     return {
         "name": SERVICE_NAME,
         "url": f"http://127.0.0.1:{port}",
         "command": command + ["--port", str(port)],
         "oauth_no_confirm": True,
         "display": True,
-        "environment": {"DEEPVRE_MARKET_DIR": os.environ.get("DEEPVRE_MARKET_DIR", "")} if os.environ.get("DEEPVRE_MARKET_DIR") else {},
+        "environment": environment,
     }
 
 
@@ -209,19 +230,21 @@ class ModelsHandler(BaseHandler):
         if self.request.method != "POST":
             return
         self.publisher = await self.caller()
-        limit = self.catalog.upload_limit
+        # An oversized body is read and dropped, then answered 413: closing the connection early
+        # would reach the user as the proxy's 503 instead.
         length = int(self.request.headers.get("Content-Length", 0) or 0)
-        if length > limit + 1024 * 1024:
-            raise web.HTTPError(413, f"upload of {length} bytes is over the limit of {limit}")
-        self.request.connection.set_max_body_size(limit + 1024 * 1024)
+        self.request.connection.set_max_body_size(max(length, self.catalog.upload_limit) + 1024 * 1024)
         self.received = 0
         self.upload = tempfile.NamedTemporaryFile(prefix="deepvre-upload-", suffix=".tar")
+
+    def too_big(self):
+        return self.received > self.catalog.upload_limit + 1024 * 1024
 
     def data_received(self, chunk):
         if self.upload is None:
             return
         self.received += len(chunk)
-        if self.received <= self.catalog.upload_limit + 1024 * 1024:
+        if not self.too_big():
             self.upload.write(chunk)
 
     def on_finish(self):
@@ -242,7 +265,7 @@ class ModelsHandler(BaseHandler):
         self.json(entries)
 
     async def post(self):
-        if self.received > self.catalog.upload_limit + 1024 * 1024:
+        if self.too_big():
             raise UploadTooLarge(f"upload over the limit of {self.catalog.upload_limit} bytes")
         self.upload.flush()
         with tempfile.TemporaryDirectory(prefix="deepvre-publish-") as folder:
@@ -306,22 +329,22 @@ class VersionHandler(BaseHandler):
 
 
 class FileHandler(BaseHandler):
-    """A download, checked against its sha256 while it streams (see ``ArtifactStore.iter_chunks``)."""
+    """A download. The blob's sha256 is checked before the first byte goes out (a corrupt blob
+    answers 500, not a truncated file a proxy might keep open); the client checks it again."""
 
     async def get(self, name, version, filename):
         caller = await self.caller()
         info, chunks = await self.call(self.catalog.iter_file, caller, name, version, filename)
-        loop = asyncio.get_running_loop()
-        first = await loop.run_in_executor(None, next, chunks, None)
+        await self.call(lambda: [None for _ in chunks])  # raises IntegrityError on a mismatch
         self.set_header("Content-Type", "application/octet-stream")
         self.set_header("Content-Length", str(info["size"]))
         self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
         self.set_header("X-Checksum-Sha256", info["sha256"])
-        chunk = first
-        while chunk is not None:
-            self.write(chunk)
-            await self.flush()
-            chunk = await loop.run_in_executor(None, next, chunks, None)
+        store = self.catalog.store
+        with store.fs.open(store.path(info["sha256"]), "rb") as src:
+            while chunk := await self.call(src.read, 1 << 20):
+                self.write(chunk)
+                await self.flush()
         self.finish()
 
 

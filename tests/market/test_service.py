@@ -1,0 +1,321 @@
+"""The marketplace as a real JupyterHub 5.5 service behind configurable-http-proxy.
+
+The hub is started here with a small generated config: DummyAuthenticator, no spawning; users,
+groups and tokens are made through the hub REST API with an admin service token. The service
+itself is the entry of ``deepvre.market.service.hub_service``, its role ``hub_role``.
+"""
+
+import io
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from deepvre.market import metadata
+from deepvre.market.client import HTTPMarket, artifact_folder
+from deepvre.market.catalog import Conflict, Forbidden, NotFound
+from deepvre.market.store import IntegrityError
+from tests.prereqs import REPO, require
+
+from .conftest import artifact_files, make_document
+
+CHP = Path(REPO) / "node_modules" / ".bin" / "configurable-http-proxy"
+UPLOAD_LIMIT = 3_000_000
+
+pytestmark = pytest.mark.hub
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout, what):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+HUB_CONFIG = """
+import json, os
+from deepvre.market.service import hub_service, hub_role, user_scopes
+p = json.loads(os.environ["MARKET_TEST"])
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = p["port"]
+c.JupyterHub.hub_port = p["hub_port"]
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:%d" % p["proxy_api_port"]
+c.ConfigurableHTTPProxy.command = [p["chp"]]
+c.JupyterHub.db_url = "sqlite:///" + p["state"] + "/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = p["state"] + "/cookie_secret"
+c.JupyterHub.pid_file = p["state"] + "/jupyterhub.pid"
+c.ConfigurableHTTPProxy.pid_file = p["state"] + "/proxy.pid"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {"root"}
+settings = {"marketplace": p["marketplace"]}
+c.JupyterHub.services = [hub_service(settings), {"name": "test-admin", "api_token": p["admin_token"]}]
+c.JupyterHub.load_roles = [
+    hub_role(settings),
+    {"name": "test-admin", "scopes": ["admin:users", "admin:groups", "tokens", "read:users"], "services": ["test-admin"]},
+    {"name": "user", "scopes": ["self", *user_scopes(settings)]},
+]
+"""
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    require(CHP.exists(), "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    state = tmp_path_factory.mktemp("market-hub")
+    params = {
+        "port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port(), "chp": str(CHP),
+        "state": str(state), "admin_token": secrets.token_hex(16),
+        "marketplace": {"port": free_port(), "database_url": f"sqlite:///{state}/market.sqlite",
+                        "store_url": str(state / "artifacts"), "upload_limit": UPLOAD_LIMIT},
+    }
+    (state / "jupyterhub_config.py").write_text(HUB_CONFIG)
+    log = open(state / "hub.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(state / "jupyterhub_config.py")],
+        cwd=state, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=dict(os.environ, MARKET_TEST=json.dumps(params)),
+    )
+    url = f"http://127.0.0.1:{params['port']}"
+    market_url = f"{url}/services/marketplace/"
+
+    def ready():
+        if proc.poll() is not None:
+            raise RuntimeError("hub exited:\n" + (state / "hub.log").read_text()[-3000:])
+        try:
+            return requests.get(market_url + "api/openapi.yaml", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(ready, 120, "the hub and the marketplace service")
+        admin = {"Authorization": f"token {params['admin_token']}"}
+        api = f"{url}/hub/api"
+        for name in ("alice", "bob", "carol"):
+            requests.post(f"{api}/users/{name}", headers=admin, timeout=30).raise_for_status()
+        requests.post(f"{api}/groups/lab", json={"users": ["carol"]}, headers=admin, timeout=30).raise_for_status()
+        tokens = {}
+        for name in ("alice", "bob", "carol", "root"):
+            r = requests.post(f"{api}/users/{name}/tokens", json={"note": "market tests"}, headers=admin, timeout=30)
+            r.raise_for_status()
+            tokens[name] = r.json()["token"]
+        yield {"url": url, "market_url": market_url, "tokens": tokens, "state": state, "log": state / "hub.log"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def clients(hub, tiny_model_dir):
+    """One HTTP client per user; alice has published public, private and group models."""
+    clients = {name: HTTPMarket(hub["market_url"], token) for name, token in hub["tokens"].items()}
+    files = artifact_files(tiny_model_dir)
+    clients["alice"].publish(make_document(), files)
+    clients["alice"].publish(make_document("alice-private", visibility="private"), files)
+    clients["alice"].publish(make_document("alice-lab", visibility="group", groups=["lab"]), files)
+    return clients
+
+
+def tar_body(members):
+    """An uncompressed tar of {name: bytes}."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_no_token_is_401(hub, clients):
+    for method, path in (("GET", "api/models"), ("GET", "api/models/tiny-colours"), ("POST", "api/models")):
+        r = requests.request(method, hub["market_url"] + path, data=b"x" if method == "POST" else None, timeout=30)
+        assert r.status_code == 401, (method, path, r.text)
+    r = requests.get(hub["market_url"] + "api/models", headers={"Authorization": "token not-a-token"}, timeout=30)
+    assert r.status_code == 401
+
+
+def test_browser_is_sent_to_hub_login(hub):
+    r = requests.get(hub["market_url"], allow_redirects=False, timeout=30)
+    assert r.status_code == 302 and "/hub/api/oauth2/authorize" in r.headers["Location"]
+
+
+def test_public_read_and_403_into_anothers_model(clients, tiny_model_dir):
+    bob = clients["bob"]
+    assert bob.show("tiny-colours")["owner"] == "alice"
+    with pytest.raises(Forbidden):
+        bob.publish(make_document(version="2.0.0"), artifact_files(tiny_model_dir))
+    with pytest.raises(Forbidden):
+        bob.deprecate("tiny-colours")
+    with pytest.raises(Forbidden):
+        bob.set_visibility("tiny-colours", "private")
+
+
+def test_private_and_group_models_are_404_to_others(hub, clients, tmp_path):
+    bob, carol = clients["bob"], clients["carol"]
+    for name in ("alice-private", "alice-lab"):
+        for call in (lambda: bob.show(name), lambda: bob.versions(name), lambda: bob.deprecate(name),
+                     lambda: bob.pull(name, "1.0.0", tmp_path / name)):
+            with pytest.raises(NotFound):
+                call()
+        # the answer is the same as for a name that never existed
+        answers = [
+            requests.get(f"{hub['market_url']}api/models/{n}/versions/1.0.0/files/model.keras",
+                         headers={"Authorization": f"token {hub['tokens']['bob']}"}, timeout=30)
+            for n in (name, "never-existed")
+        ]
+        assert [r.status_code for r in answers] == [404, 404]
+        assert answers[0].text.replace(name, "N") == answers[1].text.replace("never-existed", "N")
+    assert {e["name"] for e in bob.search()} == {"tiny-colours"}
+    # carol is in the hub group `lab`: she sees the group model, not the private one
+    assert {e["name"] for e in carol.search()} == {"tiny-colours", "alice-lab"}
+    assert carol.pull("alice-lab", None, tmp_path / "lab")["version"] == "1.0.0"
+
+
+def test_admin_curates(clients):
+    root, bob = clients["root"], clients["bob"]
+    assert {e["name"] for e in root.search()} >= {"tiny-colours", "alice-private", "alice-lab"}
+    root.publish  # admins may also publish into any model; curation below
+    assert root.deprecate("alice-private")["deprecated"] is True
+    shown = root.set_visibility("alice-private", "public")
+    assert shown["visibility"] == "public"
+    assert bob.search(deprecated="true", owner="alice", visibility="public")
+    root.set_visibility("alice-private", "private")
+    with pytest.raises(NotFound):
+        bob.show("alice-private")
+
+
+def test_path_tricks_in_upload_are_refused(hub, clients, tiny_model_dir):
+    doc = json.dumps(make_document("tricks")).encode()
+    model = (tiny_model_dir / "model.keras").read_bytes()
+    for evil in ("../../evil.keras", "/etc/evil", "sub/dir.json"):
+        body = tar_body({"metadata.json": doc, "model.keras": model, evil: b"x"})
+        r = requests.post(hub["market_url"] + "api/models", data=body, timeout=60,
+                          headers={"Authorization": f"token {hub['tokens']['alice']}", "Content-Type": "application/x-tar"})
+        assert r.status_code == 422, r.text
+        assert any(evil in line for line in r.json()["errors"])
+    assert not list(Path(hub["state"]).rglob("evil*"))
+    with pytest.raises(NotFound):
+        clients["alice"].show("tricks")
+
+
+def test_schema_errors_come_back_listed(clients, tiny_model_dir):
+    doc = make_document("bad-doc")
+    doc["categories"] = ["Nonsense"]
+    del doc["deepvre"]["output"]
+    with pytest.raises(metadata.MetadataError) as err:
+        clients["alice"].publish(doc, artifact_files(tiny_model_dir))
+    assert any(line.startswith("categories[0]: 'Nonsense' is not one of") for line in err.value.errors)
+    assert "deepvre: 'output' is a required property" in err.value.errors
+
+
+def test_oversized_upload_is_413(hub, tmp_path, tiny_model_dir):
+    big = tmp_path / "notes.txt"
+    big.write_bytes(os.urandom(UPLOAD_LIMIT + 2_000_000))
+    files = {**artifact_files(tiny_model_dir), "notes.txt": big}
+    body = tar_body({"metadata.json": json.dumps(make_document("too-big")).encode(),
+                     **{k: Path(v).read_bytes() for k, v in files.items()}})
+    r = requests.post(hub["market_url"] + "api/models", data=body, timeout=60,
+                      headers={"Authorization": f"token {hub['tokens']['alice']}", "Content-Type": "application/x-tar"})
+    assert r.status_code == 413
+
+
+def test_html_is_escaped_in_the_page(hub, clients, tiny_model_dir):
+    doc = make_document("html-title", title="<script>alert('x')</script>", summary="<img src=x onerror=alert(1)>")
+    clients["alice"].publish(doc, artifact_files(tiny_model_dir))
+    r = requests.get(hub["market_url"], headers={"Authorization": f"token {hub['tokens']['bob']}"}, timeout=30)
+    assert r.status_code == 200
+    assert "&lt;script&gt;alert(" in r.text and "&lt;img src=x" in r.text
+    assert "<script>" not in r.text and "<img" not in r.text
+
+
+def test_concurrent_publish_over_http_one_409(clients, tiny_model_dir):
+    results = []
+
+    def publish():
+        try:
+            clients["alice"].publish(make_document("raced"), artifact_files(tiny_model_dir))
+            results.append("won")
+        except Conflict:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=publish) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == ["conflict", "won"]
+    assert [v["version"] for v in clients["bob"].versions("raced")] == ["1.0.0"]
+
+
+def test_tampered_artifact_download_fails(hub, clients, tmp_path):
+    doc = make_document("tamper-me")
+    del doc["deepvre"]["training"]
+    entry = clients["alice"].publish(doc, {"model.keras": clients_model(hub, tmp_path)})
+    digest = entry["files"]["model.keras"]["sha256"]
+    blob = Path(hub["state"]) / "artifacts" / "sha256" / digest[:2] / digest
+    data = bytearray(blob.read_bytes())
+    data[-10] ^= 0x55
+    blob.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        clients["bob"].pull("tamper-me", "1.0.0", tmp_path / "t")
+    assert not (tmp_path / "t" / "model.keras").exists()
+    assert "integrity check failed" in hub["log"].read_text()
+    assert "is corrupt" in requests.get(
+        f"{hub['market_url']}api/models/tamper-me/versions/1.0.0/files/model.keras",
+        headers={"Authorization": f"token {hub['tokens']['bob']}"}, timeout=60).json()["message"]
+
+
+def clients_model(hub, tmp_path):
+    """A model file larger than one stream chunk, so the download is cut off mid-stream."""
+    import keras
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(4096), keras.layers.Dense(3, activation="softmax")])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    assert path.stat().st_size > (1 << 20)
+    return path
+
+
+def test_openapi_document(hub):
+    doc = yaml.safe_load(requests.get(hub["market_url"] + "api/openapi.yaml", timeout=30).text)
+    assert doc["openapi"].startswith("3.")
+    assert {"/api/models", "/api/models/{name}", "/api/models/{name}/versions/{version}/files/{file}",
+            "/api/models/{name}/deprecate"} <= set(doc["paths"])
+
+
+def test_cli_json_inside_the_hub(hub, clients):
+    env = dict(os.environ, DEEPVRE_MARKET_URL=hub["market_url"], JUPYTERHUB_API_TOKEN=hub["tokens"]["bob"])
+    out = subprocess.run([str(Path(sys.executable).parent / "deepvre"), "market", "search", "colour", "--json"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    hits = json.loads(out.stdout)
+    assert {"name", "version", "title"} <= set(hits[0])
+    assert "alice-private" not in {h["name"] for h in hits} and "tiny-colours" in {h["name"] for h in hits}
+
+
+def test_artifact_folder_round_trip(clients, tiny_model_dir):
+    document, files = artifact_folder(tiny_model_dir)
+    assert document["deepvre"]["name"] == "tiny-colours" and "model.keras" in files
