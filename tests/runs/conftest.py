@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -44,3 +45,11 @@ def read_notebook(path):
 def read_text(path):
     with open(path) as f:
         return f.read()
+
+
+def wait_for(predicate, timeout=300):
+    """Poll ``predicate`` until true (generous timeout: the machine is shared and loaded)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)

@@ -9,7 +9,7 @@ import psutil
 import pytest
 from deepvre import runs
 
-from tests.runs.conftest import read_notebook, read_text
+from tests.runs.conftest import read_notebook, read_text, wait_for
 
 
 def _cells(path):
@@ -93,18 +93,9 @@ def test_detach_returns_at_once_then_finishes(cli, runs_dir, notebook):
     assert f"{run.id}  done  cells 4/4" in out
 
 
-def _wait_for(predicate, timeout=120):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def test_cancel_stops_a_detached_run(cli, runs_dir, notebook):
     run = runs.start(notebook("gated"), {"timeout": "600"}, detach=True, runs_dir=runs_dir)
-    _wait_for(lambda: os.path.exists(run.file("kernel.pid")) and run.status["progress"]["done"] >= 2)
+    wait_for(lambda: os.path.exists(run.file("kernel.pid")) and run.status["progress"]["done"] >= 2)
     worker = psutil.Process(run.status["pid"])
     kernel = psutil.Process(int(read_text(run.file("kernel.pid"))))
     code, out, _ = cli("runs", "cancel", run.id)
@@ -128,13 +119,13 @@ def test_unknown_parameter_is_a_clear_cli_error(cli, runs_dir, notebook):
 
 def test_worker_that_vanishes_is_reported_failed(runs_dir, notebook):
     run = runs.start(notebook("gated"), detach=True, runs_dir=runs_dir)
-    _wait_for(lambda: os.path.exists(run.file("kernel.pid")))
+    wait_for(lambda: os.path.exists(run.file("kernel.pid")))
     kernel = psutil.Process(int(read_text(run.file("kernel.pid"))))
     os.killpg(run.status["pid"], 9)  # no chance to write its status
     status = runs.wait(run, timeout=60)
     assert status["state"] == "failed" and "ended without finishing" in status["error"]
     # ipykernel notices its parent is gone and exits: no kernel lingers
-    _wait_for(lambda: not kernel.is_running() or kernel.status() == psutil.STATUS_ZOMBIE)
+    wait_for(lambda: not kernel.is_running() or kernel.status() == psutil.STATUS_ZOMBIE)
 
 
 def test_console_script_lists_runs(runs_dir, notebook):

@@ -3,24 +3,16 @@
 import os
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 import yaml
 from deepvre import runs
 
-from tests.runs.conftest import read_text
+from tests.runs.conftest import read_text, wait_for
 from tests.slurmd import slurm  # noqa: F401  (the session fixture)
 
 pytestmark = pytest.mark.slurm
-
-
-def _wait_for(predicate, timeout=300):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_sbatch_run_executes_the_notebook_with_the_venv_python(slurm, cli, runs_dir, notebook):  # noqa: F811
@@ -48,12 +40,12 @@ def test_profile_terms_reach_slurm_and_scancel_stops_the_run(slurm, cli, runs_di
     assert code == 0, out
     run = runs.get(data[0]["id"], runs_dir)
     job = run.status["slurm_job_id"]
-    _wait_for(lambda: os.path.exists(run.file("kernel.pid")) and run.state == "running")
+    wait_for(lambda: os.path.exists(run.file("kernel.pid")) and run.state == "running")
     shown = subprocess.run(["squeue", "-h", "-j", job, "-o", "%P %C %m %l %T"],
                            capture_output=True, text=True, check=True).stdout.split()
     assert shown == [slurm.partition, "1", "100M", "10:00", "RUNNING"]
     kernel = psutil.Process(int(read_text(run.file("kernel.pid"))))
     code, out, _ = cli("runs", "cancel", run.id)
     assert code == 0 and out.strip() == f"{run.id}: cancelled"
-    _wait_for(lambda: not kernel.is_running() or kernel.status() == psutil.STATUS_ZOMBIE, 60)
+    wait_for(lambda: not kernel.is_running() or kernel.status() == psutil.STATUS_ZOMBIE, 60)
     assert runs.get(run.id, runs_dir).state == "cancelled" and run.metrics is None
