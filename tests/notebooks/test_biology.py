@@ -6,8 +6,8 @@ import json
 import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 import numpy as np
 import pytest
-
 from deepvre.training import report, shipped
+
 from tests.prereqs import require
 
 from .smoke import local_market, png_outputs, run_smoke

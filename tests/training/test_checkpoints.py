@@ -2,7 +2,6 @@ import os
 
 import numpy as np
 import pytest
-
 from deepvre.training import checkpoints
 
 from .conftest import tiny_classifier

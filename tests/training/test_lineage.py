@@ -2,7 +2,6 @@ import json
 import os
 
 import pytest
-
 from deepvre.market import metadata
 from deepvre.training import lineage, report
 
@@ -25,9 +24,9 @@ def test_publish_with_lineage_and_load_safely(tmp_path, market, data_output):
     report.write_metrics(tmp_path, {"transfer": {"accuracy": 0.5}, "scratch": {"accuracy": 0.4}})
     notebook = tmp_path / "train.ipynb"
     notebook.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    kwargs = dict(name="tiny-classes", base=("base-net", "2.0.0"), data_output=str(data_output),
-                  parameters={"epochs": 1, "seed": 0}, notebook=str(notebook), input_shape=[16, 16, 3],
-                  use_case="biology", title="Tiny", summary="A tiny test model.", labels=["bright", "dark"])
+    kwargs = {"name": "tiny-classes", "base": ("base-net", "2.0.0"), "data_output": str(data_output),
+              "parameters": {"epochs": 1, "seed": 0}, "notebook": str(notebook), "input_shape": [16, 16, 3],
+              "use_case": "biology", "title": "Tiny", "summary": "A tiny test model.", "labels": ["bright", "dark"]}
     entry = lineage.publish_trained(market, str(tmp_path), **kwargs)
     section = entry["metadata"]["deepvre"]
     assert section["base_model"] == {"name": "base-net", "version": "2.0.0"}

