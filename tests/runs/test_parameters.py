@@ -13,6 +13,7 @@ def test_declared_types_come_from_annotations_and_default_literals(notebook):
     declared = declared_parameters(notebook("metrics"))
     assert {k: v["type"] for k, v in declared.items()} == {
         "a": "int", "scale": "float", "label": "str", "smoke": "bool", "layers": "list",
+        "output_dir": "str",
     }
     assert declared["a"]["default"] == 1 and declared["a"]["help"] == "an integer"
 

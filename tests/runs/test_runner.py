@@ -128,8 +128,10 @@ def test_worker_that_vanishes_is_reported_failed(runs_dir, notebook):
     wait_for(lambda: not kernel.is_running() or kernel.status() == psutil.STATUS_ZOMBIE)
 
 
-def test_console_script_lists_runs(runs_dir, notebook):
-    runs.start(notebook("metrics"), runs_dir=runs_dir)
+def test_metrics_from_the_output_dir_and_the_console_script(runs_dir, notebook):
+    run = runs.start(notebook("metrics"), {"output_dir": "results/x"}, runs_dir=runs_dir)
+    assert os.path.exists(run.file("results/x/metrics.json"))  # written there by the notebook
+    assert run.metrics["score"] == 4.0  # and collected into the run folder
     deepvre = os.path.join(os.path.dirname(sys.executable), "deepvre")
     out = subprocess.run([deepvre, "runs", "list", "--json", "--runs-dir", runs_dir],
                          capture_output=True, text=True, check=True).stdout

@@ -12,11 +12,13 @@ and the partial ``output.ipynb`` stays.
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
 
 from . import store
+from .parameters import declared_parameters
 
 
 class RunCancelled(Exception):
@@ -58,6 +60,25 @@ def _error_of(err):
     if isinstance(err, PapermillExecutionError):
         return f"{err.ename}: {err.evalue}", err.cell_index
     return f"{type(err).__name__}: {err}", None
+
+
+def collect_metrics(run_path, parameters):
+    """Copy ``OUTPUT_DIR/metrics.json`` into the run folder if the notebook wrote it there.
+
+    The use-case notebooks write into their ``output_dir`` parameter (given, or its default),
+    relative to their working directory, the run folder.
+    """
+    if os.path.exists(os.path.join(run_path, store.METRICS)):
+        return
+    output_dir = parameters.get("output_dir")
+    if output_dir is None:
+        declared = declared_parameters(os.path.join(run_path, store.INPUT))
+        output_dir = declared.get("output_dir", {}).get("default")
+    if not isinstance(output_dir, str) or not output_dir:
+        return
+    found = os.path.join(run_path, output_dir, store.METRICS)
+    if os.path.isfile(found):
+        shutil.copyfile(found, os.path.join(run_path, store.METRICS))
 
 
 def execute_run(run_path):
@@ -107,6 +128,7 @@ def execute_run(run_path):
             print(f"deepvre run failed: {error}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    collect_metrics(run_path, params.get("parameters") or {})
     store.update_status(run_path, state=state, finished=store.now(), error=error, error_cell=cell)
     print(f"deepvre run {os.path.basename(run_path)}: {state}", file=sys.stderr, flush=True)
     return state
