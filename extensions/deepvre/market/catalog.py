@@ -126,6 +126,8 @@ class Catalog(Configurable):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        if self.database_url.startswith("sqlite:///") and ":memory:" not in self.database_url:
+            Path(self.database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine, self.Session = index.open_index(self.database_url)
         self.store = ArtifactStore(self.store_url)
 

@@ -1,0 +1,114 @@
+"""The real DEEPaaS (``deepaas-run``) serves a catalog model through ``deepvre serve``."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from deepvre.cli.serve import deepaas_command, entry_point_dir, serve_environment
+
+from .conftest import artifact_files, colour_images, make_document
+
+DEEPVRE = Path(sys.executable).parent / "deepvre"
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_deepaas_command_is_pure(tmp_path):
+    cmd = deepaas_command("tiny", "127.0.0.1", 5001, "/services/serve-tiny", python="/v/bin/python")
+    assert cmd[:1] == ["/v/bin/deepaas-run"] and cmd[cmd.index("--model-name") + 1] == "tiny"
+    assert cmd[cmd.index("--base-path") + 1] == "/services/serve-tiny"
+    env = serve_environment("tiny:1.0.0", tmp_path, "/art", env={"PYTHONPATH": "/x"})
+    assert env["DEEPVRE_SERVE_MODEL"] == "tiny:1.0.0" and env["PYTHONPATH"] == f"{tmp_path}{os.pathsep}/x"
+    entry = entry_point_dir("tiny-colours", tmp_path) / "deepvre_serve_tiny_colours-0.dist-info" / "entry_points.txt"
+    assert entry.read_text() == "[deepaas.v2.model]\ntiny-colours = deepvre.serving.model\n"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_model_dir):
+    """``deepvre serve tiny-colours`` on a local catalog with the tiny model published."""
+    from deepvre.market.catalog import Catalog
+
+    root = tmp_path_factory.mktemp("serve")
+    env = dict(os.environ, DEEPVRE_MARKET_DIR=str(root / "market"), DEEPVRE_RUNS_DIR=str(root / "runs"))
+    env.pop("DEEPVRE_MARKET_URL", None)
+    catalog = Catalog(database_url=f"sqlite:///{root / 'market' / 'catalog.sqlite'}", store_url=str(root / "market" / "artifacts"))
+    catalog.publish(make_document(), artifact_files(tiny_model_dir), "alice")
+    port = free_port()
+    log = open(root / "deepaas.log", "w")
+    proc = subprocess.Popen([str(DEEPVRE), "serve", "tiny-colours", "--port", str(port), "--artifact-dir", str(root / "art")],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    import time
+
+    deadline = time.monotonic() + 180
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError("deepaas exited:\n" + (root / "deepaas.log").read_text()[-3000:])
+        try:
+            if requests.get(f"{url}/v2/models/", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("deepaas did not start:\n" + (root / "deepaas.log").read_text()[-3000:])
+        time.sleep(0.5)
+    yield {"url": url, "root": root}
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+    log.close()
+
+
+def png_bytes(pixels):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_models_list_and_metadata(served):
+    models = requests.get(f"{served['url']}/v2/models/", timeout=30).json()["models"]
+    names = [m.get("name") for m in models]
+    assert "tiny-colours" in names
+    meta = requests.get(f"{served['url']}/v2/models/tiny-colours/", timeout=30).json()
+    assert meta["version"] == "1.0.0" and meta["metadata"]["deepvre"]["input"]["shape"] == [8, 8, 3]
+
+
+def test_predictions_equal_in_process(served, tiny_model_dir):
+    from deepvre.market import modelfile
+    from deepvre.serving import preprocessing
+
+    model = modelfile.load(tiny_model_dir / "model.keras")
+    spec = preprocessing.read_spec(tiny_model_dir / "preprocessing.json")
+    images, truth = colour_images(3, seed=7)
+    for pixels, label in zip(images, truth):
+        data = png_bytes(pixels)
+        r = requests.post(f"{served['url']}/v2/models/tiny-colours/predict/", files={"data": ("x.png", data, "image/png")},
+                          headers={"accept": "application/json"}, timeout=120)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        local = model.predict(preprocessing.image_array(data, spec), verbose=0)[0]
+        np.testing.assert_allclose(body["probabilities"][0], local, rtol=1e-5, atol=1e-6)
+        assert body["predictions"][0][0]["label"] == spec["labels"][int(np.argmax(local))]
+    # an array works too
+    x = (images[:1] / 255.0).tolist()
+    r = requests.post(f"{served['url']}/v2/models/tiny-colours/predict/", data={"array": json.dumps(x)},
+                      headers={"accept": "application/json"}, timeout=120)
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["probabilities"][0], model.predict(np.asarray(x, "float32"), verbose=0)[0], rtol=1e-5, atol=1e-6)
