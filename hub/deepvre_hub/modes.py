@@ -17,7 +17,7 @@ from .settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-LATER_MODES = {"kubernetes": 7, "slurm": 8}
+LATER_MODES = {"kubernetes": 7}  # slurm: deepvre_hub.slurm (issue 8)
 
 
 def proxy_command(repo_root=REPO_ROOT):

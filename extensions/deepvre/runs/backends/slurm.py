@@ -6,54 +6,21 @@ the job's python is the submitting one (``sys.executable``), so a venv made from
 ``/usr/bin/python3`` in a shared folder works on every node.
 """
 
-import math
 import os
-import re
 import shlex
 import subprocess
 import sys
 
+from deepvre_hub import slurm as hub_slurm
+
+# The one profile -> Slurm mapping, shared with the hub's Slurm mode and Dask's SLURMCluster.
+from deepvre_hub.slurm import sbatch_options
+
 from .. import store
 from .local import worker_command
 
-MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 
-
-def _memory(value):
-    """Profile memory (``16G``, ``512M``, bytes as int) to sbatch's ``--mem`` (megabytes)."""
-    if isinstance(value, (int, float)):
-        return f"{max(1, math.ceil(value / 2**20))}M"
-    m = MEMORY.match(str(value))
-    if not m:
-        raise ValueError(f"profile memory {value!r}: expected a size like 16G or 512M")
-    scale = {"": 2**-20, "K": 2**-10, "M": 1, "G": 2**10, "T": 2**20}[m.group(2).upper()]
-    return f"{max(1, math.ceil(float(m.group(1)) * scale))}M"
-
-
-def sbatch_options(profile):
-    """A hardware profile's Slurm terms as sbatch options, e.g. ``["--cpus-per-task=4", ...]``.
-
-    Reads ``partition``, ``cpu``, ``memory``, ``gpus``, ``gpu_type`` and ``walltime``;
-    missing keys leave the cluster's defaults.
-    """
-    profile = profile or {}
-    opts = []
-    if profile.get("partition"):
-        opts.append(f"--partition={profile['partition']}")
-    if profile.get("cpu"):
-        opts.append(f"--cpus-per-task={max(1, math.ceil(float(profile['cpu'])))}")
-    if profile.get("memory"):
-        opts.append(f"--mem={_memory(profile['memory'])}")
-    gpus = int(profile.get("gpus") or 0)
-    if gpus:
-        kind = profile.get("gpu_type")
-        opts.append(f"--gres=gpu:{kind}:{gpus}" if kind else f"--gres=gpu:{gpus}")
-    if profile.get("walltime"):
-        opts.append(f"--time={profile['walltime']}")
-    return opts
-
-
-def sbatch_script(run_id, run_path, profile=None, python=None):
+def sbatch_script(run_id, run_path, profile=None, python=None, slurm=None):
     """The batch script that executes the run folder ``run_path`` on a compute node."""
     lines = [
         "#!/bin/bash",
@@ -61,7 +28,7 @@ def sbatch_script(run_id, run_path, profile=None, python=None):
         f"#SBATCH --output={os.path.join(run_path, store.LOG)}",
         "#SBATCH --open-mode=append",
         "#SBATCH --ntasks=1",
-        *(f"#SBATCH {opt}" for opt in sbatch_options(profile)),
+        *(f"#SBATCH {opt}" for opt in sbatch_options(profile, slurm)),
         f"cd {shlex.quote(run_path)}",
         f"export DEEPVRE_RUN_ID={shlex.quote(run_id)} DEEPVRE_RUN_DIR={shlex.quote(run_path)}",
         "exec " + shlex.join(worker_command(run_path, python)),
@@ -80,8 +47,8 @@ def parse_job_id(out):
 def submit(run, profile=None):
     script = run.file("job.sbatch")
     with open(script, "w") as f:
-        f.write(sbatch_script(run.id, run.path, profile, python=sys.executable))
-    done = subprocess.run(["sbatch", "--parsable", script], capture_output=True, text=True)
+        f.write(sbatch_script(run.id, run.path, profile, python=sys.executable, slurm=hub_slurm.site_section()))
+    done = subprocess.run(["sbatch", "--parsable", script], check=False, capture_output=True, text=True)
     if done.returncode:
         store.update_status(run.path, state="failed", error=f"sbatch: {done.stderr.strip()}",
                             finished=store.now())
@@ -94,7 +61,7 @@ def submit(run, profile=None):
 def job_state(job):
     """The job's Slurm state (PENDING, RUNNING, COMPLETED...), or None once Slurm forgot it."""
     done = subprocess.run(["squeue", "-h", "--states=all", "-j", str(job), "-o", "%T"],
-                          capture_output=True, text=True)
+                          check=False, capture_output=True, text=True)
     state = done.stdout.strip()
     return state or None
 
@@ -110,4 +77,4 @@ def cancel(run):
     job = run.status.get("slurm_job_id")
     if not job:
         return False
-    return subprocess.run(["scancel", str(job)], capture_output=True).returncode == 0
+    return subprocess.run(["scancel", str(job)], check=False, capture_output=True).returncode == 0

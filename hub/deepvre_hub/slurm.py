@@ -1,0 +1,422 @@
+"""Slurm mode: each user's server is a Slurm job started by batchspawner's ``SlurmSpawner``.
+
+The pure pieces are shared with ``deepvre run --backend slurm`` and Dask's ``SLURMCluster``:
+
+- ``slurm_settings(section)``: the ``slurm:`` settings section with defaults
+  (schema ``schemas/settings/slurm.json``); ``site_section()`` reads it from ``$DEEPVRE_SETTINGS``.
+- ``sbatch_terms(profile, slurm)`` / ``sbatch_options(profile, slurm)``: THE mapping from a
+  hardware profile to Slurm (partition, cpus, memory, ``--gres=gpu[:TYPE]:N``, wall time);
+  ``batchspawner_traits`` and ``jobqueue_kwargs`` are the same terms in batchspawner's and
+  dask-jobqueue's words.
+- ``gpus_per_node(sinfo_text)`` and ``gpu_refusal(profile, most)``: a GPU request beyond the
+  cluster's biggest node is refused with a sentence saying so.
+- ``unreadable_reason(env)``: why the users' accounts cannot run the single-user environment.
+
+``configure(c, settings, state_dir)`` is called by ``modes.configure`` for ``mode: slurm``.
+"""
+
+import logging
+import math
+import os
+import re
+import stat
+import subprocess
+import sys
+
+from traitlets import Dict, List, Unicode, default
+
+from . import profiles
+
+MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+log = logging.getLogger(__name__)
+SERVER_BINARIES = ("python", "jupyterhub-singleuser", "batchspawner-singleuser")
+
+
+class SlurmSettingsError(ValueError):
+    """Slurm settings, or a single-user environment, that cannot work; the message says why."""
+
+
+# ---------------------------------------------------------------- settings
+
+
+def slurm_settings(section=None):
+    """The ``slurm:`` section validated, with every default filled in (errors name ``slurm.KEY``)."""
+    from .settings import SettingsError, validate_settings
+
+    try:
+        return validate_settings({"slurm": section or {}})["slurm"]
+    except SettingsError as err:
+        raise SlurmSettingsError("; ".join(err.errors)) from None
+
+
+def site_section(environ=None):
+    """The site's ``slurm:`` section from ``$DEEPVRE_SETTINGS`` (defaults when unset)."""
+    import yaml
+
+    path = (os.environ if environ is None else environ).get("DEEPVRE_SETTINGS")
+    if not path or not os.path.exists(path):
+        return slurm_settings()
+    with open(path) as f:
+        return slurm_settings((yaml.safe_load(f) or {}).get("slurm"))
+
+
+# ---------------------------------------------------------------- profile -> Slurm
+
+
+def sbatch_memory(value):
+    """Profile memory (``16G``, ``512M``, ``2GB``, bytes as int) as sbatch's ``--mem`` in megabytes."""
+    if isinstance(value, (int, float)):
+        return f"{max(1, math.ceil(value / 2**20))}M"
+    m = MEMORY.match(str(value))
+    if not m:
+        raise ValueError(f"profile memory {value!r}: expected a size like 16G or 512M")
+    scale = {"": 2**-20, "K": 2**-10, "M": 1, "G": 2**10, "T": 2**20}[m.group(2).upper()]
+    return f"{max(1, math.ceil(float(m.group(1)) * scale))}M"
+
+
+def gres(profile, slurm=None):
+    """``gpu:N`` or ``gpu:TYPE:N`` for a GPU profile, ``None`` for a CPU one."""
+    gpus = int((profile or {}).get("gpus") or 0)
+    if not gpus:
+        return None
+    slurm = slurm or {}
+    name = slurm.get("gres_name") or "gpu"
+    kind = profile.get("gpu_type")
+    if kind:
+        kind = (slurm.get("gpu_types") or {}).get(kind, kind)
+        return f"{name}:{kind}:{gpus}"
+    return f"{name}:{gpus}"
+
+
+def sbatch_terms(profile, slurm=None):
+    """A profile's Slurm terms as ``{sbatch long option: value}`` (ordered; absent: cluster default).
+
+    The profile wins over the ``slurm:`` section (``partition``, ``walltime``); ``account`` and
+    ``qos`` come from the section only.
+    """
+    profile, slurm = profile or {}, slurm or {}
+    terms = {}
+    for option, value in (
+        ("partition", profile.get("partition") or slurm.get("partition")),
+        ("account", slurm.get("account")),
+        ("qos", slurm.get("qos")),
+        ("cpus-per-task", profile.get("cpu") and max(1, math.ceil(float(profile["cpu"])))),
+        ("mem", profile.get("memory") and sbatch_memory(profile["memory"])),
+        ("gres", gres(profile, slurm)),
+        ("time", profile.get("walltime") or slurm.get("walltime")),
+    ):
+        if value:
+            terms[option] = str(value)
+    return terms
+
+
+def sbatch_options(profile, slurm=None):
+    """A profile's Slurm terms as sbatch options: ``["--partition=gpu", "--cpus-per-task=4",
+    "--mem=16384M", "--gres=gpu:1", "--time=08:00:00", *slurm.extra_options]``."""
+    opts = [f"--{option}={value}" for option, value in sbatch_terms(profile, slurm).items()]
+    return opts + list((slurm or {}).get("extra_options") or [])
+
+
+# batchspawner's SlurmSpawner template has these req_* slots; the rest go to req_options.
+BATCHSPAWNER_SLOTS = {"partition": "req_partition", "cpus-per-task": "req_nprocs", "mem": "req_memory",
+                      "gres": "req_gres", "time": "req_runtime"}
+
+
+def batchspawner_traits(profile, slurm=None):
+    """The same terms as ``SlurmSpawner`` ``req_*`` traits (every slot set, ``""``: not asked)."""
+    terms = sbatch_terms(profile, slurm)
+    traits = {trait: terms.pop(option, "") for option, trait in BATCHSPAWNER_SLOTS.items()}
+    rest = [f"--{option}={value}" for option, value in terms.items()]
+    traits["req_options"] = " ".join(rest + list((slurm or {}).get("extra_options") or []))
+    return traits
+
+
+def jobqueue_kwargs(profile=None, slurm=None):
+    """The same terms as ``dask_jobqueue.SLURMCluster`` keyword arguments (only what is set)."""
+    terms = sbatch_terms(profile, slurm)
+    kwargs = {}
+    if "partition" in terms:
+        kwargs["queue"] = terms.pop("partition")
+    if "account" in terms:
+        kwargs["account"] = terms.pop("account")
+    if "cpus-per-task" in terms:
+        kwargs["cores"] = int(terms.pop("cpus-per-task"))
+    if "mem" in terms:
+        kwargs["memory"] = terms.pop("mem")[:-1] + "MiB"
+    if "time" in terms:
+        kwargs["walltime"] = terms.pop("time")
+    extra = [f"--{option}={value}" for option, value in terms.items()] + list((slurm or {}).get("extra_options") or [])
+    if extra:
+        kwargs["job_extra_directives"] = extra
+    return kwargs
+
+
+# ---------------------------------------------------------------- GPUs on the cluster
+
+
+def gpus_of_gres(text, name="gpu"):
+    """GPUs in one node's gres string: ``gpu:a100:2(S:0-1),gpu:v100:1`` -> 3; ``(null)`` -> 0."""
+    total = 0
+    for item in re.sub(r"\([^)]*\)", "", text or "").split(","):
+        parts = item.strip().split(":")
+        if parts[0] == name and len(parts) >= 2 and parts[-1].isdigit():
+            total += int(parts[-1])
+    return total
+
+
+def gpus_per_node(sinfo_text, name="gpu"):
+    """The most GPUs one node has, from ``sinfo -h -N -o '%N %G'`` output."""
+    counts = [gpus_of_gres(line.split(None, 1)[1] if " " in line.strip() else "", name)
+              for line in sinfo_text.splitlines() if line.strip()]
+    return max(counts, default=0)
+
+
+def cluster_gpus_per_node(slurm=None, partition=None, env=None):
+    """``slurm.gpus_per_node`` if set, else ask Slurm (``sinfo``) for the biggest node's GPUs."""
+    slurm = slurm or {}
+    if slurm.get("gpus_per_node") is not None:
+        return slurm["gpus_per_node"]
+    cmd = ["sinfo", "-h", "-N", "-o", "%N %G"] + (["-p", partition] if partition else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    if done.returncode:
+        raise SlurmSettingsError(f"cannot ask Slurm for its GPUs ({' '.join(cmd)}): {done.stderr.strip()}")
+    return gpus_per_node(done.stdout, slurm.get("gres_name") or "gpu")
+
+
+def gpu_refusal(profile, most, partition=None):
+    """Why ``profile`` asks for more GPUs than any node has (a sentence), or ``None``."""
+    wanted = int(profile.get("gpus") or 0)
+    if wanted <= most:
+        return None
+    where = f"partition {partition!r} of the Slurm cluster" if partition else "the Slurm cluster"
+    have = f"no node of {where} has more than {most}" if most else f"{where} has no GPUs"
+    return f"Profile {profile['slug']!r} asks for {wanted} GPU{'s' if wanted > 1 else ''}, but {have}."
+
+
+# ---------------------------------------------------------------- the users' environment
+
+
+def _closed_to_others(path):
+    """Why others cannot pass through or read ``path`` itself (a phrase), or ``None``."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH:
+        return f"is a folder of mode {stat.S_IMODE(mode):04o} that other accounts cannot enter"
+    if not stat.S_ISDIR(mode) and not mode & stat.S_IROTH:
+        return f"is a file of mode {stat.S_IMODE(mode):04o} that other accounts cannot read"
+    return None
+
+
+def _closed_on_the_way(path):
+    """The first folder or file on the way to ``path`` closed to others, with why; or ``None``."""
+    parts = path.split(os.sep)
+    for i in range(2, len(parts) + 1):
+        where = os.sep.join(parts[:i])
+        why = _closed_to_others(where)
+        if why:
+            return f"{where} {why}"
+    return None
+
+
+def unreadable_reason(env):
+    """Why the users' accounts cannot run the Python environment ``env`` (a sentence), or ``None``.
+
+    Checks every folder on the way to ``env`` and to ``env/bin/{python,jupyterhub-singleuser,
+    batchspawner-singleuser}`` and what their links point at (a venv's python links to the
+    Python it was made from: one under /root, such as pyenv's, is closed to others).
+    """
+    env = os.path.abspath(env)
+    advice = ("Make the environment from /usr/bin/python3 in a folder other accounts can read, "
+              "e.g. /opt/deepvre/venv, and set slurm.env.")
+    why = _closed_on_the_way(env)
+    for binary in SERVER_BINARIES:
+        if why:
+            break
+        path = os.path.join(env, "bin", binary)
+        if not os.path.exists(path):
+            return f"{path} does not exist (is {env} a Python environment with deepvre installed?)"
+        why = _closed_on_the_way(path) or _closed_on_the_way(os.path.realpath(path))
+    if why:
+        return f"the single-user environment {env} is not usable by the users' accounts: {why}. {advice}"
+    return None
+
+
+# ---------------------------------------------------------------- the spawner
+
+
+def _batchspawner():
+    from batchspawner import SlurmSpawner
+
+    return SlurmSpawner
+
+
+class ClusterGpus:
+    """What the spawn page's GPU line needs (``free()``, ``total``): the biggest node's GPUs."""
+
+    def __init__(self, total):
+        self.total = total
+
+    def free(self):
+        return list(range(self.total))
+
+
+def make_spawner_class():
+    """``DeepvreSlurmSpawner``: batchspawner's ``SlurmSpawner`` with deepvre's profile form.
+
+    Built on first use so that importing this module does not need batchspawner.
+    """
+    from .spawner import DeepvreSpawner, ensure_account_hook, refusal
+
+    class DeepvreSlurmSpawner(_batchspawner()):
+        """Each server is a Slurm job under the user's own account; the profile sets its ``req_*``."""
+
+        profiles = List(Dict(), config=True, help="""Hardware profiles offered on the spawn page.
+
+            Example: ``[{"slug": "gpu-1", "display_name": "1 GPU", "gpus": 1, "partition": "gpu"}]``
+            """)
+        slurm_settings = Dict(config=True, help="""The ``slurm:`` settings section (defaults filled in).
+
+            Example: ``{"partition": "cpu", "account": "proj123", "gres_name": "gpu"}``
+            """)
+        profile_slug = Unicode(help="Slug of the profile this server was started with (kept in the state).")
+        end_message = Unicode(help="Why the last server ended without being stopped through the hub.")
+        personal_mode = False  # servers always run under the users' own accounts
+        stopping = False
+
+        # The profile form and choice are the local spawner's (one implementation of the page).
+        user_profiles = DeepvreSpawner.user_profiles
+        options_from_form = DeepvreSpawner.options_from_form
+        chosen_profile = DeepvreSpawner.chosen_profile
+
+        @default("options_form")
+        def _default_options_form(self):
+            return lambda spawner: spawner.render_options_form()
+
+        @default("pre_spawn_hook")
+        def _default_pre_spawn_hook(self):
+            return ensure_account_hook
+
+        @property
+        def allocator(self):
+            return ClusterGpus(self.most_gpus())
+
+        def most_gpus(self, partition=None):
+            return cluster_gpus_per_node(self.slurm_settings, partition or self.slurm_settings.get("partition"))
+
+        def render_options_form(self):
+            page = DeepvreSpawner.render_options_form(self)
+            if self.end_message:
+                import html
+
+                page = (f'<p class="alert alert-warning deepvre-server-ended">{html.escape(self.end_message)}</p>\n'
+                        + page)
+            return page
+
+        # --- state ----------------------------------------------------------------------
+
+        def load_state(self, state):
+            super().load_state(state)
+            self.profile_slug = state.get("profile", "")
+            self.end_message = state.get("end_message", "")
+
+        def get_state(self):
+            state = super().get_state()
+            if self.profile_slug:
+                state["profile"] = self.profile_slug
+            if self.end_message:
+                state["end_message"] = self.end_message
+            return state
+
+        def clear_state(self):
+            super().clear_state()  # keeps end_message: the next spawn page shows it
+            self.profile_slug = ""
+
+        # --- the job ----------------------------------------------------------------------
+
+        def get_env(self):
+            env = super().get_env()
+            env.update({"DEEPVRE_MODE": "slurm", "DEEPVRE_PROFILE": self.profile_slug})
+            return env
+
+        async def start(self):
+            profile = self.chosen_profile()
+            partition = profile.get("partition") or self.slurm_settings.get("partition")
+            if profile.get("gpus"):
+                reason = gpu_refusal(profile, self.most_gpus(partition), partition)
+                if reason:
+                    raise refusal(409, reason)
+            self.profile_slug = profile["slug"]
+            self.end_message, self.stopping = "", False
+            for trait, value in batchspawner_traits(profile, self.slurm_settings).items():
+                setattr(self, trait, value)
+            self.log.info("Submitting %s's server as a Slurm job: profile %s, %s", self.user.name,
+                          self.profile_slug, " ".join(sbatch_options(profile, self.slurm_settings)))
+            return await super().start()
+
+        async def stop(self, now=False):
+            self.stopping = True  # the hub stops it: not an outside end
+            await super().stop(now=now)
+
+        async def poll(self):
+            job = self.job_id
+            status = await super().poll()
+            if status is not None and job and not self.stopping:
+                state = await self._final_state(job)
+                self.end_message = (f"Your server's Slurm job {job} ended outside the hub"
+                                    f"{f' ({state})' if state else ''}; start it again.")
+                self.log.warning("%s: %s", self.user.name, self.end_message)
+            return status
+
+        async def _final_state(self, job):
+            """The ended job's state (CANCELLED, TIMEOUT, ...) while Slurm still remembers it."""
+            subvars = dict(self.get_req_subvars(), job_id=job)
+            prefix = self.exec_prefix.format(**subvars)
+            try:
+                out = await self.run_command(f"{prefix} squeue -h -t all -j {int(job)} -o %T")
+            except Exception:  # forgotten jobs make squeue fail: no state to add
+                return ""
+            return out.strip().split("\n")[0]
+
+    return DeepvreSlurmSpawner
+
+
+def __getattr__(name):
+    if name == "DeepvreSlurmSpawner":
+        cls = make_spawner_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
+
+
+# ---------------------------------------------------------------- hub configuration
+
+
+def configure(c, settings, state_dir):
+    """``mode: slurm``: servers are Slurm jobs submitted as each user; refuse an unreadable env."""
+    from . import accounts
+
+    slurm = slurm_settings(settings.get("slurm"))
+    env = slurm["env"] or sys.prefix
+    reason = unreadable_reason(env)
+    if reason:
+        print(f"deepvre: slurm.env: {reason}", file=sys.stderr)
+        raise SystemExit(2)
+    if not accounts.hub_is_root():
+        log.info("deepvre: slurm mode without root: %r must be allowed by sudoers "
+                       "(see hub/slurm/sudoers.deepvre)", slurm["exec_prefix"])
+    from . import slurm as this
+
+    c.JupyterHub.spawner_class = this.DeepvreSlurmSpawner
+    c.DeepvreSlurmSpawner.profiles = settings.get("profiles") or []
+    c.DeepvreSlurmSpawner.slurm_settings = slurm
+    c.DeepvreSlurmSpawner.exec_prefix = slurm["exec_prefix"]
+    c.DeepvreSlurmSpawner.batchspawner_singleuser_cmd = os.path.join(env, "bin", "batchspawner-singleuser")
+    c.Spawner.cmd = [os.path.join(env, "bin", "jupyterhub-singleuser")]
+    c.Spawner.start_timeout = slurm["start_timeout"]
+    c.Spawner.http_timeout = 120
+    c.Spawner.poll_interval = slurm["poll_interval"]
+    # sbatch (run through exec_prefix with the server's environment) must find the cluster's config
+    keep = list(c.Spawner.env_keep) if "env_keep" in c.Spawner else ["JUPYTERHUB_SINGLEUSER_APP"]
+    c.Spawner.env_keep = keep + [v for v in ("SLURM_CONF", "PATH") if v not in keep]

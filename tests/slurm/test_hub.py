@@ -1,0 +1,196 @@
+"""deepvre in ``mode: slurm`` on a real one-node Slurm (tests/slurmd.py) and a real hub.
+
+One hub for the module; each user's server is a Slurm job submitted through
+``sudo -E -u USER sbatch`` (batchspawner) under the user's own OS account.
+"""
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from deepvre_hub import accounts
+from tests.hub.hubprocess import HubProcess, run_code, wait_for
+from tests.prereqs import REPO, require, require_program, require_root
+from tests.slurmd import start_slurm, stop_slurm
+
+pytestmark = pytest.mark.slurm
+
+PASSWORD = "correct-horse-" + secrets.token_hex(4)
+SUDOERS = os.path.join(REPO, "hub", "slurm", "sudoers.deepvre")
+
+
+def profiles(partition):
+    return [
+        {"slug": "cpu", "display_name": "CPU", "cpu": 1, "memory": "300M", "walltime": "00:30:00",
+         "partition": partition, "default": True},
+        {"slug": "gpu-1", "display_name": "1 GPU", "cpu": 1, "memory": "300M", "gpus": 1},
+    ]
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """This module's own one-node cluster (tests/slurmd.py in a private folder): other test
+    sessions on this machine stop and clean the shared one while these jobs run."""
+    require_root()
+    for program in ("slurmctld", "slurmd", "munged", "sbatch", "sudo"):
+        require_program(program)
+    base = tempfile.mkdtemp(prefix="deepvre-slurm-slurmt-")
+    os.chmod(base, 0o755)  # the users' sbatch reads slurm.conf
+    cluster = start_slurm(base)
+    yield cluster
+    stop_slurm(cluster)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def new_name(role):
+    return f"slurmt{secrets.token_hex(3)}{role}"
+
+
+def squeue(slurm, *args):
+    out = subprocess.run(["squeue", "-h", *args], env=slurm.env, capture_output=True, text=True, timeout=60)
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, slurm):
+    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
+            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    process = HubProcess(
+        {"mode": "slurm", "profiles": profiles(slurm.partition),
+         "slurm": {"poll_interval": 2, "start_timeout": 180}},
+        tmp_path_factory.mktemp("slurmhub") / "state", env={"SLURM_CONF": slurm.conf},
+    )
+    process.accounts = []
+    process.start()
+    yield process
+    try:
+        admin = process.token(process.login(process.admin, process.admin_password))
+        for user in process.api(admin, "GET", "/users").json():
+            for server in user.get("servers", {}):
+                process.stop_server(admin, user["name"], server)
+    finally:
+        process.stop()
+        print(process.log_text()[-5000:])
+        for name in process.accounts:
+            subprocess.run(["userdel", "-r", name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def person(hub):
+    admin = hub.login(hub.admin, hub.admin_password)
+
+    def make(role):
+        name = new_name(role)
+        hub.accounts.append(name)
+        assert hub.signup(name, PASSWORD).status_code == 200
+        hub.authorize(admin, name)
+        session = hub.login(name, PASSWORD)
+        return name, session, hub.token(session, name)
+
+    return make
+
+
+def job_of(slurm, name):
+    """(job id, state, partition, cpus, memory, time limit) of ``name``'s running job."""
+    return squeue(slurm, "-u", name, "-o", "%i %T %P %C %m %l").split()
+
+
+def test_server_is_a_slurm_job_reachable_and_stop_cancels_it(hub, person, slurm):
+    name, session, token = person("a")
+    page = session.get(f"{hub.url}/hub/spawn/{name}", timeout=30).text
+    assert 'value="cpu" checked' in page
+    assert "Unavailable: this machine has no GPUs" in page  # gpu-1: the cluster has no gres
+
+    hub.spawn_form(session, name, "cpu")
+    wait_for(lambda: (hub.server_model(token, name) or {}).get("ready"), 240,
+             f"the server job to be ready\n{hub.log_text()[-3000:]}", 0.5)
+    job = job_of(slurm, name)
+    assert job[1:] == ["RUNNING", slurm.partition, "1", "300M", "30:00"], job
+    # through the proxy, with the browser's cookie after the OAuth handshake
+    assert session.get(hub.server_url(name), timeout=60).status_code == 200
+    status = session.get(f"{hub.server_url(name)}api/status", timeout=60)
+    assert status.status_code == 200 and "kernels" in status.json()
+    out = run_code(hub.server_url(name), token, (
+        "import os, getpass\n"
+        "print(getpass.getuser(), os.environ['HOME'], os.environ['SLURM_JOB_ID'], os.environ['DEEPVRE_PROFILE'])"
+    ))
+    assert out.split() == [name, f"/home/{name}", job[0], "cpu"]
+
+    hub.stop_server(token, name)
+    wait_for(lambda: not squeue(slurm, "-j", job[0], "-t", "PD,R,CG"), 60, f"job {job[0]} to end")
+    assert session.get(f"{hub.server_url(name)}api/status", timeout=60, allow_redirects=False).status_code != 200
+
+
+def test_scancel_from_outside_is_a_stopped_server_with_a_message(hub, person, slurm):
+    name, session, token = person("b")
+    hub.spawn(token, name, profile="cpu", timeout=240)
+    job = job_of(slurm, name)[0]
+    subprocess.run(["scancel", job], env=slurm.env, check=True, timeout=60)
+    wait_for(lambda: hub.server_model(token, name) is None, 90,
+             f"the hub to see the server stopped\n{hub.log_text()[-3000:]}", 0.5)
+    page = session.get(f"{hub.url}/hub/spawn/{name}", timeout=30).text
+    assert f"Your server&#x27;s Slurm job {job} ended outside the hub (CANCELLED); start it again." in page
+    assert f"Slurm job {job} ended outside the hub" in hub.log_text()
+    # and it starts again, clearing the message
+    hub.spawn(token, name, profile="cpu", timeout=240)
+    assert "ended outside the hub" not in session.get(f"{hub.url}/hub/spawn/{name}", timeout=30).text
+    hub.stop_server(token, name)
+
+
+def test_more_gpus_than_the_cluster_has_is_refused(hub, person, slurm):
+    name, session, token = person("c")
+    r = hub.spawn(token, name, profile="gpu-1", wait=False)
+    assert r.status_code == 409, r.text
+    assert r.json()["message"] == "Profile 'gpu-1' asks for 1 GPU, but the Slurm cluster has no GPUs."
+    assert not squeue(slurm, "-u", name)
+    assert hub.server_model(token, name) is None
+
+
+def test_unreadable_env_refused_at_start_up(tmp_path, slurm):
+    require_root()
+    env = f"/root/deepvre-slurmtest-{os.getpid()}"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", env], check=True)
+    try:
+        process = HubProcess({"mode": "slurm", "profiles": profiles(slurm.partition), "slurm": {"env": env}},
+                             tmp_path / "state")
+        with pytest.raises(RuntimeError, match="the hub exited with"):
+            process.start(timeout=60)
+        assert (f"deepvre: slurm.env: the single-user environment {env} is not usable by the users' "
+                "accounts: /root is a folder of mode 07") in process.log_text()
+    finally:
+        subprocess.run(["rm", "-rf", env], check=True)
+
+
+def test_sudoers_template_lets_a_hub_account_act_as_users_only_for_slurm(person, slurm, tmp_path):
+    """As a site would run the hub: a non-root account with hub/slurm/sudoers.deepvre installed."""
+    require_program("visudo")
+    user, _, _ = person("d")
+    accounts.ensure_account(user)  # the hub's accounts code, as at a spawn
+    hub_account = new_name("h")
+    subprocess.run(["useradd", "--system", "--no-create-home", hub_account], check=True)
+    rule = f"/etc/sudoers.d/{hub_account}"
+    try:
+        text = open(SUDOERS).read().replace("@HUB_USER@", hub_account).replace("@RUNAS@", "ALL,!root")
+        draft = tmp_path / "sudoers"
+        draft.write_text(text)
+        subprocess.run(["visudo", "-cf", str(draft)], check=True, capture_output=True)
+        subprocess.run(["install", "-m", "0440", str(draft), rule], check=True)
+
+        def as_hub(*cmd):
+            return subprocess.run(["runuser", "-u", hub_account, "--", "sudo", "-n", "-E", *cmd],
+                                  env=slurm.env, capture_output=True, text=True, timeout=60)
+
+        done = as_hub("-u", user, "sbatch", "--parsable", "--wrap", "id -un", "-o", "/dev/null")
+        assert done.returncode == 0, done.stderr
+        job = done.stdout.strip()
+        assert squeue(slurm, "-t", "all", "-j", job, "-o", "%u") == user
+        assert as_hub("-u", user, "scancel", job).returncode == 0
+        assert as_hub("-u", user, "id").returncode != 0, "the rule must allow only the Slurm commands"
+        assert as_hub("-u", "root", "squeue").returncode != 0, "the rule must not allow root"
+    finally:
+        os.remove(rule) if os.path.exists(rule) else None
+        subprocess.run(["userdel", hub_account], capture_output=True)
