@@ -2,6 +2,8 @@
 
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 
@@ -74,22 +76,29 @@ def test_failing_notebook_keeps_partial_output_and_error(cli, runs_dir, notebook
     assert "bad input 42" in read_text(run.file("run.log"))
 
 
-def test_detach_returns_at_once_then_finishes(cli, runs_dir, notebook):
-    code, out, data = cli("run", notebook("gated"), "--detach", "--json")
-    assert code == 0, out
-    run = runs.get(data[0]["id"], runs_dir)
+def test_detach_returns_at_once_and_survives_logout(cli, runs_dir, notebook, tmp_path):
+    # a "login session": a shell in a session of its own that runs `deepvre run --detach`, then idles
+    deepvre = os.path.join(os.path.dirname(sys.executable), "deepvre")
+    answer = tmp_path / "answer.json"
+    start = shlex.join([deepvre, "run", "--detach", "--json", notebook("gated")])
+    tmp = shlex.quote(f"{answer}.tmp")
+    script = f"{start} > {tmp} && mv {tmp} {shlex.quote(str(answer))}; exec sleep 600"
+    login = subprocess.Popen(["bash", "-c", script], start_new_session=True)
+    wait_for(answer.exists)
+    run = runs.get(json.loads(answer.read_text())[0]["id"], runs_dir)
     # the notebook waits for a gate file nobody has made yet: the command returned before it ended
     assert run.state in ("queued", "running")
-    pid = run.status["pid"]
-    assert os.getsid(pid) == pid != os.getsid(0)  # own session: survives logout and restarts
-    code, out, listed = cli("runs", "list", "--json")
-    assert [r["id"] for r in listed] == [run.id]
+    os.killpg(login.pid, signal.SIGHUP)  # log out: the terminal's session is hung up, then killed
+    os.killpg(login.pid, signal.SIGKILL)
+    login.wait()
+    _, _, listed = cli("runs", "list", "--json")
+    assert [r["id"] for r in listed] == [run.id] and listed[0]["status"]["state"] in ("queued", "running")
     open(run.file("gate"), "w").close()
-    status = runs.wait(run, timeout=120)
+    status = runs.wait(run, timeout=300)
     assert status["state"] == "done" and run.metrics == {"waited": True}
-    code, out, shown = cli("runs", "show", run.id, "--json")
+    _, _, shown = cli("runs", "show", run.id, "--json")
     assert shown["status"]["state"] == "done" and shown["metrics"] == {"waited": True}
-    code, out, _ = cli("runs", "show", run.id)
+    _, out, _ = cli("runs", "show", run.id)
     assert f"{run.id}  done  cells 4/4" in out
 
 
