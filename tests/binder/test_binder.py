@@ -1,0 +1,106 @@
+"""Binder (repo2docker): the ``binder/`` folder is accepted, and what Binder does works.
+
+``test_repo2docker_detects_the_binder_folder`` asks the real ``jupyter-repo2docker --no-build``
+which files it found and what its Dockerfile does with them (fast). The ``binder`` tests do
+what mybinder.org does, in a FRESH venv made from /usr/bin/python3: install
+``binder/requirements.txt`` (pip's cache and the local wheels keep it offline and quick), run
+``binder/postBuild`` with a fresh home, then execute every notebook in smoke mode with
+papermill (slow: minutes; ``pytest -m binder``).
+"""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.prereqs import REPO, require, require_program
+
+R2D = os.path.join(os.path.dirname(sys.executable), "jupyter-repo2docker")
+NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "*", "*.ipynb")))
+INDEX = os.path.join(REPO, "notebooks", "index.ipynb")
+BADGE = "https://mybinder.org/v2/gh/deepvre/deepvre/HEAD?labpath=notebooks/index.ipynb"
+
+
+def test_repo2docker_detects_the_binder_folder():
+    require(os.path.exists(R2D), "needs jupyter-repo2docker in the venv (the test extra)")
+    done = subprocess.run([R2D, "--no-build", "--no-run", "--debug", "--user-id", "1000", "--user-name", "jovyan",
+                           REPO], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = done.stdout + done.stderr
+    assert "Building conda environment for python=3.11" in text  # binder/runtime.txt
+    dockerfile = text[text.index("FROM "):]
+    assert "apt-get install --yes --no-install-recommends xplanet-images" in dockerfile  # binder/apt.txt
+    # requirements.txt installs the checkout itself, so it must run after the repository is copied
+    copy = dockerfile.index("COPY --chown=1000:1000 src/ ${REPO_DIR}/")
+    install = dockerfile.index('pip install --no-cache-dir -r "binder/requirements.txt"')
+    post = dockerfile.index("RUN ./binder/postBuild")
+    assert copy < install < post
+
+
+def test_binder_files_and_badge():
+    assert [ln for ln in open(os.path.join(REPO, "binder", "requirements.txt")) if not ln.startswith("#")
+            and ln.strip()] == [".[hub,ml,dask,market]\n"]
+    assert os.access(os.path.join(REPO, "binder", "postBuild"), os.X_OK)
+    readme = open(os.path.join(REPO, "README.md")).read()
+    assert f"[![Binder](https://mybinder.org/badge_logo.svg)]({BADGE})" in readme
+    assert os.path.exists(INDEX)
+    index = open(INDEX).read()
+    for notebook in NOTEBOOKS:  # the landing page links every use case
+        assert os.path.relpath(notebook, os.path.dirname(INDEX)) in index, notebook
+    assert "MarketplaceBrowser" in index
+
+
+@pytest.fixture(scope="module")
+def binder(tmp_path_factory):
+    """A fresh venv with binder/requirements.txt, and a home where binder/postBuild ran."""
+    require(os.path.exists("/usr/bin/python3"), "needs Debian's /usr/bin/python3")
+    require(os.path.isdir("/usr/share/xplanet/images"), "needs apt xplanet-images (binder/apt.txt)")
+    require_program("bash")
+    root = tmp_path_factory.mktemp("binder")
+    venv, home = root / "venv", root / "home"
+    home.mkdir()
+    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=300)
+    env = dict(os.environ, PATH=f"{venv / 'bin'}:{os.environ['PATH']}", VIRTUAL_ENV=str(venv))
+    for key in ("PYTHONPATH", "DEEPVRE_MARKET_DIR", "DEEPVRE_MARKET_URL", "XDG_DATA_HOME", "JUPYTER_PATH"):
+        env.pop(key, None)
+    # pip's cache stays the machine's (offline and quick); everything else lives in the fresh home
+    env["PIP_CACHE_DIR"] = os.path.join(os.path.expanduser("~"), ".cache", "pip")
+    done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", "binder/requirements.txt"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    env["HOME"] = str(home)
+    done = subprocess.run(["./binder/postBuild"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return {"venv": venv, "home": home, "env": env, "log": done.stdout}
+
+
+@pytest.mark.binder
+def test_postbuild_published_the_base_model_and_made_the_demo_data(binder):
+    catalog = binder["home"] / ".local" / "share" / "deepvre" / "market" / "catalog.sqlite"
+    assert catalog.exists()
+    out = subprocess.run([str(binder["venv"] / "bin" / "deepvre"), "market", "search", "mobilenet"],
+                         env=binder["env"], capture_output=True, text=True, timeout=300)
+    assert "mobilenet-v2-imagenet" in out.stdout, out.stdout + out.stderr
+    assert len(list((binder["home"] / "demo-data" / "u1-beta2").iterdir())) >= 20
+
+
+@pytest.mark.binder
+@pytest.mark.parametrize("notebook", NOTEBOOKS + [INDEX], ids=lambda p: os.path.relpath(p, REPO))
+def test_notebook_runs_in_smoke_mode(binder, notebook, tmp_path):
+    name = os.path.basename(notebook)
+    executed = tmp_path / name
+    params = ["-p", "workspace", str(tmp_path)] if notebook == INDEX else [
+        "-p", "smoke", "True", "-p", "output_dir", "out", "-p", "executed_notebook", str(executed)]
+    done = subprocess.run([str(binder["venv"] / "bin" / "python"), "-m", "papermill", notebook, str(executed),
+                           "--cwd", str(tmp_path), "--no-progress-bar", *params],
+                          env=binder["env"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert executed.exists()
+    if notebook == INDEX:
+        text = executed.read_text()
+        assert re.search(r"MarketplaceBrowser|application/vnd.jupyter.widget-view", text)
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
