@@ -1,39 +1,48 @@
-"""Run a use-case notebook in smoke mode with papermill, against a throw-away local marketplace."""
+"""Run a use-case notebook in smoke mode with its own throw-away marketplace (shared by the notebook tests)."""
 
-import json
 import os
 
-from tests.prereqs import REPO
+import pytest
+
+from tests.prereqs import REPO, require
 
 
-def run_smoke(name, tmp_path, **parameters):
-    """Execute ``notebooks/<name>/<name>.ipynb`` (smoke) in ``tmp_path``; returns (output dir, notebook)."""
+def require_files(find, reason):
+    """``find()`` locates shipped data and raises FileNotFoundError without it: skip by hand, fail in CI."""
+    try:
+        find()
+        have = True
+    except FileNotFoundError:
+        have = False
+    require(have, reason)
+
+
+def notebook_path(folder, name):
+    return os.path.join(REPO, "notebooks", folder, f"{name}.ipynb")
+
+
+def execute_smoke(notebook, root):
+    """papermill ``notebook`` into ``root`` (smoke, output ``root/out``, market ``root/market``); returns ``root``."""
     import papermill
 
-    out = tmp_path / "output"
-    executed = tmp_path / f"{name}.ipynb"
-    saved = os.environ.get("DEEPVRE_MARKET_DIR")
-    os.environ["DEEPVRE_MARKET_DIR"] = str(tmp_path / "market")  # the kernel inherits it
-    try:
-        papermill.execute_notebook(
-            os.path.join(REPO, "notebooks", name, f"{name}.ipynb"), str(executed), cwd=str(tmp_path), progress_bar=False,
-            parameters={"smoke": True, "output_dir": str(out), "executed_notebook": str(executed), **parameters},
-        )
-    finally:
-        if saved is None:
-            os.environ.pop("DEEPVRE_MARKET_DIR")
-        else:
-            os.environ["DEEPVRE_MARKET_DIR"] = saved
-    return out, json.loads(executed.read_text())
+    executed = root / os.path.basename(notebook)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPVRE_MARKET_DIR", str(root / "market"))
+        mp.delenv("DEEPVRE_MARKET_URL", raising=False)
+        papermill.execute_notebook(notebook, str(executed), cwd=str(root), progress_bar=False,
+                                   parameters={"smoke": True, "output_dir": "out",
+                                               "executed_notebook": str(executed)})
+    return root
 
 
-def local_market(tmp_path):
+def local_market(root):
+    """The catalog the smoke run published to."""
     from deepvre.market.catalog import Catalog
     from deepvre.market.client import LocalMarket
 
-    root = tmp_path / "market"
-    return LocalMarket(Catalog(database_url=f"sqlite:///{root / 'catalog.sqlite'}", store_url=str(root / "artifacts")))
+    return LocalMarket(Catalog(database_url=f"sqlite:///{root / 'market' / 'catalog.sqlite'}",
+                               store_url=str(root / "market" / "artifacts")))
 
 
-def png_outputs(notebook):
-    return sum("image/png" in o.get("data", {}) for c in notebook["cells"] for o in c.get("outputs", []))
+PARAMETERS = ("data_dir", "base_model", "fine_tune_layers", "epochs", "batch_size", "learning_rate",
+              "seed", "output_dir", "smoke")

@@ -2,46 +2,30 @@
 
 import json
 import math
-import os
 
 import pytest
 
-from tests.prereqs import REPO
+from .smoke import PARAMETERS, execute_smoke, local_market, notebook_path
 
-NOTEBOOK = os.path.join(REPO, "notebooks", "security", "security.ipynb")
+NOTEBOOK = notebook_path("security", "security")
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """Execute the notebook once (smoke) with its own throw-away marketplace."""
-    import papermill
-
-    root = tmp_path_factory.mktemp("security-nb")
-    executed = root / "security.ipynb"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEEPVRE_MARKET_DIR", str(root / "market"))
-        mp.delenv("DEEPVRE_MARKET_URL", raising=False)
-        papermill.execute_notebook(NOTEBOOK, str(executed), cwd=str(root), progress_bar=False,
-                                   parameters={"smoke": True, "output_dir": "out",
-                                               "executed_notebook": str(executed)})
-    return root
+    return execute_smoke(NOTEBOOK, tmp_path_factory.mktemp("security-nb"))
 
 
 @pytest.fixture
 def market(run):
-    from deepvre.market.catalog import Catalog
-    from deepvre.market.client import LocalMarket
-
-    return LocalMarket(Catalog(database_url=f"sqlite:///{run / 'market' / 'catalog.sqlite'}",
-                               store_url=str(run / "market" / "artifacts")))
+    return local_market(run)
 
 
 def test_parameters_cell_declares_what_the_issue_asks():
     import papermill
 
     declared = papermill.inspect_notebook(NOTEBOOK)
-    for name in ("data_dir", "base_model", "fine_tune_layers", "epochs", "batch_size", "learning_rate",
-                 "seed", "output_dir", "smoke"):
+    for name in PARAMETERS:
         assert name in declared, name
 
 
@@ -75,7 +59,6 @@ def test_detection_report_per_attack_type_against_the_labels(run):
 
 def test_model_published_with_lineage_and_loads_in_safe_mode(run, market, tmp_path):
     import numpy as np
-
     from deepvre.market import modelfile
 
     entry = market.show("mods-lstm-centre-b")
