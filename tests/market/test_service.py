@@ -23,6 +23,7 @@ from deepvre.market import metadata
 from deepvre.market.client import HTTPMarket, artifact_folder
 from deepvre.market.catalog import Conflict, Forbidden, NotFound
 from deepvre.market.store import IntegrityError
+from tests.hub.hubprocess import free_port, wait_for
 from tests.prereqs import REPO, require
 
 from .conftest import artifact_files, make_document
@@ -33,22 +34,6 @@ UPLOAD_LIMIT = 3_000_000
 pytestmark = pytest.mark.hub
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, timeout, what):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 HUB_CONFIG = """

@@ -11,19 +11,13 @@ import numpy as np
 import pytest
 import requests
 
+from tests.hub.hubprocess import free_port
 from deepvre.cli.serve import deepaas_command, entry_point_dir, serve_environment
 
 from .conftest import artifact_files, colour_images, make_document
 
 DEEPVRE = Path(sys.executable).parent / "deepvre"
 
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_deepaas_command_is_pure(tmp_path):
