@@ -148,6 +148,15 @@ def test_metrics_from_the_output_dir_and_the_console_script(runs_dir, notebook):
     assert listed["status"]["state"] == "done" and listed["metrics"]["score"] == 4.0
 
 
+def test_sigterm_without_cancel_is_a_failure(runs_dir, notebook):
+    # what Slurm's time limit or a shutdown does: the run is failed, not cancelled
+    run = runs.start(notebook("gated"), detach=True, runs_dir=runs_dir)
+    wait_for(lambda: os.path.exists(run.file("kernel.pid")))
+    os.kill(run.status["pid"], signal.SIGTERM)
+    status = runs.wait(run, timeout=120)
+    assert status["state"] == "failed" and "terminated (SIGTERM)" in status["error"]
+
+
 @pytest.mark.parametrize("bad", ["../escape", "a/../../b"])
 def test_cancel_refuses_path_tricks(bad, runs_dir):
     with pytest.raises(ValueError):

@@ -5,9 +5,10 @@
 after every cell) and keeps ``status.json`` up to date: progress per code cell,
 then done, failed (with the error and the cell) or cancelled.
 
-Cancel = SIGTERM to this process. The kernel lives in a session of its own
-(jupyter_client starts it so), so the handler kills it; papermill then stops
-and the partial ``output.ipynb`` stays.
+Cancel = ``cancel_requested`` in ``status.json``, then SIGTERM to this process.
+The kernel lives in a session of its own (jupyter_client starts it so), so the
+handler kills it; papermill then stops and the partial ``output.ipynb`` stays.
+A SIGTERM without a cancel request (Slurm's time limit, a shutdown) is a failure.
 """
 
 import logging
@@ -117,14 +118,15 @@ def execute_run(run_path):
             stderr_file=sys.stderr,
             **_progress_hooks(run_path),
         )
-    except RunCancelled:
-        state = "cancelled"
-    except Exception as err:  # noqa: BLE001  (any failure of the notebook or its kernel is recorded)
-        if cancelled:
+    except Exception as err:  # noqa: BLE001  (every failure is recorded, RunCancelled too)
+        if cancelled and store.read_json(os.path.join(run_path, store.STATUS), {}).get("cancel_requested"):
             state = "cancelled"
+        elif cancelled:  # SIGTERM from elsewhere: Slurm's time limit, a shutdown
+            state, error = "failed", "terminated (SIGTERM) before the notebook finished, e.g. by a time limit"
         else:
             state = "failed"
             error, cell = _error_of(err)
+        if error:
             print(f"deepvre run failed: {error}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
