@@ -1,27 +1,12 @@
-"""The sbatch script builder and a profile's Slurm terms (pure, no cluster)."""
+"""The sbatch script builder (pure, no cluster); the profile -> sbatch mapping is tested in tests/slurm."""
 
 import shlex
 
 import pytest
-from deepvre.runs.backends.slurm import parse_job_id, sbatch_options, sbatch_script
+from deepvre.runs.backends.slurm import parse_job_id, sbatch_script
 
 GPU = {"slug": "gpu-1", "cpu": 4, "memory": "16G", "gpus": 1, "partition": "gpu",
        "walltime": "08:00:00"}
-
-
-def test_profile_terms():
-    assert sbatch_options(GPU) == [
-        "--partition=gpu", "--cpus-per-task=4", "--mem=16384M", "--gres=gpu:1", "--time=08:00:00",
-    ]
-    assert sbatch_options({"gpus": 2, "gpu_type": "a100", "cpu": 0.5, "memory": "512M"}) == [
-        "--cpus-per-task=1", "--mem=512M", "--gres=gpu:a100:2",
-    ]
-    assert sbatch_options(None) == [] and sbatch_options({"gpus": 0}) == []
-
-
-def test_bad_memory_is_named():
-    with pytest.raises(ValueError, match="profile memory 'lots'"):
-        sbatch_options({"memory": "lots"})
 
 
 def test_script_runs_the_worker_with_the_given_python_in_the_run_folder():

@@ -21,7 +21,11 @@ from .local import worker_command
 
 
 def sbatch_script(run_id, run_path, profile=None, python=None, slurm=None):
-    """The batch script that executes the run folder ``run_path`` on a compute node."""
+    """The batch script that executes the run folder ``run_path`` on a compute node.
+
+    ``profile`` is a hardware profile, ``slurm`` the site's ``slurm:`` settings section
+    (account, qos, gres name); ``python`` runs the worker (default: this one).
+    """
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name=deepvre-{run_id}",
