@@ -123,6 +123,10 @@ def test_cancel_stops_a_detached_run(cli, runs_dir, notebook):
 def test_unknown_parameter_is_a_clear_cli_error(cli, runs_dir, notebook):
     code, out, _ = cli("run", notebook("metrics"), "-p", "epochs", "3")
     assert code == 2 and "unknown parameter(s) epochs" in out and "--allow-unknown" in out
+    code, out, _ = cli("run", notebook("metrics"), "--sweep", "a=1,x")  # checked before any run
+    assert code == 2 and "parameter 'a' expects an integer, got 'x'" in out
+    code, out, _ = cli("run", notebook("metrics"), "-p", "a", "1", "--sweep", "a=2,3")
+    assert code == 2 and "both set with -p and swept" in out
     assert not os.path.exists(runs_dir) or os.listdir(runs_dir) == []
 
 

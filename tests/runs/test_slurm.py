@@ -15,17 +15,24 @@ from tests.slurmd import slurm  # noqa: F401  (the session fixture)
 pytestmark = pytest.mark.slurm
 
 
-def test_sbatch_run_executes_the_notebook_with_the_venv_python(slurm, cli, runs_dir, notebook):  # noqa: F811
-    code, out, data = cli("run", notebook("metrics"), "--backend", "slurm", "-p", "a", "5", "--json")
+def test_sbatch_sweep_runs_the_notebook_with_the_venv_python(slurm, cli, runs_dir, notebook):  # noqa: F811
+    code, out, _ = cli("run", notebook("metrics"), "--backend", "slurm", "--sweep", "a=5,6")
     assert code == 0, out
-    run = runs.get(data[0]["id"], runs_dir)
-    status = run.status
-    assert status["state"] == "done" and status["backend"] == "slurm"
-    assert status["slurm_job_id"].isdigit()
-    assert run.metrics["score"] == 5 * 2.0 + 2
-    assert run.metrics["python"] == sys.executable
-    log = read_text(run.file("run.log"))
-    assert "papermill" in log and f"deepvre run {run.id}: done" in log
+    done = runs.list_runs(runs_dir)
+    assert sorted(r.params["parameters"]["a"] for r in done) == [5, 6]
+    for run in done:
+        status = run.status
+        assert status["state"] == "done" and status["backend"] == "slurm"
+        assert status["slurm_job_id"].isdigit()
+        assert run.metrics["score"] == run.params["parameters"]["a"] * 2.0 + 2
+        assert run.metrics["python"] == sys.executable
+        log = read_text(run.file("run.log"))
+        assert "papermill" in log and f"deepvre run {run.id}: done" in log
+    table = out[out.index("run  "):].splitlines()
+    score = table[0].split().index("score")
+    for run in done:
+        row = next(line for line in table if line.startswith(run.id)).split()
+        assert row[1] == "done" and float(row[score]) == run.metrics["score"]
 
 
 def test_profile_terms_reach_slurm_and_scancel_stops_the_run(slurm, cli, runs_dir, notebook, tmp_path,  # noqa: F811

@@ -97,18 +97,30 @@ def run_command(notebook, params, sweeps, detach, backend, profile, settings, al
         raise click.UsageError(f"{', '.join(clash)} both set with -p and swept")
     profile_data = _load_profile(profile, settings) if profile else None
 
+    # check every combination before starting any, so a bad value does not stop a sweep halfway
+    declared = runs.declared_parameters(notebook)
+    try:
+        combos = [runs.coerce(declared, {**given, **combo}, allow_unknown)
+                  for combo in (expand(axes) if axes else [{}])]
+    except runs.ParameterError as err:
+        raise click.UsageError(str(err)) from None
+    # on Slurm a sweep is submitted at once and waited for together; locally it runs one by one
+    together = detach or backend == "slurm"
     done = []
-    for combo in expand(axes) if axes else [{}]:
+    for parameters in combos:
         try:
-            run = runs.start(notebook, {**given, **combo}, backend=backend, detach=detach,
+            run = runs.start(notebook, parameters, backend=backend, detach=together,
                              runs_dir=runs_dir, profile=profile_data,
                              allow_unknown=allow_unknown, kernel_name=kernel_name)
-        except runs.ParameterError as err:
-            raise click.UsageError(str(err)) from None
         except RuntimeError as err:
             raise click.ClickException(str(err)) from None
         done.append(run)
-        if not as_json:
+        if not as_json and not together:
+            click.echo(_summary(run))
+    for run in done:
+        if together and not detach:
+            runs.wait(run)
+        if not as_json and together:
             click.echo(_summary(run))
 
     if as_json:

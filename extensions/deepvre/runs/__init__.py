@@ -20,7 +20,7 @@ from .parameters import ParameterError, coerce, declared_parameters
 from .store import TERMINAL, Run, RunNotFound, default_runs_dir
 
 __all__ = [
-    "ParameterError", "Run", "RunNotFound", "cancel", "declared_parameters", "default_runs_dir",
+    "ParameterError", "Run", "RunNotFound", "cancel", "coerce", "declared_parameters", "default_runs_dir",
     "get", "list_runs", "start", "wait",
 ]
 
