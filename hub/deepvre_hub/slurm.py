@@ -25,8 +25,6 @@ import sys
 
 from traitlets import Dict, List, Unicode, default
 
-from . import profiles
-
 MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 log = logging.getLogger(__name__)
 SERVER_BINARIES = ("python", "jupyterhub-singleuser", "batchspawner-singleuser")
@@ -177,7 +175,7 @@ def cluster_gpus_per_node(slurm=None, partition=None, env=None):
     if slurm.get("gpus_per_node") is not None:
         return slurm["gpus_per_node"]
     cmd = ["sinfo", "-h", "-N", "-o", "%N %G"] + (["-p", partition] if partition else [])
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, check=False)
     if done.returncode:
         raise SlurmSettingsError(f"cannot ask Slurm for its GPUs ({' '.join(cmd)}): {done.stderr.strip()}")
     return gpus_per_node(done.stdout, slurm.get("gres_name") or "gpu")
@@ -375,7 +373,7 @@ def make_spawner_class():
             prefix = self.exec_prefix.format(**subvars)
             try:
                 out = await self.run_command(f"{prefix} squeue -h -t all -j {int(job)} -o %T")
-            except Exception:  # forgotten jobs make squeue fail: no state to add
+            except Exception:  # noqa: BLE001 (a forgotten job makes squeue fail: no state to add)
                 return ""
             return out.strip().split("\n")[0]
 
@@ -406,9 +404,7 @@ def configure(c, settings, state_dir):
     if not accounts.hub_is_root():
         log.info("deepvre: slurm mode without root: %r must be allowed by sudoers "
                        "(see hub/slurm/sudoers.deepvre)", slurm["exec_prefix"])
-    from . import slurm as this
-
-    c.JupyterHub.spawner_class = this.DeepvreSlurmSpawner
+    c.JupyterHub.spawner_class = __getattr__("DeepvreSlurmSpawner")
     c.DeepvreSlurmSpawner.profiles = settings.get("profiles") or []
     c.DeepvreSlurmSpawner.slurm_settings = slurm
     c.DeepvreSlurmSpawner.exec_prefix = slurm["exec_prefix"]

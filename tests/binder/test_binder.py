@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,7 @@ BADGE = "https://mybinder.org/v2/gh/deepvre/deepvre/HEAD?labpath=notebooks/index
 def test_repo2docker_detects_the_binder_folder():
     require(os.path.exists(R2D), "needs jupyter-repo2docker in the venv (the test extra)")
     done = subprocess.run([R2D, "--no-build", "--no-run", "--debug", "--user-id", "1000", "--user-name", "jovyan",
-                           REPO], capture_output=True, text=True, timeout=300)
+                           REPO], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     text = done.stdout + done.stderr
     assert "Building conda environment for python=3.11" in text  # binder/runtime.txt
@@ -42,13 +43,13 @@ def test_repo2docker_detects_the_binder_folder():
 
 
 def test_binder_files_and_badge():
-    assert [ln for ln in open(os.path.join(REPO, "binder", "requirements.txt")) if not ln.startswith("#")
+    assert [ln for ln in Path(REPO, "binder", "requirements.txt").read_text().splitlines(keepends=True) if not ln.startswith("#")
             and ln.strip()] == [".[hub,ml,dask,market]\n"]
     assert os.access(os.path.join(REPO, "binder", "postBuild"), os.X_OK)
-    readme = open(os.path.join(REPO, "README.md")).read()
+    readme = Path(REPO, "README.md").read_text()
     assert f"[![Binder](https://mybinder.org/badge_logo.svg)]({BADGE})" in readme
     assert os.path.exists(INDEX)
-    index = open(INDEX).read()
+    index = Path(INDEX).read_text()
     for notebook in NOTEBOOKS:  # the landing page links every use case
         assert os.path.relpath(notebook, os.path.dirname(INDEX)) in index, notebook
     assert "MarketplaceBrowser" in index
@@ -70,10 +71,10 @@ def binder(tmp_path_factory):
     # pip's cache stays the machine's (offline and quick); everything else lives in the fresh home
     env["PIP_CACHE_DIR"] = os.path.join(os.path.expanduser("~"), ".cache", "pip")
     done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", "binder/requirements.txt"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     env["HOME"] = str(home)
-    done = subprocess.run(["./binder/postBuild"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(["./binder/postBuild"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     return {"venv": venv, "home": home, "env": env, "log": done.stdout}
 
@@ -83,7 +84,7 @@ def test_postbuild_published_the_base_model_and_made_the_demo_data(binder):
     catalog = binder["home"] / ".local" / "share" / "deepvre" / "market" / "catalog.sqlite"
     assert catalog.exists()
     out = subprocess.run([str(binder["venv"] / "bin" / "deepvre"), "market", "search", "mobilenet"],
-                         env=binder["env"], capture_output=True, text=True, timeout=300)
+                         env=binder["env"], capture_output=True, text=True, timeout=300, check=False)
     assert "mobilenet-v2-imagenet" in out.stdout, out.stdout + out.stderr
     assert len(list((binder["home"] / "demo-data" / "u1-beta2").iterdir())) >= 20
 
@@ -97,7 +98,7 @@ def test_notebook_runs_in_smoke_mode(binder, notebook, tmp_path):
         "-p", "smoke", "True", "-p", "output_dir", "out", "-p", "executed_notebook", str(executed)]
     done = subprocess.run([str(binder["venv"] / "bin" / "python"), "-m", "papermill", notebook, str(executed),
                            "--cwd", str(tmp_path), "--no-progress-bar", *params],
-                          env=binder["env"], capture_output=True, text=True, timeout=900)
+                          env=binder["env"], capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert executed.exists()
     if notebook == INDEX:

@@ -9,10 +9,11 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
-
 from deepvre_hub import accounts
+
 from tests.hub.hubprocess import HubProcess, run_code, wait_for
 from tests.prereqs import REPO, require, require_program, require_root
 from tests.slurmd import start_slurm, stop_slurm
@@ -51,7 +52,7 @@ def new_name(role):
 
 
 def squeue(slurm, *args):
-    out = subprocess.run(["squeue", "-h", *args], env=slurm.env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(["squeue", "-h", *args], env=slurm.env, capture_output=True, text=True, timeout=60, check=False)
     return out.stdout.strip()
 
 
@@ -76,7 +77,7 @@ def hub(tmp_path_factory, slurm):
         process.stop()
         print(process.log_text()[-5000:])
         for name in process.accounts:
-            subprocess.run(["userdel", "-r", name], capture_output=True)
+            subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,7 @@ def test_scancel_from_outside_is_a_stopped_server_with_a_message(hub, person, sl
 
 
 def test_more_gpus_than_the_cluster_has_is_refused(hub, person, slurm):
-    name, session, token = person("c")
+    name, _, token = person("c")
     r = hub.spawn(token, name, profile="gpu-1", wait=False)
     assert r.status_code == 409, r.text
     assert r.json()["message"] == "Profile 'gpu-1' asks for 1 GPU, but the Slurm cluster has no GPUs."
@@ -174,7 +175,7 @@ def test_sudoers_template_lets_a_hub_account_act_as_users_only_for_slurm(person,
     subprocess.run(["useradd", "--system", "--no-create-home", hub_account], check=True)
     rule = f"/etc/sudoers.d/{hub_account}"
     try:
-        text = open(SUDOERS).read().replace("@HUB_USER@", hub_account).replace("@RUNAS@", "ALL,!root")
+        text = Path(SUDOERS).read_text().replace("@HUB_USER@", hub_account).replace("@RUNAS@", "ALL,!root")
         draft = tmp_path / "sudoers"
         draft.write_text(text)
         subprocess.run(["visudo", "-cf", str(draft)], check=True, capture_output=True)
@@ -182,7 +183,7 @@ def test_sudoers_template_lets_a_hub_account_act_as_users_only_for_slurm(person,
 
         def as_hub(*cmd):
             return subprocess.run(["runuser", "-u", hub_account, "--", "sudo", "-n", "-E", *cmd],
-                                  env=slurm.env, capture_output=True, text=True, timeout=60)
+                                  env=slurm.env, capture_output=True, text=True, timeout=60, check=False)
 
         done = as_hub("-u", user, "sbatch", "--parsable", "--wrap", "id -un", "-o", "/dev/null")
         assert done.returncode == 0, done.stderr
@@ -193,4 +194,4 @@ def test_sudoers_template_lets_a_hub_account_act_as_users_only_for_slurm(person,
         assert as_hub("-u", "root", "squeue").returncode != 0, "the rule must not allow root"
     finally:
         os.remove(rule) if os.path.exists(rule) else None
-        subprocess.run(["userdel", hub_account], capture_output=True)
+        subprocess.run(["userdel", hub_account], capture_output=True, check=False)

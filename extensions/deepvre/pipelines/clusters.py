@@ -172,7 +172,6 @@ def open_client(cluster=None, settings=None, n_workers=None):
                 host="127.0.0.1"))
         elif kind == "slurm":
             from dask_jobqueue import SLURMCluster
-
             from deepvre_hub.slurm import site_section
 
             c = stack.enter_context(SLURMCluster(**slurm_cluster_kwargs(settings, slurm=site_section())))
