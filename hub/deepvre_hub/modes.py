@@ -1,9 +1,9 @@
 """The hub configuration per deployment mode; ``hub/jupyterhub_config.py`` calls :func:`configure`.
 
 ``configure_common`` holds what every mode shares (state files, proxy, authentication, named
-servers, services); each mode then sets its spawner. Kubernetes (issue 7) and Slurm (issue 8)
-plug in as ``deepvre_hub.kubernetes.configure(c, settings, state_dir)`` and
-``deepvre_hub.slurm.configure(c, settings, state_dir)``.
+servers, services); each mode then sets its spawner: ``configure_local`` here, and
+``deepvre_hub.kubernetes.configure(c, settings, state_dir)`` and
+``deepvre_hub.slurm.configure(c, settings, state_dir)`` for the other modes.
 """
 
 import importlib
@@ -16,8 +16,6 @@ from . import auth, culler
 from .settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
-
-LATER_MODES = {"kubernetes": 7}  # slurm: deepvre_hub.slurm (issue 8)
 
 
 def proxy_command(repo_root=REPO_ROOT):
@@ -59,25 +57,37 @@ def configure_common(c, settings, state_dir):
     if service:
         services.append(service)
         roles.append(role)
-    market_service, market_role = marketplace_service(settings)
-    if market_service:
-        services.append(market_service)
-        roles.append(market_role)
+    market = marketplace_module()
+    if market:
+        services.append(market.hub_service(settings))
+        roles.append(market.hub_role(settings))
+        # users' servers reach the marketplace with their own token ($JUPYTERHUB_API_TOKEN)
+        roles.append({"name": "user", "scopes": ["self", *market.user_scopes(settings)]})
+        c.Spawner.server_token_scopes = [*SERVER_SCOPES, *market.user_scopes(settings)]
+        c.Spawner.environment = market.singleuser_environment(settings)
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 
 
-def marketplace_service(settings):
-    """The marketplace service and role from ``deepvre.market.service``, if that module exists."""
+# JupyterHub's default scopes of a server's own token (the ``server`` role)
+SERVER_SCOPES = ["users:activity!user", "access:servers!server"]
+
+
+def marketplace_module():
+    """``deepvre.market.service`` (service, role, user scopes, server environment), if installed."""
     try:
         module = importlib.import_module("deepvre.market.service")
     except ModuleNotFoundError as err:
         if err.name in ("deepvre.market", "deepvre.market.service"):
-            return None, None
+            return None
         raise
-    if not hasattr(module, "hub_service"):
-        return None, None
-    return module.hub_service(settings), module.hub_role(settings)
+    return module if hasattr(module, "hub_service") else None
+
+
+def marketplace_service(settings):
+    """The marketplace service and role, or ``(None, None)`` when the marketplace is not installed."""
+    module = marketplace_module()
+    return (module.hub_service(settings), module.hub_role(settings)) if module else (None, None)
 
 
 def configure_local(c, settings, state_dir):
@@ -107,15 +117,7 @@ def configure(c, settings, state_dir):
     if mode == "local":
         configure_local(c, settings, state_dir)
         return
-    try:
-        module = importlib.import_module(f"deepvre_hub.{mode}")
-    except ModuleNotFoundError as err:
-        if err.name != f"deepvre_hub.{mode}":
-            raise
-        raise NotImplementedError(
-            f"mode: {mode!r} is not implemented yet (issue {LATER_MODES[mode]}); use mode: local"
-        ) from None
-    module.configure(c, settings, state_dir)
+    importlib.import_module(f"deepvre_hub.{mode}").configure(c, settings, state_dir)
 
 
 def load_for_hub():

@@ -42,18 +42,28 @@ def test_local_mode_config(tmp_path):
     assert "idle-culler" in {s["name"] for s in c.JupyterHub.services}
 
 
-@pytest.mark.parametrize("mode, issue", [("kubernetes", 7), ("slurm", 8)])
-def test_later_modes_say_so(tmp_path, monkeypatch, mode, issue):
+def test_marketplace_wiring(tmp_path):
+    """The service and its role, users (and their servers' tokens) may call it, servers know its URL."""
+    from deepvre.market import service
+
+    c = Config()
+    settings = validate_settings({"marketplace": {"port": 10123}})
+    modes.configure(c, settings, tmp_path)
+    assert "marketplace" in {s["name"] for s in c.JupyterHub.services}
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["user"]["scopes"] == ["self", "access:services!service=marketplace"]
+    assert "marketplace" in roles[service.hub_role(settings)["name"]]["services"]
+    assert "access:services!service=marketplace" in c.Spawner.server_token_scopes
+    assert {"users:activity!user", "access:servers!server"} <= set(c.Spawner.server_token_scopes)
+    assert c.Spawner.environment["DEEPVRE_MARKET_URL"] == "http://127.0.0.1:10123/services/marketplace/"
+
+
+@pytest.mark.parametrize("mode", ["kubernetes", "slurm"])
+def test_other_modes_dispatch_to_their_module(tmp_path, monkeypatch, mode):
     import importlib
 
-    real = importlib.import_module
-
-    def missing(name, *args):
-        if name == f"deepvre_hub.{mode}":
-            raise ModuleNotFoundError(name=name)
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", missing)
-    settings = validate_settings({"mode": mode})
-    with pytest.raises(NotImplementedError, match=f"issue {issue}"):
-        modes.configure(Config(), settings, tmp_path)
+    module = importlib.import_module(f"deepvre_hub.{mode}")
+    calls = []
+    monkeypatch.setattr(module, "configure", lambda c, settings, state_dir: calls.append((settings["mode"], state_dir)))
+    modes.configure(Config(), validate_settings({"mode": mode}), tmp_path)
+    assert calls == [(mode, tmp_path)]

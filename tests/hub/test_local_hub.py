@@ -3,6 +3,8 @@
 One hub for the whole module (with a fake ``nvidia-smi`` listing 2 GPUs on its PATH).
 """
 
+import ast
+import json
 import os
 import secrets
 import subprocess
@@ -202,3 +204,49 @@ def test_hub_restart_keeps_servers_and_gpu_allocations(hub, gpu_user):
     hub.stop_server(token, name, "gpu-a")
     assert hub.spawn(token, name, profile="gpu-1", server="gpu-c").status_code in (201, 202)
     assert devices(hub, name, token, "gpu-c") == before["gpu-a"]
+
+
+MARKET_PUBLISH = """
+import json, zipfile
+from deepvre.market.client import HTTPMarket, connect
+market = connect()
+assert isinstance(market, HTTPMarket), market
+with zipfile.ZipFile('model.keras', 'w') as z:
+    z.writestr('config.json', json.dumps({'class_name': 'Sequential', 'config': {'name': 'tiny', 'layers': []}}))
+    z.writestr('metadata.json', '{}')
+open('training.ipynb', 'w').write('{}')
+files = {'model.keras': 'model.keras', 'training.ipynb': 'training.ipynb'}
+for doc in json.loads(DOCS):
+    market.publish(doc, files)
+print(sorted(e['name'] for e in market.search()))
+"""
+
+
+def test_marketplace_from_kernels_with_the_servers_token(hub, person):
+    """The client in a user's kernel finds the marketplace ($DEEPVRE_MARKET_URL) and calls it with
+    the server's own token; another user's kernel lists public models but gets 404 for a private one."""
+    from tests.market.conftest import make_document
+
+    alice, _, alice_token = person("m")
+    bob, _, bob_token = person("n")
+    hub.spawn(alice_token, alice)
+    hub.spawn(bob_token, bob)
+    public, private = f"{alice}-public", f"{alice}-private"
+    docs = [make_document(public), make_document(private, visibility="private")]
+    published = run_code(hub.server_url(alice), alice_token, f"DOCS = {json.dumps(json.dumps(docs))}\n" + MARKET_PUBLISH)
+    assert ast.literal_eval(published.strip()) == sorted([private, public])  # alice sees both
+
+    out = run_code(hub.server_url(bob), bob_token, (
+        "import os\n"
+        "from deepvre.market.client import connect\n"
+        "from deepvre.market.catalog import NotFound\n"
+        "market = connect()\n"
+        "print(sorted(e['name'] for e in market.search()))\n"
+        f"try:\n    market.show({private!r})\n    print('visible')\n"
+        "except NotFound as e:\n    print('404', e)\n"
+        "print(os.environ['DEEPVRE_MARKET_URL'])\n"
+    ))
+    lines = out.strip().splitlines()
+    assert ast.literal_eval(lines[0]) == [public]
+    assert lines[1].startswith("404")
+    assert lines[2].endswith("/services/marketplace/")
