@@ -236,15 +236,12 @@ def _oidc(settings, k8s):
     if not section:
         raise RenderError("oidc: the section is missing (auth.type oidc needs it)")
     secret_env = section.get("client_secret_env", "OAUTH_CLIENT_SECRET")
-    static = dict(section, client_secret_env=secret_env)
     try:
-        traits = oidc.authenticator_traits(static, environ={secret_env: "from-k8s-secret"})
+        # data-only traits (scopes, groups, refresh age, callback URL, authorize params...);
+        # endpoints found by discovery are added by oidc.configure at hub start
+        config = oidc.static_traits(section)
     except oidc.OIDCSettingsError as err:
-        if not oidc.needs_discovery(section):
-            raise RenderError(str(err)) from None
-        traits = {}  # endpoints come from discovery at hub start
-    config = {k: v for k, v in traits.items() if k != "client_secret" and not callable(v)}
-    config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
+        raise RenderError(str(err)) from None
     if k8s["host"] and "oauth_callback_url" not in config:
         config["oauth_callback_url"] = f"https://{k8s['host']}/hub/oauth_callback"
     env = {secret_env: {"valueFrom": {"secretKeyRef": {"name": OIDC_SECRET, "key": "client-secret"}}}}

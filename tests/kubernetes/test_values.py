@@ -57,6 +57,35 @@ def test_values_structure(values):
     assert yaml.safe_load(yaml.safe_dump(values)) == values
 
 
+
+def test_oidc_settings_reach_the_values(settings):
+    """With discovery (issuer only), every data key of ``oidc:`` still reaches hub.config or the hub's extraConfig."""
+    from deepvre_hub.settings import validate_settings
+
+    bad = copy.deepcopy(settings)
+    oidc = bad["oidc"]
+    for key in ("authorize_url", "token_url", "userdata_url"):
+        del oidc[key]
+    oidc.update({
+        "issuer": "https://aai.example.org/auth/realms/egi",
+        "scopes": ["openid", "eduperson_entitlement", "offline_access"],
+        "groups": {"claim": "eduperson_entitlement", "pattern": "^urn:x:(?P<group>[^#]+)$", "rename": {"a": "b"}},
+        "refresh_age": 120,
+        "callback_url": "https://hub.example.org/custom/oauth_callback",
+        "authorize_params": {"prompt": "consent"},
+    })
+    values = k8s.z2jh_values(validate_settings(bad))
+    oauth = values["hub"]["config"]["GenericOAuthenticator"]
+    assert oauth["scope"] == ["openid", "eduperson_entitlement", "offline_access"]
+    assert oauth["auth_refresh_age"] == 120
+    assert oauth["oauth_callback_url"] == "https://hub.example.org/custom/oauth_callback"
+    assert oauth["extra_authorize_params"] == {"prompt": "consent"}
+    assert oauth["allowed_groups"] == ["gpu-users", "researchers"] and oauth["manage_groups"] is True
+    assert "authorize_url" not in oauth  # found by discovery when the hub starts
+    # the groups mapping is code (a callable): oidc.configure installs it from the settings in extraConfig
+    snippet = values["hub"]["extraConfig"]["deepvre-oidc"]
+    assert "eduperson_entitlement" in snippet and "(?P<group>[^#]+)" in snippet and "aai.example.org" in snippet
+
 def _bad(settings, where, value):
     bad = copy.deepcopy(settings)
     node = bad
