@@ -58,20 +58,16 @@ TRAINING = (
 
 
 @pytest.fixture(scope="session")
-def market_dir(tmp_path_factory):
-    """A local catalog (``$DEEPVRE_MARKET_DIR``) holding a tiny real Keras model, published here.
+def colours_model(tmp_path_factory):
+    """``(folder, document)`` of a tiny real Keras model with a training notebook, ready to publish.
 
     Its description carries a ``<script>`` and an ``onerror`` handler, which must never run.
     """
-    import os
-
     import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
     import keras
-    from deepvre.market.catalog import Catalog
 
     from tests.market.conftest import LABELS, colour_images, make_document
 
-    root = tmp_path_factory.mktemp("market")
     folder = tmp_path_factory.mktemp("colours-model")
     keras.utils.set_random_seed(0)
     x, y = colour_images(200)
@@ -88,10 +84,21 @@ def market_dir(tmp_path_factory):
     doc = make_document("colours", "1.0.0", description=XSS_DESCRIPTION)
     doc["deepvre"]["metrics"] = {"accuracy": accuracy}
     doc["deepvre"]["training"] = {"notebook": "training.ipynb", "parameters": {"epochs": 1}}
+    return folder, doc
+
+
+@pytest.fixture(scope="session")
+def market_dir(tmp_path_factory, colours_model):
+    """A local catalog (``$DEEPVRE_MARKET_DIR``) holding the colours model, published by ana."""
+    import os
+
+    from deepvre.market.catalog import Catalog
+
+    root = tmp_path_factory.mktemp("market")
+    folder, doc = colours_model
     old = os.environ.get("DEEPVRE_MARKET_DIR")
     os.environ["DEEPVRE_MARKET_DIR"] = str(root)
-    files = {p.name: p for p in folder.iterdir()}
-    Catalog().publish(doc, files, "ana", visibility="public")
+    Catalog().publish(doc, {p.name: p for p in folder.iterdir()}, "ana", visibility="public")
     yield root
     if old is None:
         os.environ.pop("DEEPVRE_MARKET_DIR", None)
