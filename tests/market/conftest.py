@@ -106,9 +106,19 @@ def artifact_files(folder):
 
 
 @pytest.fixture
-def catalog(tmp_path):
+def catalog(request, tmp_path, monkeypatch):
+    """A fresh catalog; parametrize it (``indirect=True``) with an index backend:
+
+    ``sqlite`` (FTS5, the default), ``sqlite-nofts`` (as in a process whose SQLite lacks FTS5).
+    """
+    from deepvre.market import index
     from deepvre.market.catalog import Catalog
 
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite-nofts":
+        monkeypatch.setattr(index, "fts5_available", lambda: False)
+    elif backend != "sqlite":
+        raise ValueError(f"unknown index backend {backend!r}")
     return Catalog(database_url=f"sqlite:///{tmp_path / 'index.sqlite'}", store_url=str(tmp_path / "store"))
 
 

@@ -1,7 +1,5 @@
 """The model marketplace: metadata, content-addressed store, index, catalog, hub service, client.
 
-``sqlite3`` is imported here on purpose, before anything can import TensorFlow: TensorFlow
-bundles its own SQLite without FTS5, and whichever library loads first wins for the process.
+``import deepvre`` loads ``sqlite3`` before TensorFlow can bring its own SQLite without FTS5; a
+process that imported TensorFlow first still searches, through the index's substring fallback.
 """
-
-import sqlite3  # noqa: F401  (see above)

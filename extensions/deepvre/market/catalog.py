@@ -171,6 +171,8 @@ class Catalog(Configurable):
     def search(self, caller, query="", filters=None, sort=None, limit=50, offset=0):
         """Visible models matching ``query`` (full text) and ``filters``; see :func:`index.search_query`."""
         caller = _caller(caller)
+        if index.uses_fts5(self.engine):
+            index.catch_up(self.Session)  # rows published by a process without FTS5
         with self.Session() as session:
             stmt = index.search_query(session, caller, query, filters, sort, max(1, min(int(limit), 1000)), max(0, int(offset)))
             return [self._summary(row) for row in session.scalars(stmt)]

@@ -8,11 +8,20 @@ concurrent publishes of the same version end with exactly one winner.
 """
 
 import datetime
+import functools
 import json
+import logging
+import sqlite3
+import weakref
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+log = logging.getLogger("deepvre.market")
+
+# Engines whose searches use SQLite FTS5 (others: PostgreSQL full text, or the LIKE fallback).
+_FTS5 = weakref.WeakKeyDictionary()
 
 SORTS = {
     "name": ("name", False),
@@ -67,6 +76,32 @@ class VersionRow(Base):
     files: Mapped[str] = mapped_column(sa.Text)  # {file name: {"sha256": ..., "size": ...}}, JSON
 
 
+class PendingText(Base):
+    """Models whose FTS5 row is out of date: published by a process whose SQLite lacks FTS5."""
+
+    __tablename__ = "models_fts_pending"
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+
+
+@functools.cache
+def fts5_available():
+    """Whether this process's SQLite has FTS5.
+
+    TensorFlow's ``libtensorflow_cc`` carries its own SQLite without FTS5 and is loaded with
+    ``RTLD_GLOBAL``: if it is loaded before Python's ``_sqlite3``, that module binds to it.
+    ``import deepvre`` loads ``sqlite3`` first for this reason; a process that imported TensorFlow
+    earlier still works, with the LIKE fallback of :func:`search_query`.
+    """
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.probe USING fts5(x)")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
 def open_index(url):
     """An engine and session factory for ``url``, with the tables (and FTS) created."""
     if url.startswith("sqlite"):
@@ -82,27 +117,35 @@ def open_index(url):
     else:
         engine = sa.create_engine(url, pool_size=20, max_overflow=10)
     Base.metadata.create_all(engine)
+    Session = sessionmaker(engine, expire_on_commit=False)
     if engine.dialect.name == "sqlite":
-        try:
+        _FTS5[engine] = fts5_available()
+        if _FTS5[engine]:
             with engine.begin() as conn:
                 conn.exec_driver_sql(
                     "CREATE VIRTUAL TABLE IF NOT EXISTS models_fts USING fts5("
                     "name UNINDEXED, title, summary, description, tags, tokenize='porter unicode61')"
                 )
-        except sa.exc.OperationalError as err:
-            if "fts5" not in str(err):
-                raise
-            raise RuntimeError(
-                "this process's SQLite has no FTS5; TensorFlow (which bundles one without it) was "
-                "probably imported before deepvre.market: import deepvre.market first"
-            ) from err
-    return engine, sessionmaker(engine, expire_on_commit=False)
+                # rows written before the FTS table existed are indexed now
+                conn.exec_driver_sql(
+                    "INSERT OR IGNORE INTO models_fts_pending(name) "
+                    "SELECT name FROM models WHERE name NOT IN (SELECT name FROM models_fts)"
+                )
+            catch_up(Session)
+        else:
+            log.warning(
+                "SQLite %s in this process has no FTS5 (TensorFlow was probably imported before "
+                "deepvre): catalog search falls back to substring matching, without stemming",
+                sqlite3.sqlite_version,
+            )
+    return engine, Session
 
 
-def index_text(session, row):
-    """Keep the full-text index in step with ``row`` (SQLite FTS5; PostgreSQL needs nothing)."""
-    if session.get_bind().dialect.name != "sqlite":
-        return
+def uses_fts5(bind):
+    return _FTS5.get(bind.engine if isinstance(bind, sa.Connection) else bind, False)
+
+
+def _write_fts(session, row):
     session.execute(sa.text("DELETE FROM models_fts WHERE name = :n"), {"n": row.name})
     session.execute(
         sa.text("INSERT INTO models_fts(name, title, summary, description, tags) VALUES (:n, :t, :s, :d, :g)"),
@@ -110,10 +153,40 @@ def index_text(session, row):
     )
 
 
+def index_text(session, row):
+    """Keep the full-text index in step with ``row`` (SQLite FTS5; PostgreSQL needs nothing).
+
+    Without FTS5 the row is queued in ``models_fts_pending``; the next process with FTS5 indexes it.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return
+    if uses_fts5(bind):
+        _write_fts(session, row)
+    elif session.get(PendingText, row.name) is None:
+        session.add(PendingText(name=row.name))
+
+
+def catch_up(Session):
+    """Index the rows queued by processes without FTS5 (cheap when there are none)."""
+    with Session() as session:
+        if session.scalar(sa.select(PendingText.name).limit(1)) is None:
+            return
+    with Session.begin() as session:
+        # the DELETE takes the write lock first, so what it returns is read consistently
+        names = list(session.scalars(sa.text("DELETE FROM models_fts_pending RETURNING name")))
+        for row in session.scalars(sa.select(ModelRow).where(ModelRow.name.in_(names))):
+            _write_fts(session, row)
+
+
+def query_words(text):
+    """The words of a search query: runs of letters and digits (no operators, nothing to escape)."""
+    return "".join(c if c.isalnum() else " " for c in text or "").split()
+
+
 def fts_query(text):
     """Words of ``text`` as an FTS5 query that is always valid: each word quoted, prefix-matched."""
-    words = [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
-    return " ".join(f'"{w}"*' for w in words)
+    return " ".join(f'"{w}"*' for w in query_words(text))
 
 
 def visible_to(caller):
@@ -141,20 +214,23 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
     filters = dict(filters or {})
     stmt = sa.select(ModelRow).where(visible_to(caller))
     rank = None
-    words = fts_query(query or "")
+    words = query_words(query)
+    bind = session.get_bind()
     if words:
-        if session.get_bind().dialect.name == "sqlite":
+        if uses_fts5(bind):
             hits = sa.text("SELECT name, bm25(models_fts) AS score FROM models_fts WHERE models_fts MATCH :q").columns(
                 name=sa.String, score=sa.Float
-            ).bindparams(q=words).subquery()
+            ).bindparams(q=fts_query(query)).subquery()
             stmt = stmt.join(hits, hits.c.name == ModelRow.name)
             rank = hits.c.score  # lower is better
+        elif bind.dialect.name == "sqlite":
+            stmt, rank = _substring_search(stmt, words)
         else:
             doc = sa.func.to_tsvector(
                 "english",
                 sa.func.concat_ws(" ", ModelRow.name, ModelRow.title, ModelRow.summary, ModelRow.description, ModelRow.tags),
             )
-            tsq = sa.func.to_tsquery("english", " & ".join(f"{w.strip(chr(34) + '*')}:*" for w in words.split()))
+            tsq = sa.func.to_tsquery("english", " & ".join(f"{w}:*" for w in words))
             stmt = stmt.where(doc.op("@@")(tsq))
             rank = -sa.func.ts_rank(doc, tsq)
     for key, column in (("task", ModelRow.tasks), ("library", ModelRow.libraries), ("category", ModelRow.categories)):
@@ -176,3 +252,17 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
     else:
         raise ValueError(f"sort: unknown key {sort!r} (known: relevance, {', '.join(SORTS)})")
     return stmt.order_by(order, ModelRow.name).limit(limit).offset(offset)
+
+
+def _substring_search(stmt, words):
+    """The FTS5 fallback: every word a case-insensitive substring of the searched fields.
+
+    Returns the filtered statement and a rank (lower is better: more words in the title).
+    """
+    fields = (ModelRow.title, ModelRow.summary, ModelRow.description, ModelRow.tags)
+    in_title = []
+    for word in words:
+        word = word.lower()
+        stmt = stmt.where(sa.or_(*(sa.func.instr(sa.func.lower(f), word) > 0 for f in fields)))
+        in_title.append(sa.case((sa.func.instr(sa.func.lower(ModelRow.title), word) > 0, 1), else_=0))
+    return stmt, -sum(in_title[1:], in_title[0])

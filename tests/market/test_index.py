@@ -1,0 +1,73 @@
+"""The index in processes that imported TensorFlow first (its SQLite has no FTS5)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from deepvre.market.catalog import Caller
+
+QUERIES = ["nuclei", "fluoresc", "zeek flows", "colour", "nothing-like-this"]
+
+# Run in a fresh interpreter, TensorFlow first as in a notebook; prints what it found as JSON.
+TF_FIRST = textwrap.dedent("""
+    import json, logging, sys
+    import tensorflow  # first, as notebooks do
+    logging.basicConfig(level=logging.WARNING)
+    from deepvre.market import index
+    from deepvre.market.catalog import Caller, Catalog
+    from tests.market.conftest import artifact_files, make_document
+    from pathlib import Path
+
+    db, store, model_dir, queries = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
+    catalog = Catalog(database_url=db, store_url=store)
+    out = {"fts5": index.fts5_available()}
+    for who in ("bob", "carol"):
+        caller = Caller(who, ("lab",) if who == "carol" else ())
+        out[who] = {q: [h["name"] for h in catalog.search(caller, q)] for q in queries}
+    out["filtered"] = [h["name"] for h in catalog.search(Caller("bob"), "nuclei", filters={"task": "Computer Vision"})]
+    doc = make_document(name="late-retina", title="Retina grading", summary="Published without FTS5")
+    catalog.publish(doc, artifact_files(model_dir), "dave")
+    out["late"] = [h["name"] for h in catalog.search(Caller("bob"), "retina")]
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def run_python(code, *args):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_tensorflow_first_searches_with_fallback(publish, catalog, tiny_model_dir):
+    publish("alice", name="cell-nuclei", title="Nuclei segmentation", summary="Finds nuclei in fluorescence images",
+            tags=["biology"], tasks=["Computer Vision"])
+    publish("alice", name="lab-nuclei", title="Lab nuclei", summary="Group only", visibility="group", groups=["lab"])
+    publish("alice", name="secret-nuclei", title="Secret nuclei", summary="Private", visibility="private")
+    publish("bob", name="flow-anomalies", title="Network flow anomalies", summary="Scores Zeek conn.log flows",
+            tags=["security"], tasks=["Anomaly Detection"])
+    publish("alice")
+    callers = {"bob": Caller("bob"), "carol": Caller("carol", ("lab",))}
+    expected = {who: {q: sorted(h["name"] for h in catalog.search(c, q)) for q in QUERIES} for who, c in callers.items()}
+    proc = run_python(TF_FIRST, catalog.database_url, catalog.store_url, str(tiny_model_dir), json.dumps(QUERIES))
+    out = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert out["fts5"] is False  # the test means something only if TensorFlow really shadowed SQLite
+    assert "has no FTS5" in proc.stderr and "falls back" in proc.stderr
+    # the same answers, visibility included, as this process's FTS5 gives
+    for who in callers:
+        assert {q: sorted(v) for q, v in out[who].items()} == expected[who]
+    assert sorted(out["bob"]["nuclei"]) == ["cell-nuclei"]
+    assert sorted(out["carol"]["nuclei"]) == ["cell-nuclei", "lab-nuclei"]
+    assert out["filtered"] == ["cell-nuclei"]
+    assert out["late"] == ["late-retina"]
+    # what it published is in FTS5 for processes that have it
+    assert [h["name"] for h in catalog.search("bob", "retina grading")] == ["late-retina"]
+
+
+def test_import_deepvre_first_keeps_fts5():
+    proc = run_python("import deepvre, tensorflow\nfrom deepvre.market import index\nprint('FTS5', index.fts5_available())")
+    assert "FTS5 True" in proc.stdout
+
