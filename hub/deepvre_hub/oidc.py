@@ -7,7 +7,10 @@ pure functions, unit-tested without a provider:
 - ``endpoints``: authorize/token/userinfo URLs, explicit or from OIDC discovery;
 - ``map_groups``: group or entitlement claim values -> short hub group names;
 - ``authenticator_traits``: settings -> {trait: value};
-- ``token_environment``: auth_state -> the server's token variables.
+- ``token_environment``: auth_state -> the server's token variables;
+- ``account_username``: in local and Slurm modes, where hub names are OS account names, the
+  ``username_claim`` callable that maps the claim with ``accounts.account_name`` (``@`` and other
+  characters escaped injectively, ``oidc.username_suffix`` removed, long names hashed).
 
 Tokens: ``enable_auth_state`` keeps the provider's tokens, encrypted with
 ``JUPYTERHUB_CRYPT_KEY``. If that variable is unset, a key is generated once and
@@ -25,6 +28,7 @@ from functools import partial
 
 import requests
 
+from . import accounts
 from .settings import state_dir as hub_state_dir
 
 DEFAULT_SCOPES = ["openid", "profile", "email", "offline_access"]
@@ -32,6 +36,8 @@ DEFAULT_SCOPES = ["openid", "profile", "email", "offline_access"]
 TOKEN_ENV_NAMES = ("DEEPVRE_ACCESS_TOKEN", "OAUTH_ACCESS_TOKEN")
 CRYPT_KEY_ENV = "JUPYTERHUB_CRYPT_KEY"
 CRYPT_KEY_FILE = "jupyterhub_crypt_key"
+# Modes whose hub user names are OS account names (local processes, Slurm jobs via sudo).
+OS_ACCOUNT_MODES = ("local", "slurm")
 # EGI Check-in (AARC-G002) entitlements: the VO group path of a member.
 EGI_MEMBER_PATTERN = r"^urn:mace:egi\.eu:group:(?P<group>[^#]+?):role=member#aai\.egi\.eu$"
 
@@ -88,6 +94,26 @@ def groups_from_auth_state(auth_state, claim="groups", pattern=None, rename=None
     """GenericOAuthenticator's ``auth_state_groups_key`` callable."""
     user_info = (auth_state or {}).get(user_key) or {}
     return map_groups(claim_value(user_info, claim), pattern, rename)
+
+
+def account_from_claims(user_info, claim="preferred_username", suffix=None):
+    """The hub (and OS account) name of the user in ``user_info``: the claim mapped by
+    ``accounts.account_name``. A name that cannot map is refused with a 403 saying why."""
+    value = claim_value(user_info, claim)
+    if not value:
+        raise ValueError(f"oidc.username_claim: no {claim!r} claim in the user's info (request more scopes?)")
+    try:
+        return accounts.account_name(value, suffix)
+    except accounts.AccountError as err:
+        from .spawner import refusal
+
+        raise refusal(403, f"Login refused: {err}.") from None
+
+
+def account_username(oidc):
+    """GenericOAuthenticator's ``username_claim`` callable for modes where hub names are OS accounts."""
+    return partial(account_from_claims, claim=oidc.get("username_claim", "preferred_username"),
+                   suffix=oidc.get("username_suffix"))
 
 
 def discover(issuer, timeout=10):
@@ -257,6 +283,9 @@ def configure(c, settings, state_dir=None):
     c.JupyterHub.authenticator_class = "generic-oauth"
     for trait, value in authenticator_traits(oidc, discovery).items():
         setattr(c.GenericOAuthenticator, trait, value)
+    if settings.get("mode") in OS_ACCOUNT_MODES:
+        c.GenericOAuthenticator.username_claim = account_username(oidc)
+        c.Authenticator.username_pattern = accounts.ACCOUNT_NAME.pattern
 
     keys = crypt_keys(str(state_dir or hub_state_dir(settings)))
     if keys:

@@ -33,6 +33,9 @@ ACCOUNTS = {
               "eduperson_entitlement": [ENTITLEMENT.format("vo.deepvre.eu:admins")]},
     "mallory": {"preferred_username": "mallory",
                 "eduperson_entitlement": [ENTITLEMENT.format("vo.other.eu")]},
+    # a name that is no OS account name as it is (local mode maps it: deepvre_hub.accounts)
+    "dave": {"preferred_username": "Dave.Smith@egi.eu",
+             "eduperson_entitlement": [ENTITLEMENT.format("vo.deepvre.eu")]},
 }
 TIMEOUT = 90
 
@@ -157,7 +160,7 @@ def hub(oidc_provider, auth_tmp, hub_port):
     require(os.path.exists(jupyterhub), "needs jupyterhub in the venv")
     state_dir = auth_tmp / "hub"
     state_dir.mkdir()
-    settings = {"oidc": {
+    settings = {"mode": "local", "oidc": {
         "issuer": oidc_provider["issuer"],
         "client_id": oidc_provider["client_id"],
         "client_secret_env": CLIENT_SECRET_ENV,

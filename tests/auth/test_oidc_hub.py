@@ -108,3 +108,15 @@ def test_spawn_refused_when_the_refresh_token_is_revoked(hub, oidc_provider):
     assert r.status_code == 403, r.text
     assert "auth has expired for carol" in r.json()["message"]
     assert api(hub, "GET", "/users/carol").json()["servers"] == {}
+
+
+def test_provider_name_with_at_becomes_an_os_account_name(hub):
+    """Local mode: the hub name (and so the OS account) is the claim escaped injectively."""
+    from deepvre_hub.accounts import check_account_name
+
+    session, r = login(hub, "dave")
+    assert r.status_code == 200, r.text[-2000:]
+    name = session.get(hub["url"] + "/hub/api/user", timeout=30).json()["name"]
+    assert name == "_44ave_2e_53mith_40egi_2eeu"  # "Dave.Smith@egi.eu"
+    check_account_name(name)
+    assert api(hub, "GET", "/users/" + name).json()["groups"] == ["vo.deepvre.eu"]

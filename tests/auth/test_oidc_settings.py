@@ -247,3 +247,41 @@ def test_egi_example_is_valid_and_maps_entitlements(monkeypatch, tmp_path):
     groups = traits["auth_state_groups_key"](state)
     assert groups == ["example-admins", "example-users"]
     assert set(groups) & set(traits["allowed_groups"]) and set(groups) & set(traits["admin_groups"])
+    voperson_id = "9c1f" * 16 + "@egi.eu"
+    account = oidc.account_username(section)({"voperson_id": voperson_id})
+    assert account.startswith("_h") and len(account) == 32
+
+
+# --- user names as OS account names (local and Slurm modes)
+
+
+def test_account_username_maps_the_claim():
+    claim = oidc.account_username(minimal(username_claim="voperson_id", username_suffix="@egi.eu"))
+    assert claim({"voperson_id": "jdoe@egi.eu", "preferred_username": "x"}) == "jdoe"
+    plain = oidc.account_username(minimal())
+    assert plain({"preferred_username": "jane.doe@uni.example"}) == "jane_2edoe_40uni_2eexample"
+
+
+def test_account_username_refuses_with_a_clear_message():
+    from tornado import web
+
+    claim = oidc.account_username(minimal(username_claim="voperson_id", username_suffix="@egi.eu"))
+    with pytest.raises(web.HTTPError) as refused:
+        claim({"voperson_id": "jdoe@evil.example"})
+    assert refused.value.status_code == 403
+    assert "does not end with '@egi.eu' (oidc.username_suffix)" in refused.value.jupyterhub_message
+    with pytest.raises(ValueError, match="no 'voperson_id' claim"):
+        claim({"preferred_username": "jdoe"})
+
+
+@pytest.mark.parametrize("mode, mapped", [("local", True), ("slurm", True), ("kubernetes", False)])
+def test_configure_maps_names_where_they_are_os_accounts(tmp_path, monkeypatch, mode, mapped):
+    from oauthenticator.generic import GenericOAuthenticator
+
+    monkeypatch.setenv("TEST_SECRET", "s3")
+    c = Config()
+    oidc.configure(c, {"mode": mode, "oidc": minimal(username_claim="sub")}, state_dir=tmp_path)
+    authenticator = GenericOAuthenticator(config=c)
+    assert callable(authenticator.username_claim) is mapped
+    assert authenticator.user_info_to_username({"sub": "a@b"}) == ("a_40b" if mapped else "a@b")
+    assert authenticator.validate_username("a@b") is not mapped

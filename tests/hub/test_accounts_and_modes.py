@@ -67,3 +67,78 @@ def test_other_modes_dispatch_to_their_module(tmp_path, monkeypatch, mode):
     monkeypatch.setattr(module, "configure", lambda c, settings, state_dir: calls.append((settings["mode"], state_dir)))
     modes.configure(Config(), validate_settings({"mode": mode}), tmp_path)
     assert calls == [(mode, tmp_path)]
+
+
+# --- names from an identity provider -> OS account names
+
+
+def unescape(account):
+    """The inverse of ``accounts.escape_name`` (proves it injective: a decoder exists)."""
+    out, i = bytearray(), 0
+    while i < len(account):
+        if account[i] != "_":
+            out.append(ord(account[i]))
+            i += 1
+        elif account[i + 1] == "_":
+            out.append(ord("_"))
+            i += 2
+        else:
+            out.append(int(account[i + 1:i + 3], 16))
+            i += 3
+    return out.decode()
+
+
+@pytest.mark.parametrize("name, account", [
+    ("alice", "alice"),
+    ("alice@egi.eu", "alice_40egi_2eeu"),
+    ("Bob", "_42ob"),
+    ("bob", "bob"),
+    ("7of9", "_37of9"),
+    ("-x", "_2dx"),
+    ("a_b", "a__b"),
+    ("a_40b", "a__40b"),  # not confused with "a@b"
+    ("a@b", "a_40b"),
+    ("zoë", "zo_c3_ab"),
+])
+def test_provider_names_map_injectively_to_account_names(name, account):
+    assert accounts.account_name(name) == account
+    accounts.check_account_name(account)
+    assert unescape(account) == name
+
+
+def test_escaping_round_trips_many_names():
+    import random
+
+    rng = random.Random(4)
+    alphabet = "abcXYZ019_-@.+ é/"
+    names = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))) for _ in range(3000)}
+    mapped = {accounts.escape_name(n): n for n in names}
+    assert len(mapped) == len(names)  # no two names share an account
+    for account, name in mapped.items():
+        assert unescape(account) == name
+        if len(account) <= 32:
+            accounts.check_account_name(account)
+
+
+def test_suffix_is_removed_and_required():
+    assert accounts.account_name("jdoe@egi.eu", suffix="@egi.eu") == "jdoe"
+    for name in ("jdoe", "jdoe@other.org", "@egi.eu"):
+        with pytest.raises(accounts.AccountError, match=r"does not end with '@egi.eu' \(oidc.username_suffix\)"):
+            accounts.account_name(name, suffix="@egi.eu")
+
+
+def test_long_names_are_hashed_apart_from_escaped_names():
+    egi_id = "2f8e7b1c" * 8 + "@egi.eu"  # a voperson_id: 64 hex digits
+    account = accounts.account_name(egi_id, suffix="@egi.eu")
+    assert account.startswith("_h") and len(account) == 32
+    accounts.check_account_name(account)
+    assert accounts.account_name(egi_id, suffix="@egi.eu") == account  # stable
+    assert accounts.account_name(egi_id.replace("2f", "2e", 1), suffix="@egi.eu") != account
+    # an escaped name never starts with "_h": after a leading "_" comes "_" or a hex digit
+    assert all(not accounts.escape_name(n).startswith("_h") for n in ("h", "_h", "Hh", "_", "\x7f"))
+
+
+@pytest.mark.parametrize("name", ["", None, 42])
+def test_empty_or_non_text_names_are_refused(name):
+    with pytest.raises(accounts.AccountError, match="cannot be an OS account"):
+        accounts.account_name(name)
