@@ -12,6 +12,7 @@ Reusable by any test folder::
     hub.spawn(token, "alice", profile="gpu-1", server="gpu")   # waits until ready
     run_code(hub.server_url("alice", "gpu"), token, "print(1 + 1)")  # -> "2\\n"
     hub.restart(); hub.stop()           # hub.log_text() holds the hub's output
+    hub.accounts.append("alice"); hub.teardown()   # stop servers and hub, delete those OS accounts
 
 ``settings`` is merged over a minimal local-mode file (ports filled in); ``env`` adds
 environment variables (e.g. a PATH with a fake ``nvidia-smi``).
@@ -70,6 +71,7 @@ class HubProcess:
         self.settings_file = self.state_dir.parent / f"{self.state_dir.name}-settings.yaml"
         self.log_file = self.state_dir.parent / f"{self.state_dir.name}-hub.log"
         self.process = None
+        self.accounts = []  # OS accounts the test made: deleted by teardown()
 
     # --- life cycle ------------------------------------------------------------------
 
@@ -108,6 +110,20 @@ class HubProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+    def teardown(self):
+        """End of a test module: stop every server, then the hub; print its log tail; delete ``accounts``."""
+        try:
+            if self.process is not None and self.process.poll() is None and self.admin_password:
+                admin = self.token(self.login(self.admin, self.admin_password))
+                for user in self.api(admin, "GET", "/users").json():
+                    for server in user.get("servers", {}):
+                        self.stop_server(admin, user["name"], server)
+        finally:
+            self.stop()
+            print(self.log_text()[-5000:])
+            for name in self.accounts:
+                subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
 
     def restart(self, timeout=120):
         self.stop()
@@ -149,6 +165,16 @@ class HubProcess:
         r = admin_session.get(f"{self.url}/hub/authorize/{name}", timeout=30)
         r.raise_for_status()
         return r
+
+    def approved_user(self, admin_session, name, password):
+        """Sign ``name`` up, approve it as the admin, log in: returns (session, API token).
+        ``name`` is added to ``accounts`` (its OS account is deleted by :meth:`teardown`)."""
+        self.accounts.append(name)
+        r = self.signup(name, password)
+        assert r.status_code == 200, r.text[:500]
+        self.authorize(admin_session, name)
+        session = self.login(name, password)
+        return session, self.token(session, name)
 
     def token(self, session, name=None):
         """A new API token of the logged-in user, made through the hub API with the cookie."""

@@ -65,19 +65,9 @@ def hub(tmp_path_factory, slurm):
          "slurm": {"poll_interval": 2, "start_timeout": 180}},
         tmp_path_factory.mktemp("slurmhub") / "state", env={"SLURM_CONF": slurm.conf},
     )
-    process.accounts = []
     process.start()
     yield process
-    try:
-        admin = process.token(process.login(process.admin, process.admin_password))
-        for user in process.api(admin, "GET", "/users").json():
-            for server in user.get("servers", {}):
-                process.stop_server(admin, user["name"], server)
-    finally:
-        process.stop()
-        print(process.log_text()[-5000:])
-        for name in process.accounts:
-            subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+    process.teardown()
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +76,7 @@ def person(hub):
 
     def make(role):
         name = new_name(role)
-        hub.accounts.append(name)
-        assert hub.signup(name, PASSWORD).status_code == 200
-        hub.authorize(admin, name)
-        session = hub.login(name, PASSWORD)
-        return name, session, hub.token(session, name)
+        return (name, *hub.approved_user(admin, name, PASSWORD))
 
     return make
 
