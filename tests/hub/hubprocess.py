@@ -20,6 +20,7 @@ environment variables (e.g. a PATH with a fake ``nvidia-smi``).
 
 import json
 import os
+import pwd
 import re
 import signal
 import socket
@@ -56,10 +57,18 @@ def wait_for(check, timeout, what, interval=0.25):
         time.sleep(interval)
 
 
+def hub_xsrf(session):
+    """The hub's ``_xsrf`` cookie (a visited single-user server sets its own under /user/NAME/)."""
+    found = [c for c in session.cookies if c.name == "_xsrf"]
+    hub = [c for c in found if c.path.startswith("/hub")] or found
+    return hub[0].value if hub else ""
+
+
 class HubProcess:
     """A deepvre hub run by ``deepvre hub up`` in a child process, on free loopback ports."""
 
-    def __init__(self, settings, state_dir, env=None, admin="admin"):
+    def __init__(self, settings, state_dir, env=None, admin="admin", run_as=None):
+        self.run_as = run_as  # an OS account to run the hub under (personal mode), else this process's
         self.state_dir = Path(state_dir)
         self.admin = admin
         self.admin_password = None
@@ -81,10 +90,15 @@ class HubProcess:
         self.settings_file.write_text(yaml.safe_dump(self.settings))
         env = dict(os.environ, **self.extra_env)
         env.pop("DEEPVRE_STATE_DIR", None)
+        account = {}
+        if self.run_as:
+            entry = pwd.getpwnam(self.run_as)
+            account = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+            env.update(HOME=entry.pw_dir, USER=self.run_as, LOGNAME=self.run_as)
         with open(self.log_file, "a") as log:
             self.process = subprocess.Popen(
                 [str(DEEPVRE), "hub", "up", "--settings", str(self.settings_file), "--state-dir", str(self.state_dir)],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True, **account,
             )
         wait_for(self._ready, timeout, f"the hub at {self.url}\n{self.log_text()[-3000:]}")
         match = re.search(r"created with password: (\S+)", self.log_text())
@@ -141,7 +155,7 @@ class HubProcess:
         return s
 
     def _form(self, session, path, data):
-        data = {"_xsrf": session.cookies.get("_xsrf", ""), **data}
+        data = {"_xsrf": hub_xsrf(session), **data}
         return session.post(f"{self.url}{path}", data=data, timeout=60)
 
     def signup(self, name, password):
@@ -181,13 +195,13 @@ class HubProcess:
         name = name or self._whoami(session)
         r = session.post(
             f"{self.url}/hub/api/users/{name}/tokens", json={"note": "tests", "expires_in": 3600},
-            headers={"X-XSRFToken": session.cookies.get("_xsrf", "")}, timeout=30,
+            headers={"X-XSRFToken": hub_xsrf(session)}, timeout=30,
         )
         r.raise_for_status()
         return r.json()["token"]
 
     def _whoami(self, session):
-        r = session.get(f"{self.url}/hub/api/user", headers={"X-XSRFToken": session.cookies.get("_xsrf", "")}, timeout=30)
+        r = session.get(f"{self.url}/hub/api/user", headers={"X-XSRFToken": hub_xsrf(session)}, timeout=30)
         r.raise_for_status()
         return r.json()["name"]
 
