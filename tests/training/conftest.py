@@ -4,6 +4,8 @@ import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
 import numpy as np
 import pytest
 
+from tests.notebooks.smoke import private_market  # noqa: F401  (autouse: $DEEPVRE_MARKET_DIR is a temp folder)
+
 
 @pytest.fixture
 def market(tmp_path):
