@@ -71,3 +71,40 @@ def test_rasters_png_with_label_image(tmp_path, dask_client):
     x, y, origin = open_split(out, "train", arrays=("x", "y", "origin"))
     assert y.shape == (12, 32, 32)
     assert np.all(y[origin[:, 1] >= 64] == 2) and np.all(y[origin[:, 1] < 64] == 0)
+
+
+def test_flows_two_weeks_of_daily_logs(tmp_path, dask_client):
+    """Regression: 12+ partitions (daily conn.log files) raised KeyError: 0 in dask's optimizer."""
+    from deepvre.science import traffic
+
+    src = tmp_path / "logs"
+    paths, _labels = traffic.generate_logs(str(src), "A", days=14, seed=3)
+    lines = 0
+    for path in flows.log_files(str(src)):
+        with open(path) as f:
+            lines += sum(1 for line in f if not line.startswith("#"))
+    assert flows.read_connections(flows.log_files(str(src)), "64MB").npartitions >= 12
+    out = str(tmp_path / "out")
+    m = preprocess("flows", str(src), out, {"window": "3600", "seq_len": "6", "blocksize": "64MB",
+                                            "hosts_per_shard": "100"}, client=dask_client, progress=False).manifest
+    assert m["summary"]["connections"] == lines and m["bad_records"]["count"] == 0
+    assert m["summary"]["windows"] == 14 * 24
+    x, y = open_split(out, "train")
+    assert len(x) > 0 and x.shape[1:] == (6, len(flows.FEATURES))
+
+
+def test_window_features_same_for_any_partitioning():
+    import dask.dataframe as dd
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    conns = pd.DataFrame({
+        "ts": np.sort(rng.uniform(0, 7200, n)), "orig_h": rng.choice(["a", "b", "c"], n),
+        "resp_h": rng.choice(["x", "y", "z", "w"], n), "resp_p": rng.choice([22, 80, 443, 53], n),
+        "proto": "tcp", "duration": rng.random(n), "orig_bytes": rng.integers(0, 1000, n).astype(float),
+        "resp_bytes": rng.integers(0, 1000, n).astype(float), "conn_state": rng.choice(["SF", "S0", "REJ"], n)})
+    whole = flows.window_features(conns, 300, "service")
+    for parts in (1, 7, 16):
+        got = flows.window_features(dd.from_pandas(conns, npartitions=parts), 300, "service").compute(
+            scheduler="synchronous")
+        pd.testing.assert_frame_equal(got, whole, check_index_type=False)  # dask: arrow strings

@@ -82,8 +82,16 @@ def parse_lines(frame, fields):
     })
 
 
-def window_features(conns, window, by):
-    """Features per (window, key) from parsed connections: pandas or dask.dataframe alike."""
+SUMS = ("conns", "orig_bytes", "resp_bytes", "duration") + tuple(f"state_{s}" for s in STATES)
+GROUP = ["window", "key"]
+
+
+def partial_features(conns, window, by):
+    """One partition's share: sums per (window, key) and its distinct (window, key, port/host) rows.
+
+    Sums add up across partitions and distinct rows de-duplicate, so :func:`combine_features`
+    gives the same table whatever the partitioning.
+    """
     conns = conns.assign(window=(conns["ts"] // window * window).astype("int64"))
     if by == "service":
         conns = conns.assign(key=conns["resp_h"] + ":" + conns["resp_p"].astype(str) + "/" + conns["proto"])
@@ -91,13 +99,51 @@ def window_features(conns, window, by):
         conns = conns.assign(key=conns["orig_h"])
     states = {f"state_{s}": (conns["conn_state"] == s).astype("int64") for s in STATES}
     conns = conns.assign(conns=1, **states)
-    sums = {c: "sum" for c in ("conns", "orig_bytes", "resp_bytes", "duration") + tuple(states)}
-    agg = conns.groupby(["window", "key"]).agg(sums)
-    ports = conns[["window", "key", "resp_p"]].drop_duplicates().groupby(["window", "key"]).size()
-    hosts = conns[["window", "key", "resp_h"]].drop_duplicates().groupby(["window", "key"]).size()
-    agg = agg.assign(dst_ports=ports, dst_hosts=hosts)
+    sums = conns.groupby(GROUP)[list(SUMS)].sum()
+    return (sums, conns[GROUP + ["resp_p"]].drop_duplicates(), conns[GROUP + ["resp_h"]].drop_duplicates())
+
+
+def combine_features(parts):
+    """The features per (window, key) from the partitions' :func:`partial_features`."""
+    import pandas as pd
+
+    sums = pd.concat([p[0] for p in parts]).groupby(level=GROUP).sum()
+    ports = pd.concat([p[1] for p in parts]).drop_duplicates().groupby(GROUP).size()
+    hosts = pd.concat([p[2] for p in parts]).drop_duplicates().groupby(GROUP).size()
+    agg = sums.assign(dst_ports=ports, dst_hosts=hosts)
     agg["duration"] = agg["duration"] / agg["conns"]
     return agg
+
+
+def window_features(conns, window, by):
+    """Features per (window, key): a pandas frame for pandas input, a dask Delayed for a dask frame.
+
+    On dask, one task per partition computes its partial features (no shuffle, one pass); the
+    small partials are combined in one last task.
+    """
+    if not hasattr(conns, "to_delayed"):
+        return combine_features([partial_features(conns, window, by)])
+    import dask
+
+    parts = [dask.delayed(partial_features)(part, window, by) for part in conns.to_delayed()]
+    return dask.delayed(combine_features)(parts)
+
+
+def _partition(conns, window, by):
+    """Worker side, one partition of parsed lines: partial features of the good ones, bad ones (capped)."""
+    bad = conns[conns["error"] != ""]
+    return (partial_features(conns[conns["error"] == ""], window, by),
+            bad[["path", "raw", "error"]].head(MAX_LISTED), len(bad))
+
+
+def features_and_bad(conns, window, by):
+    """``(features, bad frame, bad count)`` in one pass over the parsed partitions, on the cluster."""
+    import dask
+    import pandas as pd
+
+    parts = dask.compute(*[dask.delayed(_partition)(part, window, by) for part in conns.to_delayed()])
+    bad = pd.concat([p[1] for p in parts]).head(MAX_LISTED) if parts else pd.DataFrame(columns=["path", "raw", "error"])
+    return combine_features([p[0] for p in parts]), bad, sum(p[2] for p in parts)
 
 
 def log_files(input):
@@ -127,12 +173,13 @@ def read_connections(files, blocksize):
     return raw.map_partitions(parse_lines, fields, meta=meta)
 
 
-def bad_records(bad_frame):
-    """Manifest entries for bad lines: up to MAX_LISTED listed, the rest counted."""
+def bad_records(bad_frame, total=None):
+    """Manifest entries for bad lines: up to MAX_LISTED listed, the rest (of ``total``) counted."""
+    total = len(bad_frame) if total is None else total
     rows = [{"record": f"{r.path}: {r.raw[:80]}", "error": r.error}
             for r in bad_frame.head(MAX_LISTED).itertuples()]
-    if len(bad_frame) > MAX_LISTED:
-        rows.append({"record": "(further lines)", "error": "not listed", "count": len(bad_frame) - MAX_LISTED})
+    if total > MAX_LISTED:
+        rows.append({"record": "(further lines)", "error": "not listed", "count": total - MAX_LISTED})
     return rows
 
 
@@ -167,12 +214,7 @@ def plan(input, output, params):
         raise ValueError("flows: by must be host or service")
     files = log_files(input)
     conns = read_connections(files, p["blocksize"])
-    good = conns[conns["error"] == ""]
-    import dask
-
-    with dask.config.set({"dataframe.shuffle.method": "tasks"}):  # works on any scheduler
-        features, bad = dask.compute(
-            window_features(good, p["window"], p["by"]), conns[conns["error"] != ""][["path", "raw", "error"]])
+    features, bad, n_bad = features_and_bad(conns, p["window"], p["by"])
     table = features.reset_index().sort_values(["key", "window"]).reset_index(drop=True)
     # windows as a continuous range: a quiet window is a zero row, not a gap
     if len(table):
@@ -194,4 +236,4 @@ def plan(input, output, params):
                                 {"table": sub, "windows": span, "seq_len": p["seq_len"]}))
     summary = {"files": [os.path.basename(f) for f in files], "keys": len(keys), "windows": len(windows),
                "features": list(FEATURES), "connections": int(table["conns"].sum()) if len(table) else 0}
-    return Plan("flows", os.path.abspath(input), p, shards, summary, chunk=256, bad=bad_records(bad))
+    return Plan("flows", os.path.abspath(input), p, shards, summary, chunk=256, bad=bad_records(bad, n_bad))
