@@ -173,9 +173,15 @@ class Catalog(Configurable):
         caller = _caller(caller)
         if index.uses_fts5(self.engine):
             index.catch_up(self.Session)  # rows published by a process without FTS5
+        limit, offset = max(1, min(int(limit), 1000)), max(0, int(offset))
         with self.Session() as session:
-            stmt = index.search_query(session, caller, query, filters, sort, max(1, min(int(limit), 1000)), max(0, int(offset)))
-            return [self._summary(row) for row in session.scalars(stmt)]
+            # Rank only the best text hits first (bm25 over every hit is the cost of a broad query);
+            # a page that does not fill up may have lost rows to the filters: then rank them all.
+            depth = max(200, 4 * (limit + offset))
+            rows = list(session.scalars(index.search_query(session, caller, query, filters, sort, limit, offset, depth)))
+            if len(rows) < limit:
+                rows = list(session.scalars(index.search_query(session, caller, query, filters, sort, limit, offset)))
+            return [self._summary(row) for row in rows]
 
     def show(self, caller, name, version=None):
         """One version (default: the latest) with its metadata, files and the list of versions."""

@@ -44,7 +44,7 @@ class ModelRow(Base):
     name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(sa.String(255), index=True)
     visibility: Mapped[str] = mapped_column(sa.String(16), index=True)
-    deprecated: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    deprecated: Mapped[bool] = mapped_column(sa.Boolean, default=False, index=True)
     latest: Mapped[str] = mapped_column(sa.String(64))
     title: Mapped[str] = mapped_column(sa.Text, default="")
     summary: Mapped[str] = mapped_column(sa.Text, default="")
@@ -55,7 +55,7 @@ class ModelRow(Base):
     tasks: Mapped[str] = mapped_column(sa.Text, default="[]")
     libraries: Mapped[str] = mapped_column(sa.Text, default="[]")
     categories: Mapped[str] = mapped_column(sa.Text, default="[]")
-    created: Mapped[datetime.datetime] = mapped_column(sa.DateTime, default=now)
+    created: Mapped[datetime.datetime] = mapped_column(sa.DateTime, default=now, index=True)
     updated: Mapped[datetime.datetime] = mapped_column(sa.DateTime, default=now, index=True)
 
 
@@ -204,12 +204,14 @@ def visible_to(caller):
     return sa.or_(*clauses)
 
 
-def search_query(session, caller, query="", filters=None, sort=None, limit=50, offset=0):
+def search_query(session, caller, query="", filters=None, sort=None, limit=50, offset=0, depth=None):
     """A SELECT of visible :class:`ModelRow` matching ``query`` and ``filters``, sorted.
 
     ``filters``: ``use_case``, ``task``, ``library``, ``category``, ``visibility``, ``owner``,
     ``deprecated`` (default: hide deprecated). ``sort``: name, title, updated, created or
-    relevance (the default with a query), ``-`` in front reverses.
+    relevance (the default with a query), ``-`` in front reverses. ``depth`` (SQLite FTS5,
+    relevance order): rank only the best ``depth`` text hits. The answer is exact when it still
+    fills ``limit``; otherwise ask again without ``depth`` (as :meth:`Catalog.search` does).
     """
     filters = dict(filters or {})
     stmt = sa.select(ModelRow).where(visible_to(caller))
@@ -218,9 +220,10 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
     bind = session.get_bind()
     if words:
         if uses_fts5(bind):
-            hits = sa.text("SELECT name, bm25(models_fts) AS score FROM models_fts WHERE models_fts MATCH :q").columns(
+            top = "ORDER BY rank LIMIT :depth" if depth and sort in (None, "relevance") else ""
+            hits = sa.text(f"SELECT name, rank AS score FROM models_fts WHERE models_fts MATCH :q {top}").columns(
                 name=sa.String, score=sa.Float
-            ).bindparams(q=fts_query(query)).subquery()
+            ).bindparams(q=fts_query(query), **({"depth": int(depth)} if top else {})).subquery()
             stmt = stmt.join(hits, hits.c.name == ModelRow.name)
             rank = hits.c.score  # lower is better
         elif bind.dialect.name == "sqlite":
