@@ -36,11 +36,15 @@ def test_settings_errors_name_the_key():
         clusters.kind_of("my-cluster")
 
 
-def test_slurm_kwargs_from_settings():
+def test_slurm_kwargs_from_settings(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/ana")
     kw = clusters.slurm_cluster_kwargs({"slurm": {"queue": "cpu", "cores": 4, "memory": "16GB",
                                                   "walltime": "02:00:00", "job_extra_directives": ["--gres=gpu:1"]}})
     assert kw == {"cores": 4, "processes": 1, "memory": "16GB", "walltime": "02:00:00", "queue": "cpu",
-                  "job_extra_directives": ["--gres=gpu:1"]}
+                  "job_extra_directives": ["--gres=gpu:1"],
+                  "log_directory": "/home/ana/.cache/deepvre/dask-slurm-logs"}
+    kw = clusters.slurm_cluster_kwargs({"slurm": {"log_directory": "~/scratch/logs"}})
+    assert kw["log_directory"] == "/home/ana/scratch/logs"
 
 
 def test_kubernetes_spec_offline_and_valid():
@@ -106,10 +110,14 @@ def test_scheduler_address(images, tmp_path):
 
 
 @pytest.mark.slurm
-def test_slurm_cluster(images, tmp_path, slurm):  # noqa: F811 - the fixture
+def test_slurm_cluster(images, tmp_path, slurm, monkeypatch):  # noqa: F811 - the fixture
     settings = {"workers": 1, "slurm": {"queue": slurm.partition, "cores": 1, "memory": "1GB",
                                         "walltime": "00:10:00", "interface": "lo", "host": "127.0.0.1",
-                                        "python": sys.executable, "local_directory": str(tmp_path / "w")}}
+                                        "python": sys.executable, "local_directory": str(tmp_path / "w"),
+                                        "log_directory": str(tmp_path / "logs")}}
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    monkeypatch.chdir(caller)  # sbatch runs here: the job logs must not land here
     result = preprocess("images", images, str(tmp_path / "out"), {"size": "8"}, cluster="slurm",
                         settings=settings, progress=False)
     assert result.manifest["splits"]["train"]["n"] > 0
@@ -121,3 +129,6 @@ def test_slurm_cluster(images, tmp_path, slurm):  # noqa: F811 - the fixture
             break
         time.sleep(0.5)
     assert "dask-worker" not in jobs.stdout.split()
+    assert os.listdir(caller) == []
+    logs = os.listdir(tmp_path / "logs")
+    assert any(name.startswith("dask-worker-") and name.endswith(".err") for name in logs), logs

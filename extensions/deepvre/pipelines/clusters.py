@@ -28,6 +28,7 @@ DEFAULTS = {
         "host": None,
         "job_extra_directives": [],
         "local_directory": None,
+        "log_directory": "~/.cache/deepvre/dask-slurm-logs",
         "python": None,
     },
     "kubernetes": {
@@ -87,6 +88,8 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
     for key in ("queue", "account", "interface", "local_directory", "python"):
         if s[key]:
             kwargs[key] = s[key]
+    # the jobs' slurm-N.out / .err: never in the caller's current folder
+    kwargs["log_directory"] = os.path.expanduser(s["log_directory"] or DEFAULTS["slurm"]["log_directory"])
     if s["host"]:
         kwargs["scheduler_options"] = {"host": s["host"]}
     for key, value in jobqueue_kwargs(profile, slurm).items():
