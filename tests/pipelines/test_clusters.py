@@ -67,6 +67,26 @@ def test_kubernetes_spec_offline_and_valid():
     kubernetes_validate.validate(service, "1.30", strict=True)
 
 
+def test_kubernetes_spec_owned_by_the_user_pod():
+    import jsonschema
+    import yaml
+
+    environ = {"DEEPVRE_POD_NAME": "jupyter-ana", "DEEPVRE_POD_UID": "0b6c1f9e-0000-4000-8000-00000000000a",
+               "DEEPVRE_NAMESPACE": "deepvre"}
+    spec = clusters.kubernetes_cluster_spec({"workers": 1}, environ=environ)
+    assert spec["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "jupyter-ana",
+                                                    "uid": environ["DEEPVRE_POD_UID"], "blockOwnerDeletion": False}]
+    assert spec["metadata"]["namespace"] == "deepvre"  # an owner must be in the same namespace
+    crd_file = os.path.join(os.path.dirname(__import__("dask_kubernetes").__file__),
+                            "operator/deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml")
+    with open(crd_file) as f:
+        crd = yaml.safe_load(f)
+    version = spec["apiVersion"].split("/")[1]
+    jsonschema.validate(spec, next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"])
+    outside = clusters.kubernetes_cluster_spec({"kubernetes": {"namespace": "science"}}, environ={})
+    assert "ownerReferences" not in outside["metadata"] and outside["metadata"]["namespace"] == "science"
+
+
 def test_local_cluster(images, tmp_path):
     result = preprocess("images", images, str(tmp_path / "out"), {"size": "8"}, cluster="local",
                         n_workers=1, progress=False)

@@ -100,10 +100,17 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
     return kwargs
 
 
-def kubernetes_cluster_spec(settings=None, n_workers=None):
-    """The ``DaskCluster`` resource for the dask-kubernetes operator (pure, offline)."""
-    from dask_kubernetes.operator import make_cluster_spec
+def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
+    """The ``DaskCluster`` resource for the dask-kubernetes operator (pure, offline).
 
+    Inside a user pod (``DEEPVRE_POD_NAME``, ``DEEPVRE_POD_UID``, ``DEEPVRE_NAMESPACE`` from the
+    downward API, read from ``environ``) the cluster is owned by that pod, in its namespace,
+    so Kubernetes deletes it with the pod.
+    """
+    from dask_kubernetes.operator import make_cluster_spec
+    from deepvre_hub.kubernetes import pod_owner_reference
+
+    environ = os.environ if environ is None else environ
     full = dask_settings(settings)
     k = full["kubernetes"]
     spec = make_cluster_spec(
@@ -114,8 +121,12 @@ def kubernetes_cluster_spec(settings=None, n_workers=None):
         env=dict(k["env"]),
         idle_timeout=k["idle_timeout"],
     )
-    if k["namespace"]:
-        spec["metadata"]["namespace"] = k["namespace"]
+    namespace = k["namespace"] or environ.get("DEEPVRE_NAMESPACE")
+    if namespace:
+        spec["metadata"]["namespace"] = namespace
+    owner = pod_owner_reference(environ)
+    if owner is not None:
+        spec["metadata"]["ownerReferences"] = [owner]
     return spec
 
 
@@ -182,7 +193,9 @@ def open_client(cluster=None, settings=None, n_workers=None):
         else:
             from dask_kubernetes.operator import KubeCluster
 
-            c = stack.enter_context(KubeCluster(custom_cluster_spec=kubernetes_cluster_spec(settings, n)))
+            spec = kubernetes_cluster_spec(settings, n)
+            c = stack.enter_context(KubeCluster(custom_cluster_spec=spec,
+                                                namespace=spec["metadata"].get("namespace")))
         if c is not None:
             client = stack.enter_context(Client(c))
             if kind == "slurm":
