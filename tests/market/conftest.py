@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import shutil
 
 import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
@@ -105,21 +106,76 @@ def artifact_files(folder):
     return {p.name: p for p in folder.iterdir() if p.name != "metadata.json"}
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL cluster on a free loopback port, run by the ``postgres`` account.
+
+    Yields the server's SQLAlchemy URL without a database name; stopped and removed at the end.
+    """
+    import glob
+    import subprocess
+    import tempfile
+
+    from tests.hub.hubprocess import free_port
+    from tests.prereqs import require, require_root
+
+    require_root()
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    require(bins, "PostgreSQL server (Debian package postgresql)")
+    bindir = os.path.dirname(bins[-1])
+    root = tempfile.mkdtemp(prefix="market-pg-")
+    shutil.chown(root, "postgres")
+    data, port = os.path.join(root, "data"), free_port()
+
+    def as_postgres(*cmd):
+        subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=300)
+
+    as_postgres(f"{bindir}/initdb", "-D", data, "-U", "market", "--auth=trust", "-E", "UTF8", "--no-sync")
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    try:
+        as_postgres(f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", os.path.join(root, "log"), "-w", "-t", "120", "start")
+        yield f"postgresql+psycopg://market@127.0.0.1:{port}"
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def database_url(request, tmp_path, monkeypatch):
+    """The index URL for backend ``request.param``: sqlite (FTS5), sqlite-nofts or postgresql."""
+    import uuid
+
+    from deepvre.market import index
+
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite-nofts":  # as in a process whose SQLite lacks FTS5 (TensorFlow first)
+        monkeypatch.setattr(index, "fts5_available", lambda: False)
+    elif backend == "postgresql":
+        import sqlalchemy as sa
+
+        server = request.getfixturevalue("postgres_server")
+        name = f"market_{uuid.uuid4().hex[:12]}"  # a fresh database per test
+        admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+        return f"{server}/{name}"
+    elif backend != "sqlite":
+        raise ValueError(f"unknown index backend {backend!r}")
+    return f"sqlite:///{tmp_path / 'index.sqlite'}"
+
+
 @pytest.fixture
 def catalog(request, tmp_path, monkeypatch):
     """A fresh catalog; parametrize it (``indirect=True``) with an index backend:
 
-    ``sqlite`` (FTS5, the default), ``sqlite-nofts`` (as in a process whose SQLite lacks FTS5).
+    ``sqlite`` (FTS5, the default), ``sqlite-nofts``, ``postgresql`` (a real server).
     """
-    from deepvre.market import index
     from deepvre.market.catalog import Catalog
 
-    backend = getattr(request, "param", "sqlite")
-    if backend == "sqlite-nofts":
-        monkeypatch.setattr(index, "fts5_available", lambda: False)
-    elif backend != "sqlite":
-        raise ValueError(f"unknown index backend {backend!r}")
-    return Catalog(database_url=f"sqlite:///{tmp_path / 'index.sqlite'}", store_url=str(tmp_path / "store"))
+    catalog = Catalog(database_url=database_url(request, tmp_path, monkeypatch), store_url=str(tmp_path / "store"))
+    yield catalog
+    catalog.engine.dispose()
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from deepvre.market.store import IntegrityError, UploadTooLarge
 
 from .conftest import artifact_files, make_document
 
-# The index tests run on every backend; the substring fallback must give FTS5's answers here.
-BACKENDS = pytest.mark.parametrize("catalog", ["sqlite", "sqlite-nofts"], indirect=True)
+# The index tests run on every backend: SQLite with FTS5, SQLite without (whose substring fallback
+# must give FTS5's answers here) and a real PostgreSQL server.
+BACKENDS = pytest.mark.parametrize("catalog", ["sqlite", "sqlite-nofts", "postgresql"], indirect=True)
 
 
 def ai4_example(name):
