@@ -70,3 +70,40 @@ def test_imagenet_base_is_published_once(tmp_path, market):
     model, _ = lineage.pull_model(market, lineage.BASE_NAME, lineage.BASE_VERSION, tmp_path / "pulled")
     assert model.output.shape[-1] == 1000
     assert len(json.loads((tmp_path / "pulled" / "preprocessing.json").read_text())["labels"]) == 1000
+
+
+def test_executed_notebook_explicit_then_run_folder_then_newest_here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DEEPVRE_RUN_DIR", raising=False)
+    assert lineage.executed_notebook() == ""
+    (tmp_path / "old.ipynb").write_text("{}")
+    os.utime(tmp_path / "old.ipynb", (1, 1))
+    (tmp_path / "new.ipynb").write_text("{}")
+    assert lineage.executed_notebook() == "new.ipynb"
+    monkeypatch.setenv("DEEPVRE_RUN_DIR", str(tmp_path / "run"))
+    assert lineage.executed_notebook() == str(tmp_path / "run" / "output.ipynb")
+    assert lineage.executed_notebook("mine.ipynb") == "mine.ipynb"
+
+
+def test_publish_under_a_run_names_it_both_ways(tmp_path, market, data_output, monkeypatch):
+    from deepvre.runs.provenance import file_sha256, write_provenance
+
+    run_dir = tmp_path / "runs" / "train-1"
+    run_dir.mkdir(parents=True)
+    monkeypatch.setenv("DEEPVRE_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("DEEPVRE_RUN_ID", "train-1")
+    notebook = run_dir / "output.ipynb"
+    notebook.write_text('{"cells": []}')
+    tiny_classifier().save(tmp_path / "model.keras")
+    entry = lineage.publish_trained(market, str(tmp_path), "run-named", None, str(data_output), {}, str(notebook),
+                                    [16, 16, 3], "biology", "t", "s")
+    market.pull("run-named", entry["version"], tmp_path / "pulled")
+    assert json.loads((tmp_path / "pulled" / "run.json").read_text()) == {
+        "id": "train-1", "path": str(run_dir), "provenance": str(run_dir / "provenance.json")}
+    notebook.write_text('{"cells": [], "later": "the last cells ran"}')  # the run goes on after publishing
+    record = write_provenance(str(run_dir), "done")
+    assert record["notebook"]["sha256"] == file_sha256(notebook)
+    assert record["published"] == [{"name": "run-named", "version": "1.0.0", "notebook_snapshot": {
+        "file": "output.ipynb", "sha256": file_sha256(tmp_path / "pulled" / "output.ipynb")}}]
+    assert record["published"][0]["notebook_snapshot"]["sha256"] != record["notebook"]["sha256"]
+    assert json.loads((run_dir / "provenance.json").read_text()) == record

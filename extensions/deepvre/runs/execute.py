@@ -3,7 +3,9 @@
 ``python -m deepvre.runs.execute RUN_DIR`` reads ``params.json``, runs
 ``input.ipynb`` with papermill (cwd = the run folder, ``output.ipynb`` saved
 after every cell) and keeps ``status.json`` up to date: progress per code cell,
-then done, failed (with the error and the cell) or cancelled.
+then done, failed (with the error and the cell) or cancelled. Once the notebook has
+stopped, ``provenance.json`` records the final ``output.ipynb``'s sha256 and the models the
+run published (see ``deepvre.runs.provenance``).
 
 Cancel = ``cancel_requested`` in ``status.json``, then SIGTERM to this process.
 The kernel lives in a session of its own (jupyter_client starts it so), so the
@@ -20,6 +22,7 @@ import sys
 
 from . import store
 from .parameters import declared_parameters
+from .provenance import write_provenance
 
 
 class RunCancelled(Exception):
@@ -131,6 +134,7 @@ def execute_run(run_path):
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     collect_metrics(run_path, params.get("parameters") or {})
+    write_provenance(run_path, state)
     store.update_status(run_path, state=state, finished=store.now(), error=error, error_cell=cell)
     print(f"deepvre run {os.path.basename(run_path)}: {state}", file=sys.stderr, flush=True)
     return state

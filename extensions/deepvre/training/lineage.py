@@ -10,26 +10,64 @@ notebook itself, all in the entry's ``deepvre`` section and files::
                             data_output="out/data", parameters=params, notebook="out/biology.ipynb",
                             labels=classes, use_case="biology", title="...", summary="...")
 
+Under ``deepvre run`` (``$DEEPVRE_RUN_DIR`` set) the entry also names the run: its file ``run.json``
+is ``{id, path, provenance}``. The notebook publishes before its last cells run, so the copy in the
+artifact is a snapshot; the runner writes ``RUN_DIR/provenance.json`` once the run has ended, with
+the sha256 of the FINAL ``output.ipynb`` and the models the run published (listed by this module in
+``RUN_DIR/published.json``). Catalog versions stay immutable; the pointer goes from the entry to the
+run folder, and back through ``provenance.json``.
+
 Works with no hub: :func:`deepvre.market.client.connect` opens the local catalog
 (``$DEEPVRE_MARKET_DIR``) when no marketplace URL is set.
 """
 
 import datetime
-import hashlib
 import json
 import os
+
+from deepvre.runs.provenance import file_sha256 as _sha256
 
 BASE_NAME = "mobilenet-v2-imagenet"
 BASE_VERSION = "1.0.0"
 SOURCE = "https://github.com/deepvre/deepvre"
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def executed_notebook(explicit=""):
+    """The executed copy of the running notebook, for the lineage: ``explicit`` if given, else
+    ``$DEEPVRE_RUN_DIR/output.ipynb`` under ``deepvre run``, else the newest ``*.ipynb`` in the working
+    folder (papermill's output when run by hand with ``--cwd``), else ``""``."""
+    if explicit:
+        return explicit
+    run_dir = os.environ.get("DEEPVRE_RUN_DIR")
+    if run_dir:
+        return os.path.join(run_dir, "output.ipynb")
+    found = sorted((f for f in os.listdir(".") if f.endswith(".ipynb")), key=os.path.getmtime)
+    return found[-1] if found else ""
+
+
+def current_run():
+    """``{id, path, provenance}`` of the ``deepvre run`` executing this process, or None."""
+    run_dir = os.environ.get("DEEPVRE_RUN_DIR")
+    if not run_dir:
+        return None
+    run_dir = os.path.abspath(run_dir)
+    return {"id": os.environ.get("DEEPVRE_RUN_ID") or os.path.basename(run_dir), "path": run_dir,
+            "provenance": os.path.join(run_dir, "provenance.json")}
+
+
+def record_published(run, entry, notebook):
+    """Append ``entry`` (and the sha256 of the notebook snapshot it carries) to ``RUN/published.json``."""
+    path = os.path.join(run["path"], "published.json")
+    try:
+        with open(path) as fh:
+            published = json.load(fh)
+    except FileNotFoundError:
+        published = []
+    published.append({"name": entry["name"], "version": entry["version"],
+                      "notebook_snapshot": {"file": os.path.basename(notebook), "sha256": _sha256(notebook)}})
+    with open(f"{path}.tmp", "w") as fh:
+        json.dump(published, fh, indent=1)
+    os.replace(f"{path}.tmp", path)
 
 
 def data_manifest(output):
@@ -125,7 +163,8 @@ def publish_trained(market, folder, name, base, data_output, parameters, noteboo
 
     ``base``: ``(name, version)`` of the base model; ``data_output``: the pipeline output trained
     on; ``notebook``: the executed notebook (copied into the artifact). Writes
-    ``folder/data-manifest.json`` and returns the catalog entry.
+    ``folder/data-manifest.json`` and returns the catalog entry. Under ``deepvre run`` the entry
+    names the run and the run folder lists the entry (see the module docstring).
     """
     from .report import read_metrics
 
@@ -145,11 +184,19 @@ def publish_trained(market, folder, name, base, data_output, parameters, noteboo
     files[notebook_name] = notebook
     metrics = read_metrics(folder) if "metrics.json" in files else {}
     version = version or next_version(market, name)
+    run = current_run()
+    if run:
+        files["run.json"] = os.path.join(folder, "run.json")
+        with open(files["run.json"], "w") as fh:
+            json.dump(run, fh, indent=1)
     document = model_document(name, version, use_case, title, summary, input_shape, output_kind, labels,
                               base=base, parameters=parameters, metrics=metrics,
                               data={"manifest.json": data["manifest.json"]}, notebook=notebook_name,
                               visibility=visibility)
-    return market.publish(document, files)
+    entry = market.publish(document, files)
+    if run:
+        record_published(run, entry, notebook)
+    return entry
 
 
 def pull_model(market, name, version, dest):
