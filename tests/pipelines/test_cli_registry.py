@@ -8,7 +8,7 @@ import pytest
 
 from deepvre.pipelines import params, registry
 
-from .data import class_folders
+from .data import class_folders, conn_log
 
 
 def test_builtin_pipelines_and_steps():
@@ -51,8 +51,20 @@ def _cli(*args):
 def test_help_lists_kinds():
     out = _cli("preprocess", "--help")
     assert out.returncode == 0
-    for kind in ("images", "rasters", "flows", "lattice"):
+    for kind in ("images", "rasters", "flows", "lattice", "flow-windows"):
         assert f"  {kind} " in out.stdout
+
+
+def test_flow_windows_from_the_cli(tmp_path):
+    """``flow-windows`` (deepvre.science.forecast) is found through the deepvre.pipelines entry point."""
+    conn_log(str(tmp_path / "conn.log"), n=2000, hosts=3)
+    out = tmp_path / "out"
+    done = _cli("preprocess", "flow-windows", str(tmp_path / "conn.log"), str(out), "--workers", "1",
+                "-p", "window=60", "-p", "seq_len=4")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "flow-windows" and manifest["splits"]["train"]["n"] > 0
+    assert manifest["bad_records"]["count"] == 2
 
 
 def test_cli_run_and_refusal(tmp_path):

@@ -10,11 +10,31 @@ Kinds:
   rasters  GeoTIFF/JPEG/PNG scenes -> tiles, labels from a co-registered raster
   flows    Zeek conn.log -> features per time window -> forecasting sequences
   lattice  deepvre/ILDG gauge configurations -> observables + field tensors
-  (more through the deepvre.pipelines entry-point group)
 """
 
 
-@main.command(epilog=KINDS_HELP)
+class PreprocessCommand(click.Command):
+    """Help that also lists the pipelines installed through the ``deepvre.pipelines`` entry points."""
+
+    def format_epilog(self, ctx, formatter):
+        from importlib.metadata import entry_points
+
+        from ..pipelines.registry import BUILTIN, ENTRY_POINT_GROUP, describe
+
+        super().format_epilog(ctx, formatter)
+        lines = []
+        for name, value in sorted({(ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)
+                                   if ep.name not in BUILTIN}):
+            try:
+                about = describe(name).split(":", 1)[-1].strip()
+            except Exception as err:  # noqa: BLE001 - a broken plug-in must not break --help
+                about = f"({value}: {type(err).__name__})"
+            lines.append(f"    {name}  {about}")
+        lines.append(f"    (more through the {ENTRY_POINT_GROUP} entry-point group)")
+        formatter.write("\n".join(lines) + "\n")
+
+
+@main.command(cls=PreprocessCommand, epilog=KINDS_HELP)
 @click.argument("kind")
 @click.argument("input", type=click.Path(exists=True))
 @click.argument("output", type=click.Path())
