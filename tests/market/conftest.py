@@ -4,6 +4,7 @@ import copy
 import json
 import os
 import shutil
+from pathlib import Path
 
 import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
 import numpy as np
@@ -77,29 +78,14 @@ def tiny_model_dir(tmp_path_factory):
     (folder / "preprocessing.json").write_text(
         json.dumps({"input": {"shape": [8, 8, 3], "dtype": "float32", "scale": 1 / 255.0, "offset": 0.0}, "labels": LABELS})
     )
-    (folder / "training.ipynb").write_text(json.dumps(training_notebook()))
+    shutil.copyfile(NOTEBOOKS / "train_tiny.ipynb", folder / "training.ipynb")
     doc = make_document()
     doc["deepvre"]["metrics"] = {"accuracy": accuracy}
     (folder / "metadata.json").write_text(json.dumps(doc, indent=2))
     return folder
 
 
-def training_notebook():
-    """A real (tiny) training notebook with a papermill ``parameters`` cell."""
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("epochs = 1\nout = 'result.json'")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [
-        params,
-        nbformat.v4.new_code_cell(
-            "import json\nresult = {'epochs': epochs, 'loss': [1.0 / (e + 1) for e in range(epochs)]}\n"
-            "json.dump(result, open(out, 'w'))\nresult"
-        ),
-    ]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
+NOTEBOOKS = Path(__file__).parent / "notebooks"
 
 
 def artifact_files(folder):

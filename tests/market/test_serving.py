@@ -106,3 +106,33 @@ def test_predictions_equal_in_process(served, tiny_model_dir):
                       headers={"accept": "application/json"}, timeout=120)
     assert r.status_code == 200, r.text
     np.testing.assert_allclose(r.json()["probabilities"][0], model.predict(np.asarray(x, "float32"), verbose=0)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_train_reruns_the_training_notebook(served):
+    """DEEPaaS ``train`` re-runs the model's training notebook (papermill via deepvre.runs)."""
+    import time
+
+    url = f"{served['url']}/v2/models/tiny-colours/train/"
+    r = requests.post(url, params={"parameters": json.dumps({"epochs": 3})}, headers={"accept": "application/json"}, timeout=60)
+    assert r.status_code == 200, r.text
+    uuid = r.json()["uuid"]
+    deadline = time.monotonic() + 300
+    while (status := requests.get(f"{url}{uuid}", timeout=30).json())["status"] == "running":
+        assert time.monotonic() < deadline, "training did not finish in 300 s"
+        time.sleep(1)
+    assert status["status"] == "done", status
+    result = status["result"]["output"]  # what deepvre.serving.model.train returned
+    run = Path(result["path"])
+    assert run.parent == served["root"] / "runs" and run.is_dir()
+    assert result["status"]["state"] == "done" and result["params"]["parameters"] == {"epochs": 3}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics == {"epochs": 3, "final_loss": round(1 / 3, 4)} == result["metrics"]
+    assert (run / "out" / "metrics.json").is_file() and Path(result["output"]).is_file()
+    # a bad parameter is an error of the training, reported by DEEPaaS
+    r = requests.post(url, params={"parameters": json.dumps({"epochs": "many"})}, headers={"accept": "application/json"}, timeout=60)
+    assert r.status_code == 200, r.text
+    bad = r.json()["uuid"]
+    while (status := requests.get(f"{url}{bad}", timeout=30).json())["status"] == "running":
+        assert time.monotonic() < deadline, "training did not finish"
+        time.sleep(1)
+    assert status["status"] == "error" and "epochs" in status["message"]

@@ -142,5 +142,7 @@ def train(**kwargs):
         raise ValueError("parameters must be a JSON object")
     runs_dir = os.environ.get("DEEPVRE_RUNS_DIR") or str(folder.parent / "runs")
     run = runs.start(str(folder / notebook), parameters, runs_dir=runs_dir)
-    result = run.to_dict()
-    return {k: result[k] for k in ("id", "path", "params", "status", "metrics", "output")}
+    result = {k: v for k, v in run.to_dict().items() if k in ("id", "path", "params", "status", "metrics", "output")}
+    if result["status"].get("state") != "done":
+        raise RuntimeError(f"training run {run.id} {result['status'].get('state')}: {result['status'].get('error')} ({run.path})")
+    return result  # DEEPaaS answers it as ``result.output`` of the training
