@@ -13,6 +13,17 @@ import pytest
 LABELS = ["red", "green", "blue"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_market_dir(tmp_path_factory):
+    """No test publishes into the user's catalog: the default catalog is a temp dir, runs too."""
+    root = tmp_path_factory.mktemp("default-market")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPVRE_MARKET_DIR", str(root / "market"))
+        mp.setenv("DEEPVRE_RUNS_DIR", str(root / "runs"))
+        mp.delenv("DEEPVRE_MARKET_URL", raising=False)  # never a real service either
+        yield root
+
+
 def make_document(name="tiny-colours", version="1.0.0", visibility="public", groups=None, **overrides):
     """A valid AI4OS v2 + deepvre document for the tiny colour classifier."""
     doc = {

@@ -214,3 +214,10 @@ def test_concurrent_publish_one_wins(tmp_path, tiny_model_dir):
     for info in entry["files"].values():  # every file of the winner is complete and intact
         assert len(catalog.store.read_bytes(info["sha256"])) == info["size"]
     assert not list((tmp_path / "s" / "tmp").iterdir())  # no half-written blob left behind
+
+
+def test_tests_never_touch_the_users_catalog(private_market_dir):
+    from deepvre.market.catalog import default_root
+
+    assert default_root() == private_market_dir / "market"
+    assert Catalog().database_url == f"sqlite:///{private_market_dir / 'market' / 'catalog.sqlite'}"
