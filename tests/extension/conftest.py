@@ -51,10 +51,29 @@ XSS_DESCRIPTION = (
     "**Bold claim.**\n\n<script>window.__deepvre_xss = 'script'</script>\n\n"
     '<img src="nope.png" onerror="window.__deepvre_xss = \'onerror\'">\n\nSee [docs](https://example.org).'
 )
-TRAINING = (
-    "import json\nmetrics = {'accuracy': round(0.5 + epochs / 100, 4), 'learning_rate': learning_rate}\n"
-    "json.dump(metrics, open('metrics.json', 'w'))\nprint(label, metrics)"
-)
+# The model's training notebook: trains a tiny Keras model on generated colour images and
+# writes model.keras, metrics.json and preprocessing.json into its folder (the run folder).
+TRAINING = """\
+import json
+import keras
+import numpy as np
+
+keras.utils.set_random_seed(0)
+rng = np.random.default_rng(0)
+y = rng.integers(0, 3, 150)
+x = rng.uniform(0, 0.3, (150, 8, 8, 3)).astype("float32")
+for i, c in enumerate(y):
+    x[i, :, :, c] += 0.7
+model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x, y, epochs=epochs, verbose=0)
+accuracy = float(model.evaluate(x, y, verbose=0)[1])
+model.save("model.keras")
+json.dump({"accuracy": round(accuracy, 4), "epochs": epochs}, open("metrics.json", "w"))
+json.dump({"input": {"shape": [8, 8, 3], "dtype": "float32", "scale": 1.0, "offset": 0.0},
+           "labels": ["red", "green", "blue"]}, open("preprocessing.json", "w"))
+print(label, accuracy)
+"""
 
 
 @pytest.fixture(scope="session")
@@ -87,18 +106,25 @@ def colours_model(tmp_path_factory):
     return folder, doc
 
 
+def publish_colours(root, colours_model):
+    """Publish the colours model (public, owner ana) into a local catalog at ``root``."""
+    from deepvre.market.catalog import Catalog
+
+    folder, doc = colours_model
+    catalog = Catalog(database_url=f"sqlite:///{root}/catalog.sqlite", store_url=str(root / "artifacts"))
+    catalog.publish(doc, {p.name: p for p in folder.iterdir()}, "ana", visibility="public")
+    return root
+
+
 @pytest.fixture(scope="session")
 def market_dir(tmp_path_factory, colours_model):
     """A local catalog (``$DEEPVRE_MARKET_DIR``) holding the colours model, published by ana."""
     import os
 
-    from deepvre.market.catalog import Catalog
-
     root = tmp_path_factory.mktemp("market")
-    folder, doc = colours_model
     old = os.environ.get("DEEPVRE_MARKET_DIR")
     os.environ["DEEPVRE_MARKET_DIR"] = str(root)
-    Catalog().publish(doc, {p.name: p for p in folder.iterdir()}, "ana", visibility="public")
+    publish_colours(root, colours_model)
     yield root
     if old is None:
         os.environ.pop("DEEPVRE_MARKET_DIR", None)

@@ -45,8 +45,9 @@ def hub(tmp_path_factory, colours_model):
         process.admin_token = process.token(admin)
         # the user publishes the model through the hub's marketplace service, as `deepvre market publish` would
         user_token = process.token(process.login(process.user, PASSWORD), process.user)
+        process.market = HTTPMarket(f"{process.url}/services/marketplace/", user_token)
         folder, doc = colours_model
-        HTTPMarket(f"{process.url}/services/marketplace/", user_token).publish(
+        process.market.publish(
             doc, {p.name: p for p in folder.iterdir()}, visibility="public")
         yield process
     finally:
@@ -141,13 +142,23 @@ def test_models_panel_end_to_end_through_the_hub(hub):
             expect(panel.get_by_test_id("action-status")).to_contain_text("Started run")
             done = panel.locator('li.jp-deepvre-run[data-state="done"]')
             expect(done).to_have_count(1, timeout=240_000)
-            expect(done).to_contain_text("accuracy 0.52")
+            expect(done).to_contain_text("epochs 2")
+            expect(done).to_contain_text("accuracy")
             page.screenshot(path=os.path.join(SHOTS, "6-run-done.png"))
+
+            # publish the run's model from the runs list, into the hub's marketplace
+            done.get_by_placeholder("model name").fill("colours-ft")
+            done.get_by_role("button", name="Publish").click()
+            expect(panel.get_by_test_id("runs-status")).to_contain_text("Published colours-ft 1.0.0")
+            page.screenshot(path=os.path.join(SHOTS, "7-published.png"))
         except Exception:
             page.screenshot(path=os.path.join(SHOTS, "failure.png"))
             raise
         finally:
             browser.close()
+    published = hub.market.show("colours-ft")
+    assert published["metadata"]["deepvre"]["base_model"] == {"name": "colours", "version": "1.0.0"}
+    assert published["owner"] == hub.user and published["metadata"]["deepvre"]["metrics"]["epochs"] == 2
     # the run happened in the user's own home, as the user
     runs = f"/home/{hub.user}/runs"
     assert os.stat(runs).st_uid == int(subprocess.check_output(["id", "-u", hub.user]))

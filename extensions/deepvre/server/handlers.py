@@ -24,12 +24,14 @@ ERRORS = (
     (FileNotFoundError, 404),
     (LookupError, 404),
     (PermissionError, 403),
-    (ValueError, 400),
 )
 
 
 def status_of(err):
-    """The HTTP status for an error raised by a back end (by type, then by the type's name)."""
+    """The HTTP status for an error raised by a back end (by type, then by the type's name).
+
+    The name comes before a plain ValueError: the marketplace's ``Conflict`` is a ValueError.
+    """
     for kind, code in ERRORS:
         if isinstance(err, kind):
             return code
@@ -38,7 +40,7 @@ def status_of(err):
                        ("forbidden", 403), ("invalid", 400), ("validation", 400)):
         if word in name:
             return code
-    return None
+    return 400 if isinstance(err, ValueError) else None
 
 
 def api(method):
@@ -256,6 +258,13 @@ class Serve(Base):
         return svc
 
 
+class Service(Base):
+    @api
+    async def delete(self, ref):
+        """Stop the service of ``ref`` (``name:version``, as the service list names it)."""
+        return await self.blocking(self.ext.services.stop, ref, self.base_url)
+
+
 def handlers(base_url):
     api_url = url_path_join(base_url, "deepvre", "api")
     name = r"(?P<name>[^/]+)"
@@ -264,5 +273,6 @@ def handlers(base_url):
         (rf"models/{name}/finetune", FineTune), (r"notebooks/parameters", NotebookParameters),
         (r"runs", Runs), (r"runs/(?P<run_id>[^/]+)", Run), (r"runs/(?P<run_id>[^/]+)/publish", Publish),
         (r"preprocess", Preprocess), (r"preprocess/(?P<job_id>[^/]+)", PreprocessJob), (r"serve", Serve),
+        (r"serve/(?P<ref>[^/]+)", Service),
     ]
     return [(url_path_join(api_url, pattern) + "/?", cls) for pattern, cls in routes]

@@ -7,6 +7,7 @@ service is a ``deepvre serve`` process (the real DEEPaaS API) on a free loopback
 
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def serve_command(model, version, port, deepvre=None):
     """The command line that serves ``model`` (at ``version``) with DEEPaaS on loopback ``port``."""
     deepvre = deepvre or os.path.join(os.path.dirname(sys.executable), "deepvre")
     ref = f"{model}:{version}" if version else model
-    return [deepvre, "serve", ref, "--host", "127.0.0.1", "--port", str(port)]
+    return [deepvre, "serve", ref, "--ip", "127.0.0.1", "--port", str(port)]
 
 
 def proxied(base_url, port, path=""):
@@ -100,12 +101,32 @@ class ModelServices:
                                "process": proc, "log": log_path}
         return self.view(ref, base_url)
 
+    def stop(self, ref, base_url, timeout=5):
+        """Stop the service ``ref`` (``name:version``): SIGTERM to its process group, then SIGKILL.
+
+        The wait is short: DEEPaaS (aiohttp) waits up to a minute for open keep-alive connections
+        (e.g. jupyter-server-proxy's) before it exits on SIGTERM.
+        """
+        if ref not in self._services:
+            raise KeyError(f"no model service {ref!r}")
+        svc = self._services[ref]
+        proc = svc["process"]
+        if proc.poll() is None:
+            svc["stopped"] = True
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return self.view(ref, base_url)
+
     def view(self, ref, base_url):
         svc = self._services[ref]
         code = svc["process"].poll()
-        state = "running" if code is None else f"exited ({code})"
+        state = "running" if code is None else "stopped" if svc.get("stopped") else f"exited ({code})"
         error = ""
-        if code is not None:
+        if code is not None and not svc.get("stopped"):
             with open(svc["log"], errors="replace") as f:
                 error = f.read()[-2000:]
         return {"ref": ref, "model": svc["model"], "version": svc["version"], "state": state,

@@ -1,0 +1,153 @@
+"""The panel's actions against their real back ends, through the handlers.
+
+Publish: a run of the model's notebook trains a tiny Keras model (``deepvre.runs``), the handler
+publishes it, the catalog shows it with its lineage. Preprocess: the ``images`` pipeline on a tiny
+real image folder on a Dask LocalCluster. Serve: the real ``deepvre serve`` (DEEPaaS), reached
+through jupyter-server-proxy at the URL the handler gives, then stopped.
+"""
+
+import json
+import re
+import time
+
+import pytest
+from traitlets.config import Config
+
+from .conftest import publish_colours
+from .test_handlers import wait_for
+
+
+@pytest.fixture
+def jp_server_config():
+    return Config({"ServerApp": {"jpserver_extensions": {"deepvre.server": True, "jupyter_server_proxy": True}}})
+
+
+@pytest.fixture
+def own_market(tmp_path, colours_model, monkeypatch):
+    """A fresh local catalog holding only the colours model (publishing here touches no other test)."""
+    root = publish_colours(tmp_path / "market", colours_model)
+    monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(root))
+    return root
+
+
+def test_publish_a_trained_run_with_its_lineage(api, own_market, jp_root_dir):
+    import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
+    import keras
+    from deepvre.market.client import connect
+
+    status, run = api("POST", "runs", body={"model": "colours", "parameters": {"epochs": 2}})
+    assert status == 201, run
+    status, data = api("POST", f"runs/{run['id']}/publish", body={"name": "colours-ft"})
+    if run["state"] != "done":  # (it cannot be done yet: the kernel alone takes seconds)
+        assert status == 400 and "only a finished run" in data["message"], data
+    done = wait_for(api, run["id"], ("done", "failed"), timeout=300)
+    assert done["state"] == "done", done
+    assert (jp_root_dir / "runs" / run["id"] / "model.keras").exists()
+    assert done["metrics"]["epochs"] == 2
+
+    status, data = api("POST", f"runs/{run['id']}/publish", body={})
+    assert status == 400 and "name" in data["message"]
+    status, card = api("POST", f"runs/{run['id']}/publish", body={"name": "colours-ft", "visibility": "public"})
+    assert status == 201, card
+    assert (card["name"], card["version"]) == ("colours-ft", "1.0.0")
+    assert card["lineage"] == {"name": "colours", "version": "1.0.0"}
+    status, again = api("POST", f"runs/{run['id']}/publish", body={"name": "colours-ft"})
+    assert status == 409, again
+
+    # the catalog shows it, with lineage and the run's metrics; the model loads safely and predicts
+    status, found = api("GET", "models", params={"q": "colours-ft"})
+    assert status == 200 and [m["name"] for m in found["models"]] == ["colours-ft"]
+    assert found["models"][0]["metrics"]["epochs"] == 2
+    status, details = api("GET", "models/colours-ft")
+    assert status == 200 and details["lineage"] == {"name": "colours", "version": "1.0.0"}
+    pulled = own_market / "pulled"
+    connect().pull("colours-ft", "1.0.0", str(pulled))
+    model = keras.saving.load_model(pulled / "model.keras", safe_mode=True)
+    assert model.predict(keras.ops.zeros((1, 8, 8, 3)), verbose=0).shape == (1, 3)
+
+
+@pytest.fixture
+def image_folder(jp_root_dir):
+    """Two classes of real photographs (crops of scikit-image's samples) and one corrupt file."""
+    from PIL import Image
+    from skimage import data
+
+    for label, image in (("cat", data.chelsea()), ("coffee", data.coffee())):
+        folder = jp_root_dir / "photos" / label
+        folder.mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(image[i * 20:i * 20 + 200, i * 30:i * 30 + 250]).save(folder / f"{i}.jpg")
+    (jp_root_dir / "photos" / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    return "photos"
+
+
+def test_preprocess_images_on_a_local_cluster(api, image_folder, jp_root_dir, jp_base_url, monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", jp_base_url)  # as inside a hub: dashboard via the proxy
+    status, kinds = api("GET", "preprocess")
+    assert status == 200 and "images" in kinds["kinds"]
+    status, data = api("POST", "preprocess", body={"kind": "nope", "input": image_folder})
+    assert status == 400 and "unknown pipeline 'nope'" in data["message"]
+
+    status, job = api("POST", "preprocess", body={"kind": "images", "input": image_folder, "cluster": "local",
+                                                  "params": {"size": 32}})
+    assert status == 201, job
+    assert (job["input"], job["output"]) == ("photos", "photos-preprocessed")
+    deadline = time.monotonic() + 180
+    while job["state"] not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status, job = api("GET", f"preprocess/{job['id']}")
+        assert status == 200
+    assert job["state"] == "done", job
+    assert re.fullmatch(re.escape(jp_base_url.rstrip("/")) + r"/proxy/\d+/status", job["dashboard"]), job
+    manifest = json.loads((jp_root_dir / "photos-preprocessed" / "manifest.json").read_text())
+    assert manifest["bad_records"]["count"] == 1
+    assert job["summary"]["bad_records"]["count"] == 1
+    status, listing = api("GET", "preprocess")
+    assert [j["id"] for j in listing["jobs"]] == [job["id"]]
+    status, data = api("GET", "preprocess/99")
+    assert status == 404 and "99" in data["message"]
+
+
+def test_serve_through_the_proxy_then_stop(api, market_dir, jp_fetch, jp_asyncio_loop, jp_base_url):
+    from tornado.httpclient import HTTPClientError
+
+    status, svc = api("POST", "serve", body={"model": "colours", "version": "1.0.0"})
+    assert status == 201 and svc["state"] == "running", svc
+    match = re.fullmatch(re.escape(jp_base_url.rstrip("/")) + r"/proxy/(\d+)/v2/", svc["url"])
+    assert match, svc
+    port = match.group(1)
+
+    def models():
+        try:
+            resp = jp_asyncio_loop.run_until_complete(jp_fetch("proxy", port, "v2", "models/"))
+        except (HTTPClientError, ConnectionError, OSError):
+            return None
+        return json.loads(resp.body)
+
+    deadline = time.monotonic() + 120
+    while (listing := models()) is None:
+        [current] = api("GET", "serve")[1]["services"]
+        assert current["state"] == "running", current["error"]
+        assert time.monotonic() < deadline, "DEEPaaS did not answer through the proxy within 120 s"
+        time.sleep(0.5)
+    assert [m["name"] for m in listing["models"]] == ["colours"]
+    swagger = jp_asyncio_loop.run_until_complete(jp_fetch("proxy", port, "api"))
+    assert swagger.code == 200 and b"swagger" in swagger.body.lower()
+    assert svc["swagger"] == svc["url"].replace("/v2/", "/api")
+
+    status, stopped = api("DELETE", f"serve/{svc['ref']}")
+    assert status == 200 and stopped["state"] == "stopped", stopped
+    assert models() is None
+    status, data = api("DELETE", "serve/nothing:1")
+    assert status == 404 and "nothing:1" in data["message"]
+    status, data = api("POST", "serve", body={"model": "nobody"})
+    assert status == 404 and "nobody" in data["message"]
+
+
+def test_serve_command_is_what_deepvre_serve_accepts():
+    from deepvre.cli.serve import serve
+    from deepvre.server.jobs import serve_command
+
+    command = serve_command("colours", "1.0.0", 5123, deepvre="deepvre")
+    ctx = serve.make_context("serve", command[2:])
+    assert (ctx.params["model"], ctx.params["ip"], ctx.params["port"]) == ("colours:1.0.0", "127.0.0.1", 5123)
