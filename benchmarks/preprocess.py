@@ -5,8 +5,11 @@
 
 The plain loop does the same work in this process: the pipeline's plan (with dask's
 synchronous scheduler, for the flows parsing) and then every shard, one after the other.
-Dask runs use a LocalCluster of worker processes (one thread each), started before the
-clock starts; tasks are coarse (a few per worker) and only shard records reach the client.
+Dask runs use the pipelines' own local cluster (``clusters.open_client("local")``: worker
+processes, one thread each, glibc malloc defaults), started before the clock starts; tasks
+are coarse (a few per worker) and only shard records reach the client. Besides wall time it
+prints the CPU seconds each run used (this process plus the workers), which the load of
+other programs on the machine disturbs much less than wall time.
 """
 
 import argparse
@@ -97,10 +100,26 @@ def plain_loop(kind, src, out, params):
         run_shard(shard, out, plan.params, plan.chunk)
 
 
-def timed(fn):
-    start = time.perf_counter()
+def cpu_seconds(client=None):
+    """CPU seconds used so far by this process (and its children) plus, with ``client``, the workers."""
+    t = os.times()
+    own = t.user + t.system + t.children_user + t.children_system
+    if client is None:
+        return own
+
+    def worker_cpu():
+        import psutil
+
+        return sum(psutil.Process().cpu_times()[:2])
+
+    return own + sum(client.run(worker_cpu).values())
+
+
+def timed(fn, client=None):
+    """``(wall s, cpu s)`` of ``fn()``."""
+    cpu, start = cpu_seconds(client), time.perf_counter()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds(client) - cpu
 
 
 def main():
@@ -108,8 +127,9 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--only", default="images,rasters,flows,lattice")
     args = ap.parse_args()
-    from distributed import Client, LocalCluster
+    import contextlib
 
+    from deepvre.pipelines.clusters import open_client
     from deepvre.pipelines.run import preprocess
 
     tmp = tempfile.mkdtemp(prefix="deepvre-bench-")
@@ -121,31 +141,28 @@ def main():
         "lattice": lambda: make_lattice(os.path.join(tmp, "lattice"), int(400 * s), 128),
     }
     clusters = {}
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
         for w in (1, 2):
-            c = LocalCluster(n_workers=w, threads_per_worker=1, dashboard_address=None, host="127.0.0.1")
-            clusters[w] = (c, Client(c))
+            clusters[w] = stack.enter_context(open_client("local", n_workers=w))[0]
+        print(f"load average at start: {os.getloadavg()[0]:.1f}")
         print(f"{'pipeline':8} {'input MB':>8} {'items':>9} {'loop s':>7} {'1w s':>7} {'2w s':>7} "
-              f"{'loop/s':>9} {'2w/s':>9} {'1w ovh':>7} {'2w x':>6} {'eff':>5}")
+              f"{'loop/s':>9} {'2w/s':>9} {'1w ovh':>7} {'2w x':>6} {'eff':>5} {'cpu s loop/1w/2w':>17}")
         for kind in args.only.split(","):
             src, params, items, unit = makers[kind]()
             mb = folder_mb(src)
             out = os.path.join(tmp, f"out-{kind}")
-            t_loop = timed(lambda: plain_loop(kind, src, out, params))
-            times = {}
-            for w, (_c, client) in clusters.items():
+            t_loop, cpu_loop = timed(lambda: plain_loop(kind, src, out, params))
+            times, cpus = {}, {}
+            for w, client in clusters.items():
                 shutil.rmtree(out, ignore_errors=True)
-                times[w] = timed(lambda: preprocess(kind, src, out, params, client=client, progress=False))
+                times[w], cpus[w] = timed(lambda: preprocess(kind, src, out, params, client=client, progress=False),
+                                          client)
             speedup = t_loop / times[2]
             print(f"{kind:8} {mb:8.0f} {items:9d} {t_loop:7.2f} {times[1]:7.2f} {times[2]:7.2f} "
                   f"{items / t_loop:9.1f} {items / times[2]:9.1f} {times[1] / t_loop - 1:7.1%} "
-                  f"{speedup:6.2f} {speedup / 2:5.0%}  ({unit}/s; {mb / times[2]:.0f} MB/s on 2 workers)",
-                  flush=True)
-    finally:
-        for c, client in clusters.values():
-            client.close()
-            c.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+                  f"{speedup:6.2f} {speedup / 2:5.0%} {cpu_loop:5.1f}/{cpus[1]:4.1f}/{cpus[2]:4.1f}  "
+                  f"({unit}/s; {mb / times[2]:.0f} MB/s on 2 workers; load {os.getloadavg()[0]:.1f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,13 @@ def test_local_cluster(images, tmp_path):
     assert result.dashboard.startswith("http://127.0.0.1:")
 
 
+def test_local_workers_keep_glibc_malloc_defaults():
+    """distributed's MALLOC_TRIM_THRESHOLD_ made every image buffer an mmap + page faults (the 1-worker overhead)."""
+    with clusters.open_client("local", n_workers=1) as (client, _link):
+        env = client.run(lambda: {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")})
+    assert list(env.values()) == [{"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}]
+
+
 def _start(cmd, log):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
