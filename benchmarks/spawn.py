@@ -1,13 +1,16 @@
 """Spawn-to-ready latency and hub API latency: deepvre's local hub against a bare JupyterHub.
 
-    sudo .venv/bin/python benchmarks/spawn.py [--users 1,5,10] [--api-calls 50]
+    sudo .venv/bin/python benchmarks/spawn.py [--users 1,5,10] [--rounds 5] [--api-calls 50]
 
-Both hubs run in this same process tree, one after the other, on free loopback ports:
+Both hubs run side by side in this same process tree, on free loopback ports:
 - baseline: a bare JupyterHub 5 with ``SimpleLocalProcessSpawner`` (no profiles, no accounts);
 - deepvre: ``deepvre hub up`` (``DeepvreSpawner``: profile, GPU allocator, per-user OS accounts
   when root; accounts are created by a warm-up spawn, so the rounds measure steady state).
 N users spawn at once through the REST API; each latency runs from the POST to the server being
-ready in the hub's API. Prints p50/p95 per N and deepvre/baseline ratios (goal: within 1.10).
+ready in the hub's API. For each N, ``--rounds`` rounds per hub alternate between the two hubs
+(bare first, then deepvre first, ...), so load from elsewhere falls on both alike. Prints the
+median over rounds of each round's p50/p95 with its range, and the median of the paired
+deepvre/bare ratios of adjacent rounds (goal: within 1.10).
 """
 
 import argparse
@@ -68,6 +71,8 @@ c.JupyterHub.load_roles = [{{"name": "bench", "scopes": ["admin:users", "admin:s
         wait_for(lambda: _answers(self.url), 120, "the bare hub")
 
     def stop(self):
+        if self.process is None:
+            return
         self.process.send_signal(2)
         self.process.wait(60)
 
@@ -108,56 +113,75 @@ def spawn_round(url, token, names, body):
     return latencies
 
 
-def measure(url, token, prefix, sizes, api_calls, body):
-    names = [f"{prefix}{i}" for i in range(max(sizes))]
-    r = api(url, token, "POST", "/users", json={"usernames": names})
-    assert r.status_code in (201, 409), r.text
-    spawn_round(url, token, names, body)  # warm-up: homes/accounts, Python caches
-    results = {n: spawn_round(url, token, names[:n], body) for n in sizes}
-    calls = []
-    for _ in range(api_calls):
+def api_latency(url, token, name, calls):
+    times = []
+    for _ in range(calls):
         start = time.perf_counter()
-        api(url, token, "GET", f"/users/{names[0]}").raise_for_status()
-        calls.append(time.perf_counter() - start)
-    return results, calls
+        api(url, token, "GET", f"/users/{name}").raise_for_status()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def spread(values):
+    """``median [min-max]`` of a list of numbers."""
+    return f"{statistics.median(values):5.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", default="1,5,10")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per hub and size, interleaved")
     parser.add_argument("--api-calls", type=int, default=50)
     args = parser.parse_args()
     sizes = [int(n) for n in args.users.split(",")]
     prefix = f"hubb{secrets.token_hex(2)}u"
+    names = [f"{prefix}{i}" for i in range(max(sizes))]
     tmp = Path(tempfile.mkdtemp(prefix="deepvre-bench-"))
     os.chmod(tmp, 0o755)
 
+    # Both hubs run side by side; their rounds alternate (bare, deepvre, deepvre, bare, ...), so a
+    # burst of load from elsewhere hits both alike.
     bare = BareHub(tmp / "bare")
-    bare.start()
+    ours = HubProcess({"profiles": [{"slug": "cpu", "display_name": "CPU", "default": True}],
+                       "gpus": {"discovery": "none"}}, tmp / "deepvre" / "state")
     try:
-        base, base_api = measure(bare.url, bare.token, prefix, sizes, args.api_calls, {})
+        bare.start()
+        ours.start()
+        token = ours.token(ours.login(ours.admin, ours.admin_password), ours.admin)
+        hubs = {"bare": (bare.url, bare.token, {}), "deepvre": (ours.url, token, {"profile": "cpu"})}
+        for url, key, body in hubs.values():
+            r = api(url, key, "POST", "/users", json={"usernames": names})
+            assert r.status_code in (201, 409), r.text
+            spawn_round(url, key, names, body)  # warm-up: homes/accounts, Python caches
+        p50 = {(hub, n): [] for hub in hubs for n in sizes}
+        p95 = {(hub, n): [] for hub in hubs for n in sizes}
+        for n in sizes:
+            for i in range(args.rounds):
+                for hub in (("bare", "deepvre") if i % 2 == 0 else ("deepvre", "bare")):
+                    latencies = spawn_round(*hubs[hub][:2], names[:n], hubs[hub][2])
+                    p50[hub, n].append(pct(latencies, 50))
+                    p95[hub, n].append(pct(latencies, 95))
+        api_ms = {hub: [] for hub in hubs}
+        for i in range(args.rounds):
+            for hub in (("bare", "deepvre") if i % 2 == 0 else ("deepvre", "bare")):
+                api_ms[hub].append(1000 * api_latency(*hubs[hub][:2], names[0], args.api_calls))
     finally:
         bare.stop()
-
-    hub = HubProcess({"profiles": [{"slug": "cpu", "display_name": "CPU", "default": True}],
-                      "gpus": {"discovery": "none"}}, tmp / "deepvre" / "state")
-    hub.start()
-    try:
-        token = hub.token(hub.login(hub.admin, hub.admin_password), hub.admin)
-        ours, ours_api = measure(hub.url, token, prefix, sizes, args.api_calls, {"profile": "cpu"})
-    finally:
-        hub.stop()
+        ours.stop()
         if os.geteuid() == 0:
-            for i in range(max(sizes)):
-                subprocess.run(["userdel", "-r", f"{prefix}{i}"], capture_output=True, check=False)
+            for name in names:
+                subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
 
-    print(f"{'users':>5} | {'bare p50':>8} {'bare p95':>8} | {'deepvre p50':>11} {'deepvre p95':>11} | ratio p50")
+    print(f"{args.rounds} interleaved rounds per hub and size; each cell: median of the rounds [min-max], seconds")
+    print(f"{'users':>5} | {'bare p50':>17} | {'deepvre p50':>17} | {'bare p95':>17} | {'deepvre p95':>17} | ratio p50")
     for n in sizes:
-        b50, b95, d50, d95 = pct(base[n], 50), pct(base[n], 95), pct(ours[n], 50), pct(ours[n], 95)
-        print(f"{n:>5} | {b50:8.2f} {b95:8.2f} | {d50:11.2f} {d95:11.2f} | {d50 / b50:9.2f}")
-    b, d = statistics.median(base_api) * 1000, statistics.median(ours_api) * 1000
-    print(f"hub API GET /users/NAME p50: bare {b:.1f} ms, deepvre {d:.1f} ms, ratio {d / b:.2f}")
-    print("spawn latencies in seconds, POST to ready; accounts: "
+        ratios = [d / b for d, b in zip(p50["deepvre", n], p50["bare", n])]  # paired: adjacent rounds
+        print(f"{n:>5} | {spread(p50['bare', n]):>17} | {spread(p50['deepvre', n]):>17} | "
+              f"{spread(p95['bare', n]):>17} | {spread(p95['deepvre', n]):>17} | {spread(ratios)}")
+    ratios = [d / b for d, b in zip(api_ms["deepvre"], api_ms["bare"])]
+    print(f"hub API GET /users/NAME p50, ms: bare {spread(api_ms['bare'])}, deepvre {spread(api_ms['deepvre'])}, "
+          f"ratio {spread(ratios)}")
+    print("spawn latencies: POST to ready; accounts: "
           + ("per-user OS accounts (root)" if os.geteuid() == 0 else "personal mode"))
 
 
