@@ -46,8 +46,12 @@ def iter_split(output, split, arrays=("x", "y"), block=256):
             yield tuple(group[name][start:start + block] for name in arrays)
 
 
-def tf_dataset(output, split, batch_size=32, shuffle=0, seed=0, arrays=("x", "y")):
-    """A ``tf.data.Dataset`` of ``(x, y)`` batches streamed from the shards."""
+def tf_dataset(output, split, batch_size=32, shuffle=0, seed=0, arrays=("x", "y"), cache=False):
+    """A ``tf.data.Dataset`` of ``(x, y)`` batches streamed from the shards.
+
+    ``cache=True`` keeps the read blocks in memory after the first epoch (a split that fits in
+    RAM: later epochs cost what in-memory arrays cost); a path caches to that file instead.
+    """
     import tensorflow as tf
 
     records = [r for r in read_manifest(output)["shards"] if r["split"] == split and r["n"]]
@@ -61,7 +65,10 @@ def tf_dataset(output, split, batch_size=32, shuffle=0, seed=0, arrays=("x", "y"
     def blocks():
         yield from iter_split(output, split, arrays)
 
-    ds = tf.data.Dataset.from_generator(blocks, output_signature=signature).unbatch()
+    ds = tf.data.Dataset.from_generator(blocks, output_signature=signature)
+    if cache:
+        ds = ds.cache("" if cache is True else str(cache))
     if shuffle:
-        ds = ds.shuffle(shuffle, seed=seed)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return ds.unbatch().shuffle(shuffle, seed=seed).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # batch-level: shard blocks are cut into batches without a per-sample step (benchmarks/training.py)
+    return ds.rebatch(batch_size).prefetch(tf.data.AUTOTUNE)
