@@ -233,7 +233,8 @@ def plan(input, output, params):
         for i, group in enumerate(chunked(keys, p["hosts_per_shard"])):
             sub = part[part["key"].isin(group)].reset_index(drop=True)
             shards.append(Shard(split, i, sequence_shard,
-                                {"table": sub, "windows": span, "seq_len": p["seq_len"]}))
+                                {"table": sub, "windows": span, "seq_len": p["seq_len"]},
+                                cost=len(group) * len(span)))
     summary = {"files": [os.path.basename(f) for f in files], "keys": len(keys), "windows": len(windows),
                "features": list(FEATURES), "connections": int(table["conns"].sum()) if len(table) else 0}
     return Plan("flows", os.path.abspath(input), p, shards, summary, chunk=256, bad=bad_records(bad, n_bad))

@@ -244,7 +244,7 @@ def plan(input, output, params):
         strata = [item[1] for item in items]
     assignment = stratified_split(strata, p["split"], p["seed"])
     shards = [
-        Shard(split, i, func, {"root": root, "items": group, "params": p})
+        Shard(split, i, func, {"root": root, "items": group, "params": p}, cost=len(group))
         for split, groups in shards_by_split(items, assignment, p["shard_size"], p["seed"]).items()
         for i, group in enumerate(groups)
     ]

@@ -155,7 +155,7 @@ def plan(input, output, params):
         raise ValueError(f"lattice: no {', '.join(EXTENSIONS)} files in {input!r}")
     strata = [_beta_of(os.path.join(root, f)) for f in files]
     assignment = stratified_split(strata, p["split"], p["seed"])
-    shards = [Shard(split, i, lattice_shard, {"root": root, "files": group, "params": p})
+    shards = [Shard(split, i, lattice_shard, {"root": root, "files": group, "params": p}, cost=len(group))
               for split, groups in shards_by_split(files, assignment, p["shard_size"], p["seed"]).items()
               for i, group in enumerate(groups)]
     return Plan("lattice", root, p, shards, {"files": len(files), "observables": list(OBSERVABLES)},

@@ -181,7 +181,7 @@ def plan(input, output, params):
             by_split[tile_split(r, c, p["block"], p["seed"], p["split"])].append([r, c])
     shards = [
         Shard(split, i, tile_shard, {"path": path, "tiles": group, "params": p, "label_path": label_path,
-                                     "label_size": label_size, "size": size})
+                                     "label_size": label_size, "size": size}, cost=len(group))
         for split in SPLITS for i, group in enumerate(chunked(by_split[split], p["tiles_per_shard"]))
     ]
     summary = {"size": list(size), "tiles": rows * cols, "labels": os.path.basename(label_path),

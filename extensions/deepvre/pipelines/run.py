@@ -25,6 +25,7 @@ class Shard:
     index: int
     func: object
     args: dict
+    cost: int = 1  # relative work (e.g. items): bigger shards start first, so workers finish together
 
 
 @dataclass
@@ -65,7 +66,7 @@ def run_shard(shard, output, params, chunk):
 def execute(plan, output, client, progress=True):
     """Run ``plan`` with ``client``; write the manifest; return a Result."""
     futures = [
-        client.submit(run_shard, s, output, plan.params, plan.chunk, pure=False, retries=1,
+        client.submit(run_shard, s, output, plan.params, plan.chunk, pure=False, retries=1, priority=s.cost,
                       key=f"deepvre-{plan.kind}-{s.split}-{s.index:05d}-{os.urandom(4).hex()}")
         for s in plan.shards
     ]
