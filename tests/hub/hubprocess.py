@@ -222,9 +222,13 @@ class HubProcess:
         path = f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
         r = self.api(token, "POST", path, json={"profile": profile} if profile else {})
         if wait and r.status_code in (201, 202):
-            wait_for(lambda: (self.server_model(token, user, server) or {}).get("ready"), timeout,
-                     f"{user}/{server} to be ready\n{self.log_text()[-3000:]}", interval=0.5)
+            self.wait_ready(token, user, server, timeout)
         return r
+
+    def wait_ready(self, token, user, server="", timeout=180):
+        """Wait until ``user``'s server is ready in the hub API (the hub's log tail if it is not)."""
+        wait_for(lambda: (self.server_model(token, user, server) or {}).get("ready"), timeout,
+                 f"{user}/{server} to be ready\n{self.log_text()[-3000:]}", interval=0.5)
 
     def spawn_form(self, session, user, profile, server=""):
         """Submit the spawn page (``/hub/spawn/USER[/SERVER]``) as a browser would; returns the response."""

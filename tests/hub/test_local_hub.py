@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from tests.hub.hubprocess import HubProcess, run_code, wait_for
+from tests.hub.hubprocess import HubProcess, run_code
 from tests.prereqs import REPO, require, require_root
 
 pytestmark = [pytest.mark.hub, pytest.mark.root]
@@ -92,7 +92,7 @@ def test_spawn_with_profile_status_kernel_and_stop(hub, person):
     assert hub.spawn(token, name, profile="gpu-team").status_code == 400
 
     hub.spawn_form(session, name, "cpu")
-    wait_for(lambda: (hub.server_model(token, name) or {}).get("ready"), 180, "the server to be ready", 0.5)
+    hub.wait_ready(token, name)
     # browser path: the cookie works after the single-user OAuth handshake through the proxy
     assert session.get(hub.server_url(name), timeout=60).status_code == 200
     status = session.get(f"{hub.server_url(name)}api/status", timeout=60)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub.hubprocess import HubProcess, run_code, wait_for
+from tests.hub.hubprocess import HubProcess, run_code
 from tests.prereqs import REPO, require, require_root
 
 pytestmark = [pytest.mark.hub, pytest.mark.root]
@@ -49,8 +49,7 @@ def test_personal_mode_says_so_and_runs_servers_under_the_hubs_account(personal_
 
     token = hub.token(admin, hub.admin)
     hub.spawn_form(admin, hub.admin, "cpu")
-    wait_for(lambda: (hub.server_model(token, hub.admin) or {}).get("ready"), 180,
-             f"the server to be ready\n{hub.log_text()[-3000:]}", 0.5)
+    hub.wait_ready(token, hub.admin)
     out = run_code(hub.server_url(hub.admin), token, "import os, pwd; print(pwd.getpwuid(os.getuid()).pw_name, os.getuid(), os.getcwd())")
     user, uid, cwd = out.split()
     assert user == hub.account and int(uid) != 0

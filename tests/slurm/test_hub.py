@@ -93,8 +93,7 @@ def test_server_is_a_slurm_job_reachable_and_stop_cancels_it(hub, person, slurm)
     assert "Unavailable: this machine has no GPUs" in page  # gpu-1: the cluster has no gres
 
     hub.spawn_form(session, name, "cpu")
-    wait_for(lambda: (hub.server_model(token, name) or {}).get("ready"), 240,
-             f"the server job to be ready\n{hub.log_text()[-3000:]}", 0.5)
+    hub.wait_ready(token, name, timeout=240)
     job = job_of(slurm, name)
     assert job[1:] == ["RUNNING", slurm.partition, "1", "300M", "30:00"], job
     # through the proxy, with the browser's cookie after the OAuth handshake
