@@ -56,7 +56,10 @@ def preprocess(kind, input, output, cluster, params, workers, settings_file, ove
 
     if kind not in pipeline_names():
         raise click.BadParameter(f"{kind!r}; choose from {', '.join(pipeline_names())}", param_hint="KIND")
+    import distributed  # noqa: F401 - configures its loggers on import; then quieted below
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # cluster chatter; deepvre stays INFO
     settings = None
     if settings_file:
         import yaml

@@ -7,8 +7,10 @@ glue that starts what they describe. ``dashboard_link`` routes the dashboard thr
 jupyter-server-proxy inside a JupyterHub server.
 """
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 from importlib import resources
@@ -47,6 +49,26 @@ DEFAULTS = {
 # and unmapped again: measured 3-4x the system time and ~30% more CPU per image than the same
 # code in a plain process. Our local workers keep glibc's defaults, like a plain loop.
 LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
+class QuietShutdownFilter(logging.Filter):
+    """Drops the scheduler's ``CancelledError`` from a progress bar's ``feed`` cut short by shutdown.
+
+    A progress bar (text or widget) is fed by a scheduler coroutine that sleeps between updates;
+    closing a cluster during that sleep cancels it and distributed logs the cancellation as an
+    error. Nothing is wrong, so it is not shown; every other record passes.
+    """
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
+def quiet_scheduler_shutdown():
+    """Install :class:`QuietShutdownFilter` on distributed's scheduler logger (once)."""
+    logger = logging.getLogger("distributed.scheduler")
+    if not any(isinstance(f, QuietShutdownFilter) for f in logger.filters):
+        logger.addFilter(QuietShutdownFilter())
 
 
 def _schema():
@@ -178,6 +200,7 @@ def open_client(cluster=None, settings=None, n_workers=None):
     full = dask_settings(settings)
     cluster = cluster or full["cluster"]
     n = n_workers or full["workers"]
+    quiet_scheduler_shutdown()
     kind = kind_of(cluster)
     with contextlib.ExitStack() as stack:
         if kind == "address":

@@ -63,6 +63,21 @@ def run_shard(shard, output, params, chunk):
     return dict(record, skipped=False)
 
 
+def wait_with_progress(futures, desc):
+    """Wait for ``futures`` with a progress bar: an ipywidgets bar in a Jupyter kernel, text in a terminal.
+
+    The bar is driven from this thread as shards complete (``tqdm.auto`` picks the kind), so
+    it moves while a notebook cell blocks here; distributed's own widget is updated by the
+    kernel's event loop, which a blocking call starves.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(futures), desc=desc, unit="shard") as bar:
+        for _future in as_completed(futures):
+            bar.update()
+
+
 def execute(plan, output, client, progress=True):
     """Run ``plan`` with ``client``; write the manifest; return a Result."""
     futures = [
@@ -71,9 +86,7 @@ def execute(plan, output, client, progress=True):
         for s in plan.shards
     ]
     if progress and futures:
-        from distributed import progress as show_progress
-
-        show_progress(futures)
+        wait_with_progress(futures, plan.kind)
     records = client.gather(futures)
     skipped = sum(r.pop("skipped") for r in records)
     for r in [{"bad": plan.bad}] + records:
