@@ -71,3 +71,52 @@ def test_import_deepvre_first_keeps_fts5():
     proc = run_python("import deepvre, tensorflow\nfrom deepvre.market import index\nprint('FTS5', index.fts5_available())")
     assert "FTS5 True" in proc.stdout
 
+
+
+def bulk_rows(catalog, count, rare_every):
+    """``count`` index rows that all match "common"; every ``rare_every``-th has use case "rare"
+    and a long description, so that it ranks below the others."""
+    import sqlalchemy as sa
+
+    from deepvre.market import index
+
+    rows = [dict(name=f"bulk-{i:04d}", owner="alice", visibility="public", deprecated=i % 7 == 0, latest="1.0.0",
+                 title="Common model", summary="common words", tags="common",
+                 description=("common " + "filler " * 300) if i % rare_every == 0 else "common",
+                 use_case="rare" if i % rare_every == 0 else "base", tasks="[]", libraries="[]", categories="[]",
+                 updated=index.now().replace(microsecond=i))
+            for i in range(count)]
+    with catalog.Session.begin() as session:
+        session.execute(sa.insert(index.ModelRow), rows)
+        for row in session.scalars(sa.select(index.ModelRow)):
+            index.index_text(session, row)
+    return rows
+
+
+def test_ranked_search_past_the_depth_is_exact(catalog):
+    rows = bulk_rows(catalog, 450, rare_every=50)  # 450 hits: more than the 200 ranked first
+    expected = sorted(r["name"] for r in rows if r["use_case"] == "rare" and not r["deprecated"])
+    hits = catalog.search(Caller("bob"), "common", filters={"use_case": "rare"}, limit=20)
+    assert sorted(h["name"] for h in hits) == expected
+    assert "description" not in hits[0]  # entries are summaries; show() has the description
+
+
+def test_listings_walk_an_index_in_order(catalog):
+    import sqlalchemy as sa
+
+    from deepvre.market import index
+
+    rows = bulk_rows(catalog, 120, rare_every=10)
+    visible = [r for r in rows if not r["deprecated"]]
+    newest = sorted(visible, key=lambda r: (r["updated"], r["name"]), reverse=True)
+    hits = catalog.search(Caller("bob"), sort="updated", limit=10, offset=5)
+    assert [h["name"] for h in hits] == [r["name"] for r in newest[5:15]]
+    hits = catalog.search(Caller("bob"), sort="-name", limit=3)
+    assert [h["name"] for h in hits] == sorted((r["name"] for r in visible), reverse=True)[:3]
+    with catalog.Session() as session:
+        for sort in ("updated", "-updated", "name", "-created", "title"):
+            stmt = index.search_query(session, Caller("bob", ("lab",)), "", {}, sort, 20, 40)
+            sql = str(stmt.compile(dialect=catalog.engine.dialect, compile_kwargs={"literal_binds": True}))
+            plan = " | ".join(row[3] for row in session.execute(sa.text("EXPLAIN QUERY PLAN " + sql)))
+            # the page is read in index order, not by sorting every visible row
+            assert "TEMP B-TREE" not in plan and "ix_models_listing" in plan, (sort, plan)

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.orm import defer
 from traitlets import Integer, Unicode, default
 from traitlets.config import Configurable
 
@@ -130,6 +131,7 @@ class Catalog(Configurable):
             Path(self.database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine, self.Session = index.open_index(self.database_url)
         self.store = ArtifactStore(self.store_url)
+        self._caught_up = float("-inf")
 
     @classmethod
     def from_settings(cls, settings):
@@ -171,16 +173,22 @@ class Catalog(Configurable):
     def search(self, caller, query="", filters=None, sort=None, limit=50, offset=0):
         """Visible models matching ``query`` (full text) and ``filters``; see :func:`index.search_query`."""
         caller = _caller(caller)
-        if index.uses_fts5(self.engine):
-            index.catch_up(self.Session)  # rows published by a process without FTS5
         limit, offset = max(1, min(int(limit), 1000)), max(0, int(offset))
+        fts5 = index.uses_fts5(self.engine)
+        if fts5 and time.monotonic() - self._caught_up > 1:
+            index.catch_up(self.Session)  # rows published by a process without FTS5 (checked once a second)
+            self._caught_up = time.monotonic()
         with self.Session() as session:
             # Rank only the best text hits first (bm25 over every hit is the cost of a broad query);
-            # a page that does not fill up may have lost rows to the filters: then rank them all.
-            depth = max(200, 4 * (limit + offset))
-            rows = list(session.scalars(index.search_query(session, caller, query, filters, sort, limit, offset, depth)))
-            if len(rows) < limit:
-                rows = list(session.scalars(index.search_query(session, caller, query, filters, sort, limit, offset)))
+            # a page that does not fill up may have lost rows to the filters: then rank them all,
+            # unless the query had fewer hits than that depth (then the first answer was exact).
+            depth = max(200, 4 * (limit + offset)) if fts5 and index.query_words(query) else None
+            # entries carry no description: it is most of a row's bytes, and only `show` needs it
+            stmt = index.search_query(session, caller, query, filters, sort, limit, offset, depth)
+            rows = list(session.scalars(stmt.options(defer(ModelRow.description))))
+            if depth and len(rows) < limit and index.text_hits(session, query, depth) >= depth:
+                stmt = index.search_query(session, caller, query, filters, sort, limit, offset)
+                rows = list(session.scalars(stmt.options(defer(ModelRow.description))))
             return [self._summary(row) for row in rows]
 
     def show(self, caller, name, version=None):

@@ -44,7 +44,7 @@ class ModelRow(Base):
     name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(sa.String(255), index=True)
     visibility: Mapped[str] = mapped_column(sa.String(16), index=True)
-    deprecated: Mapped[bool] = mapped_column(sa.Boolean, default=False, index=True)
+    deprecated: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # in the listing indexes below
     latest: Mapped[str] = mapped_column(sa.String(64))
     title: Mapped[str] = mapped_column(sa.Text, default="")
     summary: Mapped[str] = mapped_column(sa.Text, default="")
@@ -57,6 +57,12 @@ class ModelRow(Base):
     categories: Mapped[str] = mapped_column(sa.Text, default="[]")
     created: Mapped[datetime.datetime] = mapped_column(sa.DateTime, default=now, index=True)
     updated: Mapped[datetime.datetime] = mapped_column(sa.DateTime, default=now, index=True)
+
+    # Listings (no query) walk one of these in order and stop after a page; a bare index on
+    # ``deprecated`` made SQLite read and sort every row instead (8 ms for a page of 10,000).
+    __table_args__ = tuple(
+        sa.Index(f"ix_models_listing_{key}", "deprecated", key, "name") for key in ("updated", "created", "title")
+    ) + (sa.Index("ix_models_listing_name", "deprecated", "name"),)
 
 
 class ModelGroup(Base):
@@ -117,6 +123,8 @@ def open_index(url):
     else:
         engine = sa.create_engine(url, pool_size=20, max_overflow=10)
     Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_models_deprecated")  # made by earlier versions
     Session = sessionmaker(engine, expire_on_commit=False)
     if engine.dialect.name == "sqlite":
         _FTS5[engine] = fts5_available()
@@ -189,6 +197,14 @@ def fts_query(text):
     return " ".join(f'"{w}"*' for w in query_words(text))
 
 
+def text_hits(session, query, cap):
+    """How many rows the FTS5 query matches, counted up to ``cap`` (no ranking: cheap)."""
+    return session.execute(
+        sa.text("SELECT count(*) FROM (SELECT 1 FROM models_fts WHERE models_fts MATCH :q LIMIT :cap)"),
+        {"q": fts_query(query), "cap": int(cap)},
+    ).scalar()
+
+
 def visible_to(caller):
     """The WHERE clause for models ``caller`` may see (public, own, a shared group; admins all)."""
     if caller.admin:
@@ -248,13 +264,15 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
     reverse = sort.startswith("-")
     key = sort.lstrip("-")
     if key == "relevance" and rank is not None:
-        order = rank.desc() if reverse else rank.asc()
+        order = (rank.desc() if reverse else rank.asc(), ModelRow.name)
     elif key in SORTS:
-        column, descending = getattr(ModelRow, SORTS[key][0]), SORTS[key][1]
-        order = column.desc() if descending != reverse else column.asc()
+        # ties go by name in the same direction, so that one listing index serves either direction
+        column, descending = getattr(ModelRow, SORTS[key][0]), SORTS[key][1] != reverse
+        order = (column.desc(), ModelRow.name.desc()) if descending else (column.asc(), ModelRow.name.asc())
+        order = order[:1] if key == "name" else order
     else:
         raise ValueError(f"sort: unknown key {sort!r} (known: relevance, {', '.join(SORTS)})")
-    return stmt.order_by(order, ModelRow.name).limit(limit).offset(offset)
+    return stmt.order_by(*order).limit(limit).offset(offset)
 
 
 def _substring_search(stmt, words):

@@ -18,6 +18,7 @@ REST API (``openapi.yaml`` beside this file, served at ``api/openapi.yaml``):
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -135,8 +136,8 @@ class BaseHandler(web.RequestHandler):
         return self.settings["catalog"]
 
     async def call(self, func, *args, **kwargs):
-        """Run a (blocking) catalog call in the thread pool."""
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: func(*args, **kwargs))
+        """Run a (blocking) catalog call in the catalog's thread pool (one thread per core)."""
+        return await asyncio.get_running_loop().run_in_executor(self.settings["executor"], lambda: func(*args, **kwargs))
 
     async def caller(self):
         """The :class:`Caller`, or a 401 error."""
@@ -182,7 +183,7 @@ class BaseHandler(web.RequestHandler):
     def json(self, data, status=200):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data))
+        self.finish(json.dumps(data, separators=(",", ":")))
 
     def body_json(self):
         try:
@@ -386,7 +387,9 @@ def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_to
         (r"api/openapi.yaml", OpenAPIHandler),
         (r"/?", PageHandler),
     ]
-    settings = {"catalog": catalog, "standalone_user": standalone_user}
+    # SQLite and hashing release the GIL: more threads than cores only queue inside the pool
+    executor = concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="catalog")
+    settings = {"catalog": catalog, "standalone_user": standalone_user, "executor": executor}
     if standalone_user is None:
         from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 
