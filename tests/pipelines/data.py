@@ -4,11 +4,8 @@ import os
 
 import numpy as np
 
-ZEEK_FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration orig_bytes resp_bytes "
-               "conn_state local_orig local_resp missed_bytes history orig_pkts orig_ip_bytes resp_pkts "
-               "resp_ip_bytes tunnel_parents").split()
-ZEEK_TYPES = ("time string addr port addr port enum string interval count count string bool bool count string "
-              "count count count count set[string]").split()
+ZEEK_FIELDS = ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp", "missed_bytes", "history", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes", "tunnel_parents"]
+ZEEK_TYPES = ["time", "string", "addr", "port", "addr", "port", "enum", "string", "interval", "count", "count", "string", "bool", "bool", "count", "string", "count", "count", "count", "count", "set[string]"]
 
 
 def class_folders(root, n_per_class=12, classes=("healthy", "sick"), size=(40, 52), corrupt=1, seed=0):

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from deepvre.pipelines import params, registry
 
 from .data import class_folders, conn_log

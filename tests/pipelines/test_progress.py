@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import nbformat
-
 from deepvre.pipelines import clusters
 
 from .data import class_folders
