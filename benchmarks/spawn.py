@@ -5,16 +5,24 @@
 Both hubs run side by side in this same process tree, on free loopback ports:
 - baseline: a bare JupyterHub 5 with ``SimpleLocalProcessSpawner`` (no profiles, no accounts);
 - deepvre: ``deepvre hub up`` (``DeepvreSpawner``: profile, GPU allocator, per-user OS accounts
-  when root; accounts are created by a warm-up spawn, so the rounds measure steady state).
+  when root).
+The comparison isolates the hub side: both hubs start the same single-user software (one venv,
+so the deepvre server and lab extensions load in both), both run one managed service (the
+marketplace, with its own catalog each), neither runs the idle culler, and the OS accounts and
+homes exist before the hubs start (a warm-up round per hub then fills Python and Jupyter caches),
+so no timed round includes a first login's account creation.
 N users spawn at once through the REST API; each latency runs from the POST to the server being
 ready in the hub's API. For each N, ``--rounds`` rounds per hub alternate between the two hubs
 (bare first, then deepvre first, ...), so load from elsewhere falls on both alike. Prints the
-median over rounds of each round's p50/p95 with its range, and the median of the paired
-deepvre/bare ratios of adjacent rounds (goal: within 1.10).
+median over rounds of each round's p50/p95 with its range, the median of the paired
+deepvre/bare ratios of adjacent rounds (goal: within 1.10), and where the time of a one-user
+spawn goes (phases read from the hubs' logs, which hold the single-user servers' output too).
 """
 
 import argparse
+import datetime
 import os
+import re
 import secrets
 import statistics
 import subprocess
@@ -27,7 +35,9 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.hub.hubprocess import REPO, HubProcess, free_port, wait_for
+from deepvre.market import service as market  # noqa: E402
+from deepvre_hub import accounts  # noqa: E402
+from tests.hub.hubprocess import REPO, HubProcess, free_port, wait_for  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -45,6 +55,12 @@ class BareHub:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.token = secrets.token_hex(16)
         port = free_port()
+        # the same managed service as deepvre's hub runs (the marketplace), with its own catalog
+        service = market.hub_service({"marketplace": {"port": free_port()}})
+        service["environment"] = {"DEEPVRE_MARKET_DIR": str(self.folder / "marketplace")}
+        services = [{"name": "bench", "api_token": self.token}, service]
+        roles = [{"name": "bench", "scopes": ["admin:users", "admin:servers"], "services": ["bench"]},
+                 market.hub_role()]
         self.url = f"http://127.0.0.1:{port}"
         (self.folder / "config.py").write_text(f"""
 c.JupyterHub.ip = "127.0.0.1"
@@ -59,8 +75,8 @@ c.Spawner.cmd = ["{BIN}/jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"
 c.Spawner.args = ["--allow-root"] if {os.geteuid() == 0} else []
 c.SimpleLocalProcessSpawner.home_dir_template = "{self.folder}/homes/{{username}}"
-c.JupyterHub.services = [{{"name": "bench", "api_token": "{self.token}"}}]
-c.JupyterHub.load_roles = [{{"name": "bench", "scopes": ["admin:users", "admin:servers"], "services": ["bench"]}}]
+c.JupyterHub.services = {services!r}
+c.JupyterHub.load_roles = {roles!r}
 """)
         self.process = None
 
@@ -122,6 +138,60 @@ def api_latency(url, token, name, calls):
     return statistics.median(times)
 
 
+# --- where a one-user spawn's time goes, from a hub's log ----------------------------------------
+
+LOG_LINE = re.compile(r"^\[\w (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (\S+)")
+POST_DONE = re.compile(r"20[12] POST /hub/api/users/\S+/server \S+ ([\d.]+)ms")
+# phase name -> (the log line that ends it, its source); the POST's arrival starts the first
+PHASES = {
+    "hub before Popen": ("Spawning ", "JupyterHub"),           # pre-spawn hook, options, env, accounts
+    "python + imports": ("", "ServerApp"),                     # the server's first log line
+    "server init": ("is running at", "ServerApp"),             # extensions linked and loaded
+    "hub sees it ready": ("seconds to start", "JupyterHub"),  # the hub's HTTP poll (backs off)
+}
+
+
+def spawn_phases(log_path, windows):
+    """Per one-user spawn that began inside one of ``windows`` ((start, end) epoch seconds): the
+    end time of each phase, in seconds after the POST arrived (its 201 line minus its duration)."""
+    spawns, current = [], None
+    for line in Path(log_path).read_text(errors="replace").splitlines():
+        match = LOG_LINE.match(line)
+        if not match:
+            continue
+        stamp = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        source, rest = match.group(2), line[match.end():]
+        if source == "JupyterHub" and "Spawning " in rest:
+            current = {}
+            spawns.append(current)
+        if current is None:
+            continue
+        for phase, (text, origin) in PHASES.items():
+            if source.startswith(origin) and text in rest:
+                current.setdefault(phase, stamp)
+        done = POST_DONE.search(rest)
+        if done:
+            current["post"] = stamp - float(done.group(1)) / 1000
+    found = [s for s in spawns if "post" in s and any(a <= s["post"] <= b for a, b in windows)]
+    return [{k: v - s["post"] for k, v in s.items() if k != "post"} for s in found if len(s) == len(PHASES) + 1]
+
+
+def print_phases(logs, windows):
+    """Median milliseconds each phase of a one-user spawn took, per hub."""
+    print("one-user spawns, median ms per phase (from the hubs' logs; cumulative in brackets):")
+    for hub, log in logs.items():
+        rows = spawn_phases(log, windows)
+        if not rows:
+            print(f"  {hub}: no one-user spawn found in {log}")
+            continue
+        cells, previous = [], 0.0
+        for phase in PHASES:
+            end = statistics.median(r[phase] for r in rows)
+            cells.append(f"{phase} {1000 * (end - previous):.0f} [{1000 * end:.0f}]")
+            previous = end
+        print(f"  {hub:>7} ({len(rows)} spawns): " + ", ".join(cells))
+
+
 def spread(values):
     """``median [min-max]`` of a list of numbers."""
     return f"{statistics.median(values):5.2f} [{min(values):.2f}-{max(values):.2f}]"
@@ -134,10 +204,14 @@ def main():
     parser.add_argument("--api-calls", type=int, default=50)
     args = parser.parse_args()
     sizes = [int(n) for n in args.users.split(",")]
+    print(f"load average at the start: {os.getloadavg()[0]:.2f}")
     prefix = f"hubb{secrets.token_hex(2)}u"
     names = [f"{prefix}{i}" for i in range(max(sizes))]
     tmp = Path(tempfile.mkdtemp(prefix="deepvre-bench-"))
     os.chmod(tmp, 0o755)
+    if os.geteuid() == 0:  # a first login's account creation is not part of a spawn
+        for name in names:
+            accounts.ensure_account(name)
 
     # Both hubs run side by side; their rounds alternate (bare, deepvre, deepvre, bare, ...), so a
     # burst of load from elsewhere hits both alike.
@@ -155,10 +229,14 @@ def main():
             spawn_round(url, key, names, body)  # warm-up: homes/accounts, Python caches
         p50 = {(hub, n): [] for hub in hubs for n in sizes}
         p95 = {(hub, n): [] for hub in hubs for n in sizes}
+        windows = []  # (start, end) of the one-user rounds, for the phase breakdown
         for n in sizes:
             for i in range(args.rounds):
                 for hub in (("bare", "deepvre") if i % 2 == 0 else ("deepvre", "bare")):
+                    start = time.time()
                     latencies = spawn_round(*hubs[hub][:2], names[:n], hubs[hub][2])
+                    if n == 1:
+                        windows.append((start, time.time()))
                     p50[hub, n].append(pct(latencies, 50))
                     p95[hub, n].append(pct(latencies, 95))
         api_ms = {hub: [] for hub in hubs}
@@ -168,6 +246,7 @@ def main():
     finally:
         bare.stop()
         ours.stop()
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
         if os.geteuid() == 0:
             for name in names:
                 subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
@@ -181,6 +260,7 @@ def main():
     ratios = [d / b for d, b in zip(api_ms["deepvre"], api_ms["bare"])]
     print(f"hub API GET /users/NAME p50, ms: bare {spread(api_ms['bare'])}, deepvre {spread(api_ms['deepvre'])}, "
           f"ratio {spread(ratios)}")
+    print_phases({"bare": bare.folder / "hub.log", "deepvre": ours.log_file}, windows)
     print("spawn latencies: POST to ready; accounts: "
           + ("per-user OS accounts (root)" if os.geteuid() == 0 else "personal mode"))
 
