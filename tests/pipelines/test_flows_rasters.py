@@ -49,6 +49,14 @@ def test_rasters_geotiff(tmp_path, dask_client):
     assert m["summary"]["tiles"] == 6 * 8 and m["summary"]["reader"] == "rasterio windows"
     x, y, origin = open_split(out, "train", arrays=("x", "y", "origin"))
     assert x.shape == (48, 32, 32, 3) and x.max() <= 10000 / 65535 + 1e-6
+    # stored in the scene's dtype (16 bit), decoded to float32 / 65535 by the readers
+    assert m["version"] == 2 and m["decode"] == {"x": {"dtype": "float32", "divide_by": 65535.0}}
+    assert {r["arrays"]["x"]["dtype"] for r in m["shards"]} == {"uint16"}
+    import zarr
+
+    raw = np.concatenate([zarr.open_group(str(tmp_path / "out" / r["path"]), mode="r")["x"][...] for r in m["shards"]])
+    assert x.dtype == np.float32 and np.array_equal(x, raw.astype(np.float32) / np.float32(65535))
+    assert raw.max() > 0
     city = (origin[:, 0] < 96) & (origin[:, 1] < 128)  # the label raster's top-left quarter, in scene pixels
     assert np.all(y[city] == 1) and np.all(y[~city] == 0)
     assert m["splits"]["train"]["counts"] == {"0": 36, "1": 12}
@@ -68,7 +76,8 @@ def test_rasters_png_with_label_image(tmp_path, dask_client):
                    client=dask_client, progress=False).manifest
     assert m["summary"]["reader"].startswith("PIL")
     x, y, origin = open_split(out, "train", arrays=("x", "y", "origin"))
-    assert y.shape == (12, 32, 32)
+    assert y.shape == (12, 32, 32) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert m["decode"]["x"]["divide_by"] == 255.0 and m["shards"][0]["arrays"]["x"]["dtype"] == "uint8"
     assert np.all(y[origin[:, 1] >= 64] == 2) and np.all(y[origin[:, 1] < 64] == 0)
 
 
@@ -107,3 +116,20 @@ def test_window_features_same_for_any_partitioning():
         got = flows.window_features(dd.from_pandas(conns, npartitions=parts), 300, "service").compute(
             scheduler="synchronous")
         pd.testing.assert_frame_equal(got, whole, check_index_type=False)  # dask: arrow strings
+
+
+def test_shard_writers_compress_in_one_thread(tmp_path, dask_client):
+    """A worker writing shards keeps zarr's codec pool to one thread (one core per worker)."""
+    from deepvre.pipelines import manifest as mf
+
+    def write_and_count():
+        import threading
+
+        import zarr
+
+        mf.write_shard(str(tmp_path / "w"), "train", 0, "k", {"x": np.zeros((512, 64, 64), np.float32)}, {}, [], 8)
+        pool = [t for t in threading.enumerate() if t.name.startswith(("zarr_pool", "asyncio_"))]
+        return zarr.config.get("threading.max_workers"), len(pool)
+
+    result = dask_client.submit(write_and_count, pure=False).result()
+    assert result == (1, 1)

@@ -12,6 +12,10 @@ A re-run skips a shard whose record names the same task key and whose sha256 sti
 matches the files; anything else (missing record, changed files, other parameters)
 is redone. Nothing here holds a time stamp, so a resumed run's output is byte-identical
 to a clean one.
+
+Version 2 adds ``decode``: how readers turn a stored array into what a model sees, e.g.
+rasters keep tiles in the scene's dtype (uint8: a quarter of float32's bytes) with
+``{"x": {"dtype": "float32", "divide_by": 255.0}}``; ``deepvre.pipelines.dataset`` applies it.
 """
 
 import hashlib
@@ -22,7 +26,7 @@ import shutil
 MARKER = ".deepvre-preprocess.json"
 MANIFEST = "manifest.json"
 FORMAT = "deepvre-preprocess"
-VERSION = 1
+VERSION = 2
 
 
 class OutputError(ValueError):
@@ -65,7 +69,7 @@ def _content(value):
 def task_key(func, args, params):
     """A stable id for what a shard is made from: function, its arguments, parameters."""
     blob = json.dumps(
-        {"func": f"{func.__module__}:{func.__qualname__}", "args": args, "params": params},
+        {"func": f"{func.__module__}:{func.__qualname__}", "args": args, "params": params, "version": VERSION},
         sort_keys=True,
         default=_content,
     )
@@ -100,9 +104,25 @@ def read_record(output, split, index, key):
     return record
 
 
+def single_thread_codecs():
+    """Run zarr's codecs (compression) in one thread, so a shard writer uses one core.
+
+    zarr 3 compresses chunks in its own thread pool (``threading.max_workers``, default: one
+    thread per core). A Dask worker with one thread, or a plain loop, then uses more than the
+    core it was given and competes with the other workers. A limit the site already set
+    (``zarr.config`` or ``ZARR_THREADING__MAX_WORKERS``) is kept.
+    """
+    import zarr
+
+    if zarr.config.get("threading.max_workers") is None:
+        zarr.config.set({"threading.max_workers": 1})
+
+
 def write_shard(output, split, index, key, arrays, counts, bad, chunk=64):
     """Write ``arrays`` (name -> numpy array, same length) as a Zarr shard; return its record."""
     import zarr
+
+    single_thread_codecs()
 
     data_path, record_path = shard_paths(output, split, index)
     tmp = data_path + ".partial"
@@ -193,7 +213,7 @@ def remove_stale(output, keep):
             os.rmdir(folder)
 
 
-def build_manifest(kind, input, params, summary, records, bad=()):
+def build_manifest(kind, input, params, summary, records, bad=(), decode=None):
     """The manifest: a pure function of the plan and the shard records."""
     records = sorted(records, key=lambda r: (r["split"], r["index"]))
     splits = {}
@@ -212,6 +232,7 @@ def build_manifest(kind, input, params, summary, records, bad=()):
         "input": os.path.basename(os.path.normpath(str(input))),
         "params": params,
         "summary": summary,
+        "decode": decode or {},
         "splits": splits,
         "bad_records": {"count": sum(b.get("count", 1) for b in bad), "records": bad},
         "shards": records,

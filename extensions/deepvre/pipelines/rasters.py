@@ -13,6 +13,11 @@ tasks are coarse for that reason). ``labels=PATH`` names a co-registered raster
 Tiles are assigned to train/val/test by blocks of ``block`` x ``block`` tiles (seeded),
 so neighbouring tiles rarely straddle splits. A tile with non-finite values or a
 failed read is a bad record.
+
+Tiles of 8- and 16-bit scenes are stored in the scene's dtype (a quarter or half of
+float32's bytes, and far less to compress); the manifest's ``decode`` section records the
+division (``scale``) that ``deepvre.pipelines.dataset`` readers apply, so a reader still
+gets float32 values in 0..1. Other dtypes are stored as float32, already divided.
 """
 
 import os
@@ -39,17 +44,28 @@ DEFAULTS = {
 }
 
 
-def raster_size(path):
-    """``(height, width)`` from the header only."""
+# PIL modes -> numpy dtype of the decoded pixels (np.asarray of the image)
+PIL_DTYPES = {"1": "bool", "L": "uint8", "P": "uint8", "LA": "uint8", "RGB": "uint8", "RGBA": "uint8",
+              "CMYK": "uint8", "YCbCr": "uint8", "I;16": "uint16", "I": "int32", "F": "float32"}
+STORED_AS_IS = ("uint8", "uint16")  # kept in the scene's dtype, divided by the readers
+
+
+def raster_info(path, bands=()):
+    """``((height, width), dtype of the pixels)`` from the header only."""
     if path.lower().endswith(GEOTIFF):
         import rasterio
 
         with rasterio.open(path) as src:
-            return src.height, src.width
+            return (src.height, src.width), src.dtypes[(bands[0] - 1) if bands else 0]
     from PIL import Image
 
     with Image.open(path) as img:
-        return img.height, img.width
+        return (img.height, img.width), PIL_DTYPES.get(img.mode, "float32")
+
+
+def raster_size(path):
+    """``(height, width)`` from the header only."""
+    return raster_info(path)[0]
 
 
 class WindowReader:
@@ -108,19 +124,25 @@ def _scale_of(dtype, scale):
     return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(np.dtype(dtype), 1.0)
 
 
-def tile_shard(path, tiles, params, label_path="", label_size=None, size=None):
-    """Read ``tiles`` (``[row, col]`` in tile units) and their labels; return arrays."""
+def tile_shard(path, tiles, params, label_path="", label_size=None, size=None, stored="float32"):
+    """Read ``tiles`` (``[row, col]`` in tile units) and their labels; return arrays.
+
+    ``x`` is kept in the scene's dtype when ``stored`` names it (uint8, uint16: the readers
+    divide), else float32 divided by the scale here.
+    """
     t = params["tile"]
     xs, ys, origins, bad = [], [], [], []
     counts = {}
+    as_is = stored in STORED_AS_IS
     with WindowReader(path, params["bands"]) as scene:
         scale = _scale_of(scene.dtype, params["scale"])
         labels = WindowReader(label_path).__enter__() if label_path else None
         try:
             for row, col in tiles:
                 try:
-                    x = scene.read(row * t, col * t, t, t).astype(np.float32) / scale
-                    if x.shape[:2] != (t, t) or not np.isfinite(x).all():
+                    x = scene.read(row * t, col * t, t, t)
+                    x = x.astype(stored, copy=False) if as_is else x.astype(np.float32) / scale
+                    if x.shape[:2] != (t, t) or not (as_is or np.isfinite(x).all()):
                         raise ValueError("incomplete tile or non-finite values")
                     y = _label(labels, row, col, params, label_size, size) if labels else np.float32(0)
                 except Exception as err:  # noqa: BLE001 - a bad tile is a bad record
@@ -135,7 +157,7 @@ def tile_shard(path, tiles, params, label_path="", label_size=None, size=None):
             if labels:
                 labels.__exit__()
     bands = len(params["bands"]) or (xs[0].shape[-1] if xs else 1)
-    x = np.stack(xs) if xs else np.zeros((0, t, t, bands), np.float32)
+    x = np.stack(xs) if xs else np.zeros((0, t, t, bands), stored if as_is else np.float32)
     if params["label_mode"] == "mask" and label_path:
         y = np.stack(ys) if ys else np.zeros((0, t, t), np.int64)
     else:
@@ -170,7 +192,9 @@ def plan(input, output, params):
     path = os.path.abspath(input)
     if not os.path.isfile(path):
         raise ValueError(f"rasters: input {input!r} must be a GeoTIFF, JPEG or PNG file")
-    size = raster_size(path)
+    size, dtype = raster_info(path, p["bands"])
+    stored = str(dtype) if str(dtype) in STORED_AS_IS else "float32"
+    decode = {"x": {"dtype": "float32", "divide_by": _scale_of(dtype, p["scale"])}} if stored != "float32" else {}
     label_path = os.path.abspath(p["labels"]) if p["labels"] else ""
     label_size = raster_size(label_path) if label_path else None
     t = p["tile"]
@@ -181,9 +205,9 @@ def plan(input, output, params):
             by_split[tile_split(r, c, p["block"], p["seed"], p["split"])].append([r, c])
     shards = [
         Shard(split, i, tile_shard, {"path": path, "tiles": group, "params": p, "label_path": label_path,
-                                     "label_size": label_size, "size": size}, cost=len(group))
+                                     "label_size": label_size, "size": size, "stored": stored}, cost=len(group))
         for split in SPLITS for i, group in enumerate(chunked(by_split[split], p["tiles_per_shard"]))
     ]
     summary = {"size": list(size), "tiles": rows * cols, "labels": os.path.basename(label_path),
                "reader": "rasterio windows" if path.lower().endswith(GEOTIFF) else "PIL, one decode per task"}
-    return Plan("rasters", path, p, shards, summary, chunk=min(256, p["tiles_per_shard"]))
+    return Plan("rasters", path, p, shards, summary, chunk=min(256, p["tiles_per_shard"]), decode=decode)

@@ -39,6 +39,7 @@ class Plan:
     summary: dict = field(default_factory=dict)
     chunk: int = 64
     bad: list = field(default_factory=list)  # bad records found while planning
+    decode: dict = field(default_factory=dict)  # array -> {"dtype", "divide_by"}: applied by readers
 
 
 @dataclass
@@ -93,7 +94,7 @@ def execute(plan, output, client, progress=True):
         for item in r["bad"]:
             log.warning("bad record %s: %s", item["record"], item["error"])
     mf.remove_stale(output, {(r["split"], f"shard-{r['index']:05d}") for r in records})
-    manifest = mf.build_manifest(plan.kind, plan.input, plan.params, plan.summary, records, plan.bad)
+    manifest = mf.build_manifest(plan.kind, plan.input, plan.params, plan.summary, records, plan.bad, plan.decode)
     mf.write_manifest(output, manifest)
     log.info("%s: %d shards written, %d verified and skipped, %d bad records",
              plan.kind, len(records) - skipped, skipped, manifest["bad_records"]["count"])
