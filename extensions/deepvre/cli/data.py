@@ -44,21 +44,36 @@ def traffic(out, centre, days, seed, start):
 @click.option("--skip", type=click.IntRange(min=1), default=5, show_default=True, help="Sweeps between configurations.")
 @click.option("--update", type=click.Choice(["heatbath", "metropolis"]), default="heatbath", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def lattice(out, L, beta, configs, therm, skip, update, seed):
-    """2D compact U(1) gauge configurations (deepvre gauge format) in OUT.
+@click.option("--group", type=click.Choice(["u1", "su2"], case_sensitive=False), default="u1", show_default=True,
+              help="Gauge group: u1 (compact U(1)) or su2 (SU(2), heatbath + overrelaxation).")
+@click.option("--format", "fmt", type=click.Choice(["deepvre", "ildg"]), default="deepvre", show_default=True,
+              help="File format (ildg: LIME files, SU(2) only).")
+def lattice(out, L, beta, configs, therm, skip, update, seed, group, fmt):
+    """2D compact U(1) or SU(2) gauge configurations (deepvre gauge format or ILDG) in OUT.
 
     Example: deepvre data lattice ./u1-b2 --size 16 --beta 2.0 --configs 200
+             deepvre data lattice ./su2-b2 --group su2 --beta 2.0 --format ildg
     """
-    from ..science import lattice as mc
+    from ..science import lattice as u1
+    from ..science import su2
 
     try:
-        ensemble, hist = mc.generate(L, beta, configs, seed, n_therm=therm, n_skip=skip, update=update)
-        paths = mc.save_ensemble(out, ensemble, hist["params"])
+        if group.lower() == "su2":
+            if update != "heatbath":
+                raise ValueError("SU(2) has the heatbath update only (--update heatbath)")
+            ensemble, hist = su2.generate(L, beta, configs, seed, n_therm=therm, n_skip=skip)
+            paths = su2.save_ensemble(out, ensemble, hist["params"], format=fmt)
+            exact = su2.exact_plaquette(beta)
+        else:
+            if fmt != "deepvre":
+                raise ValueError("--format ildg is written for --group su2 only")
+            ensemble, hist = u1.generate(L, beta, configs, seed, n_therm=therm, n_skip=skip, update=update)
+            paths = u1.save_ensemble(out, ensemble, hist["params"])
+            exact = u1.exact_plaquette(beta)
     except (FileExistsError, ValueError) as err:
         raise click.ClickException(str(err)) from None
-    mean, err = mc.binned_error(hist["plaquette"], n_bins=min(20, len(hist["plaquette"])))
-    click.echo(f"{len(paths)} configurations in {out}; plaquette {mean:.5f} +- {err:.5f} "
-               f"(exact {mc.exact_plaquette(beta):.5f})")
+    mean, err = u1.binned_error(hist["plaquette"], n_bins=min(20, len(hist["plaquette"])))
+    click.echo(f"{len(paths)} configurations in {out}; plaquette {mean:.5f} +- {err:.5f} (exact {exact:.5f})")
 
 
 @data.command()
