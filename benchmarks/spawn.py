@@ -35,9 +35,10 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from deepvre.market import service as market  # noqa: E402
-from deepvre_hub import accounts  # noqa: E402
-from tests.hub.hubprocess import REPO, HubProcess, free_port, wait_for  # noqa: E402
+from deepvre.market import service as market
+from deepvre_hub import accounts
+
+from tests.hub.hubprocess import REPO, HubProcess, free_port, wait_for
 
 BIN = Path(sys.executable).parent
 

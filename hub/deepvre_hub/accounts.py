@@ -8,6 +8,7 @@ Names from an identity provider (e.g. EGI Check-in's ``voperson_id``, ``1a2b...@
 mapped by :func:`account_name` when they log in, so the hub name is already the account name.
 """
 
+import functools
 import hashlib
 import os
 import pwd
@@ -82,8 +83,9 @@ def check_account_name(name):
         )
 
 
+@functools.lru_cache(maxsize=8)
 def uid_min(login_defs="/etc/login.defs"):
-    """The first uid of regular accounts (``UID_MIN`` in login.defs, 1000 if unset)."""
+    """The first uid of regular accounts (``UID_MIN`` in login.defs, 1000 if unset); read once per file."""
     try:
         with open(login_defs) as f:
             for line in f:

@@ -3,8 +3,12 @@
 Thin glue over the pure pieces: ``profiles`` (choice and environment), ``gpus`` (allocation),
 ``accounts`` (OS accounts). The GPU ids a server holds live in its spawner state, so a
 restarted hub rebuilds the allocation from the servers still running.
+
+Nothing here blocks the hub's event loop while other users spawn: ``useradd`` and the first
+GPU discovery (``nvidia-smi``) run in a thread, and the discovery is done once per hub process.
 """
 
+import asyncio
 import html
 import os
 import sys
@@ -82,8 +86,13 @@ class DeepvreSpawner(LocalProcessSpawner):
         if key not in _ALLOCATORS:
             found = gpus.discover_gpus(self.gpu_settings)
             self.log.info("GPUs for local servers: %s", ", ".join(g.index for g in found) or "none")
-            _ALLOCATORS[key] = gpus.GpuAllocator([g.index for g in found])
+            _ALLOCATORS.setdefault(key, gpus.GpuAllocator([g.index for g in found]))
         return _ALLOCATORS[key]
+
+    async def discover_gpus(self):
+        """Build the shared allocator in a thread (``nvidia-smi`` can take seconds) if not done yet."""
+        if repr(sorted(self.gpu_settings.items())) not in _ALLOCATORS:
+            await asyncio.to_thread(lambda: self.allocator)
 
     def user_profiles(self):
         """The profiles this user may choose (group restriction applied)."""
@@ -92,7 +101,11 @@ class DeepvreSpawner(LocalProcessSpawner):
 
     @default("options_form")
     def _default_options_form(self):
-        return lambda spawner: spawner.render_options_form()
+        async def form(spawner):
+            await spawner.discover_gpus()
+            return spawner.render_options_form()
+
+        return form
 
     def render_options_form(self):
         """The spawn page: each profile, what it gives, GPUs free now, and why one is disabled."""
@@ -203,6 +216,7 @@ class DeepvreSpawner(LocalProcessSpawner):
 
     async def start(self):
         profile = self.chosen_profile()
+        await self.discover_gpus()
         try:
             self.gpu_ids = self.allocator.allocate(self.owner, profile.get("gpus", 0))
         except gpus.NoFreeGpus as err:
@@ -225,12 +239,15 @@ class DeepvreSpawner(LocalProcessSpawner):
         self.allocator.release(self.owner)
 
 
-def ensure_account_hook(spawner):
-    """Pre-spawn hook: as root, create the user's OS account (private home) if it is missing."""
+async def ensure_account_hook(spawner):
+    """Pre-spawn hook: as root, create the user's OS account (private home) if it is missing.
+
+    In a thread: ``useradd`` takes tens of milliseconds, which would hold up every other spawn.
+    """
     if spawner.personal_mode:
         return
     try:
-        accounts.ensure_account(spawner.user.name)
+        await asyncio.to_thread(accounts.ensure_account, spawner.user.name)
     except accounts.AccountError as err:
         raise refusal(403, str(err)) from None
 
