@@ -133,3 +133,19 @@ def test_shard_writers_compress_in_one_thread(tmp_path, dask_client):
 
     result = dask_client.submit(write_and_count, pure=False).result()
     assert result == (1, 1)
+
+
+def test_features_and_bad_one_task_per_partition(tmp_path):
+    """Read, parse and partial features fuse into one task per partition, plus one combine task."""
+    import dask
+
+    conn_log(str(tmp_path / "conn.log"), n=3000, hosts=3)
+    conns = flows.read_connections([str(tmp_path / "conn.log")], "32KB")
+    assert conns.npartitions >= 4
+    calls = []
+    with dask.config.set(scheduler="synchronous"), dask.callbacks.Callback(pretask=lambda key, *_: calls.append(key)):
+        features, bad, n_bad = flows.features_and_bad(conns, 60, "host")
+    assert len(calls) == conns.npartitions + 1
+    good = conns[conns["error"] == ""].compute(scheduler="synchronous")
+    pd.testing.assert_frame_equal(features, flows.window_features(good, 60, "host"), check_index_type=False)
+    assert n_bad == 2 and list(bad["error"]) == ["wrong number of fields"] * 2

@@ -34,7 +34,7 @@ DEFAULTS = {
     "seq_len": 12,        # windows per input sequence
     "split": (0.7, 0.15, 0.15),
     "hosts_per_shard": 16,
-    "blocksize": "16MB",  # bytes per dask.dataframe partition
+    "blocksize": "4MB",   # bytes per dask.dataframe partition (a task each: several per worker)
 }
 
 
@@ -130,20 +130,38 @@ def window_features(conns, window, by):
 
 
 def _partition(conns, window, by):
-    """Worker side, one partition of parsed lines: partial features of the good ones, bad ones (capped)."""
+    """Worker side, one partition of parsed lines: a one-row frame holding ``(partial features of
+    the good lines, bad lines (capped), bad count)``, so that it fuses with the read and the parse."""
+    import pandas as pd
+
     bad = conns[conns["error"] != ""]
-    return (partial_features(conns[conns["error"] == ""], window, by),
+    part = (partial_features(conns[conns["error"] == ""], window, by),
             bad[["path", "raw", "error"]].head(MAX_LISTED), len(bad))
+    return pd.DataFrame({"partial": pd.Series([part], dtype=object)})
+
+
+def _combine_partitions(frames):
+    """Worker side: the features and the (capped) bad lines of all partitions."""
+    import pandas as pd
+
+    parts = [f["partial"].iloc[0] for f in frames]
+    bad = pd.concat([p[1] for p in parts]).head(MAX_LISTED) if parts else pd.DataFrame(columns=["path", "raw", "error"])
+    return combine_features([p[0] for p in parts]), bad, sum(p[2] for p in parts)
 
 
 def features_and_bad(conns, window, by):
-    """``(features, bad frame, bad count)`` in one pass over the parsed partitions, on the cluster."""
+    """``(features, bad frame, bad count)`` in one pass over the parsed partitions, on the cluster.
+
+    One task per partition reads, parses and reduces its lines (a ``map_partitions`` that dask
+    fuses with the read and the parse); one more task combines the partials, so only the final
+    table and the listed bad lines reach the client.
+    """
     import dask
     import pandas as pd
 
-    parts = dask.compute(*[dask.delayed(_partition)(part, window, by) for part in conns.to_delayed()])
-    bad = pd.concat([p[1] for p in parts]).head(MAX_LISTED) if parts else pd.DataFrame(columns=["path", "raw", "error"])
-    return combine_features([p[0] for p in parts]), bad, sum(p[2] for p in parts)
+    meta = pd.DataFrame({"partial": pd.Series([], dtype=object)})
+    parts = conns.map_partitions(_partition, window, by, meta=meta).to_delayed()
+    return dask.compute(dask.delayed(_combine_partitions)(parts))[0]
 
 
 def log_files(input):
