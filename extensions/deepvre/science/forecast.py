@@ -65,15 +65,11 @@ def window_sequences(values, windows, seq_len):
 @register_pipeline("flow-windows")
 def plan(input, output, params):
     """Flow windows: Zeek conn.log -> centre-level features per window -> forecasting sequences."""
-    import dask
-
     p = resolve("flow-windows", params, DEFAULTS)
     files = flows.log_files(input)
     conns = flows.read_connections(files, p["blocksize"])
-    good = conns[conns["error"] == ""]
-    with dask.config.set({"dataframe.shuffle.method": "tasks"}):
-        per_host, bad = dask.compute(flows.window_features(good, p["window"], "host"),
-                                     conns[conns["error"] != ""][["path", "raw", "error"]])
+    # one pass over the logs: features per (window, host) and the bad lines together
+    per_host, bad, n_bad = flows.features_and_bad(conns, p["window"], "host")
     windows, values = dense_series(centre_features(per_host), p["window"])
     by_time = flows.time_splits(list(windows), p["split"])
     shards, start = [], 0
@@ -85,7 +81,7 @@ def plan(input, output, params):
                 "seq_len": p["seq_len"]}))
         start += len(span)
     summary = {"files": [f.rsplit("/", 1)[-1] for f in files], "windows": len(windows), "features": list(FEATURES)}
-    return Plan("flow-windows", input, p, shards, summary, chunk=512, bad=flows.bad_records(bad))
+    return Plan("flow-windows", input, p, shards, summary, chunk=512, bad=flows.bad_records(bad, n_bad))
 
 
 def standardiser(y):
