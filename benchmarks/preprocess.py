@@ -66,7 +66,7 @@ def make_flows(root, n):
     for k in range(4):
         conn_log(os.path.join(root, f"conn.{k:02d}.log"), n=per, hosts=40, start=1.7e9 + k * 3600 * 6,
                  bad_lines=0, seed=k)
-    return root, {"window": "300", "seq_len": "12", "blocksize": "16MB", "hosts_per_shard": "5"}, per * 4, "conns"
+    return root, {"window": "300", "seq_len": "12", "hosts_per_shard": "5"}, per * 4, "conns"  # default blocksize
 
 
 def make_lattice(root, n, side):
@@ -137,7 +137,8 @@ def main():
         "images": lambda: make_images(os.path.join(tmp, "images"), int(320 * s)),
         "rasters": lambda: make_raster(os.path.join(tmp, "rasters"), int(8192 * s ** 0.5) // 64 * 64),
         "flows": lambda: make_flows(os.path.join(tmp, "flows"), int(1_200_000 * s)),
-        "lattice": lambda: make_lattice(os.path.join(tmp, "lattice"), int(400 * s), 128),
+        # 1600 configurations (~420 MB): long enough that fixed costs (submit, gather, manifest) do not decide
+        "lattice": lambda: make_lattice(os.path.join(tmp, "lattice"), int(1600 * s), 128),
     }
     clusters = {}
     with contextlib.ExitStack() as stack:
