@@ -42,7 +42,8 @@ def test_slurm_kwargs_from_settings(monkeypatch):
                                                   "walltime": "02:00:00", "job_extra_directives": ["--gres=gpu:1"]}})
     assert kw == {"cores": 4, "processes": 1, "memory": "16GB", "walltime": "02:00:00", "queue": "cpu",
                   "job_extra_directives": ["--gres=gpu:1"],
-                  "log_directory": "/home/ana/.cache/deepvre/dask-slurm-logs"}
+                  "log_directory": "/home/ana/.cache/deepvre/dask-slurm-logs",
+                  "job_script_prologue": [f"export {k}={v}" for k, v in clusters.worker_environ().items()]}
     kw = clusters.slurm_cluster_kwargs({"slurm": {"log_directory": "~/scratch/logs"}})
     assert kw["log_directory"] == "/home/ana/scratch/logs"
 
@@ -101,6 +102,33 @@ def test_local_workers_keep_glibc_malloc_defaults():
     assert list(env.values()) == [{"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}]
 
 
+def test_worker_environ_unsets_malloc_trim_in_remote_workers(tmp_path):
+    """What Slurm jobs and Kubernetes pods get: a real `dask worker` (with its nanny) started with it."""
+    from distributed import Client, LocalCluster
+
+    spec = clusters.kubernetes_cluster_spec({"kubernetes": {"env": {"EXTRA": "1"}}})
+    pod_env = {e["name"]: e["value"] for e in spec["spec"]["worker"]["spec"]["containers"][0]["env"]}
+    assert pod_env == {**clusters.worker_environ(), "EXTRA": "1"}
+    found = {}
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        for name, extra in (("plain", {}), ("deepvre", clusters.worker_environ())):
+            env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+            worker = subprocess.Popen([f"{os.path.dirname(sys.executable)}/dask", "worker", cluster.scheduler_address,
+                                       "--nthreads", "1", "--no-dashboard", "--name", name,
+                                       "--local-directory", str(tmp_path / name)], env={**env, **extra},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                client.wait_for_workers(1, timeout=120)
+                found[name] = list(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values())
+            finally:
+                worker.terminate()
+                worker.wait(timeout=60)
+            deadline = time.monotonic() + 60
+            while client.scheduler_info(n_workers=-1)["workers"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+    assert found == {"plain": ["65536"], "deepvre": [None]}  # distributed's default, then ours
+
+
 def _start(cmd, log):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
@@ -145,8 +173,11 @@ def test_slurm_cluster(images, tmp_path, slurm, monkeypatch):  # noqa: F811 - th
     caller = tmp_path / "caller"
     caller.mkdir()
     monkeypatch.chdir(caller)  # sbatch runs here: the job logs must not land here
-    result = preprocess("images", images, str(tmp_path / "out"), {"size": "8"}, cluster="slurm",
-                        settings=settings, progress=False)
+    with clusters.open_client("slurm", settings=settings) as (client, _link):
+        # the job script's prologue gave the worker glibc's malloc defaults, as local workers have
+        env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        result = preprocess("images", images, str(tmp_path / "out"), {"size": "8"}, client=client, progress=False)
+    assert list(env.values()) == [None]
     assert result.manifest["splits"]["train"]["n"] > 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # the cluster's worker job is cancelled on exit

@@ -48,7 +48,27 @@ DEFAULTS = {
 # tunable also freezes its mmap threshold, so every image-sized buffer is mmap'd, faulted in
 # and unmapped again: measured 3-4x the system time and ~30% more CPU per image than the same
 # code in a plain process. Our local workers keep glibc's defaults, like a plain loop.
+#
+# Slurm and Kubernetes workers read their own dask config on their nodes: deepvre hands them the
+# same setting through the environment (``worker_environ``): the job script's prologue exports it
+# (``slurm_cluster_kwargs``) and the DaskCluster's env carries it (``kubernetes_cluster_spec``).
+# A site can do the same in its own dask config (YAML keeps the key's case; DASK_* variables
+# are lower-cased and cannot name it):
+#     distributed: {nanny: {pre-spawn-environ: {MALLOC_TRIM_THRESHOLD_: null}}}
 LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+INHERIT_CONFIG = "DASK_INTERNAL_INHERIT_CONFIG"  # read by dask.config at import, on the worker's node
+
+
+def worker_environ():
+    """Environment that gives remote workers :data:`LOCAL_WORKER_CONFIG` (glibc malloc defaults).
+
+    dask serializes config into ``DASK_INTERNAL_INHERIT_CONFIG`` for its own subprocesses and
+    reads it at import; unlike ``DASK_*`` variables it keeps the upper-case key.
+    """
+    import dask.config
+
+    return {INHERIT_CONFIG: dask.config.serialize(
+        {"distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}}}})}
 
 
 class QuietShutdownFilter(logging.Filter):
@@ -126,6 +146,10 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
             kwargs[key] = value + [d for d in kwargs[key] if d not in value]
         elif key not in explicit:
             kwargs[key] = value
+    # workers keep glibc's malloc defaults (LOCAL_WORKER_CONFIG), first in the prologue so a
+    # site's own prologue lines can still override it
+    exports = [f"export {k}={v}" for k, v in worker_environ().items()]
+    kwargs["job_script_prologue"] = exports + list(kwargs.get("job_script_prologue") or [])
     return kwargs
 
 
@@ -147,7 +171,7 @@ def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
         image=k["image"],
         n_workers=n_workers or full["workers"],
         resources=k["resources"],
-        env=dict(k["env"]),
+        env={**worker_environ(), **k["env"]},  # glibc malloc defaults, unless the site's env says otherwise
         idle_timeout=k["idle_timeout"],
     )
     namespace = k["namespace"] or environ.get("DEEPVRE_NAMESPACE")
