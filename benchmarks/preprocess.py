@@ -115,7 +115,8 @@ def cpu_seconds(client=None):
 
 
 def timed(fn, client=None):
-    """``(wall s, cpu s)`` of ``fn()``."""
+    """``(wall s, cpu s)`` of ``fn()``, after the disk has written what came before (not timed)."""
+    os.sync()  # else the generated input's (or the previous run's) writeback lands on this run
     cpu, start = cpu_seconds(client), time.perf_counter()
     fn()
     return time.perf_counter() - start, cpu_seconds(client) - cpu
