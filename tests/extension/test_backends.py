@@ -9,6 +9,7 @@ through jupyter-server-proxy at the URL the handler gives, then stopped.
 import json
 import re
 import time
+import urllib.parse
 
 import pytest
 from traitlets.config import Config
@@ -108,21 +109,32 @@ def test_preprocess_images_on_a_local_cluster(api, image_folder, jp_root_dir, jp
     assert status == 404 and "99" in data["message"]
 
 
+# A server URL as JupyterHub makes it for an e-mail user name (it keeps ``@`` unescaped).
+# pytest-jupyter's default ``/a%40b/`` cannot carry a service's own absolute links: the proxy
+# quotes the ``%`` again on the way to the service (``/a%2540b/``), and aiohttp keeps ``%25``.
+@pytest.mark.parametrize("jp_base_url", ["/user/ana@lab.org/"])
 def test_serve_through_the_proxy_then_stop(api, market_dir, jp_fetch, jp_asyncio_loop, jp_base_url):
+    """DEEPaaS serves under ``proxy/absolute/PORT``: its API, its Swagger page and the spec that
+    page loads all answer through jupyter-server-proxy, with the user's token."""
     from tornado.httpclient import HTTPClientError
 
     status, svc = api("POST", "serve", body={"model": "colours", "version": "1.0.0"})
     assert status == 201 and svc["state"] == "running", svc
-    match = re.fullmatch(re.escape(jp_base_url.rstrip("/")) + r"/proxy/(\d+)/v2/", svc["url"])
+    prefix = jp_base_url.rstrip("/") + "/proxy/absolute/"
+    match = re.fullmatch(re.escape(prefix) + r"(\d+)/v2/", svc["url"])
     assert match, svc
-    port = match.group(1)
+    assert svc["swagger"] == f"{prefix}{match.group(1)}/api"
+
+    def get(url):
+        """GET an absolute path of this server (jp_fetch adds the base URL and the token, and quotes)."""
+        assert url.startswith(jp_base_url), url
+        return jp_asyncio_loop.run_until_complete(jp_fetch(urllib.parse.unquote(url[len(jp_base_url):])))
 
     def models():
         try:
-            resp = jp_asyncio_loop.run_until_complete(jp_fetch("proxy", port, "v2", "models/"))
+            return json.loads(get(svc["url"] + "models/").body)
         except (HTTPClientError, ConnectionError, OSError):
             return None
-        return json.loads(resp.body)
 
     deadline = time.monotonic() + 120
     while (listing := models()) is None:
@@ -131,9 +143,15 @@ def test_serve_through_the_proxy_then_stop(api, market_dir, jp_fetch, jp_asyncio
         assert time.monotonic() < deadline, "DEEPaaS did not answer through the proxy within 120 s"
         time.sleep(0.5)
     assert [m["name"] for m in listing["models"]] == ["colours"]
-    swagger = jp_asyncio_loop.run_until_complete(jp_fetch("proxy", port, "api"))
-    assert swagger.code == 200 and b"swagger" in swagger.body.lower()
-    assert svc["swagger"] == svc["url"].replace("/v2/", "/api")
+    page = get(svc["swagger"])
+    assert page.code == 200 and b"swagger" in page.body.lower()
+    # the page's own requests (the spec, its scripts) name URLs that work behind the proxy
+    spec_url = re.search(rb'url: *"([^"]+)"', page.body).group(1).decode()
+    assert spec_url == urllib.parse.unquote(svc["swagger"].removesuffix("/api")) + "/swagger.json"
+    spec = json.loads(get(spec_url).body)
+    assert any(p.endswith("/v2/models/colours/predict/") for p in spec["paths"]), sorted(spec["paths"])
+    scripts = re.findall(rb'src="([^"]+\.js)"', page.body)
+    assert scripts and all(get(s.decode()).code == 200 for s in scripts), scripts
 
     status, stopped = api("DELETE", f"serve/{svc['ref']}")
     assert status == 200 and stopped["state"] == "stopped", stopped
@@ -148,6 +166,8 @@ def test_serve_command_is_what_deepvre_serve_accepts():
     from deepvre.cli.serve import serve
     from deepvre.server.jobs import serve_command
 
-    command = serve_command("colours", "1.0.0", 5123, deepvre="deepvre")
+    command = serve_command("colours", "1.0.0", 5123, "/user/ana/proxy/absolute/5123", deepvre="deepvre")
     ctx = serve.make_context("serve", command[2:])
     assert (ctx.params["model"], ctx.params["ip"], ctx.params["port"]) == ("colours:1.0.0", "127.0.0.1", 5123)
+    assert ctx.params["base_path"] == "/user/ana/proxy/absolute/5123"
+    assert "--base-path" not in serve_command("colours", None, 5123, deepvre="deepvre")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 from . import backends
 
@@ -67,16 +68,23 @@ def free_port():
         return s.getsockname()[1]
 
 
-def serve_command(model, version, port, deepvre=None):
-    """The command line that serves ``model`` (at ``version``) with DEEPaaS on loopback ``port``."""
+def serve_command(model, version, port, base_path=None, deepvre=None):
+    """The command line that serves ``model`` (at ``version``) with DEEPaaS on loopback ``port``.
+
+    ``base_path`` is the URL prefix DEEPaaS serves under (its API, Swagger page and spec).
+    """
     deepvre = deepvre or os.path.join(os.path.dirname(sys.executable), "deepvre")
     ref = f"{model}:{version}" if version else model
-    return [deepvre, "serve", ref, "--ip", "127.0.0.1", "--port", str(port)]
+    command = [deepvre, "serve", ref, "--ip", "127.0.0.1", "--port", str(port)]
+    return command + ["--base-path", base_path] if base_path else command
 
 
-def proxied(base_url, port, path=""):
-    """The URL of a loopback port through jupyter-server-proxy, under this server's base URL."""
-    return f"{base_url.rstrip('/')}/proxy/{port}/{path.lstrip('/')}"
+def proxied_absolute(base_url, port, path=""):
+    """The URL of a loopback port through jupyter-server-proxy's ``proxy/absolute``, which keeps
+    the whole path: a service started with this prefix as its base path (DEEPaaS ``--base-path``)
+    links its own pages (Swagger's ``swagger.json`` and static files) correctly behind the proxy.
+    """
+    return f"{base_url.rstrip('/')}/proxy/absolute/{port}/{path.lstrip('/')}"
 
 
 class ModelServices:
@@ -95,7 +103,9 @@ class ModelServices:
         os.makedirs(self.log_dir, exist_ok=True)
         log_path = os.path.join(self.log_dir, f"serve-{port}.log")
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(serve_command(model, version, port), stdout=log,
+            # DEEPaaS (aiohttp) matches routes against the decoded request path
+            base_path = urllib.parse.unquote(proxied_absolute(base_url, port)).rstrip("/")
+            proc = subprocess.Popen(serve_command(model, version, port, base_path), stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self._services[ref] = {"model": model, "version": version, "port": port,
                                "process": proc, "log": log_path}
@@ -130,7 +140,8 @@ class ModelServices:
             with open(svc["log"], errors="replace") as f:
                 error = f.read()[-2000:]
         return {"ref": ref, "model": svc["model"], "version": svc["version"], "state": state,
-                "url": proxied(base_url, svc["port"], "v2/"), "swagger": proxied(base_url, svc["port"], "api"),
+                "url": proxied_absolute(base_url, svc["port"], "v2/"),
+                "swagger": proxied_absolute(base_url, svc["port"], "api"),
                 "error": error}
 
     def list(self, base_url):

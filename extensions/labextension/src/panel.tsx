@@ -64,6 +64,19 @@ function safeHref(url: string): string | undefined {
   return /^(https?:\/\/|\/)/.test(url) ? url : undefined;
 }
 
+/** A service's URL, shown in full (to copy into a client) and opened in a new tab. */
+function ServiceLink({ url }: { url: string }): JSX.Element {
+  const href = safeHref(url);
+  const full = href ? new URL(href, window.location.href).href : url;
+  return href ? (
+    <a href={href} target="_blank" rel="noopener noreferrer">
+      {full}
+    </a>
+  ) : (
+    <code>{url}</code>
+  );
+}
+
 function versionOf(v: unknown): string {
   if (typeof v === 'string') {
     return v;
@@ -329,16 +342,17 @@ function Details(props: {
       )}
       {mode === 'preprocess' && <PreprocessForm onStarted={() => undefined} />}
       {mode === 'serve' && service && (
-        <div className="jp-deepvre-meta">
-          {safeHref(service.url) && <a href={safeHref(service.url)} target="_blank" rel="noopener noreferrer">API</a>}
-          {' · '}
-          {safeHref(service.swagger) && (
-            <a href={safeHref(service.swagger)} target="_blank" rel="noopener noreferrer">
-              Swagger page
-            </a>
-          )}
+        <dl className="jp-deepvre-service" data-testid="service" data-state={service.state}>
+          <dt>API</dt>
+          <dd>
+            <ServiceLink url={service.url} />
+          </dd>
+          <dt>Swagger page</dt>
+          <dd>
+            <ServiceLink url={service.swagger} />
+          </dd>
           {service.error && <pre>{service.error}</pre>}
-        </div>
+        </dl>
       )}
     </section>
   );
