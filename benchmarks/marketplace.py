@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/marketplace.py [--entries 10000] [--size-mb 64] [--repeats 7]
 
-Search runs against the REST API of a standalone service (tornado, a thread pool sized to the
-cores, SQLite FTS5) at concurrency 1 and 16. The load comes from a separate process (one asyncio
+Search runs against the REST API of a standalone service (tornado, one process per core by
+default, ``--processes N`` to change it, SQLite FTS5 in WAL mode) at concurrency 1 and 16. The load comes from a separate process (one asyncio
 loop, aiohttp, one connection per concurrent client), so the client costs little of the 2 cores;
 the script reports the CPU each side spent per request, and what ``Catalog.search`` and SQLite
 alone cost for the same queries, so that the time can be placed.
@@ -196,9 +196,14 @@ def percentile(values, p):
 
 
 def proc_cpu_s(pid):
-    """User + system CPU seconds of a running process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a running process and its children (the service's processes)."""
+    import psutil
+
+    total = 0.0
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children()]:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 # -- the load generator: a separate process, ``--client URL CONCURRENCY`` with queries on stdin ----
@@ -285,7 +290,7 @@ def match_counts(catalog, queries):
     return statistics.median(counts), max(counts)
 
 
-def search_benchmark(kind, root, entries, requests_total):
+def search_benchmark(kind, root, entries, requests_total, processes):
     rng = random.Random(0)
     db, store = f"sqlite:///{root / f'{kind}.sqlite'}", str(root / "store")
     catalog = Catalog(database_url=db, store_url=store)
@@ -306,10 +311,12 @@ def search_benchmark(kind, root, entries, requests_total):
         print(f"[{kind}] in process, {label}: Catalog.search {catalog_ms:5.2f} ms CPU/query "
               f"(SQLite alone {sqlite_ms:5.2f} ms), {hits:.0f} entries per answer (median)")
     service = subprocess.Popen([sys.executable, "-m", "deepvre.market.service", "--standalone", "--port", "0",
-                                "--database-url", db, "--store-url", store],
+                                "--database-url", db, "--store-url", store, "--processes", str(processes)],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        url = service.stdout.readline().split()[-1] + "/"
+        line = service.stdout.readline()
+        print(f"[{kind}] {line.strip()}")
+        url = line.split()[-1] + "/"
         for concurrency in (1, 16):
             r = search_over_http(url, service.pid, concurrency, make(requests_total + 2 * concurrency))
             print(f"[{kind}] search over HTTP, concurrency {concurrency:>2}: p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
@@ -377,6 +384,7 @@ def main():
     parser.add_argument("--size-mb", type=int, default=64)
     parser.add_argument("--requests", type=int, default=800)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)), help="service processes")
     parser.add_argument("--skip", choices=["stress", "search", "pull"], action="append", default=[])
     args = parser.parse_args()
     print("load average:", open("/proc/loadavg").read().split()[:3], "| cores:", os.cpu_count())
@@ -386,7 +394,7 @@ def main():
         if "search" not in args.skip:
             for kind in ("realistic", "stress"):
                 if kind not in args.skip:
-                    catalog = search_benchmark(kind, root, args.entries, args.requests)
+                    catalog = search_benchmark(kind, root, args.entries, args.requests, args.processes)
                     print("load average:", open("/proc/loadavg").read().split()[:3])
         if "pull" not in args.skip:
             catalog = catalog or Catalog(database_url=f"sqlite:///{root / 'pull.sqlite'}", store_url=str(root / "store"))

@@ -70,7 +70,8 @@ def hub(tmp_path_factory):
         "port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port(), "chp": str(CHP),
         "state": str(state), "admin_token": secrets.token_hex(16),
         "marketplace": {"port": free_port(), "database_url": f"sqlite:///{state}/market.sqlite",
-                        "store_url": str(state / "artifacts"), "upload_limit": UPLOAD_LIMIT},
+                        "store_url": str(state / "artifacts"), "upload_limit": UPLOAD_LIMIT,
+                        "processes": 2},  # publishes race across processes too
     }
     (state / "jupyterhub_config.py").write_text(HUB_CONFIG)
     log = open(state / "hub.log", "w")

@@ -14,6 +14,12 @@ REST API (``openapi.yaml`` beside this file, served at ``api/openapi.yaml``):
 - ``GET api/models/NAME/versions``, ``GET api/models/NAME/versions/VERSION``
 - ``GET api/models/NAME/versions/VERSION/files/FILE`` (sha256 checked before it streams)
 - ``POST api/models/NAME/deprecate`` ``{"version": null, "deprecated": true}``
+
+Processes: one per core by default (``marketplace.processes``; :class:`ServiceSettings`). The
+socket is bound once, then tornado's ``fork_processes`` forks the children, each with its own
+catalog (SQLAlchemy engine) made after the fork; SQLite runs in WAL mode, so readers do not block
+each other. tornado restarts a child that dies; the parent forwards SIGTERM/SIGINT to the children
+and exits 0 once they have stopped.
 """
 
 import argparse
@@ -22,6 +28,7 @@ import concurrent.futures
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import tarfile
@@ -29,7 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tornado import httpclient, ioloop, template, web
+from tornado import httpclient, httpserver, ioloop, netutil, process, template, web
+from traitlets import Integer, default
+from traitlets.config import Configurable
 
 from . import metadata
 from .catalog import Caller, Catalog, Conflict, Forbidden, NotFound
@@ -88,7 +97,7 @@ def hub_service(settings):
     """
     section = (settings or {}).get("marketplace") or {}
     command = [sys.executable, "-m", "deepvre.market.service"]
-    for key in ("database_url", "store_url", "upload_limit"):
+    for key in ("database_url", "store_url", "upload_limit", "processes"):
         if section.get(key):
             command += [f"--{key.replace('_', '-')}", str(section[key])]
     port = service_port(settings)
@@ -375,8 +384,12 @@ class PageHandler(BaseHandler):
         self.finish(PAGE.generate(user=caller.name, entries=entries))
 
 
-def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_token=None):
-    """The tornado application. ``standalone_user``: no hub, everyone is that user."""
+def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_token=None, cookie_secret=None):
+    """The tornado application. ``standalone_user``: no hub, everyone is that user.
+
+    ``cookie_secret``: the same in every process of one service (else a browser's login cookie
+    from one process is refused by the next); default: a random one.
+    """
     handlers = [
         (r"api/models/?", ModelsHandler),
         (r"api/models/([^/]+)/?", ModelHandler),
@@ -394,7 +407,7 @@ def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_to
         from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 
         hub_auth = HubOAuth(access_scopes=set(), cache_max_age=60)
-        settings["cookie_secret"] = os.urandom(32)
+        settings["cookie_secret"] = cookie_secret or os.urandom(32)
         settings["hub_users"] = HubUsers(hub_api_url or hub_auth.api_url, hub_token or hub_auth.api_token)
         mixed = []
         for pattern, handler in handlers:
@@ -406,6 +419,53 @@ def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_to
     return web.Application([(prefix + p.lstrip("/"), h) for p, h in handlers], **settings)
 
 
+class ServiceSettings(Configurable):
+    """Settings of the service process (``marketplace:`` in the site settings)."""
+
+    processes = Integer(
+        config=True,
+        help="Service processes sharing the port, e.g. 4. Default: one per core (1 on a one-core "
+        "machine). SQLAlchemy's Python work holds the GIL, so one process uses about one core.",
+    )
+
+    @default("processes")
+    def _default_processes(self):
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def forward_signals(parent_pid):
+    """In the parent: SIGTERM/SIGINT go on to the children as SIGTERM; tornado's
+    ``fork_processes`` then sees them exit normally and exits 0 itself."""
+    import psutil
+
+    def forward(signum, _frame):
+        if os.getpid() != parent_pid:  # a child that has not installed its own handler yet
+            sys.exit(0)
+        log.info("%s: stopping the service processes", signal.Signals(signum).name)
+        for child in psutil.Process().children():
+            try:
+                child.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+
+
+def stop_on_signals(loop):
+    """SIGTERM/SIGINT stop ``loop`` (a clean exit 0, no KeyboardInterrupt traceback)."""
+
+    def stop(signum, _frame):
+        loop.add_callback_from_signal(loop.stop)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    if sys.platform == "linux":  # a child outlives no parent killed with SIGKILL
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m deepvre.market.service", description=__doc__.split("\n")[0])
     parser.add_argument("--standalone", action="store_true", help="no hub: serve the local catalog to the local user")
@@ -414,26 +474,42 @@ def main(argv=None):
     parser.add_argument("--database-url")
     parser.add_argument("--store-url")
     parser.add_argument("--upload-limit", type=int)
+    parser.add_argument("--processes", type=int, help="service processes (default: one per core)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s marketplace] %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # jupyterhub's import of alembic logs its plugins
+    processes = args.processes or ServiceSettings().processes
     kwargs = {k: v for k, v in (("database_url", args.database_url), ("store_url", args.store_url), ("upload_limit", args.upload_limit)) if v}
+    port = args.port
+    if not port and os.environ.get("JUPYTERHUB_SERVICE_URL"):
+        from urllib.parse import urlparse
+
+        port = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"]).port
+    # tables, indexes and the FTS catch-up once, before any fork; each process opens its own engine
+    Catalog(**kwargs).engine.dispose()
+    sockets = netutil.bind_sockets(port or 0, args.ip, family=socket.AF_INET)
+    print(f"deepvre marketplace ({processes} process{'es' if processes > 1 else ''}) listening on "
+          f"http://{args.ip}:{sockets[0].getsockname()[1]}", flush=True)  # the URL last: scripts read it
+    cookie_secret = os.urandom(32)  # one for all processes
+    if processes > 1:
+        forward_signals(os.getpid())
+        process.fork_processes(processes)  # returns in the children only
     catalog = Catalog(**kwargs)
     if args.standalone:
         import getpass
 
         app = make_app(catalog, "/", standalone_user=getpass.getuser())
     else:
-        app = make_app(catalog, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/"))
-    port = args.port
-    if not port and os.environ.get("JUPYTERHUB_SERVICE_URL"):
-        from urllib.parse import urlparse
-
-        port = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"]).port
-    sockets = __import__("tornado.netutil").netutil.bind_sockets(port or 0, args.ip, family=socket.AF_INET)
-    server = __import__("tornado.httpserver").httpserver.HTTPServer(app, max_body_size=catalog.upload_limit + 1024 * 1024)
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
+        app = make_app(catalog, prefix, cookie_secret=cookie_secret)
+    server = httpserver.HTTPServer(app, max_body_size=catalog.upload_limit + 1024 * 1024)
     server.add_sockets(sockets)
-    print(f"deepvre marketplace listening on http://{args.ip}:{sockets[0].getsockname()[1]}", flush=True)
-    ioloop.IOLoop.current().start()
+    loop = ioloop.IOLoop.current()
+    stop_on_signals(loop)
+    loop.start()
+    server.stop()
+    app.settings["executor"].shutdown(wait=False, cancel_futures=True)
+    catalog.engine.dispose()
 
 
 if __name__ == "__main__":

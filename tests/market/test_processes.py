@@ -1,0 +1,86 @@
+"""The marketplace service as several processes, started with the command the hub runs."""
+
+import os
+import signal
+import subprocess
+
+import psutil
+import pytest
+import requests
+
+from deepvre.market.service import ServiceSettings, hub_service
+from tests.hub.hubprocess import free_port, wait_for
+
+
+def test_processes_default_to_the_cores():
+    assert ServiceSettings().processes == len(os.sched_getaffinity(0))
+    assert ServiceSettings(processes=3).processes == 3
+    entry = hub_service({"marketplace": {"port": 1234, "processes": 2}})
+    assert entry["command"][-4:] == ["--processes", "2", "--port", "1234"]
+
+
+@pytest.fixture
+def service(tmp_path):
+    """The hub's service entry run as the hub runs it (its command, its environment, JUPYTERHUB_*)."""
+    port = free_port()
+    settings = {"marketplace": {"port": port, "processes": 2, "database_url": f"sqlite:///{tmp_path}/m.sqlite",
+                                "store_url": str(tmp_path / "store")}}
+    entry = hub_service(settings)
+    env = dict(os.environ, **entry["environment"], JUPYTERHUB_API_TOKEN="not-checked-here",
+               JUPYTERHUB_API_URL="http://127.0.0.1:9/hub/api", JUPYTERHUB_SERVICE_URL=entry["url"],
+               JUPYTERHUB_SERVICE_PREFIX="/services/marketplace/", JUPYTERHUB_SERVICE_NAME="marketplace")
+    proc = subprocess.Popen(entry["command"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"{entry['url']}/services/marketplace/api/openapi.yaml"
+
+    def answers():
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited {proc.returncode}: {proc.stderr.read()[-3000:]}")
+        try:
+            return requests.get(url, timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def children():
+        return [c for c in psutil.Process(proc.pid).children() if c.status() != psutil.STATUS_ZOMBIE]
+
+    try:
+        wait_for(answers, 120, "the marketplace service")
+        wait_for(lambda: len(children()) == 2, 60, "two service processes")
+        yield proc, answers, children
+    finally:
+        if proc.poll() is None:
+            for child in psutil.Process(proc.pid).children():
+                child.kill()
+            proc.kill()
+            proc.wait(30)
+
+
+def test_multi_process_service_restarts_a_child_and_stops_cleanly(service):
+    proc, answers, children = service
+    first = children()
+    victim = first[0]
+    victim.kill()  # SIGKILL: tornado's fork_processes starts another one in its place
+    wait_for(lambda: len(children()) == 2 and victim.pid not in {c.pid for c in children()}, 60,
+             "a new service process in place of the killed one")
+    assert answers()
+    running = children()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "killed by signal 9, restarting" in err
+    assert "setup plugin" not in err  # alembic's start-up chatter is quiet
+    assert not [c for c in running if c.is_running()]  # the children stopped (and were reaped) first
+
+
+def test_single_process_stops_on_sigterm_without_traceback(tmp_path):
+    cmd = [*hub_service({"marketplace": {"port": free_port(), "processes": 1}})["command"], "--standalone",
+           "--database-url", f"sqlite:///{tmp_path}/m.sqlite", "--store-url", str(tmp_path / "s")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert "(1 process)" in line, line
+    assert psutil.Process(proc.pid).children() == []
+    assert requests.get(line.split()[-1] + "/api/models", timeout=30).status_code == 200
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err
