@@ -26,7 +26,8 @@ Every query string is unique within a run: there is no result cache, and none wo
 Pull vs plain copy: the same blob, the same destination folder (same file system), the page cache
 warm for both, each repeat copies with a read/write loop of 8 MiB blocks and pulls right after
 (paired), ``shutil.copyfile`` (the kernel's ``copy_file_range``, no byte through user space) is
-shown too; medians over the repeats and the median of the paired ratios.
+shown too; medians over the repeats and the median of the paired ratios. A pull checks the BLAKE3
+digest recorded at publish (the default); ``pull --verify sha256`` is shown beside it.
 """
 
 import argparse
@@ -348,11 +349,12 @@ def throughput(size_mb, root, catalog, repeats):
             out.write(os.urandom(1 << 20))
     size = src.stat().st_size / (1 << 20)
     publish = [timed(lambda: catalog.store.put_file(src), size)]  # first time: writes the blob
-    digest, _ = catalog.store.put_file(src)
+    stored = catalog.store.put_file(src)
+    digest = stored.sha256
     blob = catalog.store.path(digest)  # same bytes, same file system as src
     dest = root / "out"
     dest.mkdir()
-    copy, user_copy, pull = [], [], []
+    copy, user_copy, pull, pull_sha = [], [], [], []
     for _ in range(repeats):
         for path in (src, blob):  # page cache warm for both sources
             with open(path, "rb") as f:
@@ -361,14 +363,16 @@ def throughput(size_mb, root, catalog, repeats):
         for name in os.listdir(dest):
             os.remove(dest / name)
         user_copy.append(timed(lambda: read_write_copy(blob, dest / "copy.bin"), size))
-        pull.append(timed(lambda: catalog.store.copy_to(digest, dest / "pulled.bin"), size))
+        pull.append(timed(lambda: catalog.store.copy_to(digest, dest / "pulled.bin", stored.blake3), size))
+        pull_sha.append(timed(lambda: catalog.store.copy_to(digest, dest / "pulled-sha.bin", verify="sha256"), size))
         copy.append(timed(lambda: shutil.copyfile(blob, dest / "copyfile.bin"), size))
         publish.append(timed(lambda: catalog.store.put_file(src), size))
     ratios = [p / c for p, c in zip(pull, user_copy)]
     med = statistics.median
     print(f"\n{size_mb} MiB, {repeats} repeats (MB/s, median [min-max]):")
-    for label, values in (("read/write copy, 8 MiB blocks (baseline)", user_copy), ("pull (sha256 checked)", pull),
-                          ("copyfile (copy_file_range)", copy), ("publish (sha256, blob exists)", publish[1:])):
+    for label, values in (("read/write copy, 8 MiB blocks (baseline)", user_copy), ("pull (BLAKE3 checked)", pull),
+                          ("pull --verify sha256", pull_sha),
+                          ("copyfile (copy_file_range)", copy), ("publish (sha256 + BLAKE3, blob exists)", publish[1:])):
         print(f"  {label:<42} {med(values):6.0f} [{min(values):.0f}-{max(values):.0f}]")
     print(f"  first publish (blob written): {publish[0]:.0f} MB/s")
     print(f"  pull / read-write copy, median of paired ratios: {med(ratios):.0%} [{min(ratios):.0%}-{max(ratios):.0%}]"

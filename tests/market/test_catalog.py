@@ -105,16 +105,69 @@ def test_lambda_layer_is_refused_at_publish_and_load(catalog, tiny_model_dir, tm
         modelfile.load(bad)
 
 
-def test_tampered_artifact_fails_loudly(publish, catalog, tmp_path):
-    entry = publish("alice")
-    digest = entry["files"]["model.keras"]["sha256"]
+def tamper(catalog, digest):
     blob = Path(catalog.store.path(digest))
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0xFF
     blob.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match=digest):
-        catalog.pull("bob", "tiny-colours", None, tmp_path / "out")
+
+
+def forget_blake3(catalog):
+    """Make every version look published before BLAKE3 digests were recorded."""
+    import sqlalchemy as sa
+
+    from deepvre.market.index import VersionRow
+
+    with catalog.Session.begin() as session:
+        for ver in session.scalars(sa.select(VersionRow)):
+            ver.files = json.dumps({k: {"sha256": v["sha256"], "size": v["size"]} for k, v in json.loads(ver.files).items()})
+
+
+@pytest.mark.parametrize("verify", ["blake3", "sha256", "legacy-entry"])
+def test_tampered_artifact_fails_loudly(publish, catalog, tmp_path, verify):
+    entry = publish("alice")
+    info = entry["files"]["model.keras"]
+    assert len(info["blake3"]) == 64  # recorded at publish
+    if verify == "legacy-entry":  # no BLAKE3 digest: the fast path falls back to sha256
+        forget_blake3(catalog)
+    tamper(catalog, info["sha256"])
+    mode = "sha256" if verify == "sha256" else "blake3"
+    algorithm = "blake3" if verify == "blake3" else "sha256"
+    with pytest.raises(IntegrityError, match=f"{info['sha256']} is corrupt: its bytes hash to {algorithm} "):
+        catalog.pull("bob", "tiny-colours", None, tmp_path / "out", verify=mode)
     assert not (tmp_path / "out" / "model.keras").exists()
+
+
+@pytest.mark.parametrize("verify", ["blake3", "sha256", "legacy-entry"])
+def test_intact_pull_under_each_check(publish, catalog, tmp_path, tiny_model_dir, verify):
+    publish("alice")
+    if verify == "legacy-entry":
+        forget_blake3(catalog)
+    entry = catalog.pull("bob", "tiny-colours", None, tmp_path / "out", verify="sha256" if verify == "sha256" else "blake3")
+    for name in entry["files"]:
+        assert (tmp_path / "out" / name).read_bytes() == (tiny_model_dir / name).read_bytes()
+    with pytest.raises(ValueError, match="verify"):
+        catalog.pull("bob", "tiny-colours", None, tmp_path / "other", verify="md5")
+
+
+def test_fsck_rehashes_every_blob(publish, catalog):
+    entry = publish("alice")
+    assert catalog.fsck() == []
+    # a blob whose BLAKE3 record is wrong but whose sha256 name still holds: fsck checks both
+    import sqlalchemy as sa
+
+    from deepvre.market.index import VersionRow
+
+    with catalog.Session.begin() as session:
+        ver = session.scalars(sa.select(VersionRow)).one()
+        files = json.loads(ver.files)
+        files["metrics.json"]["blake3"] = "0" * 64
+        ver.files = json.dumps(files)
+    tamper(catalog, entry["files"]["model.keras"]["sha256"])
+    problems = catalog.fsck()
+    assert len(problems) == 2, problems
+    assert any(p.startswith("tiny-colours:1.0.0/model.keras: ") and "hash to sha256" in p for p in problems)
+    assert any(p.startswith("tiny-colours:1.0.0/metrics.json: ") and "hash to blake3" in p for p in problems)
 
 
 @BACKENDS
@@ -221,3 +274,23 @@ def test_tests_never_touch_the_users_catalog(private_market_dir):
 
     assert default_root() == private_market_dir / "market"
     assert Catalog().database_url == f"sqlite:///{private_market_dir / 'market' / 'catalog.sqlite'}"
+
+
+@pytest.mark.parametrize("verify", ["blake3", "sha256"])
+def test_copy_over_many_blocks_checks_every_block(tmp_path, monkeypatch, verify):
+    import os
+
+    from deepvre.market import store as store_module
+
+    monkeypatch.setattr(store_module, "COPY_CHUNK", 4096)  # 13 blocks through the two buffers
+    store = store_module.ArtifactStore(tmp_path / "s")
+    data = os.urandom(4096 * 12 + 100)
+    (tmp_path / "blob").write_bytes(data)
+    blob = store.put_file(tmp_path / "blob")
+    store.copy_to(blob.sha256, tmp_path / "copy", blob.blake3, verify)
+    assert (tmp_path / "copy").read_bytes() == data
+    stored = Path(store.path(blob.sha256))
+    stored.write_bytes(bytes([data[0] ^ 1]) + data[1:])  # the first block changed
+    with pytest.raises(IntegrityError, match=f"hash to {verify} "):
+        store.copy_to(blob.sha256, tmp_path / "bad", blob.blake3, verify)
+    assert not (tmp_path / "bad").exists()

@@ -50,3 +50,21 @@ def test_import_v1(tmp_path):
     result = json.loads(out.stdout)
     assert json.loads((tmp_path / "v2.json").read_text())["metadata_version"] == "2.3.0"
     assert result["missing"] == ["deepvre: missing (deepvre's section: name, version, use_case, input, output, visibility)"]
+
+
+def test_pull_verify_sha256_and_fsck(tmp_path, tiny_model_dir):
+    published = json.loads(market(tmp_path, "publish", str(tiny_model_dir), "--json").stdout)
+    pulled = market(tmp_path, "pull", "tiny-colours", "-o", "out", "--verify", "sha256", "--json")
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "out" / "model.keras").read_bytes() == (tiny_model_dir / "model.keras").read_bytes()
+    assert json.loads(market(tmp_path, "fsck", "--json").stdout) == {"ok": True}
+    digest = published["files"]["preprocessing.json"]["sha256"]
+    blob = tmp_path / "market" / "artifacts" / "sha256" / digest[:2] / digest
+    blob.write_bytes(blob.read_bytes() + b" ")
+    damaged = market(tmp_path, "fsck")
+    assert damaged.returncode == 1
+    assert f"tiny-colours:1.0.0/preprocessing.json: artifact {digest} is corrupt" in damaged.stderr
+    for verify in ("blake3", "sha256"):
+        failed = market(tmp_path, "pull", "tiny-colours", "-o", f"bad-{verify}", "--verify", verify, "--json")
+        assert failed.returncode == 1 and json.loads(failed.stdout)["error"] == "IntegrityError"
+        assert not (tmp_path / f"bad-{verify}" / "preprocessing.json").exists()

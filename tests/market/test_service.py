@@ -256,8 +256,9 @@ def test_concurrent_publish_over_http_one_409(clients, tiny_model_dir):
     assert [v["version"] for v in clients["bob"].versions("raced")] == ["1.0.0"]
 
 
-def test_tampered_artifact_download_fails(hub, clients, tmp_path):
-    doc = make_document("tamper-me")
+@pytest.mark.parametrize("verify", ["blake3", "sha256"])
+def test_tampered_artifact_download_fails(hub, clients, tmp_path, verify):
+    doc = make_document(f"tamper-me-{verify}")
     del doc["deepvre"]["training"]
     entry = clients["alice"].publish(doc, {"model.keras": clients_model(hub, tmp_path)})
     digest = entry["files"]["model.keras"]["sha256"]
@@ -266,11 +267,11 @@ def test_tampered_artifact_download_fails(hub, clients, tmp_path):
     data[-10] ^= 0x55
     blob.write_bytes(bytes(data))
     with pytest.raises(IntegrityError):
-        clients["bob"].pull("tamper-me", "1.0.0", tmp_path / "t")
+        clients["bob"].pull(f"tamper-me-{verify}", "1.0.0", tmp_path / "t", verify=verify)
     assert not (tmp_path / "t" / "model.keras").exists()
     assert "integrity check failed" in hub["log"].read_text()
     assert "is corrupt" in requests.get(
-        f"{hub['market_url']}api/models/tamper-me/versions/1.0.0/files/model.keras",
+        f"{hub['market_url']}api/models/tamper-me-{verify}/versions/1.0.0/files/model.keras",
         headers={"Authorization": f"token {hub['tokens']['bob']}"}, timeout=60).json()["message"]
 
 

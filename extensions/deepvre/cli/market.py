@@ -42,7 +42,7 @@ def _run(as_json, func, render):
     try:
         result = func()
     except (metadata.MetadataError, NotFound, Forbidden, Conflict, UploadTooLarge, IntegrityError,
-            PermissionError, FileExistsError, ValueError) as err:
+            PermissionError, FileExistsError, ValueError, _Damaged) as err:
         _fail(err, as_json)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
@@ -119,9 +119,12 @@ def show(model, as_json):
 @click.argument("model")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None, help="Folder (default: ./NAME-VERSION).")
 @click.option("--overwrite", is_flag=True, help="Replace existing files that differ.")
+@click.option("--verify", type=click.Choice(["blake3", "sha256"]), default="blake3", show_default=True,
+              help="Check each file against the BLAKE3 digest recorded at publish (fast; sha256 for "
+              "entries without one), or re-hash its full sha256 name.")
 @_json_option
-def pull(model, output, overwrite, as_json):
-    """Download MODEL[:VERSION]'s files (checked against their sha256)."""
+def pull(model, output, overwrite, verify, as_json):
+    """Download MODEL[:VERSION]'s files (each checked; see --verify)."""
     from deepvre.market.client import parse_ref
 
     name, version = parse_ref(model)
@@ -129,7 +132,7 @@ def pull(model, output, overwrite, as_json):
     def do():
         client = _client()
         dest = output or f"{name}-{client.show(name, version)['version']}"
-        entry = client.pull(name, version, dest, overwrite)
+        entry = client.pull(name, version, dest, overwrite, verify)
         return {"name": name, "version": entry["version"], "path": str(dest), "files": entry["files"]}
 
     _run(as_json, do, lambda r: click.echo(f"pulled {r['name']}:{r['version']} into {r['path']}"))
@@ -173,6 +176,35 @@ def validate(path, as_json):
         return {"path": str(path), "valid": True}
 
     _run(as_json, do, lambda r: click.echo(f"{r['path']}: valid"))
+
+
+@market.command()
+@click.option("--database-url", default=None, help="The index (default: the local catalog's).")
+@click.option("--store-url", default=None, help="The artifact store (default: the local catalog's).")
+@_json_option
+def fsck(database_url, store_url, as_json):
+    """Re-hash every stored artifact with sha256 (its name) and BLAKE3; exit non-zero on damage.
+
+    An admin's check of a catalog's store, run where the index and store are reachable.
+    """
+    from deepvre.market.catalog import Catalog
+
+    def do():
+        kwargs = {k: v for k, v in (("database_url", database_url), ("store_url", store_url)) if v}
+        problems = Catalog(**kwargs).fsck()
+        if problems:
+            raise _Damaged(problems)
+        return {"ok": True}
+
+    _run(as_json, do, lambda r: click.echo("every artifact matches its sha256 and BLAKE3 digests"))
+
+
+class _Damaged(IOError):
+    """Damaged artifacts found by fsck, one line each."""
+
+    def __init__(self, problems):
+        super().__init__(f"{len(problems)} damaged artifacts")
+        self.errors = problems
 
 
 @market.command(name="import")

@@ -44,7 +44,7 @@ from traitlets.config import Configurable
 
 from . import index, metadata, modelfile
 from .index import ModelGroup, ModelRow, VersionRow
-from .store import ArtifactStore, UploadTooLarge
+from .store import ArtifactStore, IntegrityError, UploadTooLarge
 
 __all__ = ["Caller", "Catalog", "Conflict", "Forbidden", "NotFound", "UploadTooLarge"]
 
@@ -226,19 +226,21 @@ class Catalog(Configurable):
             self._visible_model(session, caller, name)
             return self._version_list(session, name)
 
-    def iter_file(self, caller, name, version, filename):
-        """``(size, chunks)`` of one artifact file; the chunks check its sha256 as they go."""
+    def iter_file(self, caller, name, version, filename, verify="blake3"):
+        """``(info, chunks)`` of one artifact file; the chunks check its digest as they go."""
         entry = self.show(caller, name, version)
         info = entry["files"].get(filename)
         if info is None:
             raise NotFound(f"{name}:{entry['version']} has no file {filename!r}")
-        return info, self.store.iter_chunks(info["sha256"])
+        return info, self.store.iter_chunks(info["sha256"], blake3_digest=info.get("blake3"), verify=verify)
 
-    def pull(self, caller, name, version, dest, overwrite=False):
+    def pull(self, caller, name, version, dest, overwrite=False, verify="blake3"):
         """Copy a version's files and ``metadata.json`` into folder ``dest``; returns the entry.
 
-        Every file is checked against its sha256 (a tampered store raises ``IntegrityError`` and
-        leaves no file). An existing different file in ``dest`` is an error unless ``overwrite``.
+        Every file is checked (a tampered store raises ``IntegrityError`` and leaves no file):
+        against the BLAKE3 digest recorded at publish (``verify="blake3"``, the default; entries
+        published before it have none and fall back to sha256), or its full sha256 name
+        (``verify="sha256"``). An existing different file in ``dest`` is an error unless ``overwrite``.
         """
         entry = self.show(caller, name, version)
         dest = Path(dest)
@@ -252,7 +254,7 @@ class Catalog(Configurable):
         for filename, info in entry["files"].items():
             if metadata.check_file_names([filename]):  # never trust stored names with paths
                 raise ValueError(f"refusing file name {filename!r}")
-            self.store.copy_to(info["sha256"], dest / filename)
+            self.store.copy_to(info["sha256"], dest / filename, info.get("blake3"), verify)
         (dest / "metadata.json").write_text(json.dumps(entry["metadata"], indent=2))
         return entry
 
@@ -303,8 +305,8 @@ class Catalog(Configurable):
         self._check_can_publish(caller, name, version)
         stored = {}
         for filename, path in sorted(files.items()):
-            digest, size = self.store.put_file(path)
-            stored[filename] = {"sha256": digest, "size": size}
+            blob = self.store.put_file(path)
+            stored[filename] = {"sha256": blob.sha256, "size": blob.size, "blake3": blob.blake3}
         self._commit_version(caller, document, stored)
         return self.show(caller, name, version)
 
@@ -395,6 +397,30 @@ class Catalog(Configurable):
             self._set_visibility(session, row, visibility, groups or [])
             row.updated = index.now()
         return self.show(caller, name)
+
+    def fsck(self):
+        """Every problem with the stored artifacts: each blob any version names is re-hashed with
+        sha256 (its name) and checked against its size and recorded BLAKE3 digest. An admin's check
+        of the whole store (``deepvre market fsck``); returns a list of readable lines."""
+        blobs = {}
+        with self.Session() as session:
+            for ver in session.scalars(sa.select(VersionRow)):
+                for filename, info in json.loads(ver.files).items():
+                    blobs.setdefault(info["sha256"], (info, []))[1].append(f"{ver.name}:{ver.version}/{filename}")
+        problems = []
+        for digest, (info, users) in sorted(blobs.items()):
+            where = ", ".join(users)
+            try:
+                size = sum(len(c) for c in self.store.iter_chunks(digest, verify="sha256"))
+                if info.get("blake3"):
+                    for _ in self.store.iter_chunks(digest, blake3_digest=info["blake3"], verify="blake3"):
+                        pass
+            except IntegrityError as err:
+                problems.append(f"{where}: {err}")
+                continue
+            if size != info["size"]:
+                problems.append(f"{where}: artifact {digest} has {size} bytes, the index says {info['size']}")
+        return problems
 
     def deprecate(self, caller, name, version=None, deprecated=True):
         """Mark a model (or one version) deprecated, or undo it (owner or admin)."""

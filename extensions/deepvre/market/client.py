@@ -7,10 +7,11 @@
 - otherwise :class:`LocalMarket`, the local catalog opened directly, as the local user.
 
 Both have the same methods: ``search``, ``show``, ``versions``, ``pull``, ``publish``,
-``deprecate``, ``set_visibility``. ``pull`` checks every file's sha256 on both paths.
+``deprecate``, ``set_visibility``. ``pull`` checks every file on both paths: against the BLAKE3
+digest recorded at publish (``verify="blake3"``, sha256 for older entries) or its sha256 name
+(``verify="sha256"``).
 """
 
-import hashlib
 import io
 import json
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from . import metadata
 from .catalog import Caller, Catalog, Conflict, Forbidden, NotFound
-from .store import IntegrityError, UploadTooLarge
+from .store import IntegrityError, UploadTooLarge, checker
 
 ERRORS = {401: PermissionError, 403: Forbidden, 404: NotFound, 409: Conflict, 413: UploadTooLarge}
 
@@ -69,8 +70,8 @@ class LocalMarket:
     def versions(self, name):
         return self.catalog.versions(self.caller, name)
 
-    def pull(self, name, version, dest, overwrite=False):
-        return self.catalog.pull(self.caller, name, version, dest, overwrite)
+    def pull(self, name, version, dest, overwrite=False, verify="blake3"):
+        return self.catalog.pull(self.caller, name, version, dest, overwrite, verify)
 
     def publish(self, document, files, visibility=None, groups=None):
         return self.catalog.publish(document, files, self.caller, visibility, groups)
@@ -120,8 +121,9 @@ class HTTPMarket:
     def versions(self, name):
         return self._request("GET", f"api/models/{name}/versions").json()
 
-    def pull(self, name, version, dest, overwrite=False):
-        """Download every file into ``dest``, checking sha256; nothing is left of a bad file."""
+    def pull(self, name, version, dest, overwrite=False, verify="blake3"):
+        """Download every file into ``dest``, checking it (see :func:`.store.checker`); nothing is
+        left of a bad file."""
         entry = self.show(name, version)
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
@@ -131,21 +133,21 @@ class HTTPMarket:
             target = dest / filename
             if target.exists() and not overwrite:
                 raise FileExistsError(f"{target} exists (use overwrite)")
-            self.download(name, entry["version"], filename, info["sha256"], target)
+            self.download(name, entry["version"], filename, info, target, verify)
         (dest / "metadata.json").write_text(json.dumps(entry["metadata"], indent=2))
         return entry
 
-    def download(self, name, version, filename, sha256, target):
+    def download(self, name, version, filename, info, target, verify="blake3"):
         part = Path(f"{target}.part")
-        digest = hashlib.sha256()
+        digest, expected, algorithm = checker(info["sha256"], info.get("blake3"), verify)
         try:
             resp = self._request("GET", f"api/models/{name}/versions/{version}/files/{filename}", stream=True)
             with resp, open(part, "wb") as out:
                 for chunk in resp.iter_content(1 << 20):
                     digest.update(chunk)
                     out.write(chunk)
-            if digest.hexdigest() != sha256:
-                raise IntegrityError(f"{name}:{version}/{filename}: downloaded bytes do not match sha256 {sha256}")
+            if digest.hexdigest() != expected:
+                raise IntegrityError(f"{name}:{version}/{filename}: downloaded bytes do not match {algorithm} {expected}")
             os.replace(part, target)
         except Exception as err:
             if part.exists():

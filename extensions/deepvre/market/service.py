@@ -12,7 +12,7 @@ REST API (``openapi.yaml`` beside this file, served at ``api/openapi.yaml``):
 - ``POST api/models`` (body: a tar of ``metadata.json`` and the artifact files) -> 201
 - ``GET|PATCH api/models/NAME`` (PATCH ``{"visibility", "groups"}``)
 - ``GET api/models/NAME/versions``, ``GET api/models/NAME/versions/VERSION``
-- ``GET api/models/NAME/versions/VERSION/files/FILE`` (sha256 checked before it streams)
+- ``GET api/models/NAME/versions/VERSION/files/FILE`` (checked before it streams)
 - ``POST api/models/NAME/deprecate`` ``{"version": null, "deprecated": true}``
 
 Processes: one per core by default (``marketplace.processes``; :class:`ServiceSettings`). The
@@ -339,8 +339,9 @@ class VersionHandler(BaseHandler):
 
 
 class FileHandler(BaseHandler):
-    """A download. The blob's sha256 is checked before the first byte goes out (a corrupt blob
-    answers 500, not a truncated file a proxy might keep open); the client checks it again."""
+    """A download. The blob is checked (its recorded BLAKE3 digest, else sha256) before the first
+    byte goes out (a corrupt blob answers 500, not a truncated file a proxy might keep open); the
+    client checks it again."""
 
     async def get(self, name, version, filename):
         caller = await self.caller()
@@ -350,6 +351,8 @@ class FileHandler(BaseHandler):
         self.set_header("Content-Length", str(info["size"]))
         self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
         self.set_header("X-Checksum-Sha256", info["sha256"])
+        if info.get("blake3"):
+            self.set_header("X-Checksum-Blake3", info["blake3"])
         store = self.catalog.store
         with store.fs.open(store.path(info["sha256"]), "rb") as src:
             while chunk := await self.call(src.read, 1 << 20):

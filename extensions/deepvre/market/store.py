@@ -5,21 +5,54 @@ version's files can never change under it and identical files are stored once. T
 any fsspec URL: a local folder (the default) or e.g. ``s3://bucket/prefix`` for S3-compatible
 object stores (with ``s3fs`` installed).
 
-Every read checks the checksum: :meth:`ArtifactStore.copy_to` and :meth:`ArtifactStore.iter_chunks`
-raise :class:`IntegrityError` when the stored bytes no longer hash to their name.
+Every read checks the bytes: :meth:`ArtifactStore.copy_to` and :meth:`ArtifactStore.iter_chunks`
+raise :class:`IntegrityError` when they no longer match. sha256 stays the name; a publish also
+records each blob's BLAKE3 digest (in the index, the trusted record), and reads check that one by
+default (``verify="blake3"``: cryptographic too, about 4x faster than sha256 here, which capped a
+pull at ~20 % of a plain copy). ``verify="sha256"`` re-hashes the full name (``deepvre market
+fsck``, ``pull --verify sha256``); a blob recorded without a BLAKE3 digest is checked with sha256.
 """
 
 import concurrent.futures
 import hashlib
 import os
 import re
+import typing
 import uuid
 
+import blake3
 import fsspec
 
 CHUNK = 1 << 20
 COPY_CHUNK = 8 << 20  # large blocks for whole-file copies
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
+VERIFY = ("blake3", "sha256")
+
+
+class Blob(typing.NamedTuple):
+    """A stored blob: its sha256 (the name), size in bytes and BLAKE3 digest."""
+
+    sha256: str
+    size: int
+    blake3: str
+
+
+def checker(digest, blake3_digest=None, verify="blake3"):
+    """``(hasher, expected hex digest, algorithm)`` for reading blob ``digest``.
+
+    ``verify="blake3"`` checks the recorded BLAKE3 digest, or sha256 where none was recorded;
+    ``verify="sha256"`` always re-hashes the sha256 name.
+    """
+    if verify not in VERIFY:
+        raise ValueError(f"verify: {verify!r} is not one of {', '.join(VERIFY)}")
+    if verify == "blake3" and blake3_digest:
+        return blake3.blake3(), blake3_digest, "blake3"
+    return hashlib.sha256(), digest, "sha256"
+
+
+def _corrupt(digest, hasher, algorithm):
+    return IntegrityError(f"artifact {digest} is corrupt: its bytes hash to {algorithm} {hasher.hexdigest()}, "
+                          f"not the recorded digest")
 
 
 class IntegrityError(IOError):
@@ -44,19 +77,19 @@ class ArtifactStore:
         return self.fs.exists(self.path(digest))
 
     def put_file(self, local_path, limit=None):
-        """Store a local file; returns ``(sha256, size)``. ``limit``: refuse files larger than that."""
+        """Store a local file; returns its :class:`Blob`. ``limit``: refuse files larger than that."""
         with open(local_path, "rb") as src:
             return self.put_stream(src, limit=limit)
 
     def put_stream(self, src, limit=None):
-        """Store the bytes read from ``src``; returns ``(sha256, size)``.
+        """Store the bytes read from ``src``; returns its :class:`Blob` (sha256, size, blake3).
 
         Bytes go to a temporary name first and are moved into place only once complete, so a
         failed upload leaves no blob behind under a checksum name.
         """
         tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
         self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
-        sha, size = hashlib.sha256(), 0
+        sha, fast, size = hashlib.sha256(), blake3.blake3(), 0
         try:
             with self.fs.open(tmp, "wb") as out:
                 while chunk := src.read(CHUNK):
@@ -64,6 +97,7 @@ class ArtifactStore:
                     if limit is not None and size > limit:
                         raise UploadTooLarge(f"upload larger than the limit of {limit} bytes")
                     sha.update(chunk)
+                    fast.update(chunk)
                     out.write(chunk)
             digest = sha.hexdigest()
             final = self.path(digest)
@@ -76,43 +110,46 @@ class ArtifactStore:
             if self.fs.exists(tmp):
                 self.fs.rm(tmp)
             raise
-        return digest, size
+        return Blob(digest, size, fast.hexdigest())
 
-    def iter_chunks(self, digest, chunk=CHUNK):
-        """Yield the blob's bytes; the LAST chunk is only yielded once the checksum matched.
+    def iter_chunks(self, digest, chunk=CHUNK, blake3_digest=None, verify="blake3"):
+        """Yield the blob's bytes; the LAST chunk is only yielded once the digest matched
+        (``blake3_digest``/``verify``: see :func:`checker`).
 
         A consumer that streams chunks on (an HTTP download) therefore never delivers a complete
         tampered file: it gets :class:`IntegrityError` instead of the final bytes.
         """
-        sha, held = hashlib.sha256(), None
+        hasher, expected, algorithm = checker(digest, blake3_digest, verify)
+        held = None
         try:
             src = self.fs.open(self.path(digest), "rb")
         except FileNotFoundError:
             raise IntegrityError(f"artifact {digest} is missing from the store") from None
         with src:
             while data := src.read(chunk):
-                sha.update(data)
+                hasher.update(data)
                 if held is not None:
                     yield held
                 held = data
-        if sha.hexdigest() != digest:
-            raise IntegrityError(f"artifact {digest} is corrupt: its bytes hash to {sha.hexdigest()}")
+        if hasher.hexdigest() != expected:
+            raise _corrupt(digest, hasher, algorithm)
         if held is not None:
             yield held
 
-    def copy_to(self, digest, dest):
+    def copy_to(self, digest, dest, blake3_digest=None, verify="blake3"):
         """Copy the blob to the local file ``dest``, checking it; no file is left on a mismatch.
 
         One pass over the bytes: each large block is hashed in a second thread while it is written
-        (hashlib releases the GIL), so a pull costs about a plain copy plus little.
+        (hashlib and blake3 release the GIL), so a pull costs a plain copy plus little.
         """
+        check = (blake3_digest, verify)
         tmp = f"{dest}.part-{uuid.uuid4().hex[:8]}"
         try:
             with open(tmp, "wb") as out:
                 if self.local:
-                    self._copy_local(digest, out)
+                    self._copy_local(digest, out, *check)
                 else:
-                    for data in self.iter_chunks(digest, chunk=COPY_CHUNK):
+                    for data in self.iter_chunks(digest, COPY_CHUNK, *check):
                         out.write(data)
             os.replace(tmp, dest)
         finally:
@@ -120,23 +157,29 @@ class ArtifactStore:
                 os.remove(tmp)
         return dest
 
-    def _copy_local(self, digest, out):
-        sha, buf = hashlib.sha256(), bytearray(COPY_CHUNK)
+    def _copy_local(self, digest, out, blake3_digest, verify):
+        hasher, expected, algorithm = checker(digest, blake3_digest, verify)
+        bufs = bytearray(COPY_CHUNK), bytearray(COPY_CHUNK)  # one is hashed while the next is read
         try:
             src = open(self.path(digest), "rb", buffering=0)
         except FileNotFoundError:
             raise IntegrityError(f"artifact {digest} is missing from the store") from None
-        with src, concurrent.futures.ThreadPoolExecutor(1) as hasher:
-            while size := src.readinto(buf):
-                block = memoryview(buf)[:size]
-                hashed = hasher.submit(sha.update, block)
+        with src, concurrent.futures.ThreadPoolExecutor(1) as thread:
+            hashed, turn = None, 0
+            while size := src.readinto(bufs[turn]):
+                block = memoryview(bufs[turn])[:size]
+                if hashed is not None:
+                    hashed.result()  # in order, and before its buffer is read into again
+                hashed = thread.submit(hasher.update, block)
                 out.write(block)
-                hashed.result()  # before the buffer is refilled
-        if sha.hexdigest() != digest:
-            raise IntegrityError(f"artifact {digest} is corrupt: its bytes hash to {sha.hexdigest()}")
+                turn = 1 - turn
+            if hashed is not None:
+                hashed.result()
+        if hasher.hexdigest() != expected:
+            raise _corrupt(digest, hasher, algorithm)
 
-    def read_bytes(self, digest):
-        return b"".join(self.iter_chunks(digest))
+    def read_bytes(self, digest, verify="sha256"):
+        return b"".join(self.iter_chunks(digest, verify=verify))
 
 
 class UploadTooLarge(ValueError):
