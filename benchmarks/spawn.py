@@ -1,6 +1,6 @@
 """Spawn-to-ready latency and hub API latency: deepvre's local hub against a bare JupyterHub.
 
-    sudo .venv/bin/python benchmarks/spawn.py [--users 1,5,10] [--rounds 5] [--api-calls 50]
+    sudo .venv/bin/python benchmarks/spawn.py [--users 1,5,10] [--rounds 5] [--single-rounds 20] [--api-calls 50]
 
 Both hubs run side by side in this same process tree, on free loopback ports:
 - baseline: a bare JupyterHub 5 with ``SimpleLocalProcessSpawner`` (no profiles, no accounts);
@@ -12,7 +12,9 @@ marketplace, with its own catalog each), neither runs the idle culler, and the O
 homes exist before the hubs start (a warm-up round per hub then fills Python and Jupyter caches),
 so no timed round includes a first login's account creation.
 N users spawn at once through the REST API; each latency runs from the POST to the server being
-ready in the hub's API. For each N, ``--rounds`` rounds per hub alternate between the two hubs
+ready in the hub's API. For each N, ``--rounds`` rounds per hub (``--single-rounds`` for one user:
+they are cheap, and JupyterHub's readiness poll, a random backoff that by then waits up to 1.6 s
+between tries, makes a single spawn's latency noisy) alternate between the two hubs
 (bare first, then deepvre first, ...), so load from elsewhere falls on both alike. Prints the
 median over rounds of each round's p50/p95 with its range, the median of the paired
 deepvre/bare ratios of adjacent rounds (goal: within 1.10), and where the time of a one-user
@@ -202,6 +204,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", default="1,5,10")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per hub and size, interleaved")
+    parser.add_argument("--single-rounds", type=int, default=20, help="rounds per hub for the one-user size")
     parser.add_argument("--api-calls", type=int, default=50)
     args = parser.parse_args()
     sizes = [int(n) for n in args.users.split(",")]
@@ -231,8 +234,9 @@ def main():
         p50 = {(hub, n): [] for hub in hubs for n in sizes}
         p95 = {(hub, n): [] for hub in hubs for n in sizes}
         windows = []  # (start, end) of the one-user rounds, for the phase breakdown
+        rounds = {n: args.single_rounds if n == 1 else args.rounds for n in sizes}
         for n in sizes:
-            for i in range(args.rounds):
+            for i in range(rounds[n]):
                 for hub in (("bare", "deepvre") if i % 2 == 0 else ("deepvre", "bare")):
                     start = time.time()
                     latencies = spawn_round(*hubs[hub][:2], names[:n], hubs[hub][2])
@@ -252,11 +256,11 @@ def main():
             for name in names:
                 subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
 
-    print(f"{args.rounds} interleaved rounds per hub and size; each cell: median of the rounds [min-max], seconds")
-    print(f"{'users':>5} | {'bare p50':>17} | {'deepvre p50':>17} | {'bare p95':>17} | {'deepvre p95':>17} | ratio p50")
+    print("interleaved rounds per hub and size; each cell: median of the rounds [min-max], seconds")
+    print(f"{'users':>5} | rounds | {'bare p50':>17} | {'deepvre p50':>17} | {'bare p95':>17} | {'deepvre p95':>17} | ratio p50")
     for n in sizes:
         ratios = [d / b for d, b in zip(p50["deepvre", n], p50["bare", n])]  # paired: adjacent rounds
-        print(f"{n:>5} | {spread(p50['bare', n]):>17} | {spread(p50['deepvre', n]):>17} | "
+        print(f"{n:>5} | {rounds[n]:>6} | {spread(p50['bare', n]):>17} | {spread(p50['deepvre', n]):>17} | "
               f"{spread(p95['bare', n]):>17} | {spread(p95['deepvre', n]):>17} | {spread(ratios)}")
     ratios = [d / b for d, b in zip(api_ms["deepvre"], api_ms["bare"])]
     print(f"hub API GET /users/NAME p50, ms: bare {spread(api_ms['bare'])}, deepvre {spread(api_ms['deepvre'])}, "

@@ -97,6 +97,15 @@ def uid_min(login_defs="/etc/login.defs"):
     return 1000
 
 
+def exists(name):
+    """Whether the OS account ``name`` exists (a ``getpwnam``)."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def ensure_account(name):
     """Make sure the OS account ``name`` exists with a private home; return its pwd entry."""
     check_account_name(name)

@@ -242,12 +242,17 @@ class DeepvreSpawner(LocalProcessSpawner):
 async def ensure_account_hook(spawner):
     """Pre-spawn hook: as root, create the user's OS account (private home) if it is missing.
 
-    In a thread: ``useradd`` takes tens of milliseconds, which would hold up every other spawn.
+    A missing account is made in a thread: ``useradd`` takes tens of milliseconds, which would hold
+    up every other spawn. An existing one is only checked (microseconds, less than a thread hop).
     """
     if spawner.personal_mode:
         return
+    name = spawner.user.name
     try:
-        await asyncio.to_thread(accounts.ensure_account, spawner.user.name)
+        if accounts.exists(name):
+            accounts.ensure_account(name)
+        else:
+            await asyncio.to_thread(accounts.ensure_account, name)
     except accounts.AccountError as err:
         raise refusal(403, str(err)) from None
 

@@ -4,8 +4,10 @@ import asyncio
 import threading
 from types import SimpleNamespace
 
+import pytest
 from deepvre_hub import accounts
 from deepvre_hub.spawner import DeepvreSpawner, ensure_account_hook
+from tornado import web
 
 SMI_OUTPUT = "0, GPU-aaaa, NVIDIA T4, 15360 MiB\n1, GPU-bbbb, NVIDIA T4, 15360 MiB\n"
 
@@ -68,3 +70,12 @@ def test_gpus_are_discovered_once_per_hub_in_a_thread(tmp_path):
     assert all("GPUs free now: 2 of 2" in form for form in forms)
     assert first_off_loop
     assert len(calls.read_text().splitlines()) == 1
+
+
+def test_existing_account_is_checked_in_place():
+    """An existing account needs no thread, and is still checked: a system account is refused."""
+    assert accounts.exists("daemon") and not accounts.exists("hubnosuchaccount")
+    spawner = SimpleNamespace(personal_mode=False, user=SimpleNamespace(name="daemon"))
+    with pytest.raises(web.HTTPError) as refused:
+        asyncio.run(ensure_account_hook(spawner))
+    assert refused.value.status_code == 403 and "system account" in refused.value.jupyterhub_message
