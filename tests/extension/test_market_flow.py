@@ -30,8 +30,10 @@ def test_fine_tune_writes_a_parameterized_copy_and_never_overwrites(api, market_
     assert status == 200
     assert {p["name"]: p["value"] for p in data["parameters"]} == {
         "epochs": 1, "learning_rate": 0.01, "label": "colours"}
+    assert data["path"] == "fine-tune/colours-training.ipynb"  # the form's default (a free name)
     status, first = api("POST", "models/colours/finetune", body={"parameters": {"epochs": 4}})
-    assert status == 201, first
+    assert status == 201 and first["path"] == data["path"], first
+    assert api("GET", "models/colours/parameters")[1]["path"] == "fine-tune/colours-training-2.ipynb"
     nb = nbformat.read(str(jp_root_dir / first["path"]), as_version=4)
     injected = [c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "epochs = 4" in injected[0]
@@ -40,5 +42,7 @@ def test_fine_tune_writes_a_parameterized_copy_and_never_overwrites(api, market_
     assert status == 201 and second["path"] != first["path"]
     status, data = api("POST", "models/colours/finetune", body={"path": first["path"]})
     assert status == 409 and "already exists" in data["message"]
+    status, chosen = api("POST", "models/colours/finetune", body={"path": "mine/tuned.ipynb"})
+    assert status == 201 and chosen["path"] == "mine/tuned.ipynb" and (jp_root_dir / "mine/tuned.ipynb").exists()
     status, data = api("POST", "models/colours/finetune", body={"path": "../escape.ipynb"})
     assert status == 400 and "outside the workspace" in data["message"]

@@ -99,6 +99,12 @@ class Base(APIHandler):
         os.makedirs(dest, exist_ok=True)
         return await self.blocking(backends.training_notebook, name, version, dest)
 
+    def default_target(self, name, source):
+        """Where Fine-tune writes the notebook when the user names no path: a free name in notebooks_dir."""
+        folder = self.resolve(self.ext.notebooks_dir)
+        base = os.path.basename(source).removesuffix(".ipynb")
+        return paths.free_name(os.path.join(folder, f"{paths.safe_segment(name)}-{base}.ipynb"))
+
 
 class Models(Base):
     @api
@@ -119,8 +125,10 @@ class Model(Base):
 class ModelParameters(Base):
     @api
     async def get(self, name):
+        """The training notebook's parameters, and the path Fine-tune writes to by default."""
         nb = await self.model_notebook(name, self.get_argument("version", None))
-        return {"parameters": await self.blocking(parameters.inspect, nb)}
+        return {"parameters": await self.blocking(parameters.inspect, nb),
+                "path": paths.relative(self.root, self.default_target(name, nb))}
 
 
 class FineTune(Base):
@@ -143,9 +151,7 @@ class FineTune(Base):
             if os.path.lexists(dest):
                 raise FileExistsError(f"{target!r} already exists; choose another name")
         else:
-            folder = self.resolve(self.ext.notebooks_dir)
-            base = os.path.basename(source).removesuffix(".ipynb")
-            dest = paths.free_name(os.path.join(folder, f"{paths.safe_segment(name)}-{base}.ipynb"))
+            dest = self.default_target(name, source)
         if not dest.endswith(".ipynb"):
             raise ValueError(f"the notebook path must end in .ipynb, not {target!r}")
         os.makedirs(os.path.dirname(dest), exist_ok=True)
