@@ -9,8 +9,10 @@ error is shown -> Run as batch job -> the run reaches "done". Screenshots: test-
 """
 
 import os
+import re
 import secrets
 import subprocess
+import time
 
 import pytest
 
@@ -59,13 +61,31 @@ def hub(tmp_path_factory, colours_model):
             subprocess.run(["userdel", "-r", process.user], capture_output=True, check=False)
 
 
+def tab_to(page, target, limit=40):
+    """Press Tab until ``target`` has the focus (keyboard only), at most ``limit`` times."""
+    for _ in range(limit):
+        if target.evaluate("el => el === document.activeElement"):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"{target} not reached with {limit} Tabs")
+
+
+def wait_until_ok(page, url, timeout=120):
+    """Open ``url`` in ``page`` until it answers 200 (a service behind the proxy may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while (response := page.goto(url)) is None or response.status != 200:
+        assert time.monotonic() < deadline, f"{url} answered {response and response.status} for {timeout} s"
+        page.wait_for_timeout(500)
+
+
 def test_models_panel_end_to_end_through_the_hub(hub):
     from playwright.sync_api import expect, sync_playwright
 
     os.makedirs(SHOTS, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        browser_context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = browser_context.new_page()
         page.set_default_timeout(60_000)
         try:
             page.goto(f"{hub.url}/hub/login")
@@ -97,17 +117,22 @@ def test_models_panel_end_to_end_through_the_hub(hub):
             expect(card).to_contain_text(hub.user)  # the owner: who published through the service
             page.screenshot(path=os.path.join(SHOTS, "2-search.png"))
 
-            # by keyboard: Enter on the focused card opens it, Enter on "All models" goes back
-            card.focus()
+            # by keyboard only: Tab to the card, Enter opens it and focus moves to its heading;
+            # Escape goes back with focus on the card; Tab and Enter reach every action
+            list_region = panel.get_by_role("region", name="Model list")
+            expect(list_region).to_have_attribute("aria-busy", "false")
+            search.focus()
+            tab_to(page, card)
+            expect(card).to_have_css("outline-style", "solid")  # a visible focus ring
             page.keyboard.press("Enter")
             title = panel.get_by_test_id("model-title")
             expect(title).to_have_text("Tiny colour classifier")
-            panel.get_by_role("button", name="All models").focus()
-            page.keyboard.press("Enter")
+            expect(title).to_be_focused()
+            page.keyboard.press("Escape")
             expect(title).to_have_count(0)
-            card.focus()
+            expect(card).to_be_focused()
             page.keyboard.press("Enter")
-            expect(title).to_have_text("Tiny colour classifier")
+            expect(title).to_be_focused()
             description = panel.locator(".jp-deepvre-description")
             expect(description.locator("strong")).to_have_text("Bold claim.")
             assert description.locator("script").count() == 0
@@ -115,17 +140,35 @@ def test_models_panel_end_to_end_through_the_hub(hub):
             assert page.evaluate("window.__deepvre_xss") is None
             page.screenshot(path=os.path.join(SHOTS, "3-details.png"))
 
-            panel.get_by_role("button", name="Fine-tune").click()
+            details = panel.get_by_role("region", name="Model Tiny colour classifier")
+            tab_to(page, panel.get_by_role("button", name="Fine-tune"))
+            page.keyboard.press("Enter")
             epochs = panel.locator('input[name="epochs"]')
             expect(epochs).to_have_value("1")
-            epochs.fill("3")
-            panel.get_by_role("button", name="Write notebook and open").click()
-            expect(panel.get_by_test_id("action-status")).to_contain_text("Wrote fine-tune/colours-training")
+            expect(details).to_have_attribute("aria-busy", "false")
+            path = panel.locator('input[name="notebook-path"]')
+            expect(path).to_have_attribute("placeholder", "fine-tune/colours-training.ipynb")
+            tab_to(page, epochs)
+            page.keyboard.press("Control+A")
+            page.keyboard.type("3")
+            tab_to(page, panel.get_by_role("button", name="Write notebook and open"))
+            page.keyboard.press("Enter")
+            form_status = panel.get_by_test_id("form-status")
+            expect(form_status).to_contain_text("Wrote fine-tune/colours-training.ipynb")
             notebook = page.locator(".jp-NotebookPanel:visible")
             expect(notebook.locator(".jp-Cell", has_text="# Parameters")).to_be_visible()
             expect(notebook.locator(".jp-Cell", has_text="epochs = 3")).to_be_visible()
             page.screenshot(path=os.path.join(SHOTS, "4-fine-tune.png"))
             assert page.evaluate("window.__deepvre_xss") is None
+
+            # a taken target path: the server's 409 message shows in the form
+            path.fill("fine-tune/colours-training.ipynb")
+            panel.get_by_role("button", name="Write notebook and open").click()
+            expect(form_status).to_have_text(
+                "'fine-tune/colours-training.ipynb' already exists; choose another name")
+            expect(form_status).to_have_attribute("role", "alert")
+            expect(panel.get_by_role("form", name="Training parameters")).to_have_attribute("aria-busy", "false")
+            page.screenshot(path=os.path.join(SHOTS, "4a-path-taken.png"))
 
             # an action's server error reaches the user with the server's message
             panel.get_by_role("button", name="Preprocess").click()
@@ -134,12 +177,33 @@ def test_models_panel_end_to_end_through_the_hub(hub):
             error = panel.get_by_test_id("preprocess-status")
             expect(error).to_contain_text("'no-such-data' does not exist in the workspace")
             expect(error).to_have_attribute("role", "alert")
-            page.screenshot(path=os.path.join(SHOTS, "5-server-error.png"))
+            page.screenshot(path=os.path.join(SHOTS, "4b-server-error.png"))
+
+            # Serve: both URLs shown; the Swagger page loads its spec through the proxy; Stop
+            panel.get_by_role("button", name="Serve").click()
+            service = panel.get_by_test_id("service")
+            expect(service).to_have_attribute("data-state", "running")
+            swagger = service.get_by_role("link", name=re.compile(r"\/proxy\/absolute\/\d+\/api$"))
+            expect(service.get_by_role("link", name=re.compile(r"\/proxy\/absolute\/\d+\/v2\/$"))).to_be_visible()
+            docs = browser_context.new_page()
+            docs.set_default_timeout(60_000)
+            try:  # DEEPaaS may still be starting (the proxy answers 502 until it listens)
+                wait_until_ok(docs, hub.url + swagger.get_attribute("href"))
+                expect(docs.locator(".opblock-summary-path", has_text="/v2/models/colours/predict/")).to_be_visible()
+                docs.screenshot(path=os.path.join(SHOTS, "5-swagger.png"))
+            finally:
+                docs.close()
+            panel.get_by_role("button", name="Stop service").click()
+            stop_status = panel.get_by_test_id("stop-status")
+            expect(stop_status).to_contain_text("Stopped colours:", timeout=60_000)
+            expect(details).to_have_attribute("aria-busy", "false")
+            expect(service).to_have_attribute("data-state", "stopped")
+            expect(panel.get_by_role("button", name="Stop service")).to_have_count(0)
 
             panel.get_by_role("button", name="Run as batch job").click()
             panel.locator('input[name="epochs"]').fill("2")
             panel.get_by_role("button", name="Start batch run").click()
-            expect(panel.get_by_test_id("action-status")).to_contain_text("Started run")
+            expect(panel.get_by_test_id("form-status")).to_contain_text("Started run")
             done = panel.locator('li.jp-deepvre-run[data-state="done"]')
             expect(done).to_have_count(1, timeout=240_000)
             expect(done).to_contain_text("epochs 2")

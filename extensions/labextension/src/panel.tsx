@@ -4,9 +4,10 @@
  */
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ReactWidget } from '@jupyterlab/ui-components';
-import React, { useCallback, useEffect, useState } from 'react';
+import React, { useCallback, useEffect, useRef, useState } from 'react';
 
 import { post, requestAPI } from './api';
+import { IDLE, ILoadState, Loader } from './data';
 import { Markdown } from './markdown';
 import {
   changedValues,
@@ -28,35 +29,38 @@ export interface IPanelOptions {
   openPath: (path: string) => void;
 }
 
-type Status = { kind: 'loading' | 'error' | 'success'; text: string } | null;
+type Status = ILoadState<string>;
 
+/** An action's state: loading text, success text or the server's message; nothing when idle or empty. */
 function StatusLine({ status, testid }: { status: Status; testid: string }): JSX.Element | null {
-  if (!status) {
+  if (!status.message) {
     return null;
   }
   return (
     <div
-      className={`jp-deepvre-status jp-mod-${status.kind}`}
-      role={status.kind === 'error' ? 'alert' : 'status'}
+      className={`jp-deepvre-status jp-mod-${status.phase}`}
+      role={status.phase === 'error' ? 'alert' : 'status'}
       data-testid={testid}
     >
-      {status.text}
+      {status.message}
     </div>
   );
 }
 
-/** Run ``action``, showing loading, then success text or the server's error message. */
+/** Run ``action`` through a Loader: loading, then its success text or the server's error message. */
 function useAction(): [Status, (loading: string, action: () => Promise<string>) => Promise<void>] {
-  const [status, setStatus] = useState<Status>(null);
-  const run = useCallback(async (loading: string, action: () => Promise<string>) => {
-    setStatus({ kind: 'loading', text: loading });
-    try {
-      setStatus({ kind: 'success', text: await action() });
-    } catch (err) {
-      setStatus({ kind: 'error', text: (err as Error).message });
-    }
-  }, []);
+  const [status, setStatus] = useState<Status>(IDLE);
+  const [loader] = useState(() => new Loader<string>(setStatus));
+  const run = useCallback(
+    (loading: string, action: () => Promise<string>) => loader.load(loading, action, text => text),
+    [loader]
+  );
   return [status, run];
+}
+
+/** ``aria-busy`` of a region: true while one of its requests is in flight (tests wait on it). */
+function busy(...states: Status[]): boolean {
+  return states.some(s => s.phase === 'loading');
 }
 
 /** A link from the server (dashboard, service): only http(s) or same-origin paths. */
@@ -84,12 +88,24 @@ function versionOf(v: unknown): string {
   return String((v as Record<string, unknown>)?.version ?? '');
 }
 
-function Card({ model, onOpen }: { model: IModelCard; onOpen: () => void }): JSX.Element {
+function Card(props: { model: IModelCard; onOpen: () => void; focus: boolean }): JSX.Element {
+  const { model } = props;
   const metrics = formatMetrics(model.metrics);
   const lineage = lineageText(model.lineage);
+  const ref = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (props.focus) {
+      ref.current?.focus(); // back from its details: focus returns to the card that opened them
+    }
+  }, [props.focus]);
   return (
     <li>
-      <button className="jp-deepvre-card" onClick={onOpen} aria-label={`Open model ${model.title || model.name}`}>
+      <button
+        ref={ref}
+        className="jp-deepvre-card"
+        onClick={props.onOpen}
+        aria-label={`Open model ${model.title || model.name}`}
+      >
         <div className="jp-deepvre-card-title">{model.title || model.name}</div>
         <div>{model.summary}</div>
         <div className="jp-deepvre-meta">
@@ -114,22 +130,33 @@ function Card({ model, onOpen }: { model: IModelCard; onOpen: () => void }): JSX
 function ParameterForm(props: {
   params: IParameter[];
   submitLabel: string;
-  onSubmit: (values: Record<string, unknown>) => void;
+  /** The notebook path the server picks when the user gives none; no path field when undefined. */
+  defaultPath?: string;
+  /** Send the form; resolves to the success text, rejects with the server's message. */
+  onSubmit: (values: Record<string, unknown>, path: string) => Promise<string>;
 }): JSX.Element {
   const [texts, setTexts] = useState<Record<string, string>>({});
-  const [error, setError] = useState('');
+  const [path, setPath] = useState('');
+  const [status, act] = useAction();
   const submit = (event: React.FormEvent) => {
     event.preventDefault();
-    try {
-      const values = changedValues(props.params, texts);
-      setError('');
-      props.onSubmit(values);
-    } catch (err) {
-      setError((err as Error).message);
-    }
+    void act('Sending…', async () => props.onSubmit(changedValues(props.params, texts), path.trim()));
   };
   return (
-    <form className="jp-deepvre-form" onSubmit={submit} aria-label="Training parameters">
+    <form className="jp-deepvre-form" onSubmit={submit} aria-label="Training parameters" aria-busy={busy(status)}>
+      {props.defaultPath !== undefined && (
+        <label>
+          <span>Notebook path (in your workspace)</span>
+          <input
+            type="text"
+            name="notebook-path"
+            value={path}
+            placeholder={props.defaultPath}
+            onChange={e => setPath(e.target.value)}
+          />
+          <small>Leave empty for {props.defaultPath}</small>
+        </label>
+      )}
       {props.params.length === 0 && (
         <p className="jp-deepvre-empty">This notebook declares no parameters (no cell tagged "parameters").</p>
       )}
@@ -155,14 +182,10 @@ function ParameterForm(props: {
           </label>
         );
       })}
-      {error && (
-        <div className="jp-deepvre-status jp-mod-error" role="alert">
-          {error}
-        </div>
-      )}
-      <button type="submit" className="jp-mod-styled jp-mod-accept">
+      <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={busy(status)}>
         {props.submitLabel}
       </button>
+      <StatusLine status={status} testid="form-status" />
     </form>
   );
 }
@@ -229,7 +252,7 @@ function PreprocessForm(props: { onStarted: (message: string) => void }): JSX.El
       <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={!kind || !input}>
         Start preprocessing
       </button>
-      <StatusLine status={status?.text ? status : null} testid="preprocess-status" />
+      <StatusLine status={status} testid="preprocess-status" />
       {job && (
         <div className="jp-deepvre-meta">
           {job.state}
@@ -259,33 +282,34 @@ function Details(props: {
   const [version, setVersion] = useState(details.version);
   const [mode, setMode] = useState<'' | 'finetune' | 'run' | 'preprocess' | 'serve'>('');
   const [params, setParams] = useState<IParameter[] | null>(null);
+  const [defaultPath, setDefaultPath] = useState('');
   const [service, setService] = useState<any>(null);
   const [status, act] = useAction();
+  const [stopStatus, stopAct] = useAction();
   const name = encodeURIComponent(details.name);
 
   const openForm = (next: 'finetune' | 'run') => {
     setMode(next);
     setParams(null);
     void act('Reading the training notebook’s parameters…', async () => {
-      const data = await requestAPI<{ parameters: IParameter[] }>(
+      const data = await requestAPI<{ parameters: IParameter[]; path: string }>(
         `models/${name}/parameters?${new URLSearchParams({ version })}`
       );
       setParams(data.parameters);
+      setDefaultPath(data.path);
       return `${data.parameters.length} parameters`;
     });
   };
-  const fineTune = (parameters: Record<string, unknown>) =>
-    act('Writing the parameterized notebook…', async () => {
-      const data = await post<{ path: string }>(`models/${name}/finetune`, { version, parameters });
-      options.openPath(data.path);
-      return `Wrote ${data.path}`;
-    });
-  const runBatch = (parameters: Record<string, unknown>) =>
-    act('Starting the batch run…', async () => {
-      const run = await post<IRun>('runs', { model: details.name, version, parameters });
-      props.onRunStarted();
-      return `Started run ${run.id}; it goes on if you close the browser.`;
-    });
+  const fineTune = async (parameters: Record<string, unknown>, path: string) => {
+    const data = await post<{ path: string }>(`models/${name}/finetune`, { version, parameters, path });
+    options.openPath(data.path);
+    return `Wrote ${data.path}`;
+  };
+  const runBatch = async (parameters: Record<string, unknown>) => {
+    const run = await post<IRun>('runs', { model: details.name, version, parameters });
+    props.onRunStarted();
+    return `Started run ${run.id}; it goes on if you close the browser.`;
+  };
   const serve = () => {
     setMode('serve');
     void act('Starting the DEEPaaS service…', async () => {
@@ -294,12 +318,33 @@ function Details(props: {
       return `Service ${svc.state}`;
     });
   };
+  const stop = () =>
+    stopAct(`Stopping ${service.ref}…`, async () => {
+      const svc = await requestAPI<any>(`serve/${encodeURIComponent(service.ref)}`, { method: 'DELETE' });
+      setService(svc);
+      return `Stopped ${svc.ref}`;
+    });
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => heading.current?.focus(), [details.name]);
+  const escape = (event: React.KeyboardEvent) => {
+    if (event.key === 'Escape') {
+      event.stopPropagation();
+      props.onBack();
+    }
+  };
   return (
-    <section aria-label={`Model ${details.title || details.name}`} onKeyDown={e => e.key === 'Escape' && props.onBack()}>
+    <section
+      aria-label={`Model ${details.title || details.name}`}
+      aria-busy={busy(status, stopStatus)}
+      onKeyDown={escape}
+      className="jp-deepvre-details"
+    >
       <button className="jp-deepvre-link" onClick={props.onBack}>
         ← All models
       </button>
-      <h2 data-testid="model-title">{details.title || details.name}</h2>
+      <h2 data-testid="model-title" tabIndex={-1} ref={heading}>
+        {details.title || details.name}
+      </h2>
       <div className="jp-deepvre-meta">
         {[details.use_case, details.owner && `by ${details.owner}`, lineageText(details.lineage)]
           .filter(Boolean)
@@ -337,6 +382,7 @@ function Details(props: {
           key={mode}
           params={params}
           submitLabel={mode === 'finetune' ? 'Write notebook and open' : 'Start batch run'}
+          defaultPath={mode === 'finetune' ? defaultPath : undefined}
           onSubmit={mode === 'finetune' ? fineTune : runBatch}
         />
       )}
@@ -354,6 +400,12 @@ function Details(props: {
           {service.error && <pre>{service.error}</pre>}
         </dl>
       )}
+      {mode === 'serve' && service?.state === 'running' && (
+        <button className="jp-mod-styled jp-mod-warn" onClick={stop} disabled={busy(stopStatus)}>
+          Stop service
+        </button>
+      )}
+      <StatusLine status={stopStatus} testid="stop-status" />
     </section>
   );
 }
@@ -393,7 +445,7 @@ function Runs(props: { options: IPanelOptions; refresh: number }): JSX.Element {
       return `Published ${card.name} ${card.version}`;
     });
   return (
-    <section aria-label="Runs">
+    <section aria-label="Runs" aria-busy={busy(status)}>
       <h3>Runs</h3>
       {error && (
         <div className="jp-deepvre-status jp-mod-error" role="alert">
@@ -454,10 +506,12 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
   const [filters, setFilters] = useState<IFilters>({ q: '', use_case: '', task: '', category: '', trainable: false });
   const [models, setModels] = useState<IModelCard[] | null>(null);
   const [details, setDetails] = useState<IModelDetails | null>(null);
+  const [opened, setOpened] = useState(''); // the card whose details were open last
   const [runsRefresh, setRunsRefresh] = useState(0);
   const [status, act] = useAction();
   const search = (event?: React.FormEvent) => {
     event?.preventDefault();
+    setOpened('');
     void act('Searching…', async () => {
       const data = await requestAPI<{ models: IModelCard[] }>(`models?${searchQuery(filters)}`);
       setModels(data.models);
@@ -469,6 +523,7 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
     act(`Opening ${model.name}…`, async () => {
       const params = new URLSearchParams(model.version ? { version: model.version } : {});
       setDetails(await requestAPI<IModelDetails>(`models/${encodeURIComponent(model.name)}?${params}`));
+      setOpened(`${model.name}@${model.version}`);
       return '';
     });
   const set = (key: keyof IFilters) => (e: React.ChangeEvent<HTMLInputElement>) =>
@@ -484,7 +539,7 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
           onRunStarted={() => setRunsRefresh(n => n + 1)}
         />
       ) : (
-        <>
+        <section aria-label="Model list" aria-busy={busy(status)}>
           <form className="jp-deepvre-search" role="search" onSubmit={search}>
             <input type="search" aria-label="Search models" placeholder="Search models" value={filters.q} onChange={set('q')} />
             <button type="submit" className="jp-mod-styled">
@@ -499,7 +554,7 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
               </label>
             </div>
           </form>
-          <StatusLine status={status?.text ? status : null} testid="search-status" />
+          <StatusLine status={status} testid="search-status" />
           {models && models.length === 0 && (
             <p className="jp-deepvre-empty">
               No models match. Clear the filters, or publish one with <code>deepvre market publish</code>.
@@ -507,10 +562,15 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
           )}
           <ul className="jp-deepvre-cards">
             {(models ?? []).map(m => (
-              <Card key={`${m.name}@${m.version}`} model={m} onOpen={() => open(m)} />
+              <Card
+                key={`${m.name}@${m.version}`}
+                model={m}
+                onOpen={() => open(m)}
+                focus={opened === `${m.name}@${m.version}`}
+              />
             ))}
           </ul>
-        </>
+        </section>
       )}
       <Runs options={options} refresh={runsRefresh} />
     </>
