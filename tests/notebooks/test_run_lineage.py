@@ -44,7 +44,7 @@ def test_session_catalog_is_not_the_users(private_market):
 
 
 def test_deepvre_run_publishes_with_lineage_naming_the_run(tmp_path, private_market):
-    from deepvre.runs.provenance import file_sha256
+    from deepvre.checksums import file_sha256
 
     runs_dir = tmp_path / "runs"
     run_id = deepvre("run", NOTEBOOK, "-p", "smoke", "True", "-p", "model_name", "lattice-run-lineage",

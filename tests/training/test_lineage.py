@@ -86,7 +86,8 @@ def test_executed_notebook_explicit_then_run_folder_then_newest_here(tmp_path, m
 
 
 def test_publish_under_a_run_names_it_both_ways(tmp_path, market, data_output, monkeypatch):
-    from deepvre.runs.provenance import file_sha256, write_provenance
+    from deepvre.checksums import file_sha256
+    from deepvre.runs.provenance import write_provenance
 
     run_dir = tmp_path / "runs" / "train-1"
     run_dir.mkdir(parents=True)

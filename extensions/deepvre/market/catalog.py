@@ -42,6 +42,7 @@ from sqlalchemy.orm import defer
 from traitlets import Integer, Unicode, default
 from traitlets.config import Configurable
 
+from ..checksums import file_sha256
 from . import index, metadata, modelfile
 from .index import ModelGroup, ModelRow, VersionRow
 from .store import ArtifactStore, IntegrityError, UploadTooLarge
@@ -247,7 +248,7 @@ class Catalog(Configurable):
         dest.mkdir(parents=True, exist_ok=True)
         clashes = [
             f for f, info in entry["files"].items()
-            if (dest / f).exists() and not overwrite and _sha256_of(dest / f) != info["sha256"]
+            if (dest / f).exists() and not overwrite and file_sha256(dest / f) != info["sha256"]
         ]
         if clashes:
             raise FileExistsError(f"{dest}: would overwrite {', '.join(clashes)} (use overwrite)")
@@ -436,13 +437,3 @@ class Catalog(Configurable):
                     raise NotFound(f"model {name!r} has no version {version!r}")
                 ver.deprecated = bool(deprecated)
         return self.show(caller, name, version)
-
-
-def _sha256_of(path):
-    import hashlib
-
-    sha = hashlib.sha256()
-    with open(path, "rb") as src:
-        while chunk := src.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()

@@ -12,20 +12,12 @@ end state, and the models the run published (``RUN_DIR/published.json``, appende
                     "notebook_snapshot": {"file": "output.ipynb", "sha256": "..."}}]}
 """
 
-import hashlib
 import os
 
+from ..checksums import file_sha256
 from . import store
 
 PROVENANCE, PUBLISHED = "provenance.json", "published.json"
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_provenance(run_path, state):

@@ -14,7 +14,6 @@ folder holds ``model.keras`` (loads with ``safe_mode=True``), ``preprocessing.js
 and ``SHA256SUMS``.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from importlib import resources
 
 import numpy as np
 
+from ..checksums import file_sha256
 from . import imagenet_labels
 from .torchfile import load_state_dict
 
@@ -167,14 +167,6 @@ def preprocessing_spec():
     }
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _read_checksums(out_dir):
     path = os.path.join(out_dir, CHECKSUMS)
     if not os.path.isfile(path):
@@ -193,7 +185,7 @@ def verify(out_dir):
     if sums is None or set(sums) != set(FILES):
         return False
     return all(
-        os.path.isfile(os.path.join(out_dir, name)) and _sha256(os.path.join(out_dir, name)) == digest
+        os.path.isfile(os.path.join(out_dir, name)) and file_sha256(os.path.join(out_dir, name)) == digest
         for name, digest in sums.items()
     )
 
@@ -220,7 +212,7 @@ def convert(out_dir=None, force=False):
         with open(os.path.join(tmp, "preprocessing.json"), "w") as fh:
             json.dump(preprocessing_spec(), fh, indent=1)
         with open(os.path.join(tmp, CHECKSUMS), "w") as fh:
-            fh.writelines(f"{_sha256(os.path.join(tmp, name))}  {name}\n" for name in FILES)
+            fh.writelines(f"{file_sha256(os.path.join(tmp, name))}  {name}\n" for name in FILES)
         if os.path.isdir(out_dir):
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

@@ -25,7 +25,7 @@ import datetime
 import json
 import os
 
-from deepvre.runs.provenance import file_sha256 as _sha256
+from deepvre.checksums import file_sha256 as _sha256
 
 BASE_NAME = "mobilenet-v2-imagenet"
 BASE_VERSION = "1.0.0"
