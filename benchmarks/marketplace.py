@@ -44,9 +44,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import deepvre.market  # noqa: F401  (loads sqlite3 before anything else)
 import sqlalchemy as sa
 
+import deepvre.market  # noqa: F401  (loads sqlite3 before anything else)
 from deepvre.market import index
 from deepvre.market.catalog import Caller, Catalog
 

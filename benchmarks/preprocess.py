@@ -88,6 +88,7 @@ def folder_mb(path):
 
 def plain_loop(kind, src, out, params):
     import dask
+
     from deepvre.pipelines import manifest as mf
     from deepvre.pipelines.registry import get_pipeline
     from deepvre.pipelines.run import run_shard

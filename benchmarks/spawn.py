@@ -39,7 +39,6 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from deepvre.market import service as market
 from deepvre_hub import accounts
-
 from tests.hub.hubprocess import REPO, HubProcess, free_port, wait_for
 
 BIN = Path(sys.executable).parent

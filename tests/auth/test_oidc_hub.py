@@ -5,8 +5,8 @@ import stat
 
 import pytest
 import requests
-from deepvre_hub.oidc import CRYPT_KEY_FILE, TOKEN_ENV_NAMES
 
+from deepvre_hub.oidc import CRYPT_KEY_FILE, TOKEN_ENV_NAMES
 from tests.auth.conftest import api, login, tail, wait_for
 
 pytestmark = [pytest.mark.oidc, pytest.mark.hub]

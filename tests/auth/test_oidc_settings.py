@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deepvre_hub import oidc
-from deepvre_hub.settings import SettingsError, validate_settings
 from traitlets.config import Config
 
+from deepvre_hub import oidc
+from deepvre_hub.settings import SettingsError, validate_settings
 from tests.prereqs import REPO
 
 EXAMPLE = Path(REPO) / "hub" / "examples" / "settings-egi-checkin.yaml"

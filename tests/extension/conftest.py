@@ -4,7 +4,7 @@ import json
 
 import nbformat
 import pytest
-from pytest_jupyter.jupyter_server import *
+from pytest_jupyter.jupyter_server import *  # noqa: F403 (its fixtures)
 from tornado.httpclient import HTTPClientError
 from traitlets.config import Config
 
@@ -82,8 +82,10 @@ def colours_model(tmp_path_factory):
 
     Its description carries a ``<script>`` and an ``onerror`` handler, which must never run.
     """
+    # isort: off
     import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
     import keras
+    # isort: on
 
     from tests.market.conftest import LABELS, colour_images, make_document
 

@@ -32,8 +32,9 @@ def own_market(tmp_path, colours_model, monkeypatch):
 
 
 def test_publish_a_trained_run_with_its_lineage(api, own_market, jp_root_dir):
-    import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
     import keras
+
+    import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
     from deepvre.market.client import connect
 
     status, run = api("POST", "runs", body={"model": "colours", "parameters": {"epochs": 2}})

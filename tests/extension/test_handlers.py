@@ -6,8 +6,9 @@ import time
 
 import nbformat
 import pytest
-from deepvre.server import backends
 from tornado.httpclient import HTTPClientError
+
+from deepvre.server import backends
 
 from .conftest import make_notebook
 

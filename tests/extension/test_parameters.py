@@ -2,6 +2,7 @@
 
 import nbformat
 import pytest
+
 from deepvre.server import parameters
 
 from .conftest import make_notebook

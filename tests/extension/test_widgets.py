@@ -1,6 +1,7 @@
 """The ipywidgets browser: search, escaped cards, details and Fine-tune on a real local catalog."""
 
 import nbformat
+
 from deepvre.widgets import MarketplaceBrowser, card_html
 
 

@@ -1,9 +1,10 @@
 """OS account names, the mode dispatch and the hub configuration, without starting a hub."""
 
 import pytest
+from traitlets.config import Config
+
 from deepvre_hub import accounts, modes
 from deepvre_hub.settings import validate_settings
-from traitlets.config import Config
 
 
 @pytest.mark.parametrize("name", ["alice", "_svc", "hub-user_2", "a" * 32])

@@ -5,9 +5,10 @@ import threading
 from types import SimpleNamespace
 
 import pytest
+from tornado import web
+
 from deepvre_hub import accounts
 from deepvre_hub.spawner import DeepvreSpawner, ensure_account_hook
-from tornado import web
 
 SMI_OUTPUT = "0, GPU-aaaa, NVIDIA T4, 15360 MiB\n1, GPU-bbbb, NVIDIA T4, 15360 MiB\n"
 

@@ -1,6 +1,7 @@
 """GPU discovery and the exclusive allocator (pure), plus discovery through a fake nvidia-smi."""
 
 import pytest
+
 from deepvre_hub import gpus
 
 SMI_OUTPUT = (

@@ -1,6 +1,7 @@
 """Hardware profiles: pure helpers, group visibility, local environment."""
 
 import pytest
+
 from deepvre_hub import profiles
 
 CPU = {"slug": "cpu", "display_name": "CPU", "cpu": 2, "memory": "4G", "gpus": 0, "groups": []}

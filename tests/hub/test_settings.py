@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from deepvre_hub.settings import (
     SettingsError,
     combined_schema,

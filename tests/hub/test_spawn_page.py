@@ -3,8 +3,9 @@
 from types import SimpleNamespace
 
 import pytest
-from deepvre_hub.spawner import DeepvreSpawner
 from tornado import web
+
+from deepvre_hub.spawner import DeepvreSpawner
 
 PROFILES = [
     {"slug": "cpu", "display_name": "CPU <b>small</b>", "description": "for <script>x</script>", "gpus": 0, "groups": []},

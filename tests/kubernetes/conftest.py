@@ -65,8 +65,9 @@ class User:
 
 def spawner_config(values):
     """The hub's config object as z2jh + deepvre's extraConfig would leave it."""
-    from deepvre_hub.kubernetes import kubespawner_config, restrict_profiles_by_group
     from traitlets.config import Config
+
+    from deepvre_hub.kubernetes import kubespawner_config, restrict_profiles_by_group
 
     c = Config()
     for trait, value in kubespawner_config(values, NAMESPACE).items():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+
 from deepvre_hub import kubernetes as k8s
 
 from .conftest import SETTINGS_FILE

@@ -6,9 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
-import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
 import numpy as np
 import pytest
+
+import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
 
 LABELS = ["red", "green", "blue"]
 

@@ -32,7 +32,7 @@ def test_publish_show_versions_pull(publish, catalog, tmp_path, tiny_model_dir):
     assert catalog.show("bob", "tiny-colours")["version"] == "1.1.0"
     assert [v["version"] for v in catalog.versions("bob", "tiny-colours")] == ["1.1.0", "1.0.0"]
     entry = catalog.pull("bob", "tiny-colours", "1.0.0", tmp_path / "pulled")
-    for name, info in entry["files"].items():
+    for name in entry["files"]:
         assert (tmp_path / "pulled" / name).read_bytes() == (tiny_model_dir / name).read_bytes()
     assert json.loads((tmp_path / "pulled" / "metadata.json").read_text())["deepvre"]["version"] == "1.0.0"
 

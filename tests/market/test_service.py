@@ -20,8 +20,8 @@ import requests
 import yaml
 
 from deepvre.market import metadata
-from deepvre.market.client import HTTPMarket, artifact_folder
 from deepvre.market.catalog import Conflict, Forbidden, NotFound
+from deepvre.market.client import HTTPMarket, artifact_folder
 from deepvre.market.store import IntegrityError
 from tests.hub.hubprocess import free_port, wait_for
 from tests.prereqs import REPO, require
@@ -183,7 +183,7 @@ def test_private_and_group_models_are_404_to_others(hub, clients, tmp_path):
 def test_admin_curates(clients):
     root, bob = clients["root"], clients["bob"]
     assert {e["name"] for e in root.search()} >= {"tiny-colours", "alice-private", "alice-lab"}
-    root.publish  # admins may also publish into any model; curation below
+    # admins may also publish into any model; curation below
     assert root.deprecate("alice-private")["deprecated"] is True
     shown = root.set_visibility("alice-private", "public")
     assert shown["visibility"] == "public"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.hub.hubprocess import free_port
 from deepvre.cli.serve import deepaas_command, entry_point_dir, serve_environment
+from tests.hub.hubprocess import free_port
 
 from .conftest import artifact_files, colour_images, make_document
 
@@ -91,7 +91,7 @@ def test_predictions_equal_in_process(served, tiny_model_dir):
     model = modelfile.load(tiny_model_dir / "model.keras")
     spec = preprocessing.read_spec(tiny_model_dir / "preprocessing.json")
     images, truth = colour_images(3, seed=7)
-    for pixels, label in zip(images, truth):
+    for pixels, _label in zip(images, truth):
         data = png_bytes(pixels)
         r = requests.post(f"{served['url']}/v2/models/tiny-colours/predict/", files={"data": ("x.png", data, "image/png")},
                           headers={"accept": "application/json"}, timeout=120)

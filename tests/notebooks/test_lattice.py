@@ -57,6 +57,7 @@ def test_physics_validation_passed_and_is_shown(run):
 
 def test_model_published_with_lineage_and_loads_in_safe_mode(run, market, tmp_path):
     import numpy as np
+
     from deepvre.market import modelfile
 
     entry = market.show("lattice-u1-beta-large")

@@ -3,9 +3,10 @@
 import hashlib
 import json
 
-import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 import numpy as np
 import pytest
+
+import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 from deepvre.training import report, shipped
 
 from .smoke import (

@@ -59,6 +59,7 @@ def test_detection_report_per_attack_type_against_the_labels(run):
 
 def test_model_published_with_lineage_and_loads_in_safe_mode(run, market, tmp_path):
     import numpy as np
+
     from deepvre.market import modelfile
 
     entry = market.show("mods-lstm-centre-b")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from deepvre.pipelines import params, registry
 
 from .data import class_folders, conn_log

@@ -7,10 +7,10 @@ import sys
 import time
 
 import pytest
+
 from deepvre.pipelines import clusters
 from deepvre.pipelines.dataset import open_split
 from deepvre.pipelines.run import preprocess
-
 from tests.slurmd import slurm  # noqa: F401 - the session fixture
 
 from .data import class_folders

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+
 from deepvre.pipelines import flows
 from deepvre.pipelines.dataset import open_split
 from deepvre.pipelines.run import preprocess

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+
 from deepvre.pipelines.dataset import open_split
 from deepvre.pipelines.run import preprocess
 from deepvre.pipelines.splits import stratified_split

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from deepvre.pipelines import lattice, lattice_io
 from deepvre.pipelines.dataset import open_split
 from deepvre.pipelines.run import preprocess

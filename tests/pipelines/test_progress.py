@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import nbformat
+
 from deepvre.pipelines import clusters
 
 from .data import class_folders

@@ -5,6 +5,7 @@ import shutil
 import signal
 
 import pytest
+
 from deepvre.pipelines.manifest import OutputError, read_manifest
 from deepvre.pipelines.run import preprocess
 

@@ -1,6 +1,7 @@
 """Parameters given as text are parsed by the notebook's declared types; unknown names are refused."""
 
 import pytest
+
 from deepvre.runs.parameters import (
     ParameterError,
     coerce,

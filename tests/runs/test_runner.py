@@ -9,8 +9,8 @@ import sys
 
 import psutil
 import pytest
-from deepvre import runs
 
+from deepvre import runs
 from tests.runs.conftest import read_notebook, read_text, wait_for
 
 

@@ -7,8 +7,8 @@ import sys
 import psutil
 import pytest
 import yaml
-from deepvre import runs
 
+from deepvre import runs
 from tests.runs.conftest import read_text, wait_for
 from tests.slurmd import slurm  # noqa: F401  (the session fixture)
 

@@ -3,6 +3,7 @@
 import shlex
 
 import pytest
+
 from deepvre.runs.backends.slurm import parse_job_id, sbatch_script
 
 GPU = {"slug": "gpu-1", "cpu": 4, "memory": "16G", "gpus": 1, "partition": "gpu",

@@ -3,9 +3,9 @@
 import os
 
 import pytest
+
 from deepvre import runs
 from deepvre.runs import store
-
 from tests.runs.conftest import read_text
 
 

@@ -1,6 +1,7 @@
 """Sweep specs expand to the cartesian product; the metrics table lists every run."""
 
 import pytest
+
 from deepvre.runs.sweep import expand, metrics_table, parse_sweep
 
 

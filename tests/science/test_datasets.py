@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 import pytest
-from deepvre.science import datasets
 
+from deepvre.science import datasets
 from tests.prereqs import require
 
 
@@ -107,6 +107,7 @@ def test_cli_locate_json():
     import json
 
     from click.testing import CliRunner
+
     from deepvre.cli import main
 
     result = CliRunner().invoke(main, ["data", "locate", "--json"])

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from deepvre.science import lattice as lt
 
+from deepvre.science import lattice as lt
 from tests.prereqs import require
 
 L = 16
@@ -107,6 +107,7 @@ def test_saved_ensemble_reads_back(ensembles, tmp_path):
 
 def test_cli_writes_an_ensemble(tmp_path):
     from click.testing import CliRunner
+
     from deepvre.cli import main
 
     try:

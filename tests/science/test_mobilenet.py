@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from deepvre.science import imagenet_labels, mobilenet
 
+from deepvre.science import imagenet_labels, mobilenet
 from tests.prereqs import require
 
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+
 from deepvre.science import lattice as u1
 from deepvre.science import su2
-
 from tests.prereqs import require
 
 L = 16
@@ -165,9 +165,10 @@ def test_saved_ensemble_round_trips_and_pipeline_agrees(ensembles, tmp_path, fmt
 
 def test_dask_pipeline_reads_su2_ensembles(ensembles, tmp_path, lattice_io):
     """The real preprocess pipeline (in-process Dask) on mixed-format SU(2) files: same plaquettes."""
+    from distributed import Client
+
     from deepvre.pipelines.dataset import open_split
     from deepvre.pipelines.run import preprocess
-    from distributed import Client
 
     src = tmp_path / "configs"
     own = {}
@@ -192,6 +193,7 @@ def test_dask_pipeline_reads_su2_ensembles(ensembles, tmp_path, lattice_io):
 
 def test_cli_writes_an_su2_ensemble(tmp_path, lattice_io):
     from click.testing import CliRunner
+
     from deepvre.cli import main
 
     out = tmp_path / "su2"

@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
+
 from deepvre.science import torchfile
 
 

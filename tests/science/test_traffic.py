@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from deepvre.science import traffic
 
+from deepvre.science import traffic
 from tests.prereqs import require
 
 DAYS = 7

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+
 from deepvre.pipelines.lattice_io import read_config
 from deepvre.science import lattice as mc
 from deepvre.science import lattice_nets as nets

@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from deepvre_hub import accounts
 
+from deepvre_hub import accounts
 from tests.hub.hubprocess import HubProcess, run_code, wait_for
 from tests.prereqs import REPO, require, require_program, require_root
 from tests.slurmd import start_slurm, stop_slurm

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from deepvre.pipelines import clusters
 from deepvre.runs.backends import slurm as runner_slurm
 from deepvre_hub import slurm

@@ -1,9 +1,9 @@
 """Training-toolkit fixtures: a throw-away local catalog and a tiny real pipeline output."""
 
-import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
 import numpy as np
 import pytest
 
+import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
 from tests.notebooks.smoke import private_market  # noqa: F401  (autouse: $DEEPVRE_MARKET_DIR is a temp folder)
 
 

@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+
 from deepvre.training import checkpoints
 
 from .conftest import tiny_classifier

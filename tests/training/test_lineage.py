@@ -2,6 +2,7 @@ import json
 import os
 
 import pytest
+
 from deepvre.market import metadata
 from deepvre.training import lineage, report
 

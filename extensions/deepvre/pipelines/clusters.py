@@ -161,6 +161,7 @@ def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
     so Kubernetes deletes it with the pod.
     """
     from dask_kubernetes.operator import make_cluster_spec
+
     from deepvre_hub.kubernetes import pod_owner_reference
 
     environ = os.environ if environ is None else environ
@@ -242,6 +243,7 @@ def open_client(cluster=None, settings=None, n_workers=None):
                 host="127.0.0.1"))
         elif kind == "slurm":
             from dask_jobqueue import SLURMCluster
+
             from deepvre_hub.slurm import site_section
 
             c = stack.enter_context(SLURMCluster(**slurm_cluster_kwargs(settings, slurm=site_section())))

@@ -18,8 +18,9 @@ import json
 import os
 from pathlib import Path
 
-import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 from webargs import fields
+
+import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 
 from . import preprocessing
 
