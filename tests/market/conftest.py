@@ -4,6 +4,7 @@ import copy
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,13 @@ def copy_artifact(src, dest):
 
 def deep(doc):
     return copy.deepcopy(doc)
+
+
+def stop_process(proc, log):
+    """Stop a service the test started in its own process group (SIGTERM, then SIGKILL the group) and close its log."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+    log.close()

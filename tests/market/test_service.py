@@ -26,7 +26,7 @@ from deepvre.market.store import IntegrityError
 from tests.hub.hubprocess import free_port, wait_for
 from tests.prereqs import REPO, require
 
-from .conftest import artifact_files, make_document
+from .conftest import artifact_files, make_document, stop_process
 
 CHP = Path(REPO) / "node_modules" / ".bin" / "configurable-http-proxy"
 UPLOAD_LIMIT = 3_000_000
@@ -105,12 +105,7 @@ def hub(tmp_path_factory):
             tokens[name] = r.json()["token"]
         yield {"url": url, "market_url": market_url, "tokens": tokens, "state": state, "log": state / "hub.log"}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-        log.close()
+        stop_process(proc, log)
 
 
 @pytest.fixture(scope="module")

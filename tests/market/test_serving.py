@@ -14,7 +14,7 @@ import requests
 from deepvre.cli.serve import deepaas_command, entry_point_dir, serve_environment
 from tests.hub.hubprocess import free_port
 
-from .conftest import artifact_files, colour_images, make_document
+from .conftest import artifact_files, colour_images, make_document, stop_process
 
 DEEPVRE = Path(sys.executable).parent / "deepvre"
 
@@ -60,12 +60,7 @@ def served(tmp_path_factory, tiny_model_dir):
             raise TimeoutError("deepaas did not start:\n" + (root / "deepaas.log").read_text()[-3000:])
         time.sleep(0.5)
     yield {"url": url, "root": root}
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-    log.close()
+    stop_process(proc, log)
 
 
 def png_bytes(pixels):

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from .smoke import PARAMETERS, execute_smoke, local_market, notebook_path
+from .smoke import execute_smoke, local_market, notebook_path
 
 NOTEBOOK = notebook_path("lattice-qcd", "lattice-qcd")
 
@@ -19,14 +19,6 @@ def run(tmp_path_factory):
 @pytest.fixture
 def market(run):
     return local_market(run)
-
-
-def test_parameters_cell_declares_what_the_issue_asks():
-    import papermill
-
-    declared = papermill.inspect_notebook(NOTEBOOK)
-    for name in PARAMETERS:
-        assert name in declared, name
 
 
 def test_metrics_are_finite_and_compare_transfer_with_scratch(run):

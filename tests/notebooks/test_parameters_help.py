@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from .smoke import notebook_path
+from .smoke import PARAMETERS, notebook_path
 
 NOTEBOOKS = [notebook_path(name, name) for name in ("biology", "satellite", "security", "lattice-qcd")]
+DATA_LOCATION = {"satellite.ipynb": ("day_image", "night_image")}
 ENTRY = re.compile(r"^  (\w+): (.+?) \(default (.*?)\)(?:\s+(.*))?$")
 
 
@@ -48,3 +49,14 @@ def test_help_notebook_shows_every_parameter_with_default_and_help(notebook):
         assert kind != "Unknown type", f"{name}: no type annotation"
         assert default == declared[name]["default"], name
         assert help_text, f"{name}: no help (a comment after the value)"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: os.path.basename(p))
+def test_parameters_cell_declares_what_the_issue_asks(notebook):
+    import papermill
+
+    declared = papermill.inspect_notebook(notebook)
+    # the data location: one folder, or the Earth-observation notebook's co-registered day and night images
+    data = DATA_LOCATION.get(os.path.basename(notebook), ("data_dir",))
+    for name in (*data, *(p for p in PARAMETERS if p != "data_dir")):
+        assert name in declared, name
