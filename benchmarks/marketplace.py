@@ -1,6 +1,6 @@
 """Marketplace benchmark: search latency over N generated entries, publish/pull throughput vs a copy.
 
-    .venv/bin/python benchmarks/marketplace.py [--entries 10000] [--size-mb 64] [--repeats 7]
+    .venv/bin/python benchmarks/marketplace.py [--entries 10000] [--size-mb 256] [--repeats 7]
 
 Search runs against the REST API of a standalone service (tornado, one process per core by
 default, ``--processes N`` to change it, SQLite FTS5 in WAL mode) at concurrency 1 and 16. The load comes from a separate process (one asyncio
@@ -23,11 +23,13 @@ Two catalogs, both index rows only (one shared blob):
 
 Every query string is unique within a run: there is no result cache, and none would be hit.
 
-Pull vs plain copy: the same blob, the same destination folder (same file system), the page cache
-warm for both, each repeat copies with a read/write loop of 8 MiB blocks and pulls right after
-(paired), ``shutil.copyfile`` (the kernel's ``copy_file_range``, no byte through user space) is
-shown too; medians over the repeats and the median of the paired ratios. A pull checks the BLAKE3
-digest recorded at publish (the default); ``pull --verify sha256`` is shown beside it.
+Pull vs plain copy: the same blob copied to the same destination folder (same file system) by a
+read/write loop of 8 MiB blocks, by ``shutil.copyfile`` (the kernel's ``copy_file_range``, no
+byte through user space) and by two pulls (``copy_to``: the BLAKE3 digest recorded at publish,
+the default, and ``--verify sha256``). Every timed operation starts alike (destination emptied,
+``os.sync()`` so that no earlier write-back overlaps it, the source warm in the page cache or,
+in a second pass, dropped from it); each repeat runs every operation once, in reverse order every
+other repeat. The ratio is the pull against the faster of the two copies of the same repeat.
 """
 
 import argparse
@@ -336,6 +338,23 @@ def read_write_copy(src, dest):
             b.write(memoryview(buf)[:size])
 
 
+def settle(paths, dest, cache):
+    """The same start for every timed operation: ``dest`` emptied, earlier writes flushed (so
+    their write-back does not land in the next timing), ``paths`` in the page cache (``warm``)
+    or dropped from it (``cold``, ``posix_fadvise`` DONTNEED: the next read comes from disk)."""
+    for name in os.listdir(dest):
+        os.remove(dest / name)
+    os.sync()
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            if cache == "warm":
+                buf = bytearray(8 << 20)
+                while f.readinto(buf):
+                    pass
+            else:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def timed(func, size_mb):
     t = time.perf_counter()
     func()
@@ -347,36 +366,39 @@ def throughput(size_mb, root, catalog, repeats):
     with open(src, "wb") as out:
         for _ in range(size_mb):
             out.write(os.urandom(1 << 20))
-    size = src.stat().st_size / (1 << 20)
+    size = src.stat().st_size / 1e6  # MB/s below: decimal megabytes
     publish = [timed(lambda: catalog.store.put_file(src), size)]  # first time: writes the blob
     stored = catalog.store.put_file(src)
-    digest = stored.sha256
-    blob = catalog.store.path(digest)  # same bytes, same file system as src
+    blob = Path(catalog.store.path(stored.sha256))  # same bytes, same file system as src
     dest = root / "out"
     dest.mkdir()
-    copy, user_copy, pull, pull_sha = [], [], [], []
-    for _ in range(repeats):
-        for path in (src, blob):  # page cache warm for both sources
-            with open(path, "rb") as f:
-                while f.read(8 << 20):
-                    pass
-        for name in os.listdir(dest):
-            os.remove(dest / name)
-        user_copy.append(timed(lambda: read_write_copy(blob, dest / "copy.bin"), size))
-        pull.append(timed(lambda: catalog.store.copy_to(digest, dest / "pulled.bin", stored.blake3), size))
-        pull_sha.append(timed(lambda: catalog.store.copy_to(digest, dest / "pulled-sha.bin", verify="sha256"), size))
-        copy.append(timed(lambda: shutil.copyfile(blob, dest / "copyfile.bin"), size))
-        publish.append(timed(lambda: catalog.store.put_file(src), size))
-    ratios = [p / c for p, c in zip(pull, user_copy)]
+    ops = {
+        "read/write copy, 8 MiB blocks": lambda: read_write_copy(blob, dest / "copy.bin"),
+        "shutil.copyfile (copy_file_range)": lambda: shutil.copyfile(blob, dest / "copyfile.bin"),
+        "pull (BLAKE3 checked)": lambda: catalog.store.copy_to(stored.sha256, dest / "pulled.bin", stored.blake3),
+        "pull --verify sha256": lambda: catalog.store.copy_to(stored.sha256, dest / "pulled-sha.bin", verify="sha256"),
+    }
+    baselines, pull = list(ops)[:2], "pull (BLAKE3 checked)"
     med = statistics.median
-    print(f"\n{size_mb} MiB, {repeats} repeats (MB/s, median [min-max]):")
-    for label, values in (("read/write copy, 8 MiB blocks (baseline)", user_copy), ("pull (BLAKE3 checked)", pull),
-                          ("pull --verify sha256", pull_sha),
-                          ("copyfile (copy_file_range)", copy), ("publish (sha256 + BLAKE3, blob exists)", publish[1:])):
-        print(f"  {label:<42} {med(values):6.0f} [{min(values):.0f}-{max(values):.0f}]")
-    print(f"  first publish (blob written): {publish[0]:.0f} MB/s")
-    print(f"  pull / read-write copy, median of paired ratios: {med(ratios):.0%} [{min(ratios):.0%}-{max(ratios):.0%}]"
-          f"; pull / copyfile medians: {med(pull) / med(copy):.0%}")
+    for cache in ("warm", "cold"):
+        results = {label: [] for label in ops}
+        for repeat in range(repeats):
+            # every operation once per repeat, the order reversed every other repeat
+            for label in (list(ops) if repeat % 2 == 0 else list(reversed(ops))):
+                settle([src, blob], dest, cache)
+                results[label].append(timed(ops[label], size))
+        # the pull against the faster of the two copies, repeat by repeat
+        ratios = [p / max(a, b) for p, a, b in zip(results[pull], *(results[label] for label in baselines))]
+        print(f"\n{size_mb} MiB, source {cache} in the page cache, {repeats} repeats (MB/s, median [min-max]):")
+        for label, values in results.items():
+            print(f"  {label:<42} {med(values):6.0f} [{min(values):.0f}-{max(values):.0f}]")
+        print(f"  pull / the faster plain copy of the same repeat: median {med(ratios):.0%} "
+              f"[{min(ratios):.0%}-{max(ratios):.0%}]")
+    for _ in range(repeats):
+        settle([src], dest, "warm")
+        publish.append(timed(lambda: catalog.store.put_file(src), size))
+    print(f"\npublish (sha256 + BLAKE3, blob exists): {med(publish[1:]):.0f} MB/s "
+          f"[{min(publish[1:]):.0f}-{max(publish[1:]):.0f}]; first publish (blob written): {publish[0]:.0f} MB/s")
 
 
 def main():
@@ -385,7 +407,7 @@ def main():
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=10000)
-    parser.add_argument("--size-mb", type=int, default=64)
+    parser.add_argument("--size-mb", type=int, default=256)
     parser.add_argument("--requests", type=int, default=800)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)), help="service processes")

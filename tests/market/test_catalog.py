@@ -276,13 +276,22 @@ def test_tests_never_touch_the_users_catalog(private_market_dir):
     assert Catalog().database_url == f"sqlite:///{private_market_dir / 'market' / 'catalog.sqlite'}"
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["copy_file_range", "pread-fallback"])
 @pytest.mark.parametrize("verify", ["blake3", "sha256"])
-def test_copy_over_many_blocks_checks_every_block(tmp_path, monkeypatch, verify):
+def test_copy_over_many_blocks_checks_every_block(tmp_path, monkeypatch, verify, kernel):
+    import errno
     import os
 
     from deepvre.market import store as store_module
 
-    monkeypatch.setattr(store_module, "COPY_CHUNK", 4096)  # 13 blocks through the two buffers
+    monkeypatch.setattr(store_module, "COPY_CHUNK", 4096)  # 13 blocks for the fallback copy
+    monkeypatch.setattr(store_module, "HASH_CHUNK", 4096)  # and 13 for the hash
+    if not kernel:  # as on file systems without copy_file_range between them
+
+        def refused(*args):
+            raise OSError(errno.EXDEV, "cross-device")
+
+        monkeypatch.setattr(os, "copy_file_range", refused)
     store = store_module.ArtifactStore(tmp_path / "s")
     data = os.urandom(4096 * 12 + 100)
     (tmp_path / "blob").write_bytes(data)
@@ -290,7 +299,40 @@ def test_copy_over_many_blocks_checks_every_block(tmp_path, monkeypatch, verify)
     store.copy_to(blob.sha256, tmp_path / "copy", blob.blake3, verify)
     assert (tmp_path / "copy").read_bytes() == data
     stored = Path(store.path(blob.sha256))
-    stored.write_bytes(bytes([data[0] ^ 1]) + data[1:])  # the first block changed
-    with pytest.raises(IntegrityError, match=f"hash to {verify} "):
-        store.copy_to(blob.sha256, tmp_path / "bad", blob.blake3, verify)
-    assert not (tmp_path / "bad").exists()
+    for position in (0, len(data) - 1):  # the first block changed, then only the last
+        changed = bytearray(data)
+        changed[position] ^= 1
+        stored.write_bytes(changed)
+        with pytest.raises(IntegrityError, match=f"hash to {verify} "):
+            store.copy_to(blob.sha256, tmp_path / "bad", blob.blake3, verify)
+        assert not (tmp_path / "bad").exists()
+
+
+def test_blob_changed_during_the_copy_is_caught(tmp_path, monkeypatch):
+    """Bytes written into the blob while the kernel copies it: the copy is refused, even
+    when the hash happened to read the old bytes."""
+    import os
+    import time
+
+    from deepvre.market import store as store_module
+
+    store = store_module.ArtifactStore(tmp_path / "s")
+    data = os.urandom(1 << 20)
+    (tmp_path / "blob").write_bytes(data)
+    blob = store.put_file(tmp_path / "blob")
+    time.sleep(0.05)  # file times tick coarsely: the racing write must land in a later tick
+    real_copy = store_module.kernel_copy
+
+    def racing(src_fd, dst_fd, size):
+        copied = real_copy(src_fd, dst_fd, size)
+        with open(store.path(blob.sha256), "r+b") as f:  # same bytes back: only the write shows
+            f.write(data[:1])
+        return copied
+
+    monkeypatch.setattr(store_module, "kernel_copy", racing)
+    with pytest.raises(IntegrityError, match="changed while it was copied"):
+        store.copy_to(blob.sha256, tmp_path / "raced", blob.blake3)
+    assert not (tmp_path / "raced").exists()
+    monkeypatch.setattr(store_module, "kernel_copy", real_copy)
+    store.copy_to(blob.sha256, tmp_path / "calm", blob.blake3)  # unchanged bytes: the copy is fine
+    assert (tmp_path / "calm").read_bytes() == data
