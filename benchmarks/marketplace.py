@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/marketplace.py [--entries 10000] [--size-mb 256] [--repeats 7]
 
-Search runs against the REST API of a standalone service (tornado, one process per core by
-default, ``--processes N`` to change it, SQLite FTS5 in WAL mode) at concurrency 1 and 16. The load comes from a separate process (one asyncio
+Search runs against the REST API of a standalone service (tornado, one process with a thread per
+core by default, ``--processes N`` to change it, SQLite FTS5 in WAL mode) at concurrency 1 and 16.
+The load comes from a separate process (one asyncio
 loop, aiohttp, one connection per concurrent client), so the client costs little of the 2 cores;
 the script reports the CPU each side spent per request, and what ``Catalog.search`` and SQLite
 alone cost for the same queries, so that the time can be placed.
@@ -408,9 +409,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=10000)
     parser.add_argument("--size-mb", type=int, default=256)
-    parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)), help="service processes")
+    parser.add_argument("--processes", type=int, default=1, help="service processes (the service's default: 1)")
     parser.add_argument("--skip", choices=["stress", "search", "pull"], action="append", default=[])
     args = parser.parse_args()
     print("load average:", open("/proc/loadavg").read().split()[:3], "| cores:", os.cpu_count())

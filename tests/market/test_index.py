@@ -120,3 +120,61 @@ def test_listings_walk_an_index_in_order(catalog):
             plan = " | ".join(row[3] for row in session.execute(sa.text("EXPLAIN QUERY PLAN " + sql)))
             # the page is read in index order, not by sorting every visible row
             assert "TEMP B-TREE" not in plan and "ix_models_listing" in plan, (sort, plan)
+
+
+def test_title_and_tags_outrank_the_description(catalog):
+    import sqlalchemy as sa
+
+    from deepvre.market import index
+
+    texts = {  # name: (title, tags, description)
+        "in-description": ("Cell counter", "biology", "plankton " * 3 + "counts cells in water samples"),
+        "in-title": ("Plankton classifier", "biology", "sorts images of small organisms"),
+        "in-tags": ("Image sorter", "plankton", "sorts images of small organisms"),
+    }
+    rows = [dict(name=name, owner="alice", visibility="public", deprecated=False, latest="1.0.0", title=title,
+                 summary="a model", tags=tags, description=description, use_case="biology", tasks="[]",
+                 libraries="[]", categories="[]") for name, (title, tags, description) in texts.items()]
+    with catalog.Session.begin() as session:
+        session.execute(sa.insert(index.ModelRow), rows)
+        for row in session.scalars(sa.select(index.ModelRow)):
+            index.index_text(session, row)
+    hits = [h["name"] for h in catalog.search(Caller("bob"), "plankton plankton")]  # a repeated word counts once
+    assert hits == ["in-title", "in-tags", "in-description"]
+
+
+def test_broad_query_pages_equal_the_full_ranking(catalog, monkeypatch):
+    """A broad query ranks only the best hits of its first tier (title or tags); every page
+    must still be the page of the full ranking, also where it runs into the second tier."""
+    import random
+
+    from deepvre.market import catalog as catalog_module
+
+    monkeypatch.setattr(catalog_module, "BROAD", 300)  # 500 hits: broad
+
+    import sqlalchemy as sa
+
+    from deepvre.market import index
+
+    rng = random.Random(3)
+    rows = []
+    for i in range(500):
+        in_title = i % 4 == 0  # 125 in the first part, fewer than the depth of 200
+        rows.append(dict(name=f"broad-{i:03d}", owner="alice", visibility=rng.choice(["public", "private"]),
+                         deprecated=False, latest="1.0.0", title="Lattice gauge" if in_title else "Gauge model",
+                         summary="a model", tags="physics", use_case="lattice-qcd", tasks="[]", libraries="[]",
+                         categories="[]", description=" ".join(rng.choices(["lattice", "filler", "words"], k=rng.randint(5, 60)))
+                         + " lattice"))
+    with catalog.Session.begin() as session:
+        session.execute(sa.insert(index.ModelRow), rows)
+        for row in session.scalars(sa.select(index.ModelRow)):
+            index.index_text(session, row)
+    bob = Caller("bob")
+    with catalog.Session() as session:
+        full = [r.name for r in session.scalars(index.search_query(session, bob, "lattice", limit=1000, tiered=True))]
+    first = sum(1 for r in rows if r["title"].startswith("Lattice") and r["visibility"] == "public")
+    assert len(full) == sum(1 for r in rows if r["visibility"] == "public") and 0 < first < len(full)
+    assert all(name in {r["name"] for r in rows if r["title"].startswith("Lattice")} for name in full[:first])
+    for offset in (0, 20, first - 10, first, 220, 400):
+        page = [h["name"] for h in catalog.search(bob, "lattice", limit=20, offset=offset)]
+        assert page == full[offset:offset + 20], offset

@@ -12,8 +12,8 @@ from deepvre.market.service import ServiceSettings, hub_service
 from tests.hub.hubprocess import free_port, wait_for
 
 
-def test_processes_default_to_the_cores():
-    assert ServiceSettings().processes == len(os.sched_getaffinity(0))
+def test_one_process_by_default():
+    assert ServiceSettings().processes == 1
     assert ServiceSettings(processes=3).processes == 3
     entry = hub_service({"marketplace": {"port": 1234, "processes": 2}})
     assert entry["command"][-4:] == ["--processes", "2", "--port", "1234"]

@@ -96,6 +96,10 @@ def _version_key(text):
         return (0, text)
 
 
+# A query with this many hits or more is broad: see Catalog.search.
+BROAD = 2000
+
+
 class Catalog(Configurable):
     """A model catalog: an index database plus a content-addressed artifact store."""
 
@@ -183,12 +187,16 @@ class Catalog(Configurable):
             # Rank only the best text hits first (bm25 over every hit is the cost of a broad query);
             # a page that does not fill up may have lost rows to the filters: then rank them all,
             # unless the query had fewer hits than that depth (then the first answer was exact).
-            depth = max(200, 4 * (limit + offset)) if fts5 and index.query_words(query) else None
+            # A broad query (BROAD hits or more) is tiered: title and tag matches first.
+            text = fts5 and bool(index.query_words(query))
+            depth = max(200, 4 * (limit + offset)) if text else None
+            tiered = bool(text and sort in (None, "relevance", "-relevance")
+                          and index.text_hits(session, query, BROAD) >= BROAD)
             # entries carry no description: it is most of a row's bytes, and only `show` needs it
-            stmt = index.search_query(session, caller, query, filters, sort, limit, offset, depth)
+            stmt = index.search_query(session, caller, query, filters, sort, limit, offset, depth, tiered)
             rows = list(session.scalars(stmt.options(defer(ModelRow.description))))
-            if depth and len(rows) < limit and index.text_hits(session, query, depth) >= depth:
-                stmt = index.search_query(session, caller, query, filters, sort, limit, offset)
+            if depth and len(rows) < limit and (tiered or index.text_hits(session, query, depth) >= depth):
+                stmt = index.search_query(session, caller, query, filters, sort, limit, offset, tiered=tiered)
                 rows = list(session.scalars(stmt.options(defer(ModelRow.description))))
             return [self._summary(row) for row in rows]
 

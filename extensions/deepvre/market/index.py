@@ -23,6 +23,10 @@ log = logging.getLogger("deepvre.market")
 # Engines whose searches use SQLite FTS5 (others: PostgreSQL full text, or the LIKE fallback).
 _FTS5 = weakref.WeakKeyDictionary()
 
+# FTS5's rank: bm25 with column weights (name, title, summary, description, tags), so that a word
+# in the title or the tags counts more than one in the description.
+RANK = "bm25(0.0, 8.0, 3.0, 1.0, 5.0)"
+
 SORTS = {
     "name": ("name", False),
     "title": ("title", False),
@@ -134,6 +138,8 @@ def open_index(url):
                     "CREATE VIRTUAL TABLE IF NOT EXISTS models_fts USING fts5("
                     "name UNINDEXED, title, summary, description, tags, tokenize='porter unicode61')"
                 )
+                if conn.exec_driver_sql("SELECT v FROM models_fts_config WHERE k = 'rank'").scalar() != RANK:
+                    conn.exec_driver_sql("INSERT INTO models_fts(models_fts, rank) VALUES ('rank', ?)", (RANK,))
                 # rows written before the FTS table existed are indexed now
                 conn.exec_driver_sql(
                     "INSERT OR IGNORE INTO models_fts_pending(name) "
@@ -188,8 +194,12 @@ def catch_up(Session):
 
 
 def query_words(text):
-    """The words of a search query: runs of letters and digits (no operators, nothing to escape)."""
-    return "".join(c if c.isalnum() else " " for c in text or "").split()
+    """The words of a search query: runs of letters and digits (no operators, nothing to escape),
+    each once."""
+    words = {}
+    for word in "".join(c if c.isalnum() else " " for c in text or "").split():
+        words.setdefault(word.lower(), word)
+    return list(words.values())
 
 
 def fts_query(text):
@@ -220,30 +230,45 @@ def visible_to(caller):
     return sa.or_(*clauses)
 
 
-def search_query(session, caller, query="", filters=None, sort=None, limit=50, offset=0, depth=None):
+def search_query(session, caller, query="", filters=None, sort=None, limit=50, offset=0, depth=None, tiered=False):
     """A SELECT of visible :class:`ModelRow` matching ``query`` and ``filters``, sorted.
 
     ``filters``: ``use_case``, ``task``, ``library``, ``category``, ``visibility``, ``owner``,
     ``deprecated`` (default: hide deprecated). ``sort``: name, title, updated, created or
-    relevance (the default with a query), ``-`` in front reverses. ``depth`` (SQLite FTS5,
-    relevance order): rank only the best ``depth`` text hits. The answer is exact when it still
-    fills ``limit``; otherwise ask again without ``depth`` (as :meth:`Catalog.search` does).
+    relevance (the default with a query), ``-`` in front reverses.
+
+    Relevance with SQLite FTS5 is weighted bm25 (:data:`RANK`). ``tiered`` (for broad queries):
+    models with every word in the title or tags come first, ranked by how well those match, then
+    the rest by all fields. ``depth``: rank only the best ``depth`` hits (of the first tier when
+    ``tiered``). The answer is exact when it still fills ``limit``; otherwise ask again without
+    ``depth`` (as :meth:`Catalog.search` does).
     """
     filters = dict(filters or {})
     stmt = sa.select(ModelRow).where(visible_to(caller))
-    rank = None
+    ranks = []  # lower is better
     words = query_words(query)
     bind = session.get_bind()
     if words:
         if uses_fts5(bind):
-            top = "ORDER BY rank LIMIT :depth" if depth and sort in (None, "relevance") else ""
-            hits = sa.text(f"SELECT name, rank AS score FROM models_fts WHERE models_fts MATCH :q {top}").columns(
-                name=sa.String, score=sa.Float
-            ).bindparams(q=fts_query(query), **({"depth": int(depth)} if top else {})).subquery()
+            q, first = fts_query(query), "{title tags} : (" + fts_query(query) + ")"
+            top = depth and sort in (None, "relevance")
+            if tiered and top:
+                sql, params = "SELECT name, 0 AS tier, rank AS score FROM models_fts WHERE models_fts MATCH :first " \
+                    "ORDER BY rank LIMIT :depth", {"first": first, "depth": int(depth)}
+            elif tiered:
+                sql = "SELECT name, 0 AS tier, rank AS score FROM models_fts WHERE models_fts MATCH :first UNION ALL " \
+                    "SELECT name, 1, rank FROM models_fts WHERE models_fts MATCH :rest"
+                params = {"first": first, "rest": f"({q}) NOT {first}"}
+            else:
+                sql = "SELECT name, 0 AS tier, rank AS score FROM models_fts WHERE models_fts MATCH :q" + \
+                    (" ORDER BY rank LIMIT :depth" if top else "")
+                params = {"q": q, **({"depth": int(depth)} if top else {})}
+            hits = sa.text(sql).columns(name=sa.String, tier=sa.Integer, score=sa.Float).bindparams(**params).subquery()
             stmt = stmt.join(hits, hits.c.name == ModelRow.name)
-            rank = hits.c.score  # lower is better
+            ranks = [hits.c.tier, hits.c.score] if tiered else [hits.c.score]
         elif bind.dialect.name == "sqlite":
             stmt, rank = _substring_search(stmt, words)
+            ranks = [rank]
         else:
             doc = sa.func.to_tsvector(
                 "english",
@@ -251,7 +276,7 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
             )
             tsq = sa.func.to_tsquery("english", " & ".join(f"{w}:*" for w in words))
             stmt = stmt.where(doc.op("@@")(tsq))
-            rank = -sa.func.ts_rank(doc, tsq)
+            ranks = [-sa.func.ts_rank(doc, tsq)]
     for key, column in (("task", ModelRow.tasks), ("library", ModelRow.libraries), ("category", ModelRow.categories)):
         if filters.get(key):
             stmt = stmt.where(column.like("%" + json.dumps(filters[key]) + "%"))
@@ -260,11 +285,11 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
             stmt = stmt.where(column == filters[key])
     if not filters.get("deprecated"):
         stmt = stmt.where(ModelRow.deprecated.is_(False))
-    sort = sort or ("relevance" if rank is not None else "name")
+    sort = sort or ("relevance" if ranks else "name")
     reverse = sort.startswith("-")
     key = sort.lstrip("-")
-    if key == "relevance" and rank is not None:
-        order = (rank.desc() if reverse else rank.asc(), ModelRow.name)
+    if key == "relevance" and ranks:
+        order = (*(r.desc() if reverse else r.asc() for r in ranks), ModelRow.name)
     elif key in SORTS:
         # ties go by name in the same direction, so that one listing index serves either direction
         column, descending = getattr(ModelRow, SORTS[key][0]), SORTS[key][1] != reverse

@@ -15,7 +15,10 @@ REST API (``openapi.yaml`` beside this file, served at ``api/openapi.yaml``):
 - ``GET api/models/NAME/versions/VERSION/files/FILE`` (checked before it streams)
 - ``POST api/models/NAME/deprecate`` ``{"version": null, "deprecated": true}``
 
-Processes: one per core by default (``marketplace.processes``; :class:`ServiceSettings`). The
+Processes: one by default, with a thread pool per core (SQLite releases the GIL), so that every
+request waits in one queue; ``marketplace.processes`` (:class:`ServiceSettings`) adds processes
+for throughput on larger machines, at the cost of a queue per process (a kept-alive connection
+stays with the process that accepted it). The
 socket is bound once, then tornado's ``fork_processes`` forks the children, each with its own
 catalog (SQLAlchemy engine) made after the fork; SQLite runs in WAL mode, so readers do not block
 each other. tornado restarts a child that dies; the parent forwards SIGTERM/SIGINT to the children
@@ -37,7 +40,7 @@ import time
 from pathlib import Path
 
 from tornado import httpclient, httpserver, ioloop, netutil, process, template, web
-from traitlets import Integer, default
+from traitlets import Integer
 from traitlets.config import Configurable
 
 from . import metadata
@@ -426,14 +429,13 @@ class ServiceSettings(Configurable):
     """Settings of the service process (``marketplace:`` in the site settings)."""
 
     processes = Integer(
+        1,
         config=True,
-        help="Service processes sharing the port, e.g. 4. Default: one per core (1 on a one-core "
-        "machine). SQLAlchemy's Python work holds the GIL, so one process uses about one core.",
+        help="Service processes sharing the port, e.g. 4. One process (the default) serves every "
+        "request from one queue with a thread per core; more processes raise throughput (the "
+        "Python part of a request holds the GIL) but each has its own queue, which lengthens the "
+        "slowest answers (docs/benchmarks.md: p99 at concurrency 16 on 2 cores).",
     )
-
-    @default("processes")
-    def _default_processes(self):
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def forward_signals(parent_pid):
@@ -477,7 +479,7 @@ def main(argv=None):
     parser.add_argument("--database-url")
     parser.add_argument("--store-url")
     parser.add_argument("--upload-limit", type=int)
-    parser.add_argument("--processes", type=int, help="service processes (default: one per core)")
+    parser.add_argument("--processes", type=int, help="service processes (default: 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s marketplace] %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # jupyterhub's import of alembic logs its plugins
