@@ -51,7 +51,7 @@ import sqlalchemy as sa
 
 import deepvre.market  # noqa: F401  (loads sqlite3 before anything else)
 from deepvre.market import index
-from deepvre.market.catalog import Caller, Catalog
+from deepvre.market.catalog import BROAD, Caller, Catalog
 
 STRESS_WORDS = ("cell nuclei retina fundus satellite night lights flow anomaly lattice plaquette tree crown "
                 "segmentation classifier regression transfer mobilenet keras fluorescence sentinel landsat zeek").split()
@@ -272,7 +272,10 @@ def in_process_costs(catalog, caller, queries):
     statements = []
     with catalog.Session() as session:
         for q, filters, sort, limit, offset in params:
-            stmt = index.search_query(session, caller, q, filters, sort, limit, offset, depth=max(200, 4 * (limit + offset)))
+            # as Catalog.search does it (its first try: the one that fills the page nearly always)
+            tiered = bool(index.query_words(q)) and index.text_hits(session, q, BROAD) >= BROAD
+            stmt = index.search_query(session, caller, q, filters, sort, limit, offset,
+                                      depth=max(200, 4 * (limit + offset)), tiered=tiered)
             statements.append(str(stmt.compile(dialect=catalog.engine.dialect, compile_kwargs={"literal_binds": True})))
     conn = sqlite3.connect(catalog.database_url[len("sqlite:///"):])
     t = time.process_time()
