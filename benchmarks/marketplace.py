@@ -273,9 +273,10 @@ def in_process_costs(catalog, caller, queries):
     with catalog.Session() as session:
         for q, filters, sort, limit, offset in params:
             # as Catalog.search does it (its first try: the one that fills the page nearly always)
-            tiered = bool(index.query_words(q)) and index.text_hits(session, q, BROAD) >= BROAD
+            depth = max(200, 4 * (limit + offset))
+            found = index.text_hits(session, q, max(BROAD, depth)) if index.query_words(q) else 0
             stmt = index.search_query(session, caller, q, filters, sort, limit, offset,
-                                      depth=max(200, 4 * (limit + offset)), tiered=tiered)
+                                      depth=depth if found >= depth else None, tiered=found >= BROAD)
             statements.append(str(stmt.compile(dialect=catalog.engine.dialect, compile_kwargs={"literal_binds": True})))
     conn = sqlite3.connect(catalog.database_url[len("sqlite:///"):])
     t = time.process_time()

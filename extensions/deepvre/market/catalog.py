@@ -184,18 +184,19 @@ class Catalog(Configurable):
             index.catch_up(self.Session)  # rows published by a process without FTS5 (checked once a second)
             self._caught_up = time.monotonic()
         with self.Session() as session:
-            # Rank only the best text hits first (bm25 over every hit is the cost of a broad query);
-            # a page that does not fill up may have lost rows to the filters: then rank them all,
-            # unless the query had fewer hits than that depth (then the first answer was exact).
-            # A broad query (BROAD hits or more) is tiered: title and tag matches first.
-            text = fts5 and bool(index.query_words(query))
-            depth = max(200, 4 * (limit + offset)) if text else None
-            tiered = bool(text and sort in (None, "relevance", "-relevance")
-                          and index.text_hits(session, query, BROAD) >= BROAD)
+            # One cheap count decides the plan. A broad query (BROAD hits or more) is tiered: title and
+            # tag matches first. With `depth` or more hits only the best `depth` are ranked first; a
+            # page that does not fill up (filters took rows) then asks again, ranking them all.
+            relevance = fts5 and bool(index.query_words(query)) and sort in (None, "relevance", "-relevance")
+            depth = max(200, 4 * (limit + offset))
+            hits = index.text_hits(session, query, max(BROAD, depth)) if relevance else 0
+            tiered = hits >= BROAD
+            if hits < depth or sort == "-relevance":
+                depth = None
             # entries carry no description: it is most of a row's bytes, and only `show` needs it
             stmt = index.search_query(session, caller, query, filters, sort, limit, offset, depth, tiered)
             rows = list(session.scalars(stmt.options(defer(ModelRow.description))))
-            if depth and len(rows) < limit and (tiered or index.text_hits(session, query, depth) >= depth):
+            if depth and len(rows) < limit:
                 stmt = index.search_query(session, caller, query, filters, sort, limit, offset, tiered=tiered)
                 rows = list(session.scalars(stmt.options(defer(ModelRow.description))))
             return [self._summary(row) for row in rows]

@@ -250,7 +250,8 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
     bind = session.get_bind()
     if words:
         if uses_fts5(bind):
-            q, first = fts_query(query), "{title tags} : (" + fts_query(query) + ")"
+            q = fts_query(query)
+            first = "{title tags} : (" + q + ")"
             top = depth and sort in (None, "relevance")
             if tiered and top:
                 sql, params = "SELECT name, 0 AS tier, rank AS score FROM models_fts WHERE models_fts MATCH :first " \
