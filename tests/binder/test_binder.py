@@ -3,8 +3,8 @@
 ``test_repo2docker_detects_the_binder_folder`` asks the real ``jupyter-repo2docker --no-build``
 which files it found and what its Dockerfile does with them (fast). The ``binder`` tests do
 what mybinder.org does, in a FRESH venv made from /usr/bin/python3: install
-``binder/requirements.txt`` (pip's cache and the local wheels keep it offline and quick), run
-``binder/postBuild`` with a fresh home, then execute every notebook in smoke mode with
+``binder/postBuild`` with a fresh home (it installs the project's lock with uv; the machine's uv
+cache, filled by ``make setup``, keeps it quick), then execute every notebook in smoke mode with
 papermill (slow: minutes; ``pytest -m binder``).
 """
 
@@ -35,16 +35,16 @@ def test_repo2docker_detects_the_binder_folder():
     assert "Building conda environment for python=3.11" in text  # binder/runtime.txt
     dockerfile = text[text.index("FROM "):]
     assert "apt-get install --yes --no-install-recommends xplanet-images" in dockerfile  # binder/apt.txt
-    # requirements.txt installs the checkout itself, so it must run after the repository is copied
+    # postBuild installs the lock and the checkout, so it must run after the repository is copied
+    assert "binder/requirements.txt" not in dockerfile  # the lock decides every version, not a second list
     copy = dockerfile.index("COPY --chown=1000:1000 src/ ${REPO_DIR}/")
-    install = dockerfile.index('pip install --no-cache-dir -r "binder/requirements.txt"')
     post = dockerfile.index("RUN ./binder/postBuild")
-    assert copy < install < post
+    assert copy < post
 
 
 def test_binder_files_and_badge():
-    assert [ln for ln in Path(REPO, "binder", "requirements.txt").read_text().splitlines(keepends=True) if not ln.startswith("#")
-            and ln.strip()] == [".[hub,ml,dask,market]\n"]
+    post_build = Path(REPO, "binder", "postBuild").read_text()
+    assert "--no-deps --require-hashes -r requirements.lock" in post_build  # exactly the lock
     assert os.access(os.path.join(REPO, "binder", "postBuild"), os.X_OK)
     readme = Path(REPO, "README.md").read_text()
     assert f"[![Binder](https://mybinder.org/badge_logo.svg)]({BADGE})" in readme
@@ -57,7 +57,7 @@ def test_binder_files_and_badge():
 
 @pytest.fixture(scope="module")
 def binder(tmp_path_factory):
-    """A fresh venv with binder/requirements.txt, and a home where binder/postBuild ran."""
+    """A fresh venv, and a home where binder/postBuild ran (it installs the lock into the venv)."""
     require(os.path.exists("/usr/bin/python3"), "needs Debian's /usr/bin/python3")
     require(os.path.isdir("/usr/share/xplanet/images"), "needs apt xplanet-images (binder/apt.txt)")
     require_program("bash")
@@ -68,11 +68,9 @@ def binder(tmp_path_factory):
     env = dict(os.environ, PATH=f"{venv / 'bin'}:{os.environ['PATH']}", VIRTUAL_ENV=str(venv))
     for key in ("PYTHONPATH", "DEEPVRE_MARKET_DIR", "DEEPVRE_MARKET_URL", "XDG_DATA_HOME", "JUPYTER_PATH"):
         env.pop(key, None)
-    # pip's cache stays the machine's (offline and quick); everything else lives in the fresh home
+    # pip's and uv's caches stay the machine's (quick); everything else lives in the fresh home
     env["PIP_CACHE_DIR"] = os.path.join(os.path.expanduser("~"), ".cache", "pip")
-    done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", "binder/requirements.txt"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    env["UV_CACHE_DIR"] = os.environ.get("UV_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "uv")
     env["HOME"] = str(home)
     done = subprocess.run(["./binder/postBuild"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]

@@ -1,6 +1,5 @@
-"""The Dockerfiles: hadolint clean, pinned, non-root, installing deepvre, and agreeing with setup.cfg."""
+"""The Dockerfiles: hadolint clean, pinned, non-root, installing exactly the project's lock and then deepvre."""
 
-import configparser
 import re
 import subprocess
 import sys
@@ -9,26 +8,15 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from tests.lockfile import LOCK, locked_versions
 from tests.prereqs import REPO, require_program
 
 IMAGES = Path(REPO) / "images"
 DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
 PIN = re.compile(r'"([A-Za-z0-9_.\[\],-]+==[A-Za-z0-9_.*+-]+)"')
-# The GPU image installs the GPU build of the release setup.cfg pins as tensorflow-cpu.
+# The GPU image installs the GPU build of the release the lock pins as tensorflow-cpu.
 SAME_RELEASE = {"tensorflow": "tensorflow-cpu"}
-
-
-def setup_cfg_requirements():
-    cfg = configparser.ConfigParser()
-    cfg.read(Path(REPO) / "setup.cfg")
-    reqs = {}
-    for line in cfg["options.extras_require"].values():
-        for item in line.splitlines():
-            item = item.strip()
-            if item and not item.startswith("%("):
-                req = Requirement(item)
-                reqs[req.name.lower()] = req
-    return reqs
+INSTALLS_LOCK = "pip install --no-cache-dir --no-deps --require-hashes -r /tmp/deepvre/requirements.lock"
 
 
 def test_all_three_images_exist():
@@ -50,18 +38,18 @@ def test_pinned_non_root_and_installs_deepvre(dockerfile):
     assert ":" in base and not base.endswith(":latest"), f"unpinned base image {base}"
     users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
     assert users and users[-1] not in ("0", "root"), "the image must end as a non-root user"
-    assert re.search(r'pip install [^\n]*"/tmp/deepvre\[', text), "the image must install deepvre itself"
+    assert "pip install --no-cache-dir --no-deps /tmp/deepvre" in text, "the image must install deepvre itself"
     assert (dockerfile.parent / "Dockerfile.dockerignore").exists()
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_image_pins_agree_with_setup_cfg(dockerfile):
-    reqs = setup_cfg_requirements()
-    pins = [Requirement(p) for p in PIN.findall(dockerfile.read_text())]
-    assert pins, f"{dockerfile} pins no Python package"
-    for pin in pins:
+def test_image_installs_exactly_the_lock(dockerfile):
+    text = dockerfile.read_text()
+    assert f"COPY {Path(LOCK).name} /tmp/deepvre/{Path(LOCK).name}" in text
+    assert INSTALLS_LOCK in text, "the image must install the lock, every version hash-checked"
+    assert text.index(INSTALLS_LOCK) < text.index("/tmp/deepvre \\"), "the lock first, deepvre after it"
+    locked = locked_versions()
+    for pin in (Requirement(p) for p in PIN.findall(text)):  # anything installed beside the lock: same release
         name = SAME_RELEASE.get(pin.name.lower(), pin.name.lower())
-        assert name in reqs, f"{dockerfile.parent.name}: {pin.name} is not in setup.cfg's extras"
-        version = next(iter(pin.specifier)).version
-        assert reqs[name].specifier.contains(version), (
-            f"{dockerfile.parent.name}: {pin} disagrees with setup.cfg's {reqs[name]}")
+        assert name in locked, f"{dockerfile.parent.name}: {pin.name} is not in the lock"
+        assert pin.specifier.contains(locked[name]), f"{dockerfile.parent.name}: {pin} but the lock has {locked[name]}"
