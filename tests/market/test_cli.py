@@ -57,7 +57,7 @@ def test_pull_verify_sha256_and_fsck(tmp_path, tiny_model_dir):
     pulled = market(tmp_path, "pull", "tiny-colours", "-o", "out", "--verify", "sha256", "--json")
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "out" / "model.keras").read_bytes() == (tiny_model_dir / "model.keras").read_bytes()
-    assert json.loads(market(tmp_path, "fsck", "--json").stdout) == {"ok": True}
+    assert json.loads(market(tmp_path, "fsck", "--json").stdout) == {"ok": True, "temporary": [], "unreferenced": []}
     digest = published["files"]["preprocessing.json"]["sha256"]
     blob = tmp_path / "market" / "artifacts" / "sha256" / digest[:2] / digest
     blob.write_bytes(blob.read_bytes() + b" ")

@@ -1,14 +1,8 @@
-"""The marketplace as a real JupyterHub 5.5 service behind configurable-http-proxy.
-
-The hub is started here with a small generated config: DummyAuthenticator, no spawning; users,
-groups and tokens are made through the hub REST API with an admin service token. The service
-itself is the entry of ``deepvre.market.service.hub_service``, its role ``hub_role``.
-"""
+"""The marketplace as a real JupyterHub 5.5 service behind configurable-http-proxy (:mod:`.markethub`)."""
 
 import io
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tarfile
@@ -23,89 +17,20 @@ from deepvre.market import metadata
 from deepvre.market.catalog import Conflict, Forbidden, NotFound
 from deepvre.market.client import HTTPMarket, artifact_folder
 from deepvre.market.store import IntegrityError
-from tests.hub.hubprocess import free_port, wait_for
-from tests.prereqs import REPO, require
 
-from .conftest import artifact_files, make_document, stop_process
+from .conftest import artifact_files, make_document
+from .markethub import market_hub
 
-CHP = Path(REPO) / "node_modules" / ".bin" / "configurable-http-proxy"
 UPLOAD_LIMIT = 3_000_000
 
 pytestmark = pytest.mark.hub
 
 
-
-
-HUB_CONFIG = """
-import json, os
-from deepvre.market.service import hub_service, hub_role, user_scopes
-p = json.loads(os.environ["MARKET_TEST"])
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = p["port"]
-c.JupyterHub.hub_port = p["hub_port"]
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:%d" % p["proxy_api_port"]
-c.ConfigurableHTTPProxy.command = [p["chp"]]
-c.JupyterHub.db_url = "sqlite:///" + p["state"] + "/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = p["state"] + "/cookie_secret"
-c.JupyterHub.pid_file = p["state"] + "/jupyterhub.pid"
-c.ConfigurableHTTPProxy.pid_file = p["state"] + "/proxy.pid"
-c.JupyterHub.authenticator_class = "dummy"
-c.Authenticator.allow_all = True
-c.Authenticator.admin_users = {"root"}
-settings = {"marketplace": p["marketplace"]}
-c.JupyterHub.services = [hub_service(settings), {"name": "test-admin", "api_token": p["admin_token"]}]
-c.JupyterHub.load_roles = [
-    hub_role(settings),
-    {"name": "test-admin", "scopes": ["admin:users", "admin:groups", "tokens", "read:users"], "services": ["test-admin"]},
-    {"name": "user", "scopes": ["self", *user_scopes(settings)]},
-]
-"""
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    require(CHP.exists(), "needs node_modules/.bin/configurable-http-proxy (npm install)")
-    state = tmp_path_factory.mktemp("market-hub")
-    params = {
-        "port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port(), "chp": str(CHP),
-        "state": str(state), "admin_token": secrets.token_hex(16),
-        "marketplace": {"port": free_port(), "database_url": f"sqlite:///{state}/market.sqlite",
-                        "store_url": str(state / "artifacts"), "upload_limit": UPLOAD_LIMIT,
-                        "processes": 2},  # publishes race across processes too
-    }
-    (state / "jupyterhub_config.py").write_text(HUB_CONFIG)
-    log = open(state / "hub.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(state / "jupyterhub_config.py")],
-        cwd=state, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env=dict(os.environ, MARKET_TEST=json.dumps(params)),
-    )
-    url = f"http://127.0.0.1:{params['port']}"
-    market_url = f"{url}/services/marketplace/"
-
-    def ready():
-        if proc.poll() is not None:
-            raise RuntimeError("hub exited:\n" + (state / "hub.log").read_text()[-3000:])
-        try:
-            return requests.get(market_url + "api/openapi.yaml", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(ready, 120, "the hub and the marketplace service")
-        admin = {"Authorization": f"token {params['admin_token']}"}
-        api = f"{url}/hub/api"
-        for name in ("alice", "bob", "carol"):
-            requests.post(f"{api}/users/{name}", headers=admin, timeout=30).raise_for_status()
-        requests.post(f"{api}/groups/lab", json={"users": ["carol"]}, headers=admin, timeout=30).raise_for_status()
-        tokens = {}
-        for name in ("alice", "bob", "carol", "root"):
-            r = requests.post(f"{api}/users/{name}/tokens", json={"note": "market tests"}, headers=admin, timeout=30)
-            r.raise_for_status()
-            tokens[name] = r.json()["token"]
-        yield {"url": url, "market_url": market_url, "tokens": tokens, "state": state, "log": state / "hub.log"}
-    finally:
-        stop_process(proc, log)
+    # publishes race across processes too
+    with market_hub(tmp_path_factory.mktemp("market-hub"), {"upload_limit": UPLOAD_LIMIT, "processes": 2}) as hub:
+        yield hub
 
 
 @pytest.fixture(scope="module")

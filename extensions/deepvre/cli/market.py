@@ -185,18 +185,30 @@ def validate(path, as_json):
 def fsck(database_url, store_url, as_json):
     """Re-hash every stored artifact with sha256 (its name) and BLAKE3; exit non-zero on damage.
 
-    An admin's check of a catalog's store, run where the index and store are reachable.
+    An admin's check of a catalog's store, run where the index and store are reachable. It also
+    lists what interrupted publishes left (not damage: none of it is visible): temporary files
+    (the service removes them at its next start) and blobs no version names.
     """
     from deepvre.market.catalog import Catalog
 
     def do():
         kwargs = {k: v for k, v in (("database_url", database_url), ("store_url", store_url)) if v}
-        problems = Catalog(**kwargs).fsck()
+        catalog = Catalog(**kwargs)
+        problems = catalog.fsck()
         if problems:
             raise _Damaged(problems)
-        return {"ok": True}
+        return {"ok": True, **catalog.leftovers()}
 
-    _run(as_json, do, lambda r: click.echo("every artifact matches its sha256 and BLAKE3 digests"))
+    def render(r):
+        click.echo("every artifact matches its sha256 and BLAKE3 digests")
+        if r["temporary"]:
+            click.echo(f"{len(r['temporary'])} temporary files of interrupted publishes (removed at the service's "
+                       f"next start): {', '.join(r['temporary'])}")
+        if r["unreferenced"]:
+            click.echo(f"{len(r['unreferenced'])} stored blobs no version names (from interrupted publishes; "
+                       "a republish of the same files uses them)")
+
+    _run(as_json, do, render)
 
 
 class _Damaged(IOError):

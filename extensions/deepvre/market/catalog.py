@@ -33,6 +33,7 @@ import copy
 import dataclasses
 import getpass
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -48,6 +49,8 @@ from .index import ModelGroup, ModelRow, VersionRow
 from .store import ArtifactStore, IntegrityError, UploadTooLarge
 
 __all__ = ["Caller", "Catalog", "Conflict", "Forbidden", "NotFound", "UploadTooLarge"]
+
+log = logging.getLogger("deepvre.market")
 
 
 class NotFound(LookupError):
@@ -291,7 +294,9 @@ class Catalog(Configurable):
         ``files``: {artifact file name: local path}. ``owner``: a user name or :class:`Caller`.
         ``visibility``/``groups`` override the document's. Raises ``metadata.MetadataError`` (with
         every problem), :class:`Forbidden`, :class:`NotFound`, :class:`Conflict` or
-        :class:`UploadTooLarge`. Nothing is visible until the one database transaction commits.
+        :class:`UploadTooLarge`. Nothing is visible until the one database transaction commits,
+        after every blob is on disk under its checksum name (a kill before it leaves the version
+        invisible; see :meth:`recover`).
         """
         caller = _caller(owner)
         document = copy.deepcopy(metadata_doc)
@@ -408,15 +413,36 @@ class Catalog(Configurable):
             row.updated = index.now()
         return self.show(caller, name)
 
-    def fsck(self):
-        """Every problem with the stored artifacts: each blob any version names is re-hashed with
-        sha256 (its name) and checked against its size and recorded BLAKE3 digest. An admin's check
-        of the whole store (``deepvre market fsck``); returns a list of readable lines."""
+    def _referenced(self):
+        """{sha256: (file info, ["name:version/file", ...])} of every blob a version names."""
         blobs = {}
         with self.Session() as session:
             for ver in session.scalars(sa.select(VersionRow)):
                 for filename, info in json.loads(ver.files).items():
                     blobs.setdefault(info["sha256"], (info, []))[1].append(f"{ver.name}:{ver.version}/{filename}")
+        return blobs
+
+    def recover(self):
+        """Remove the temporary files of publishes that were killed (the service calls this at
+        start); returns their paths. Their versions were never visible: a version's index row is
+        committed only once all its blobs are in place."""
+        removed = self.store.recover()
+        for path in removed:
+            log.warning("removed %s, left by an interrupted publish", path)
+        return removed
+
+    def leftovers(self):
+        """What interrupted publishes left, none of it visible: ``{"temporary": [paths],
+        "unreferenced": [sha256]}`` (blobs stored before a publish was killed; a republish of the
+        same files uses them)."""
+        named = self._referenced()
+        return {"temporary": self.store.leftovers(), "unreferenced": [d for d in self.store.digests() if d not in named]}
+
+    def fsck(self):
+        """Every problem with the stored artifacts: each blob any version names is re-hashed with
+        sha256 (its name) and checked against its size and recorded BLAKE3 digest. An admin's check
+        of the whole store (``deepvre market fsck``); returns a list of readable lines."""
+        blobs = self._referenced()
         problems = []
         for digest, (info, users) in sorted(blobs.items()):
             where = ", ".join(users)

@@ -23,7 +23,7 @@ from . import metadata
 from .catalog import Caller, Catalog, Conflict, Forbidden, NotFound
 from .store import IntegrityError, UploadTooLarge, checker
 
-ERRORS = {401: PermissionError, 403: Forbidden, 404: NotFound, 409: Conflict, 413: UploadTooLarge}
+ERRORS = {400: ValueError, 401: PermissionError, 403: Forbidden, 404: NotFound, 409: Conflict, 413: UploadTooLarge}
 
 
 def connect(url=None, token=None, catalog=None):
@@ -102,7 +102,7 @@ class HTTPMarket:
                 body = resp.json()
             except ValueError:
                 body = {"message": resp.text[:500]}
-            if resp.status_code == 422 or body.get("errors"):
+            if resp.status_code == 422 or (resp.status_code != 400 and body.get("errors")):
                 raise metadata.MetadataError(body.get("errors") or [body.get("message", "")])
             kind = ERRORS.get(resp.status_code, RuntimeError)
             raise kind(f"{resp.status_code}: {body.get('message', '')}")
@@ -110,6 +110,7 @@ class HTTPMarket:
 
     def search(self, query="", sort=None, limit=50, offset=0, **filters):
         params = {"q": query, "limit": limit, "offset": offset, **filters}
+        params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}  # as openapi.yaml says
         if sort:
             params["sort"] = sort
         return self._request("GET", "api/models", params=params).json()

@@ -235,7 +235,7 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
 
     ``filters``: ``use_case``, ``task``, ``library``, ``category``, ``visibility``, ``owner``,
     ``deprecated`` (default: hide deprecated). ``sort``: name, title, updated, created or
-    relevance (the default with a query), ``-`` in front reverses.
+    relevance (the default with a query; name order without one), ``-`` in front reverses.
 
     Relevance with SQLite FTS5 is weighted bm25 (:data:`RANK`). ``tiered`` (for broad queries):
     models with every word in the title or tags come first, ranked by how well those match, then
@@ -289,7 +289,9 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
     sort = sort or ("relevance" if ranks else "name")
     reverse = sort.startswith("-")
     key = sort.lstrip("-")
-    if key == "relevance" and ranks:
+    if key == "relevance" and not ranks:  # no query: every row ranks the same, name order
+        key = "name"
+    if key == "relevance":
         order = (*(r.desc() if reverse else r.asc() for r in ranks), ModelRow.name)
     elif key in SORTS:
         # ties go by name in the same direction, so that one listing index serves either direction

@@ -15,6 +15,16 @@ REST API (``openapi.yaml`` beside this file, served at ``api/openapi.yaml``):
 - ``GET api/models/NAME/versions/VERSION/files/FILE`` (checked before it streams)
 - ``POST api/models/NAME/deprecate`` ``{"version": null, "deprecated": true}``
 
+The document is the contract (:mod:`.contract`): each request is checked against it before a
+handler runs (a parameter or body it does not allow answers 400, naming each problem), every
+answer an operation gives is listed in it, and a method it does not list answers 405 with
+``Allow``. ``tests/market/test_contract.py`` runs schemathesis over it with every check.
+
+A publish is crash-safe: the upload is received and unpacked in a locked staging folder of the
+store, each blob is fsynced and renamed into place, and only then does one index transaction make
+the version visible. What a killed service left (staging folders, see :meth:`.Catalog.recover`)
+is removed at the next start; blobs stored before the kill are reused by a republish.
+
 Processes: one by default, with a thread pool per core (SQLite releases the GIL), so that every
 request waits in one queue; ``marketplace.processes`` (:class:`ServiceSettings`) adds processes
 for throughput on larger machines, at the cost of a queue per process (a kept-alive connection
@@ -35,7 +45,6 @@ import signal
 import socket
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,12 +52,12 @@ from tornado import httpclient, httpserver, ioloop, netutil, process, template, 
 from traitlets import Integer
 from traitlets.config import Configurable
 
-from . import metadata
+from . import contract, metadata
 from .catalog import Caller, Catalog, Conflict, Forbidden, NotFound
+from .contract import OPENAPI_FILE, BadRequest
 from .store import IntegrityError, UploadTooLarge
 
 log = logging.getLogger("deepvre.market")
-OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
 SERVICE_NAME = "marketplace"
 DEFAULT_PORT = 10101
 
@@ -143,9 +152,23 @@ def singleuser_environment(settings):
 
 
 class BaseHandler(web.RequestHandler):
+    """An API handler: ``route`` is its path in ``openapi.yaml``, and every request is checked
+    against that document (credentials first, then parameters and JSON body) before it runs."""
+
+    route = None
+
     @property
     def catalog(self):
         return self.settings["catalog"]
+
+    async def prepare(self):
+        op = contract.operation(self.route, self.request.method) if self.route else None
+        if op is None:  # an undocumented method: tornado answers 405 (write_error adds Allow)
+            return
+        self.who = await self.caller() if op.secured else None
+        names = contract.path_names(self.route)
+        self.params = contract.parameters(op, dict(zip(names, self.path_args)), self.request.query_arguments)
+        self.payload = contract.json_body(op, self.request.body) if op.body is not None else None
 
     async def call(self, func, *args, **kwargs):
         """Run a (blocking) catalog call in the catalog's thread pool (one thread per core)."""
@@ -167,10 +190,15 @@ class BaseHandler(web.RequestHandler):
         message = self._reason
         exc = kwargs.get("exc_info", (None, None, None))[1]
         payload = {"status": status_code, "message": message}
+        if status_code == 405:  # the methods this handler has (for an API one: those openapi.yaml lists)
+            unimplemented = web.RequestHandler._unimplemented_method
+            self.set_header("Allow", ", ".join(m for m in self.SUPPORTED_METHODS
+                                               if getattr(type(self), m.lower(), unimplemented) is not unimplemented))
         if isinstance(exc, web.HTTPError) and exc.log_message:
             payload["message"] = exc.log_message % exc.args if exc.args else exc.log_message
-        if isinstance(exc, metadata.MetadataError):
+        if isinstance(exc, (metadata.MetadataError, BadRequest)):
             payload["errors"] = exc.errors
+            payload["message"] = "; ".join(exc.errors)
         elif exc is not None and error_status(exc):
             payload["message"] = str(exc)
         self.finish(json.dumps(payload))
@@ -197,12 +225,6 @@ class BaseHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data, separators=(",", ":")))
 
-    def body_json(self):
-        try:
-            return json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "body is not JSON") from None
-
 
 class HubUsers:
     """Groups and admin flag of hub users, from the hub API with the service's token (cached)."""
@@ -226,29 +248,33 @@ class HubUsers:
         return caller
 
 
-def _filters(handler):
-    keys = ("use_case", "task", "library", "category", "visibility", "owner")
-    found = {k: handler.get_argument(k) for k in keys if handler.get_argument(k, None)}
-    if handler.get_argument("deprecated", "") in ("1", "true", "yes"):
-        found["deprecated"] = True
-    return found
+def _filters(params):
+    keys = ("use_case", "task", "library", "category", "visibility", "owner", "deprecated")
+    return {k: params[k] for k in keys if params.get(k)}
 
 
 @web.stream_request_body
 class ModelsHandler(BaseHandler):
-    """GET: list and search. POST: publish (a tar of metadata.json plus the files)."""
+    """GET: list and search. POST: publish (a tar of metadata.json plus the files).
+
+    An upload is received and unpacked in a staging folder of the store (locked while this
+    process lives: one a killed service left behind is removed at the next start).
+    """
+
+    route = "/api/models"
 
     async def prepare(self):
-        self.upload = None
+        self.upload = self.staging = None
+        await super().prepare()
         if self.request.method != "POST":
             return
-        self.publisher = await self.caller()
         # An oversized body is read and dropped, then answered 413: closing the connection early
         # would reach the user as the proxy's 503 instead.
         length = int(self.request.headers.get("Content-Length", 0) or 0)
         self.request.connection.set_max_body_size(max(length, self.catalog.upload_limit) + 1024 * 1024)
         self.received = 0
-        self.upload = tempfile.NamedTemporaryFile(prefix="deepvre-upload-", suffix=".tar")
+        self.staging = self.catalog.store.staging()
+        self.upload = open(self.staging.path / "upload.tar", "wb")
 
     def too_big(self):
         return self.received > self.catalog.upload_limit + 1024 * 1024
@@ -261,29 +287,38 @@ class ModelsHandler(BaseHandler):
             self.upload.write(chunk)
 
     def on_finish(self):
+        self._release()
+
+    def on_connection_close(self):
+        if not getattr(self, "publishing", False):  # else post() releases once the publish is over
+            self._release()
+
+    def _release(self):
         if getattr(self, "upload", None) is not None:
             self.upload.close()
+        if getattr(self, "staging", None) is not None:
+            self.staging.close()
+        self.upload = self.staging = None
 
     async def get(self):
-        caller = await self.caller()
-        entries = await self.call(
-            self.catalog.search,
-            caller,
-            self.get_argument("q", ""),
-            _filters(self),
-            self.get_argument("sort", None),
-            int(self.get_argument("limit", "50")),
-            int(self.get_argument("offset", "0")),
-        )
+        p = self.params
+        entries = await self.call(self.catalog.search, self.who, p.get("q", ""), _filters(p), p.get("sort"),
+                                  p["limit"], p["offset"])
         self.json(entries)
 
     async def post(self):
         if self.too_big():
             raise UploadTooLarge(f"upload over the limit of {self.catalog.upload_limit} bytes")
-        self.upload.flush()
-        with tempfile.TemporaryDirectory(prefix="deepvre-publish-") as folder:
-            document, files = unpack_upload(self.upload.name, Path(folder))
-            entry = await self.call(self.catalog.publish, document, files, self.publisher)
+        self.upload.close()
+        self.publishing = True
+        try:
+            folder = self.staging.path / "files"
+            folder.mkdir()
+            document, files = await self.call(unpack_upload, self.staging.path / "upload.tar", folder)
+            entry = await self.call(self.catalog.publish, document, files, self.who)
+        finally:
+            self._release()
+        self.set_header("Location", f"{self.request.path.rstrip('/')}/{entry['name']}/versions/{entry['version']}")
         self.json(entry, 201)
 
 
@@ -317,28 +352,28 @@ def unpack_upload(tar_path, folder):
 
 
 class ModelHandler(BaseHandler):
+    route = "/api/models/{name}"
+
     async def get(self, name):
-        caller = await self.caller()
-        self.json(await self.call(self.catalog.show, caller, name, self.get_argument("version", None)))
+        self.json(await self.call(self.catalog.show, self.who, name, self.params.get("version")))
 
     async def patch(self, name):
-        caller = await self.caller()
-        body = self.body_json()
-        if "visibility" not in body:
-            raise web.HTTPError(400, "body needs visibility (public, group or private)")
-        self.json(await self.call(self.catalog.set_visibility, caller, name, body["visibility"], body.get("groups")))
+        body = self.payload
+        self.json(await self.call(self.catalog.set_visibility, self.who, name, body["visibility"], body.get("groups")))
 
 
 class VersionsHandler(BaseHandler):
+    route = "/api/models/{name}/versions"
+
     async def get(self, name):
-        caller = await self.caller()
-        self.json(await self.call(self.catalog.versions, caller, name))
+        self.json(await self.call(self.catalog.versions, self.who, name))
 
 
 class VersionHandler(BaseHandler):
+    route = "/api/models/{name}/versions/{version}"
+
     async def get(self, name, version):
-        caller = await self.caller()
-        self.json(await self.call(self.catalog.show, caller, name, version))
+        self.json(await self.call(self.catalog.show, self.who, name, version))
 
 
 class FileHandler(BaseHandler):
@@ -346,9 +381,10 @@ class FileHandler(BaseHandler):
     byte goes out (a corrupt blob answers 500, not a truncated file a proxy might keep open); the
     client checks it again."""
 
+    route = "/api/models/{name}/versions/{version}/files/{file}"
+
     async def get(self, name, version, filename):
-        caller = await self.caller()
-        info, chunks = await self.call(self.catalog.iter_file, caller, name, version, filename)
+        info, chunks = await self.call(self.catalog.iter_file, self.who, name, version, filename)
         await self.call(lambda: [None for _ in chunks])  # raises IntegrityError on a mismatch
         self.set_header("Content-Type", "application/octet-stream")
         self.set_header("Content-Length", str(info["size"]))
@@ -365,14 +401,17 @@ class FileHandler(BaseHandler):
 
 
 class DeprecateHandler(BaseHandler):
+    route = "/api/models/{name}/deprecate"
+
     async def post(self, name):
-        caller = await self.caller()
-        body = self.body_json()
-        entry = await self.call(self.catalog.deprecate, caller, name, body.get("version"), body.get("deprecated", True))
+        body = self.payload or {}
+        entry = await self.call(self.catalog.deprecate, self.who, name, body.get("version"), body.get("deprecated", True))
         self.json(entry)
 
 
 class OpenAPIHandler(BaseHandler):
+    route = "/api/openapi.yaml"
+
     def get(self):
         self.set_header("Content-Type", "application/yaml")
         self.finish(OPENAPI_FILE.read_bytes())
@@ -500,6 +539,7 @@ def main(argv=None):
         forward_signals(os.getpid())
         process.fork_processes(processes)  # returns in the children only
     catalog = Catalog(**kwargs)
+    catalog.recover()  # what a killed process left (a sibling's live staging folders stay: locked)
     if args.standalone:
         import getpass
 
