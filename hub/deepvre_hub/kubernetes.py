@@ -8,7 +8,11 @@ JupyterHub (z2jh) chart and KubeSpawner understand:
   ``profile_list`` entry (resources, GPU limits, node selector, tolerations,
   image, ``/dev/shm`` size, allowed groups).
 - ``z2jh_values(settings)``: the chart's values; ``manifests(settings)``: the
-  extra objects (ServiceAccount, Role, RoleBinding) for user-made Dask clusters.
+  extra objects (ServiceAccount, Role, RoleBinding) for user-made Dask clusters,
+  and the NetworkPolicy that shuts their pods to everyone but the operator.
+- ``dask_network_policy(owner, namespace)``: the per-user NetworkPolicy that lets the
+  owner's server pod (and the owner's Dask pods) in; ``isolate_dask_clusters(c)``
+  makes the hub apply it when it starts the user's pod.
 - ``kubespawner_config(values)``: the KubeSpawner traits that z2jh's own
   ``jupyterhub_config.py`` derives from the values deepvre sets (the subset
   deepvre uses, same keys and semantics), so ``configure(c, settings)`` and the
@@ -37,10 +41,12 @@ USER_NODE_TOLERATIONS = [
     {"key": "hub.jupyter.org_dedicated", "operator": "Equal", "value": "user", "effect": "NoSchedule"},
 ]
 # Names from the user pod itself, for ownerReferences on the DaskClusters it creates.
+USERNAME_LABEL = "hub.jupyter.org/username"  # KubeSpawner's, on every user pod (users cannot make pods)
 POD_ENV = {
     "DEEPVRE_POD_NAME": "metadata.name",
     "DEEPVRE_POD_UID": "metadata.uid",
     "DEEPVRE_NAMESPACE": "metadata.namespace",
+    "DEEPVRE_DASK_OWNER": f"metadata.labels['{USERNAME_LABEL}']",  # -> DASK_OWNER_LABEL on the user's DaskClusters
 }
 HOME_VOLUME = "volume-{user_server}"
 HOME_CLAIM = "claim-{user_server}"
@@ -48,6 +54,12 @@ SHM_VOLUME = "dshm"
 DASK_GROUP = "kubernetes.dask.org"
 DASK_RESOURCES = ["daskclusters", "daskworkergroups", "daskautoscalers", "daskjobs"]
 MARKETPLACE_SERVICE = "marketplace"
+# Dask isolation: the operator speaks plain TCP to the schedulers (no TLS in dask-kubernetes
+# 2026.3), so the network decides who reaches them.
+DASK_OWNER_LABEL = "deepvre.org/dask-owner"
+DASK_COMPONENT = "dask.org/component"  # set by the operator on every pod it makes, over the user's labels
+DASK_OPERATOR_LABELS = {"app.kubernetes.io/name": "dask-kubernetes-operator"}  # its Helm chart's pod labels
+HUB_SERVICE_ACCOUNT = "hub"  # z2jh's, with fullnameOverride ""
 
 
 class RenderError(ValueError):
@@ -298,6 +310,9 @@ def z2jh_values(settings):
     extra_config = {
         "deepvre-profiles": "from deepvre_hub.kubernetes import restrict_profiles_by_group\nrestrict_profiles_by_group(c)\n",
     }
+    if k8s["dask"]["enabled"] and k8s["network_policy"]:
+        extra_config["deepvre-dask-isolation"] = (
+            "from deepvre_hub.kubernetes import isolate_dask_clusters\nisolate_dask_clusters(c)\n")
 
     hub_config = {
         "JupyterHub": {"admin_access": False, "allow_named_servers": True},
@@ -362,7 +377,8 @@ def z2jh_values(settings):
     }
     if k8s["dask"]["enabled"]:
         singleuser["serviceAccountName"] = k8s["dask"]["service_account"]
-        # Dask schedulers made by the operator (client port and dashboard).
+        # Dask schedulers made by the operator (client port and dashboard). Their own ingress
+        # policies (dask_isolation, dask_network_policy) let only the owner's pod in.
         singleuser["networkPolicy"]["egress"] = [{
             "to": [{"podSelector": {"matchLabels": {"dask.org/component": "scheduler"}}}],
             "ports": [{"port": 8786, "protocol": "TCP"}, {"port": 8787, "protocol": "TCP"}],
@@ -433,7 +449,8 @@ def dask_rbac(settings):
              "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
             {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create"]},
+            # no pods/portforward: it reaches any pod past every NetworkPolicy (KubeCluster in a
+            # user pod talks to its scheduler's Service directly)
         ]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
@@ -441,9 +458,131 @@ def dask_rbac(settings):
     ]
 
 
+def _selector(labels=None, **expressions):
+    """A label selector: ``matchLabels`` plus ``key=(operator, values)`` expressions."""
+    out = {}
+    if labels:
+        out["matchLabels"] = dict(labels)
+    exprs = []
+    for key, (op, values) in expressions.items():
+        exprs.append({"key": key, "operator": op, **({"values": list(values)} if values else {})})
+    if exprs:
+        out["matchExpressions"] = exprs
+    return out
+
+
+def _dask_pods(owner=None):
+    labels = {DASK_OWNER_LABEL: owner} if owner else None
+    return _selector(labels, **{DASK_COMPONENT: ("In", ["scheduler", "worker"])})
+
+
+def dask_isolation(settings):
+    """The NetworkPolicy that closes every operator-made Dask pod to all but the operator, and the
+    Role that lets the hub apply the per-user policies (``dask_network_policy``) that open them
+    to their owner. Empty unless both the network policies and Dask are enabled."""
+    k8s = kubernetes_settings(settings)
+    if not (k8s["dask"]["enabled"] and k8s["network_policy"]):
+        return []
+    ns = k8s["namespace"]
+    labels = {"app.kubernetes.io/part-of": "deepvre", "app.kubernetes.io/component": "dask-isolation"}
+    meta = {"name": "deepvre-dask-isolation", "namespace": ns, "labels": labels}
+    operator = _selector(DASK_OPERATOR_LABELS, **{DASK_COMPONENT: ("DoesNotExist", None)})
+    return [
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": {
+            "podSelector": _selector(**{DASK_COMPONENT: ("Exists", None)}),
+            "policyTypes": ["Ingress"],
+            # the operator (scale, retire workers: scheduler comm and dashboard API); nobody else
+            "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": operator}]}],
+        }},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [
+            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
+             "verbs": ["get", "create", "update", "patch"]},
+        ]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": meta["name"]},
+         "subjects": [{"kind": "ServiceAccount", "name": HUB_SERVICE_ACCOUNT, "namespace": ns}]},
+    ]
+
+
+def dask_network_policy(owner, namespace):
+    """The NetworkPolicy that opens ``owner``'s Dask pods to ``owner``'s server pod (pure).
+
+    ``owner`` is the user pod's ``hub.jupyter.org/username`` label; the user's DaskClusters carry
+    it as ``deepvre.org/dask-owner`` (``deepvre.pipelines.clusters.kubernetes_cluster_spec``).
+    A server pod is one without ``dask.org/component``: the operator sets that label on every
+    pod it makes, so a DaskCluster cannot pass its pods off as someone's server.
+    """
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^a-z0-9-]", "-", owner.lower()).strip("-")[:40]
+    if slug != owner:
+        slug = f"{slug}-{hashlib.sha256(owner.encode()).hexdigest()[:8]}".strip("-")
+    server = _selector({USERNAME_LABEL: owner, "component": "singleuser-server"},
+                       **{DASK_COMPONENT: ("DoesNotExist", None)})
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": f"deepvre-dask-user-{slug}", "namespace": namespace,
+                     "labels": {"app.kubernetes.io/part-of": "deepvre",
+                                "app.kubernetes.io/component": "dask-isolation", DASK_OWNER_LABEL: owner}},
+        "spec": {
+            "podSelector": _dask_pods(owner),
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": server}, {"podSelector": _dask_pods(owner)}]}],
+        },
+    }
+
+
+def _networking_api():
+    from kubespawner.clients import shared_client
+
+    return shared_client("NetworkingV1Api")
+
+
+async def apply_network_policy(body, api=None):
+    """Create ``body``, or replace the one of that name."""
+    from kubernetes_asyncio.client.rest import ApiException
+
+    api = api or _networking_api()
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        await api.create_namespaced_network_policy(ns, body)
+    except ApiException as err:
+        if err.status != 409:
+            raise
+        await api.replace_namespaced_network_policy(name, ns, body)
+
+
+def isolate_dask_clusters(c):
+    """Make the hub apply the user's ``dask_network_policy`` before it creates their pod
+    (``KubeSpawner.modify_pod_hook``, after any hook already set). A failure stops the spawn."""
+    previous = c.KubeSpawner.modify_pod_hook if "modify_pod_hook" in c.KubeSpawner else None
+    if getattr(previous, "deepvre_dask_isolation", False):
+        return
+
+    async def modify_pod_hook(spawner, pod):
+        import inspect
+
+        if previous is not None:
+            pod = previous(spawner, pod)
+            pod = await pod if inspect.isawaitable(pod) else pod
+        owner = (pod.metadata.labels or {})[USERNAME_LABEL]
+        await apply_network_policy(dask_network_policy(owner, spawner.namespace))
+        return pod
+
+    modify_pod_hook.deepvre_dask_isolation = True
+    c.KubeSpawner.modify_pod_hook = modify_pod_hook
+
+
 def manifests(settings):
-    """Objects to ``kubectl apply`` beside the chart (Dask RBAC)."""
-    return dask_rbac(settings)
+    """Objects to ``kubectl apply`` beside the chart (Dask RBAC and isolation)."""
+    return dask_rbac(settings) + dask_isolation(settings)
+
+
+def dask_owner_labels(environ=os.environ):
+    """``{deepvre.org/dask-owner: name}`` for the DaskClusters a user pod creates; {} outside one."""
+    owner = environ.get("DEEPVRE_DASK_OWNER")
+    return {DASK_OWNER_LABEL: owner} if owner else {}
 
 
 def pod_owner_reference(environ=os.environ):
@@ -523,4 +662,6 @@ def configure(c, settings, state_dir=None):
     for trait, value in kubespawner_config(values, k8s["namespace"]).items():
         setattr(c.KubeSpawner, trait, value)
     restrict_profiles_by_group(c)
+    if k8s["dask"]["enabled"] and k8s["network_policy"]:
+        isolate_dask_clusters(c)
     return values

@@ -120,6 +120,7 @@ def test_rbac_manifests_validate(settings):
     from deepvre_hub.kubernetes import manifests
 
     objects = manifests(settings)
-    assert [o["kind"] for o in objects] == ["ServiceAccount", "Role", "RoleBinding"]
+    assert [o["kind"] for o in objects] == ["ServiceAccount", "Role", "RoleBinding",  # Dask RBAC
+                                            "NetworkPolicy", "Role", "RoleBinding"]  # Dask isolation
     for obj in objects:
         validate(obj)

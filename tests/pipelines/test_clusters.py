@@ -39,13 +39,30 @@ def test_settings_errors_name_the_key():
 def test_slurm_kwargs_from_settings(monkeypatch):
     monkeypatch.setenv("HOME", "/home/ana")
     kw = clusters.slurm_cluster_kwargs({"slurm": {"queue": "cpu", "cores": 4, "memory": "16GB",
-                                                  "walltime": "02:00:00", "job_extra_directives": ["--gres=gpu:1"]}})
+                                                  "walltime": "02:00:00", "job_extra_directives": ["--gres=gpu:1"]}},
+                                       scheduler_host="192.0.2.10")
     assert kw == {"cores": 4, "processes": 1, "memory": "16GB", "walltime": "02:00:00", "queue": "cpu",
                   "job_extra_directives": ["--gres=gpu:1"],
                   "log_directory": "/home/ana/.cache/deepvre/dask-slurm-logs",
+                  "scheduler_options": {"dashboard_address": "127.0.0.1:0", "host": "192.0.2.10"},
+                  "worker_extra_args": ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"],
                   "job_script_prologue": [f"export {k}={v}" for k, v in clusters.worker_environ().items()]}
     kw = clusters.slurm_cluster_kwargs({"slurm": {"log_directory": "~/scratch/logs"}})
     assert kw["log_directory"] == "/home/ana/scratch/logs"
+
+
+def test_slurm_scheduler_never_listens_on_every_interface():
+    """dask-jobqueue's default (no host, no interface) binds the scheduler to all interfaces and
+    its dashboard to :8787; deepvre names one address and keeps the dashboard on loopback."""
+    security = object()
+    for section, options in (({"host": "10.0.0.1"}, {"host": "10.0.0.1"}),
+                           ({"interface": "ib0"}, {"interface": "ib0"}),
+                           ({}, {"host": "192.0.2.10"})):
+        kw = clusters.slurm_cluster_kwargs({"slurm": section}, scheduler_host="192.0.2.10", security=security)
+        assert kw["scheduler_options"] == {"dashboard_address": "127.0.0.1:0", **options}
+        assert kw["security"] is security
+    default = clusters.slurm_cluster_kwargs({})["scheduler_options"]["host"]
+    assert default not in ("", "0.0.0.0", "::")
 
 
 def test_kubernetes_spec_offline_and_valid():
@@ -133,25 +150,30 @@ def _start(cmd, log):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 
-def test_scheduler_address(images, tmp_path):
+def test_scheduler_address(images, tmp_path, monkeypatch):
+    """A scheduler the user started by hand with their deepvre credentials (docs/security.md)."""
+    from deepvre.pipelines.tls import cli_options, user_security
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    tls = cli_options()
     bin_dir = os.path.dirname(sys.executable)
     log = open(tmp_path / "dask.log", "w+")
     scheduler = _start([f"{bin_dir}/dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                        "--no-dashboard"], log)
+                        "--no-dashboard", "--protocol", "tls", *tls], log)
     worker = None
     try:
         deadline = time.monotonic() + 60
         address = None
         while address is None and time.monotonic() < deadline:
             log.seek(0)
-            found = re.search(r"Scheduler at:\s+(tcp://127\.0\.0\.1:\d+)", log.read())
+            found = re.search(r"Scheduler at:\s+(tls://127\.0\.0\.1:\d+)", log.read())
             address = found.group(1) if found else time.sleep(0.2)
         assert address, "dask scheduler did not report its address"
         worker = _start([f"{bin_dir}/dask", "worker", address, "--nthreads", "1", "--no-dashboard",
-                         "--local-directory", str(tmp_path / "w")], log)
+                         "--local-directory", str(tmp_path / "w"), *tls], log)
         from distributed import Client
 
-        with Client(address, timeout=60) as client:
+        with Client(address, timeout=60, security=user_security()) as client:
             client.wait_for_workers(1, timeout=60)
         result = preprocess("images", images, str(tmp_path / "out"), {"size": "8"}, cluster=address, progress=False)
         assert result.written == len(result.manifest["shards"])

@@ -5,6 +5,17 @@ is read by pure functions: ``dask_settings`` (defaults + validation),
 ``slurm_cluster_kwargs`` and ``kubernetes_cluster_spec``; ``open_client`` is the thin
 glue that starts what they describe. ``dashboard_link`` routes the dashboard through
 jupyter-server-proxy inside a JupyterHub server.
+
+Who may connect (docs/security.md, "Dask"): every cluster started here on the user's
+machine or in Slurm speaks ``tls://`` with mutual TLS and the user's own credentials
+(``deepvre.pipelines.tls.user_security``): the scheduler, the workers and their nannies let in
+only a peer holding a certificate from the user's CA, which only the user can read. The
+schedulers listen on one address (127.0.0.1 locally; the ``dask.slurm.host``/``interface`` or
+this machine's outward address for Slurm), never on every interface, and their dashboards on
+127.0.0.1 only (reached in a hub through jupyter-server-proxy, behind the hub's login).
+The dask-kubernetes operator speaks plain TCP: there the Kubernetes NetworkPolicy from
+``deepvre_hub.kubernetes.dask_network_policy`` admits only the owner's server pod, keyed on
+the owner label ``kubernetes_cluster_spec`` puts on the cluster's pods.
 """
 
 import asyncio
@@ -57,6 +68,12 @@ DEFAULTS = {
 #     distributed: {nanny: {pre-spawn-environ: {MALLOC_TRIM_THRESHOLD_: null}}}
 LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 INHERIT_CONFIG = "DASK_INTERNAL_INHERIT_CONFIG"  # read by dask.config at import, on the worker's node
+
+
+# Dashboards (bokeh, plain http, no login: read-only, but they show task names, code
+# snippets in tracebacks, worker hosts) listen on loopback only.
+DASHBOARD_ADDRESS = "127.0.0.1:0"
+log = logging.getLogger(__name__)
 
 
 def worker_environ():
@@ -116,12 +133,20 @@ def dask_settings(section=None):
     return _merge(DEFAULTS, section)
 
 
-def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None):
+def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None, security=None,
+                         scheduler_host=None):
     """Keyword arguments for ``dask_jobqueue.SLURMCluster`` from the settings (pure).
 
     ``slurm`` (the site's ``slurm:`` section) and a hardware ``profile`` give the terms shared
     with the hub and ``deepvre run`` (``deepvre_hub.slurm.jobqueue_kwargs``); keys set in
     ``dask.slurm`` win over them.
+
+    The scheduler listens on ``dask.slurm.host``, else on ``dask.slurm.interface``, else on
+    ``scheduler_host`` (default: the address this machine routes out of), never on every
+    interface; its dashboard on 127.0.0.1 only; the workers start no dashboard (their HTTP server
+    for health and metrics listens on the node's loopback). With a
+    ``security`` (``deepvre.pipelines.tls.user_security()``) everything speaks mutual TLS:
+    the job script hands the workers the same certificate files, which they read as the user.
     """
     from deepvre_hub.slurm import jobqueue_kwargs
 
@@ -139,8 +164,20 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
             kwargs[key] = s[key]
     # the jobs' slurm-N.out / .err: never in the caller's current folder
     kwargs["log_directory"] = os.path.expanduser(s["log_directory"] or DEFAULTS["slurm"]["log_directory"])
+    options = {"dashboard_address": DASHBOARD_ADDRESS}
     if s["host"]:
-        kwargs["scheduler_options"] = {"host": s["host"]}
+        options["host"] = s["host"]
+    elif s["interface"]:
+        options["interface"] = s["interface"]
+    else:
+        from distributed.utils import get_ip
+
+        options["host"] = scheduler_host or get_ip()
+    kwargs["scheduler_options"] = options
+    # no bokeh dashboard on the workers; their small HTTP server (health, metrics) on loopback
+    kwargs["worker_extra_args"] = ["--no-dashboard", "--dashboard-address", DASHBOARD_ADDRESS]
+    if security is not None:
+        kwargs["security"] = security
     for key, value in jobqueue_kwargs(profile, slurm).items():
         if key == "job_extra_directives":
             kwargs[key] = value + [d for d in kwargs[key] if d not in value]
@@ -158,11 +195,15 @@ def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
 
     Inside a user pod (``DEEPVRE_POD_NAME``, ``DEEPVRE_POD_UID``, ``DEEPVRE_NAMESPACE`` from the
     downward API, read from ``environ``) the cluster is owned by that pod, in its namespace,
-    so Kubernetes deletes it with the pod.
+    so Kubernetes deletes it with the pod. ``DEEPVRE_DASK_OWNER`` (the pod's
+    ``hub.jupyter.org/username`` label) becomes the cluster's ``deepvre.org/dask-owner`` label,
+    which the operator copies to the scheduler and worker pods: the hub's per-user
+    NetworkPolicy (``deepvre_hub.kubernetes.dask_network_policy``) lets only that user's
+    server pod reach them.
     """
     from dask_kubernetes.operator import make_cluster_spec
 
-    from deepvre_hub.kubernetes import pod_owner_reference
+    from deepvre_hub.kubernetes import dask_owner_labels, pod_owner_reference
 
     environ = os.environ if environ is None else environ
     full = dask_settings(settings)
@@ -181,6 +222,9 @@ def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
     owner = pod_owner_reference(environ)
     if owner is not None:
         spec["metadata"]["ownerReferences"] = [owner]
+    labels = dask_owner_labels(environ)
+    if labels:
+        spec["metadata"]["labels"] = labels
     return spec
 
 
@@ -214,7 +258,40 @@ def _dashboard_address():
         import bokeh  # noqa: F401
     except ImportError:
         return None
-    return "127.0.0.1:0"
+    return DASHBOARD_ADDRESS
+
+
+def _local_security():
+    """The user's credentials; without a usable home, throw-away ones held only in memory
+    (a LocalCluster's client lives in this process, so nothing else needs them)."""
+    from distributed.security import Security
+
+    from .tls import user_security
+
+    try:
+        return user_security()
+    except OSError as err:
+        log.warning("Dask TLS credentials: %s; this local cluster uses temporary ones", err)
+        return Security.temporary()
+
+
+def _address_client(address):
+    """A client of a scheduler someone started: ``tls://`` with the user's credentials."""
+    from distributed import Client
+
+    if address.startswith("tls://"):
+        from .tls import tls_directory, user_security
+
+        try:
+            return Client(address, security=user_security())
+        except OSError as err:
+            raise OSError(f"could not open a TLS connection to {address} with your Dask credentials in "
+                          f"{tls_directory()}: the scheduler must trust their ca.pem (start it with "
+                          f"`dask scheduler --tls-ca-file ... --tls-cert ... --tls-key ...`, "
+                          f"see docs/security.md): {err}") from err
+    log.warning("Dask scheduler %s is not tls://: it authenticates nobody, and whoever can reach it runs "
+                "code as its owner; prefer a tls:// scheduler with your credentials (docs/security.md)", address)
+    return Client(address)
 
 
 @contextlib.contextmanager
@@ -228,25 +305,32 @@ def open_client(cluster=None, settings=None, n_workers=None):
     quiet_scheduler_shutdown()
     kind = kind_of(cluster)
     with contextlib.ExitStack() as stack:
+        security = None
         if kind == "address":
-            client = stack.enter_context(Client(cluster))
+            client = stack.enter_context(_address_client(cluster))
             c = None
         elif kind == "local":
             import dask
             from distributed import LocalCluster
 
             local = full["local"]
+            security = _local_security()
             stack.enter_context(dask.config.set(LOCAL_WORKER_CONFIG))  # also for restarted workers
+            # scheduler, nannies and workers: tls://127.0.0.1 with the user's credentials
             c = stack.enter_context(LocalCluster(
                 n_workers=n, threads_per_worker=local["threads_per_worker"], processes=True,
                 memory_limit=local["memory_limit"], dashboard_address=_dashboard_address(),
-                host="127.0.0.1"))
+                worker_dashboard_address=None, host="127.0.0.1", protocol="tls://", security=security))
         elif kind == "slurm":
             from dask_jobqueue import SLURMCluster
 
             from deepvre_hub.slurm import site_section
 
-            c = stack.enter_context(SLURMCluster(**slurm_cluster_kwargs(settings, slurm=site_section())))
+            from .tls import user_security
+
+            security = user_security()
+            c = stack.enter_context(SLURMCluster(**slurm_cluster_kwargs(settings, slurm=site_section(),
+                                                                        security=security)))
             c.scale(n)
         else:
             from dask_kubernetes.operator import KubeCluster
@@ -255,7 +339,7 @@ def open_client(cluster=None, settings=None, n_workers=None):
             c = stack.enter_context(KubeCluster(custom_cluster_spec=spec,
                                                 namespace=spec["metadata"].get("namespace")))
         if c is not None:
-            client = stack.enter_context(Client(c))
+            client = stack.enter_context(Client(c, security=security))
             if kind == "slurm":
                 client.wait_for_workers(1, timeout=300)
         yield client, dashboard_link(client.dashboard_link if _dashboard_address() else "")

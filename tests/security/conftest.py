@@ -1,0 +1,140 @@
+"""What the multi-user attacks share: OS accounts made for an attack, the Slurm sudo rule, and one
+Slurm hub run the way a site runs it (a non-root hub account, hub/slurm/sudoers.deepvre installed).
+
+``os_account(role, ...)`` makes an account outside the hub (a person's own login, a service
+account) and removes it; ``sudoers_rule(hub_account)`` renders the template exactly as
+hub/slurm/README.md says, checks it with ``visudo -cf`` and installs it for the block. The
+package fixture ``hub_sudo`` is one hub account with that rule, used by test_sudoers.py and by
+``slurm_hub`` (one rule at a time: two copies would define the same Cmnd_Alias twice).
+"""
+
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from deepvre_hub import accounts
+from tests.hub.hubprocess import HubProcess
+from tests.prereqs import REPO, require, require_program, require_root
+from tests.slurmd import slurm  # noqa: F401 - the session's one-node cluster
+
+SUDOERS_TEMPLATE = Path(REPO) / "hub" / "slurm" / "sudoers.deepvre"
+PASSWORD = "correct-horse-" + secrets.token_hex(4)
+
+
+def new_name(role):
+    """A fresh account / hub user name for this run."""
+    return f"sect{secrets.token_hex(3)}{role}"
+
+
+@contextlib.contextmanager
+def os_account(role, system=False, home=True):
+    """An OS account made outside the hub (``useradd``; regular uid unless ``system``), removed after."""
+    require_root()
+    name = new_name(role)
+    cmd = ["useradd", "--shell", "/bin/bash"]
+    cmd += ["--system"] if system else []
+    cmd += ["--create-home", "-K", "HOME_MODE=0700"] if home else ["--no-create-home"]
+    subprocess.run([*cmd, name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+
+
+def sudoers_text(hub_account, group=accounts.MARKER_GROUP):
+    """The template filled in, as hub/slurm/README.md's ``sed`` does."""
+    return SUDOERS_TEMPLATE.read_text().replace("@HUB_USER@", hub_account).replace("@RUNAS@", "ALL,!root")
+
+
+@contextlib.contextmanager
+def sudoers_rule(hub_account, group=accounts.MARKER_GROUP):
+    """The rendered rule, checked by ``visudo -cf``, installed in /etc/sudoers.d for the block."""
+    require_program("visudo")
+    require_program("sudo")
+    folder = Path(tempfile.mkdtemp(prefix="deepvre-sudoers-"))
+    draft = folder / "deepvre"
+    draft.write_text(sudoers_text(hub_account, group))
+    checked = subprocess.run(["visudo", "-cf", str(draft)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rule = f"/etc/sudoers.d/deepvre-test-{hub_account}"
+    subprocess.run(["install", "-m", "0440", str(draft), rule], check=True)
+    try:
+        yield rule
+    finally:
+        if os.path.exists(rule):
+            os.remove(rule)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def squeue(cluster, *args):
+    out = subprocess.run(["squeue", "-h", *args], env=cluster.env, capture_output=True, text=True, timeout=60,
+                         check=False)
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="package")
+def slurm_for_users(slurm):  # noqa: F811
+    """The session's cluster, its slurm.conf readable by the users' accounts (their sbatch reads it)."""
+    for program in ("sudo", "visudo", "runuser"):
+        require_program(program)
+    os.chmod(slurm.base, 0o755)
+    return slurm
+
+
+# Profiles of the Slurm hub: every user may take cpu-small; only big-users members may take big.
+def slurm_profiles(partition):
+    return [
+        {"slug": "cpu-small", "display_name": "CPU small", "cpu": 1, "memory": "300M", "walltime": "00:30:00",
+         "partition": partition, "default": True},
+        {"slug": "big", "display_name": "Big", "cpu": 2, "memory": "1000M", "walltime": "7-00:00:00",
+         "partition": partition, "groups": ["big-users"]},
+    ]
+
+
+@pytest.fixture(scope="package")
+def hub_sudo(slurm_for_users):
+    """A non-root hub account (system account with a home) and the installed sudo rule for it."""
+    require_root()
+    with os_account("hub", system=True) as hub_account, sudoers_rule(hub_account) as rule:
+        yield SimpleNamespace(account=hub_account, rule=rule)
+
+
+@pytest.fixture(scope="package")
+def slurm_hub(slurm_for_users, hub_sudo):
+    """A ``mode: slurm`` hub running as a non-root hub account, as a site runs it: the sudo rule of
+    hub/slurm/sudoers.deepvre installed, exec_prefix deepvre's default for a non-root hub
+    (``sudo -n -u {username}``), users' accounts provided by the site in the marker group."""
+    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
+            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    cluster, hub_account = slurm_for_users, hub_sudo.account
+    folder = Path(tempfile.mkdtemp(prefix="deepvre-sec-slurmhub-"))
+    shutil.chown(folder, hub_account, hub_account)
+    hub = HubProcess({"mode": "slurm", "profiles": slurm_profiles(cluster.partition),
+                      "slurm": {"poll_interval": 2, "start_timeout": 180}},
+                     folder / "state", env={"SLURM_CONF": cluster.conf}, run_as=hub_account)
+    hub.cluster = cluster
+    hub.hub_account = hub_account
+    try:
+        hub.start()
+        yield hub
+        hub.teardown()
+    finally:
+        hub.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def site_account(hub, role):
+    """A user of the non-root Slurm hub: the OS account made first, in the marker group (what the
+    site's LDAP provides; here the hub's own accounts code as root), then signed up and approved.
+    Returns (name, session, token)."""
+    name = new_name(role)
+    accounts.ensure_account(name)
+    admin = hub.login(hub.admin, hub.admin_password)
+    return (name, *hub.approved_user(admin, name, PASSWORD))
