@@ -87,6 +87,8 @@ def first_epoch_line(notebook, marker):
 
 def test_killed_run_resumes_from_the_last_epoch(tmp_path, private_market):
     """Cancel a detached run mid-training (its kernel is SIGKILLed), run again into the same output folder."""
+    from deepvre.training import checkpoints
+
     runs_dir, out = tmp_path / "runs", tmp_path / "lattice-out"
     # not smoke (it caps the epochs), but smoke-sized lattices; many epochs, so the kill lands mid-training
     params = ["-p", "output_dir", str(out), "-p", "small_size", "8", "-p", "large_size", "16",
@@ -96,7 +98,7 @@ def test_killed_run_resumes_from_the_last_epoch(tmp_path, private_market):
     first = deepvre("run", NOTEBOOK, *params, "--detach", runs_dir=runs_dir)
     backup = out / "transfer-backup"
     deadline = time.monotonic() + 600
-    while not (backup.is_dir() and os.listdir(backup)):  # an epoch of the fine-tuning has been checkpointed
+    while not checkpoints.interrupted(out, "transfer"):  # an epoch of the fine-tuning has been checkpointed
         state = json.loads((runs_dir / first["id"] / "status.json").read_text())["state"]
         assert state in ("queued", "running"), (runs_dir / first["id"] / "run.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "fine-tuning never checkpointed an epoch"
@@ -104,7 +106,7 @@ def test_killed_run_resumes_from_the_last_epoch(tmp_path, private_market):
     cancelled = deepvre("runs", "cancel", first["id"], runs_dir=runs_dir)
     assert cancelled["state"] == "cancelled", cancelled
     assert not (out / "metrics.json").exists()
-    assert backup.is_dir() and os.listdir(backup), "the interrupted fit left its backup"
+    assert checkpoints.interrupted(out, "transfer"), "the interrupted fit left its checkpoint"
 
     second = deepvre("run", NOTEBOOK, *params, runs_dir=runs_dir)
     run_dir = runs_dir / second["id"]

@@ -23,6 +23,8 @@ import json
 import os
 import shutil
 
+from deepvre import atomic
+
 MARKER = ".deepvre-preprocess.json"
 MANIFEST = "manifest.json"
 FORMAT = "deepvre-preprocess"
@@ -82,11 +84,7 @@ def shard_paths(output, split, index):
 
 
 def _write_json(path, data):
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic.write_json(path, data, indent=1, sort_keys=True)
 
 
 def read_record(output, split, index, key):

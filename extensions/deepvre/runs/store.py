@@ -24,6 +24,8 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from deepvre import atomic
+
 STATES = ("queued", "running", "done", "failed", "cancelled")
 TERMINAL = frozenset({"done", "failed", "cancelled"})
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -73,12 +75,8 @@ def read_json(path, default=None):
 
 
 def write_json(path, data):
-    """Write atomically: readers never see half a file."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write atomically: readers, and a worker killed mid-write, never leave half a file."""
+    atomic.write_json(path, data, indent=1, sort_keys=True, default=str)
 
 
 @contextmanager

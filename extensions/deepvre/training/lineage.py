@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 
+from deepvre import atomic
 from deepvre.checksums import file_sha256 as _sha256
 
 BASE_NAME = "mobilenet-v2-imagenet"
@@ -65,9 +66,7 @@ def record_published(run, entry, notebook):
         published = []
     published.append({"name": entry["name"], "version": entry["version"],
                       "notebook_snapshot": {"file": os.path.basename(notebook), "sha256": _sha256(notebook)}})
-    with open(f"{path}.tmp", "w") as fh:
-        json.dump(published, fh, indent=1)
-    os.replace(f"{path}.tmp", path)
+    atomic.write_json(path, published, indent=1)
 
 
 def data_manifest(output):

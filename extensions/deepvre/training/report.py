@@ -9,6 +9,8 @@ import json
 import math
 import os
 
+from deepvre import atomic
+
 FILE = "metrics.json"
 
 
@@ -57,10 +59,7 @@ def write_metrics(folder, metrics):
         raise ValueError("metrics are not finite numbers:\n  " + "\n  ".join(found))
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, FILE)
-    tmp = path + ".partial"
-    with open(tmp, "w") as fh:
-        json.dump(metrics, fh, indent=2, sort_keys=True, allow_nan=False)
-    os.replace(tmp, path)
+    atomic.write_json(path, metrics, indent=2, sort_keys=True, allow_nan=False)
     return path
 
 
