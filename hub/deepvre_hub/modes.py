@@ -101,13 +101,37 @@ def configure_local(c, settings, state_dir):
     c.DeepvreSpawner.profiles = settings.get("profiles") or []
     c.DeepvreSpawner.gpu_settings = settings["gpus"]
     c.DeepvreSpawner.personal_home_template = str(Path(state_dir) / "homes" / "{username}")
+    account_settings = settings.get("accounts") or {}
+    c.DeepvreSpawner.account_group = account_settings.get("group") or accounts.MARKER_GROUP
+    c.DeepvreSpawner.allowed_existing_accounts = list(account_settings.get("allow_existing") or [])
+    person = settings["hub"].get("personal_user") or ""
+    c.DeepvreSpawner.personal_user = person
     if accounts.hub_is_root():
         log.info("deepvre: hub runs as root: each user's server runs under the user's own OS account")
     else:
         log.warning(
             "deepvre: PERSONAL MODE: the hub is not root (uid %d), so every server runs under this one "
-            "account and users are not isolated from each other", os.geteuid(),
+            "account, beside the hub's secrets: only the admins%s may log in and start servers",
+            os.geteuid(), f" and {person!r}" if person else "",
         )
+        previous = c.Authenticator.post_auth_hook if "post_auth_hook" in c.Authenticator else None
+        c.Authenticator.post_auth_hook = auth.personal_login_hook(person or None, previous)
+        if settings["auth"]["type"] == "native":
+            c.JupyterHub.authenticator_class = auth.native_authenticator_class()  # shows the refusal
+
+
+# Every hub user name, in every mode, is one of these (lower case: authenticators normalize names).
+# Names reach URLs (the hub API, services) and paths, where '/', '?', '#', '%', a space or a trailing
+# newline would make them name another user: ``alice?x`` looked up as ``/users/alice?x`` is alice.
+SAFE_USERNAME = r"[a-z0-9_][a-z0-9_.@+|:=~-]{0,254}"
+
+
+def username_pattern(existing=None):
+    """``Authenticator.username_pattern``: the whole name matches :data:`SAFE_USERNAME` and the
+    mode's own pattern ``existing`` (e.g. OS account names), if any. ``\\A``/``\\Z`` anchor it
+    (JupyterHub uses ``re.match``, and ``$`` alone accepts a trailing newline)."""
+    own = rf"(?=(?:{existing})\Z)" if existing else ""
+    return rf"\A{own}(?:{SAFE_USERNAME})\Z"
 
 
 def configure(c, settings, state_dir):
@@ -116,8 +140,10 @@ def configure(c, settings, state_dir):
     mode = settings["mode"]
     if mode == "local":
         configure_local(c, settings, state_dir)
-        return
-    importlib.import_module(f"deepvre_hub.{mode}").configure(c, settings, state_dir)
+    else:
+        importlib.import_module(f"deepvre_hub.{mode}").configure(c, settings, state_dir)
+    existing = c.Authenticator.username_pattern if "username_pattern" in c.Authenticator else None
+    c.Authenticator.username_pattern = username_pattern(existing)
 
 
 def load_for_hub():

@@ -12,6 +12,10 @@ pure functions, unit-tested without a provider:
   ``username_claim`` callable that maps the claim with ``accounts.account_name`` (``@`` and other
   characters escaped injectively, ``oidc.username_suffix`` removed, long names hashed).
 
+The name comes from the ``sub`` claim unless ``oidc.username_claim`` says otherwise: a claim the
+person can choose (``preferred_username``) would let them pick another person's hub user. The
+accounts code refuses, besides, any existing OS account the hub did not make.
+
 Tokens: ``enable_auth_state`` keeps the provider's tokens, encrypted with
 ``JUPYTERHUB_CRYPT_KEY``. If that variable is unset, a key is generated once and
 kept in ``<state dir>/jupyterhub_crypt_key`` (mode 0600); losing it only means
@@ -32,6 +36,11 @@ from . import accounts
 from .settings import state_dir as hub_state_dir
 
 DEFAULT_SCOPES = ["openid", "profile", "email", "offline_access"]
+# The hub user name: `sub`, the provider's stable identifier of the person (OIDC Core 1.0: never
+# reassigned, unique at the issuer). Not `preferred_username`: the person chooses it (at many
+# providers, and at every one that federates others), and in local and Slurm modes the hub name
+# is the OS account name. EGI Check-in: `voperson_id` (hub/examples/settings-egi-checkin.yaml).
+DEFAULT_USERNAME_CLAIM = "sub"
 # Variables the user's server gets holding their current access token.
 TOKEN_ENV_NAMES = ("DEEPVRE_ACCESS_TOKEN", "OAUTH_ACCESS_TOKEN")
 CRYPT_KEY_ENV = "JUPYTERHUB_CRYPT_KEY"
@@ -96,7 +105,7 @@ def groups_from_auth_state(auth_state, claim="groups", pattern=None, rename=None
     return map_groups(claim_value(user_info, claim), pattern, rename)
 
 
-def account_from_claims(user_info, claim="preferred_username", suffix=None):
+def account_from_claims(user_info, claim=DEFAULT_USERNAME_CLAIM, suffix=None):
     """The hub (and OS account) name of the user in ``user_info``: the claim mapped by
     ``accounts.account_name``. A name that cannot map is refused with a 403 saying why."""
     value = claim_value(user_info, claim)
@@ -112,7 +121,7 @@ def account_from_claims(user_info, claim="preferred_username", suffix=None):
 
 def account_username(oidc):
     """GenericOAuthenticator's ``username_claim`` callable for modes where hub names are OS accounts."""
-    return partial(account_from_claims, claim=oidc.get("username_claim", "preferred_username"),
+    return partial(account_from_claims, claim=oidc.get("username_claim", DEFAULT_USERNAME_CLAIM),
                    suffix=oidc.get("username_suffix"))
 
 
@@ -168,7 +177,7 @@ def static_traits(oidc):
     traits.update({
         "client_id": oidc["client_id"],
         "scope": list(oidc.get("scopes", DEFAULT_SCOPES)),
-        "username_claim": oidc.get("username_claim", "preferred_username"),
+        "username_claim": oidc.get("username_claim", DEFAULT_USERNAME_CLAIM),
         "login_service": oidc.get("login_service", "OpenID Connect"),
         "manage_groups": True,
         "allowed_groups": allowed_groups,

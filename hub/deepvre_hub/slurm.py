@@ -265,10 +265,14 @@ def make_spawner_class():
 
     Built on first use so that importing this module does not need batchspawner.
     """
-    from .spawner import DeepvreSpawner, ensure_account_hook, refusal
+    from .spawner import AccountSettings, DeepvreSpawner, ensure_account_hook, reduce_user_options, refusal
 
-    class DeepvreSlurmSpawner(_batchspawner()):
-        """Each server is a Slurm job under the user's own account; the profile sets its ``req_*``."""
+    class DeepvreSlurmSpawner(AccountSettings, _batchspawner()):
+        """Each server is a Slurm job under the user's own account; the profile sets its ``req_*``.
+
+        Of a start request's options only the profile's slug reaches batchspawner (which would
+        write any other key into the batch script): see ``DeepvreSpawner.reduce_user_options``.
+        """
 
         profiles = List(Dict(), config=True, help="""Hardware profiles offered on the spawn page.
 
@@ -287,6 +291,11 @@ def make_spawner_class():
         user_profiles = DeepvreSpawner.user_profiles
         options_from_form = DeepvreSpawner.options_from_form
         chosen_profile = DeepvreSpawner.chosen_profile
+        reduce_user_options = DeepvreSpawner.reduce_user_options
+
+        @default("apply_user_options")
+        def _default_apply_user_options(self):
+            return reduce_user_options
 
         @default("options_form")
         def _default_options_form(self):
@@ -339,7 +348,7 @@ def make_spawner_class():
             return env
 
         async def start(self):
-            profile = self.chosen_profile()
+            profile = self.reduce_user_options()  # user_options is now {"profile": slug}, nothing else
             partition = profile.get("partition") or self.slurm_settings.get("partition")
             if profile.get("gpus"):
                 reason = gpu_refusal(profile, self.most_gpus(partition), partition)
@@ -391,6 +400,17 @@ def __getattr__(name):
 # ---------------------------------------------------------------- hub configuration
 
 
+def exec_prefix(slurm, root):
+    """How the hub runs sbatch/squeue/scancel as a user: ``slurm.exec_prefix`` if set; else, as
+    root, ``sudo -E -u {username}`` (root's own sudo rule lets it keep the job's environment);
+    not as root, ``sudo -n -u {username}``: hub/slurm/sudoers.deepvre keeps the variables the
+    job needs by name (env_keep), and gives no ``SETENV``, so the hub cannot set others
+    (``LD_PRELOAD``...) and run more than sbatch as the user."""
+    if slurm.get("exec_prefix"):
+        return slurm["exec_prefix"]
+    return "sudo -E -u {username}" if root else "sudo -n -u {username}"
+
+
 def configure(c, settings, state_dir):
     """``mode: slurm``: servers are Slurm jobs submitted as each user; refuse an unreadable env."""
     from . import accounts
@@ -401,13 +421,19 @@ def configure(c, settings, state_dir):
     if reason:
         print(f"deepvre: slurm.env: {reason}", file=sys.stderr)
         raise SystemExit(2)
-    if not accounts.hub_is_root():
-        log.info("deepvre: slurm mode without root: %r must be allowed by sudoers "
-                       "(see hub/slurm/sudoers.deepvre)", slurm["exec_prefix"])
+    root = accounts.hub_is_root()
+    prefix = exec_prefix(slurm, root)
+    account_settings = settings.get("accounts") or {}
+    group = account_settings.get("group") or accounts.MARKER_GROUP
+    if not root:
+        log.info("deepvre: slurm mode without root: %r must be allowed by sudoers for the members of "
+                 "%r (see hub/slurm/sudoers.deepvre)", prefix, group)
     c.JupyterHub.spawner_class = __getattr__("DeepvreSlurmSpawner")
     c.DeepvreSlurmSpawner.profiles = settings.get("profiles") or []
     c.DeepvreSlurmSpawner.slurm_settings = slurm
-    c.DeepvreSlurmSpawner.exec_prefix = slurm["exec_prefix"]
+    c.DeepvreSlurmSpawner.exec_prefix = prefix
+    c.DeepvreSlurmSpawner.account_group = group
+    c.DeepvreSlurmSpawner.allowed_existing_accounts = list(account_settings.get("allow_existing") or [])
     c.DeepvreSlurmSpawner.batchspawner_singleuser_cmd = os.path.join(env, "bin", "batchspawner-singleuser")
     c.Spawner.cmd = [os.path.join(env, "bin", "jupyterhub-singleuser")]
     c.Spawner.start_timeout = slurm["start_timeout"]

@@ -9,13 +9,14 @@ GPU discovery (``nvidia-smi``) run in a thread, and the discovery is done once p
 """
 
 import asyncio
+import functools
 import html
 import os
 import sys
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Bool, Dict, List, Unicode, default
+from traitlets import Bool, Dict, HasTraits, List, Unicode, default
 
 from . import accounts, gpus, profiles
 
@@ -30,7 +31,41 @@ def refusal(status, message):
     return error
 
 
-class DeepvreSpawner(LocalProcessSpawner):
+class AccountSettings(HasTraits):
+    """Who a server may run as: the ``accounts:`` and ``hub.personal_user`` settings (local and Slurm)."""
+
+    account_group = Unicode(
+        accounts.MARKER_GROUP,
+        config=True,
+        help="""The group every OS account the hub makes is put in (created if missing); an existing
+        account outside it is never given to a hub user (``accounts.group``).
+
+        Example: ``"deepvre-users"``
+        """,
+    )
+
+    allowed_existing_accounts = List(
+        Unicode(),
+        config=True,
+        help="""Existing OS accounts outside ``account_group`` that the hub user of the same name may
+        still use (``accounts.allow_existing``), e.g. an account made before the hub.
+
+        Example: ``["alice"]``
+        """,
+    )
+
+    personal_user = Unicode(
+        "",
+        config=True,
+        help="""Personal mode: the one non-admin hub user who may start servers (``hub.personal_user``);
+        empty: admins only.
+
+        Example: ``"alice"``
+        """,
+    )
+
+
+class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
     """Local-mode spawner: a profile chooses cores, memory and GPUs; GPUs are given exclusively."""
 
     profiles = List(
@@ -144,9 +179,24 @@ class DeepvreSpawner(LocalProcessSpawner):
         slug = (self.user_options or {}).get("profile")
         if not slug:
             return profiles.default_profile(choices)
-        profile = profiles.find_profile(choices, slug)
+        profile = profiles.find_profile(choices, slug) if isinstance(slug, str) else None
         if profile is None:
             raise refusal(400, f"Unknown hardware profile {slug!r} (or not available to you).")
+        return profile
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return reduce_user_options
+
+    def reduce_user_options(self):
+        """Keep only the chosen profile's slug in ``user_options``; return the profile.
+
+        A start request's JSON body becomes ``user_options`` as is, and batchspawner writes every
+        key of it into the batch script (``partition``, ``gres``, ``runtime``, ``options`` ...): the
+        user chooses a profile, and everything else comes from that profile.
+        """
+        profile = self.chosen_profile()
+        self.user_options = {"profile": profile["slug"]}
         return profile
 
     # --- state: survives a hub restart -------------------------------------------------
@@ -215,7 +265,7 @@ class DeepvreSpawner(LocalProcessSpawner):
         return env
 
     async def start(self):
-        profile = self.chosen_profile()
+        profile = self.reduce_user_options()
         await self.discover_gpus()
         try:
             self.gpu_ids = self.allocator.allocate(self.owner, profile.get("gpus", 0))
@@ -239,21 +289,36 @@ class DeepvreSpawner(LocalProcessSpawner):
         self.allocator.release(self.owner)
 
 
-async def ensure_account_hook(spawner):
-    """Pre-spawn hook: as root, create the user's OS account (private home) if it is missing.
+def reduce_user_options(spawner, user_options):
+    """``Spawner.apply_user_options``: refuse an unknown profile early, keep only its slug."""
+    spawner.reduce_user_options()
 
+
+async def ensure_account_hook(spawner):
+    """Pre-spawn hook: the OS account the server will run under, or a refusal the user sees.
+
+    Personal mode: only an admin or ``personal_user`` (the server runs as the hub itself).
+    Otherwise the user's own account: created (private home, in ``account_group``) if missing; an
+    existing one only if the hub made it (in ``account_group``) or it is allowed by name.
     A missing account is made in a thread: ``useradd`` takes tens of milliseconds, which would hold
     up every other spawn. An existing one is only checked (microseconds, less than a thread hop).
     """
-    if spawner.personal_mode:
-        return
     name = spawner.user.name
+    if spawner.personal_mode:
+        why = accounts.personal_refusal(name, spawner.user.admin, spawner.personal_user)
+        if why:
+            spawner.log.warning("deepvre: %s", why)
+            raise refusal(403, why)
+        return
+    ensure = functools.partial(accounts.ensure_account, name, spawner.account_group,
+                               tuple(spawner.allowed_existing_accounts))
     try:
         if accounts.exists(name):
-            accounts.ensure_account(name)
+            ensure()
         else:
-            await asyncio.to_thread(accounts.ensure_account, name)
+            await asyncio.to_thread(ensure)
     except accounts.AccountError as err:
+        spawner.log.warning("deepvre: refused an OS account to %s: %s", name, err)
         raise refusal(403, str(err)) from None
 
 

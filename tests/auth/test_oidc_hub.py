@@ -1,5 +1,6 @@
 """Login through a real OIDC provider into a real JupyterHub configured by deepvre_hub.oidc."""
 
+import concurrent.futures
 import os
 import stat
 
@@ -72,18 +73,21 @@ def test_spawn_refreshes_expired_token_into_server_environment(hub, user_servers
     wait_for(lambda: userinfo(hub, old).status_code == 401, "access token expiry", timeout=60)
 
     user_servers_stopped.append("alice")
-    r = api(hub, "POST", "/users/alice/server")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        spawn = pool.submit(api, hub, "POST", "/users/alice/server")
+        # The hub goes back to the provider with the refresh token before the spawn starts. The new
+        # token lives only ACCESS_TOKEN_TTL seconds too: check it as soon as the hub holds it, not
+        # after the spawn (the POST itself may wait up to slow_spawn_timeout).
+        new = wait_for(lambda: (token := auth_state(hub, "alice")["access_token"]) != old and token,
+                       "the refreshed access token")
+        me = userinfo(hub, new)
+        r = spawn.result()
     assert r.status_code in (201, 202), r.text
+    assert "grant.success refresh_token deepvre-hub" in tail(hub["provider_log"])
+    assert me.status_code == 200 and me.json()["sub"] == "alice"
+
     server = wait_for(lambda: api(hub, "GET", "/users/alice").json()["servers"].get("", {}).get("ready")
                       and api(hub, "GET", "/users/alice").json()["servers"][""], "alice's server")
-
-    # The hub went back to the provider with the refresh token before the spawn.
-    assert "grant.success refresh_token deepvre-hub" in tail(hub["provider_log"])
-    after = auth_state(hub, "alice")
-    new = after["access_token"]
-    assert new != old
-    me = userinfo(hub, new)
-    assert me.status_code == 200 and me.json()["sub"] == "alice"
 
     # The server process got the new token in its environment.
     pid = server["state"]["pid"]

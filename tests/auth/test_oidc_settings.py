@@ -101,7 +101,7 @@ def test_defaults():
     traits = oidc.authenticator_traits(minimal(), environ={"TEST_SECRET": "s"})
     assert traits["scope"] == oidc.DEFAULT_SCOPES
     assert "offline_access" in traits["scope"]
-    assert traits["username_claim"] == "preferred_username"
+    assert traits["username_claim"] == "sub"  # stable, not chosen by the person (not preferred_username)
     assert traits["auth_refresh_age"] == 300
     assert traits["auth_state_groups_key"]({"oauth_user": {"groups": ["g"]}}) == ["g"]
 
@@ -258,8 +258,9 @@ def test_egi_example_is_valid_and_maps_entitlements(monkeypatch, tmp_path):
 def test_account_username_maps_the_claim():
     claim = oidc.account_username(minimal(username_claim="voperson_id", username_suffix="@egi.eu"))
     assert claim({"voperson_id": "jdoe@egi.eu", "preferred_username": "x"}) == "jdoe"
-    plain = oidc.account_username(minimal())
+    plain = oidc.account_username(minimal(username_claim="preferred_username"))
     assert plain({"preferred_username": "jane.doe@uni.example"}) == "jane_2edoe_40uni_2eexample"
+    assert oidc.account_username(minimal())({"sub": "a.b", "preferred_username": "root"}) == "a_2eb"
 
 
 def test_account_username_refuses_with_a_clear_message():

@@ -16,16 +16,23 @@ Reusable by any test folder::
 
 ``settings`` is merged over a minimal local-mode file (ports filled in); ``env`` adds
 environment variables (e.g. a PATH with a fake ``nvidia-smi``).
+
+``personal_hub_process()`` is a hub in personal mode (under an ordinary OS account made for it);
+tests/conftest.py shares one as the session fixture ``personal_hub``.
 """
 
+import contextlib
 import json
 import os
 import pwd
 import re
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -244,6 +251,30 @@ class HubProcess:
 
     def server_url(self, user, server=""):
         return f"{self.url}/user/{user}/{server + '/' if server else ''}"
+
+
+@contextlib.contextmanager
+def personal_hub_process():
+    """A started hub in personal mode: ``deepvre hub up`` under a new ordinary OS account (the
+    way a person runs it on a laptop), with ``hub.personal_user`` = ``hub.person``; removed after.
+    ``hub.account`` is the OS account it runs as. Needs root (to make that account)."""
+    account = f"hubp{secrets.token_hex(3)}"
+    subprocess.run(["useradd", "--create-home", "-K", "HOME_MODE=0700", account], check=True, capture_output=True)
+    folder = Path(tempfile.mkdtemp(prefix="deepvre-hub-personal-"))
+    shutil.chown(folder, account, account)
+    person = f"hubp{secrets.token_hex(3)}me"
+    hub = HubProcess({"profiles": [{"slug": "cpu", "display_name": "CPU", "default": True}],
+                      "gpus": {"discovery": "none"}, "hub": {"personal_user": person}},
+                     folder / "state", run_as=account)
+    hub.account, hub.person = account, person
+    try:
+        hub.start()
+        yield hub
+        hub.teardown()
+    finally:
+        hub.stop()
+        subprocess.run(["userdel", "-r", account], capture_output=True, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_code(server_url, token, code, timeout=120):

@@ -1,6 +1,7 @@
 """The spawner's slow steps (``useradd``, ``nvidia-smi``) leave the hub's event loop free."""
 
 import asyncio
+import logging
 import threading
 from types import SimpleNamespace
 
@@ -13,17 +14,24 @@ from deepvre_hub.spawner import DeepvreSpawner, ensure_account_hook
 SMI_OUTPUT = "0, GPU-aaaa, NVIDIA T4, 15360 MiB\n1, GPU-bbbb, NVIDIA T4, 15360 MiB\n"
 
 
+def hook_spawner(name):
+    """What ``ensure_account_hook`` reads of a spawner (root mode: the user's own account)."""
+    return SimpleNamespace(personal_mode=False, user=SimpleNamespace(name=name, admin=False),
+                           account_group=accounts.MARKER_GROUP, allowed_existing_accounts=[],
+                           log=logging.getLogger("test"))
+
+
 def test_account_creation_runs_beside_the_event_loop(monkeypatch):
     """While one user's account is being made, the loop keeps serving (other spawns, API calls)."""
     started, release, made = threading.Event(), threading.Event(), []
 
-    def slow_useradd(name):
+    def slow_useradd(name, group, allow_existing):
         started.set()
         release.wait(60)  # held until the loop has shown it still runs
         made.append(name)
 
     monkeypatch.setattr(accounts, "ensure_account", slow_useradd)
-    spawner = SimpleNamespace(personal_mode=False, user=SimpleNamespace(name="alice"))
+    spawner = hook_spawner("alice")
 
     async def scenario():
         hook = asyncio.ensure_future(ensure_account_hook(spawner))
@@ -76,7 +84,7 @@ def test_gpus_are_discovered_once_per_hub_in_a_thread(tmp_path):
 def test_existing_account_is_checked_in_place():
     """An existing account needs no thread, and is still checked: a system account is refused."""
     assert accounts.exists("daemon") and not accounts.exists("hubnosuchaccount")
-    spawner = SimpleNamespace(personal_mode=False, user=SimpleNamespace(name="daemon"))
+    spawner = hook_spawner("daemon")
     with pytest.raises(web.HTTPError) as refused:
         asyncio.run(ensure_account_hook(spawner))
     assert refused.value.status_code == 403 and "system account" in refused.value.jupyterhub_message

@@ -50,7 +50,7 @@ def os_account(role, system=False, home=True):
 
 def sudoers_text(hub_account, group=accounts.MARKER_GROUP):
     """The template filled in, as hub/slurm/README.md's ``sed`` does."""
-    return SUDOERS_TEMPLATE.read_text().replace("@HUB_USER@", hub_account).replace("@RUNAS@", "ALL,!root")
+    return SUDOERS_TEMPLATE.read_text().replace("@HUB_USER@", hub_account).replace("@GROUP@", group)
 
 
 @contextlib.contextmanager

@@ -9,11 +9,9 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import pytest
 
-from deepvre_hub import accounts
 from tests.hub.hubprocess import HubProcess, run_code, wait_for
 from tests.prereqs import REPO, require, require_program, require_root
 from tests.slurmd import start_slurm, stop_slurm
@@ -21,7 +19,6 @@ from tests.slurmd import start_slurm, stop_slurm
 pytestmark = pytest.mark.slurm
 
 PASSWORD = "correct-horse-" + secrets.token_hex(4)
-SUDOERS = os.path.join(REPO, "hub", "slurm", "sudoers.deepvre")
 
 
 def profiles(partition):
@@ -151,32 +148,5 @@ def test_unreadable_env_refused_at_start_up(tmp_path, slurm):
         subprocess.run(["rm", "-rf", env], check=True)
 
 
-def test_sudoers_template_lets_a_hub_account_act_as_users_only_for_slurm(person, slurm, tmp_path):
-    """As a site would run the hub: a non-root account with hub/slurm/sudoers.deepvre installed."""
-    require_program("visudo")
-    user, _, _ = person("d")
-    accounts.ensure_account(user)  # the hub's accounts code, as at a spawn
-    hub_account = new_name("h")
-    subprocess.run(["useradd", "--system", "--no-create-home", hub_account], check=True)
-    rule = f"/etc/sudoers.d/{hub_account}"
-    try:
-        text = Path(SUDOERS).read_text().replace("@HUB_USER@", hub_account).replace("@RUNAS@", "ALL,!root")
-        draft = tmp_path / "sudoers"
-        draft.write_text(text)
-        subprocess.run(["visudo", "-cf", str(draft)], check=True, capture_output=True)
-        subprocess.run(["install", "-m", "0440", str(draft), rule], check=True)
-
-        def as_hub(*cmd):
-            return subprocess.run(["runuser", "-u", hub_account, "--", "sudo", "-n", "-E", *cmd],
-                                  env=slurm.env, capture_output=True, text=True, timeout=60, check=False)
-
-        done = as_hub("-u", user, "sbatch", "--parsable", "--wrap", "id -un", "-o", "/dev/null")
-        assert done.returncode == 0, done.stderr
-        job = done.stdout.strip()
-        assert squeue(slurm, "-t", "all", "-j", job, "-o", "%u") == user
-        assert as_hub("-u", user, "scancel", job).returncode == 0
-        assert as_hub("-u", user, "id").returncode != 0, "the rule must allow only the Slurm commands"
-        assert as_hub("-u", "root", "squeue").returncode != 0, "the rule must not allow root"
-    finally:
-        os.remove(rule) if os.path.exists(rule) else None
-        subprocess.run(["userdel", hub_account], capture_output=True, check=False)
+# The sudo rule of a non-root hub (hub/slurm/sudoers.deepvre) is tried in tests/security/test_sudoers.py,
+# and a non-root hub using it in tests/security (conftest.py: slurm_hub).
