@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 LOCK := requirements.lock
 PYTEST_ARGS ?=
+# two workers on this 2-core machine; tests/conftest.py keeps tests that share the machine on one
+PYTEST_WORKERS ?= 2
 LABEXT_SRC := $(wildcard extensions/labextension/src/*) $(wildcard extensions/labextension/style/*)
 LABEXT_BUILT := extensions/deepvre/labextension/package.json
 
@@ -62,7 +64,7 @@ up: setup
 	$(BIN)/deepvre hub up
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check hub extensions tests benchmarks

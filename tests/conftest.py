@@ -22,3 +22,32 @@ def personal_hub():
             "needs node_modules/.bin/configurable-http-proxy (npm install)")
     with personal_hub_process() as hub:
         yield hub
+
+
+# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). Tests that share the
+# machine's one-of-a-kind things (the Slurm daemons, OS accounts and groups, sudoers, the personal
+# hub) all run on one worker, in the "machine" group; every other module is a group of its own, so
+# its module fixtures (a hub, a trained model, an executed notebook) start once.
+MACHINE_FOLDERS = ("auth", "hub", "security", "slurm")
+MACHINE_MARKS = {"root", "slurm", "oidc", "browser"}
+MACHINE_FIXTURES = {"slurm", "os_account", "personal_hub"}
+
+
+def xdist_group(module_items):
+    folder = os.path.relpath(str(module_items[0].path), os.path.join(REPO, "tests")).split(os.sep)[0]
+    if folder in MACHINE_FOLDERS:
+        return "machine"
+    for item in module_items:
+        if MACHINE_MARKS & {m.name for m in item.iter_markers()} or MACHINE_FIXTURES & set(item.fixturenames):
+            return "machine"
+    return module_items[0].nodeid.split("::")[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    modules = {}
+    for item in items:
+        modules.setdefault(item.path, []).append(item)
+    for module_items in modules.values():
+        group = xdist_group(module_items)
+        for item in module_items:
+            item.add_marker(pytest.mark.xdist_group(group))

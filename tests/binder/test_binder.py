@@ -9,6 +9,7 @@ papermill (slow: minutes; ``pytest -m binder``).
 """
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -17,12 +18,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.prereqs import REPO, require, require_program
 
 R2D = os.path.join(os.path.dirname(sys.executable), "jupyter-repo2docker")
 NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "*", "*.ipynb")))
 INDEX = os.path.join(REPO, "notebooks", "index.ipynb")
+# Binder's environment is the lock, byte for byte (test_binder_environment_is_the_lock), so every use
+# case's code already runs in it through tests/notebooks. Here: the landing page, the use case that
+# needs what postBuild published (biology: the ImageNet base) and the fastest one (lattice-qcd).
+IN_BINDER = [os.path.join(REPO, "notebooks", name, f"{name}.ipynb") for name in ("biology", "lattice-qcd")]
 BADGE = "https://mybinder.org/v2/gh/deepvre/deepvre/HEAD?labpath=notebooks/index.ipynb"
 
 
@@ -88,7 +94,19 @@ def test_postbuild_published_the_base_model_and_made_the_demo_data(binder):
 
 
 @pytest.mark.binder
-@pytest.mark.parametrize("notebook", NOTEBOOKS + [INDEX], ids=lambda p: os.path.relpath(p, REPO))
+def test_binder_environment_is_the_lock(binder):
+    from tests.lockfile import locked_versions
+
+    out = subprocess.run(["uv", "pip", "list", "--format", "json", "--python", str(binder["venv"] / "bin" / "python")],
+                         env=binder["env"], capture_output=True, text=True, timeout=120, check=True)
+    installed = {canonicalize_name(p["name"]): p["version"] for p in json.loads(out.stdout)}
+    locked = locked_versions()
+    assert {n: installed.get(n) for n in locked if installed.get(n) != locked[n]} == {}
+    assert set(installed) - set(locked) <= {"deepvre", "pip"}  # pip came with the venv
+
+
+@pytest.mark.binder
+@pytest.mark.parametrize("notebook", IN_BINDER + [INDEX], ids=lambda p: os.path.relpath(p, REPO))
 def test_notebook_runs_in_smoke_mode(binder, notebook, tmp_path):
     name = os.path.basename(notebook)
     executed = tmp_path / name
