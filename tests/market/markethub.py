@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 
@@ -88,12 +89,12 @@ def market_hub(state, marketplace=None, users=("alice", "bob", "carol"), groups=
         admin = {"Authorization": f"token {params['admin_token']}"}
         api = f"{url}/hub/api"
         for name in users:
-            requests.post(f"{api}/users/{name}", headers=admin, timeout=30).raise_for_status()
+            requests.post(f"{api}/users/{quote(name, safe='')}", headers=admin, timeout=30).raise_for_status()
         for group, members in groups:
             requests.post(f"{api}/groups/{group}", json={"users": list(members)}, headers=admin, timeout=30).raise_for_status()
         tokens = {}
         for name in (*users, "root"):
-            r = requests.post(f"{api}/users/{name}/tokens", json={"note": "market tests"}, headers=admin, timeout=30)
+            r = requests.post(f"{api}/users/{quote(name, safe='')}/tokens", json={"note": "market tests"}, headers=admin, timeout=30)
             r.raise_for_status()
             tokens[name] = r.json()["token"]
         yield {"url": url, "market_url": market_url, "service_url": f"http://127.0.0.1:{service_port}/services/marketplace/",

@@ -181,12 +181,13 @@ def test_permissions(publish, catalog):
         publish("bob", version="2.0.0")
     with pytest.raises(Forbidden):
         catalog.deprecate(bob, "tiny-colours")
-    # ... and does not learn that her private or group models exist.
+    # ... and learns no more of her private or group models than that the name is taken.
     for name in ("alice-private", "alice-lab"):
         with pytest.raises(NotFound):
             catalog.show(bob, name)
-        with pytest.raises(NotFound):
+        with pytest.raises(Forbidden, match="is taken") as refused:
             publish("bob", name=name, version="9.0.0")
+        assert "alice" not in str(refused.value).replace(name, "")
     assert {e["name"] for e in catalog.search(bob)} == {"tiny-colours"}
     assert {e["name"] for e in catalog.search(carol)} == {"tiny-colours", "alice-lab"}
     assert catalog.show(carol, "alice-lab")["groups"] == ["lab"]

@@ -38,7 +38,7 @@ class Service:
         self.events = root / "events"
         port = free_port()
         args = ["--standalone", "--port", str(port), "--database-url", f"sqlite:///{root}/market.sqlite",
-                "--store-url", str(root / "store")]
+                "--store-url", str(root / "store"), "--token-file", str(root / "token")]
         if pause_at:
             self.events.write_text("")
             cmd = [sys.executable, "-m", "tests.market.crashing_service", pause_at, str(self.events), "--", *args]
@@ -61,6 +61,10 @@ class Service:
             return requests.get(self.url + "api/openapi.yaml", timeout=5).status_code == 200
         except requests.RequestException:
             return False
+
+    def headers(self):
+        """The standalone service's token (written afresh at each start)."""
+        return {"Authorization": f"token {(self.root / 'token').read_text().strip()}"}
 
     def reached(self, moment):
         self.answers()  # raises if the service died
@@ -117,13 +121,13 @@ def fsck(root):
 
 
 def check_complete(service, name, files):
-    entry = requests.get(service.url + f"api/models/{name}", timeout=30).json()
+    entry = requests.get(service.url + f"api/models/{name}", headers=service.headers(), timeout=30).json()
     assert set(entry["files"]) == set(files)
     for filename, data in files.items():
-        r = requests.get(service.url + f"api/models/{name}/versions/1.0.0/files/{filename}", timeout=60)
+        r = requests.get(service.url + f"api/models/{name}/versions/1.0.0/files/{filename}", headers=service.headers(), timeout=60)
         assert r.status_code == 200 and r.content == data, filename
         assert r.headers["X-Checksum-Sha256"] == entry["files"][filename]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert name in {e["name"] for e in requests.get(service.url + "api/models", timeout=30).json()}
+    assert name in {e["name"] for e in requests.get(service.url + "api/models", headers=service.headers(), timeout=30).json()}
 
 
 @pytest.mark.parametrize(("moment", "visible"), MOMENTS)
@@ -135,7 +139,7 @@ def test_killed_publish_leaves_nothing_half_visible(tmp_path, moment, visible):
 
     crashing = Service(tmp_path, pause_at=moment)
     answers = []
-    publish = threading.Thread(target=lambda: answers.append(_post(crashing.url, body)))
+    publish = threading.Thread(target=lambda: answers.append(_post(crashing, body)))
     try:
         publish.start()
         wait_for(lambda: crashing.reached(moment), 60, f"the publish to reach {moment!r}", interval=0.02)
@@ -148,18 +152,18 @@ def test_killed_publish_leaves_nothing_half_visible(tmp_path, moment, visible):
     service = Service(tmp_path)
     try:
         assert list((tmp_path / "store" / "tmp").iterdir()) == []  # the next start removed what the kill left
-        shown = requests.get(service.url + f"api/models/{name}", timeout=30)
+        shown = requests.get(service.url + f"api/models/{name}", headers=service.headers(), timeout=30)
         if visible:
             assert shown.status_code == 200, shown.text
             check_complete(service, name, files)
         else:
             assert shown.status_code == 404, shown.text
-            assert requests.get(service.url + f"api/models/{name}/versions", timeout=30).status_code == 404
-            assert name not in {e["name"] for e in requests.get(service.url + "api/models", timeout=30).json()}
+            assert requests.get(service.url + f"api/models/{name}/versions", headers=service.headers(), timeout=30).status_code == 404
+            assert name not in {e["name"] for e in requests.get(service.url + "api/models", headers=service.headers(), timeout=30).json()}
         report = fsck(tmp_path)
         assert report["temporary"] == [], report
         # a republish completes a publish the kill stopped; a completed one is immutable (409)
-        again = _post(service.url, body)
+        again = _post(service, body)
         assert again == (409 if visible else 201)
         check_complete(service, name, files)
         assert fsck(tmp_path) == {"ok": True, "temporary": [], "unreferenced": []}
@@ -167,10 +171,11 @@ def test_killed_publish_leaves_nothing_half_visible(tmp_path, moment, visible):
         service.stop()
 
 
-def _post(url, body):
+def _post(service, body):
     """The status of a publish, or the exception that ended it."""
     try:
-        return requests.post(url + "api/models", data=body, headers={"Content-Type": "application/x-tar"}, timeout=60).status_code
+        return requests.post(service.url + "api/models", data=body,
+                             headers={"Content-Type": "application/x-tar", **service.headers()}, timeout=60).status_code
     except requests.RequestException as err:
         return err
 

@@ -150,7 +150,7 @@ def test_broad_query_pages_equal_the_full_ranking(catalog, monkeypatch):
 
     from deepvre.market import catalog as catalog_module
 
-    monkeypatch.setattr(catalog_module, "BROAD", 300)  # 500 hits: broad
+    monkeypatch.setattr(catalog_module, "BROAD", 200)  # 500 hits, about 250 of them visible to bob: broad
 
     import sqlalchemy as sa
 

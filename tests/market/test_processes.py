@@ -75,12 +75,15 @@ def test_multi_process_service_restarts_a_child_and_stops_cleanly(service):
 
 def test_single_process_stops_on_sigterm_without_traceback(tmp_path):
     cmd = [*hub_service({"marketplace": {"port": free_port(), "processes": 1}})["command"], "--standalone",
-           "--database-url", f"sqlite:///{tmp_path}/m.sqlite", "--store-url", str(tmp_path / "s")]
+           "--database-url", f"sqlite:///{tmp_path}/m.sqlite", "--store-url", str(tmp_path / "s"),
+           "--token-file", str(tmp_path / "token")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     assert "(1 process)" in line, line
     assert psutil.Process(proc.pid).children() == []
-    assert requests.get(line.split()[-1] + "/api/models", timeout=30).status_code == 200
+    token = (tmp_path / "token").read_text().strip()
+    assert requests.get(line.split()[-1] + "/api/models", headers={"Authorization": f"token {token}"},
+                        timeout=30).status_code == 200
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in err, err

@@ -192,7 +192,7 @@ class Catalog(Configurable):
             # page that does not fill up (filters took rows) then asks again, ranking them all.
             relevance = fts5 and bool(index.query_words(query)) and sort in (None, "relevance", "-relevance")
             depth = max(200, 4 * (limit + offset))
-            hits = index.text_hits(session, query, max(BROAD, depth)) if relevance else 0
+            hits = index.text_hits(session, query, max(BROAD, depth), caller) if relevance else 0
             tiered = hits >= BROAD
             if hits < depth or sort == "-relevance":
                 depth = None
@@ -330,9 +330,16 @@ class Catalog(Configurable):
             row = session.get(ModelRow, name)
             if row is None:
                 return
-            self._check_owner(session, caller, row)
+            self._check_publisher(caller, row)
             if session.get(VersionRow, (name, version)) is not None:
                 raise Conflict(f"{name}:{version} already exists; versions are immutable")
+
+    @staticmethod
+    def _check_publisher(caller, row):
+        """A new version of an existing model: its owner or an admin. Anyone else hears only that
+        the name is taken, the same whether they may see the model or not (no owner, no 404)."""
+        if not caller.admin and row.owner != caller.name:
+            raise Forbidden(f"the name {row.name!r} is taken: only its owner or an admin may publish versions of it")
 
     def _check_owner(self, session, caller, row):
         self._visible_model(session, caller, row.name)  # NotFound for the invisible
@@ -351,7 +358,7 @@ class Catalog(Configurable):
                         session.add(row)
                         self._set_visibility(session, row, section["visibility"], section.get("groups", []))
                     else:
-                        self._check_owner(session, caller, row)
+                        self._check_publisher(caller, row)
                     session.add(
                         VersionRow(
                             name=name,
@@ -459,8 +466,11 @@ class Catalog(Configurable):
         return problems
 
     def deprecate(self, caller, name, version=None, deprecated=True):
-        """Mark a model (or one version) deprecated, or undo it (owner or admin)."""
+        """Mark a model (or one version) deprecated, or undo it (owner or admin). ``deprecated``
+        is a bool: anything else (e.g. the string ``"false"``) is a ValueError, never truthy."""
         caller = _caller(caller)
+        if not isinstance(deprecated, bool):
+            raise ValueError(f"deprecated: {deprecated!r} is not true or false")
         with self.Session.begin() as session:
             row = self._visible_model(session, caller, name)
             self._check_owner(session, caller, row)

@@ -18,12 +18,19 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 from . import metadata
 from .catalog import Caller, Catalog, Conflict, Forbidden, NotFound
 from .store import IntegrityError, UploadTooLarge, checker
 
 ERRORS = {400: ValueError, 401: PermissionError, 403: Forbidden, 404: NotFound, 409: Conflict, 413: UploadTooLarge}
+
+
+def model_path(name, *rest):
+    """``api/models/NAME/...`` with every part percent-escaped (a name with ``/``, ``?`` or ``#``
+    stays one path segment)."""
+    return "/".join(["api/models", *(quote(str(part), safe="") for part in (name, *rest))])
 
 
 def connect(url=None, token=None, catalog=None):
@@ -117,10 +124,10 @@ class HTTPMarket:
 
     def show(self, name, version=None):
         params = {"version": version} if version else {}
-        return self._request("GET", f"api/models/{name}", params=params).json()
+        return self._request("GET", model_path(name), params=params).json()
 
     def versions(self, name):
-        return self._request("GET", f"api/models/{name}/versions").json()
+        return self._request("GET", model_path(name, "versions")).json()
 
     def pull(self, name, version, dest, overwrite=False, verify="blake3"):
         """Download every file into ``dest``, checking it (see :func:`.store.checker`); nothing is
@@ -142,7 +149,7 @@ class HTTPMarket:
         part = Path(f"{target}.part")
         digest, expected, algorithm = checker(info["sha256"], info.get("blake3"), verify)
         try:
-            resp = self._request("GET", f"api/models/{name}/versions/{version}/files/{filename}", stream=True)
+            resp = self._request("GET", model_path(name, "versions", version, "files", filename), stream=True)
             with resp, open(part, "wb") as out:
                 for chunk in resp.iter_content(1 << 20):
                     digest.update(chunk)
@@ -181,7 +188,7 @@ class HTTPMarket:
             return self._request("POST", "api/models", data=body, headers=headers).json()
 
     def deprecate(self, name, version=None, deprecated=True):
-        return self._request("POST", f"api/models/{name}/deprecate", json={"version": version, "deprecated": deprecated}).json()
+        return self._request("POST", model_path(name, "deprecate"), json={"version": version, "deprecated": deprecated}).json()
 
     def set_visibility(self, name, visibility, groups=None):
-        return self._request("PATCH", f"api/models/{name}", json={"visibility": visibility, "groups": groups or []}).json()
+        return self._request("PATCH", model_path(name), json={"visibility": visibility, "groups": groups or []}).json()

@@ -207,12 +207,20 @@ def fts_query(text):
     return " ".join(f'"{w}"*' for w in query_words(text))
 
 
-def text_hits(session, query, cap):
-    """How many rows the FTS5 query matches, counted up to ``cap`` (no ranking: cheap)."""
-    return session.execute(
-        sa.text("SELECT count(*) FROM (SELECT 1 FROM models_fts WHERE models_fts MATCH :q LIMIT :cap)"),
-        {"q": fts_query(query), "cap": int(cap)},
-    ).scalar()
+def text_hits(session, query, cap, caller=None):
+    """How many rows ``caller`` may see (None: every row) the FTS5 query matches, counted up to
+    ``cap`` (no ranking: cheap). Only visible rows count: the count decides how a search is
+    planned and ordered (tiering), which must not depend on models the caller cannot see."""
+    if caller is None:
+        return session.execute(
+            sa.text("SELECT count(*) FROM (SELECT 1 FROM models_fts WHERE models_fts MATCH :q LIMIT :cap)"),
+            {"q": fts_query(query), "cap": int(cap)},
+        ).scalar()
+    hits = sa.text("SELECT name FROM models_fts WHERE models_fts MATCH :q").columns(name=sa.String)
+    hits = hits.bindparams(q=fts_query(query)).subquery()
+    visible = sa.select(sa.literal(1)).select_from(ModelRow).join(hits, hits.c.name == ModelRow.name)
+    visible = visible.where(visible_to(caller)).limit(int(cap)).subquery()
+    return session.scalar(sa.select(sa.func.count()).select_from(visible))
 
 
 def visible_to(caller):

@@ -17,7 +17,7 @@ import yaml
 
 SECTION_SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "market-entry.json"
 SECTION = "deepvre"
-# File names inside an artifact: one plain name, no folders, no leading dot.
+# File names inside an artifact: one plain name, no folders, no leading dot (fullmatch: no trailing newline).
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 REFUSED_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".npy", ".npz")
 
@@ -82,7 +82,7 @@ def check_file_names(names):
     """Problems with artifact file names: path tricks, hidden files, pickle-like formats."""
     problems = []
     for name in names:
-        if not isinstance(name, str) or not FILE_NAME.match(name) or ".." in name:
+        if not isinstance(name, str) or not FILE_NAME.fullmatch(name) or ".." in name:
             problems.append(f"files: {name!r} is not a plain file name (letters, digits, . _ -; no folders)")
         elif name.lower().endswith(REFUSED_SUFFIXES):
             problems.append(f"files: {name!r}: pickle-based formats are refused; use .keras and JSON")

@@ -10,6 +10,8 @@ import json
 import zipfile
 
 ALLOWED_MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
+# The largest config.json read (a zip member can expand a thousandfold: checked before reading)
+CONFIG_LIMIT = 16 * 1024 * 1024
 
 
 def _layers(config):
@@ -29,14 +31,23 @@ def problems(path, name="model.keras"):
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()
-            config = json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as err:
-        return [f"files.{name}: not a Keras 3 .keras file ({err})"]
+            info = archive.getinfo("config.json")
+            if info.file_size > CONFIG_LIMIT:
+                return [f"files.{name}: config.json is {info.file_size} bytes, over the limit of {CONFIG_LIMIT}"]
+            with archive.open(info) as member:
+                raw = member.read(CONFIG_LIMIT + 1)  # the zip reader stops at file_size; this is a second guard
+            if len(raw) > CONFIG_LIMIT:
+                return [f"files.{name}: config.json is over the limit of {CONFIG_LIMIT} bytes"]
+            config = json.loads(raw)
+            layers = list(_layers(config))
+    except (zipfile.BadZipFile, KeyError, ValueError, RecursionError) as err:
+        return [f"files.{name}: not a Keras 3 .keras file ({type(err).__name__}: {str(err)[:200]})"]
     found = []
     extra = [m for m in members if m not in ALLOWED_MEMBERS and not m.startswith("assets/")]
     if extra:
-        found.append(f"files.{name}: unexpected members {extra}")
-    lambdas = sorted({c.get("config", {}).get("name", "?") for c in _layers(config) if c.get("class_name") == "Lambda"})
+        found.append(f"files.{name}: unexpected members {extra[:20]}")
+    lambdas = sorted({str((c.get("config") if isinstance(c.get("config"), dict) else {}).get("name", "?"))
+                      for c in layers if c.get("class_name") == "Lambda"})
     if lambdas:
         found.append(f"files.{name}: Lambda layers carry code and are refused: {', '.join(lambdas)}")
     return found

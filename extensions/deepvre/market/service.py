@@ -2,9 +2,13 @@
 
 Inside a hub it runs at ``/services/marketplace/``: browsers log in with hub OAuth
 (:class:`jupyterhub.services.auth.HubOAuthenticated`), API calls send a JupyterHub token
-(``Authorization: token $JUPYTERHUB_API_TOKEN``). The caller's groups and admin flag are read
-from the hub with the service's own token (the ``read:users``/``read:groups`` scopes of
-:func:`hub_role`). Standalone (``--standalone``) it serves the local catalog to the local user.
+(``Authorization: token $JUPYTERHUB_API_TOKEN``). Either needs the scope
+``access:services!service=marketplace`` (the ``user`` role and servers' tokens have it; a token
+made without it answers 403). The caller's groups and admin flag are read from the hub with the
+service's own token (the ``read:users``/``read:groups`` scopes of :func:`hub_role`), the user name
+percent-escaped in the URL. Standalone (``--standalone``) it serves the local catalog to the local
+user, who proves it with the token the service writes at start to a file only they can read
+(``--token-file``); any other local process gets 401.
 
 REST API (``openapi.yaml`` beside this file, served at ``api/openapi.yaml``):
 
@@ -38,6 +42,8 @@ and exits 0 once they have stopped.
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
+import hmac
 import json
 import logging
 import os
@@ -47,6 +53,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from tornado import httpclient, httpserver, ioloop, netutil, process, template, web
 from traitlets import Integer
@@ -60,6 +67,9 @@ from .store import IntegrityError, UploadTooLarge
 log = logging.getLogger("deepvre.market")
 SERVICE_NAME = "marketplace"
 DEFAULT_PORT = 10101
+# An upload's limits before anything is unpacked: members, and the size of metadata.json.
+MAX_MEMBERS = 1000
+METADATA_LIMIT = 1024 * 1024
 
 PAGE = template.Template(
     """<!doctype html><html><head><meta charset="utf-8"><title>deepvre marketplace</title></head>
@@ -175,15 +185,26 @@ class BaseHandler(web.RequestHandler):
         return await asyncio.get_running_loop().run_in_executor(self.settings["executor"], lambda: func(*args, **kwargs))
 
     async def caller(self):
-        """The :class:`Caller`, or a 401 error."""
+        """The :class:`Caller`, or a 401 error (403: a token without the service's access scope)."""
         if self.settings.get("standalone_user"):
+            if not self.standalone_token_ok():
+                raise web.HTTPError(401, "the standalone marketplace needs its token (Authorization: token ...)")
             return Caller(self.settings["standalone_user"], (), True)
         user = self.current_user
         if not user:
+            if self.hub_auth.get_user(self):  # known to the hub, but HubAuthenticated refused it
+                raise web.HTTPError(403, f"the token lacks the scope {sorted(self.hub_auth.access_scopes)[0]}")
             raise web.HTTPError(401, "a JupyterHub token or login is required")
         if user.get("kind", "user") != "user":  # a service token: reads public models only
             return Caller(f"service:{user['name']}", (), False)
         return await self.settings["hub_users"].lookup(user)
+
+    def standalone_token_ok(self):
+        """Standalone: the request carries the service's token (header, or ``?token=`` for a browser)."""
+        header = self.request.headers.get("Authorization", "")
+        given = header[len("token "):].strip() if header.lower().startswith("token ") else ""
+        given = given or self.get_query_argument("token", "")
+        return hmac.compare_digest(given.encode(), self.settings["standalone_token"].encode())
 
     def write_error(self, status_code, **kwargs):
         self.set_header("Content-Type", "application/json")
@@ -239,10 +260,14 @@ class HubUsers:
         if hit and time.monotonic() - hit[0] < self.max_age:
             return hit[1]
         client = httpclient.AsyncHTTPClient()
+        # escaped: a name with '?', '#' or '/' must never reach another user's record
         resp = await client.fetch(
-            f"{self.api_url}/users/{name}", headers={"Authorization": f"token {self.token}"}, raise_error=False
+            f"{self.api_url}/users/{quote(name, safe='')}", headers={"Authorization": f"token {self.token}"},
+            raise_error=False,
         )
         info = json.loads(resp.body) if resp.code == 200 else model
+        if info.get("name") != name:  # not this user's record: trust nothing in it
+            info = model
         caller = Caller(name, tuple(info.get("groups") or ()), bool(info.get("admin")))
         self.cache[name] = (time.monotonic(), caller)
         return caller
@@ -314,39 +339,67 @@ class ModelsHandler(BaseHandler):
         try:
             folder = self.staging.path / "files"
             folder.mkdir()
-            document, files = await self.call(unpack_upload, self.staging.path / "upload.tar", folder)
+            document, files = await self.call(unpack_upload, self.staging.path / "upload.tar", folder,
+                                              self.catalog.upload_limit)
             entry = await self.call(self.catalog.publish, document, files, self.who)
         finally:
             self._release()
-        self.set_header("Location", f"{self.request.path.rstrip('/')}/{entry['name']}/versions/{entry['version']}")
+        where = "/".join(quote(part, safe="") for part in (entry["name"], "versions", entry["version"]))
+        self.set_header("Location", f"{self.request.path.rstrip('/')}/{where}")
         self.json(entry, 201)
 
 
-def unpack_upload(tar_path, folder):
-    """``(document, {name: path})`` from an uploaded tar; names are checked before anything is written."""
+def upload_members(archive, limit):
+    """The members of an uploaded tar, checked before anything is written: at most
+    :data:`MAX_MEMBERS`, their expanded sizes (a sparse member's real size) at most ``limit`` in
+    all. Raises :class:`UploadTooLarge`."""
+    members, total = [], 0
+    for member in archive:
+        members.append(member)
+        total += max(member.size, 0)
+        if len(members) > MAX_MEMBERS:
+            raise UploadTooLarge(f"upload: more than {MAX_MEMBERS} members")
+        if total > limit:
+            raise UploadTooLarge(f"upload: its files expand past the limit of {limit} bytes")
+        if member.name == "metadata.json" and member.size > METADATA_LIMIT:
+            raise UploadTooLarge(f"upload: metadata.json is over {METADATA_LIMIT} bytes")
+    return members
+
+
+def unpack_upload(tar_path, folder, limit):
+    """``(document, {name: path})`` from an uploaded tar; names, kinds and sizes are checked before
+    anything is written (only plain, non-sparse files; no links or devices)."""
     try:
         archive = tarfile.open(tar_path, "r:")
     except tarfile.TarError as err:
         raise metadata.MetadataError([f"upload: not a tar archive ({err})"]) from None
     with archive:
-        members = archive.getmembers()
-        problems = [f"upload: {m.name!r} is not a regular file" for m in members if not m.isreg()]
-        names = [m.name for m in members if m.isreg()]
+        try:
+            members = upload_members(archive, limit)
+        except tarfile.TarError as err:
+            raise metadata.MetadataError([f"upload: not a tar archive ({err})"]) from None
+        plain = [m for m in members if m.isreg() and not m.issparse()]
+        problems = [f"upload: {m.name!r} is not a regular file" for m in members if m not in plain]
+        names = [m.name for m in plain]
         problems += metadata.check_file_names([n for n in names if n != "metadata.json"])
         if "metadata.json" not in names:
             problems.append("upload: metadata.json is missing")
+        if len(set(names)) < len(names):
+            problems.append("upload: a file name appears twice")
         if problems:
             raise metadata.MetadataError(problems)
         files = {}
         for member in members:
             target = folder / member.name  # a checked plain name: stays in folder
             with archive.extractfile(member) as src, open(target, "wb") as out:
-                while chunk := src.read(1 << 20):
+                left = member.size
+                while left > 0 and (chunk := src.read(min(1 << 20, left))):
                     out.write(chunk)
+                    left -= len(chunk)
             files[member.name] = target
     try:
         document = json.loads(files.pop("metadata.json").read_text())
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise metadata.MetadataError([f"metadata.json: not JSON ({err})"]) from None
     return document, files
 
@@ -421,6 +474,8 @@ class PageHandler(BaseHandler):
     """A plain listing for browsers (the Models panel of the lab extension is the real UI)."""
 
     async def get(self):
+        if self.settings.get("standalone_user") and not self.standalone_token_ok():
+            raise web.HTTPError(401, "the standalone marketplace needs its token (?token=...)")
         if not self.settings.get("standalone_user") and not self.current_user:
             self.redirect(self.get_login_url())
             return
@@ -429,8 +484,10 @@ class PageHandler(BaseHandler):
         self.finish(PAGE.generate(user=caller.name, entries=entries))
 
 
-def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_token=None, cookie_secret=None):
-    """The tornado application. ``standalone_user``: no hub, everyone is that user.
+def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_token=None, cookie_secret=None,
+             standalone_token=None):
+    """The tornado application. ``standalone_user``: no hub; whoever sends ``standalone_token``
+    (required with it) is that user.
 
     ``cookie_secret``: the same in every process of one service (else a browser's login cookie
     from one process is refused by the next); default: a random one.
@@ -448,10 +505,16 @@ def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_to
     # SQLite and hashing release the GIL: more threads than cores only queue inside the pool
     executor = concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="catalog")
     settings = {"catalog": catalog, "standalone_user": standalone_user, "executor": executor}
-    if standalone_user is None:
+    if standalone_user is not None:
+        if not standalone_token:
+            raise ValueError("a standalone marketplace needs a token")
+        settings["standalone_token"] = standalone_token
+    else:
         from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 
-        hub_auth = HubOAuth(access_scopes=set(), cache_max_age=60)
+        # a token (or login) without access to this service is refused (403), whatever its owner
+        name = os.environ.get("JUPYTERHUB_SERVICE_NAME") or SERVICE_NAME
+        hub_auth = HubOAuth(access_scopes={f"access:services!service={name}"}, cache_max_age=60)
         settings["cookie_secret"] = cookie_secret or os.urandom(32)
         settings["hub_users"] = HubUsers(hub_api_url or hub_auth.api_url, hub_token or hub_auth.api_token)
         mixed = []
@@ -510,6 +573,27 @@ def stop_on_signals(loop):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def write_token(path=None):
+    """A fresh standalone token, written to ``path`` (default: ``standalone-token`` in the catalog
+    folder) readable by this account only; returns it."""
+    import secrets
+
+    from .catalog import default_root
+
+    path = Path(path) if path else default_root() / "standalone-token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(32)
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    os.replace(tmp, path)
+    log.info("standalone: callers send the token in %s", path)
+    return token
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m deepvre.market.service", description=__doc__.split("\n")[0])
     parser.add_argument("--standalone", action="store_true", help="no hub: serve the local catalog to the local user")
@@ -519,6 +603,8 @@ def main(argv=None):
     parser.add_argument("--store-url")
     parser.add_argument("--upload-limit", type=int)
     parser.add_argument("--processes", type=int, help="service processes (default: 1)")
+    parser.add_argument("--token-file", help="standalone: where to write the token callers must send "
+                        "(mode 0600; default: standalone-token in the catalog folder)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s marketplace] %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # jupyterhub's import of alembic logs its plugins
@@ -531,6 +617,7 @@ def main(argv=None):
         port = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"]).port
     # tables, indexes and the FTS catch-up once, before any fork; each process opens its own engine
     Catalog(**kwargs).engine.dispose()
+    standalone_token = write_token(args.token_file) if args.standalone else None
     sockets = netutil.bind_sockets(port or 0, args.ip, family=socket.AF_INET)
     print(f"deepvre marketplace ({processes} process{'es' if processes > 1 else ''}) listening on "
           f"http://{args.ip}:{sockets[0].getsockname()[1]}", flush=True)  # the URL last: scripts read it
@@ -543,7 +630,7 @@ def main(argv=None):
     if args.standalone:
         import getpass
 
-        app = make_app(catalog, "/", standalone_user=getpass.getuser())
+        app = make_app(catalog, "/", standalone_user=getpass.getuser(), standalone_token=standalone_token)
     else:
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
         app = make_app(catalog, prefix, cookie_secret=cookie_secret)

@@ -176,10 +176,10 @@ class ArtifactStore:
     def digests(self):
         """Every stored blob's name (sha256)."""
         names = self.fs.glob(f"{self.root}/sha256/*/*")
-        return sorted(os.path.basename(n) for n in names if DIGEST.match(os.path.basename(n)))
+        return sorted(os.path.basename(n) for n in names if DIGEST.fullmatch(os.path.basename(n)))
 
     def path(self, digest):
-        if not DIGEST.match(digest or ""):
+        if not DIGEST.fullmatch(digest or ""):
             raise ValueError(f"not a sha256 digest: {digest!r}")
         return f"{self.root}/sha256/{digest[:2]}/{digest}"
 
