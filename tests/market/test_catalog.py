@@ -321,7 +321,12 @@ def test_blob_changed_during_the_copy_is_caught(tmp_path, monkeypatch):
     data = os.urandom(1 << 20)
     (tmp_path / "blob").write_bytes(data)
     blob = store.put_file(tmp_path / "blob")
-    time.sleep(0.05)  # file times tick coarsely: the racing write must land in a later tick
+    # file times tick coarsely: wait until the file system's clock has moved past the blob's, so the
+    # racing write below lands in a later tick (a state, not a fixed sleep)
+    stamped = os.stat(store.path(blob.sha256)).st_mtime_ns
+    probe = tmp_path / "tick"
+    while (probe.write_bytes(b"."), os.stat(probe).st_mtime_ns)[1] <= stamped:
+        time.sleep(0.001)
     real_copy = store_module.kernel_copy
 
     def racing(src_fd, dst_fd, size):
