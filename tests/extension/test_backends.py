@@ -37,7 +37,10 @@ def test_publish_a_trained_run_with_its_lineage(api, own_market, jp_root_dir):
     import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
     from deepvre.market.client import connect
 
-    status, run = api("POST", "runs", body={"model": "colours", "parameters": {"epochs": 2}})
+    status, data = api("POST", "runs", body={"model": "colours", "parameters": {"epochs": 2}})
+    assert status == 409 and data["owner"] == "ana", data  # ana's notebook: the user confirms first
+    trust = {"owner": data["owner"], "sha256": data["sha256"]}
+    status, run = api("POST", "runs", body={"model": "colours", "parameters": {"epochs": 2}, "trust": trust})
     assert status == 201, run
     status, data = api("POST", f"runs/{run['id']}/publish", body={"name": "colours-ft"})
     if run["state"] != "done":  # (it cannot be done yet: the kernel alone takes seconds)
@@ -115,13 +118,13 @@ def test_preprocess_images_on_a_local_cluster(api, image_folder, jp_root_dir, jp
 # quotes the ``%`` again on the way to the service (``/a%2540b/``), and aiohttp keeps ``%25``.
 @pytest.mark.parametrize("jp_base_url", ["/user/ana@lab.org/"])
 def test_serve_through_the_proxy_then_stop(api, market_dir, jp_fetch, jp_asyncio_loop, jp_base_url):
-    """DEEPaaS serves under ``proxy/absolute/PORT``: its API, its Swagger page and the spec that
-    page loads all answer through jupyter-server-proxy, with the user's token."""
+    """DEEPaaS serves under ``deepvre/services/ID`` (jupyter-server-proxy to its Unix socket): its
+    API, its Swagger page and the spec that page loads all answer through it, with the user's token."""
     from tornado.httpclient import HTTPClientError
 
     status, svc = api("POST", "serve", body={"model": "colours", "version": "1.0.0"})
     assert status == 201 and svc["state"] == "running", svc
-    prefix = jp_base_url.rstrip("/") + "/proxy/absolute/"
+    prefix = jp_base_url.rstrip("/") + "/deepvre/services/"
     match = re.fullmatch(re.escape(prefix) + r"(\d+)/v2/", svc["url"])
     assert match, svc
     assert svc["swagger"] == f"{prefix}{match.group(1)}/api"
@@ -167,8 +170,9 @@ def test_serve_command_is_what_deepvre_serve_accepts():
     from deepvre.cli.serve import serve
     from deepvre.server.jobs import serve_command
 
-    command = serve_command("colours", "1.0.0", 5123, "/user/ana/proxy/absolute/5123", deepvre="deepvre")
+    command = serve_command("colours", "1.0.0", "/run/s/deepaas.sock", "/user/ana/deepvre/services/1",
+                            "/run/s/uploads", deepvre="deepvre")
     ctx = serve.make_context("serve", command[2:])
-    assert (ctx.params["model"], ctx.params["ip"], ctx.params["port"]) == ("colours:1.0.0", "127.0.0.1", 5123)
-    assert ctx.params["base_path"] == "/user/ana/proxy/absolute/5123"
-    assert "--base-path" not in serve_command("colours", None, 5123, deepvre="deepvre")
+    assert (ctx.params["model"], ctx.params["socket_path"]) == ("colours:1.0.0", "/run/s/deepaas.sock")
+    assert ctx.params["base_path"] == "/user/ana/deepvre/services/1" and ctx.params["uploads"] == "/run/s/uploads"
+    assert "--base-path" not in serve_command("colours", None, "/run/s/deepaas.sock", deepvre="deepvre")

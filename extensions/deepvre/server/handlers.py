@@ -3,9 +3,16 @@
 Every handler is authenticated and checks ``_xsrf`` like the rest of Jupyter; every path in a
 request is resolved inside the server's root directory (``paths.resolve``). Errors come back
 as JSON ``{"message": ...}``: 400 bad input, 404 unknown, 409 exists, 503 back end missing.
+
+Running a notebook someone else published (``POST runs`` with ``model``) needs the user's
+confirmation, as Jupyter's notebook trust does: ``trust: {"owner": ..., "sha256": ...}`` matching
+the catalog entry's owner and the notebook file's sha256; otherwise 409 with both to show.
+Model services are reached at ``deepvre/services/<id>/`` (:class:`ServiceProxy`), behind this
+server's login.
 """
 
 import functools
+import hashlib
 import json
 import os
 
@@ -15,6 +22,7 @@ from tornado import web
 from tornado.ioloop import IOLoop
 
 from . import backends, cards, parameters, paths
+from .jobs import SERVICES_PATH
 
 ERRORS = (
     (backends.Unavailable, 503),
@@ -43,6 +51,14 @@ def status_of(err):
     return 400 if isinstance(err, ValueError) else None
 
 
+class TrustRequired(Exception):
+    """A notebook another user published, not confirmed by the caller: 409 with its provenance."""
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.details = details
+
+
 def api(method):
     """Authenticated JSON endpoint: known errors become JSON with the back end's message."""
 
@@ -53,6 +69,10 @@ def api(method):
             result = await method(self, *args, **kwargs)
         except web.HTTPError:
             raise
+        except TrustRequired as err:
+            self.set_status(409)
+            self.finish(json.dumps({"message": str(err), "trust_required": True, **err.details}))
+            return
         except Exception as err:
             code = status_of(err)
             if code is None:
@@ -142,8 +162,8 @@ class FineTune(Base):
         self.set_status(201)
         return {"path": paths.relative(self.root, path)}
 
-    async def fine_tune(self, name, version, values, target=None):
-        source = await self.model_notebook(name, version)
+    async def fine_tune(self, name, version, values, target=None, source=None):
+        source = source or await self.model_notebook(name, version)
         fields = await self.blocking(parameters.inspect, source)
         values = parameters.check_values(fields, values)
         if target:
@@ -179,7 +199,9 @@ class Runs(FineTune):
         body = self.body()
         values = body.get("parameters") or {}
         if body.get("model"):
-            nb = await self.fine_tune(body["model"], body.get("version"), values, body.get("path"))
+            source = await self.model_notebook(body["model"], body.get("version"))
+            await self.check_trust(body["model"], body.get("version"), source, body.get("trust"))
+            nb = await self.fine_tune(body["model"], body.get("version"), values, body.get("path"), source)
         else:
             nb = self.resolve(body.get("path"), must_exist=True)
         fields = await self.blocking(parameters.inspect, nb)
@@ -187,6 +209,34 @@ class Runs(FineTune):
         run = await self.blocking(backends.start_run, nb, values, self.runs_dir(), self.ext.runs_backend)
         self.set_status(201)
         return cards.run_view(run, self.root)
+
+
+    async def check_trust(self, name, version, notebook, trust):
+        """Refuse (409, :class:`TrustRequired`) to run another user's notebook unless ``trust``
+        names its owner and the sha256 of exactly this file."""
+        entry = await self.blocking(backends.show_model, name, version)
+        owner, me = entry["owner"], getattr(self.current_user, "username", None)
+        if owner == me:
+            return
+        sha256 = await self.blocking(file_sha256, notebook)
+        trust = trust if isinstance(trust, dict) else {}
+        if trust.get("owner") == owner and trust.get("sha256") == sha256:
+            return
+        mismatch = "does not match this notebook" if trust else "is needed"
+        raise TrustRequired(
+            f"{name}:{entry['version']}'s training notebook was published by {owner!r}, and running it runs "
+            f"their code as you. Read it first; confirmation {mismatch}: send "
+            f"trust {{\"owner\": \"{owner}\", \"sha256\": \"{sha256}\"}}.",
+            model=name, version=entry["version"], owner=owner, sha256=sha256,
+            notebook=os.path.basename(notebook))
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class Run(Base):
@@ -271,6 +321,43 @@ class Service(Base):
         return await self.blocking(self.ext.services.stop, ref, self.base_url)
 
 
+def service_proxy():
+    """:class:`ServiceProxy`, or None when jupyter-server-proxy is not installed."""
+    try:
+        from jupyter_server_proxy.handlers import ProxyHandler
+    except ModuleNotFoundError:
+        return None
+
+    class ServiceProxy(ProxyHandler):
+        """jupyter-server-proxy to a model service's Unix socket: ``deepvre/services/<id>/<path>``.
+
+        ``ProxyHandler`` authenticates every request with this server's login (the hub's, in a
+        hub) before proxying; the socket's folder is 0700, so no other account reaches DEEPaaS.
+        """
+
+        def target(self, service_id):
+            try:
+                self.unix_socket = self.settings["deepvre"].services.socket(service_id)
+            except KeyError as err:
+                raise web.HTTPError(404, str(err.args[0])) from err
+            self.proxy_base = f"{SERVICES_PATH}/{service_id}"
+
+        async def http_get(self, service_id, path=""):
+            self.target(service_id)
+            return await self.proxy("localhost", 0, path or "")
+
+        async def open(self, service_id, path=""):
+            raise web.HTTPError(400, "model services take no websockets")
+
+        async def _any(self, service_id, path=""):
+            self.target(service_id)
+            return await self.proxy("localhost", 0, path or "")
+
+        post = put = delete = head = patch = options = _any
+
+    return ServiceProxy
+
+
 def handlers(base_url):
     api_url = url_path_join(base_url, "deepvre", "api")
     name = r"(?P<name>[^/]+)"
@@ -281,4 +368,9 @@ def handlers(base_url):
         (r"preprocess", Preprocess), (r"preprocess/(?P<job_id>[^/]+)", PreprocessJob), (r"serve", Serve),
         (r"serve/(?P<ref>[^/]+)", Service),
     ]
-    return [(url_path_join(api_url, pattern) + "/?", cls) for pattern, cls in routes]
+    routes = [(url_path_join(api_url, pattern) + "/?", cls) for pattern, cls in routes]
+    proxy = service_proxy()
+    if proxy is not None:
+        services = url_path_join(base_url, SERVICES_PATH)
+        routes.append((services + r"/(?P<service_id>[0-9]+)(?P<path>/.*)?", proxy, {"absolute_url": True}))
+    return routes

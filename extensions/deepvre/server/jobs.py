@@ -2,15 +2,17 @@
 
 A preprocessing job runs the pipeline in a thread of the server, on the Dask cluster
 chosen by the user; its dashboard link is known as soon as the cluster is up. A model
-service is a ``deepvre serve`` process (the real DEEPaaS API) on a free loopback port.
+service is a ``deepvre serve`` process (the real DEEPaaS API) on a Unix socket in a folder only
+this account can enter, reached through this server (jupyter-server-proxy, behind its login).
 """
 
 import itertools
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -62,36 +64,39 @@ class PreprocessJobs:
         return [dict(j) for j in self._jobs.values()]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve_command(model, version, port, base_path=None, deepvre=None):
-    """The command line that serves ``model`` (at ``version``) with DEEPaaS on loopback ``port``.
+def serve_command(model, version, socket, base_path=None, uploads=None, deepvre=None):
+    """The command line that serves ``model`` (at ``version``) with DEEPaaS on the Unix ``socket``.
 
     ``base_path`` is the URL prefix DEEPaaS serves under (its API, Swagger page and spec).
     """
     deepvre = deepvre or os.path.join(os.path.dirname(sys.executable), "deepvre")
     ref = f"{model}:{version}" if version else model
-    command = [deepvre, "serve", ref, "--ip", "127.0.0.1", "--port", str(port)]
+    command = [deepvre, "serve", ref, "--socket", str(socket)]
+    command += ["--uploads", str(uploads)] if uploads else []
     return command + ["--base-path", base_path] if base_path else command
 
 
-def proxied_absolute(base_url, port, path=""):
-    """The URL of a loopback port through jupyter-server-proxy's ``proxy/absolute``, which keeps
-    the whole path: a service started with this prefix as its base path (DEEPaaS ``--base-path``)
-    links its own pages (Swagger's ``swagger.json`` and static files) correctly behind the proxy.
-    """
-    return f"{base_url.rstrip('/')}/proxy/absolute/{port}/{path.lstrip('/')}"
+SERVICES_PATH = "deepvre/services"  # {base_url}deepvre/services/<id>/...: ServiceProxy in handlers.py
+
+
+def proxied(base_url, service_id, path=""):
+    """The URL of a model service through the user's own server (``ServiceProxy``, behind its
+    login). The service is started with this prefix as its base path, so it links its own pages
+    (Swagger's ``swagger.json`` and static files) correctly."""
+    return f"{base_url.rstrip('/')}/{SERVICES_PATH}/{service_id}/{path.lstrip('/')}"
 
 
 class ModelServices:
-    """DEEPaaS services started by this server, by model reference."""
+    """DEEPaaS services started by this server, by model reference.
+
+    Each listens on a Unix socket in its own folder (0700, made by ``tempfile.mkdtemp``), so only
+    this account reaches it directly; the user reaches it through :func:`proxied`. DEEPaaS's
+    uploads go to ``uploads/`` in that folder; the folder is removed when the service stops.
+    """
 
     def __init__(self, log_dir):
         self._services = {}
+        self._ids = itertools.count(1)
         self.log_dir = log_dir
 
     def start(self, model, version, base_url):
@@ -99,23 +104,32 @@ class ModelServices:
         svc = self._services.get(ref)
         if svc and svc["process"].poll() is None:
             return self.view(ref, base_url)
-        port = free_port()
-        os.makedirs(self.log_dir, exist_ok=True)
-        log_path = os.path.join(self.log_dir, f"serve-{port}.log")
+        service_id = str(next(self._ids))
+        folder = tempfile.mkdtemp(prefix="deepvre-serve-")  # 0700
+        socket_path = os.path.join(folder, "deepaas.sock")
+        os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+        log_path = os.path.join(self.log_dir, f"serve-{service_id}.log")
         with open(log_path, "wb") as log:
             # DEEPaaS (aiohttp) matches routes against the decoded request path
-            base_path = urllib.parse.unquote(proxied_absolute(base_url, port)).rstrip("/")
-            proc = subprocess.Popen(serve_command(model, version, port, base_path), stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        self._services[ref] = {"model": model, "version": version, "port": port,
-                               "process": proc, "log": log_path}
+            base_path = urllib.parse.unquote(proxied(base_url, service_id)).rstrip("/")
+            proc = subprocess.Popen(serve_command(model, version, socket_path, base_path, os.path.join(folder, "uploads")),
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._services[ref] = {"id": service_id, "model": model, "version": version, "socket": socket_path,
+                               "folder": folder, "process": proc, "log": log_path}
         return self.view(ref, base_url)
+
+    def socket(self, service_id):
+        """The Unix socket of the running service ``service_id``; KeyError when there is none."""
+        for svc in self._services.values():
+            if svc["id"] == service_id and svc["process"].poll() is None:
+                return svc["socket"]
+        raise KeyError(f"no running model service {service_id!r}")
 
     def stop(self, ref, base_url, timeout=5):
         """Stop the service ``ref`` (``name:version``): SIGTERM to its process group, then SIGKILL.
 
         The wait is short: DEEPaaS (aiohttp) waits up to a minute for open keep-alive connections
-        (e.g. jupyter-server-proxy's) before it exits on SIGTERM.
+        (e.g. jupyter-server-proxy's) before it exits on SIGTERM. Its folder (socket, uploads) goes.
         """
         if ref not in self._services:
             raise KeyError(f"no model service {ref!r}")
@@ -129,6 +143,7 @@ class ModelServices:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        shutil.rmtree(svc["folder"], ignore_errors=True)
         return self.view(ref, base_url)
 
     def view(self, ref, base_url):
@@ -140,8 +155,8 @@ class ModelServices:
             with open(svc["log"], errors="replace") as f:
                 error = f.read()[-2000:]
         return {"ref": ref, "model": svc["model"], "version": svc["version"], "state": state,
-                "url": proxied_absolute(base_url, svc["port"], "v2/"),
-                "swagger": proxied_absolute(base_url, svc["port"], "api"),
+                "url": proxied(base_url, svc["id"], "v2/"),
+                "swagger": proxied(base_url, svc["id"], "api"),
                 "error": error}
 
     def list(self, base_url):
@@ -151,3 +166,4 @@ class ModelServices:
         for svc in self._services.values():
             if svc["process"].poll() is None:
                 svc["process"].terminate()
+            shutil.rmtree(svc["folder"], ignore_errors=True)

@@ -9,11 +9,13 @@
   ``DEEPVRE_MARKET_DIR``).
 
 ``predict`` takes an uploaded image (``data``) or a JSON array (``array``) and returns labels and
-probabilities; ``train`` re-runs the model's training notebook with papermill through
-:mod:`deepvre.runs`, with the given parameters.
+probabilities (and deletes the upload DEEPaaS wrote for it); ``train`` re-runs the model's
+training notebook with papermill through :mod:`deepvre.runs`, with the given parameters, and
+only for the model's owner: it runs that notebook in this account.
 """
 
 import functools
+import getpass
 import json
 import os
 from pathlib import Path
@@ -58,6 +60,19 @@ def loaded():
     _, folder = artifact()
     spec = preprocessing.read_spec(folder / "preprocessing.json")
     return modelfile.load(folder / "model.keras"), spec
+
+
+def server_user():
+    """Whose service this is: the hub user of this server (``$JUPYTERHUB_USER``), else the account."""
+    return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+
+
+def served_owner(ref=None):
+    """The marketplace owner of ``ref`` (``NAME[:VERSION]``; default the served model)."""
+    from deepvre.market.client import connect, parse_ref
+
+    name, version = parse_ref(ref or os.environ.get("DEEPVRE_SERVE_MODEL") or "")
+    return connect().show(name, version)["owner"]
 
 
 def get_metadata():
@@ -112,8 +127,13 @@ def predict(**kwargs):
     _, spec = loaded()
     top = kwargs.get("top") or 5
     if kwargs.get("data") is not None:
-        with open(kwargs["data"].filename, "rb") as src:
-            x = preprocessing.image_array(src.read(), spec)
+        upload = kwargs["data"].filename  # DEEPaaS's copy of the upload: ours to remove
+        try:
+            with open(upload, "rb") as src:
+                x = preprocessing.image_array(src.read(), spec)
+        finally:
+            if os.path.isfile(upload):
+                os.unlink(upload)
     elif kwargs.get("array"):
         x = preprocessing.array_input(json.loads(kwargs["array"]), spec)
     else:
@@ -135,6 +155,9 @@ def train(**kwargs):
     from deepvre import runs
 
     entry, folder = artifact()
+    if entry["owner"] != server_user():
+        raise PermissionError(f"train is for the model's owner only: {entry['name']}:{entry['version']} "
+                              f"belongs to {entry['owner']!r}, not {server_user()!r}")
     notebook = ((entry["metadata"].get("deepvre") or {}).get("training") or {}).get("notebook")
     if not notebook or not (folder / notebook).is_file():
         raise ValueError(f"{entry['name']}:{entry['version']} has no training notebook")

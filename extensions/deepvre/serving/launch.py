@@ -1,0 +1,209 @@
+"""deepvre's DEEPaaS launcher: ``deepaas-run`` with an owner-only listener, private uploads, owner-only train.
+
+DEEPaaS 2.6 serves whoever reaches its port: no authentication, uploads left in the system temp
+folder, ``train`` for anyone. ``deepvre serve`` therefore starts DEEPaaS through this module
+(``python -m deepvre.serving.launch``), which builds the same aiohttp application as
+``deepaas-run`` (``deepaas.api.get_app``) and adds:
+
+- **where it listens**: a Unix socket (``--socket``) in a folder only its owner can enter (0700;
+  the socket itself 0600), reached through the user's own Jupyter server (jupyter-server-proxy,
+  behind the hub's login), or TCP (``--ip``/``--port``) guarded by a secret token that only the
+  owner holds (``$DEEPVRE_SERVE_TOKEN``, never on the command line), unless ``--insecure``;
+- **uploads**: DEEPaaS writes each uploaded file with ``tempfile.mkstemp`` before calling
+  ``predict`` and never removes it; the launcher makes it write them into a private folder
+  (``--uploads``, 0700), emptied whenever no request is in flight and removed at exit;
+- **train for the owner only**: ``train`` runs the model's notebook as the service's account, so
+  it answers 403 unless the served model's marketplace owner is that account's user
+  (:func:`deepvre.serving.model.server_user`).
+"""
+
+import argparse
+import atexit
+import hmac
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+TOKEN_ENV = "DEEPVRE_SERVE_TOKEN"
+COOKIE = "deepvre-serve-token"
+TRAIN_PATH = re.compile(r"/v2/models/[^/]+/train/?")
+
+
+def presented_token(request):
+    """The token a request carries: ``Authorization: token|Bearer T``, a ``token`` query
+    parameter (a browser's first visit) or the cookie set on that visit."""
+    kind, _, value = request.headers.get("Authorization", "").partition(" ")
+    if kind.lower() in ("token", "bearer") and value.strip():
+        return value.strip(), False
+    if request.query.get("token"):
+        return request.query["token"], True
+    return request.cookies.get(COOKIE, ""), False
+
+
+def token_middleware(token):
+    """aiohttp middleware: 401 unless the request carries ``token`` (compared in constant time)."""
+    from aiohttp import web
+
+    @web.middleware
+    async def check_token(request, handler):
+        given, from_query = presented_token(request)
+        if not given or not hmac.compare_digest(given.encode(), token.encode()):
+            return web.json_response({"message": "a valid token is required (Authorization: token ...)"},
+                                     status=401, headers={"WWW-Authenticate": "token"})
+        response = await handler(request)
+        if from_query:
+            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+        return response
+
+    return check_token
+
+
+def train_middleware(refusal):
+    """aiohttp middleware: ``train`` (start, status, list) answers 403 with ``refusal`` when set."""
+    from aiohttp import web
+
+    @web.middleware
+    async def owner_only_train(request, handler):
+        if refusal and TRAIN_PATH.search(request.path):
+            return web.json_response({"message": refusal}, status=403)
+        return await handler(request)
+
+    return owner_only_train
+
+
+UPLOAD_PREFIX = "upload-"
+
+
+def private_uploads(folder):
+    """Make DEEPaaS write uploaded files into ``folder`` (``upload-*``), not the system temp folder.
+
+    DEEPaaS 2.6 calls ``tempfile.mkstemp()`` in ``deepaas.model.v2.wrapper`` for each file field;
+    only that module's name is replaced, so other temporary files (papermill's, a training run's)
+    stay where they were.
+    """
+    import types
+
+    from deepaas.model.v2 import wrapper
+
+    wrapper.tempfile = types.SimpleNamespace(
+        mkstemp=lambda *a, **kw: tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=folder))
+
+
+def uploads_middleware(folder):
+    """aiohttp middleware: empty ``folder`` (DEEPaaS's uploads) whenever no request is in flight."""
+    from aiohttp import web
+
+    in_flight = [0]
+
+    @web.middleware
+    async def clean_uploads(request, handler):
+        in_flight[0] += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight[0] -= 1
+            if in_flight[0] == 0:
+                empty(folder)
+
+    return clean_uploads
+
+
+def empty(folder):
+    """Remove the uploads (``upload-*``) in ``folder``."""
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        if name.startswith(UPLOAD_PREFIX):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except (FileNotFoundError, IsADirectoryError):
+                pass
+
+
+def private_folder(path):
+    """Make ``path`` a folder only its owner can enter (0700); refuse one another account owns."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if os.path.islink(path) or st.st_uid != os.getuid():
+        raise SystemExit(f"{path} is not a folder of this account; choose another")
+    os.chmod(path, 0o700)
+    return path
+
+
+def train_refusal(ref):
+    """The message ``train`` answers with, or None when this account's user owns the model."""
+    from deepvre.serving import model
+
+    owner = model.served_owner(ref)
+    me = model.server_user()
+    if owner == me:
+        return None
+    return (f"train is for the model's owner only: {ref} belongs to {owner!r}, this service runs as {me!r}. "
+            "Training runs the owner's notebook in your account; to train it yourself, use Fine-tune, "
+            "check the notebook (its owner and sha256 are shown) and run your copy.")
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m deepvre.serving.launch")
+    p.add_argument("--model-name", required=True)
+    p.add_argument("--socket", help="Unix socket to listen on (its folder is made 0700)")
+    p.add_argument("--ip", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--base-path", default="")
+    p.add_argument("--uploads", help="private folder for DEEPaaS's uploads (default: a new one in the temp folder)")
+    p.add_argument("--insecure", action="store_true", help="TCP without a token: anyone who reaches the port gets in")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(sys.argv[1:] if argv is None else argv)
+    os.umask(0o077)
+    token = os.environ.pop(TOKEN_ENV, "")
+    if not args.socket and not token and not args.insecure:
+        raise SystemExit(f"refusing to listen on TCP without a token: set ${TOKEN_ENV}, or use --socket or --insecure")
+
+    uploads = private_folder(args.uploads) if args.uploads else tempfile.mkdtemp(prefix="deepvre-uploads-")
+    atexit.register(shutil.rmtree, uploads, True)
+    if args.socket:
+        private_folder(os.path.dirname(os.path.abspath(args.socket)))
+        if os.path.exists(args.socket):
+            os.unlink(args.socket)
+
+    from aiohttp import web
+    from deepaas import api, config
+    from deepaas.cmd import _shutdown
+
+    import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
+
+    _shutdown.handle_signals()
+    private_uploads(uploads)
+    deepaas_argv = [sys.argv[0], "--model-name", args.model_name, "--nodebug"]
+    config.config_and_logging(deepaas_argv)
+    refusal = train_refusal(os.environ.get("DEEPVRE_SERVE_MODEL") or args.model_name)
+    base_path = args.base_path.rstrip("/")
+
+    async def application():
+        app = await api.get_app(base_path=base_path)
+        guards = [uploads_middleware(uploads), train_middleware(refusal)]
+        if token:
+            guards.insert(0, token_middleware(token))
+        for i, guard in enumerate(guards):  # before DEEPaaS's own (path normalization)
+            app.middlewares.insert(i, guard)
+        return app
+
+    where = f"unix:{args.socket}" if args.socket else f"http://{args.ip}:{args.port}"
+    print(f"DEEPaaS for {args.model_name} on {where}{base_path}/v2/ (uploads in {uploads}; "
+          f"train {'refused: ' + refusal if refusal else 'for the owner'})", file=sys.stderr, flush=True)
+    try:
+        if args.socket:
+            web.run_app(application(), path=args.socket, print=None)
+        else:
+            web.run_app(application(), host=args.ip, port=args.port, print=None)
+    finally:
+        shutil.rmtree(uploads, ignore_errors=True)
+        if args.socket and os.path.exists(args.socket):
+            os.unlink(args.socket)
+
+
+if __name__ == "__main__":
+    main()
