@@ -43,6 +43,7 @@ def xdist_group(module_items):
     return module_items[0].nodeid.split("::")[0]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     modules = {}
     for item in items:
