@@ -1,11 +1,14 @@
 """2D SU(2) Monte Carlo, validated against the exact solution I2(beta)/I1(beta)."""
 
+import functools
+
 import numpy as np
 import pytest
 
 from deepvre.science import lattice as u1
 from deepvre.science import su2
 from tests.prereqs import require
+from tests.science import agreement
 
 L = 16
 BETAS = (1.0, 2.0, 4.0)
@@ -46,56 +49,105 @@ def test_staples_give_the_exact_local_action_change(mu):
         assert d_s == pytest.approx(local, abs=1e-10)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.7, 1.99, 2.0, 6.0])
-def test_heatbath_draws_the_exact_x0_distribution(alpha):
-    """Both samplers (Haar rejection below alpha = 2, Kennedy-Pendleton above) against the density."""
+def check_x0(x0, alpha):
+    """The shared check of heatbath draws against the density at ``alpha``: Kolmogorov-Smirnov and the mean.
+
+    Returns ``(ok, KS p-value, Verdict of the mean)``; both must pass at about one in a million.
+    """
     from scipy import stats
     from scipy.integrate import quad
 
-    x0 = su2.sample_x0(np.full(20000, alpha), np.random.default_rng(7))
-    assert np.all(np.abs(x0) <= 1)
     weight = lambda x: np.sqrt(1 - x * x) * np.exp(alpha * (x - 1))
     norm = quad(weight, -1, 1)[0]
-    cdf = np.vectorize(lambda v: quad(weight, -1, v)[0] / norm)
-    grid = np.linspace(-1, 1, 401)
-    table = cdf(grid)
-    assert stats.kstest(x0, lambda v: np.interp(v, grid, table)).pvalue > 1e-3
-    exact = su2.exact_plaquette(alpha) if alpha else 0.0
-    assert abs(x0.mean() - exact) < 4 * x0.std() / np.sqrt(len(x0))
+    grid = np.linspace(-1, 1, 2001)  # interpolating the CDF errs by < 3e-5, far below the KS statistic's 1e-3
+    table = np.array([quad(weight, -1, v)[0] / norm for v in grid])
+    p = stats.kstest(x0, lambda v: np.interp(v, grid, table)).pvalue
+    verdict = agreement.check_mean([x0], su2.exact_plaquette(alpha) if alpha else 0.0, n_bins=1000)  # iid draws
+    return p > 1e-6 and verdict.ok, p, verdict
+
+
+X0_DRAWS = 10**6
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.7, 1.99, 2.0, 6.0])
+def test_heatbath_draws_the_exact_x0_distribution(alpha):
+    """Both samplers (Haar rejection below alpha = 2, Kennedy-Pendleton above) against the density."""
+    x0 = su2.sample_x0(np.full(X0_DRAWS, alpha), np.random.default_rng(7))
+    assert np.all(np.abs(x0) <= 1)
+    ok, p, verdict = check_x0(x0, alpha)
+    assert ok, f"alpha={alpha}: KS p={p:.2g}, mean {verdict}"
+
+
+@pytest.mark.parametrize("alpha", [1.99, 2.0, 6.0])
+def test_x0_drawn_at_a_two_percent_wrong_alpha_fails_the_check(alpha):
+    """At 1.02 alpha the mean moves by 16 errors or more (below alpha = 1 a 2 % change is too small to see)."""
+    x0 = su2.sample_x0(np.full(X0_DRAWS, agreement.BIAS * alpha), np.random.default_rng(7))
+    ok, p, verdict = check_x0(x0, alpha)
+    assert not ok, f"alpha={alpha}: drawn at {agreement.BIAS} alpha, yet KS p={p:.2g}, mean {verdict}"
 
 
 @pytest.fixture(scope="module")
 def ensembles():
-    return {beta: su2.generate(L, beta, 300, seed=1, n_therm=50, n_skip=2) for beta in BETAS}
+    """Small ensembles for the format, pipeline and reproducibility tests (the statistics use :func:`measure`)."""
+    return {beta: su2.generate(L, beta, 16, seed=1, n_therm=50, n_skip=2) for beta in BETAS}
+
+
+# The statistics: independent chains on a 64^2 lattice (2D plaquettes are independent, so a large
+# lattice is cheap statistics), each measured every sweep and cut into 10 bins (tau is about 0.6).
+STATS_L, SEEDS, N_THERM = 64, (1, 2, 3, 4), 10
+SWEEPS = {1.0: 90, 2.0: 40, 4.0: 40}  # per chain: a 2 % change of beta is >= 10 errors at every beta
+
+
+def measure(beta, generate_at=None, seeds=SEEDS):
+    """Per chain: the mean plaquette of every sweep and ``<x^2>`` of every second, generated at ``generate_at``."""
+    first, second = [], []
+    for seed in seeds:
+        configs, hist = su2.generate(STATS_L, generate_at or beta, SWEEPS[beta] // 2, seed=seed, n_therm=N_THERM,
+                                     n_skip=2)
+        first.append(hist["plaquette"])
+        second.append([np.mean(su2.plaquettes(su2.from_matrix(c)) ** 2) for c in configs])
+    return {1: first, 2: second}
+
+
+@pytest.fixture(scope="module")
+def measured():
+    """``measured(beta)``: :func:`measure` once per beta for the module."""
+    return functools.lru_cache(maxsize=None)(measure)
+
+
+def check_plaquette(series, beta, power=1):
+    """The shared check: the plaquette's ``power``-th moment against the exact density's."""
+    return agreement.check_mean(series, single_plaquette_moment(beta, power))
 
 
 @pytest.mark.parametrize("beta", BETAS)
-def test_mean_plaquette_matches_bessel_ratio(ensembles, beta):
-    _, hist = ensembles[beta]
-    series = hist["plaquette"]
-    mean, err = u1.binned_error(series, n_bins=20)
+def test_mean_plaquette_matches_bessel_ratio(measured, beta):
     exact = su2.exact_plaquette(beta)
     assert exact == pytest.approx(single_plaquette_moment(beta, 1), rel=1e-8)
-    # the binned error agrees with the one from the autocorrelation time, and is small enough to matter
-    err_tau = np.sqrt(2 * u1.autocorrelation_time(series) * series.var() / len(series))
-    assert 0.5 < err / err_tau < 2.0
-    assert err < 0.0025
-    assert abs(mean - exact) < 3 * err, f"beta={beta}: {mean:.5f} +- {err:.5f} vs exact {exact:.5f}"
-    assert abs(mean - su2.exact_plaquette(beta * 1.1)) > 3 * err  # not the neighbouring beta's value
+    verdict = check_plaquette(measured(beta)[1], beta)
+    assert verdict.ok, f"beta={beta}: {verdict}"
+    # small enough to matter: a 2 % change of beta moves the plaquette by more than 8 errors
+    assert abs(su2.exact_plaquette(agreement.BIAS * beta) - exact) > 8 * verdict.error
 
 
-@pytest.mark.parametrize("beta", [1.0, 4.0])
-def test_plaquette_spread_matches_the_exact_distribution(ensembles, beta):
+@pytest.mark.parametrize("beta", BETAS)
+def test_a_two_percent_wrong_beta_fails_the_plaquette_check(beta):
+    """The same check on chains generated at 1.02 beta rejects them: the test above has the power it claims."""
+    verdict = check_plaquette(measure(beta, generate_at=agreement.BIAS * beta)[1], beta)
+    assert not verdict.ok, f"beta={beta}: generated at {agreement.BIAS} beta, yet {verdict}"
+
+
+@pytest.mark.parametrize("beta", BETAS)
+def test_plaquette_spread_matches_the_exact_distribution(measured, beta):
     """In 2D the plaquettes are independent with density sqrt(1 - x^2) exp(beta x): check <x^2> too."""
-    configs, _ = ensembles[beta]
-    second = [np.mean(su2.plaquettes(su2.from_matrix(c)) ** 2) for c in configs]
-    mean, err = u1.binned_error(second, n_bins=20)
-    assert abs(mean - single_plaquette_moment(beta, 2)) < 3 * err
+    verdict = check_plaquette(measured(beta)[2], beta, power=2)
+    assert verdict.ok, f"beta={beta}: {verdict}"
+    assert verdict.error < 0.001
 
 
 def test_configurations_are_unitary_and_reproducible(ensembles):
     configs, hist = ensembles[2.0]
-    assert configs.shape == (300, 2, L, L, 2, 2) and configs.dtype == np.complex128
+    assert configs.shape == (16, 2, L, L, 2, 2) and configs.dtype == np.complex128
     assert su2.unitarity_error(configs) < 1e-12
     again, _ = su2.generate(L, 2.0, 3, seed=1, n_therm=50, n_skip=2)
     np.testing.assert_array_equal(again, configs[:3])

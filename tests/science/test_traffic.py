@@ -1,5 +1,6 @@
 """The Zeek conn.log traffic generator: format, the statistics its docs claim, and its attacks."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 from deepvre.science import traffic
 from tests.prereqs import require
+from tests.science import agreement
 
 DAYS = 7
 PORT_SERVICE = {443: "https", 80: "http", 53: "dns", 22: "ssh", 25: "smtp", 123: "ntp"}
@@ -47,29 +49,96 @@ def _hours(frame, meta):
     return (frame["ts"].to_numpy() - start) // 3600
 
 
-@pytest.mark.parametrize("centre", ["A", "B"])
-def test_diurnal_peak_trough_ratio(frames, centre):
-    frame, meta = frames[centre]
-    prof = traffic.profile(centre)
+# The statistics the docs promise, from five weeks per centre: the module's week plus four more.
+# Hourly, daily and per-service counts are Poisson, so their errors are known (agreement.check_counts).
+MORE_SEEDS = (4, 5, 6, 7)
+SERVICES = ("https", "http", "dns", "ssh", "smtp", "ntp", "other")
+LAG = 1 / 120  # hours: the generator holds each minute's rate at its start value, so the cycle runs 30 s late
+
+
+def counts(frame, meta):
+    """Normal traffic per hour of day (24), per weekday and weekend (totals and days), per service (7)."""
     normal = frame[frame["attack"] == ""]
     hours = _hours(normal, meta)
-    weekday = (hours // 24) % 7 < 5  # the data start on a Monday
-    per_hour = np.bincount((hours[weekday] % 24).astype(int), minlength=24)
-    ratio = per_hour.max() / per_hour.min()
-    assert ratio == pytest.approx(prof.peak_trough_ratio(), rel=0.15)
-    assert abs(int(per_hour.argmax()) - prof.peak_hour) <= 1
+    weekend = (hours // 24) % 7 >= 5  # the data start on a Monday
+    days = np.arange(meta["days"]) % 7 >= 5
+    names = normal["id.resp_p"].map(PORT_SERVICE).fillna("other").value_counts()
+    return {"hourly": np.bincount((hours % 24).astype(int), minlength=24),
+            "weekly": np.array([(~weekend).sum(), weekend.sum()]), "days": np.array([(~days).sum(), days.sum()]),
+            "services": np.array([names.get(s, 0) for s in SERVICES])}
 
 
-def test_weekly_pattern(frames):
-    for centre, frame_meta in frames.items():
-        frame, meta = frame_meta
-        normal = frame[frame["attack"] == ""]
-        per_day = np.bincount((_hours(normal, meta) // 24).astype(int), minlength=DAYS)
-        factor = per_day[5:7].mean() / per_day[:5].mean()
-        assert factor == pytest.approx(traffic.profile(centre).weekend_factor, rel=0.05)
-    assert frames["A"][0].shape[0] > 0
-    # A dips at weekends, B rises
-    a, b = (np.bincount((_hours(f, m) // 24).astype(int)) for f, m in frames.values())
+def weeks(centre, seeds):
+    """:func:`counts` of one week per seed, without attacks (one week in memory at a time)."""
+    return [counts(*traffic.generate(centre, DAYS, seed, attacks=())) for seed in seeds]
+
+
+def summed(parts):
+    return {k: sum(p[k] for p in parts) for k in parts[0]}
+
+
+@pytest.fixture(scope="module")
+def five_weeks(frames):
+    return {c: summed([counts(*frames[c])] + weeks(c, MORE_SEEDS)) for c in ("A", "B")}
+
+
+def diurnal(hourly):
+    """Peak/trough ratio and peak hour from the first harmonic of hourly counts (the hour bins damp it by sinc)."""
+    z = np.sum(hourly * np.exp(-2j * np.pi * (np.arange(24) + 0.5) / 24)) / np.sum(hourly)
+    a = 2 * np.abs(z) / np.sinc(1 / 24)
+    return [(1 + a) / (1 - a), (-np.angle(z) * 24 / (2 * np.pi)) % 24]
+
+
+# The shared checks, each of one promise: the real tests and the biased twin run them
+def check_ratio(c, prof):
+    return agreement.check_counts(c["hourly"], lambda n: diurnal(n)[0], prof.peak_trough_ratio())
+
+
+def check_peak(c, prof):
+    return agreement.check_counts(c["hourly"], lambda n: diurnal(n)[1], prof.peak_hour + LAG)
+
+
+def check_weekly(c, prof):
+    return agreement.check_counts(c["weekly"], lambda n: (n[1] / c["days"][1]) / (n[0] / c["days"][0]),
+                                  prof.weekend_factor)
+
+
+def check_services(c, prof):
+    return agreement.check_counts(c["services"], lambda n: n / n.sum(), [prof.service_mix[s] for s in SERVICES])
+
+
+CHECKS = {"ratio": check_ratio, "peak": check_peak, "weekly": check_weekly, "services": check_services}
+
+
+def biased(prof):
+    """The profile 2 % off: amplitude (5 % in B: its small cycle needs it), peak hour, weekend factor, top share."""
+    mix = dict(prof.service_mix)
+    top, second = sorted(mix, key=mix.get, reverse=True)[:2]
+    moved = (agreement.BIAS - 1) * mix[top]
+    mix[top], mix[second] = mix[top] + moved, mix[second] - moved
+    amplitude = agreement.BIAS if prof.name == "A" else 1.05
+    return dataclasses.replace(prof, amplitude=prof.amplitude * amplitude, peak_hour=prof.peak_hour * agreement.BIAS,
+                               weekend_factor=prof.weekend_factor * agreement.BIAS, service_mix=mix)
+
+
+@pytest.mark.parametrize("centre", ["A", "B"])
+def test_diurnal_peak_trough_ratio(five_weeks, centre):
+    prof, wrong = traffic.profile(centre), biased(traffic.profile(centre))
+    ratio, peak = check_ratio(five_weeks[centre], prof), check_peak(five_weeks[centre], prof)
+    assert ratio.ok and peak.ok, f"{centre}: ratio {ratio}; peak hour {peak}"
+    # small enough to matter: the biased twin's changes are more than 8 errors
+    assert abs(wrong.peak_trough_ratio() - prof.peak_trough_ratio()) > 8 * ratio.error
+    assert abs(wrong.peak_hour - prof.peak_hour) > 8 * peak.error
+
+
+def test_weekly_pattern(frames, five_weeks):
+    for centre in ("A", "B"):
+        prof = traffic.profile(centre)
+        verdict = check_weekly(five_weeks[centre], prof)
+        assert verdict.ok, f"{centre}: {verdict}"
+        assert abs(biased(prof).weekend_factor - prof.weekend_factor) > 8 * verdict.error
+    # A dips at weekends, B rises (in normal traffic: B's weekday DDoS alone would bring it to 1.06)
+    a, b = (np.bincount((_hours(f[f["attack"] == ""], m) // 24).astype(int)) for f, m in frames.values())
     assert a[5:].mean() < 0.6 * a[:5].mean() and b[5:].mean() > 1.05 * b[:5].mean()
 
 
@@ -80,10 +149,32 @@ def _service_mix(frame):
 
 
 @pytest.mark.parametrize("centre", ["A", "B"])
-def test_service_mix(frames, centre):
-    mix = _service_mix(frames[centre][0])
-    for name, share in traffic.profile(centre).service_mix.items():
-        assert mix[name] == pytest.approx(share, abs=0.01), name
+def test_service_mix(five_weeks, centre):
+    prof = traffic.profile(centre)
+    verdict = check_services(five_weeks[centre], prof)
+    assert verdict.ok, f"{centre}: {verdict}"
+    shift = np.abs([biased(prof).service_mix[s] - prof.service_mix[s] for s in SERVICES])
+    assert np.all((shift > 8 * verdict.error) | (shift == 0))
+
+
+def biased_weeks(centre, seeds=(3,) + MORE_SEEDS):
+    """Five weeks of counts generated with the :func:`biased` profile."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(traffic.PROFILES, centre, biased(traffic.profile(centre)))
+        return summed(weeks(centre, seeds))
+
+
+@pytest.fixture(scope="module")
+def biased_five_weeks():
+    return {c: biased_weeks(c) for c in ("A", "B")}
+
+
+@pytest.mark.parametrize("check", sorted(CHECKS))
+@pytest.mark.parametrize("centre", ["A", "B"])
+def test_a_two_percent_wrong_profile_fails_each_check(biased_five_weeks, centre, check):
+    """Each check above, on traffic generated from a profile 2 % off, rejects it: the tests have that power."""
+    verdict = CHECKS[check](biased_five_weeks[centre], traffic.profile(centre))
+    assert not verdict.ok, f"{centre} {check}: generated 2 % off, yet {verdict}"
 
 
 def test_centres_differ(frames):

@@ -22,21 +22,40 @@ def test_generate_ensembles_writes_one_folder_per_beta_with_beta_in_metadata(tmp
         nets.generate_ensembles(tmp_path, 8, [1.0], n_configs=1, seed=1, n_therm=0, n_skip=1)
 
 
-def test_plaquette_validation_accepts_monte_carlo_and_rejects_a_wrong_beta():
-    plaq, beta = [], []
-    for b in (1.0, 3.0):
-        configs, _ = mc.generate(8, b, 40, seed=int(b), n_therm=30, n_skip=2)
+def validation_rows(seeds=(1, 3)):
+    """plaquette_validation of 40 configurations at beta 1 and 3 (8^2), with tau from each chain."""
+    plaq, beta, tau = [], [], {}
+    for b, seed in zip((1.0, 3.0), seeds):
+        configs, hist = mc.generate(8, b, 40, seed=seed, n_therm=30, n_skip=2)
         plaq += [mc.plaquette(c) for c in configs]
         beta += [b] * len(configs)
-    rows = nets.plaquette_validation(plaq, beta)
+        tau[b] = max(0.5, mc.autocorrelation_time(hist["plaquette"]) / 2)
+    return plaq, beta, tau
+
+
+def test_plaquette_validation_accepts_monte_carlo_and_rejects_a_wrong_beta():
+    plaq, beta, tau = validation_rows()
+    rows = nets.plaquette_validation(plaq, beta, tau=tau)
     assert [r["beta"] for r in rows] == [1.0, 3.0]
     assert all(r["ok"] and r["n"] == 40 for r in rows), rows
+    assert all(5 < r["limit"] < 10 for r in rows)  # 5 sigma, widened for an error from about 40 values
     # the same plaquettes labelled with swapped couplings are far off the exact curve
-    wrong = nets.plaquette_validation(plaq, beta[::-1])
-    assert not any(r["ok"] for r in wrong)
+    wrong = nets.plaquette_validation(plaq, beta[::-1], tau=tau)
+    assert not any(r["ok"] for r in wrong) and min(abs(r["pull"]) for r in wrong) > 20
     # a longer autocorrelation time widens the error
+    independent = nets.plaquette_validation(plaq, beta)
     wide = nets.plaquette_validation(plaq, beta, tau={1.0: 2.0})
-    assert wide[0]["error"] == pytest.approx(rows[0]["error"] * 2)
+    assert wide[0]["error"] == pytest.approx(independent[0]["error"] * 2)
+    assert wide[0]["limit"] > independent[0]["limit"]  # and leaves fewer independent values
+
+
+def test_pull_limit_is_as_rare_as_five_sigma():
+    from scipy import stats
+
+    assert nets.pull_limit(10**7) == pytest.approx(5.0, abs=1e-3)
+    assert nets.pull_limit(12) > 10 > nets.pull_limit(40) > nets.pull_limit(256) > 5
+    assert 2 * stats.t.sf(nets.pull_limit(12), 11) == pytest.approx(2 * stats.norm.sf(5), rel=1e-6)
+    assert nets.pull_limit(1000, n_sigma=3) == pytest.approx(3.0, abs=0.02)
 
 
 def test_plaquette_validation_bad_input():
