@@ -509,12 +509,16 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
   const [opened, setOpened] = useState(''); // the card whose details were open last
   const [runsRefresh, setRunsRefresh] = useState(0);
   const [status, act] = useAction();
+  const latestSearch = useRef(0);
   const search = (event?: React.FormEvent) => {
     event?.preventDefault();
     setOpened('');
+    const id = ++latestSearch.current;
     void act('Searching…', async () => {
       const data = await requestAPI<{ models: IModelCard[] }>(`models?${searchQuery(filters)}`);
-      setModels(data.models);
+      if (id === latestSearch.current) {
+        setModels(data.models); // an older search answering late never replaces a newer one's cards
+      }
       return `${data.models.length} model${data.models.length === 1 ? '' : 's'}`;
     });
   };
