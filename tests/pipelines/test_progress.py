@@ -61,3 +61,28 @@ def test_text_progress_in_a_terminal(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "images: 100%" in done.stderr and "6/6" in done.stderr, done.stderr
     assert "Error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_closing_workers_own_heartbeat_error_is_quiet_and_others_are_not():
+    """A heartbeat caught in the worker's own shutdown is not an error; a scheduler that is gone is."""
+    import logging
+
+    from distributed import Client
+    from distributed.comm.core import CommClosedError
+
+    from deepvre.pipelines import clusters
+
+    def record(exc):
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1,
+                                 "Failed to communicate with scheduler during heartbeat.", (), (type(exc), exc, None))
+
+    quiet = clusters.QuietShutdownFilter()
+    assert not quiet.filter(record(CommClosedError("ConnectionPool closing.")))
+    assert quiet.filter(record(CommClosedError("in <TLS (closed)>: Stream is closed")))
+    assert quiet.filter(record(OSError("Timed out trying to connect")))
+
+    # deepvre's local workers (their own processes) carry the filter
+    with clusters.open_client("local", n_workers=1) as (client, _):
+        assert isinstance(client, Client)
+        kinds = client.run(lambda: [type(f).__name__ for f in logging.getLogger("distributed.worker").filters])
+        assert all("QuietShutdownFilter" in names for names in kinds.values()), kinds

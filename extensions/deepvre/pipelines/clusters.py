@@ -89,23 +89,39 @@ def worker_environ():
 
 
 class QuietShutdownFilter(logging.Filter):
-    """Drops the scheduler's ``CancelledError`` from a progress bar's ``feed`` cut short by shutdown.
+    """Drops the errors distributed logs about its own orderly shutdown; every other record passes.
 
-    A progress bar (text or widget) is fed by a scheduler coroutine that sleeps between updates;
-    closing a cluster during that sleep cancels it and distributed logs the cancellation as an
-    error. Nothing is wrong, so it is not shown; every other record passes.
+    - the scheduler's ``CancelledError`` from a progress bar's ``feed`` cut short: the bar (text or
+      widget) is fed by a scheduler coroutine that sleeps between updates, and closing the cluster
+      during that sleep cancels it;
+    - a worker's "Failed to communicate with scheduler during heartbeat" when the worker itself is
+      closing: a heartbeat still in its (TLS) handshake meets the worker's own closing connection
+      pool (``CommClosedError: ConnectionPool closing``).
     """
 
     def filter(self, record):
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, asyncio.CancelledError)
+        if isinstance(exc, asyncio.CancelledError):
+            return False
+        from distributed.comm.core import CommClosedError
+
+        return not (isinstance(exc, CommClosedError) and "ConnectionPool closing" in str(exc))
+
+
+def _quiet(logger_name):
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, QuietShutdownFilter) for f in logger.filters):
+        logger.addFilter(QuietShutdownFilter())
 
 
 def quiet_scheduler_shutdown():
     """Install :class:`QuietShutdownFilter` on distributed's scheduler logger (once)."""
-    logger = logging.getLogger("distributed.scheduler")
-    if not any(isinstance(f, QuietShutdownFilter) for f in logger.filters):
-        logger.addFilter(QuietShutdownFilter())
+    _quiet("distributed.scheduler")
+
+
+def dask_setup(worker):
+    """Worker preload (``preload=[__name__]``): the same quiet shutdown in each worker process."""
+    _quiet("distributed.worker")
 
 
 def _schema():
@@ -320,7 +336,8 @@ def open_client(cluster=None, settings=None, n_workers=None):
             c = stack.enter_context(LocalCluster(
                 n_workers=n, threads_per_worker=local["threads_per_worker"], processes=True,
                 memory_limit=local["memory_limit"], dashboard_address=_dashboard_address(),
-                worker_dashboard_address=None, host="127.0.0.1", protocol="tls://", security=security))
+                worker_dashboard_address=None, host="127.0.0.1", protocol="tls://", security=security,
+                preload=[__name__]))
         elif kind == "slurm":
             from dask_jobqueue import SLURMCluster
 
