@@ -204,4 +204,19 @@ def stop_process(proc, log):
         proc.wait(30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
+        proc.wait()
     log.close()
+
+
+def tar_of(members):
+    """An uncompressed tar of ``{name: bytes}``: a publish upload."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -10,13 +10,12 @@ listing (object_level_authorization compares a peer's reads with it).
 
 import io
 import json
-import tarfile
 import zipfile
 
 import schemathesis
 from hypothesis import strategies as st
 
-from tests.market.conftest import make_document
+from tests.market.conftest import make_document, tar_of  # noqa: F401  (tar_of: for the tests too)
 
 
 def _keras_file():
@@ -29,16 +28,6 @@ def _keras_file():
 
 
 MODEL = _keras_file()
-
-
-def tar_of(members):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 @st.composite

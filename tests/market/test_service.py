@@ -1,11 +1,9 @@
 """The marketplace as a real JupyterHub 5.5 service behind configurable-http-proxy (:mod:`.markethub`)."""
 
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import threading
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from deepvre.market.catalog import Conflict, Forbidden, NotFound
 from deepvre.market.client import HTTPMarket, artifact_folder
 from deepvre.market.store import IntegrityError
 
-from .conftest import artifact_files, make_document
+from .conftest import artifact_files, make_document, tar_of
 from .markethub import market_hub
 
 UPLOAD_LIMIT = 3_000_000
@@ -42,17 +40,6 @@ def clients(hub, tiny_model_dir):
     clients["alice"].publish(make_document("alice-private", visibility="private"), files)
     clients["alice"].publish(make_document("alice-lab", visibility="group", groups=["lab"]), files)
     return clients
-
-
-def tar_body(members):
-    """An uncompressed tar of {name: bytes}."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_no_token_is_401(hub, clients):
@@ -117,7 +104,7 @@ def test_path_tricks_in_upload_are_refused(hub, clients, tiny_model_dir):
     doc = json.dumps(make_document("tricks")).encode()
     model = (tiny_model_dir / "model.keras").read_bytes()
     for evil in ("../../evil.keras", "/etc/evil", "sub/dir.json"):
-        body = tar_body({"metadata.json": doc, "model.keras": model, evil: b"x"})
+        body = tar_of({"metadata.json": doc, "model.keras": model, evil: b"x"})
         r = requests.post(hub["market_url"] + "api/models", data=body, timeout=60,
                           headers={"Authorization": f"token {hub['tokens']['alice']}", "Content-Type": "application/x-tar"})
         assert r.status_code == 422, r.text
@@ -141,7 +128,7 @@ def test_oversized_upload_is_413(hub, tmp_path, tiny_model_dir):
     big = tmp_path / "notes.txt"
     big.write_bytes(os.urandom(UPLOAD_LIMIT + 2_000_000))
     files = {**artifact_files(tiny_model_dir), "notes.txt": big}
-    body = tar_body({"metadata.json": json.dumps(make_document("too-big")).encode(),
+    body = tar_of({"metadata.json": json.dumps(make_document("too-big")).encode(),
                      **{k: Path(v).read_bytes() for k, v in files.items()}})
     r = requests.post(hub["market_url"] + "api/models", data=body, timeout=60,
                       headers={"Authorization": f"token {hub['tokens']['alice']}", "Content-Type": "application/x-tar"})

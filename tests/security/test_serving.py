@@ -33,6 +33,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403 (its fixtures)
 
 from tests.extension.conftest import api, colours_model, jp_server_config, market_dir  # noqa: F401
 from tests.hub.hubprocess import free_port
+from tests.market.conftest import stop_process
 from tests.prereqs import require_program, require_root
 
 from .conftest import os_account
@@ -307,13 +308,7 @@ def test_standalone_serve_demands_its_token_and_keeps_no_uploads(tmp_path, owned
         train = requests.post(f"{url}/v2/models/colours/train/", headers=auth, params={"parameters": "{}"}, timeout=60)
         assert train.status_code == 200 and train.json().get("uuid"), train.text
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        log.close()
+        stop_process(proc, log)
     assert not uploads.exists()  # removed at exit
 
 
