@@ -101,6 +101,8 @@ class QuietShutdownFilter(logging.Filter):
 
     def filter(self, record):
         exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
         if isinstance(exc, asyncio.CancelledError):
             return False
         from distributed.comm.core import CommClosedError
