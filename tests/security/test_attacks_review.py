@@ -4,8 +4,9 @@ Holes are recorded as ``xfail(strict=True)`` tests that assert the secure behavi
 while the hole is open; a fix turns them into XPASS, which fails the suite until the mark goes).
 Doors that held and that tests/security did not already cover have short passing tests.
 
-* ``SLURM_CONF`` in the sudo rule's ``env_keep``: the hub account runs any code as a marked user
-  (a SPANK plugin that ``sbatch`` loads), which the rule says it removed with ``SETENV``;
+* ``SLURM_CONF`` in the sudo rule's ``env_keep``: the hub account ran any code as a marked user
+  (a SPANK plugin that ``sbatch`` loads), which the rule says it removed with ``SETENV`` (fixed:
+  the rule keeps no SLURM_CONF and names root's wrappers with the site's slurm.conf fixed);
 * ``deepvre serve --socket``: only the socket's own folder is checked, so a folder made inside a
   folder another account owns can be swapped by that account after the check;
 * Fine-tune -> Run ``trust``: the notebook is hashed in a shared cache path, then read again;
@@ -30,7 +31,7 @@ from deepvre_hub import accounts
 from tests.extension.conftest import api, colours_model, jp_server_config, publish_colours  # noqa: F401
 from tests.prereqs import require_program, require_root
 
-from .conftest import sudoers_text
+from .conftest import slurm_wrappers, sudoers_text
 
 
 @contextlib.contextmanager
@@ -63,8 +64,10 @@ __attribute__((constructor)) static void ran(void) {
                    "its own slurm.conf (PlugStackConfig/PluginDir) and runs any code as the user on the hub host")
 def test_hub_account_cannot_run_code_as_a_user_through_slurm_conf(tmp_path):
     """The rule says the hub may run sbatch as a marked user, "not SETENV: with SETENV the hub could set
-    any variable (LD_PRELOAD...) and so run any program as the user". ``SLURM_CONF`` is kept by name, and
-    sbatch loads the SPANK plugins the config names (PlugStackConfig) in its own process, as the user."""
+    any variable (LD_PRELOAD...) and so run any program as the user". ``SLURM_CONF`` was kept by name, and
+    sbatch loads the SPANK plugins the config names (PlugStackConfig) in its own process, as the user.
+    Tried on the commands the rule names (root's wrappers, with /etc/slurm/slurm.conf fixed) and on
+    /usr/bin/sbatch itself, passed in the environment and on sudo's command line."""
     require_root()
     for program in ("sudo", "visudo", "runuser", "gcc", "sbatch"):
         require_program(program)
@@ -78,9 +81,9 @@ def test_hub_account_cannot_run_code_as_a_user_through_slurm_conf(tmp_path):
     marker = out / "ran-as-user"
     rule = None
     try:
-        with os_account("hub", system=True) as hub:
+        with os_account("hub", system=True) as hub, slurm_wrappers("/etc/slurm/slurm.conf") as command_dir:
             accounts.ensure_account(marked)  # a hub user's account: in the marker group
-            text = sudoers_text(hub).replace("DEEPVRE_SLURM", alias)
+            text = sudoers_text(hub, command_dir=command_dir).replace("DEEPVRE_SLURM", alias)
             draft = folder / "rule"
             draft.write_text(text)
             subprocess.run(["visudo", "-cf", str(draft)], check=True, capture_output=True)
@@ -96,9 +99,12 @@ def test_hub_account_cannot_run_code_as_a_user_through_slurm_conf(tmp_path):
             for p in folder.iterdir():
                 if p.is_file():
                     os.chmod(p, 0o755)
-            subprocess.run(["runuser", "-u", hub, "--", "env", f"SLURM_CONF={folder / 'slurm.conf'}",
-                            "sudo", "-n", "-u", marked, "/usr/bin/sbatch", "--wrap", "true"],
-                           capture_output=True, text=True, timeout=120, check=False)
+            conf = f"SLURM_CONF={folder / 'slurm.conf'}"
+            for sbatch in (os.path.join(command_dir, "sbatch"), "/usr/bin/sbatch"):
+                for tried in (["env", conf, "sudo", "-n", "-u", marked, sbatch],
+                              ["sudo", "-n", "-u", marked, conf, sbatch]):
+                    subprocess.run(["runuser", "-u", hub, "--", *tried, "--wrap", "true"],
+                                   capture_output=True, text=True, timeout=120, check=False)
             ran = marker.exists()
             owner = marker.stat().st_uid if ran else None
             assert not ran, f"code of the hub account ran as {marked} (uid {owner}) inside sbatch"
@@ -121,8 +127,6 @@ def attacker():
 
 
 @pytest.mark.root
-@pytest.mark.xfail(strict=True, reason="launch.private_folder checks only the socket's own folder: inside a "
-                   "folder another account owns, that account swaps it after the check")
 def test_socket_folder_inside_another_accounts_folder_is_refused(attacker):
     """``deepvre serve M --socket /tmp/shared/svc/deepaas.sock`` where /tmp/shared is another
     account's (0777, no sticky bit): the launcher makes ``svc`` 0700 and accepts it; its owner then
@@ -176,11 +180,12 @@ def test_socket_folder_precreated_by_another_account_is_refused(attacker):
                    "(notebooks/NAME/latest) and fine_tune reads it again: a concurrent fetch of a newer "
                    "version in between (the panel's parameters request) runs a notebook nobody confirmed")
 def test_confirmed_notebook_is_the_one_that_runs(api, colours_model, jp_root_dir, tmp_path, monkeypatch):  # noqa: F811
-    """ana's colours 1.0.0 is confirmed by its sha256; between the check and the copy ana publishes
-    2.0.0 and the user's panel fetches "latest" again (``GET models/colours/parameters``: the same
-    cache file). The run must use what was confirmed (or refuse), not 2.0.0's notebook."""
+    """ana's colours 1.0.0 is confirmed by its sha256; right after the request reads the notebook
+    (its one read, before the check and the copy) ana publishes 2.0.0 and a fetch of "latest" (the
+    panel's ``GET models/colours/parameters``) writes 2.0.0's files into the very folder it was read
+    from. The run must use what was confirmed (or refuse), not 2.0.0's notebook."""
     from deepvre.market.catalog import Catalog
-    from deepvre.server import backends, handlers
+    from deepvre.server import backends
 
     market = tmp_path / "market"
     market.mkdir()
@@ -197,22 +202,23 @@ def test_confirmed_notebook_is_the_one_that_runs(api, colours_model, jp_root_dir
     doc2 = json.loads(json.dumps(doc))
     doc2["deepvre"]["version"] = "2.0.0"
 
-    real = handlers.file_sha256
+    real = backends.read_file
     armed = []
 
-    def hash_then_race(path):
-        digest = real(path)
+    def read_then_race(path):
+        data = real(path)
         if armed and not armed[0]:
             armed[0] = True
             catalog = Catalog(database_url=f"sqlite:///{market}/catalog.sqlite", store_url=str(market / "artifacts"))
             catalog.publish(doc2, {p.name: p for p in v2.iterdir()}, "ana", visibility="public")
             backends.training_notebook("colours", None, os.path.dirname(path))  # the concurrent GET parameters
-        return digest
+        return data
 
-    monkeypatch.setattr(handlers, "file_sha256", hash_then_race)
+    monkeypatch.setattr(backends, "read_file", read_then_race)
     body = {"model": "colours", "parameters": {"epochs": 1}}
     status, data = api("POST", "runs", body=body)
     assert status == 409, data
+    assert data["version"] == "1.0.0" and "colours:1.0.0" in data["message"], data  # "latest", resolved
     armed.append(False)
     status, run = api("POST", "runs", body={**body, "trust": {"owner": "ana", "sha256": data["sha256"]}})
     try:
@@ -222,6 +228,36 @@ def test_confirmed_notebook_is_the_one_that_runs(api, colours_model, jp_root_dir
             api("DELETE", f"runs/{run['id']}")
     assert armed == [True]
     assert status == 409 or not copies, f"ran 2.0.0's notebook though 1.0.0's sha256 was confirmed: {copies}"
+
+
+
+def test_confirmation_of_one_version_does_not_run_the_next(api, colours_model, tmp_path, monkeypatch):  # noqa: F811
+    """"latest" is resolved per request: ana publishes 2.0.0 after the user confirmed 1.0.0's sha256,
+    so the confirmed request is refused again, naming 2.0.0 and its own sha256."""
+    from deepvre.market.catalog import Catalog
+
+    market = tmp_path / "market"
+    market.mkdir()
+    monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(market))
+    monkeypatch.delenv("DEEPVRE_MARKET_URL", raising=False)
+    publish_colours(market, colours_model)
+    folder, doc = colours_model
+    body = {"model": "colours", "parameters": {"epochs": 1}}
+    status, first = api("POST", "runs", body=body)
+    assert (status, first["version"]) == (409, "1.0.0"), first
+    v2 = tmp_path / "v2"
+    shutil.copytree(folder, v2)
+    nb = json.loads((v2 / "training.ipynb").read_text())
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                        "source": "# DVATK-PAYLOAD\n"})
+    (v2 / "training.ipynb").write_text(json.dumps(nb))
+    doc2 = json.loads(json.dumps(doc))
+    doc2["deepvre"]["version"] = "2.0.0"
+    catalog = Catalog(database_url=f"sqlite:///{market}/catalog.sqlite", store_url=str(market / "artifacts"))
+    catalog.publish(doc2, {p.name: p for p in v2.iterdir()}, "ana", visibility="public")
+    status, again = api("POST", "runs", body={**body, "trust": {"owner": "ana", "sha256": first["sha256"]}})
+    assert status == 409 and again["version"] == "2.0.0" and again["sha256"] != first["sha256"], again
+    assert "colours:2.0.0" in again["message"]
 
 
 # --------------------------------------------------------------------------- train guard (held)
@@ -266,3 +302,22 @@ def test_train_guard_survives_path_tricks():
     seen, control = asyncio.run(main())
     assert control == 200
     assert [k for k, code in seen.items() if 200 <= code < 300] == [], seen
+
+
+@pytest.mark.root
+def test_dask_credentials_and_market_token_refuse_a_folder_another_account_controls(attacker):
+    """The same swap against the Dask credential folder and the standalone marketplace's token file."""
+    from deepvre.market.service import write_token
+    from deepvre.pipelines import tls
+
+    shared = Path(tempfile.mkdtemp(prefix="dvatk-shared-"))
+    try:
+        shutil.chown(shared, attacker, attacker)
+        os.chmod(shared, 0o777)
+        with pytest.raises(PermissionError, match="another account's"):
+            tls.tls_files(str(shared / "dask"))
+        with pytest.raises(SystemExit, match="another account's"):
+            write_token(shared / "token")
+        assert not list((shared / "dask").iterdir()) and not (shared / "token").exists()  # no credentials, no token
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

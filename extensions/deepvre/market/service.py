@@ -578,10 +578,15 @@ def write_token(path=None):
     folder) readable by this account only; returns it."""
     import secrets
 
+    from deepvre.private_dirs import untrusted_parent
+
     from .catalog import default_root
 
     path = Path(path) if path else default_root() / "standalone-token"
     path.parent.mkdir(parents=True, exist_ok=True)
+    unsafe = untrusted_parent(path)
+    if unsafe:  # someone else could swap the token file for one they can read
+        raise SystemExit(f"--token-file {path}: the folder {unsafe} is another account's or writable by others")
     token = secrets.token_hex(32)
     tmp = path.with_name(path.name + ".tmp")
     with contextlib.suppress(FileNotFoundError):

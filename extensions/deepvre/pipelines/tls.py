@@ -50,8 +50,15 @@ def _owned_by_me(st):
 
 
 def _check_folder(directory):
-    """Create the folder 0700; refuse one that is not ours; tighten a loose mode. True if it was loose."""
+    """Create the folder 0700; refuse one that is not ours, or inside a folder another account could
+    swap it out of; tighten a loose mode. True if it was loose."""
+    from deepvre.private_dirs import untrusted_parent
+
     os.makedirs(directory, mode=0o700, exist_ok=True)
+    unsafe = untrusted_parent(directory)
+    if unsafe:
+        raise PermissionError(f"Dask TLS folder {directory}: the folder {unsafe} above it is another account's "
+                              "or writable by others")
     st = os.lstat(directory)
     if not stat.S_ISDIR(st.st_mode) or not _owned_by_me(st):
         raise PermissionError(f"Dask TLS folder {directory} must be a folder owned by uid {os.geteuid()} "

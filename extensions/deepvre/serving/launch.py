@@ -121,13 +121,13 @@ def empty(folder):
 
 
 def private_folder(path):
-    """Make ``path`` a folder only its owner can enter (0700); refuse one another account owns."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    st = os.lstat(path)
-    if os.path.islink(path) or st.st_uid != os.getuid():
-        raise SystemExit(f"{path} is not a folder of this account; choose another")
-    os.chmod(path, 0o700)
-    return path
+    """Make ``path`` a folder only this account controls (:func:`deepvre.private_dirs.private_folder`)."""
+    from deepvre.private_dirs import private_folder as make
+
+    try:
+        return make(path)
+    except PermissionError as err:
+        raise SystemExit(f"{err}; choose another") from None
 
 
 def train_refusal(ref):
