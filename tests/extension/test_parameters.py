@@ -48,3 +48,17 @@ def test_write_parameterized_injects_and_keeps_lineage(tmp_path):
     assert parameters.lineage_of(str(dest)) == {"model": "m", "version": "1.0"}
     with pytest.raises(FileExistsError):
         parameters.write_parameterized(str(src), str(dest), {}, None)
+
+
+def test_bytes_are_inspected_and_parameterized_as_the_file_is(tmp_path):
+    """A notebook's bytes, read once (what the trust check hashed), give what its path gives."""
+    src = make_notebook(tmp_path / "src.ipynb")
+    data = src.read_bytes()
+    assert parameters.inspect(data) == parameters.inspect(str(src))
+    parameters.write_parameterized(str(src), str(tmp_path / "a.ipynb"), {"epochs": 5}, {"model": "m"})
+    parameters.write_parameterized(data, str(tmp_path / "b.ipynb"), {"epochs": 5}, {"model": "m"})
+    a, b = (nbformat.read(str(tmp_path / f), as_version=4) for f in ("a.ipynb", "b.ipynb"))
+    for nb in (a, b):
+        for cell in nb.cells:
+            cell.pop("id", None)  # the injected cell's id is random
+    assert a == b

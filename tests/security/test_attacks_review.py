@@ -176,9 +176,6 @@ def test_socket_folder_precreated_by_another_account_is_refused(attacker):
 # --------------------------------------------------------------------------- trust: check, then use
 
 
-@pytest.mark.xfail(strict=True, reason="check_trust hashes the notebook in the shared cache folder "
-                   "(notebooks/NAME/latest) and fine_tune reads it again: a concurrent fetch of a newer "
-                   "version in between (the panel's parameters request) runs a notebook nobody confirmed")
 def test_confirmed_notebook_is_the_one_that_runs(api, colours_model, jp_root_dir, tmp_path, monkeypatch):  # noqa: F811
     """ana's colours 1.0.0 is confirmed by its sha256; right after the request reads the notebook
     (its one read, before the check and the copy) ana publishes 2.0.0 and a fetch of "latest" (the

@@ -5,8 +5,11 @@ the pipelines, DEEPaaS serving). When that area is not installed, it raises
 :class:`Unavailable`, which the handlers answer with 503 "not available: <what>".
 """
 
+import hashlib
 import importlib
 import os
+import tempfile
+from typing import NamedTuple
 
 
 class Unavailable(RuntimeError):
@@ -54,15 +57,67 @@ def show_model(name, version=None):
     return market_client().show(name, version or None)
 
 
+def _notebook_name(name, entry):
+    notebook = ((entry.get("metadata", {}).get("deepvre") or {}).get("training") or {}).get("notebook")
+    if not notebook:
+        raise LookupError(f"model {name!r} has no training notebook")
+    return notebook
+
+
 def training_notebook(name, version, dest_dir):
     """Fetch the model's training notebook into ``dest_dir``; return its local path."""
     market = market_client()
     entry = market.show(name, version or None)
-    notebook = ((entry.get("metadata", {}).get("deepvre") or {}).get("training") or {}).get("notebook")
-    if not notebook:
-        raise LookupError(f"model {name!r} has no training notebook")
+    notebook = _notebook_name(name, entry)
     market.pull(name, entry["version"], dest_dir, overwrite=True)
     return os.path.join(dest_dir, notebook)
+
+
+class NotebookSnapshot(NamedTuple):
+    """A training notebook as fetched once: the catalog entry of one concrete version, the
+    notebook's file name and its bytes. What is checked (:attr:`sha256`) is what is written."""
+
+    entry: dict
+    filename: str
+    data: bytes
+
+    @property
+    def version(self):
+        return self.entry["version"]
+
+    @property
+    def owner(self):
+        return self.entry["owner"]
+
+    @property
+    def sha256(self):
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def read_file(path):
+    """The bytes of the file at ``path``, read once."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def training_snapshot(name, version, work_dir):
+    """The model's training notebook as a :class:`NotebookSnapshot`.
+
+    ``version`` (None: the latest) is resolved to a concrete version first (versions are
+    immutable), whose files are pulled into a fresh private folder under ``work_dir``, removed once
+    the notebook is read: no other request's fetch writes there, and nothing reads the file again.
+    """
+    market = market_client()
+    entry = market.show(name, version or None)
+    notebook = _notebook_name(name, entry)
+    if notebook not in entry.get("files", {}):
+        raise LookupError(f"{name}:{entry['version']} names {notebook!r} as its training notebook, "
+                          "but has no such file")
+    os.makedirs(work_dir, mode=0o700, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pull-", dir=work_dir) as folder:  # 0700, this call's own
+        market.pull(name, entry["version"], folder)
+        data = read_file(os.path.join(folder, notebook))
+    return NotebookSnapshot(entry, notebook, data)
 
 
 def publish_run(run, name, version, lineage, visibility="private"):

@@ -6,13 +6,14 @@ as JSON ``{"message": ...}``: 400 bad input, 404 unknown, 409 exists, 503 back e
 
 Running a notebook someone else published (``POST runs`` with ``model``) needs the user's
 confirmation, as Jupyter's notebook trust does: ``trust: {"owner": ..., "sha256": ...}`` matching
-the catalog entry's owner and the notebook file's sha256; otherwise 409 with both to show.
+the catalog entry's owner and the notebook's sha256; otherwise 409 with both (and the concrete
+version) to show. The notebook is read once per request (:func:`backends.training_snapshot`): the
+bytes hashed are the bytes parameterized and run.
 Model services are reached at ``deepvre/services/<id>/`` (:class:`ServiceProxy`), behind this
 server's login.
 """
 
 import functools
-import hashlib
 import json
 import os
 
@@ -113,11 +114,10 @@ class Base(APIHandler):
         return self.resolve(self.ext.runs_dir)
 
     async def model_notebook(self, name, version):
-        """The model's training notebook, fetched into the server's cache folder."""
-        dest = os.path.join(self.ext.cache_dir, "notebooks", paths.safe_segment(name),
-                            paths.safe_segment(version or "latest"))
-        os.makedirs(dest, exist_ok=True)
-        return await self.blocking(backends.training_notebook, name, version, dest)
+        """The model's training notebook (a :class:`backends.NotebookSnapshot`), read once from a
+        private folder of its own under the server's cache folder."""
+        work_dir = os.path.join(self.ext.cache_dir, "notebooks")
+        return await self.blocking(backends.training_snapshot, name, version, work_dir)
 
     def default_target(self, name, source):
         """Where Fine-tune writes the notebook when the user names no path: a free name in notebooks_dir."""
@@ -147,8 +147,8 @@ class ModelParameters(Base):
     async def get(self, name):
         """The training notebook's parameters, and the path Fine-tune writes to by default."""
         nb = await self.model_notebook(name, self.get_argument("version", None))
-        return {"parameters": await self.blocking(parameters.inspect, nb),
-                "path": paths.relative(self.root, self.default_target(name, nb))}
+        return {"parameters": await self.blocking(parameters.inspect, nb.data),
+                "path": paths.relative(self.root, self.default_target(name, nb.filename))}
 
 
 class FineTune(Base):
@@ -162,21 +162,22 @@ class FineTune(Base):
         self.set_status(201)
         return {"path": paths.relative(self.root, path)}
 
-    async def fine_tune(self, name, version, values, target=None, source=None):
-        source = source or await self.model_notebook(name, version)
-        fields = await self.blocking(parameters.inspect, source)
+    async def fine_tune(self, name, version, values, target=None, snapshot=None):
+        """Write ``snapshot`` (default: the model's notebook, fetched now), parameterized; its path."""
+        snapshot = snapshot or await self.model_notebook(name, version)
+        fields = await self.blocking(parameters.inspect, snapshot.data)
         values = parameters.check_values(fields, values)
         if target:
             dest = self.resolve(target)
             if os.path.lexists(dest):
                 raise FileExistsError(f"{target!r} already exists; choose another name")
         else:
-            dest = self.default_target(name, source)
+            dest = self.default_target(name, snapshot.filename)
         if not dest.endswith(".ipynb"):
             raise ValueError(f"the notebook path must end in .ipynb, not {target!r}")
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        lineage = {"model": name, "version": version or ""}
-        await self.blocking(parameters.write_parameterized, source, dest, values, lineage)
+        lineage = {"model": name, "version": snapshot.version}
+        await self.blocking(parameters.write_parameterized, snapshot.data, dest, values, lineage)
         return dest
 
 
@@ -199,9 +200,9 @@ class Runs(FineTune):
         body = self.body()
         values = body.get("parameters") or {}
         if body.get("model"):
-            source = await self.model_notebook(body["model"], body.get("version"))
-            await self.check_trust(body["model"], body.get("version"), source, body.get("trust"))
-            nb = await self.fine_tune(body["model"], body.get("version"), values, body.get("path"), source)
+            snapshot = await self.model_notebook(body["model"], body.get("version"))
+            self.check_trust(body["model"], snapshot, body.get("trust"))
+            nb = await self.fine_tune(body["model"], body.get("version"), values, body.get("path"), snapshot)
         else:
             nb = self.resolve(body.get("path"), must_exist=True)
         fields = await self.blocking(parameters.inspect, nb)
@@ -211,32 +212,22 @@ class Runs(FineTune):
         return cards.run_view(run, self.root)
 
 
-    async def check_trust(self, name, version, notebook, trust):
+    def check_trust(self, name, snapshot, trust):
         """Refuse (409, :class:`TrustRequired`) to run another user's notebook unless ``trust``
-        names its owner and the sha256 of exactly this file."""
-        entry = await self.blocking(backends.show_model, name, version)
-        owner, me = entry["owner"], getattr(self.current_user, "username", None)
+        names its owner and the sha256 of exactly these bytes (``snapshot``, what will run)."""
+        owner, me = snapshot.owner, getattr(self.current_user, "username", None)
         if owner == me:
             return
-        sha256 = await self.blocking(file_sha256, notebook)
+        sha256 = snapshot.sha256
         trust = trust if isinstance(trust, dict) else {}
         if trust.get("owner") == owner and trust.get("sha256") == sha256:
             return
         mismatch = "does not match this notebook" if trust else "is needed"
         raise TrustRequired(
-            f"{name}:{entry['version']}'s training notebook was published by {owner!r}, and running it runs "
+            f"{name}:{snapshot.version}'s training notebook was published by {owner!r}, and running it runs "
             f"their code as you. Read it first; confirmation {mismatch}: send "
             f"trust {{\"owner\": \"{owner}\", \"sha256\": \"{sha256}\"}}.",
-            model=name, version=entry["version"], owner=owner, sha256=sha256,
-            notebook=os.path.basename(notebook))
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            model=name, version=snapshot.version, owner=owner, sha256=sha256, notebook=snapshot.filename)
 
 
 class Run(Base):

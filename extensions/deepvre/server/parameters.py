@@ -5,6 +5,9 @@ the panel and the widgets build their form from :func:`form_fields`.
 """
 
 import ast
+import contextlib
+import os
+import tempfile
 
 import nbformat
 
@@ -81,15 +84,31 @@ def check_values(fields, values):
     return out
 
 
-def inspect(path):
-    """The form fields of the notebook at ``path`` (a local file)."""
+@contextlib.contextmanager
+def _as_path(source):
+    """``source`` as a local path: a notebook's bytes go to a private temporary file (papermill reads
+    paths), so a caller that checked those bytes (their sha256) works on exactly them."""
+    if not isinstance(source, (bytes, bytearray)):
+        yield source
+        return
+    with tempfile.TemporaryDirectory(prefix="deepvre-notebook-") as folder:  # 0700, this call's own
+        path = os.path.join(folder, "notebook.ipynb")
+        with open(path, "wb") as f:
+            f.write(source)
+        yield path
+
+
+def inspect(source):
+    """The form fields of a notebook: a local path, or its bytes."""
     import papermill
 
-    return form_fields(papermill.inspect_notebook(path))
+    with _as_path(source) as path:
+        return form_fields(papermill.inspect_notebook(path))
 
 
 def write_parameterized(source, dest, parameters, lineage=None):
-    """Write ``source`` with papermill's injected-parameters cell to ``dest`` (which must not exist).
+    """Write ``source`` (a path, or a notebook's bytes) with papermill's injected-parameters cell to
+    ``dest`` (which must not exist).
 
     ``lineage`` (e.g. ``{"model": "cells", "version": "1.0.0"}``) goes into the notebook's
     metadata under ``deepvre.source``, so a run of it can be published with its lineage.
@@ -97,7 +116,8 @@ def write_parameterized(source, dest, parameters, lineage=None):
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    nb = load_notebook_node(source)  # papermill's loader adds the metadata it expects
+    with _as_path(source) as path:
+        nb = load_notebook_node(path)  # papermill's loader adds the metadata it expects
     nb = parameterize_notebook(nb, parameters)
     if lineage:
         nb.metadata.setdefault("deepvre", {})["source"] = dict(lineage)
