@@ -11,6 +11,9 @@ The pure pieces are shared with ``deepvre run --backend slurm`` and Dask's ``SLU
 - ``gpus_per_node(sinfo_text)`` and ``gpu_refusal(profile, most)``: a GPU request beyond the
   cluster's biggest node is refused with a sentence saying so.
 - ``unreadable_reason(env)``: why the users' accounts cannot run the single-user environment.
+- ``slurm_command(slurm, program)`` / ``in_command_dir(cmd, folder)``: the sbatch, squeue and
+  scancel the hub runs as a user (``slurm.command_dir``: root's wrappers with the site's
+  slurm.conf fixed, named by hub/slurm/sudoers.deepvre).
 
 ``configure(c, settings, state_dir)`` is called by ``modes.configure`` for ``mode: slurm``.
 """
@@ -241,6 +244,29 @@ def unreadable_reason(env):
     return None
 
 
+# ---------------------------------------------------------------- the commands run as a user
+
+SLURM_PROGRAMS = ("sbatch", "squeue", "scancel")
+BATCHSPAWNER_COMMANDS = ("batch_submit_cmd", "batch_query_cmd", "batch_cancel_cmd")
+
+
+def slurm_command(slurm, program):
+    """The ``program`` (sbatch, squeue, scancel) the hub runs as a user: ``slurm.command_dir/program``
+    when set (e.g. ``/usr/local/libexec/deepvre/squeue``), else the bare name (found on PATH)."""
+    folder = (slurm or {}).get("command_dir")
+    return os.path.join(folder, program) if folder else program
+
+
+def in_command_dir(cmd, folder):
+    """A batchspawner command line with its Slurm program taken from ``folder``:
+    ``squeue -h -j {job_id}`` -> ``/usr/local/libexec/deepvre/squeue -h -j {job_id}``."""
+    program, _, rest = cmd.strip().partition(" ")
+    if program not in SLURM_PROGRAMS:
+        raise SlurmSettingsError(f"slurm.command_dir: cannot place {program!r} of {cmd!r} (expected one of "
+                                 f"{', '.join(SLURM_PROGRAMS)})")
+    return " ".join(filter(None, (os.path.join(folder, program), rest)))
+
+
 # ---------------------------------------------------------------- the spawner
 
 
@@ -381,7 +407,8 @@ def make_spawner_class():
             subvars = dict(self.get_req_subvars(), job_id=job)
             prefix = self.exec_prefix.format(**subvars)
             try:
-                out = await self.run_command(f"{prefix} squeue -h -t all -j {int(job)} -o %T")
+                out = await self.run_command(f"{prefix} {slurm_command(self.slurm_settings, 'squeue')} "
+                                             f"-h -t all -j {int(job)} -o %T")
             except Exception:  # noqa: BLE001 (a forgotten job makes squeue fail: no state to add)
                 return ""
             return out.strip().split("\n")[0]
@@ -405,7 +432,8 @@ def exec_prefix(slurm, root):
     root, ``sudo -E -u {username}`` (root's own sudo rule lets it keep the job's environment);
     not as root, ``sudo -n -u {username}``: hub/slurm/sudoers.deepvre keeps the variables the
     job needs by name (env_keep), and gives no ``SETENV``, so the hub cannot set others
-    (``LD_PRELOAD``...) and run more than sbatch as the user."""
+    (``LD_PRELOAD``...) and run more than sbatch as the user; nor ``SLURM_CONF``: the commands
+    it names (``slurm.command_dir``) read the slurm.conf root fixed in them."""
     if slurm.get("exec_prefix"):
         return slurm["exec_prefix"]
     return "sudo -E -u {username}" if root else "sudo -n -u {username}"
@@ -426,12 +454,18 @@ def configure(c, settings, state_dir):
     account_settings = settings.get("accounts") or {}
     group = account_settings.get("group") or accounts.MARKER_GROUP
     if not root:
-        log.info("deepvre: slurm mode without root: %r must be allowed by sudoers for the members of "
-                 "%r (see hub/slurm/sudoers.deepvre)", prefix, group)
-    c.JupyterHub.spawner_class = __getattr__("DeepvreSlurmSpawner")
+        log.info("deepvre: slurm mode without root: %r with %s, %s and %s must be allowed by sudoers for the "
+                 "members of %r (see hub/slurm/sudoers.deepvre)", prefix,
+                 *(slurm_command(slurm, program) for program in SLURM_PROGRAMS), group)
+    spawner = __getattr__("DeepvreSlurmSpawner")
+    c.JupyterHub.spawner_class = spawner
     c.DeepvreSlurmSpawner.profiles = settings.get("profiles") or []
     c.DeepvreSlurmSpawner.slurm_settings = slurm
     c.DeepvreSlurmSpawner.exec_prefix = prefix
+    if slurm["command_dir"]:  # batchspawner's own command lines, their program taken from there
+        defaults = spawner.class_traits()
+        for trait in BATCHSPAWNER_COMMANDS:
+            setattr(c.DeepvreSlurmSpawner, trait, in_command_dir(defaults[trait].default_value, slurm["command_dir"]))
     c.DeepvreSlurmSpawner.account_group = group
     c.DeepvreSlurmSpawner.allowed_existing_accounts = list(account_settings.get("allow_existing") or [])
     c.DeepvreSlurmSpawner.batchspawner_singleuser_cmd = os.path.join(env, "bin", "batchspawner-singleuser")
@@ -439,6 +473,7 @@ def configure(c, settings, state_dir):
     c.Spawner.start_timeout = slurm["start_timeout"]
     c.Spawner.http_timeout = 120
     c.Spawner.poll_interval = slurm["poll_interval"]
-    # sbatch (run through exec_prefix with the server's environment) must find the cluster's config
+    # sbatch (run through exec_prefix with the server's environment) must find the cluster's config;
+    # under sudo without root, SLURM_CONF is dropped and slurm.command_dir's wrappers set their own
     keep = list(c.Spawner.env_keep) if "env_keep" in c.Spawner else ["JUPYTERHUB_SINGLEUSER_APP"]
     c.Spawner.env_keep = keep + [v for v in ("SLURM_CONF", "PATH") if v not in keep]

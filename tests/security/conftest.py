@@ -2,10 +2,13 @@
 Slurm hub run the way a site runs it (a non-root hub account, hub/slurm/sudoers.deepvre installed).
 
 ``os_account(role, ...)`` makes an account outside the hub (a person's own login, a service
-account) and removes it; ``sudoers_rule(hub_account)`` renders the template exactly as
-hub/slurm/README.md says, checks it with ``visudo -cf`` and installs it for the block. The
-package fixture ``hub_sudo`` is one hub account with that rule, used by test_sudoers.py and by
-``slurm_hub`` (one rule at a time: two copies would define the same Cmnd_Alias twice).
+account) and removes it; ``slurm_wrappers(conf)`` renders hub/slurm/slurm-command.in for sbatch,
+squeue and scancel with ``conf`` fixed in them, in a root-owned folder, as hub/slurm/README.md
+says; ``sudoers_rule(hub_account, command_dir)`` renders the sudo template the same way (naming
+those wrappers), checks it with ``visudo -cf`` and installs it for the block. The package fixture
+``hub_sudo`` is one hub account with that rule and wrappers of the session's cluster, used by
+test_sudoers.py and by ``slurm_hub`` (one rule at a time: two copies would define the same
+Cmnd_Alias twice).
 """
 
 import contextlib
@@ -25,6 +28,9 @@ from tests.prereqs import REPO, require, require_program, require_root
 from tests.slurmd import slurm  # noqa: F401 - the session's one-node cluster
 
 SUDOERS_TEMPLATE = Path(REPO) / "hub" / "slurm" / "sudoers.deepvre"
+WRAPPER_TEMPLATE = Path(REPO) / "hub" / "slurm" / "slurm-command.in"
+COMMAND_DIR = "/usr/local/libexec/deepvre"  # hub/slurm/README.md's folder of the wrappers
+SLURM_PROGRAMS = ("sbatch", "squeue", "scancel")
 PASSWORD = "correct-horse-" + secrets.token_hex(4)
 
 
@@ -48,19 +54,44 @@ def os_account(role, system=False, home=True):
         subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
 
 
-def sudoers_text(hub_account, group=accounts.MARKER_GROUP):
+def sudoers_text(hub_account, group=accounts.MARKER_GROUP, command_dir=COMMAND_DIR):
     """The template filled in, as hub/slurm/README.md's ``sed`` does."""
-    return SUDOERS_TEMPLATE.read_text().replace("@HUB_USER@", hub_account).replace("@GROUP@", group)
+    return (SUDOERS_TEMPLATE.read_text().replace("@HUB_USER@", hub_account).replace("@GROUP@", group)
+            .replace("@COMMAND_DIR@", command_dir))
+
+
+def wrapper_text(program, conf):
+    """hub/slurm/slurm-command.in filled in for ``program`` (its path), as the README's ``sed`` does."""
+    return WRAPPER_TEMPLATE.read_text().replace("@COMMAND@", program).replace("@SLURM_CONF@", conf)
 
 
 @contextlib.contextmanager
-def sudoers_rule(hub_account, group=accounts.MARKER_GROUP):
+def slurm_wrappers(conf):
+    """sbatch, squeue and scancel reading ``conf``, installed as the README says (root's, 0755) in
+    a fresh folder only root can write (the README's is /usr/local/libexec/deepvre); its path."""
+    require_root()
+    folder = Path(tempfile.mkdtemp(prefix="deepvre-slurm-commands-"))
+    try:
+        os.chmod(folder, 0o755)
+        for program in SLURM_PROGRAMS:
+            draft = folder / f".{program}"
+            draft.write_text(wrapper_text(shutil.which(program) or f"/usr/bin/{program}", conf))
+            subprocess.run(["install", "-o", "root", "-g", "root", "-m", "0755", str(draft), str(folder / program)],
+                           check=True)
+            draft.unlink()
+        yield str(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def sudoers_rule(hub_account, group=accounts.MARKER_GROUP, command_dir=COMMAND_DIR):
     """The rendered rule, checked by ``visudo -cf``, installed in /etc/sudoers.d for the block."""
     require_program("visudo")
     require_program("sudo")
     folder = Path(tempfile.mkdtemp(prefix="deepvre-sudoers-"))
     draft = folder / "deepvre"
-    draft.write_text(sudoers_text(hub_account, group))
+    draft.write_text(sudoers_text(hub_account, group, command_dir))
     checked = subprocess.run(["visudo", "-cf", str(draft)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     rule = f"/etc/sudoers.d/deepvre-test-{hub_account}"
@@ -100,24 +131,27 @@ def slurm_profiles(partition):
 
 @pytest.fixture(scope="package")
 def hub_sudo(slurm_for_users):
-    """A non-root hub account (system account with a home) and the installed sudo rule for it."""
+    """A non-root hub account (system account with a home), wrappers of the Slurm commands with the
+    session's slurm.conf fixed in them, and the installed sudo rule naming them."""
     require_root()
-    with os_account("hub", system=True) as hub_account, sudoers_rule(hub_account) as rule:
-        yield SimpleNamespace(account=hub_account, rule=rule)
+    with os_account("hub", system=True) as hub_account, slurm_wrappers(slurm_for_users.conf) as command_dir, \
+            sudoers_rule(hub_account, command_dir=command_dir) as rule:
+        yield SimpleNamespace(account=hub_account, rule=rule, command_dir=command_dir)
 
 
 @pytest.fixture(scope="package")
 def slurm_hub(slurm_for_users, hub_sudo):
     """A ``mode: slurm`` hub running as a non-root hub account, as a site runs it: the sudo rule of
     hub/slurm/sudoers.deepvre installed, exec_prefix deepvre's default for a non-root hub
-    (``sudo -n -u {username}``), users' accounts provided by the site in the marker group."""
+    (``sudo -n -u {username}``), ``slurm.command_dir`` the wrappers the rule names, users' accounts
+    provided by the site in the marker group."""
     require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
             "needs node_modules/.bin/configurable-http-proxy (npm install)")
     cluster, hub_account = slurm_for_users, hub_sudo.account
     folder = Path(tempfile.mkdtemp(prefix="deepvre-sec-slurmhub-"))
     shutil.chown(folder, hub_account, hub_account)
     hub = HubProcess({"mode": "slurm", "profiles": slurm_profiles(cluster.partition),
-                      "slurm": {"poll_interval": 2, "start_timeout": 180}},
+                      "slurm": {"poll_interval": 2, "start_timeout": 180, "command_dir": hub_sudo.command_dir}},
                      folder / "state", env={"SLURM_CONF": cluster.conf}, run_as=hub_account)
     hub.cluster = cluster
     hub.hub_account = hub_account

@@ -60,8 +60,6 @@ __attribute__((constructor)) static void ran(void) {
 
 
 @pytest.mark.root
-@pytest.mark.xfail(strict=True, reason="sudoers.deepvre keeps SLURM_CONF: the hub account points sbatch at "
-                   "its own slurm.conf (PlugStackConfig/PluginDir) and runs any code as the user on the hub host")
 def test_hub_account_cannot_run_code_as_a_user_through_slurm_conf(tmp_path):
     """The rule says the hub may run sbatch as a marked user, "not SETENV: with SETENV the hub could set
     any variable (LD_PRELOAD...) and so run any program as the user". ``SLURM_CONF`` was kept by name, and

@@ -57,6 +57,28 @@ def test_batchspawner_traits_fill_its_template_slots():
     assert slurm.batchspawner_traits({"slug": "x"})["req_gres"] == ""
 
 
+def test_the_commands_run_as_a_user_come_from_command_dir():
+    """A non-root hub runs root's wrappers (hub/slurm/slurm-command.in), named by the sudo rule."""
+    from traitlets.config import Config
+
+    assert slurm.slurm_command(slurm.slurm_settings(), "squeue") == "squeue"
+    site = slurm.slurm_settings({"command_dir": "/usr/local/libexec/deepvre"})
+    assert slurm.slurm_command(site, "squeue") == "/usr/local/libexec/deepvre/squeue"
+    assert slurm.in_command_dir("scancel {job_id}", "/w") == "/w/scancel {job_id}"
+    with pytest.raises(slurm.SlurmSettingsError, match="cannot place 'srun'"):
+        slurm.in_command_dir("srun x", "/w")
+    with pytest.raises(slurm.SlurmSettingsError, match=r"slurm\.command_dir"):
+        slurm.slurm_settings({"command_dir": "libexec"})
+    c = Config()
+    slurm.configure(c, {"slurm": {"command_dir": "/usr/local/libexec/deepvre"}}, "/nonexistent")
+    assert c.DeepvreSlurmSpawner.batch_submit_cmd == "/usr/local/libexec/deepvre/sbatch --parsable"
+    assert c.DeepvreSlurmSpawner.batch_query_cmd == "/usr/local/libexec/deepvre/squeue -h -j {job_id} -o '%T %B'"
+    assert c.DeepvreSlurmSpawner.batch_cancel_cmd == "/usr/local/libexec/deepvre/scancel {job_id}"
+    c = Config()
+    slurm.configure(c, {"slurm": {}}, "/nonexistent")
+    assert "batch_submit_cmd" not in c.DeepvreSlurmSpawner  # batchspawner's own: sbatch on PATH
+
+
 def test_bad_settings_name_the_key():
     with pytest.raises(slurm.SlurmSettingsError, match=r"slurm\.walltime"):
         slurm.slurm_settings({"walltime": "forever"})
