@@ -5,6 +5,7 @@ import os
 import pytest
 
 from tests.prereqs import REPO, require, require_root
+from tests.slurmd import session_slurm
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +23,12 @@ def personal_hub():
             "needs node_modules/.bin/configurable-http-proxy (npm install)")
     with personal_hub_process() as hub:
         yield hub
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The session's one-node Slurm on loopback (tests/slurmd.py), ``SLURM_CONF`` set for it."""
+    yield from session_slurm()
 
 
 # `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). Tests that share the

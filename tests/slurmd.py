@@ -1,7 +1,6 @@
 """A real one-node Slurm cluster on loopback, for tests (dask-jobqueue, batchspawner).
 
-    from tests.slurmd import slurm          # the session fixture: a started Slurm
-    def test_x(slurm):
+    def test_x(slurm):                      # tests/conftest.py's session fixture: a started Slurm
         subprocess.run(["sbatch", ...], env=slurm.env)   # or rely on os.environ["SLURM_CONF"]
 
 API (kept small on purpose):
@@ -10,14 +9,16 @@ API (kept small on purpose):
   ``/tmp/deepvre-slurm-*`` folder, so parallel sessions never share pid files; free
   loopback ports, state/spool/logs there), start munged if none runs, then slurmctld
   and ``slurmd -N localhost``; wait until the node is idle. Idempotent: if the
-  Slurm named by ``base`` (or, without ``base``, by ``$SLURM_CONF``) already answers,
-  it is reused (and left running).
+  Slurm named by ``base`` (or, without ``base``, by ``$SLURM_CONF``) already answers
+  (in any node state), it is reused once idle (and left running), never restarted.
 * ``stop_slurm(slurm)``: stop only the processes that ``start_slurm`` started.
 * ``Slurm``: ``conf`` (path of slurm.conf), ``partition``, ``env`` (os.environ plus
   ``SLURM_CONF``), ``started`` (the processes it owns), ``base``.
-* ``slurm``: a session-scoped pytest fixture over the two, which also sets
-  ``SLURM_CONF`` in ``os.environ`` for the session; needs root, slurmctld, slurmd and
-  munged (``tests.prereqs.require``: skip by hand, fail in CI).
+* ``session_slurm()``: the generator behind the session fixture ``slurm`` of tests/conftest.py
+  (defined there once: a fixture imported into several modules would be a separate "session"
+  instance in each, the later ones restarting daemons over the first one's folder). It also sets
+  ``SLURM_CONF`` in ``os.environ`` for the session; needs root, slurmctld, slurmd and munged
+  (``tests.prereqs.require``: skip by hand, fail in CI).
 """
 
 import os
@@ -26,8 +27,6 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
-
-import pytest
 
 from tests.prereqs import require, require_program, require_root
 
@@ -111,8 +110,9 @@ def start_slurm(base=None):
         base = tempfile.mkdtemp(prefix=os.path.basename(DEFAULT_BASE) + "-", dir=os.path.dirname(DEFAULT_BASE))
     conf = os.path.join(base, "slurm.conf")
     slurm = Slurm(base, conf)
-    if os.path.exists(conf) and _node_state(slurm.env).startswith(("idle", "mix", "alloc")):
-        return slurm  # already running: reuse, do not own
+    if os.path.exists(conf) and _node_state(slurm.env):
+        _wait_idle(slurm.env)  # already running (maybe still completing a job): reuse, do not own
+        return slurm
     started = []
     if not _munge_running():
         os.makedirs("/run/munge", exist_ok=True)
@@ -169,8 +169,8 @@ def stop_slurm(slurm):
     slurm.started = []
 
 
-@pytest.fixture(scope="session")
-def slurm():
+def session_slurm():
+    """A started one-node Slurm for the whole session (see the module docstring)."""
     require_root()
     for program in ("slurmctld", "slurmd", "munged", "sbatch"):
         require_program(program)

@@ -50,6 +50,17 @@ def test_no_token_is_401(hub, clients):
     assert r.status_code == 401
 
 
+def test_a_refused_upload_does_not_break_the_proxys_next_request(hub):
+    """A POST refused before its body is read closes its connection: the answer says so, or the
+    proxy would send the next request down that dead keep-alive socket and answer it 503."""
+    r = requests.post(hub["service_url"] + "api/models", data=b"x" * 4096, timeout=30)
+    assert r.status_code == 401 and r.headers.get("Connection") == "close"
+    bad = {"Authorization": "token not-a-token"}
+    for _ in range(40):
+        assert requests.post(hub["market_url"] + "api/models", data=b"x" * 4096, timeout=30).status_code == 401
+        assert requests.get(hub["market_url"] + "api/models", headers=bad, timeout=30).status_code == 401
+
+
 def test_browser_is_sent_to_hub_login(hub):
     r = requests.get(hub["market_url"], allow_redirects=False, timeout=30)
     assert r.status_code == 302 and "/hub/api/oauth2/authorize" in r.headers["Location"]

@@ -11,7 +11,6 @@ import pytest
 from deepvre.pipelines import clusters
 from deepvre.pipelines.dataset import open_split
 from deepvre.pipelines.run import preprocess
-from tests.slurmd import slurm  # noqa: F401 - the session fixture
 
 from .data import class_folders
 
@@ -187,7 +186,7 @@ def test_scheduler_address(images, tmp_path, monkeypatch):
 
 
 @pytest.mark.slurm
-def test_slurm_cluster(images, tmp_path, slurm, monkeypatch):  # noqa: F811 - the fixture
+def test_slurm_cluster(images, tmp_path, slurm, monkeypatch):
     settings = {"workers": 1, "slurm": {"queue": slurm.partition, "cores": 1, "memory": "1GB",
                                         "walltime": "00:10:00", "interface": "lo", "host": "127.0.0.1",
                                         "python": sys.executable, "local_directory": str(tmp_path / "w"),

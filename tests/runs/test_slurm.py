@@ -10,12 +10,11 @@ import yaml
 
 from deepvre import runs
 from tests.runs.conftest import read_text, wait_for
-from tests.slurmd import slurm  # noqa: F401  (the session fixture)
 
 pytestmark = pytest.mark.slurm
 
 
-def test_sbatch_sweep_runs_the_notebook_with_the_venv_python(slurm, cli, runs_dir, notebook):  # noqa: F811
+def test_sbatch_sweep_runs_the_notebook_with_the_venv_python(slurm, cli, runs_dir, notebook):
     code, out, _ = cli("run", notebook("metrics"), "--backend", "slurm", "--sweep", "a=5,6")
     assert code == 0, out
     done = runs.list_runs(runs_dir)
@@ -35,7 +34,7 @@ def test_sbatch_sweep_runs_the_notebook_with_the_venv_python(slurm, cli, runs_di
         assert row[1] == "done" and float(row[score]) == run.metrics["score"]
 
 
-def test_profile_terms_reach_slurm_and_scancel_stops_the_run(slurm, cli, runs_dir, notebook, tmp_path,  # noqa: F811
+def test_profile_terms_reach_slurm_and_scancel_stops_the_run(slurm, cli, runs_dir, notebook, tmp_path,
                                                              monkeypatch):
     monkeypatch.delenv("DEEPVRE_SETTINGS", raising=False)  # the CLI sets it from --settings
     settings = tmp_path / "settings.yaml"

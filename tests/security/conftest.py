@@ -25,7 +25,6 @@ import pytest
 from deepvre_hub import accounts
 from tests.hub.hubprocess import HubProcess
 from tests.prereqs import REPO, require, require_program, require_root
-from tests.slurmd import slurm  # noqa: F401 - the session's one-node cluster
 
 SUDOERS_TEMPLATE = Path(REPO) / "hub" / "slurm" / "sudoers.deepvre"
 WRAPPER_TEMPLATE = Path(REPO) / "hub" / "slurm" / "slurm-command.in"
@@ -111,7 +110,7 @@ def squeue(cluster, *args):
 
 
 @pytest.fixture(scope="package")
-def slurm_for_users(slurm):  # noqa: F811
+def slurm_for_users(slurm):
     """The session's cluster, its slurm.conf readable by the users' accounts (their sbatch reads it)."""
     for program in ("sudo", "visudo", "runuser"):
         require_program(program)

@@ -28,7 +28,6 @@ import pytest
 from deepvre.pipelines import clusters
 from tests.kubernetes.conftest import dummy_kubeconfig  # noqa: F401 - KubeSpawner reads a (dummy) kubeconfig
 from tests.prereqs import require, require_program, require_root
-from tests.slurmd import slurm  # noqa: F401 - the session fixture
 
 from .conftest import os_account
 
@@ -258,7 +257,7 @@ def test_local_cluster_refuses_another_account(local_cluster, owner_home, other_
 
 
 @pytest.mark.slurm
-def test_slurm_cluster_refuses_others(slurm, owner_home, other_account, tmp_path, monkeypatch):  # noqa: F811
+def test_slurm_cluster_refuses_others(slurm, owner_home, other_account, tmp_path, monkeypatch):
     settings = {"workers": 1, "slurm": {"queue": slurm.partition, "cores": 1, "memory": "1GB",
                                         "walltime": "00:10:00", "interface": "lo", "python": PYTHON,
                                         "local_directory": str(tmp_path / "w"),

@@ -304,6 +304,14 @@ class ModelsHandler(BaseHandler):
     def too_big(self):
         return self.received > self.catalog.upload_limit + 1024 * 1024
 
+    def write_error(self, status_code, **kwargs):
+        # Refused before post() (credentials, parameters): tornado drops the unread body and closes
+        # the connection after this answer. Saying so keeps the proxy from reusing that socket for
+        # its next request, which would then fail as a 503.
+        if self.request.method == "POST" and not getattr(self, "body_read", False):
+            self.set_header("Connection", "close")
+        super().write_error(status_code, **kwargs)
+
     def data_received(self, chunk):
         if self.upload is None:
             return
@@ -332,6 +340,7 @@ class ModelsHandler(BaseHandler):
         self.json(entries)
 
     async def post(self):
+        self.body_read = True  # tornado calls post() once the whole body is in
         if self.too_big():
             raise UploadTooLarge(f"upload over the limit of {self.catalog.upload_limit} bytes")
         self.upload.close()
