@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import yaml
 
 from tests.prereqs import REPO, require, require_root
 from tests.slurmd import session_slurm
@@ -23,6 +24,26 @@ def personal_hub():
             "needs node_modules/.bin/configurable-http-proxy (npm install)")
     with personal_hub_process() as hub:
         yield hub
+
+
+@pytest.fixture(scope="session")
+def dummy_kubeconfig(tmp_path_factory):
+    """A kubeconfig for an API server that is not there (127.0.0.1:6443): KubeSpawner and the
+    Kubernetes clients read one; nothing is sent unless a test points them at an emulator."""
+    path = tmp_path_factory.mktemp("kubernetes-kubeconfig") / "config"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dummy",
+        "clusters": [{"name": "dummy", "cluster": {"server": "http://127.0.0.1:6443"}}],
+        "users": [{"name": "dummy", "user": {"token": "not-a-token"}}],
+        "contexts": [{"name": "dummy", "context": {"cluster": "dummy", "user": "dummy", "namespace": "deepvre"}}],
+    }))
+    # kubernetes_asyncio reads $KUBECONFIG once, at import: point its default there instead.
+    from kubernetes_asyncio.config import kube_config
+
+    old = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
+    yield path
+    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = old
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,10 @@ class NoFreeGpus(RuntimeError):
     """A request for more GPUs than are free now; the message says how many are."""
 
 
+class GpuQuotaExceeded(NoFreeGpus):
+    """A request that would give one user more GPUs than ``gpus.per_user``; the message says which they hold."""
+
+
 def parse_nvidia_smi(text):
     """Parse ``nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader``."""
     gpus = []
@@ -77,11 +81,20 @@ class GpuAllocator:
     def held_by(self, owner):
         return [g for g in self.gpu_ids if self.holders.get(g) == owner]
 
-    def allocate(self, owner, count):
-        """Give ``count`` free GPUs to ``owner`` (replacing what it held); raise :class:`NoFreeGpus`."""
+    def allocate(self, owner, count, per_user=None):
+        """Give ``count`` free GPUs to ``owner`` (replacing what it held); raise :class:`NoFreeGpus`,
+        or :class:`GpuQuotaExceeded` when the owner's user (``user/`` of ``user/server``) would
+        then hold more than ``per_user``."""
         self.release(owner)
         if count <= 0:
             return []
+        user = owner.split("/", 1)[0] + "/"
+        theirs = sorted((g, o) for g, o in self.holders.items() if o.startswith(user))
+        if per_user is not None and len(theirs) + count > per_user:
+            held = ", ".join(f"GPU {g} ({o})" for g, o in theirs) or "none"
+            raise GpuQuotaExceeded(
+                f"GPU limit: at most {per_user} GPU{'s' if per_user != 1 else ''} per user; this profile needs "
+                f"{count} and your other servers hold {len(theirs)} ({held}). Stop one of them or pick a smaller profile.")
         free = self.free()
         if count > len(free):
             busy = ", ".join(f"GPU {g} ({o})" for g, o in sorted(self.holders.items()))

@@ -7,12 +7,10 @@ JupyterHub (z2jh) chart and KubeSpawner understand:
 - ``kubespawner_profile(profile, k8s)``: one hardware profile as a KubeSpawner
   ``profile_list`` entry (resources, GPU limits, node selector, tolerations,
   image, ``/dev/shm`` size, allowed groups).
-- ``z2jh_values(settings)``: the chart's values; ``manifests(settings)``: the
-  extra objects (ServiceAccount, Role, RoleBinding) for user-made Dask clusters,
-  and the NetworkPolicy that shuts their pods to everyone but the operator.
-- ``dask_network_policy(owner, namespace)``: the per-user NetworkPolicy that lets the
-  owner's server pod (and the owner's Dask pods) in; ``isolate_dask_clusters(c)``
-  makes the hub apply it when it starts the user's pod.
+- ``z2jh_values(settings)``: the chart's values, with one namespace per user
+  (``user_namespaces.py``: what the hub puts in each); ``manifests(settings)``: the
+  cluster-wide objects beside the chart (the users' and the hub's ClusterRoles, the
+  admission policy on Dask resources, ``admission.py``).
 - ``kubespawner_config(values)``: the KubeSpawner traits that z2jh's own
   ``jupyterhub_config.py`` derives from the values deepvre sets (the subset
   deepvre uses, same keys and semantics), so ``configure(c, settings)`` and the
@@ -25,7 +23,7 @@ import copy
 import json
 import os
 
-from . import culler, profiles
+from . import admission, culler, profiles, user_namespaces
 
 CHART_NAME = "jupyterhub"
 CHART_REPO = "https://hub.jupyter.org/helm-chart/"
@@ -41,12 +39,10 @@ USER_NODE_TOLERATIONS = [
     {"key": "hub.jupyter.org_dedicated", "operator": "Equal", "value": "user", "effect": "NoSchedule"},
 ]
 # Names from the user pod itself, for ownerReferences on the DaskClusters it creates.
-USERNAME_LABEL = "hub.jupyter.org/username"  # KubeSpawner's, on every user pod (users cannot make pods)
 POD_ENV = {
     "DEEPVRE_POD_NAME": "metadata.name",
     "DEEPVRE_POD_UID": "metadata.uid",
     "DEEPVRE_NAMESPACE": "metadata.namespace",
-    "DEEPVRE_DASK_OWNER": f"metadata.labels['{USERNAME_LABEL}']",  # -> DASK_OWNER_LABEL on the user's DaskClusters
 }
 HOME_VOLUME = "volume-{user_server}"
 HOME_CLAIM = "claim-{user_server}"
@@ -54,12 +50,9 @@ SHM_VOLUME = "dshm"
 DASK_GROUP = "kubernetes.dask.org"
 DASK_RESOURCES = ["daskclusters", "daskworkergroups", "daskautoscalers", "daskjobs"]
 MARKETPLACE_SERVICE = "marketplace"
-# Dask isolation: the operator speaks plain TCP to the schedulers (no TLS in dask-kubernetes
-# 2026.3), so the network decides who reaches them.
-DASK_OWNER_LABEL = "deepvre.org/dask-owner"
-DASK_COMPONENT = "dask.org/component"  # set by the operator on every pod it makes, over the user's labels
-DASK_OPERATOR_LABELS = {"app.kubernetes.io/name": "dask-kubernetes-operator"}  # its Helm chart's pod labels
 HUB_SERVICE_ACCOUNT = "hub"  # z2jh's, with fullnameOverride ""
+HUB_API_PORT = 8081  # z2jh's hub Service port
+HUB_CLUSTER_ROLE = "deepvre-hub"
 
 
 class RenderError(ValueError):
@@ -309,14 +302,19 @@ def z2jh_values(settings):
     hub_env = {"DEEPVRE_MODE": "kubernetes"}
     extra_config = {
         "deepvre-profiles": "from deepvre_hub.kubernetes import restrict_profiles_by_group\nrestrict_profiles_by_group(c)\n",
+        "deepvre-user-namespaces": (
+            "from deepvre_hub.user_namespaces import provision_user_namespaces\n"
+            f"provision_user_namespaces(c, {k8s['namespace']!r}, {_hub_ports(k8s)!r}, "
+            f"dask={k8s['dask']['enabled']!r}, network_policy={k8s['network_policy']!r})\n"),
     }
-    if k8s["dask"]["enabled"] and k8s["network_policy"]:
-        extra_config["deepvre-dask-isolation"] = (
-            "from deepvre_hub.kubernetes import isolate_dask_clusters\nisolate_dask_clusters(c)\n")
 
     hub_config = {
-        "JupyterHub": {"admin_access": False, "allow_named_servers": True},
+        "JupyterHub": {"admin_access": False, **_named_servers(settings)},
         "KubeSpawner": {
+            # one namespace per user, Pod Security "restricted" (user_namespaces.py)
+            "enable_user_namespaces": True,
+            "user_namespace_template": user_namespaces.namespace_template(k8s["namespace"]),
+            "user_namespace_labels": user_namespaces.namespace_labels(),
             "pod_security_context": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "container_security_context": {
                 "runAsNonRoot": True,
@@ -376,13 +374,7 @@ def z2jh_values(settings):
         },
     }
     if k8s["dask"]["enabled"]:
-        singleuser["serviceAccountName"] = k8s["dask"]["service_account"]
-        # Dask schedulers made by the operator (client port and dashboard). Their own ingress
-        # policies (dask_isolation, dask_network_policy) let only the owner's pod in.
-        singleuser["networkPolicy"]["egress"] = [{
-            "to": [{"podSelector": {"matchLabels": {"dask.org/component": "scheduler"}}}],
-            "ports": [{"port": 8786, "protocol": "TCP"}, {"port": 8787, "protocol": "TCP"}],
-        }]
+        singleuser["serviceAccountName"] = user_namespaces.USER_SERVICE_ACCOUNT  # in the user's namespace
 
     services = {market["name"]: {k: v for k, v in market.items() if k != "name"}}
     roles = {market_role["name"]: {k: v for k, v in market_role.items() if k != "name"}}
@@ -407,14 +399,19 @@ def z2jh_values(settings):
             "extraConfig": extra_config,
             "networkPolicy": {
                 "enabled": k8s["network_policy"],
+                # the chart's rule for hub.jupyter.org/network-access-hub pods in namespaces
+                # labelled so: the users' namespaces (user_namespaces.namespace_labels)
+                "interNamespaceAccessLabels": "accept",
                 "ingress": [{
-                    "from": [{"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}},
+                    "from": [{"namespaceSelector": user_namespaces.user_namespaces_selector(), "podSelector": {
+                        "matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}},
                              {"podSelector": {"matchLabels": {"component": "proxy"}}}],
                     "ports": [{"port": k8s["marketplace_port"], "protocol": "TCP"}],
                 }],
+                "egress": [_to_user_servers()],  # checks that a started server answers
             },
         },
-        "proxy": {"chp": {"networkPolicy": {"enabled": k8s["network_policy"]}}},
+        "proxy": {"chp": {"networkPolicy": {"enabled": k8s["network_policy"], "egress": [_to_user_servers()]}}},
         "singleuser": singleuser,
         "scheduling": {"userPods": {"tolerations": copy.deepcopy(USER_NODE_TOLERATIONS)}},
         "cull": {"enabled": False},  # deepvre's own culler service above (per-profile limits)
@@ -428,161 +425,70 @@ def z2jh_values(settings):
     return values
 
 
-def dask_rbac(settings):
-    """ServiceAccount, Role and RoleBinding letting user pods run DaskClusters via the operator.
-
-    The operator (its own ClusterRole) makes the scheduler and worker pods; the
-    users' pods only create the dask custom resources and read pods, services and
-    logs. Granting ``pods: create`` would let any user mount another user's PVC.
-    """
-    k8s = kubernetes_settings(settings)
-    if not k8s["dask"]["enabled"]:
-        return []
-    ns, sa = k8s["namespace"], k8s["dask"]["service_account"]
-    labels = {"app.kubernetes.io/part-of": "deepvre", "app.kubernetes.io/component": "dask-rbac"}
-    meta = {"name": sa, "namespace": ns, "labels": labels}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta,
-         "automountServiceAccountToken": True},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [
-            {"apiGroups": [DASK_GROUP], "resources": DASK_RESOURCES,
-             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-            # no pods/portforward: it reaches any pod past every NetworkPolicy (KubeCluster in a
-            # user pod talks to its scheduler's Service directly)
-        ]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
-         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]},
-    ]
+def _named_servers(settings):
+    limit = ((settings or {}).get("hub") or {}).get("named_servers", 3)
+    return {"allow_named_servers": limit > 0, "named_server_limit_per_user": limit}
 
 
-def _selector(labels=None, **expressions):
-    """A label selector: ``matchLabels`` plus ``key=(operator, values)`` expressions."""
-    out = {}
-    if labels:
-        out["matchLabels"] = dict(labels)
-    exprs = []
-    for key, (op, values) in expressions.items():
-        exprs.append({"key": key, "operator": op, **({"values": list(values)} if values else {})})
-    if exprs:
-        out["matchExpressions"] = exprs
-    return out
+def _hub_ports(k8s):
+    """What user servers reach on the hub pod: the hub API and the marketplace."""
+    return [HUB_API_PORT, k8s["marketplace_port"]]
 
 
-def _dask_pods(owner=None):
-    labels = {DASK_OWNER_LABEL: owner} if owner else None
-    return _selector(labels, **{DASK_COMPONENT: ("In", ["scheduler", "worker"])})
+def _to_user_servers():
+    return {"to": [{"namespaceSelector": user_namespaces.user_namespaces_selector(),
+                    "podSelector": {"matchLabels": dict(user_namespaces.SERVER_LABELS)}}],
+            "ports": [{"port": user_namespaces.SERVER_PORT, "protocol": "TCP"}]}
 
 
-def dask_isolation(settings):
-    """The NetworkPolicy that closes every operator-made Dask pod to all but the operator, and the
-    Role that lets the hub apply the per-user policies (``dask_network_policy``) that open them
-    to their owner. Empty unless both the network policies and Dask are enabled."""
-    k8s = kubernetes_settings(settings)
-    if not (k8s["dask"]["enabled"] and k8s["network_policy"]):
-        return []
-    ns = k8s["namespace"]
-    labels = {"app.kubernetes.io/part-of": "deepvre", "app.kubernetes.io/component": "dask-isolation"}
-    meta = {"name": "deepvre-dask-isolation", "namespace": ns, "labels": labels}
-    operator = _selector(DASK_OPERATOR_LABELS, **{DASK_COMPONENT: ("DoesNotExist", None)})
-    return [
-        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": {
-            "podSelector": _selector(**{DASK_COMPONENT: ("Exists", None)}),
-            "policyTypes": ["Ingress"],
-            # the operator (scale, retire workers: scheduler comm and dashboard API); nobody else
-            "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": operator}]}],
-        }},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [
-            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
-             "verbs": ["get", "create", "update", "patch"]},
-        ]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": meta["name"]},
-         "subjects": [{"kind": "ServiceAccount", "name": HUB_SERVICE_ACCOUNT, "namespace": ns}]},
-    ]
+def user_cluster_role():
+    """What a user's pod may do, bound in the user's own namespace only (``user_namespaces``):
+    run Dask clusters through the operator and read their pods, services and logs. No
+    ``pods: create`` (the operator makes the pods, under the admission policy), no secrets, no
+    ``pods/exec`` or ``pods/portforward``."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": user_namespaces.USER_CLUSTER_ROLE, "labels": dict(user_namespaces.PART_OF)},
+            "rules": [
+                {"apiGroups": [DASK_GROUP], "resources": DASK_RESOURCES,
+                 "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+            ]}
 
 
-def dask_network_policy(owner, namespace):
-    """The NetworkPolicy that opens ``owner``'s Dask pods to ``owner``'s server pod (pure).
-
-    ``owner`` is the user pod's ``hub.jupyter.org/username`` label; the user's DaskClusters carry
-    it as ``deepvre.org/dask-owner`` (``deepvre.pipelines.clusters.kubernetes_cluster_spec``).
-    A server pod is one without ``dask.org/component``: the operator sets that label on every
-    pod it makes, so a DaskCluster cannot pass its pods off as someone's server.
-    """
-    import hashlib
-    import re
-
-    slug = re.sub(r"[^a-z0-9-]", "-", owner.lower()).strip("-")[:40]
-    if slug != owner:
-        slug = f"{slug}-{hashlib.sha256(owner.encode()).hexdigest()[:8]}".strip("-")
-    server = _selector({USERNAME_LABEL: owner, "component": "singleuser-server"},
-                       **{DASK_COMPONENT: ("DoesNotExist", None)})
-    return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": f"deepvre-dask-user-{slug}", "namespace": namespace,
-                     "labels": {"app.kubernetes.io/part-of": "deepvre",
-                                "app.kubernetes.io/component": "dask-isolation", DASK_OWNER_LABEL: owner}},
-        "spec": {
-            "podSelector": _dask_pods(owner),
-            "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": server}, {"podSelector": _dask_pods(owner)}]}],
-        },
-    }
-
-
-def _networking_api():
-    from kubespawner.clients import shared_client
-
-    return shared_client("NetworkingV1Api")
-
-
-async def apply_network_policy(body, api=None):
-    """Create ``body``, or replace the one of that name."""
-    from kubernetes_asyncio.client.rest import ApiException
-
-    api = api or _networking_api()
-    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    try:
-        await api.create_namespaced_network_policy(ns, body)
-    except ApiException as err:
-        if err.status != 409:
-            raise
-        await api.replace_namespaced_network_policy(name, ns, body)
-
-
-def isolate_dask_clusters(c):
-    """Make the hub apply the user's ``dask_network_policy`` before it creates their pod
-    (``KubeSpawner.modify_pod_hook``, after any hook already set). A failure stops the spawn."""
-    previous = c.KubeSpawner.modify_pod_hook if "modify_pod_hook" in c.KubeSpawner else None
-    if getattr(previous, "deepvre_dask_isolation", False):
-        return
-
-    async def modify_pod_hook(spawner, pod):
-        import inspect
-
-        if previous is not None:
-            pod = previous(spawner, pod)
-            pod = await pod if inspect.isawaitable(pod) else pod
-        owner = (pod.metadata.labels or {})[USERNAME_LABEL]
-        await apply_network_policy(dask_network_policy(owner, spawner.namespace))
-        return pod
-
-    modify_pod_hook.deepvre_dask_isolation = True
-    c.KubeSpawner.modify_pod_hook = modify_pod_hook
+def hub_cluster_role(namespace):
+    """What the hub needs beyond the chart's namespaced Role to run users in their own
+    namespaces: KubeSpawner's objects there, and ``user_namespaces.namespace_objects``. It may
+    bind the users' ClusterRole, nothing else (RBAC's ``bind`` on that one name)."""
+    labels = dict(user_namespaces.PART_OF)
+    rw = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": HUB_CLUSTER_ROLE, "labels": labels},
+            "rules": [
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "create"]},
+                {"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims", "secrets", "services"], "verbs": rw},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create", "update"]},
+                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["get", "create", "update"]},
+                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
+                 "resourceNames": [user_namespaces.USER_CLUSTER_ROLE]},
+                {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "create", "update"]},
+            ]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": HUB_CLUSTER_ROLE, "labels": labels},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": HUB_CLUSTER_ROLE},
+               "subjects": [{"kind": "ServiceAccount", "name": HUB_SERVICE_ACCOUNT, "namespace": namespace}]}
+    return [role, binding]
 
 
 def manifests(settings):
-    """Objects to ``kubectl apply`` beside the chart (Dask RBAC and isolation)."""
-    return dask_rbac(settings) + dask_isolation(settings)
-
-
-def dask_owner_labels(environ=os.environ):
-    """``{deepvre.org/dask-owner: name}`` for the DaskClusters a user pod creates; {} outside one."""
-    owner = environ.get("DEEPVRE_DASK_OWNER")
-    return {DASK_OWNER_LABEL: owner} if owner else {}
+    """Cluster-wide objects to ``kubectl apply`` beside the chart: the hub's and the users'
+    ClusterRoles and, with Dask, the admission policy on Dask resources."""
+    k8s = kubernetes_settings(settings)
+    objects = hub_cluster_role(k8s["namespace"])
+    if k8s["dask"]["enabled"]:
+        objects += [user_cluster_role(), *admission.dask_admission_policy()]
+    return objects
 
 
 def pod_owner_reference(environ=os.environ):
@@ -662,6 +568,6 @@ def configure(c, settings, state_dir=None):
     for trait, value in kubespawner_config(values, k8s["namespace"]).items():
         setattr(c.KubeSpawner, trait, value)
     restrict_profiles_by_group(c)
-    if k8s["dask"]["enabled"] and k8s["network_policy"]:
-        isolate_dask_clusters(c)
+    user_namespaces.provision_user_namespaces(c, k8s["namespace"], _hub_ports(k8s), dask=k8s["dask"]["enabled"],
+                                              network_policy=k8s["network_policy"])
     return values

@@ -41,7 +41,8 @@ def configure_common(c, settings, state_dir):
     c.JupyterHub.db_url = f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state_dir / "jupyterhub.pid")
-    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.allow_named_servers = hub["named_servers"] > 0
+    c.JupyterHub.named_server_limit_per_user = hub["named_servers"]
     c.JupyterHub.cleanup_servers = not hub["keep_servers"]
     c.ConfigurableHTTPProxy.command = proxy_command()
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub['proxy_api_port']}"

@@ -268,7 +268,7 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         profile = self.reduce_user_options()
         await self.discover_gpus()
         try:
-            self.gpu_ids = self.allocator.allocate(self.owner, profile.get("gpus", 0))
+            self.gpu_ids = self.allocator.allocate(self.owner, profile.get("gpus", 0), self.gpu_settings.get("per_user"))
         except gpus.NoFreeGpus as err:
             raise refusal(409, str(err)) from None
         self.profile_slug = profile["slug"]

@@ -14,22 +14,9 @@ SETTINGS_FILE = HERE / "settings.yaml"
 NAMESPACE = "deepvre"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def dummy_kubeconfig(tmp_path_factory):
-    path = tmp_path_factory.mktemp("kubernetes-kubeconfig") / "config"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "dummy",
-        "clusters": [{"name": "dummy", "cluster": {"server": "http://127.0.0.1:6443"}}],
-        "users": [{"name": "dummy", "user": {"token": "not-a-token"}}],
-        "contexts": [{"name": "dummy", "context": {"cluster": "dummy", "user": "dummy", "namespace": NAMESPACE}}],
-    }))
-    # kubernetes_asyncio reads $KUBECONFIG once, at import: point its default there instead.
-    from kubernetes_asyncio.config import kube_config
-
-    old = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
-    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(path)
-    yield path
-    kube_config.KUBE_CONFIG_DEFAULT_LOCATION = old
+@pytest.fixture(autouse=True)
+def _kubeconfig(dummy_kubeconfig):
+    """Every test here: KubeSpawner reads the dummy kubeconfig (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +51,8 @@ class User:
 
 
 def spawner_config(values):
-    """The hub's config object as z2jh + deepvre's extraConfig would leave it."""
+    """The hub's config object as z2jh + deepvre's extraConfig would leave it (the user
+    namespaces' hook as the chart runs it; it acts only when a spawn starts)."""
     from traitlets.config import Config
 
     from deepvre_hub.kubernetes import kubespawner_config, restrict_profiles_by_group
@@ -73,6 +61,7 @@ def spawner_config(values):
     for trait, value in kubespawner_config(values, NAMESPACE).items():
         setattr(c.KubeSpawner, trait, value)
     restrict_profiles_by_group(c)
+    exec(values["hub"]["extraConfig"]["deepvre-user-namespaces"], {"c": c})
     return c
 
 

@@ -88,10 +88,10 @@ async def test_every_profile_builds_valid_manifests(values, settings, slug):
     assert psc["fsGroup"] == 100 and psc["runAsNonRoot"] is True
     assert not pod["spec"].get("initContainers")  # no root iptables init container
 
-    # Dask: the service account bound to the Dask Role; network policy label for the hub
+    # Dask: the user namespace's service account (bound there by the hub); network policy label for the hub
     assert pod["spec"]["serviceAccountName"] == "deepvre-user"
     assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
-    assert spawner.namespace == NAMESPACE  # objects are posted to this namespace
+    assert spawner.namespace == f"{NAMESPACE}-u-alice"  # objects are posted to the user's own namespace
 
 
 async def test_group_restricted_profiles_are_hidden_and_refused(values):
@@ -120,7 +120,8 @@ def test_rbac_manifests_validate(settings):
     from deepvre_hub.kubernetes import manifests
 
     objects = manifests(settings)
-    assert [o["kind"] for o in objects] == ["ServiceAccount", "Role", "RoleBinding",  # Dask RBAC
-                                            "NetworkPolicy", "Role", "RoleBinding"]  # Dask isolation
+    assert [o["kind"] for o in objects] == ["ClusterRole", "ClusterRoleBinding",  # the hub, for user namespaces
+                                            "ClusterRole",  # the users', bound in their own namespaces
+                                            "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     for obj in objects:
         validate(obj)

@@ -114,8 +114,8 @@ def test_bad_values_fail_naming_the_key(settings, where, value, message):
         k8s.z2jh_values(_bad(settings, where, value))
 
 
-def test_dask_role_allows_what_kubecluster_does_and_no_pod_creation(settings):
-    sa, role, binding = k8s.dask_rbac(settings)
+def test_users_cluster_role_allows_what_kubecluster_does_and_no_pod_creation(settings):
+    role = k8s.user_cluster_role()
     allowed = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
                for r in rule["resources"] for v in rule["verbs"]}
     for resource in ("daskclusters", "daskworkergroups", "daskautoscalers"):
@@ -127,9 +127,11 @@ def test_dask_role_allows_what_kubecluster_does_and_no_pod_creation(settings):
     assert ("", "pods/log", "get") in allowed
     # users' pods never create pods themselves: the operator does (else: mount anyone's PVC)
     assert ("", "pods", "create") not in allowed
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "deepvre"}]
-    assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert k8s.dask_rbac(_bad(settings, ("kubernetes", "dask", "enabled"), False)) == []
+    # the users' role is bound in their own namespaces only, never cluster-wide
+    assert not any(o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"] == role["metadata"]["name"]
+                   for o in k8s.manifests(settings))
+    no_dask = k8s.manifests(_bad(settings, ("kubernetes", "dask", "enabled"), False))
+    assert [o["kind"] for o in no_dask] == ["ClusterRole", "ClusterRoleBinding"]  # the hub's only
 
 
 def _cluster_spec():
@@ -163,7 +165,7 @@ def test_dask_cluster_owned_by_the_user_pod_is_valid_and_allowed(settings):
                      "uid": environ["DEEPVRE_POD_UID"], "blockOwnerDeletion": False}
     assert k8s.pod_owner_reference({}) is None
 
-    role = k8s.dask_rbac(settings)[1]
+    role = k8s.user_cluster_role()
     plural = crd["spec"]["names"]["plural"]
     assert crd["spec"]["group"] == group and spec["kind"] == crd["spec"]["names"]["kind"]
     assert any(group in r["apiGroups"] and plural in r["resources"] and "create" in r["verbs"] for r in role["rules"])
@@ -178,7 +180,8 @@ def test_deploy_render_cli(tmp_path):
     values = yaml.safe_load((out / "values.yaml").read_text())
     assert values["singleuser"]["profileList"][1]["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
     kinds = [o["kind"] for o in yaml.safe_load_all((out / "manifests.yaml").read_text())]
-    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "NetworkPolicy", "Role", "RoleBinding"]
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ClusterRole", "ValidatingAdmissionPolicy",
+                     "ValidatingAdmissionPolicyBinding"]
     command = (out / "helm-command.txt").read_text()
     assert f"--version={k8s.CHART_VERSION}" in command and "helm upgrade --cleanup-on-fail --install" in command
     # the README gives the same command

@@ -26,7 +26,6 @@ import tempfile
 import pytest
 
 from deepvre.pipelines import clusters
-from tests.kubernetes.conftest import dummy_kubeconfig  # noqa: F401 - KubeSpawner reads a (dummy) kubeconfig
 from tests.prereqs import require, require_program, require_root
 
 from .conftest import os_account
@@ -301,106 +300,4 @@ def test_credentials_never_trusted_when_others_could_have_read_or_made_them(tmp_
             tls.tls_files(str(theirs))
 
 
-# ---------------------------------------------------------------- Kubernetes (offline)
-# No API server runs here: the policies, the user pods (the real KubeSpawner from the rendered
-# z2jh values) and the Dask pods (the operator's own builders, from deepvre's DaskCluster) are
-# produced as they would be, and a NetworkPolicy evaluator decides who reaches whom.
-
-
-def _matches(selector, labels):
-    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
-        return False
-    for e in selector.get("matchExpressions", []):
-        key, op, values = e["key"], e["operator"], e.get("values", [])
-        ok = {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
-        if not ok:
-            return False
-    return True
-
-
-def ingress_allowed(policies, source, target):
-    """Whether a pod labelled ``source`` may open a connection to one labelled ``target``
-    (same namespace, any port; Kubernetes NetworkPolicy semantics for ingress)."""
-    selecting = [p for p in policies if p["kind"] == "NetworkPolicy" and "Ingress" in p["spec"]["policyTypes"]
-                 and _matches(p["spec"]["podSelector"], target)]
-    if not selecting:
-        return True  # no policy isolates the target: everyone gets in
-    return any(_matches(peer.get("podSelector", {}), source)
-               for p in selecting for rule in p["spec"].get("ingress", []) for peer in rule.get("from", []))
-
-
-def _operator_pods(cluster):
-    """The scheduler and worker pod labels the dask-kubernetes operator makes from ``cluster``."""
-    from dask_kubernetes.operator.controller import controller as op
-
-    name, labels = cluster["metadata"]["name"], op._get_labels(_Meta(cluster["metadata"]))
-    scheduler = op.build_scheduler_deployment_spec(name, cluster["spec"]["scheduler"]["spec"], {}, labels)
-    group = op.build_default_worker_group_spec(name, cluster["spec"]["worker"], {}, labels)
-    worker = op.build_worker_deployment_spec(group["metadata"]["name"], "deepvre", name, "x1",
-                                             group["spec"]["worker"]["spec"], {},
-                                             op._get_labels(_Meta(group["metadata"])))
-    return scheduler["spec"]["template"]["metadata"]["labels"], worker["spec"]["template"]["metadata"]["labels"]
-
-
-class _Meta:
-    def __init__(self, metadata):
-        self.labels = metadata.get("labels", {})
-
-
-class _NetworkingApi:
-    def __init__(self):
-        self.policies = {}
-
-    async def create_namespaced_network_policy(self, namespace, body):
-        self.policies[(namespace, body["metadata"]["name"])] = body
-
-
-async def test_kubernetes_dask_pods_admit_only_their_owner(monkeypatch, dummy_kubeconfig):  # noqa: F811
-    import kubernetes_validate
-    import yaml
-    from traitlets.config import Config
-
-    from deepvre_hub import kubernetes as k8s
-    from deepvre_hub.settings import validate_settings
-    from tests.kubernetes.conftest import NAMESPACE, SETTINGS_FILE, make_spawner, serialize
-
-    settings = validate_settings(yaml.safe_load(SETTINGS_FILE.read_text()), source=SETTINGS_FILE)
-    values = k8s.z2jh_values(settings)
-    static = k8s.manifests(settings)
-    api = _NetworkingApi()
-    monkeypatch.setattr(k8s, "_networking_api", lambda: api)
-    c = Config()
-    exec(values["hub"]["extraConfig"]["deepvre-dask-isolation"], {"c": c})  # what the chart runs in the hub
-
-    pods = {}
-    for user in ("alice", "bob"):
-        spawner = await make_spawner(values, user=user)
-        pod = await c.KubeSpawner.modify_pod_hook(spawner, await spawner.get_pod_manifest())
-        manifest = serialize(pod)
-        pods[f"{user} server"] = manifest["metadata"]["labels"]
-        env = {e["name"]: e for e in manifest["spec"]["containers"][0]["env"]}
-        path = env["DEEPVRE_DASK_OWNER"]["valueFrom"]["fieldRef"]["fieldPath"]  # the downward API, resolved
-        assert path == "metadata.labels['hub.jupyter.org/username']"
-        environ = {"DEEPVRE_DASK_OWNER": manifest["metadata"]["labels"]["hub.jupyter.org/username"],
-                   "DEEPVRE_NAMESPACE": NAMESPACE}
-        cluster = clusters.kubernetes_cluster_spec({"kubernetes": {"name": f"{user}-prep"}}, environ=environ)
-        pods[f"{user} scheduler"], pods[f"{user} worker"] = _operator_pods(cluster)
-    # bob's DaskCluster dressed up as alice's server pod
-    forged = clusters.kubernetes_cluster_spec({"kubernetes": {"name": "bob-forged"}}, environ={})
-    forged["metadata"]["labels"] = {"hub.jupyter.org/username": "alice", "component": "singleuser-server"}
-    pods["bob forged"] = _operator_pods(forged)[1]
-    pods["operator"] = {"app.kubernetes.io/name": "dask-kubernetes-operator", "app.kubernetes.io/instance": "x"}
-
-    policies = static + list(api.policies.values())
-    assert {p["metadata"]["name"] for p in api.policies.values()} == {"deepvre-dask-user-alice", "deepvre-dask-user-bob"}
-    for policy in policies:
-        kubernetes_validate.validate(policy, "1.32.0", strict=True)
-    for target in ("alice scheduler", "alice worker"):
-        for source, expected in (("alice server", True), ("alice worker", True), ("alice scheduler", True),
-                                 ("operator", True), ("bob server", False), ("bob worker", False),
-                                 ("bob scheduler", False), ("bob forged", False)):
-            assert ingress_allowed(policies, pods[source], pods[target]) is expected, (source, target)
-    # and the user pods cannot step around the network: no port-forwarding for them
-    role = k8s.dask_rbac(settings)[1]
-    assert not any("pods/portforward" in r["resources"] for r in role["rules"])
+# Kubernetes (offline): tests/security/test_kubernetes_users.py and test_kubernetes_admission.py.

@@ -13,9 +13,9 @@ only a peer holding a certificate from the user's CA, which only the user can re
 schedulers listen on one address (127.0.0.1 locally; the ``dask.slurm.host``/``interface`` or
 this machine's outward address for Slurm), never on every interface, and their dashboards on
 127.0.0.1 only (reached in a hub through jupyter-server-proxy, behind the hub's login).
-The dask-kubernetes operator speaks plain TCP: there the Kubernetes NetworkPolicy from
-``deepvre_hub.kubernetes.dask_network_policy`` admits only the owner's server pod, keyed on
-the owner label ``kubernetes_cluster_spec`` puts on the cluster's pods.
+The dask-kubernetes operator speaks plain TCP: there each user's clusters live in the user's
+own namespace, whose NetworkPolicy (``deepvre_hub.user_namespaces.dask_policy``) admits only
+that namespace's pods and the operator.
 """
 
 import asyncio
@@ -208,20 +208,31 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
     return kwargs
 
 
+def restrict_pod(pod, uid=None):
+    """Make a Dask pod spec pass the user namespaces' Pod Security "restricted" level and
+    deepvre's admission policy (``deepvre_hub.admission``): a non-root user (the caller's, else
+    1000), no privilege escalation, no capabilities, the runtime's seccomp profile and no
+    ServiceAccount token (the scheduler and workers never call the Kubernetes API)."""
+    uid = uid or (os.getuid() or 1000)
+    pod["securityContext"] = {"runAsNonRoot": True, "runAsUser": uid, "seccompProfile": {"type": "RuntimeDefault"}}
+    pod["automountServiceAccountToken"] = False
+    for container in pod.get("containers", []) + pod.get("initContainers", []):
+        container["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return pod
+
+
 def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
     """The ``DaskCluster`` resource for the dask-kubernetes operator (pure, offline).
 
     Inside a user pod (``DEEPVRE_POD_NAME``, ``DEEPVRE_POD_UID``, ``DEEPVRE_NAMESPACE`` from the
     downward API, read from ``environ``) the cluster is owned by that pod, in its namespace,
-    so Kubernetes deletes it with the pod. ``DEEPVRE_DASK_OWNER`` (the pod's
-    ``hub.jupyter.org/username`` label) becomes the cluster's ``deepvre.org/dask-owner`` label,
-    which the operator copies to the scheduler and worker pods: the hub's per-user
-    NetworkPolicy (``deepvre_hub.kubernetes.dask_network_policy``) lets only that user's
-    server pod reach them.
+    so Kubernetes deletes it with the pod. That namespace is the user's own
+    (``deepvre_hub.user_namespaces``): only their server pod reaches the cluster. The pods pass
+    the namespace's Pod Security level and the admission policy (``restrict_pod``).
     """
     from dask_kubernetes.operator import make_cluster_spec
 
-    from deepvre_hub.kubernetes import dask_owner_labels, pod_owner_reference
+    from deepvre_hub.kubernetes import pod_owner_reference
 
     environ = os.environ if environ is None else environ
     full = dask_settings(settings)
@@ -234,15 +245,14 @@ def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
         env={**worker_environ(), **k["env"]},  # glibc malloc defaults, unless the site's env says otherwise
         idle_timeout=k["idle_timeout"],
     )
+    for pod in (spec["spec"]["scheduler"]["spec"], spec["spec"]["worker"]["spec"]):
+        restrict_pod(pod)
     namespace = k["namespace"] or environ.get("DEEPVRE_NAMESPACE")
     if namespace:
         spec["metadata"]["namespace"] = namespace
     owner = pod_owner_reference(environ)
     if owner is not None:
         spec["metadata"]["ownerReferences"] = [owner]
-    labels = dask_owner_labels(environ)
-    if labels:
-        spec["metadata"]["labels"] = labels
     return spec
 
 
