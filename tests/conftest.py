@@ -9,6 +9,26 @@ from tests.prereqs import REPO, require, require_root
 from tests.slurmd import session_slurm
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state(tmp_path_factory):
+    """No test writes to the user's catalog or runs: for the whole session the default catalog
+    is ``<root>/market`` and runs go to ``<root>/runs``, and no marketplace URL is set. One value
+    for every test folder: session fixtures that each set their own would leave whichever came
+    last to the tests of the others on the same xdist worker."""
+    root = tmp_path_factory.mktemp("default-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPVRE_MARKET_DIR", str(root / "market"))
+        mp.setenv("DEEPVRE_RUNS_DIR", str(root / "runs"))
+        mp.delenv("DEEPVRE_MARKET_URL", raising=False)  # never a real service either
+        yield root
+
+
+@pytest.fixture(scope="session")
+def private_market(private_state):
+    """The session's default catalog folder (``$DEEPVRE_MARKET_DIR``)."""
+    return private_state / "market"
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO

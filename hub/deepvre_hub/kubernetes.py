@@ -304,8 +304,7 @@ def z2jh_values(settings):
         "deepvre-profiles": "from deepvre_hub.kubernetes import restrict_profiles_by_group\nrestrict_profiles_by_group(c)\n",
         "deepvre-user-namespaces": (
             "from deepvre_hub.user_namespaces import provision_user_namespaces\n"
-            f"provision_user_namespaces(c, {k8s['namespace']!r}, {_hub_ports(k8s)!r}, "
-            f"dask={k8s['dask']['enabled']!r}, network_policy={k8s['network_policy']!r})\n"),
+            f"provision_user_namespaces(c, **{_provision_args(settings, k8s)!r})\n"),
     }
 
     hub_config = {
@@ -315,6 +314,7 @@ def z2jh_values(settings):
             "enable_user_namespaces": True,
             "user_namespace_template": user_namespaces.namespace_template(k8s["namespace"]),
             "user_namespace_labels": user_namespaces.namespace_labels(),
+            "user_namespace_annotations": user_namespaces.namespace_annotations(),
             "pod_security_context": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "container_security_context": {
                 "runAsNonRoot": True,
@@ -430,6 +430,38 @@ def _named_servers(settings):
     return {"allow_named_servers": limit > 0, "named_server_limit_per_user": limit}
 
 
+def _user_quota(settings, k8s):
+    quota = dict(k8s["user_quota"])
+    if quota["gpus"] is None:  # enough for the largest profile
+        quota["gpus"] = max([p.get("gpus", 0) for p in (settings or {}).get("profiles") or []] + [0])
+    return quota
+
+
+def _provision_args(settings, k8s):
+    """``user_namespaces.provision_user_namespaces``'s arguments, from the settings."""
+    return {"hub_namespace": k8s["namespace"], "hub_ports": _hub_ports(k8s), "dask": k8s["dask"]["enabled"],
+            "network_policy": k8s["network_policy"], "operator_namespace": k8s["dask"]["operator_namespace"],
+            "quota": _user_quota(settings, k8s)}
+
+
+def operator_policy(k8s):
+    """The dask-kubernetes operator's egress: the Kubernetes API, DNS and the schedulers' HTTP
+    API (8787) in the users' namespaces. Not their Dask RPC port: the operator falls back to it
+    when the HTTP API fails, and unpickles what a user's scheduler answers there."""
+    meta = {"name": "deepvre-dask-operator", "namespace": k8s["dask"]["operator_namespace"],
+            "labels": {**user_namespaces.PART_OF, "app.kubernetes.io/component": "dask-isolation"}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": {
+        "podSelector": {"matchLabels": dict(user_namespaces.DASK_OPERATOR_LABELS)},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {"ports": [{"port": p, "protocol": "TCP"} for p in user_namespaces.API_SERVER_PORTS]},
+            {"to": [{"namespaceSelector": {}}], "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+            {"to": [{"namespaceSelector": user_namespaces.user_namespaces_selector(),
+                     "podSelector": {"matchLabels": {user_namespaces.DASK_COMPONENT: "scheduler"}}}],
+             "ports": [{"port": 8787, "protocol": "TCP"}]},
+        ]}}
+
+
 def _hub_ports(k8s):
     """What user servers reach on the hub pod: the hub API and the marketplace."""
     return [HUB_API_PORT, k8s["marketplace_port"]]
@@ -468,7 +500,8 @@ def hub_cluster_role(namespace):
                 {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "create"]},
                 {"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims", "secrets", "services"], "verbs": rw},
                 {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create", "update"]},
+                {"apiGroups": [""], "resources": ["serviceaccounts", "resourcequotas", "limitranges"],
+                 "verbs": ["get", "create", "update"]},
                 {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["get", "create", "update"]},
                 {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
                  "resourceNames": [user_namespaces.USER_CLUSTER_ROLE]},
@@ -482,12 +515,15 @@ def hub_cluster_role(namespace):
 
 
 def manifests(settings):
-    """Cluster-wide objects to ``kubectl apply`` beside the chart: the hub's and the users'
-    ClusterRoles and, with Dask, the admission policy on Dask resources."""
+    """Objects to ``kubectl apply`` beside the chart: the hub's and the users' ClusterRoles and,
+    with Dask, the admission policy on Dask resources and the operator's NetworkPolicy (in the
+    operator's namespace)."""
     k8s = kubernetes_settings(settings)
     objects = hub_cluster_role(k8s["namespace"])
     if k8s["dask"]["enabled"]:
         objects += [user_cluster_role(), *admission.dask_admission_policy()]
+        if k8s["network_policy"]:
+            objects.append(operator_policy(k8s))
     return objects
 
 
@@ -568,6 +604,5 @@ def configure(c, settings, state_dir=None):
     for trait, value in kubespawner_config(values, k8s["namespace"]).items():
         setattr(c.KubeSpawner, trait, value)
     restrict_profiles_by_group(c)
-    user_namespaces.provision_user_namespaces(c, k8s["namespace"], _hub_ports(k8s), dask=k8s["dask"]["enabled"],
-                                              network_policy=k8s["network_policy"])
+    user_namespaces.provision_user_namespaces(c, **_provision_args(settings, k8s))
     return values

@@ -101,6 +101,7 @@ def configure_local(c, settings, state_dir):
     c.Spawner.http_timeout = 120
     c.DeepvreSpawner.profiles = settings.get("profiles") or []
     c.DeepvreSpawner.gpu_settings = settings["gpus"]
+    c.DeepvreSpawner.enforce_limits = settings["hub"]["enforce_limits"]
     c.DeepvreSpawner.personal_home_template = str(Path(state_dir) / "homes" / "{username}")
     account_settings = settings.get("accounts") or {}
     c.DeepvreSpawner.account_group = account_settings.get("group") or accounts.MARKER_GROUP

@@ -16,9 +16,9 @@ import sys
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Bool, Dict, HasTraits, List, Unicode, default
+from traitlets import Bool, Dict, Enum, HasTraits, List, Unicode, default
 
-from . import accounts, gpus, profiles
+from . import accounts, gpus, limits, profiles
 
 # One allocator per hub process, shared by every spawner (built on first use).
 _ALLOCATORS = {}
@@ -103,6 +103,18 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         help="""Personal mode: the folder each user's server works in; ``{username}`` is expanded.
 
         Example: ``"/srv/deepvre/homes/{username}"``
+        """,
+    )
+
+    enforce_limits = Enum(
+        ["auto", "required", "off"],
+        default_value="auto",
+        config=True,
+        help="""Make the kernel enforce the profile's cores and memory (a cgroup per server,
+        ``deepvre_hub.limits``): ``auto`` where the machine allows it, else start with advisory
+        limits and log why; ``required``: refuse to start without them; ``off``: never.
+
+        Example: ``"required"`` (the ``hub.enforce_limits`` setting)
         """,
     )
 
@@ -229,14 +241,33 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         return ensure_account_hook
 
     def make_preexec_fn(self, name):
+        procs = list(getattr(self, "cgroup_procs", []))
         if not self.personal_mode:
-            return super().make_preexec_fn(name)
-        home = self.personal_home()
+            become = super().make_preexec_fn(name)
+        else:
+            home = self.personal_home()
+
+            def become():
+                os.chdir(home)
 
         def preexec():
-            os.chdir(home)
+            limits.join(procs)  # as root, before dropping to the user's account
+            become()
 
         return preexec
+
+    def apply_limits(self):
+        """The server's cgroup with the profile's cores and memory (``enforce_limits``)."""
+        self.cgroup_procs = []
+        if self.enforce_limits == "off" or not (self.cpu_limit or self.mem_limit):
+            return
+        try:
+            self.cgroup_procs = limits.create(self.owner, self.cpu_limit, self.mem_limit)
+        except limits.LimitsUnavailable as err:
+            if self.enforce_limits == "required":
+                raise refusal(503, f"The profile's limits cannot be enforced on this machine ({err}); "
+                                   "an administrator must fix this before servers start.") from None
+            self.log.warning("Limits of %s are advisory only: %s", self.owner, err)
 
     def personal_home(self):
         template = self.personal_home_template or os.path.join(os.path.expanduser("~"), "deepvre-users", "{username}")
@@ -278,6 +309,7 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
             self.mem_limit = profiles.parse_memory(profile["memory"])
         self.log.info("Starting %s with profile %s, GPUs [%s]", self.owner, self.profile_slug, ",".join(self.gpu_ids))
         try:
+            self.apply_limits()
             return await super().start()
         except Exception:
             self.allocator.release(self.owner)
@@ -287,6 +319,8 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
     async def stop(self, now=False):
         await super().stop(now=now)
         self.allocator.release(self.owner)
+        if self.enforce_limits != "off" and not limits.remove(self.owner):
+            self.log.warning("The cgroup of %s still has processes; left in place", self.owner)
 
 
 def reduce_user_options(spawner, user_options):

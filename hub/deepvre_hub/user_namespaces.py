@@ -2,10 +2,12 @@
 
 KubeSpawner (``enable_user_namespaces``) creates ``<hub namespace>-u-<user>`` with the labels
 below: Pod Security Admission "restricted" and ``deepvre.org/user-namespace``, which the
-admission policy (``admission.py``) and the hub's network policies select on. Before it creates
-the user's pod, the hub applies ``namespace_objects``: the ServiceAccount the pod runs as, its
-RoleBinding to the ``deepvre-user`` ClusterRole (Dask resources, reading pods and services, in
-this namespace only), and the NetworkPolicies for the server and Dask pods.
+admission policy (``admission.py``) and the hub's network policies select on, and the
+annotation ``deepvre.org/username`` (the unescaped hub name: two names KubeSpawner slugs alike
+never share a namespace). Before it creates the user's pod, the hub applies
+``namespace_objects``: the ServiceAccount the pod runs as, its RoleBinding to the ``deepvre-user``
+ClusterRole (Dask resources, reading pods and services, in this namespace only), the
+NetworkPolicies for the server and Dask pods, and a ResourceQuota with a LimitRange.
 
 So a user's token, pods, PVCs and Dask clusters sit in a namespace no other user has rights in.
 """
@@ -28,7 +30,12 @@ DASK_PORTS = (8786, 8787)  # the operator's scheduler comm and dashboard
 DASK_COMPONENT = "dask.org/component"  # set by the operator on every pod it makes
 DASK_OPERATOR_LABELS = {"app.kubernetes.io/name": "dask-kubernetes-operator"}  # its Helm chart's pod labels
 SERVER_LABELS = {"component": "singleuser-server"}  # KubeSpawner's, on every user pod
-PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
+# not "the internet": private, carrier-grade NAT (some pod networks, a cloud's metadata server),
+# link-local (metadata servers) and benchmarking ranges
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+                  "198.18.0.0/15"]
+API_SERVER_PORTS = (443, 6443)  # the Kubernetes API (Service and endpoints), wherever it is
+USERNAME_ANNOTATION = "deepvre.org/username"
 PART_OF = {"app.kubernetes.io/part-of": "deepvre"}
 
 
@@ -42,6 +49,11 @@ def namespace_labels():
         labels[f"pod-security.kubernetes.io/{mode}"] = PSA_LEVEL
         labels[f"pod-security.kubernetes.io/{mode}-version"] = PSA_VERSION
     return labels
+
+
+def namespace_annotations():
+    """KubeSpawner's ``user_namespace_annotations``: whose namespace it is, unescaped."""
+    return {USERNAME_ANNOTATION: "{unescaped_username}"}
 
 
 def user_namespaces_selector():
@@ -68,10 +80,14 @@ def _internet():
     return {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}]}
 
 
-def server_policy(namespace, hub_namespace, hub_ports):
+def _api_server():
+    return {"ports": _ports(*API_SERVER_PORTS)}  # any address: the API is not a pod to select
+
+
+def server_policy(namespace, hub_namespace, hub_ports, dask=True):
     """The user's server pods: in from the hub and the proxy only; out to the hub (API and
-    services on ``hub_ports``), DNS, the internet (no private ranges, no cloud metadata) and
-    the Dask schedulers of their own namespace."""
+    services on ``hub_ports``), DNS, the internet (no private ranges, no cloud metadata) and,
+    with Dask, the Kubernetes API and the Dask schedulers of their own namespace."""
     hub_pods = {"namespaceSelector": _in_namespace(hub_namespace)}
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
@@ -87,19 +103,20 @@ def server_policy(namespace, hub_namespace, hub_ports):
                 {"to": [{**hub_pods, "podSelector": {"matchLabels": {"component": "hub"}}}],
                  "ports": _ports(*hub_ports)},
                 {"to": [{"namespaceSelector": {}}], **DNS},  # cluster DNS, wherever it runs
-                {"to": [{"podSelector": {"matchExpressions": [
+                *([{"to": [{"podSelector": {"matchExpressions": [
                     {"key": DASK_COMPONENT, "operator": "In", "values": ["scheduler"]}]}}],
-                 "ports": _ports(*DASK_PORTS)},
+                    "ports": _ports(*DASK_PORTS)}, _api_server()] if dask else []),
                 _internet(),
             ],
         },
     }
 
 
-def dask_policy(namespace):
+def dask_policy(namespace, operator_namespace):
     """The Dask pods (scheduler, workers, job runner): in from this namespace's pods and the
-    operator only; out to DNS, this namespace and the internet (no cloud metadata)."""
-    operator = {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(DASK_OPERATOR_LABELS)}}
+    operator's pods (in its own namespace) only; out to DNS, this namespace and the internet."""
+    operator = {"namespaceSelector": _in_namespace(operator_namespace),
+                "podSelector": {"matchLabels": dict(DASK_OPERATOR_LABELS)}}
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": _meta("deepvre-dask", namespace, "user-namespace"),
@@ -112,9 +129,26 @@ def dask_policy(namespace):
     }
 
 
-def namespace_objects(namespace, hub_namespace, hub_ports, dask=True, network_policy=True):
+def quota_objects(namespace, quota):
+    """The namespace's ResourceQuota (``kubernetes.user_quota``) and the LimitRange that gives
+    containers without requests or limits some (a quota on cpu and memory needs them)."""
+    hard = {"pods": str(quota["pods"]), "limits.cpu": quota["cpu"], "limits.memory": quota["memory"],
+            "requests.nvidia.com/gpu": str(quota["gpus"]), "requests.storage": quota["storage"],
+            "persistentvolumeclaims": str(quota["pvcs"]),
+            "services.nodeports": "0", "services.loadbalancers": "0"}
+    meta = _meta("deepvre-user-quota", namespace, "user-namespace")
+    return [
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta, "spec": {"hard": hard}},
+        {"apiVersion": "v1", "kind": "LimitRange", "metadata": meta, "spec": {"limits": [{
+            "type": "Container", "default": {"cpu": "1", "memory": "2Gi"},
+            "defaultRequest": {"cpu": "100m", "memory": "256Mi"}}]}},
+    ]
+
+
+def namespace_objects(namespace, hub_namespace, hub_ports, dask=True, network_policy=True,
+                      operator_namespace="dask-operator", quota=None):
     """Everything the hub applies in a user's namespace before it starts their pod (pure)."""
-    objects = [server_policy(namespace, hub_namespace, hub_ports)] if network_policy else []
+    objects = [server_policy(namespace, hub_namespace, hub_ports, dask)] if network_policy else []
     if dask:
         meta = _meta(USER_SERVICE_ACCOUNT, namespace, "user-namespace")
         objects = [
@@ -123,8 +157,10 @@ def namespace_objects(namespace, hub_namespace, hub_ports, dask=True, network_po
              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": USER_CLUSTER_ROLE},
              "subjects": [{"kind": "ServiceAccount", "name": USER_SERVICE_ACCOUNT, "namespace": namespace}]},
             *objects,
-            *([dask_policy(namespace)] if network_policy else []),
+            *([dask_policy(namespace, operator_namespace)] if network_policy else []),
         ]
+    if quota:
+        objects += quota_objects(namespace, quota)
     return objects
 
 
@@ -134,6 +170,8 @@ _APIS = {  # kind -> (API class, create, replace), all namespaced
     "ServiceAccount": ("CoreV1Api", "create_namespaced_service_account", "replace_namespaced_service_account"),
     "RoleBinding": ("RbacAuthorizationV1Api", "create_namespaced_role_binding", "replace_namespaced_role_binding"),
     "NetworkPolicy": ("NetworkingV1Api", "create_namespaced_network_policy", "replace_namespaced_network_policy"),
+    "ResourceQuota": ("CoreV1Api", "create_namespaced_resource_quota", "replace_namespaced_resource_quota"),
+    "LimitRange": ("CoreV1Api", "create_namespaced_limit_range", "replace_namespaced_limit_range"),
 }
 
 
@@ -163,31 +201,55 @@ async def apply_objects(objects):
             await getattr(api, replace)(name, ns, body)
 
 
-async def check_namespace(name):
-    """Refuse a namespace that lacks deepvre's label (one the hub did not create)."""
-    ns = await _api("CoreV1Api").read_namespace(name)
-    labels = ns.metadata.labels or {}
+async def check_namespace(name, username, missing_ok=False):
+    """Refuse a namespace the hub did not make for ``username``: without deepvre's label, or
+    with another user's name in its annotation (two names KubeSpawner slugs alike)."""
+    from kubernetes_asyncio.client.rest import ApiException
+
+    try:
+        ns = await _api("CoreV1Api").read_namespace(name)
+    except ApiException as err:
+        if err.status == 404 and missing_ok:
+            return  # KubeSpawner makes it, labelled and annotated
+        raise
+    labels, notes = ns.metadata.labels or {}, ns.metadata.annotations or {}
     if labels.get(USER_NAMESPACE_LABEL) != "true":
         raise NotOurNamespace(f"namespace {name} exists but was not made by deepvre's hub "
                               f"(no {USER_NAMESPACE_LABEL} label): the user's server is not started in it")
+    if notes.get(USERNAME_ANNOTATION) != username:
+        raise NotOurNamespace(f"namespace {name} belongs to another hub user "
+                              f"({USERNAME_ANNOTATION}: {notes.get(USERNAME_ANNOTATION)!r}): the server is not started")
 
 
-def provision_user_namespaces(c, hub_namespace, hub_ports, dask=True, network_policy=True):
-    """Make the hub apply ``namespace_objects`` before it creates a user's pod
-    (``KubeSpawner.modify_pod_hook``, after any hook already set). A failure stops the spawn."""
+async def _maybe_await(value):
+    import inspect
+
+    return await value if inspect.isawaitable(value) else value
+
+
+def provision_user_namespaces(c, hub_namespace, hub_ports, dask=True, network_policy=True,
+                              operator_namespace="dask-operator", quota=None):
+    """Make the hub check the user's namespace before anything is made in it
+    (``KubeSpawner.pre_spawn_hook``), then check it again and apply ``namespace_objects`` before
+    it creates the pod (``modify_pod_hook``), after any hooks already set. A failure stops the spawn."""
     previous = c.KubeSpawner.modify_pod_hook if "modify_pod_hook" in c.KubeSpawner else None
     if getattr(previous, "deepvre_user_namespaces", False):
         return
+    previous_pre = c.KubeSpawner.pre_spawn_hook if "pre_spawn_hook" in c.KubeSpawner else None
+
+    async def pre_spawn_hook(spawner):
+        if previous_pre is not None:
+            await _maybe_await(previous_pre(spawner))
+        await check_namespace(spawner.namespace, spawner.user.name, missing_ok=True)
 
     async def modify_pod_hook(spawner, pod):
-        import inspect
-
         if previous is not None:
-            pod = previous(spawner, pod)
-            pod = await pod if inspect.isawaitable(pod) else pod
-        await check_namespace(spawner.namespace)
-        await apply_objects(namespace_objects(spawner.namespace, hub_namespace, hub_ports, dask, network_policy))
+            pod = await _maybe_await(previous(spawner, pod))
+        await check_namespace(spawner.namespace, spawner.user.name)
+        await apply_objects(namespace_objects(spawner.namespace, hub_namespace, hub_ports, dask, network_policy,
+                                              operator_namespace, quota))
         return pod
 
     modify_pod_hook.deepvre_user_namespaces = True
+    c.KubeSpawner.pre_spawn_hook = pre_spawn_hook
     c.KubeSpawner.modify_pod_hook = modify_pod_hook

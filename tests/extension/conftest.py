@@ -119,16 +119,14 @@ def publish_colours(root, colours_model):
 
 
 @pytest.fixture(scope="session")
-def market_dir(tmp_path_factory, colours_model):
-    """A local catalog (``$DEEPVRE_MARKET_DIR``) holding the colours model, published by ana."""
-    import os
+def colours_market(tmp_path_factory, colours_model):
+    """A local catalog folder holding the colours model, published by ana."""
+    return publish_colours(tmp_path_factory.mktemp("market"), colours_model)
 
-    root = tmp_path_factory.mktemp("market")
-    old = os.environ.get("DEEPVRE_MARKET_DIR")
-    os.environ["DEEPVRE_MARKET_DIR"] = str(root)
-    publish_colours(root, colours_model)
-    yield root
-    if old is None:
-        os.environ.pop("DEEPVRE_MARKET_DIR", None)
-    else:
-        os.environ["DEEPVRE_MARKET_DIR"] = old
+
+@pytest.fixture
+def market_dir(colours_market, monkeypatch):
+    """That catalog as this test's ``$DEEPVRE_MARKET_DIR`` (for this test only: a session-wide
+    value would reach other folders' tests on the same xdist worker)."""
+    monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(colours_market))
+    return colours_market

@@ -18,7 +18,7 @@ kmock = pytest.importorskip("kmock")
 
 RESOURCES = ("v1/pods", "v1/persistentvolumeclaims", "v1/events", "v1/services", "v1/secrets", "v1/namespaces",
              "v1/serviceaccounts", "rbac.authorization.k8s.io/v1/rolebindings",
-             "networking.k8s.io/v1/networkpolicies")
+             "networking.k8s.io/v1/networkpolicies", "v1/resourcequotas", "v1/limitranges")
 
 
 async def _wait_for(predicate, what, timeout=60):
@@ -80,6 +80,10 @@ async def test_start_poll_stop(values, namespaces_resource):
         assert _live(emulator, "serviceaccounts", "deepvre-user", ns) is not None
         assert _live(emulator, "networkpolicies", "deepvre-singleuser", ns) is not None
         assert _live(emulator, "networkpolicies", "deepvre-dask", ns) is not None
+        quota = _live(emulator, "resourcequotas", "deepvre-user-quota", ns).raw["spec"]["hard"]
+        assert quota["requests.nvidia.com/gpu"] == "2" and quota["services.nodeports"] == "0"
+        assert _live(emulator, "limitranges", "deepvre-user-quota", ns) is not None
+        assert _live(emulator, "namespaces", ns, None).raw["metadata"]["annotations"]["deepvre.org/username"] == "erin"
         assert created["spec"]["serviceAccountName"] == "deepvre-user"
         container = created["spec"]["containers"][0]
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"

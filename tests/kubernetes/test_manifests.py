@@ -122,6 +122,7 @@ def test_rbac_manifests_validate(settings):
     objects = manifests(settings)
     assert [o["kind"] for o in objects] == ["ClusterRole", "ClusterRoleBinding",  # the hub, for user namespaces
                                             "ClusterRole",  # the users', bound in their own namespaces
-                                            "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+                                            "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+                                            "NetworkPolicy"]  # the operator's egress
     for obj in objects:
         validate(obj)

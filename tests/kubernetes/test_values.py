@@ -181,7 +181,7 @@ def test_deploy_render_cli(tmp_path):
     assert values["singleuser"]["profileList"][1]["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
     kinds = [o["kind"] for o in yaml.safe_load_all((out / "manifests.yaml").read_text())]
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "ClusterRole", "ValidatingAdmissionPolicy",
-                     "ValidatingAdmissionPolicyBinding"]
+                     "ValidatingAdmissionPolicyBinding", "NetworkPolicy"]
     command = (out / "helm-command.txt").read_text()
     assert f"--version={k8s.CHART_VERSION}" in command and "helm upgrade --cleanup-on-fail --install" in command
     # the README gives the same command

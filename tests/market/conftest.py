@@ -15,15 +15,11 @@ import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
 LABELS = ["red", "green", "blue"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def private_market_dir(tmp_path_factory):
-    """No test publishes into the user's catalog: the default catalog is a temp dir, runs too."""
-    root = tmp_path_factory.mktemp("default-market")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEEPVRE_MARKET_DIR", str(root / "market"))
-        mp.setenv("DEEPVRE_RUNS_DIR", str(root / "runs"))
-        mp.delenv("DEEPVRE_MARKET_URL", raising=False)  # never a real service either
-        yield root
+@pytest.fixture(scope="session")
+def private_market_dir(private_state):
+    """No test publishes into the user's catalog: the default catalog (``market/``) and runs
+    (``runs/``) are in this temp folder (tests/conftest.py's ``private_state``)."""
+    return private_state
 
 
 def make_document(name="tiny-colours", version="1.0.0", visibility="public", groups=None, **overrides):

@@ -7,16 +7,6 @@ import pytest
 from tests.prereqs import REPO, require
 
 
-@pytest.fixture(scope="session", autouse=True)
-def private_market(tmp_path_factory):
-    """The whole session publishes to a throw-away catalog, never the user's default one (conftest uses it)."""
-    root = tmp_path_factory.mktemp("session-market")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DEEPVRE_MARKET_DIR", str(root))
-        mp.delenv("DEEPVRE_MARKET_URL", raising=False)
-        yield root
-
-
 def require_files(find, reason):
     """``find()`` locates shipped data and raises FileNotFoundError without it: skip by hand, fail in CI."""
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from deepvre_hub import accounts
 from tests.hub.hubprocess import HubProcess
@@ -171,3 +172,33 @@ def site_account(hub, role):
     accounts.ensure_account(name)
     admin = hub.login(hub.admin, hub.admin_password)
     return (name, *hub.approved_user(admin, name, PASSWORD))
+
+
+# ---------------------------------------------------------------- Kubernetes mode (offline)
+
+
+@pytest.fixture(scope="module")
+def k8s_settings():
+    """tests/kubernetes/settings.yaml, validated."""
+    from deepvre_hub.settings import validate_settings
+    from tests.kubernetes.conftest import SETTINGS_FILE
+
+    return validate_settings(yaml.safe_load(SETTINGS_FILE.read_text()), source=SETTINGS_FILE)
+
+
+@pytest.fixture(scope="module")
+def k8s_values(k8s_settings):
+    """The z2jh values deepvre renders from them."""
+    from deepvre_hub.kubernetes import z2jh_values
+
+    return z2jh_values(k8s_settings)
+
+
+@pytest.fixture
+async def two_users(k8s_values, monkeypatch, dummy_kubeconfig):
+    """alice's and bob's spawns up to their pods, in one in-memory API: (cluster, {user: pod})."""
+    from tests.kubernetes.fake_api import FakeCluster, start
+
+    cluster = FakeCluster()
+    pods = {user: await start(k8s_values, cluster, user, monkeypatch) for user in ("alice", "bob")}
+    return cluster, pods

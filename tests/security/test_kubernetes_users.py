@@ -13,102 +13,25 @@ Security are judged by tests/kubernetes/cluster_rules.py (Kubernetes' documented
 import kubernetes_validate
 import pytest
 import yaml
-from kubernetes_asyncio.client import V1Namespace, V1ObjectMeta
-from kubernetes_asyncio.client.rest import ApiException
-from traitlets.config import Config
 
 from deepvre.pipelines import clusters
 from deepvre_hub import kubernetes as k8s
 from deepvre_hub import user_namespaces
-from deepvre_hub.settings import validate_settings
 from tests.kubernetes.cluster_rules import Pod, can, reaches, restricted_violations
-from tests.kubernetes.conftest import NAMESPACE, SETTINGS_FILE, make_spawner, serialize
+from tests.kubernetes.conftest import NAMESPACE, SETTINGS_FILE
+from tests.kubernetes.fake_api import OPERATOR_NS, FakeCluster, operator_pods, start
 
 K8S_VERSION = "1.32.0"
-OPERATOR_NS = "dask-operator"
-
-
-class FakeCluster:
-    """The API calls the hub makes for a user's namespace, answered from memory."""
-
-    def __init__(self):
-        self.namespaces = {NAMESPACE: {"kubernetes.io/metadata.name": NAMESPACE},
-                           OPERATOR_NS: {"kubernetes.io/metadata.name": OPERATOR_NS}}
-        self.objects = {}
-
-    def __call__(self, _api_name):
-        return self
-
-    async def create_namespace(self, body):
-        body = serialize(body)
-        name = body["metadata"]["name"]
-        if name in self.namespaces:
-            raise ApiException(status=409)
-        self.namespaces[name] = {**body["metadata"].get("labels", {}), "kubernetes.io/metadata.name": name}
-
-    async def read_namespace(self, name):
-        if name not in self.namespaces:
-            raise ApiException(status=404)
-        return V1Namespace(metadata=V1ObjectMeta(name=name, labels=self.namespaces[name]))
-
-    def __getattr__(self, method):
-        if not method.startswith(("create_namespaced_", "replace_namespaced_")):
-            raise AttributeError(method)
-
-        async def call(*args):
-            *_, ns, body = args
-            key = (body["kind"], ns, body["metadata"]["name"])
-            if method.startswith("create") and key in self.objects:
-                raise ApiException(status=409)
-            self.objects[key] = body
-        return call
-
-
-@pytest.fixture(scope="module")
-def settings():
-    return validate_settings(yaml.safe_load(SETTINGS_FILE.read_text()), source=SETTINGS_FILE)
-
-
-@pytest.fixture(scope="module")
-def values(settings):
-    return k8s.z2jh_values(settings)
-
-
-def _hub_config(values):
-    c = Config()
-    for name, code in values["hub"]["extraConfig"].items():
-        if name == "deepvre-user-namespaces":
-            exec(code, {"c": c})  # what the chart runs in the hub
-    return c
-
-
-async def start(values, cluster, user, monkeypatch):
-    """What the hub does for ``user``'s spawn up to the pod: KubeSpawner's namespace, then the
-    chart's hook. Returns the pod (JSON) as the API server would get it."""
-    monkeypatch.setattr(user_namespaces, "_api", cluster)
-    spawner = await make_spawner(values, user=user)
-    spawner.api = cluster
-    await spawner._ensure_namespace()
-    pod = serialize(await _hub_config(values).KubeSpawner.modify_pod_hook(spawner, await spawner.get_pod_manifest()))
-    pod["metadata"]["namespace"] = spawner.namespace  # KubeSpawner posts it to that namespace
-    return pod
-
-
-@pytest.fixture
-async def two_users(values, monkeypatch, dummy_kubeconfig):
-    cluster = FakeCluster()
-    pods = {user: await start(values, cluster, user, monkeypatch) for user in ("alice", "bob")}
-    return cluster, pods
 
 
 def _sa(pod):
     return f"{pod['metadata']['namespace']}/{pod['spec']['serviceAccountName']}"
 
 
-async def test_each_user_gets_a_namespace_of_their_own_under_pod_security_restricted(values, monkeypatch, dummy_kubeconfig):
+async def test_each_user_gets_a_namespace_of_their_own_under_pod_security_restricted(k8s_values, monkeypatch, dummy_kubeconfig):
     cluster = FakeCluster()
     names = ["alice", "bob", "Bob.Smith@example.org", "alice-u-x", "a" * 70]
-    pods = {name: await start(values, cluster, name, monkeypatch) for name in names}
+    pods = {name: await start(k8s_values, cluster, name, monkeypatch) for name in names}
     spaces = {pod["metadata"]["namespace"] for pod in pods.values()}
     assert len(spaces) == len(names) and NAMESPACE not in spaces
     assert pods["alice"]["metadata"]["namespace"] == f"{NAMESPACE}-u-alice"
@@ -130,9 +53,9 @@ async def test_each_user_gets_a_namespace_of_their_own_under_pod_security_restri
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
-async def test_a_user_cannot_read_anothers_token_or_touch_their_dask_clusters(settings, two_users):
+async def test_a_user_cannot_read_anothers_token_or_touch_their_dask_clusters(k8s_settings, two_users):
     cluster, pods = two_users
-    objects = k8s.manifests(settings) + list(cluster.objects.values())
+    objects = k8s.manifests(k8s_settings) + list(cluster.objects.values())
     alice, bob = pods["alice"], pods["bob"]
     alice_ns, bob_ns = alice["metadata"]["namespace"], bob["metadata"]["namespace"]
     env = {e["name"] for e in alice["spec"]["containers"][0]["env"]}
@@ -161,23 +84,6 @@ async def test_a_user_cannot_read_anothers_token_or_touch_their_dask_clusters(se
     assert not can(objects, hub, "bind", "clusterroles", alice_ns, group="rbac.authorization.k8s.io", name="cluster-admin")
 
 
-def _operator_pods(cluster_spec, namespace):
-    """The scheduler and worker pods the dask-kubernetes operator makes from ``cluster_spec``."""
-    from dask_kubernetes.operator.controller import controller as op
-
-    class Meta:
-        def __init__(self, metadata):
-            self.labels = metadata.get("labels", {})
-
-    name, labels = cluster_spec["metadata"]["name"], op._get_labels(Meta(cluster_spec["metadata"]))
-    scheduler = op.build_scheduler_deployment_spec(name, cluster_spec["spec"]["scheduler"]["spec"], {}, labels)
-    group = op.build_default_worker_group_spec(name, cluster_spec["spec"]["worker"], {}, labels)
-    worker = op.build_worker_deployment_spec(group["metadata"]["name"], namespace, name, "x1",
-                                             group["spec"]["worker"]["spec"], {}, op._get_labels(Meta(group["metadata"])))
-    return [Pod(namespace, d["spec"]["template"]["metadata"]["labels"], d["spec"]["template"]["spec"])
-            for d in (scheduler, worker)]
-
-
 async def test_only_the_owner_reaches_their_dask_scheduler(two_users):
     cluster, pods = two_users
     policies = list(cluster.objects.values())
@@ -187,7 +93,7 @@ async def test_only_the_owner_reaches_their_dask_scheduler(two_users):
         net[f"{user} server"] = Pod(ns, pod["metadata"]["labels"], pod["spec"])
         spec = clusters.kubernetes_cluster_spec({"kubernetes": {"name": f"{user}-prep"}},
                                                 environ={"DEEPVRE_NAMESPACE": ns})
-        net[f"{user} scheduler"], net[f"{user} worker"] = _operator_pods(spec, ns)
+        net[f"{user} scheduler"], net[f"{user} worker"] = operator_pods(spec, ns)
     net["hub"] = Pod(NAMESPACE, {"component": "hub", "app": "jupyterhub"})
     net["proxy"] = Pod(NAMESPACE, {"component": "proxy", "app": "jupyterhub"})
     net["operator"] = Pod(OPERATOR_NS, {"app.kubernetes.io/name": "dask-kubernetes-operator"})
@@ -214,13 +120,13 @@ def test_pod_security_checklist_catches_a_privileged_pod():
     assert "hostPID" in found and any("hostPath" in v for v in found) and "x: privileged" in found
 
 
-async def test_a_namespace_the_hub_did_not_make_is_refused(values, monkeypatch, dummy_kubeconfig):
+async def test_a_namespace_the_hub_did_not_make_is_refused(k8s_values, monkeypatch, dummy_kubeconfig):
     """A user named so that their namespace is one that already exists (the site's own) gets
     nothing bound in it, and no server."""
     cluster = FakeCluster()
     cluster.namespaces[f"{NAMESPACE}-u-mallory"] = {"kubernetes.io/metadata.name": f"{NAMESPACE}-u-mallory"}
     with pytest.raises(user_namespaces.NotOurNamespace, match="not made by deepvre"):
-        await start(values, cluster, "mallory", monkeypatch)
+        await start(k8s_values, cluster, "mallory", monkeypatch)
     assert cluster.objects == {}
 
 

@@ -31,7 +31,7 @@ import pytest
 import requests
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (its fixtures)
 
-from tests.extension.conftest import api, colours_model, jp_server_config, market_dir  # noqa: F401
+from tests.extension.conftest import api, colours_market, colours_model, jp_server_config, market_dir  # noqa: F401
 from tests.hub.hubprocess import free_port
 from tests.market.conftest import stop_process
 from tests.prereqs import require_program, require_root

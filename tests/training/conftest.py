@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
-from tests.notebooks.smoke import private_market  # noqa: F401  (autouse: $DEEPVRE_MARKET_DIR is a temp folder)
 
 
 @pytest.fixture

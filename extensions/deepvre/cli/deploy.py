@@ -54,7 +54,7 @@ def helm_command(release, namespace, chart_version):
     return (
         "helm repo add jupyterhub https://hub.jupyter.org/helm-chart/ && helm repo update\n"
         f"kubectl create namespace {namespace} --dry-run=client -o yaml | kubectl apply -f -\n"
-        f"kubectl apply -n {namespace} -f manifests.yaml\n"
+        "kubectl apply -f manifests.yaml\n"
         f"helm upgrade --cleanup-on-fail --install {release} jupyterhub/jupyterhub "
         f"--namespace {namespace} --version={chart_version} --values values.yaml"
     )

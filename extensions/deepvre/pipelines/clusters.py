@@ -208,6 +208,14 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
     return kwargs
 
 
+# distributed's default scheduler routes plus the API the dask-kubernetes operator calls (scale,
+# retire workers, idle check); reachable in Kubernetes only from the user's namespace and the operator
+SCHEDULER_HTTP_ROUTES = [
+    "distributed.http.scheduler.prometheus", "distributed.http.scheduler.info", "distributed.http.scheduler.json",
+    "distributed.http.health", "distributed.http.proxy", "distributed.http.statics", "distributed.http.scheduler.api",
+]
+
+
 def restrict_pod(pod, uid=None):
     """Make a Dask pod spec pass the user namespaces' Pod Security "restricted" level and
     deepvre's admission policy (``deepvre_hub.admission``): a non-root user (the caller's, else
@@ -247,6 +255,10 @@ def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
     )
     for pod in (spec["spec"]["scheduler"]["spec"], spec["spec"]["worker"]["spec"]):
         restrict_pod(pod)
+    # the operator asks the scheduler's HTTP API (its NetworkPolicy lets it reach nothing else)
+    scheduler = spec["spec"]["scheduler"]["spec"]["containers"][0]
+    scheduler.setdefault("env", []).append({"name": "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES",
+                                            "value": repr(SCHEDULER_HTTP_ROUTES)})
     namespace = k["namespace"] or environ.get("DEEPVRE_NAMESPACE")
     if namespace:
         spec["metadata"]["namespace"] = namespace

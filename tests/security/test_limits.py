@@ -1,0 +1,101 @@
+"""A profile's cores and memory are enforced by the kernel in local mode (issue 13: "local CPU,
+memory and GPU limits are advisory"): each server runs in a cgroup of its own
+(``deepvre_hub.limits``), and a user's process that goes past the profile's memory is killed
+instead of taking the machine's."""
+
+import os
+import secrets
+
+import pytest
+
+from deepvre_hub import limits
+from tests.hub.hubprocess import HubProcess, run_code
+from tests.prereqs import REPO, require, require_root
+
+pytestmark = [pytest.mark.hub, pytest.mark.root]
+
+PASSWORD = "limits-" + secrets.token_hex(6)
+PROFILES = [{"slug": "small", "display_name": "Small", "cpu": 0.5, "memory": "600M", "default": True}]
+HOG = """
+import subprocess, sys
+for mib in (50, 1500):
+    r = subprocess.run([sys.executable, "-c", f"x = bytearray({mib} * 2**20); x[::4096] = b'1' * len(x[::4096])"])
+    print(mib, r.returncode)
+print(open("/proc/self/cgroup").read())
+"""
+
+
+def test_limit_files_for_both_cgroup_versions():
+    assert limits.limit_files(2, cpu=1.5, memory=2**30) == {
+        ("memory", "memory.max"): str(2**30), ("memory", "memory.swap.max"): "0", ("cpu", "cpu.max"): "150000 100000"}
+    assert limits.limit_files(1, cpu=0.5, memory=2**20) == {
+        ("memory", "memory.limit_in_bytes"): str(2**20), ("memory", "memory.memsw.limit_in_bytes"): str(2**20),
+        ("cpu", "cpu.cfs_period_us"): "100000", ("cpu", "cpu.cfs_quota_us"): "50000"}
+    assert limits.limit_files(2) == {}
+
+
+def test_cgroup_names_stay_in_their_folder():
+    assert limits.cgroup_name("alice/") == "alice"
+    assert limits.cgroup_name("alice/gpu-a") == "alice--gpu-a"
+    for owner in ("../../x/", "al ice/../../y", "a/b/c"):
+        name = limits.cgroup_name(owner)
+        assert "/" not in name and name not in (".", "..") and not name.startswith(".")
+    assert limits.cgroup_name("a b/") != limits.cgroup_name("a_b/")
+
+
+def test_hierarchy_is_found_or_not(tmp_path):
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    assert limits.find_hierarchy(str(v2)) == limits.Hierarchy(2, str(v2), str(v2))
+    (v2 / "cgroup.controllers").write_text("pids\n")
+    assert limits.find_hierarchy(str(v2)) is None
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "cpu").mkdir()
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert limits.find_hierarchy(str(v1)) == limits.Hierarchy(1, str(v1 / "memory"), str(v1 / "cpu"))
+    assert limits.find_hierarchy(str(tmp_path / "none")) is None
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    require_root()
+    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
+            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    try:  # the machine must let root make cgroups (a container may not)
+        limits.create("deepvre-probe/", cpu=1, memory=2**30)
+        limits.remove("deepvre-probe/")
+    except limits.LimitsUnavailable as err:
+        pytest.skip(f"no writable cgroup tree here: {err}")
+    process = HubProcess({"profiles": PROFILES, "hub": {"enforce_limits": "required"}},
+                         tmp_path_factory.mktemp("limits-hub") / "state")
+    process.start()
+    admin = process.login(process.admin, process.admin_password)
+    name = f"limits{secrets.token_hex(3)}"
+    _, token = process.approved_user(admin, name, PASSWORD)
+    yield process, name, token
+    process.teardown()
+
+
+def test_a_process_past_the_profiles_memory_is_killed_not_the_machine(hub):
+    process, name, token = hub
+    assert process.spawn(token, name).status_code in (201, 202)
+    out = run_code(process.server_url(name), token, HOG, timeout=180)
+    lines = out.splitlines()
+    assert "50 0" in lines, out  # within the profile: fine
+    assert "1500 -9" in lines, out  # past 600M: the kernel kills it (before: it got its 1.5 GiB)
+    # the kernel (a child of the server) is in the server's cgroup, with the profile's quota
+    hierarchy = limits.find_hierarchy()
+    folder = f"{limits.GROUP}/{limits.cgroup_name(name + '/')}"
+    assert f"/{folder}" in out
+    if hierarchy.version == 1:
+        quota = open(os.path.join(hierarchy.cpu, folder, "cpu.cfs_quota_us")).read().strip()
+        memory = open(os.path.join(hierarchy.memory, folder, "memory.limit_in_bytes")).read().strip()
+    else:
+        quota = open(os.path.join(hierarchy.cpu, folder, "cpu.max")).read().split()[0]
+        memory = open(os.path.join(hierarchy.memory, folder, "memory.max")).read().strip()
+    assert quota == "50000" and int(memory) == 600 * 2**20
+    process.stop_server(token, name)
+    assert not os.path.exists(os.path.join(hierarchy.memory, folder)), "the cgroup is removed with the server"
