@@ -5,7 +5,9 @@ profile on the spawn page (it runs as the user's own OS account); JupyterLab; th
 (the catalog comes from the hub's marketplace service with the server's token): empty state ->
 search -> open a model by keyboard (its <script> description must not run) -> Fine-tune with a
 changed parameter -> the parameterized notebook opens with papermill's injected cell -> a server
-error is shown -> Run as batch job -> the run reaches "done". Screenshots: test-artifacts/extension/.
+error is shown -> Run as batch job -> the run reaches "done" -> a model another user published
+needs a confirmation naming its owner and the notebook's sha256 before it runs (Cancel starts
+nothing). Screenshots: test-artifacts/extension/.
 """
 
 import os
@@ -51,6 +53,14 @@ def hub(tmp_path_factory, colours_model):
         folder, doc = colours_model
         process.market.publish(
             doc, {p.name: p for p in folder.iterdir()}, visibility="public")
+        # another user publishes a copy: running its notebook needs the user's confirmation
+        process.other = f"ext{secrets.token_hex(3)}o"
+        assert process.signup(process.other, PASSWORD).status_code == 200
+        process.authorize(admin, process.other)
+        other_token = process.token(process.login(process.other, PASSWORD), process.other)
+        shared = {**doc, "title": "Shared colour classifier", "deepvre": {**doc["deepvre"], "name": "colours-shared"}}
+        HTTPMarket(f"{process.url}/services/marketplace/", other_token).publish(
+            shared, {p.name: p for p in folder.iterdir()}, visibility="public")
         yield process
     finally:
         try:
@@ -58,7 +68,9 @@ def hub(tmp_path_factory, colours_model):
                 process.stop_server(process.admin_token, process.user)
         finally:
             process.stop()
-            subprocess.run(["userdel", "-r", process.user], capture_output=True, check=False)
+            for name in (process.user, getattr(process, "other", None)):
+                if name:
+                    subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
 
 
 def tab_to(page, target, limit=40):
@@ -215,6 +227,25 @@ def test_models_panel_end_to_end_through_the_hub(hub):
             done.get_by_role("button", name="Publish").click()
             expect(panel.get_by_test_id("runs-status")).to_contain_text("Published colours-ft 1.0.0")
             page.screenshot(path=os.path.join(SHOTS, "7-published.png"))
+
+            # another user's model: the run waits for a confirmation that names its owner and sha256
+            panel.get_by_role("button", name="← All models").click()
+            search.fill("Shared")
+            search.press("Enter")
+            panel.locator(".jp-deepvre-card", has_text="Shared colour classifier").click()
+            expect(title).to_have_text("Shared colour classifier")
+            for answer in ("Cancel", "Run it"):
+                panel.get_by_role("button", name="Run as batch job").click()
+                panel.get_by_role("button", name="Start batch run").click()
+                dialog = page.get_by_test_id("trust-dialog")
+                expect(dialog).to_contain_text(hub.other)
+                expect(page.get_by_test_id("trust-sha256")).to_have_text(re.compile(r"^[0-9a-f]{64}$"))
+                if answer == "Run it":
+                    page.screenshot(path=os.path.join(SHOTS, "8-trust.png"))
+                page.get_by_role("button", name=answer).click()
+                expect(dialog).to_have_count(0)
+                status = panel.get_by_test_id("form-status")
+                expect(status).to_contain_text("Not started" if answer == "Cancel" else "Started run")
         except Exception:
             page.screenshot(path=os.path.join(SHOTS, "failure.png"))
             raise

@@ -5,7 +5,36 @@
 
 export type Fetch = (url: string, init?: RequestInit) => Promise<Response>;
 
-/** Request ``url`` and return its JSON; an Error carrying the server's message otherwise. */
+/** The server said no: its message, HTTP status and whole JSON answer (a 409's details, say). */
+export class APIError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly data: Record<string, any>
+  ) {
+    super(message);
+  }
+}
+
+/** What a run of another user's notebook needs confirmed (the server's 409 ``trust_required``). */
+export interface ITrustRequest {
+  model: string;
+  version: string;
+  owner: string;
+  sha256: string;
+  notebook?: string;
+}
+
+/** The trust request inside ``error``, or null when it is some other error. */
+export function trustRequest(error: unknown): ITrustRequest | null {
+  if (!(error instanceof APIError) || error.status !== 409 || !error.data.trust_required) {
+    return null;
+  }
+  const { model, version, owner, sha256, notebook } = error.data;
+  return typeof owner === 'string' && typeof sha256 === 'string' ? { model, version, owner, sha256, notebook } : null;
+}
+
+/** Request ``url`` and return its JSON; an :class:`APIError` carrying the server's message otherwise. */
 export async function fetchJSON<T>(fetch: Fetch, url: string, init: RequestInit = {}, body?: unknown): Promise<T> {
   if (body !== undefined) {
     init = { ...init, body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } };
@@ -19,7 +48,7 @@ export async function fetchJSON<T>(fetch: Fetch, url: string, init: RequestInit 
     data = { message: text };
   }
   if (!response.ok) {
-    throw new Error(data.message || `${response.status} ${response.statusText}`);
+    throw new APIError(data.message || `${response.status} ${response.statusText}`, response.status, data);
   }
   return data as T;
 }

@@ -2,12 +2,13 @@
  * The Models panel: search and filter the marketplace, read a model's card and description,
  * then Fine-tune, Run as batch job, Preprocess or Serve it; follow runs and publish their models.
  */
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import React, { useCallback, useEffect, useRef, useState } from 'react';
 
 import { post, requestAPI } from './api';
-import { IDLE, ILoadState, Loader } from './data';
+import { IDLE, ILoadState, ITrustRequest, Loader, trustRequest } from './data';
 import { Markdown } from './markdown';
 import {
   changedValues,
@@ -45,6 +46,31 @@ function StatusLine({ status, testid }: { status: Status; testid: string }): JSX
       {status.message}
     </div>
   );
+}
+
+/**
+ * Ask before running a notebook another user published (as Jupyter asks before trusting a
+ * notebook): who published it, which version and the sha256 of exactly what would run.
+ */
+async function confirmTrust(trust: ITrustRequest): Promise<boolean> {
+  const body = (
+    <div className="jp-deepvre-trust" data-testid="trust-dialog">
+      <p>
+        The training notebook of <b>{trust.model}</b> {trust.version} was published by <b>{trust.owner}</b>. Running it
+        runs their code in your account, with your files and tokens.
+      </p>
+      <p>Read it first (Fine-tune writes a copy you can open). The run uses exactly this notebook:</p>
+      <p>
+        <code>{trust.notebook || 'notebook'}</code> sha256 <code data-testid="trust-sha256">{trust.sha256}</code>
+      </p>
+    </div>
+  );
+  const result = await showDialog({
+    title: `Run ${trust.owner}'s notebook?`,
+    body,
+    buttons: [Dialog.cancelButton({ label: 'Cancel' }), Dialog.warnButton({ label: 'Run it' })]
+  });
+  return result.button.accept;
 }
 
 /** Run ``action`` through a Loader: loading, then its success text or the server's error message. */
@@ -306,7 +332,21 @@ function Details(props: {
     return `Wrote ${data.path}`;
   };
   const runBatch = async (parameters: Record<string, unknown>) => {
-    const run = await post<IRun>('runs', { model: details.name, version, parameters });
+    const body = { model: details.name, version, parameters };
+    let run: IRun;
+    try {
+      run = await post<IRun>('runs', body);
+    } catch (error) {
+      // another user's notebook: show who published it and its sha256, run it only if confirmed
+      const trust = trustRequest(error);
+      if (!trust) {
+        throw error;
+      }
+      if (!(await confirmTrust(trust))) {
+        return `Not started: ${trust.owner}'s notebook was not confirmed.`;
+      }
+      run = await post<IRun>('runs', { ...body, trust: { owner: trust.owner, sha256: trust.sha256 } });
+    }
     props.onRunStarted();
     return `Started run ${run.id}; it goes on if you close the browser.`;
   };

@@ -1,4 +1,4 @@
-import { fetchJSON, ILoadState, Loader } from '../src/data';
+import { APIError, fetchJSON, ILoadState, Loader, trustRequest } from '../src/data';
 
 type Models = { models: string[] };
 
@@ -86,5 +86,41 @@ describe('Loader', () => {
     await old;
     expect(phases()).toEqual(['loading', 'loading', 'success']);
     expect(loader.state.data).toEqual({ models: ['new'] });
+  });
+});
+
+describe('trustRequest', () => {
+  const provenance = {
+    message: "colours:1.0.0's training notebook was published by 'ana'",
+    trust_required: true,
+    model: 'colours',
+    version: '1.0.0',
+    owner: 'ana',
+    sha256: 'ab'.repeat(32),
+    notebook: 'train.ipynb'
+  };
+  it("carries a 409's provenance from the server to the confirmation", async () => {
+    const fetch = mockFetch({ '/runs': [409, JSON.stringify(provenance)] });
+    const error = (await fetchJSON(fetch, '/runs', { method: 'POST' }, {}).catch(e => e)) as APIError;
+    expect(error).toBeInstanceOf(APIError);
+    expect(error.message).toBe(provenance.message);
+    expect(trustRequest(error)).toEqual({
+      model: 'colours',
+      version: '1.0.0',
+      owner: 'ana',
+      sha256: 'ab'.repeat(32),
+      notebook: 'train.ipynb'
+    });
+  });
+  it('is null for every other error, so those are shown as they are', async () => {
+    const fetch = mockFetch({
+      '/exists': [409, '{"message": "exists"}'],
+      '/bad': [400, JSON.stringify(provenance)],
+      '/no-owner': [409, '{"message": "x", "trust_required": true}']
+    });
+    for (const url of ['/exists', '/bad', '/no-owner']) {
+      expect(trustRequest(await fetchJSON(fetch, url).catch(e => e))).toBeNull();
+    }
+    expect(trustRequest(new Error('network'))).toBeNull();
   });
 });
