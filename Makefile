@@ -39,6 +39,8 @@ $(VENV)/.installed: $(VENV)/.synced setup.cfg pyproject.toml $(LABEXT_BUILT)
 	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
 	ln -sfn $(CURDIR)/extensions/deepvre/labextension $(VENV)/share/jupyter/labextensions/deepvre
 	cp extensions/deepvre/server/jupyter-config/deepvre.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp extensions/deepvre/server/lab-settings/overrides.json $(VENV)/share/jupyter/lab/settings/
 	chmod -R a+rX $(VENV)
 	touch $@
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 ROOT = "/sys/fs/cgroup"
 GROUP = "deepvre"
 CPU_PERIOD = 100_000  # microseconds, the kernel's default CFS period
+MAX_PIDS = 4096  # processes and threads per server: a fork bomb stays inside its server
 
 
 class LimitsUnavailable(RuntimeError):
@@ -30,11 +31,13 @@ class LimitsUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Hierarchy:
-    """Where the controllers are: ``version`` 2 (one folder) or 1 (a folder per controller)."""
+    """Where the controllers are: ``version`` 2 (one folder) or 1 (a folder per controller);
+    ``pids`` None where that controller is missing."""
 
     version: int
     memory: str
     cpu: str
+    pids: str = None
 
 
 def find_hierarchy(root=ROOT):
@@ -43,27 +46,29 @@ def find_hierarchy(root=ROOT):
     if os.path.exists(controllers):
         with open(controllers) as f:
             have = f.read().split()
-        return Hierarchy(2, root, root) if {"memory", "cpu"} <= set(have) else None
-    memory, cpu = os.path.join(root, "memory"), os.path.join(root, "cpu")
+        if not {"memory", "cpu"} <= set(have):
+            return None
+        return Hierarchy(2, root, root, root if "pids" in have else None)
+    memory, cpu, pids = (os.path.join(root, c) for c in ("memory", "cpu", "pids"))
     if os.path.exists(os.path.join(memory, "memory.limit_in_bytes")) and os.path.exists(
             os.path.join(cpu, "cpu.cfs_quota_us")):
-        return Hierarchy(1, memory, cpu)
+        return Hierarchy(1, memory, cpu, pids if os.path.exists(os.path.join(pids, "cgroup.procs")) else None)
     return None
 
 
 def cgroup_name(owner):
-    """``user/server`` as a cgroup folder name: ``user--server``, odd characters and leading dots
-    replaced and a short hash added when anything was."""
+    """``user/server`` as a cgroup folder name: ``user--server`` (odd characters and leading dots
+    replaced, for people to read) and a hash of the exact owner, so two owners never share one
+    (``alice-/`` and ``alice/``, ``a/b--c`` and ``a--b/c``)."""
     name = owner.replace("/", "--").rstrip("-")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100].lstrip(".") or "_"
-    if safe != name:
-        safe += "-" + hashlib.sha256(owner.encode()).hexdigest()[:8]
-    return safe
+    return f"{safe}-{hashlib.sha256(owner.encode()).hexdigest()[:16]}"
 
 
-def limit_files(version, cpu=None, memory=None):
-    """``{(controller, file): value}`` to write for ``cpu`` cores and ``memory`` bytes (pure)."""
-    files = {}
+def limit_files(version, cpu=None, memory=None, pids=MAX_PIDS):
+    """``{(controller, file): value}`` to write for ``cpu`` cores, ``memory`` bytes and ``pids``
+    processes (pure). Files of missing optional controllers are skipped by :func:`create`."""
+    files = {("pids", "pids.max"): str(pids)} if pids else {}
     if version == 2:
         if memory:
             files[("memory", "memory.max")] = str(int(memory))
@@ -80,13 +85,13 @@ def limit_files(version, cpu=None, memory=None):
     return files
 
 
-def _enable_v2_controllers(root):
-    """Let ``root/deepvre``'s children use memory and cpu (cgroup v2 delegates them downward)."""
+def _enable_v2_controllers(root, pids=True):
+    """Let ``root/deepvre``'s children use memory, cpu and pids (cgroup v2 delegates them downward)."""
     group = os.path.join(root, GROUP)
     os.makedirs(group, exist_ok=True)
     for folder in (root, group):
         with open(os.path.join(folder, "cgroup.subtree_control"), "w") as f:
-            f.write("+memory +cpu")
+            f.write("+memory +cpu" + (" +pids" if pids else ""))
 
 
 def create(owner, cpu=None, memory=None, hierarchy=None):
@@ -96,21 +101,49 @@ def create(owner, cpu=None, memory=None, hierarchy=None):
     if hierarchy is None:
         raise LimitsUnavailable("this machine has no cgroup tree with the memory and cpu controllers")
     name = cgroup_name(owner)
-    folders = {"memory": os.path.join(hierarchy.memory, GROUP, name), "cpu": os.path.join(hierarchy.cpu, GROUP, name)}
+    folders = {c: os.path.join(base, GROUP, name) for c, base in _controllers(hierarchy).items()}
     try:
         if hierarchy.version == 2:
-            _enable_v2_controllers(hierarchy.memory)
+            _enable_v2_controllers(hierarchy.memory, pids=hierarchy.pids is not None)
         for folder in set(folders.values()):
             os.makedirs(folder, exist_ok=True)
-        for (controller, filename), value in limit_files(hierarchy.version, cpu, memory).items():
+        files = limit_files(hierarchy.version, cpu, memory)
+        for (controller, filename), value in _in_writable_order(files, folders).items():
+            if controller not in folders:
+                continue  # no pids controller here
             path = os.path.join(folders[controller], filename)
-            if filename == "memory.memsw.limit_in_bytes" and not os.path.exists(path):
+            if filename in OPTIONAL_FILES and not os.path.exists(path):
                 continue  # swap accounting off: the memory limit alone
             with open(path, "w") as f:
                 f.write(value)
     except OSError as err:
         raise LimitsUnavailable(f"cannot set up the cgroup {GROUP}/{name}: {err}") from err
     return sorted({os.path.join(folder, "cgroup.procs") for folder in folders.values()})
+
+
+OPTIONAL_FILES = {"memory.memsw.limit_in_bytes", "memory.swap.max"}
+
+
+def _controllers(hierarchy):
+    out = {"memory": hierarchy.memory, "cpu": hierarchy.cpu}
+    if hierarchy.pids:
+        out["pids"] = hierarchy.pids
+    return out
+
+
+def _in_writable_order(files, folders):
+    """cgroup v1 refuses a memory limit above the memory+swap limit: when the cgroup already
+    exists with a lower one (a server restarted with a bigger profile), raise memsw first."""
+    key, memsw = ("memory", "memory.limit_in_bytes"), ("memory", "memory.memsw.limit_in_bytes")
+    if key in files and memsw in files and "memory" in folders:
+        try:
+            with open(os.path.join(folders["memory"], "memory.limit_in_bytes")) as f:
+                current = int(f.read())
+        except (OSError, ValueError):
+            current = 0
+        if int(files[key]) > current:
+            return {memsw: files[memsw], **{k: v for k, v in files.items() if k != memsw}}
+    return files
 
 
 def join(procs_files):
@@ -126,7 +159,7 @@ def remove(owner, hierarchy=None):
     if hierarchy is None:
         return True
     done = True
-    for base in {hierarchy.memory, hierarchy.cpu}:
+    for base in set(_controllers(hierarchy).values()):
         folder = os.path.join(base, GROUP, cgroup_name(owner))
         try:
             os.rmdir(folder)
@@ -137,3 +170,25 @@ def remove(owner, hierarchy=None):
                 raise
             done = False
     return done
+
+
+def sweep(hierarchy=None):
+    """Remove the empty server cgroups left under ``deepvre/`` (processes a user detached that
+    have ended since their server stopped). A cgroup with processes cannot be removed; the hub
+    calls this at start, before any server starts. Returns the names removed."""
+    hierarchy = hierarchy or find_hierarchy()
+    removed = set()
+    if hierarchy is None:
+        return removed
+    for base in set(_controllers(hierarchy).values()):
+        group = os.path.join(base, GROUP)
+        for name in os.listdir(group) if os.path.isdir(group) else ():
+            folder = os.path.join(group, name)
+            if not os.path.isdir(folder):
+                continue
+            try:
+                os.rmdir(folder)
+                removed.add(name)
+            except OSError:
+                pass  # still has processes (or is not ours to remove)
+    return removed

@@ -102,6 +102,10 @@ def configure_local(c, settings, state_dir):
     c.DeepvreSpawner.profiles = settings.get("profiles") or []
     c.DeepvreSpawner.gpu_settings = settings["gpus"]
     c.DeepvreSpawner.enforce_limits = settings["hub"]["enforce_limits"]
+    if settings["hub"]["enforce_limits"] != "off" and accounts.hub_is_root():
+        from . import limits
+
+        limits.sweep()  # empty cgroups of servers stopped before this start
     c.DeepvreSpawner.personal_home_template = str(Path(state_dir) / "homes" / "{username}")
     account_settings = settings.get("accounts") or {}
     c.DeepvreSpawner.account_group = account_settings.get("group") or accounts.MARKER_GROUP

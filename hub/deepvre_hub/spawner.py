@@ -233,6 +233,7 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         self.allocator.release(self.owner)
         self.gpu_ids = []
         self.profile_slug = ""
+        self.remove_limits()  # also when the server died on its own (the hub then skips stop())
 
     # --- accounts and process ----------------------------------------------------------
 
@@ -303,10 +304,9 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         except gpus.NoFreeGpus as err:
             raise refusal(409, str(err)) from None
         self.profile_slug = profile["slug"]
-        if profile.get("cpu"):
-            self.cpu_limit = float(profile["cpu"])
-        if profile.get("memory"):
-            self.mem_limit = profiles.parse_memory(profile["memory"])
+        # this profile's limits only (not those of the profile this server last ran with)
+        self.cpu_limit = float(profile["cpu"]) if profile.get("cpu") else None
+        self.mem_limit = profiles.parse_memory(profile["memory"]) if profile.get("memory") else None
         self.log.info("Starting %s with profile %s, GPUs [%s]", self.owner, self.profile_slug, ",".join(self.gpu_ids))
         try:
             self.apply_limits()
@@ -314,13 +314,24 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         except Exception:
             self.allocator.release(self.owner)
             self.gpu_ids = []
+            self.remove_limits()
             raise
 
     async def stop(self, now=False):
         await super().stop(now=now)
         self.allocator.release(self.owner)
-        if self.enforce_limits != "off" and not limits.remove(self.owner):
-            self.log.warning("The cgroup of %s still has processes; left in place", self.owner)
+        self.remove_limits()
+
+    def remove_limits(self):
+        """Remove the server's cgroup; one that still holds processes (a run the user detached)
+        stays, with its limits, and the hub log says so."""
+        if self.enforce_limits == "off":
+            return
+        try:
+            if not limits.remove(self.owner):
+                self.log.warning("The cgroup of %s still has processes; left in place", self.owner)
+        except OSError as err:
+            self.log.warning("Cannot remove the cgroup of %s: %s", self.owner, err)
 
 
 def reduce_user_options(spawner, user_options):

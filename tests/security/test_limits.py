@@ -27,27 +27,32 @@ print(open("/proc/self/cgroup").read())
 
 def test_limit_files_for_both_cgroup_versions():
     assert limits.limit_files(2, cpu=1.5, memory=2**30) == {
-        ("memory", "memory.max"): str(2**30), ("memory", "memory.swap.max"): "0", ("cpu", "cpu.max"): "150000 100000"}
+        ("pids", "pids.max"): "4096", ("memory", "memory.max"): str(2**30), ("memory", "memory.swap.max"): "0",
+        ("cpu", "cpu.max"): "150000 100000"}
     assert limits.limit_files(1, cpu=0.5, memory=2**20) == {
-        ("memory", "memory.limit_in_bytes"): str(2**20), ("memory", "memory.memsw.limit_in_bytes"): str(2**20),
+        ("pids", "pids.max"): "4096", ("memory", "memory.limit_in_bytes"): str(2**20),
+        ("memory", "memory.memsw.limit_in_bytes"): str(2**20),
         ("cpu", "cpu.cfs_period_us"): "100000", ("cpu", "cpu.cfs_quota_us"): "50000"}
-    assert limits.limit_files(2) == {}
+    assert limits.limit_files(2, pids=None) == {}
 
 
-def test_cgroup_names_stay_in_their_folder():
-    assert limits.cgroup_name("alice/") == "alice"
-    assert limits.cgroup_name("alice/gpu-a") == "alice--gpu-a"
+def test_cgroup_names_stay_in_their_folder_and_are_one_per_server():
+    assert limits.cgroup_name("alice/").startswith("alice-")
+    assert limits.cgroup_name("alice/gpu-a").startswith("alice--gpu-a-")
     for owner in ("../../x/", "al ice/../../y", "a/b/c"):
         name = limits.cgroup_name(owner)
         assert "/" not in name and name not in (".", "..") and not name.startswith(".")
-    assert limits.cgroup_name("a b/") != limits.cgroup_name("a_b/")
+    # owners that read alike (a trailing "-" is a valid user name; server names may hold "--")
+    alike = ["alice/", "alice-/", "alice--/", "alice/-", "alice/--", "a/b--c", "a--b/c", "alice/gpu", "alice--gpu/",
+             "a b/", "a_b/"]
+    assert len({limits.cgroup_name(owner) for owner in alike}) == len(alike)
 
 
 def test_hierarchy_is_found_or_not(tmp_path):
     v2 = tmp_path / "v2"
     v2.mkdir()
     (v2 / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
-    assert limits.find_hierarchy(str(v2)) == limits.Hierarchy(2, str(v2), str(v2))
+    assert limits.find_hierarchy(str(v2)) == limits.Hierarchy(2, str(v2), str(v2), str(v2))
     (v2 / "cgroup.controllers").write_text("pids\n")
     assert limits.find_hierarchy(str(v2)) is None
     v1 = tmp_path / "v1"
@@ -57,6 +62,18 @@ def test_hierarchy_is_found_or_not(tmp_path):
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
     assert limits.find_hierarchy(str(v1)) == limits.Hierarchy(1, str(v1 / "memory"), str(v1 / "cpu"))
     assert limits.find_hierarchy(str(tmp_path / "none")) is None
+
+
+def test_sweep_removes_empty_server_cgroups_only(tmp_path):
+    """Empty cgroups left by stopped servers go at the next hub start; ones with processes stay
+    (a plain folder tree stands in for cgroupfs: there rmdir refuses a cgroup with processes)."""
+    hierarchy = limits.Hierarchy(1, str(tmp_path / "memory"), str(tmp_path / "cpu"))
+    for base in ("memory", "cpu"):
+        (tmp_path / base / "deepvre" / "gone-1").mkdir(parents=True)
+        (tmp_path / base / "deepvre" / "busy-2").mkdir(parents=True)
+        (tmp_path / base / "deepvre" / "busy-2" / "cgroup.procs").write_text("4242\n")
+    assert limits.sweep(hierarchy) == {"gone-1"}
+    assert sorted(p.name for p in (tmp_path / "memory" / "deepvre").iterdir()) == ["busy-2"]
 
 
 @pytest.fixture(scope="module")
@@ -97,5 +114,7 @@ def test_a_process_past_the_profiles_memory_is_killed_not_the_machine(hub):
         quota = open(os.path.join(hierarchy.cpu, folder, "cpu.max")).read().split()[0]
         memory = open(os.path.join(hierarchy.memory, folder, "memory.max")).read().strip()
     assert quota == "50000" and int(memory) == 600 * 2**20
+    if hierarchy.pids:
+        assert open(os.path.join(hierarchy.pids, folder, "pids.max")).read().strip() == str(limits.MAX_PIDS)
     process.stop_server(token, name)
     assert not os.path.exists(os.path.join(hierarchy.memory, folder)), "the cgroup is removed with the server"

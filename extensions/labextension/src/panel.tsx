@@ -68,7 +68,8 @@ async function confirmTrust(trust: ITrustRequest): Promise<boolean> {
   const result = await showDialog({
     title: `Run ${trust.owner}'s notebook?`,
     body,
-    buttons: [Dialog.cancelButton({ label: 'Cancel' }), Dialog.warnButton({ label: 'Run it' })]
+    buttons: [Dialog.cancelButton({ label: 'Cancel' }), Dialog.warnButton({ label: 'Run it' })],
+    defaultButton: 0 // Enter (say, held from the form) cancels: running needs a deliberate click
   });
   return result.button.accept;
 }
