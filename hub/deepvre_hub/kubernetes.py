@@ -455,7 +455,7 @@ def operator_policy(k8s):
         "policyTypes": ["Egress"],
         "egress": [
             {"ports": [{"port": p, "protocol": "TCP"} for p in user_namespaces.API_SERVER_PORTS]},
-            {"to": [{"namespaceSelector": {}}], "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+            {"to": [{"namespaceSelector": {}}], **user_namespaces.DNS},
             {"to": [{"namespaceSelector": user_namespaces.user_namespaces_selector(),
                      "podSelector": {"matchLabels": {user_namespaces.DASK_COMPONENT: "scheduler"}}}],
              "ports": [{"port": 8787, "protocol": "TCP"}]},

@@ -221,12 +221,6 @@ async def check_namespace(name, username, missing_ok=False):
                               f"({USERNAME_ANNOTATION}: {notes.get(USERNAME_ANNOTATION)!r}): the server is not started")
 
 
-async def _maybe_await(value):
-    import inspect
-
-    return await value if inspect.isawaitable(value) else value
-
-
 def provision_user_namespaces(c, hub_namespace, hub_ports, dask=True, network_policy=True,
                               operator_namespace="dask-operator", quota=None):
     """Make the hub check the user's namespace before anything is made in it
@@ -237,14 +231,16 @@ def provision_user_namespaces(c, hub_namespace, hub_ports, dask=True, network_po
         return
     previous_pre = c.KubeSpawner.pre_spawn_hook if "pre_spawn_hook" in c.KubeSpawner else None
 
+    from jupyterhub.utils import maybe_future
+
     async def pre_spawn_hook(spawner):
         if previous_pre is not None:
-            await _maybe_await(previous_pre(spawner))
+            await maybe_future(previous_pre(spawner))
         await check_namespace(spawner.namespace, spawner.user.name, missing_ok=True)
 
     async def modify_pod_hook(spawner, pod):
         if previous is not None:
-            pod = await _maybe_await(previous(spawner, pod))
+            pod = await maybe_future(previous(spawner, pod))
         await check_namespace(spawner.namespace, spawner.user.name)
         await apply_objects(namespace_objects(spawner.namespace, hub_namespace, hub_ports, dask, network_policy,
                                               operator_namespace, quota))

@@ -174,6 +174,29 @@ def test_socket_folder_precreated_by_another_account_is_refused(attacker):
 # --------------------------------------------------------------------------- trust: check, then use
 
 
+def _own_market(tmp_path, monkeypatch, model):
+    """A catalog of this test's own, ana's colours 1.0.0 in it, as the server's default."""
+    market = tmp_path / "market"
+    market.mkdir()
+    monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(market))
+    monkeypatch.delenv("DEEPVRE_MARKET_URL", raising=False)
+    publish_colours(market, model)
+    return market
+
+
+def _second_version(model, tmp_path, payload):
+    """colours 2.0.0: the same files, its training notebook with one more cell (``payload``)."""
+    folder, doc = model
+    v2 = tmp_path / "v2"
+    shutil.copytree(folder, v2)
+    nb = json.loads((v2 / "training.ipynb").read_text())
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": payload})
+    (v2 / "training.ipynb").write_text(json.dumps(nb))
+    doc2 = json.loads(json.dumps(doc))
+    doc2["deepvre"]["version"] = "2.0.0"
+    return v2, doc2
+
+
 def test_confirmed_notebook_is_the_one_that_runs(api, colours_model, jp_root_dir, tmp_path, monkeypatch):  # noqa: F811
     """ana's colours 1.0.0 is confirmed by its sha256; right after the request reads the notebook
     (its one read, before the check and the copy) ana publishes 2.0.0 and a fetch of "latest" (the
@@ -182,20 +205,8 @@ def test_confirmed_notebook_is_the_one_that_runs(api, colours_model, jp_root_dir
     from deepvre.market.catalog import Catalog
     from deepvre.server import backends
 
-    market = tmp_path / "market"
-    market.mkdir()
-    monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(market))
-    monkeypatch.delenv("DEEPVRE_MARKET_URL", raising=False)
-    publish_colours(market, colours_model)
-    folder, doc = colours_model
-    v2 = tmp_path / "v2"
-    shutil.copytree(folder, v2)
-    nb = json.loads((v2 / "training.ipynb").read_text())
-    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-                        "source": "# DVATK-PAYLOAD: not what the user confirmed\n"})
-    (v2 / "training.ipynb").write_text(json.dumps(nb))
-    doc2 = json.loads(json.dumps(doc))
-    doc2["deepvre"]["version"] = "2.0.0"
+    market = _own_market(tmp_path, monkeypatch, colours_model)
+    v2, doc2 = _second_version(colours_model, tmp_path, "# DVATK-PAYLOAD: not what the user confirmed\n")
 
     real = backends.read_file
     armed = []
@@ -231,23 +242,11 @@ def test_confirmation_of_one_version_does_not_run_the_next(api, colours_model, t
     so the confirmed request is refused again, naming 2.0.0 and its own sha256."""
     from deepvre.market.catalog import Catalog
 
-    market = tmp_path / "market"
-    market.mkdir()
-    monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(market))
-    monkeypatch.delenv("DEEPVRE_MARKET_URL", raising=False)
-    publish_colours(market, colours_model)
-    folder, doc = colours_model
+    market = _own_market(tmp_path, monkeypatch, colours_model)
     body = {"model": "colours", "parameters": {"epochs": 1}}
     status, first = api("POST", "runs", body=body)
     assert (status, first["version"]) == (409, "1.0.0"), first
-    v2 = tmp_path / "v2"
-    shutil.copytree(folder, v2)
-    nb = json.loads((v2 / "training.ipynb").read_text())
-    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-                        "source": "# DVATK-PAYLOAD\n"})
-    (v2 / "training.ipynb").write_text(json.dumps(nb))
-    doc2 = json.loads(json.dumps(doc))
-    doc2["deepvre"]["version"] = "2.0.0"
+    v2, doc2 = _second_version(colours_model, tmp_path, "# DVATK-PAYLOAD\n")
     catalog = Catalog(database_url=f"sqlite:///{market}/catalog.sqlite", store_url=str(market / "artifacts"))
     catalog.publish(doc2, {p.name: p for p in v2.iterdir()}, "ana", visibility="public")
     status, again = api("POST", "runs", body={**body, "trust": {"owner": "ana", "sha256": first["sha256"]}})

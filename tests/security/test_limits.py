@@ -5,6 +5,7 @@ instead of taking the machine's."""
 
 import os
 import secrets
+import subprocess
 
 import pytest
 
@@ -22,6 +23,18 @@ for mib in (50, 1500):
     r = subprocess.run([sys.executable, "-c", f"x = bytearray({mib} * 2**20); x[::4096] = b'1' * len(x[::4096])"])
     print(mib, r.returncode)
 print(open("/proc/self/cgroup").read())
+"""
+
+
+ESCAPE = """
+import os
+for path, value in {targets!r}:
+    try:
+        with open(path, "w") as f:
+            f.write(value if value != "0" else str(os.getpid()))
+        print("WROTE")
+    except OSError:
+        print("DENIED")
 """
 
 
@@ -114,6 +127,17 @@ def test_a_process_past_the_profiles_memory_is_killed_not_the_machine(hub):
         quota = open(os.path.join(hierarchy.cpu, folder, "cpu.max")).read().split()[0]
         memory = open(os.path.join(hierarchy.memory, folder, "memory.max")).read().strip()
     assert quota == "50000" and int(memory) == 600 * 2**20
+    # the user's kernel cannot raise its own limits nor leave its cgroup; another local account
+    # cannot join it (to spend the user's budget) or change it either
+    limit_file = os.path.join(hierarchy.memory, folder, "memory.limit_in_bytes" if hierarchy.version == 1 else "memory.max")
+    root_procs = os.path.join(hierarchy.memory, "cgroup.procs")
+    tries = run_code(process.server_url(name), token, ESCAPE.format(targets=[(limit_file, "99999999999"), (root_procs, "0")]))
+    assert tries.split() == ["DENIED", "DENIED"], tries
+    procs = os.path.join(hierarchy.memory, folder, "cgroup.procs")
+    other = subprocess.run(["runuser", "-u", "nobody", "--", "sh", "-c", f"echo $$ > {procs}; echo 1 > {limit_file}"],
+                           capture_output=True, text=True)
+    assert other.returncode != 0 and "Permission denied" in other.stderr, other
+    assert int(open(limit_file).read()) == 600 * 2**20
     if hierarchy.pids:
         assert open(os.path.join(hierarchy.pids, folder, "pids.max")).read().strip() == str(limits.MAX_PIDS)
     process.stop_server(token, name)

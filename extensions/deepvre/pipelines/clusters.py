@@ -208,12 +208,13 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
     return kwargs
 
 
-# distributed's default scheduler routes plus the API the dask-kubernetes operator calls (scale,
-# retire workers, idle check); reachable in Kubernetes only from the user's namespace and the operator
-SCHEDULER_HTTP_ROUTES = [
-    "distributed.http.scheduler.prometheus", "distributed.http.scheduler.info", "distributed.http.scheduler.json",
-    "distributed.http.health", "distributed.http.proxy", "distributed.http.statics", "distributed.http.scheduler.api",
-]
+def scheduler_http_routes():
+    """distributed's scheduler routes plus the API the dask-kubernetes operator calls (scale,
+    retire workers, idle check); in Kubernetes only the user's namespace and the operator reach them."""
+    import dask
+
+    routes = list(dask.config.get("distributed.scheduler.http.routes"))
+    return routes + [r for r in ("distributed.http.scheduler.api",) if r not in routes]
 
 
 def restrict_pod(pod, uid=None):
@@ -258,7 +259,7 @@ def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
     # the operator asks the scheduler's HTTP API (its NetworkPolicy lets it reach nothing else)
     scheduler = spec["spec"]["scheduler"]["spec"]["containers"][0]
     scheduler.setdefault("env", []).append({"name": "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES",
-                                            "value": repr(SCHEDULER_HTTP_ROUTES)})
+                                            "value": repr(scheduler_http_routes())})
     namespace = k["namespace"] or environ.get("DEEPVRE_NAMESPACE")
     if namespace:
         spec["metadata"]["namespace"] = namespace
