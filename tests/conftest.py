@@ -1,11 +1,13 @@
 """Fixtures shared by every test folder. Folder-specific ones live in that folder's conftest.py."""
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.prereqs import REPO, require, require_root
+from tests.prereqs import REPO, hub_tmpdir, require, require_root
 from tests.slurmd import session_slurm
 
 
@@ -27,6 +29,15 @@ def private_state(tmp_path_factory):
 def private_market(private_state):
     """The session's default catalog folder (``$DEEPVRE_MARKET_DIR``)."""
     return private_state / "market"
+
+
+@pytest.fixture
+def hub_state():
+    """A state folder for a hub configured in the test, which other accounts may pass through
+    (as root, the hub's services run under their own accounts)."""
+    folder = hub_tmpdir("state-")
+    yield Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+CONFIG_NAME = "idle_culler_config.py"  # in the state folder
 SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers", "admin:server_state"]
 
 
@@ -48,6 +49,10 @@ def culler_config_text(culling, profiles):
     )
 
 
+def config_path(state_dir):
+    return Path(state_dir) / CONFIG_NAME
+
+
 def culler_service(culling, profiles, state_dir):
     """The hub-managed service definition and its role, or ``(None, None)`` when culling is off.
 
@@ -56,8 +61,9 @@ def culler_service(culling, profiles, state_dir):
     """
     if not culling.get("enabled", True):
         return None, None
-    config = Path(state_dir) / "idle_culler_config.py"
+    config = config_path(state_dir)
     config.write_text(culler_config_text(culling, profiles))
+    config.chmod(0o644)  # root's; its service account reads it
     limits = [culling["timeout"], culling["gpu_timeout"]] + [p["idle_timeout"] for p in profiles if p.get("idle_timeout")]
     service = {
         "name": "idle-culler",

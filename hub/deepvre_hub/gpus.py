@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-NVIDIA_SMI_QUERY = ["--query-gpu=index,uuid,name,memory.total", "--format=csv,noheader"]
+NVIDIA_SMI_QUERY = ["--query-gpu=index,uuid,name,memory.total,pci.bus_id", "--format=csv,noheader"]
+DRIVER_GPUS = "/proc/driver/nvidia/gpus"  # <pci bus id>/information holds each GPU's "Device Minor"
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,23 @@ class Gpu:
     uuid: str = ""
     name: str = ""
     memory: str = ""
+    device: str = ""  # the GPU's device node, /dev/nvidia<minor>
+
+
+def device_node(index, bus_id="", driver_gpus=DRIVER_GPUS):
+    """``/dev/nvidia<minor>`` of a GPU: the driver's minor number for its PCI bus id (nvidia-smi's
+    index need not be the minor), else ``/dev/nvidia<index>``."""
+    if bus_id:
+        domain, _, rest = bus_id.strip().lower().partition(":")
+        try:
+            with open(f"{driver_gpus}/{domain[-4:]}:{rest}/information") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key.strip() == "Device Minor" and value.strip().isdigit():
+                        return f"/dev/nvidia{value.strip()}"
+        except OSError:
+            pass
+    return f"/dev/nvidia{index}"
 
 
 class NoFreeGpus(RuntimeError):
@@ -31,16 +49,17 @@ class GpuQuotaExceeded(NoFreeGpus):
     """A request that would give one user more GPUs than ``gpus.per_user``; the message says which they hold."""
 
 
-def parse_nvidia_smi(text):
-    """Parse ``nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader``."""
+def parse_nvidia_smi(text, driver_gpus=DRIVER_GPUS):
+    """Parse ``nvidia-smi --query-gpu=index,uuid,name,memory.total[,pci.bus_id] --format=csv,noheader``."""
     gpus = []
     for line in text.splitlines():
         if not line.strip():
             continue
         fields = [f.strip() for f in line.split(",")]
-        if len(fields) != 4 or not fields[0].isdigit():
+        if len(fields) not in (4, 5) or not fields[0].isdigit():
             raise ValueError(f"unexpected nvidia-smi line: {line!r}")
-        gpus.append(Gpu(*fields))
+        bus_id = fields[4] if len(fields) == 5 else ""
+        gpus.append(Gpu(*fields[:4], device=device_node(fields[0], bus_id, driver_gpus)))
     return gpus
 
 
@@ -50,7 +69,8 @@ def discover_gpus(settings):
     if discovery == "none":
         return []
     if discovery == "list":
-        return [Gpu(d["index"], d.get("uuid", ""), d.get("name", ""), d.get("memory", "")) for d in settings.get("devices", [])]
+        return [Gpu(d["index"], d.get("uuid", ""), d.get("name", ""), d.get("memory", ""),
+                    d.get("device") or device_node(d["index"])) for d in settings.get("devices", [])]
     program = shutil.which(settings.get("nvidia_smi", "nvidia-smi"))
     if program is None:
         log.info("no nvidia-smi on PATH: this machine offers no GPUs")

@@ -1,6 +1,7 @@
 """``deepvre hub up``: validate the settings, prepare the state folder, then run JupyterHub.
 
-First start: creates the state folder (mode 0700) with the proxy token, and the admin account
+First start: creates the state folder (mode 0700; 0711 when a root hub runs its services under
+their own accounts, see service_accounts.py) with the proxy token, and the admin account
 with a generated password that is printed once. Later starts resume from the same folder.
 """
 

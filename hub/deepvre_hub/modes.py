@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import auth, culler
+from . import accounts, auth, culler, service_accounts
 from .settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,18 @@ def configure_common(c, settings, state_dir):
         roles.append(role)
     market = marketplace_module()
     if market:
-        services.append(market.hub_service(settings))
+        services.append(market.hub_service(settings, state_dir))
         roles.append(market.hub_role(settings))
         # users' servers reach the marketplace with their own token ($JUPYTERHUB_API_TOKEN)
         roles.append({"name": "user", "scopes": ["self", *market.user_scopes(settings)]})
         c.Spawner.server_token_scopes = [*SERVER_SCOPES, *market.user_scopes(settings)]
         c.Spawner.environment = market.singleuser_environment(settings)
+    group = (settings.get("accounts") or {}).get("group") or accounts.MARKER_GROUP
+    try:
+        service_accounts.apply(services, settings, state_dir, group)
+    except service_accounts.ServiceAccountError as err:
+        print(f"deepvre: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 
@@ -93,7 +99,7 @@ def marketplace_service(settings):
 
 def configure_local(c, settings, state_dir):
     """Local mode: ``DeepvreSpawner`` processes on this machine, isolated by OS account as root."""
-    from . import accounts, spawner
+    from . import spawner
 
     c.JupyterHub.spawner_class = spawner.DeepvreSpawner
     c.Spawner.cmd = spawner.singleuser_command()
@@ -106,6 +112,8 @@ def configure_local(c, settings, state_dir):
         from . import limits
 
         limits.sweep()  # empty cgroups of servers stopped before this start
+    if settings["gpus"].get("restrict_devices", True) and accounts.hub_is_root():
+        restrict_gpu_devices(settings["gpus"])
     c.DeepvreSpawner.personal_home_template = str(Path(state_dir) / "homes" / "{username}")
     account_settings = settings.get("accounts") or {}
     c.DeepvreSpawner.account_group = account_settings.get("group") or accounts.MARKER_GROUP
@@ -124,6 +132,20 @@ def configure_local(c, settings, state_dir):
         c.Authenticator.post_auth_hook = auth.personal_login_hook(person or None, previous)
         if settings["auth"]["type"] == "native":
             c.JupyterHub.authenticator_class = auth.native_authenticator_class()  # shows the refusal
+
+
+def restrict_gpu_devices(gpu_settings):
+    """At hub start, lock every GPU's device node (``gpus.restrict_devices``): servers get theirs."""
+    from . import gpu_devices, gpus
+
+    nodes = [g.device for g in gpus.discover_gpus(gpu_settings)]
+    try:
+        locked = gpu_devices.lock(nodes)
+    except (gpu_devices.DevicesUnrestricted, OSError) as err:
+        log.error("deepvre: GPU device nodes cannot be restricted (%s): GPU servers will not start", err)
+        return
+    log.info("deepvre: GPU device nodes open only to the account of the server holding them: %s",
+             ", ".join(locked) or "none on this machine")
 
 
 # Every hub user name, in every mode, is one of these (lower case: authenticators normalize names).

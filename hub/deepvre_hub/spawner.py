@@ -18,10 +18,11 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Dict, Enum, HasTraits, List, Unicode, default
 
-from . import accounts, gpus, limits, profiles
+from . import accounts, gpu_devices, gpus, limits, profiles
 
 # One allocator per hub process, shared by every spawner (built on first use).
 _ALLOCATORS = {}
+_DEVICE_NODES = {}  # per gpus settings: {GPU index: its device node}
 
 
 def refusal(status, message):
@@ -133,8 +134,35 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         if key not in _ALLOCATORS:
             found = gpus.discover_gpus(self.gpu_settings)
             self.log.info("GPUs for local servers: %s", ", ".join(g.index for g in found) or "none")
+            _DEVICE_NODES[key] = {g.index: g.device for g in found}
             _ALLOCATORS.setdefault(key, gpus.GpuAllocator([g.index for g in found]))
         return _ALLOCATORS[key]
+
+    @property
+    def restricts_devices(self):
+        return self.gpu_settings.get("restrict_devices", True) and not self.personal_mode and accounts.hub_is_root()
+
+    def device_nodes(self, gpu_ids):
+        nodes = _DEVICE_NODES.get(repr(sorted(self.gpu_settings.items())), {})
+        return [nodes.get(i) or gpus.device_node(i) for i in gpu_ids]
+
+    def grant_devices(self):
+        """Open this server's GPUs' device nodes to its account (``restrict_devices``)."""
+        if not (self.gpu_ids and self.restricts_devices):
+            return
+        try:
+            gpu_devices.grant(self.device_nodes(self.gpu_ids), self.user.name)
+        except (gpu_devices.DevicesUnrestricted, OSError) as err:
+            raise refusal(503, f"The GPU device nodes cannot be restricted to your account ({err}); "
+                               "an administrator must fix this before GPU servers start.") from None
+
+    def revoke_devices(self):
+        if not (self.gpu_ids and self.restricts_devices):
+            return
+        try:
+            gpu_devices.revoke(self.device_nodes(self.gpu_ids), self.user.name)
+        except (gpu_devices.DevicesUnrestricted, OSError) as err:
+            self.log.error("Cannot take %s's GPU device nodes back: %s", self.owner, err)
 
     async def discover_gpus(self):
         """Build the shared allocator in a thread (``nvidia-smi`` can take seconds) if not done yet."""
@@ -218,7 +246,11 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         self.profile_slug = state.get("profile", "")
         self.gpu_ids = list(state.get("gpu_ids", []))
         if self.gpu_ids:
-            self.allocator.restore(self.owner, self.gpu_ids)
+            self.allocator.restore(self.owner, self.gpu_ids)  # the hub's restart locked the nodes:
+            try:
+                self.grant_devices()  # the running server keeps its GPUs
+            except Exception as err:
+                self.log.error("%s: %s", self.owner, err)
 
     def get_state(self):
         state = super().get_state()
@@ -230,6 +262,7 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
 
     def clear_state(self):
         super().clear_state()
+        self.revoke_devices()
         self.allocator.release(self.owner)
         self.gpu_ids = []
         self.profile_slug = ""
@@ -310,8 +343,10 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         self.log.info("Starting %s with profile %s, GPUs [%s]", self.owner, self.profile_slug, ",".join(self.gpu_ids))
         try:
             self.apply_limits()
+            self.grant_devices()
             return await super().start()
         except Exception:
+            self.revoke_devices()
             self.allocator.release(self.owner)
             self.gpu_ids = []
             self.remove_limits()
@@ -319,6 +354,7 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
 
     async def stop(self, now=False):
         await super().stop(now=now)
+        self.revoke_devices()
         self.allocator.release(self.owner)
         self.remove_limits()
 

@@ -41,6 +41,8 @@ import requests
 import websocket
 import yaml
 
+from tests.prereqs import HUB_TMP, hub_tmpdir
+
 REPO = Path(__file__).resolve().parents[2]
 DEEPVRE = Path(sys.executable).parent / "deepvre"
 
@@ -77,6 +79,10 @@ class HubProcess:
     def __init__(self, settings, state_dir, env=None, admin="admin", run_as=None):
         self.run_as = run_as  # an OS account to run the hub under (personal mode), else this process's
         self.state_dir = Path(state_dir)
+        self.settings_file = self.state_dir.parent / f"{self.state_dir.name}-settings.yaml"
+        self.log_file = self.state_dir.parent / f"{self.state_dir.name}-hub.log"
+        if os.geteuid() == 0 and not run_as:  # its marketplace and culler run under their own accounts
+            self.state_dir = Path(hub_tmpdir()) / "state"
         self.admin = admin
         self.admin_password = None
         self.extra_env = dict(env or {})
@@ -84,8 +90,6 @@ class HubProcess:
         hub = {"admin": admin, "port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port()}
         self.settings["hub"] = {**hub, **settings.get("hub", {})}
         self.url = f"http://127.0.0.1:{self.settings['hub']['port']}"
-        self.settings_file = self.state_dir.parent / f"{self.state_dir.name}-settings.yaml"
-        self.log_file = self.state_dir.parent / f"{self.state_dir.name}-hub.log"
         self.process = None
         self.accounts = []  # OS accounts the test made: deleted by teardown()
 
@@ -94,6 +98,7 @@ class HubProcess:
     def start(self, timeout=120):
         """Run ``deepvre hub up``; wait until the hub answers through the proxy."""
         self.state_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.settings_file.parent.mkdir(parents=True, exist_ok=True)
         self.settings_file.write_text(yaml.safe_dump(self.settings))
         env = dict(os.environ, **self.extra_env)
         env.pop("DEEPVRE_STATE_DIR", None)
@@ -145,6 +150,8 @@ class HubProcess:
             print(self.log_text()[-5000:])
             for name in self.accounts:
                 subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+            if self.state_dir.parent.parent == Path(HUB_TMP):
+                shutil.rmtree(self.state_dir.parent, ignore_errors=True)
 
     def restart(self, timeout=120):
         self.stop()

@@ -30,7 +30,8 @@ def test_uid_min(tmp_path):
     assert accounts.uid_min(str(tmp_path / "missing")) == 1000
 
 
-def test_local_mode_config(tmp_path):
+def test_local_mode_config(hub_state):
+    tmp_path = hub_state
     c = Config()
     settings = validate_settings({"profiles": [{"slug": "cpu", "display_name": "CPU"}]})
     modes.configure(c, settings, tmp_path)
@@ -43,13 +44,13 @@ def test_local_mode_config(tmp_path):
     assert "idle-culler" in {s["name"] for s in c.JupyterHub.services}
 
 
-def test_marketplace_wiring(tmp_path):
+def test_marketplace_wiring(hub_state):
     """The service and its role, users (and their servers' tokens) may call it, servers know its URL."""
     from deepvre.market import service
 
     c = Config()
     settings = validate_settings({"marketplace": {"port": 10123}})
-    modes.configure(c, settings, tmp_path)
+    modes.configure(c, settings, hub_state)
     assert "marketplace" in {s["name"] for s in c.JupyterHub.services}
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["user"]["scopes"] == ["self", "access:services!service=marketplace"]
@@ -60,7 +61,8 @@ def test_marketplace_wiring(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["kubernetes", "slurm"])
-def test_other_modes_dispatch_to_their_module(tmp_path, monkeypatch, mode):
+def test_other_modes_dispatch_to_their_module(hub_state, monkeypatch, mode):
+    tmp_path = hub_state
     import importlib
 
     module = importlib.import_module(f"deepvre_hub.{mode}")

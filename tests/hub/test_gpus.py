@@ -13,14 +13,27 @@ SMI_OUTPUT = (
 def test_parse_nvidia_smi():
     found = gpus.parse_nvidia_smi(SMI_OUTPUT)
     assert [g.index for g in found] == ["0", "1"]
-    assert found[1] == gpus.Gpu("1", "GPU-bbbb", "NVIDIA A100-SXM4-40GB", "40960 MiB")
+    assert found[1] == gpus.Gpu("1", "GPU-bbbb", "NVIDIA A100-SXM4-40GB", "40960 MiB", "/dev/nvidia1")
     with pytest.raises(ValueError, match="unexpected nvidia-smi line"):
         gpus.parse_nvidia_smi("No devices were found\n")
 
 
+def test_device_nodes_follow_the_drivers_minor_numbers(tmp_path):
+    """nvidia-smi's index orders by PCI bus; the device node is named by the driver's minor."""
+    for bus, minor in (("0000:3b:00.0", 1), ("0000:86:00.0", 0)):
+        (tmp_path / bus).mkdir()
+        (tmp_path / bus / "information").write_text(f"Model: \t NVIDIA A100\nDevice Minor: \t {minor}\n")
+    found = gpus.parse_nvidia_smi("0, GPU-a, A100, 40960 MiB, 00000000:3B:00.0\n"
+                                  "1, GPU-b, A100, 40960 MiB, 00000000:86:00.0\n"
+                                  "2, GPU-c, A100, 40960 MiB, 00000000:AF:00.0\n", driver_gpus=str(tmp_path))
+    assert [g.device for g in found] == ["/dev/nvidia1", "/dev/nvidia0", "/dev/nvidia2"]  # the last: no entry
+    listed = gpus.discover_gpus({"discovery": "list", "devices": [{"index": "0"}, {"index": "1", "device": "/dev/x"}]})
+    assert [g.device for g in listed] == ["/dev/nvidia0", "/dev/x"]
+
+
 def test_discovery_with_fake_nvidia_smi_on_path(tmp_path, monkeypatch):
     smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\n[ \"$1\" = --query-gpu=index,uuid,name,memory.total ] || exit 3\n"
+    smi.write_text("#!/bin/sh\n[ \"$1\" = --query-gpu=index,uuid,name,memory.total,pci.bus_id ] || exit 3\n"
                    f"cat <<'END'\n{SMI_OUTPUT}END\n")
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")

@@ -92,7 +92,7 @@ def test_name_with_query_or_fragment_does_not_inherit_the_admin(hub, suffix):
 
 @pytest.mark.parametrize("mode", ["local", "slurm", "kubernetes"])
 @pytest.mark.parametrize("auth_type", ["native", "oidc"])
-def test_username_pattern_refuses_url_tricks_in_every_mode(tmp_path, monkeypatch, mode, auth_type):
+def test_username_pattern_refuses_url_tricks_in_every_mode(hub_state, monkeypatch, mode, auth_type):
     """Every mode and authenticator: names with ``?``, ``#``, ``/``, ``%``, a space or a trailing
     newline are refused at sign-up / login (JupyterHub's ``validate_username``)."""
     import importlib
@@ -111,7 +111,7 @@ def test_username_pattern_refuses_url_tricks_in_every_mode(tmp_path, monkeypatch
                 c.Authenticator.username_pattern = r"^[a-z_][a-z0-9_-]{0,31}$"
         monkeypatch.setattr(auth, "configure", oidc_configure)
     c = Config()
-    modes.configure(c, validate_settings({"mode": mode}), tmp_path)
+    modes.configure(c, validate_settings({"mode": mode}), hub_state)
     check = Authenticator(username_pattern=c.Authenticator.username_pattern)
     assert check.validate_username("alice")
     for bad in ("root?x", "root#x", "root/x", "root%3fx", "root x", "alice\n", "root\nx", ""):

@@ -26,6 +26,7 @@ from traitlets.config import Config
 
 from deepvre_hub import modes
 from deepvre_hub.settings import validate_settings
+from tests.prereqs import traversable
 from tests.hub.hubprocess import wait_for
 from tests.security.conftest import site_account, slurm_profiles, squeue
 
@@ -59,6 +60,7 @@ def offline_spawner(user_options, groups=()):
     settings = validate_settings({"mode": "slurm", "profiles": slurm_profiles("debug")})
     c = Config()
     with tempfile.TemporaryDirectory() as state:
+        traversable(state)
         modes.configure(c, settings, state)
     me = pwd.getpwuid(os.getuid()).pw_name
     user = SimpleNamespace(name=me, escaped_name=me, url=f"/user/{me}/", admin=False, id=1,

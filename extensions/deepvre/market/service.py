@@ -111,21 +111,27 @@ def service_port(settings):
     return _chosen_port
 
 
-def hub_service(settings):
+DATABASE_URL_ENV = "DEEPVRE_MARKET_DATABASE_URL"
+
+
+def hub_service(settings, state_dir=None):
     """The ``c.JupyterHub.services`` entry that runs the marketplace under the hub.
 
-    The catalog lives under ``$DEEPVRE_STATE_DIR/marketplace`` (the hub's state) unless the
-    ``marketplace:`` settings name a database and store.
+    The catalog lives under ``<state_dir>/marketplace`` (the hub's state; default
+    ``$DEEPVRE_STATE_DIR``) unless the ``marketplace:`` settings name a database and store.
     """
     section = (settings or {}).get("marketplace") or {}
     command = [sys.executable, "-m", "deepvre.market.service"]
-    for key in ("database_url", "store_url", "upload_limit", "processes"):
+    for key in ("store_url", "upload_limit", "processes"):
         if section.get(key):
             command += [f"--{key.replace('_', '-')}", str(section[key])]
     port = service_port(settings)
     environment = {}
-    if os.environ.get("DEEPVRE_STATE_DIR"):
-        environment["DEEPVRE_MARKET_DIR"] = str(Path(os.environ["DEEPVRE_STATE_DIR"]) / "marketplace")
+    if section.get("database_url"):  # may hold a password: other accounts can read a command line
+        environment[DATABASE_URL_ENV] = section["database_url"]
+    state_dir = state_dir or os.environ.get("DEEPVRE_STATE_DIR")
+    if state_dir:
+        environment["DEEPVRE_MARKET_DIR"] = str(Path(state_dir) / "marketplace")
     elif os.environ.get("DEEPVRE_MARKET_DIR"):
         environment["DEEPVRE_MARKET_DIR"] = os.environ["DEEPVRE_MARKET_DIR"]
     return {
@@ -613,7 +619,8 @@ def main(argv=None):
     parser.add_argument("--standalone", action="store_true", help="no hub: serve the local catalog to the local user")
     parser.add_argument("--ip", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: from $JUPYTERHUB_SERVICE_URL, else a free port")
-    parser.add_argument("--database-url")
+    parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_ENV),
+                        help=f"default: ${DATABASE_URL_ENV} (the hub passes it there: a command line is public)")
     parser.add_argument("--store-url")
     parser.add_argument("--upload-limit", type=int)
     parser.add_argument("--processes", type=int, help="service processes (default: 1)")
