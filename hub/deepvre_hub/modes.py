@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import accounts, auth, culler, service_accounts
+from . import accounts, auth, culler, market_token, service_accounts
 from .settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,11 @@ def configure_common(c, settings, state_dir):
     if market:
         services.append(market.hub_service(settings, state_dir))
         roles.append(market.hub_role(settings))
-        # users' servers reach the marketplace with their own token ($JUPYTERHUB_API_TOKEN)
+        # browsers open it with the users' OAuth logins; their servers with a token for it alone
         roles.append({"name": "user", "scopes": ["self", *market.user_scopes(settings)]})
-        c.Spawner.server_token_scopes = [*SERVER_SCOPES, *market.user_scopes(settings)]
-        c.Spawner.environment = market.singleuser_environment(settings)
+        c.Spawner.server_token_scopes = list(SERVER_SCOPES)
+        c.Spawner.environment = {**market.singleuser_environment(settings),
+                                 market_token.ENV: market_token.token_for(market.user_scopes(settings))}
     group = (settings.get("accounts") or {}).get("group") or accounts.MARKER_GROUP
     try:
         service_accounts.apply(services, settings, state_dir, group)

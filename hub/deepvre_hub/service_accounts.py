@@ -15,6 +15,7 @@ is handed over at the next start, without following links.
 
 import os
 import pwd
+import signal
 import stat
 import subprocess
 import sys
@@ -23,9 +24,11 @@ from pathlib import Path
 
 from . import accounts, culler
 
-DEFAULTS = {"marketplace": "deepvre-market", "idle-culler": "deepvre-culler"}
 MARKET_FOLDER = "marketplace"  # under the state folder ($DEEPVRE_MARKET_DIR of the service)
 HUB_DATABASE = "jupyterhub.sqlite"
+NO_LOGIN = ("nologin", "false")
+# what a service's process and the access probe get of the hub's environment (never its secrets)
+KEPT_ENV = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "TZ")
 
 
 class ServiceAccountError(RuntimeError):
@@ -33,13 +36,12 @@ class ServiceAccountError(RuntimeError):
 
 
 def chosen(settings):
-    """``{service name: account}`` for the services that run under their own account here:
-    only when the hub runs as root outside Kubernetes; ``""`` in the settings keeps a service
-    under the hub's own account."""
+    """``{service name: account}`` (validated ``settings``, ``hub.service_accounts``) for the
+    services that run under their own account here: only when the hub runs as root outside
+    Kubernetes; ``""`` keeps a service under the hub's own account."""
     if not accounts.hub_is_root() or settings.get("mode") == "kubernetes":
         return {}
-    wanted = {**DEFAULTS, **(settings["hub"].get("service_accounts") or {})}
-    return {service: name for service, name in wanted.items() if name}
+    return {service: name for service, name in settings["hub"]["service_accounts"].items() if name}
 
 
 def ensure(name, group=accounts.MARKER_GROUP):
@@ -56,6 +58,13 @@ def ensure(name, group=accounts.MARKER_GROUP):
             f"the account {name!r} (uid {entry.pw_uid}) is root, a person's account or one of the hub's "
             f"user accounts: a service must not run as it. Name another in hub.service_accounts "
             "(it is made as a system account if missing)."
+        )
+    extra = set(os.getgrouplist(name, entry.pw_gid)) - {entry.pw_gid}
+    if entry.pw_gid == 0 or extra or os.path.basename(entry.pw_shell) not in NO_LOGIN:
+        raise ServiceAccountError(
+            f"the account {name!r} has more than a service needs (primary group {entry.pw_gid}, other groups "
+            f"{sorted(extra)}, shell {entry.pw_shell!r}): a service account has its own group only and no "
+            "login shell. Name another in hub.service_accounts (it is made so if missing)."
         )
     return entry
 
@@ -139,14 +148,36 @@ for spec in sys.argv[1:]:
 """
 
 
+def service_environment(entry):
+    """The environment a process run as a service account starts with: none of the hub's secrets."""
+    kept = {key: os.environ[key] for key in KEPT_ENV if key in os.environ}
+    return {**kept, "HOME": entry.pw_dir, "USER": entry.pw_name, "PYTHONSAFEPATH": "1"}
+
+
+def end_processes(entry):
+    """Kill every process of the account: a taken-over service may have left one running to wait
+    for the next start (JupyterHub stops only the service's own process). Returns their pids."""
+    killed = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == entry.pw_uid:
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append(int(pid))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return killed
+
+
 def check_access(entry, service, paths):
     """Raise :class:`ServiceAccountError` unless the account can run this Python and reach
     ``paths`` (``{path: "r" or "w"}``), tried as the account itself."""
     specs = [f"{kind}:{path}" for path, kind in paths.items()]
     try:
         result = subprocess.run(
-            [sys.executable, "-c", _PROBE, *specs], user=entry.pw_uid, group=entry.pw_gid, extra_groups=[],
-            capture_output=True, text=True, timeout=60, cwd="/", check=False,
+            [sys.executable, "-P", "-c", _PROBE, *specs], user=entry.pw_uid, group=entry.pw_gid, extra_groups=[],
+            capture_output=True, text=True, timeout=60, cwd="/", check=False, env=service_environment(entry),
         )
     except (OSError, subprocess.SubprocessError) as err:
         problem = str(err)
@@ -180,6 +211,11 @@ def apply(services, settings, state_dir, group=accounts.MARKER_GROUP):
     wanted = {s["name"]: chosen(settings)[s["name"]] for s in services if s["name"] in chosen(settings)}
     if not wanted:
         return {}
+    if len(set(wanted.values())) < len(wanted):
+        raise ServiceAccountError(
+            f"hub.service_accounts names one account for several services ({wanted}): each needs its own, "
+            "or one could read the other's token from its process"
+        )
     state_dir = Path(state_dir)
     tighten_state(state_dir, shared={MARKET_FOLDER, culler.CONFIG_NAME})
     for service in services:
@@ -187,14 +223,16 @@ def apply(services, settings, state_dir, group=accounts.MARKER_GROUP):
         if not name:
             continue
         entry = ensure(name, group)
+        end_processes(entry)
         if service["name"] == "marketplace":
             market = Path(service["environment"]["DEEPVRE_MARKET_DIR"])
             if market.parent == state_dir:
                 hand_over(market, entry)
             check_access(entry, service["name"], market_paths(settings, market))
-            service["cwd"] = str(market)
         else:
             check_access(entry, service["name"], {str(culler.config_path(state_dir)): "r"})
-            service["cwd"] = "/"
+        # never the folder the account writes: `python -m` would import from it first
+        service["cwd"] = "/"
+        service.setdefault("environment", {})["PYTHONSAFEPATH"] = "1"
         service["user"] = name
     return wanted

@@ -55,8 +55,9 @@ def test_marketplace_wiring(hub_state):
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["user"]["scopes"] == ["self", "access:services!service=marketplace"]
     assert "marketplace" in roles[service.hub_role(settings)["name"]]["services"]
-    assert "access:services!service=marketplace" in c.Spawner.server_token_scopes
-    assert {"users:activity!user", "access:servers!server"} <= set(c.Spawner.server_token_scopes)
+    # a server's own token opens the server: never sent to the marketplace, so not scoped for it
+    assert set(c.Spawner.server_token_scopes) == {"users:activity!user", "access:servers!server"}
+    assert callable(c.Spawner.environment["DEEPVRE_MARKET_TOKEN"])
     assert c.Spawner.environment["DEEPVRE_MARKET_URL"] == "http://127.0.0.1:10123/services/marketplace/"
 
 

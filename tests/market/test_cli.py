@@ -14,7 +14,7 @@ V1 = Path(ai4_metadata.__file__).parent / "assets" / "examples" / "sample-v1.mod
 
 def market(tmp_path, *args):
     env = dict(os.environ, DEEPVRE_MARKET_DIR=str(tmp_path / "market"))
-    for key in ("DEEPVRE_MARKET_URL", "JUPYTERHUB_API_TOKEN"):
+    for key in ("DEEPVRE_MARKET_URL", "DEEPVRE_MARKET_TOKEN"):
         env.pop(key, None)
     return subprocess.run([DEEPVRE, "market", *args], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
 

@@ -212,7 +212,7 @@ def test_openapi_document(hub):
 
 
 def test_cli_json_inside_the_hub(hub, clients):
-    env = dict(os.environ, DEEPVRE_MARKET_URL=hub["market_url"], JUPYTERHUB_API_TOKEN=hub["tokens"]["bob"])
+    env = dict(os.environ, DEEPVRE_MARKET_URL=hub["market_url"], DEEPVRE_MARKET_TOKEN=hub["tokens"]["bob"])
     out = subprocess.run([str(Path(sys.executable).parent / "deepvre"), "market", "search", "colour", "--json"],
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -10,6 +10,7 @@ nodes.
 """
 
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -85,7 +86,7 @@ def test_a_gpu_node_opens_only_for_the_server_that_holds_it(hub):
     for node in nodes:  # locked at hub start: root's, 0600, no ACL
         info = os.stat(node)
         assert (info.st_uid, info.st_mode & 0o777) == (0, 0o600), node
-        assert not gpu_devices._has_acl(node)
+        assert not gpu_devices.has_acl(node)
     assert tried(nodes, user="nobody") == {nodes[0]: "REFUSED", nodes[1]: "REFUSED"}
 
     alice, alice_token = hub.users["alice"]
@@ -103,7 +104,7 @@ def test_a_gpu_node_opens_only_for_the_server_that_holds_it(hub):
 
     hub.stop_server(alice_token, alice)
     assert tried(nodes, user=alice) == dict.fromkeys(nodes, "REFUSED")  # taken back at stop
-    assert not gpu_devices._has_acl(mine[0]) or f"user:{alice}:" not in subprocess.run(
+    assert not gpu_devices.has_acl(mine[0]) or f"user:{alice}:" not in subprocess.run(
         ["getfacl", "-p", mine[0]], capture_output=True, text=True, check=True).stdout
     hub.stop_server(bob_token, bob)
 
@@ -116,11 +117,28 @@ def test_a_node_the_driver_recreated_is_locked_again_before_it_is_granted(tmp_pa
         assert gpu_devices.lock([node, str(tmp_path / "missing")]) == [node]  # no node: nothing to do
         gpu_devices.grant([node], "nobody")
         assert tried([node], user="nobody") == {node: "OPENED"}
+        # a process that opened it while it could keeps no handle past the revoke
+        holder = subprocess.Popen([sys.executable, "-c", f"f = open({node!r}, 'wb'); print('open', flush=True); "
+                                   "import time; time.sleep(120)"], user="nobody", stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "open"
+        assert gpu_devices.holders(node, pwd.getpwnam("nobody").pw_uid) == [holder.pid]
         gpu_devices.revoke([node], "nobody")
+        assert holder.wait(30) == -9
         assert tried([node], user="nobody") == {node: "REFUSED"}
         os.chmod(node, 0o666)  # module reloaded: NVreg_DeviceFileMode
+        subprocess.run(["setfacl", "-m", "user:nobody:rw", node], check=True)  # an entry a failed revoke left
         gpu_devices.grant([node], "daemon")
         assert tried([node], user="nobody") == {node: "REFUSED"}
         assert tried([node], user="daemon") == {node: "OPENED"}
+        # a node reached through a link, or in a folder others may write, is never touched
+        link = os.path.join(os.path.dirname(node), "link")
+        os.symlink(node, link)
+        writable = hub_tmpdir("gpu-open-")
+        os.chmod(writable, 0o777)
+        os.mknod(os.path.join(writable, "nvidia9"), 0o600 | 0o020000, os.makedev(1, 3))
+        for bad in (link, os.path.join(writable, "nvidia9")):
+            with pytest.raises(gpu_devices.DevicesUnrestricted, match="link or lies in a folder"):
+                gpu_devices.grant([bad], "nobody")
+        shutil.rmtree(writable, ignore_errors=True)
     finally:
         shutil.rmtree(os.path.dirname(node), ignore_errors=True)

@@ -9,6 +9,7 @@ secrets and database, the culler's config and token, and the users' homes. An an
 process (``nobody``) tries the state folder and the catalog.
 """
 
+import json
 import os
 import pwd
 import re
@@ -24,7 +25,7 @@ from traitlets.config import Config
 
 from deepvre_hub import accounts, modes, service_accounts
 from deepvre_hub.settings import validate_settings
-from tests.hub.hubprocess import HubProcess
+from tests.hub.hubprocess import HubProcess, run_code
 from tests.market.conftest import make_document
 from tests.market.fuzz_hooks import MODEL
 from tests.prereqs import REPO, require, require_root, traversable
@@ -90,10 +91,12 @@ def service_processes(hub):
 def test_marketplace_and_culler_run_under_their_own_accounts(hub):
     for service, proc in service_processes(hub).items():
         uids = proc.uids()
-        account = service_accounts.DEFAULTS[service]
+        account = {"marketplace": "deepvre-market", "idle-culler": "deepvre-culler"}[service]
         assert {uids.real, uids.effective, uids.saved} == {pwd.getpwnam(account).pw_uid}, (service, uids)
         entry = pwd.getpwnam(account)
         assert entry.pw_uid < accounts.uid_min() and entry.pw_shell.endswith("nologin")
+        # not started in a folder it writes (``python -m`` imports from there first), nor importing from it
+        assert proc.cwd() == "/" and proc.environ().get("PYTHONSAFEPATH") == "1"
         assert not accounts.in_group(entry, accounts.MARKER_GROUP)  # no hub user can be given it
 
 
@@ -161,6 +164,39 @@ def test_a_taken_over_marketplace_or_another_process_reaches_nothing_of_the_hubs
     assert os.stat(hub.state_dir).st_mode & 0o777 == 0o711
 
 
+def test_what_the_marketplace_sees_of_a_caller_cannot_open_their_server(hub):
+    """A marketplace an upload took over keeps the tokens its callers send. A user's server sends
+    ``$DEEPVRE_MARKET_TOKEN``, scoped to the marketplace alone: it opens neither the user's server
+    nor the hub API; the server's own token (which opens the server) is refused by the marketplace,
+    so the client never sends it (the second hostile review ran code in bob's server with it)."""
+    name, token = hub.alice, hub.alice_token
+    assert hub.spawn(token, name).status_code in (201, 202)
+    server = hub.server_url(name)
+    code = ("import os, json\nfrom deepvre.market.client import connect\n"
+            "entry = connect().show('left-by-root')\n"
+            "print(json.dumps([os.environ['DEEPVRE_MARKET_TOKEN'], os.environ['JUPYTERHUB_API_TOKEN'], "
+            "json.dumps(entry)]))")
+    market_token, server_token, entry = json.loads(run_code(server, token, code).strip().splitlines()[-1])
+    assert "left-by-root" in entry  # the client works with it
+    as_market = {"Authorization": f"token {market_token}"}
+    assert requests.get(f"{server}api/contents", headers=as_market, timeout=30).status_code == 403
+    assert requests.post(f"{server}api/kernels", headers=as_market, json={}, timeout=30).status_code == 403
+    assert requests.get(f"{hub.url}/hub/api/users/{name}/tokens", headers=as_market, timeout=30).status_code == 403
+    scopes = requests.get(f"{hub.url}/hub/api/user", headers=as_market, timeout=30).json()["scopes"]
+    # and JupyterHub's identity scopes: its own name and groups
+    assert set(scopes) == {"access:services!service=marketplace", f"read:users:name!user={name}",
+                           f"read:users:groups!user={name}"}, scopes
+    api = f"{hub.url}/services/marketplace/api/models"
+    assert requests.get(api, headers={"Authorization": f"token {server_token}"}, timeout=30).status_code == 403
+    # a new start revokes the previous start's token
+    hub.stop_server(token, name)
+    assert hub.spawn(token, name).status_code in (201, 202)
+    hub.wait_ready(token, name)
+    # (the service's HubAuth may keep its answer for a known token up to cache_max_age, 5 minutes)
+    assert requests.get(f"{hub.url}/hub/api/user", headers=as_market, timeout=30).status_code == 403
+    hub.stop_server(token, name)
+
+
 # -- the pieces, without a hub ----------------------------------------------------------------------
 
 
@@ -172,14 +208,19 @@ def test_a_person_or_hub_users_account_is_never_a_service_account(tmp_path):
     accounts.ensure_group(accounts.MARKER_GROUP)
     subprocess.run(["useradd", "--system", "--no-create-home", "--groups", accounts.MARKER_GROUP, member],
                    check=True, capture_output=True)
+    grouped = f"svcg{secrets.token_hex(3)}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--groups", "disk",
+                    grouped], check=True, capture_output=True)
     try:
         for name in ("root", person, member):
             with pytest.raises(service_accounts.ServiceAccountError, match="must not run as it"):
                 service_accounts.ensure(name)
+        with pytest.raises(service_accounts.ServiceAccountError, match="more than a service needs"):
+            service_accounts.ensure(grouped)  # its process would get the disk group
         with pytest.raises(accounts.AccountError):
             service_accounts.ensure("bad/name")
     finally:
-        for name in (person, member):
+        for name in (person, member, grouped):
             subprocess.run(["userdel", name], capture_output=True, check=False)
 
 
@@ -224,7 +265,21 @@ def test_a_hub_whose_services_cannot_reach_their_folder_refuses_to_start(tmp_pat
     modes.configure(c, validate_settings({}), state)
     users = {s["name"]: s.get("user") for s in c.JupyterHub.services}
     assert users == {"marketplace": "deepvre-market", "idle-culler": "deepvre-culler"}
+    assert {(s["cwd"], s["environment"]["PYTHONSAFEPATH"]) for s in c.JupyterHub.services} == {("/", "1")}
     c = Config()
     modes.configure(c, validate_settings({"hub": {"service_accounts": {"marketplace": "", "idle-culler": ""}}}),
                     state)
     assert {s["name"]: s.get("user") for s in c.JupyterHub.services} == {"marketplace": None, "idle-culler": None}
+
+
+def test_a_process_a_taken_over_service_left_is_ended_at_the_next_start(hub_state):
+    """JupyterHub stops only a service's own process: one a taken-over marketplace forked would
+    wait, as that account, for the next start (and keep its access after an upgrade)."""
+    require_root()
+    left = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], user="deepvre-market",
+                            extra_groups=[], cwd="/")
+    try:
+        modes.configure(Config(), validate_settings({}), hub_state)
+        assert left.wait(30) == -9
+    finally:
+        left.kill()

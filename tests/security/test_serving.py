@@ -254,7 +254,7 @@ def test_standalone_serve_demands_its_token_and_keeps_no_uploads(tmp_path, owned
     predict or train; an upload (even one that fails) leaves nothing in any temp folder."""
     port = free_port()
     env = dict(os.environ, DEEPVRE_MARKET_DIR=str(owned_market), DEEPVRE_RUNS_DIR=str(tmp_path / "runs"))
-    for var in ("DEEPVRE_MARKET_URL", "DEEPVRE_SERVE_TOKEN", "JUPYTERHUB_USER", "JUPYTERHUB_API_TOKEN"):
+    for var in ("DEEPVRE_MARKET_URL", "DEEPVRE_SERVE_TOKEN", "JUPYTERHUB_USER", "DEEPVRE_MARKET_TOKEN"):
         env.pop(var, None)
     uploads = tmp_path / "uploads"
     log_path = tmp_path / "serve.log"

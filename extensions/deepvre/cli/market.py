@@ -1,7 +1,7 @@
 """``deepvre market list|search|show|pull|publish|validate|import``: the marketplace from a shell.
 
 Every command takes ``--json`` for scripts. Inside a hub (``$DEEPVRE_MARKET_URL`` and
-``$JUPYTERHUB_API_TOKEN``) it talks to the marketplace service, else to the local catalog.
+``$DEEPVRE_MARKET_TOKEN``) it talks to the marketplace service, else to the local catalog.
 """
 
 import json

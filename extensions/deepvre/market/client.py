@@ -2,7 +2,7 @@
 
 :func:`connect` picks the transport:
 
-- inside a hub (``$JUPYTERHUB_API_TOKEN`` set and ``$DEEPVRE_MARKET_URL`` or an explicit ``url``):
+- inside a hub (``$DEEPVRE_MARKET_URL`` or an explicit ``url``, with ``$DEEPVRE_MARKET_TOKEN``):
   :class:`HTTPMarket`, the REST API with ``Authorization: token ...``;
 - otherwise :class:`LocalMarket`, the local catalog opened directly, as the local user.
 
@@ -36,7 +36,9 @@ def model_path(name, *rest):
 def connect(url=None, token=None, catalog=None):
     """A client for the marketplace at ``url`` (with ``token``), else the local catalog."""
     url = url or os.environ.get("DEEPVRE_MARKET_URL")
-    token = token or os.environ.get("JUPYTERHUB_API_TOKEN")
+    # in a hub: the server's marketplace-only token (deepvre_hub.market_token), never the
+    # server's own $JUPYTERHUB_API_TOKEN, which opens the user's server
+    token = token or os.environ.get("DEEPVRE_MARKET_TOKEN")
     if url:
         return HTTPMarket(url, token)
     return LocalMarket(catalog)

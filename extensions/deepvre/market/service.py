@@ -2,9 +2,10 @@
 
 Inside a hub it runs at ``/services/marketplace/``: browsers log in with hub OAuth
 (:class:`jupyterhub.services.auth.HubOAuthenticated`), API calls send a JupyterHub token
-(``Authorization: token $JUPYTERHUB_API_TOKEN``). Either needs the scope
-``access:services!service=marketplace`` (the ``user`` role and servers' tokens have it; a token
-made without it answers 403). The caller's groups and admin flag are read from the hub with the
+(``Authorization: token ...``; users' servers send ``$DEEPVRE_MARKET_TOKEN``, a token for this
+service alone, ``deepvre_hub.market_token``). Either needs the scope
+``access:services!service=marketplace`` (the ``user`` role has it; a token made without it,
+such as a server's own, answers 403). The caller's groups and admin flag are read from the hub with the
 service's own token (the ``read:users``/``read:groups`` scopes of :func:`hub_role`), the user name
 percent-escaped in the URL. Standalone (``--standalone``) it serves the local catalog to the local
 user, who proves it with the token the service writes at start to a file only they can read

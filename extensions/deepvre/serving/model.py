@@ -5,7 +5,7 @@
 
 - ``DEEPVRE_SERVE_MODEL``: ``NAME[:VERSION]`` in the marketplace;
 - ``DEEPVRE_SERVE_DIR``: the folder its artifact is pulled into (checked against its sha256s);
-- the marketplace client's own variables (``DEEPVRE_MARKET_URL``, ``JUPYTERHUB_API_TOKEN``,
+- the marketplace client's own variables (``DEEPVRE_MARKET_URL``, ``DEEPVRE_MARKET_TOKEN``,
   ``DEEPVRE_MARKET_DIR``).
 
 ``predict`` takes an uploaded image (``data``) or a JSON array (``array``) and returns labels and
