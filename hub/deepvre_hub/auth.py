@@ -5,7 +5,6 @@ with a generated password (printed once, stored only as a bcrypt hash in NativeA
 own table, see :func:`create_admin`); everyone else signs up and waits for the admin's approval.
 """
 
-import importlib
 import logging
 import secrets
 
@@ -15,8 +14,9 @@ def configure(c, settings):
     auth = settings["auth"]
     admin = settings["hub"]["admin"]
     if auth["type"] == "oidc":
-        # Written against the contract deepvre_hub.oidc.configure(c, settings).
-        importlib.import_module("deepvre_hub.oidc").configure(c, settings)
+        from . import oidc  # oauthenticator only where OIDC is used
+
+        oidc.configure(c, settings)
         return
     c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
     c.Authenticator.admin_users = {admin}

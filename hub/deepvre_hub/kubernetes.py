@@ -49,7 +49,6 @@ HOME_CLAIM = "claim-{user_server}"
 SHM_VOLUME = "dshm"
 DASK_GROUP = "kubernetes.dask.org"
 DASK_RESOURCES = ["daskclusters", "daskworkergroups", "daskautoscalers", "daskjobs"]
-MARKETPLACE_SERVICE = "marketplace"
 HUB_SERVICE_ACCOUNT = "hub"  # z2jh's, with fullnameOverride ""
 HUB_API_PORT = 8081  # z2jh's hub Service port
 HUB_CLUSTER_ROLE = "deepvre-hub"
@@ -276,11 +275,9 @@ def _culler(settings):
 
 def _marketplace(settings, k8s):
     """The marketplace as a hub-managed service (``deepvre.market.service.hub_service``)."""
-    from .modes import marketplace_service
+    from deepvre.market import service as market
 
-    service, role = marketplace_service(settings)
-    service = dict(service or {"name": MARKETPLACE_SERVICE, "command": ["python3", "-m", "deepvre.market.service"]})
-    role = dict(role or {"name": f"{service['name']}-service", "scopes": ["read:users", "read:groups"]})
+    service, role = dict(market.hub_service(settings)), dict(market.hub_role(settings))
     role["services"] = [service["name"]]
     # The proxy pod reaches it through the hub Service, so it must listen on all interfaces.
     service["url"] = f"http://hub:{k8s['marketplace_port']}"

@@ -3,14 +3,16 @@
 ``configure_common`` holds what every mode shares (state files, proxy, authentication, named
 servers, services); each mode then sets its spawner: ``configure_local`` here, and
 ``deepvre_hub.kubernetes.configure(c, settings, state_dir)`` and
-``deepvre_hub.slurm.configure(c, settings, state_dir)`` for the other modes.
+``deepvre_hub.slurm.configure(c, settings, state_dir)`` for the other modes. The hub builds on
+the core (the marketplace's service definition); nothing below imports the hub.
 """
 
-import importlib
 import logging
 import os
 import sys
 from pathlib import Path
+
+from deepvre.market import service as market
 
 from . import accounts, auth, culler, market_token, service_accounts
 from .settings import REPO_ROOT
@@ -58,15 +60,13 @@ def configure_common(c, settings, state_dir):
     if service:
         services.append(service)
         roles.append(role)
-    market = marketplace_module()
-    if market:
-        services.append(market.hub_service(settings, state_dir))
-        roles.append(market.hub_role(settings))
-        # browsers open it with the users' OAuth logins; their servers with a token for it alone
-        roles.append({"name": "user", "scopes": ["self", *market.user_scopes(settings)]})
-        c.Spawner.server_token_scopes = list(SERVER_SCOPES)
-        c.Spawner.environment = {**market.singleuser_environment(settings),
-                                 market_token.ENV: market_token.token_for(market.user_scopes(settings))}
+    services.append(market.hub_service(settings, state_dir))
+    roles.append(market.hub_role(settings))
+    # browsers open it with the users' OAuth logins; their servers with a token for it alone
+    roles.append({"name": "user", "scopes": ["self", *market.user_scopes(settings)]})
+    c.Spawner.server_token_scopes = list(SERVER_SCOPES)
+    c.Spawner.environment = {**market.singleuser_environment(settings),
+                             market_token.ENV: market_token.token_for(market.user_scopes(settings))}
     group = (settings.get("accounts") or {}).get("group") or accounts.MARKER_GROUP
     try:
         service_accounts.apply(services, settings, state_dir, group)
@@ -79,23 +79,6 @@ def configure_common(c, settings, state_dir):
 
 # JupyterHub's default scopes of a server's own token (the ``server`` role)
 SERVER_SCOPES = ["users:activity!user", "access:servers!server"]
-
-
-def marketplace_module():
-    """``deepvre.market.service`` (service, role, user scopes, server environment), if installed."""
-    try:
-        module = importlib.import_module("deepvre.market.service")
-    except ModuleNotFoundError as err:
-        if err.name in ("deepvre.market", "deepvre.market.service"):
-            return None
-        raise
-    return module if hasattr(module, "hub_service") else None
-
-
-def marketplace_service(settings):
-    """The marketplace service and role, or ``(None, None)`` when the marketplace is not installed."""
-    module = marketplace_module()
-    return (module.hub_service(settings), module.hub_role(settings)) if module else (None, None)
 
 
 def configure_local(c, settings, state_dir):
@@ -169,8 +152,14 @@ def configure(c, settings, state_dir):
     mode = settings["mode"]
     if mode == "local":
         configure_local(c, settings, state_dir)
+    elif mode == "slurm":
+        from . import slurm
+
+        slurm.configure(c, settings, state_dir)
     else:
-        importlib.import_module(f"deepvre_hub.{mode}").configure(c, settings, state_dir)
+        from . import kubernetes
+
+        kubernetes.configure(c, settings, state_dir)
     existing = c.Authenticator.username_pattern if "username_pattern" in c.Authenticator else None
     c.Authenticator.username_pattern = username_pattern(existing)
 
