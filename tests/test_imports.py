@@ -25,9 +25,6 @@ JUPYTER_SIDE = ("deepvre.server", "deepvre.widgets", "deepvre.cli", "deepvre.lab
 REMAINING = {
     ("deepvre.cli.deploy", "deepvre_hub"),
     ("deepvre.cli.hub", "deepvre_hub"),
-    ("deepvre.cli.run", "deepvre_hub"),
-    ("deepvre.pipelines.clusters", "deepvre_hub"),
-    ("deepvre.runs.backends.slurm", "deepvre_hub"),
     ("deepvre.cli", "<string>"),
     ("deepvre.pipelines.registry", "<string>"),
     ("deepvre.runs.backends", "<string>"),
@@ -110,7 +107,7 @@ def test_no_import_runs_back_up():
 
 @pytest.mark.parametrize("source, expected", [
     ("from deepvre_hub.slurm import sbatch_options", {("deepvre.runs.x", "deepvre_hub")}),
-    ("def f():\n    import deepvre_hub.settings", {("deepvre.runs.x", "deepvre_hub")}),
+    ("def f():\n    import deepvre_hub.slurm", {("deepvre.runs.x", "deepvre_hub")}),
     ("from ..server import handlers", {("deepvre.runs.x", "deepvre.server"), ("deepvre.runs.x", "deepvre.server.handlers")}),
     ("import importlib\nimportlib.import_module('deepvre.market')", {("deepvre.runs.x", "<string>")}),
     ("from ..market import client", set()),

@@ -23,14 +23,17 @@ import copy
 import json
 import os
 
-from . import admission, culler, profiles, user_namespaces
+from deepvre.site import profiles
+from deepvre.site.settings import SCHEMA_DIR
+
+from . import admission, culler, user_namespaces
 
 CHART_NAME = "jupyterhub"
 CHART_REPO = "https://hub.jupyter.org/helm-chart/"
 # z2jh 4.4.0 ships JupyterHub 5.5.0 (we pin 5.5.x: NativeAuthenticator breaks on 6.x).
 CHART_VERSION = "4.4.0"
 
-SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schemas", "settings", "kubernetes.json")
+SCHEMA_PATH = str(SCHEMA_DIR / "kubernetes.json")
 
 # The chart's toleration for its dedicated user nodes (z2jh default, restated so that a
 # GPU profile's tolerations, which replace the list, keep it).
@@ -522,18 +525,6 @@ def manifests(settings):
         if k8s["network_policy"]:
             objects.append(operator_policy(k8s))
     return objects
-
-
-def pod_owner_reference(environ=os.environ):
-    """An ownerReference to the user's own pod, for the DaskClusters it creates.
-
-    Reads the downward-API variables the values put in every user pod; None
-    outside Kubernetes. With it the cluster is deleted when the pod goes.
-    """
-    name, uid = environ.get("DEEPVRE_POD_NAME"), environ.get("DEEPVRE_POD_UID")
-    if not (name and uid):
-        return None
-    return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid, "blockOwnerDeletion": False}
 
 
 # ---------------------------------------------------------------- KubeSpawner

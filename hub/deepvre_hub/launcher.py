@@ -11,8 +11,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from deepvre.site.settings import REPO_ROOT, load_settings, state_dir
+
 from . import auth
-from .settings import REPO_ROOT, load_settings, state_dir
 
 CONFIG_FILE = REPO_ROOT / "hub" / "jupyterhub_config.py"
 

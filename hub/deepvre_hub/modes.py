@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from deepvre.market import service as market
+from deepvre.site.settings import REPO_ROOT
 
 from . import accounts, auth, culler, market_token, service_accounts
-from .settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def configure(c, settings, state_dir):
 
 def load_for_hub():
     """Settings and state folder for ``jupyterhub_config.py`` (from ``DEEPVRE_SETTINGS`` / ``DEEPVRE_STATE_DIR``)."""
-    from .settings import SettingsError, load_settings, state_dir
+    from deepvre.site.settings import SettingsError, load_settings, state_dir
 
     try:
         settings = load_settings()

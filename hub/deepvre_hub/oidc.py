@@ -32,8 +32,9 @@ from functools import partial
 
 import requests
 
+from deepvre.site.settings import state_dir as hub_state_dir
+
 from . import accounts
-from .settings import state_dir as hub_state_dir
 
 DEFAULT_SCOPES = ["openid", "profile", "email", "offline_access"]
 # The hub user name: `sub`, the provider's stable identifier of the person (OIDC Core 1.0: never
@@ -275,7 +276,7 @@ def configure(c, settings, state_dir=None):
     """Make the hub log in through the OIDC provider in ``settings["oidc"]``.
 
     ``state_dir`` holds the generated crypt key when JUPYTERHUB_CRYPT_KEY is unset;
-    default: the hub's state folder (``deepvre_hub.settings.state_dir``).
+    default: the hub's state folder (``deepvre.site.settings.state_dir``).
     """
     oidc = settings.get("oidc")
     if not oidc:

@@ -18,7 +18,9 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Dict, Enum, HasTraits, List, Unicode, default
 
-from . import accounts, gpu_devices, gpus, limits, profiles
+from deepvre.site import profiles
+
+from . import accounts, gpu_devices, gpus, limits
 
 # One allocator per hub process, shared by every spawner (built on first use).
 _ALLOCATORS = {}

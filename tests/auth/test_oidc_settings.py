@@ -11,8 +11,8 @@ import pytest
 import yaml
 from traitlets.config import Config
 
+from deepvre.site.settings import SettingsError, validate_settings
 from deepvre_hub import oidc
-from deepvre_hub.settings import SettingsError, validate_settings
 from tests.prereqs import REPO
 
 EXAMPLE = Path(REPO) / "hub" / "examples" / "settings-egi-checkin.yaml"

@@ -3,8 +3,8 @@
 import pytest
 from traitlets.config import Config
 
+from deepvre.site.settings import validate_settings
 from deepvre_hub import accounts, modes
-from deepvre_hub.settings import validate_settings
 
 
 @pytest.mark.parametrize("name", ["alice", "_svc", "hub-user_2", "a" * 32])

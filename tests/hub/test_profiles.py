@@ -2,7 +2,7 @@
 
 import pytest
 
-from deepvre_hub import profiles
+from deepvre.site import profiles
 
 CPU = {"slug": "cpu", "display_name": "CPU", "cpu": 2, "memory": "4G", "gpus": 0, "groups": []}
 GPU = {"slug": "gpu-1", "display_name": "1 GPU", "cpu": 4, "memory": "16G", "gpus": 1, "gpu_type": "a100", "groups": []}

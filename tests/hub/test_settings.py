@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepvre_hub.settings import (
+from deepvre.site.settings import (
     SettingsError,
     combined_schema,
     key_path,

@@ -21,7 +21,7 @@ def _kubeconfig(dummy_kubeconfig):
 
 @pytest.fixture(scope="module")
 def settings():
-    from deepvre_hub.settings import validate_settings
+    from deepvre.site.settings import validate_settings
 
     return validate_settings(yaml.safe_load(SETTINGS_FILE.read_text()), source=SETTINGS_FILE)
 

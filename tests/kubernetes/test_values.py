@@ -12,6 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from deepvre.site import kubernetes_terms
 from deepvre_hub import kubernetes as k8s
 
 from .conftest import SETTINGS_FILE
@@ -61,7 +62,7 @@ def test_values_structure(values):
 
 def test_oidc_settings_reach_the_values(settings):
     """With discovery (issuer only), every data key of ``oidc:`` still reaches hub.config or the hub's extraConfig."""
-    from deepvre_hub.settings import validate_settings
+    from deepvre.site.settings import validate_settings
 
     bad = copy.deepcopy(settings)
     oidc = bad["oidc"]
@@ -152,7 +153,7 @@ def test_dask_cluster_owned_by_the_user_pod_is_valid_and_allowed(settings):
     import jsonschema
 
     environ = {"DEEPVRE_POD_NAME": "jupyter-alice", "DEEPVRE_POD_UID": "6f1c2e1a-0000-4000-8000-000000000001"}
-    owner = k8s.pod_owner_reference(environ)
+    owner = kubernetes_terms.pod_owner_reference(environ)
     spec = _cluster_spec()
     spec["metadata"]["ownerReferences"] = [owner]
     crd_file = Path(__import__("dask_kubernetes").__file__).parent / (
@@ -163,7 +164,7 @@ def test_dask_cluster_owned_by_the_user_pod_is_valid_and_allowed(settings):
     jsonschema.validate(spec, schema)
     assert owner == {"apiVersion": "v1", "kind": "Pod", "name": "jupyter-alice",
                      "uid": environ["DEEPVRE_POD_UID"], "blockOwnerDeletion": False}
-    assert k8s.pod_owner_reference({}) is None
+    assert kubernetes_terms.pod_owner_reference({}) is None
 
     role = k8s.user_cluster_role()
     plural = crd["spec"]["names"]["plural"]

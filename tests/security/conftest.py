@@ -180,7 +180,7 @@ def site_account(hub, role):
 @pytest.fixture(scope="module")
 def k8s_settings():
     """tests/kubernetes/settings.yaml, validated."""
-    from deepvre_hub.settings import validate_settings
+    from deepvre.site.settings import validate_settings
     from tests.kubernetes.conftest import SETTINGS_FILE
 
     return validate_settings(yaml.safe_load(SETTINGS_FILE.read_text()), source=SETTINGS_FILE)

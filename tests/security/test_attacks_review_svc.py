@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
+from deepvre.site.settings import validate_settings
 from deepvre_hub import culler, service_accounts
-from deepvre_hub.settings import validate_settings
 from tests.prereqs import hub_tmpdir, require_root
 
 SECRET = "review-secret-7f3a9c"

@@ -99,8 +99,8 @@ def test_username_pattern_refuses_url_tricks_in_every_mode(hub_state, monkeypatc
 
     from jupyterhub.auth import Authenticator
 
+    from deepvre.site.settings import validate_settings
     from deepvre_hub import auth, modes
-    from deepvre_hub.settings import validate_settings
 
     if mode != "local":  # the mode's own module (spawner setup) is not what this checks
         module = importlib.import_module(f"deepvre_hub.{mode}")

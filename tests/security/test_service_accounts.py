@@ -23,8 +23,8 @@ import pytest
 import requests
 from traitlets.config import Config
 
+from deepvre.site.settings import validate_settings
 from deepvre_hub import accounts, modes, service_accounts
-from deepvre_hub.settings import validate_settings
 from tests.hub.hubprocess import HubProcess, run_code
 from tests.market.conftest import make_document
 from tests.market.fuzz_hooks import MODEL

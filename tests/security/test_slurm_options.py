@@ -24,10 +24,10 @@ import pytest
 from tornado import web
 from traitlets.config import Config
 
+from deepvre.site.settings import validate_settings
 from deepvre_hub import modes
-from deepvre_hub.settings import validate_settings
-from tests.prereqs import traversable
 from tests.hub.hubprocess import wait_for
+from tests.prereqs import traversable
 from tests.security.conftest import site_account, slurm_profiles, squeue
 
 pytestmark = pytest.mark.root
@@ -67,6 +67,8 @@ def offline_spawner(user_options, groups=()):
                            groups=[SimpleNamespace(name=g) for g in groups])
     spawner = c.JupyterHub.spawner_class(user=user, config=c, hub=Hub(), _deprecated_db_session=None)
     spawner.api_token = "test-token"
+    # the marketplace token is made in the hub's database, which this spawner has not
+    spawner.environment = {**spawner.environment, "DEEPVRE_MARKET_TOKEN": "test-market-token"}
     spawner.user_options = dict(user_options)
     spawner.ran = []
 

@@ -11,33 +11,34 @@ import pytest
 
 from deepvre.pipelines import clusters
 from deepvre.runs.backends import slurm as runner_slurm
+from deepvre.site import slurm_terms
 from deepvre_hub import slurm
 
 GPU = {"slug": "gpu-2", "display_name": "2 GPUs", "cpu": 4, "memory": "16G", "gpus": 2,
        "gpu_type": "nvidia-a100", "partition": "gpu", "walltime": "04:00:00"}
-SITE = slurm.slurm_settings({"partition": "cpu", "account": "proj1", "walltime": "08:00:00",
+SITE = slurm_terms.slurm_settings({"partition": "cpu", "account": "proj1", "walltime": "08:00:00",
                              "gpu_types": {"nvidia-a100": "a100"}, "extra_options": ["--constraint=ib"]})
 
 
 def test_profile_to_sbatch_options_with_site_defaults():
-    assert slurm.sbatch_options(GPU, SITE) == [
+    assert slurm_terms.sbatch_options(GPU, SITE) == [
         "--partition=gpu", "--account=proj1", "--cpus-per-task=4", "--mem=16384M",
         "--gres=gpu:a100:2", "--time=04:00:00", "--constraint=ib",
     ]
     cpu = {"slug": "cpu", "cpu": 0.5, "memory": "512M"}
-    assert slurm.sbatch_options(cpu, SITE) == [
+    assert slurm_terms.sbatch_options(cpu, SITE) == [
         "--partition=cpu", "--account=proj1", "--cpus-per-task=1", "--mem=512M", "--time=08:00:00",
         "--constraint=ib",
     ]
-    assert slurm.sbatch_options({"slug": "g", "gpus": 1}) == ["--gres=gpu:1"]
-    assert slurm.sbatch_options({"slug": "x", "gpus": 0}) == []
+    assert slurm_terms.sbatch_options({"slug": "g", "gpus": 1}) == ["--gres=gpu:1"]
+    assert slurm_terms.sbatch_options({"slug": "x", "gpus": 0}) == []
 
 
 def test_the_runner_and_dask_use_the_same_mapping():
-    assert runner_slurm.sbatch_options is slurm.sbatch_options
+    assert runner_slurm.sbatch_options is slurm_terms.sbatch_options
     script = runner_slurm.sbatch_script("r1", "/runs/r1", GPU, python="/venv/bin/python", slurm=SITE)
     directives = [ln for ln in script.splitlines() if ln.startswith("#SBATCH ")]
-    assert directives[-7:] == [f"#SBATCH {o}" for o in slurm.sbatch_options(GPU, SITE)]
+    assert directives[-7:] == [f"#SBATCH {o}" for o in slurm_terms.sbatch_options(GPU, SITE)]
     kw = clusters.slurm_cluster_kwargs({}, profile=GPU, slurm=SITE)
     assert kw["queue"] == "gpu" and kw["account"] == "proj1" and kw["cores"] == 4
     assert kw["memory"] == "16384MiB" and kw["walltime"] == "04:00:00"
@@ -50,25 +51,25 @@ def test_the_runner_and_dask_use_the_same_mapping():
 
 
 def test_batchspawner_traits_fill_its_template_slots():
-    traits = slurm.batchspawner_traits(GPU, SITE)
+    traits = slurm_terms.batchspawner_traits(GPU, SITE)
     assert traits == {"req_partition": "gpu", "req_nprocs": "4", "req_memory": "16384M",
                       "req_gres": "gpu:a100:2", "req_runtime": "04:00:00",
                       "req_options": "--account=proj1 --constraint=ib"}
-    assert slurm.batchspawner_traits({"slug": "x"})["req_gres"] == ""
+    assert slurm_terms.batchspawner_traits({"slug": "x"})["req_gres"] == ""
 
 
 def test_the_commands_run_as_a_user_come_from_command_dir():
     """A non-root hub runs root's wrappers (hub/slurm/slurm-command.in), named by the sudo rule."""
     from traitlets.config import Config
 
-    assert slurm.slurm_command(slurm.slurm_settings(), "squeue") == "squeue"
-    site = slurm.slurm_settings({"command_dir": "/usr/local/libexec/deepvre"})
+    assert slurm.slurm_command(slurm_terms.slurm_settings(), "squeue") == "squeue"
+    site = slurm_terms.slurm_settings({"command_dir": "/usr/local/libexec/deepvre"})
     assert slurm.slurm_command(site, "squeue") == "/usr/local/libexec/deepvre/squeue"
     assert slurm.in_command_dir("scancel {job_id}", "/w") == "/w/scancel {job_id}"
-    with pytest.raises(slurm.SlurmSettingsError, match="cannot place 'srun'"):
+    with pytest.raises(slurm_terms.SlurmSettingsError, match="cannot place 'srun'"):
         slurm.in_command_dir("srun x", "/w")
-    with pytest.raises(slurm.SlurmSettingsError, match=r"slurm\.command_dir"):
-        slurm.slurm_settings({"command_dir": "libexec"})
+    with pytest.raises(slurm_terms.SlurmSettingsError, match=r"slurm\.command_dir"):
+        slurm_terms.slurm_settings({"command_dir": "libexec"})
     c = Config()
     slurm.configure(c, {"slurm": {"command_dir": "/usr/local/libexec/deepvre"}}, "/nonexistent")
     assert c.DeepvreSlurmSpawner.batch_submit_cmd == "/usr/local/libexec/deepvre/sbatch --parsable"
@@ -80,25 +81,25 @@ def test_the_commands_run_as_a_user_come_from_command_dir():
 
 
 def test_bad_settings_name_the_key():
-    with pytest.raises(slurm.SlurmSettingsError, match=r"slurm\.walltime"):
-        slurm.slurm_settings({"walltime": "forever"})
-    with pytest.raises(slurm.SlurmSettingsError, match=r"slurm\.partitions: unknown key"):
-        slurm.slurm_settings({"partitions": "cpu"})
+    with pytest.raises(slurm_terms.SlurmSettingsError, match=r"slurm\.walltime"):
+        slurm_terms.slurm_settings({"walltime": "forever"})
+    with pytest.raises(slurm_terms.SlurmSettingsError, match=r"slurm\.partitions: unknown key"):
+        slurm_terms.slurm_settings({"partitions": "cpu"})
     with pytest.raises(ValueError, match="profile memory 'lots'"):
-        slurm.sbatch_options({"slug": "x", "memory": "lots"})
+        slurm_terms.sbatch_options({"slug": "x", "memory": "lots"})
 
 
 def test_gpus_from_sinfo_and_refusal():
-    assert slurm.gpus_of_gres("(null)") == 0
-    assert slurm.gpus_of_gres("gpu:a100:2(S:0-1),gpu:v100:1,mps:100") == 3
+    assert slurm_terms.gpus_of_gres("(null)") == 0
+    assert slurm_terms.gpus_of_gres("gpu:a100:2(S:0-1),gpu:v100:1,mps:100") == 3
     out = "n1 gpu:4(S:0)\nn2 (null)\nn1 gpu:4(S:0)\nn3 gpu:a100:2\n"
-    assert slurm.gpus_per_node(out) == 4
-    assert slurm.gpus_per_node("") == 0
-    assert slurm.gpu_refusal(GPU, 4) is None
-    assert slurm.gpu_refusal(GPU, 0) == "Profile 'gpu-2' asks for 2 GPUs, but the Slurm cluster has no GPUs."
-    assert slurm.gpu_refusal(GPU, 1, "gpu") == (
+    assert slurm_terms.gpus_per_node(out) == 4
+    assert slurm_terms.gpus_per_node("") == 0
+    assert slurm_terms.gpu_refusal(GPU, 4) is None
+    assert slurm_terms.gpu_refusal(GPU, 0) == "Profile 'gpu-2' asks for 2 GPUs, but the Slurm cluster has no GPUs."
+    assert slurm_terms.gpu_refusal(GPU, 1, "gpu") == (
         "Profile 'gpu-2' asks for 2 GPUs, but no node of partition 'gpu' of the Slurm cluster has more than 1.")
-    assert slurm.cluster_gpus_per_node({"gpus_per_node": 8}) == 8
+    assert slurm_terms.cluster_gpus_per_node({"gpus_per_node": 8}) == 8
 
 
 def fake_env(root, python_target=None):

@@ -63,7 +63,7 @@ def helm_command(release, namespace, chart_version):
 def _load_settings(path):
     """The site settings through the hub's loader when it exists, else plain YAML."""
     try:
-        from deepvre_hub.settings import load_settings
+        from deepvre.site.settings import load_settings
     except ImportError:
         import yaml
 

@@ -25,8 +25,8 @@ def up(settings_file, state_dir, port, ip):
     The first start creates the state folder and the admin account, whose generated password
     is printed once. Later starts resume with every user, file and setting.
     """
+    from deepvre.site.settings import SettingsError
     from deepvre_hub.launcher import up as start
-    from deepvre_hub.settings import SettingsError
 
     try:
         start(settings_file, state_dir, port=port, ip=ip)
@@ -40,7 +40,7 @@ def up(settings_file, state_dir, port, ip):
               help="Settings YAML (default: $DEEPVRE_SETTINGS or hub/settings.yaml).")
 def check(settings_file):
     """Validate the settings file; every error names its key."""
-    from deepvre_hub.settings import SettingsError, load_settings
+    from deepvre.site.settings import SettingsError, load_settings
 
     try:
         settings = load_settings(settings_file)

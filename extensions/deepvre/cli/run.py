@@ -23,8 +23,8 @@ def _json_option(f):
 
 def _load_profile(slug, settings):
     """The hardware profile ``slug`` from a site settings file (validated by the hub's schema)."""
-    from deepvre_hub.profiles import find_profile
-    from deepvre_hub.settings import SettingsError, load_settings
+    from deepvre.site.profiles import find_profile
+    from deepvre.site.settings import SettingsError, load_settings
 
     settings = settings or os.environ.get("DEEPVRE_SETTINGS")
     if not settings:

@@ -1,6 +1,6 @@
 """One cluster factory: LocalCluster, a scheduler address, SLURMCluster or KubeCluster.
 
-The ``dask:`` settings section (schema: ``deepvre_hub/schemas/settings/dask.json``)
+The ``dask:`` settings section (schema: ``deepvre/site/schemas/dask.json``)
 is read by pure functions: ``dask_settings`` (defaults + validation),
 ``slurm_cluster_kwargs`` and ``kubernetes_cluster_spec``; ``open_client`` is the thin
 glue that starts what they describe. ``dashboard_link`` routes the dashboard through
@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import re
-from importlib import resources
 
 DEFAULTS = {
     "cluster": "local",
@@ -127,8 +126,9 @@ def dask_setup(worker):
 
 
 def _schema():
-    path = resources.files("deepvre_hub").joinpath("schemas/settings/dask.json")
-    return json.loads(path.read_text())
+    from deepvre.site.settings import SCHEMA_DIR
+
+    return json.loads((SCHEMA_DIR / "dask.json").read_text())
 
 
 def _merge(base, override):
@@ -156,7 +156,7 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
     """Keyword arguments for ``dask_jobqueue.SLURMCluster`` from the settings (pure).
 
     ``slurm`` (the site's ``slurm:`` section) and a hardware ``profile`` give the terms shared
-    with the hub and ``deepvre run`` (``deepvre_hub.slurm.jobqueue_kwargs``); keys set in
+    with the hub and ``deepvre run`` (``deepvre.site.slurm_terms.jobqueue_kwargs``); keys set in
     ``dask.slurm`` win over them.
 
     The scheduler listens on ``dask.slurm.host``, else on ``dask.slurm.interface``, else on
@@ -166,7 +166,7 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
     ``security`` (``deepvre.pipelines.tls.user_security()``) everything speaks mutual TLS:
     the job script hands the workers the same certificate files, which they read as the user.
     """
-    from deepvre_hub.slurm import jobqueue_kwargs
+    from deepvre.site.slurm_terms import jobqueue_kwargs
 
     explicit = (settings or {}).get("slurm") or {}
     s = dask_settings(settings)["slurm"]
@@ -241,7 +241,7 @@ def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
     """
     from dask_kubernetes.operator import make_cluster_spec
 
-    from deepvre_hub.kubernetes import pod_owner_reference
+    from deepvre.site.kubernetes_terms import pod_owner_reference
 
     environ = os.environ if environ is None else environ
     full = dask_settings(settings)
@@ -366,7 +366,7 @@ def open_client(cluster=None, settings=None, n_workers=None):
         elif kind == "slurm":
             from dask_jobqueue import SLURMCluster
 
-            from deepvre_hub.slurm import site_section
+            from deepvre.site.slurm_terms import site_section
 
             from .tls import user_security
 

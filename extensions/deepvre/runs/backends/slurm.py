@@ -11,11 +11,8 @@ import shlex
 import subprocess
 import sys
 
-from deepvre_hub import slurm as hub_slurm
-
 # The one profile -> Slurm mapping, shared with the hub's Slurm mode and Dask's SLURMCluster.
-from deepvre_hub.slurm import sbatch_options
-
+from ...site.slurm_terms import sbatch_options, site_section
 from .. import store
 from .local import worker_command
 
@@ -51,7 +48,7 @@ def parse_job_id(out):
 def submit(run, profile=None):
     script = run.file("job.sbatch")
     with open(script, "w") as f:
-        f.write(sbatch_script(run.id, run.path, profile, python=sys.executable, slurm=hub_slurm.site_section()))
+        f.write(sbatch_script(run.id, run.path, profile, python=sys.executable, slurm=site_section()))
     done = subprocess.run(["sbatch", "--parsable", script], check=False, capture_output=True, text=True)
     if done.returncode:
         store.update_status(run.path, state="failed", error=f"sbatch: {done.stderr.strip()}",

@@ -1,6 +1,6 @@
-"""Site settings: one YAML file, validated against the JSON Schemas in ``schemas/settings/``.
+"""Site settings: one YAML file, validated against the JSON Schemas in ``schemas/``.
 
-Each ``schemas/settings/<key>.json`` describes one top-level key; the loader combines every file
+Each ``schemas/<key>.json`` describes one top-level key; the loader combines every file
 present, so a new section is a new schema file. Unknown keys are errors, and every error names
 its key path, e.g. ``profiles[2].gpus: -1 is less than the minimum of 0``.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-SCHEMA_DIR = Path(__file__).parent / "schemas" / "settings"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_SETTINGS_FILE = REPO_ROOT / "hub" / "settings.yaml"
 
 
