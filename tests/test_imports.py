@@ -25,10 +25,6 @@ JUPYTER_SIDE = ("deepvre.server", "deepvre.widgets", "deepvre.cli", "deepvre.lab
 REMAINING = {
     ("deepvre.cli.deploy", "deepvre_hub"),
     ("deepvre.cli.hub", "deepvre_hub"),
-    ("deepvre.cli", "<string>"),
-    ("deepvre.pipelines.registry", "<string>"),
-    ("deepvre.runs.backends", "<string>"),
-    ("deepvre.server.backends", "<string>"),
 }
 
 

@@ -8,8 +8,6 @@ import nbformat
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from deepvre.server import backends
-
 from .conftest import make_notebook
 
 
@@ -95,15 +93,6 @@ def test_unknown_parameter_is_refused_before_running(api, nb):
     assert status == 400 and "epochz" in data["message"]
     status, data = api("POST", "runs", body={"path": "work/train.ipynb", "parameters": {"epochs": "many"}})
     assert status == 400 and "'epochs' must be int" in data["message"]
-
-
-def test_missing_back_end_answers_503_with_what(api, monkeypatch):
-    def missing(*args, **kwargs):
-        backends.need("deepvre.no_such_area", "the thing (deepvre.no_such_area)")
-
-    monkeypatch.setattr(backends, "search_models", missing)
-    status, data = api("GET", "models", params={"q": "x"})
-    assert status == 503 and data["message"] == "not available: the thing (deepvre.no_such_area)"
 
 
 def test_run_ids_cannot_name_paths(api):

@@ -5,13 +5,9 @@ imports ``main`` from here and attaches its command or group to it. Heavy
 libraries are imported inside the commands, so ``deepvre --help`` stays fast.
 """
 
-import importlib
-
 import click
 
 from .. import __version__
-
-SUBCOMMANDS = ("hub", "market", "serve", "preprocess", "run", "weights", "data", "deploy")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,9 +16,5 @@ def main():
     """deepvre: train, re-train and share deep-learning models for science."""
 
 
-for _name in SUBCOMMANDS:
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as err:  # a sub-command not written yet
-        if err.name != f"{__name__}.{_name}":
-            raise
+# each sub-command module attaches itself to ``main``
+from . import data, deploy, hub, market, preprocess, run, serve, weights  # noqa: E402, F401

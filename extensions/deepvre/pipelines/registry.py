@@ -11,7 +11,7 @@ picklable task, plus the summary that goes into the manifest. The runner in
 ``deepvre.pipelines.run`` executes a plan on a Dask cluster.
 """
 
-import importlib
+import pkgutil
 from importlib.metadata import entry_points
 
 ENTRY_POINT_GROUP = "deepvre.pipelines"
@@ -42,15 +42,14 @@ def register_step(name):
 
 
 def _load_builtins():
-    for name in BUILTIN:
-        importlib.import_module(f"deepvre.pipelines.{name}")
+    from . import flows, images, lattice, rasters  # noqa: F401 (each registers itself)
 
 
 def _import_path(path):
-    module, _, attr = path.partition(":")
-    if not attr:
+    """A third party's step named ``package.module:function``."""
+    if ":" not in path:
         raise KeyError(path)
-    return getattr(importlib.import_module(module), attr)
+    return pkgutil.resolve_name(path)
 
 
 def pipeline_names():

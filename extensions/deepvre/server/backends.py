@@ -1,34 +1,13 @@
 """Thin adapters from the server extension to deepvre's back ends.
 
 Each adapter calls the one Python API of its area (the market client, the runner,
-the pipelines, DEEPaaS serving). When that area is not installed, it raises
-:class:`Unavailable`, which the handlers answer with 503 "not available: <what>".
+the pipelines, DEEPaaS serving), imported when first used (the server starts fast).
 """
 
 import hashlib
-import importlib
 import os
 import tempfile
 from typing import NamedTuple
-
-
-class Unavailable(RuntimeError):
-    """A back end that is not installed in this environment."""
-
-    def __init__(self, what):
-        super().__init__(f"not available: {what}")
-        self.what = what
-
-
-def need(module, what):
-    """Import ``module`` or raise Unavailable(what) when it (not one of its imports) is missing."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name and (module == err.name or module.startswith(err.name + ".")):
-            raise Unavailable(what) from err
-        raise
-
 
 # -- marketplace ---------------------------------------------------------------------------
 
@@ -37,7 +16,9 @@ TRAINABLE = "AI4 trainable"  # the AI4OS category of models that can be re-train
 
 def market_client():
     """The marketplace client: over HTTP with the hub token inside a hub, else the local catalog."""
-    return need("deepvre.market.client", "the model marketplace (deepvre.market)").connect()
+    from ..market import client
+
+    return client.connect()
 
 
 def search_models(query="", trainable=None, **filters):
@@ -156,7 +137,9 @@ def catalog_document(base, name, version, run, visibility):
 # -- runs ----------------------------------------------------------------------------------
 
 def _runs():
-    return need("deepvre.runs", "the batch runner (deepvre.runs)")
+    from .. import runs
+
+    return runs
 
 
 def start_run(notebook, parameters, runs_dir, backend="local"):
@@ -179,14 +162,19 @@ def cancel_run(run_id, runs_dir):
 # -- preprocessing -------------------------------------------------------------------------
 
 def pipeline_kinds():
-    return need("deepvre.pipelines.registry", "the preprocessing pipelines (deepvre.pipelines)").pipeline_names()
+    from ..pipelines import registry
+
+    return registry.pipeline_names()
 
 
 def open_cluster(cluster):
     """Context manager yielding ``(dask client, dashboard link)``."""
-    return need("deepvre.pipelines.clusters", "the Dask cluster factory (deepvre.pipelines)").open_client(cluster)
+    from ..pipelines import clusters
+
+    return clusters.open_client(cluster)
 
 
 def preprocess(kind, input, output, params, client):
-    run = need("deepvre.pipelines.run", "the preprocessing pipelines (deepvre.pipelines)")
+    from ..pipelines import run
+
     return run.preprocess(kind, input, output, params=params, client=client, progress=False)

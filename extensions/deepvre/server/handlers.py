@@ -26,7 +26,6 @@ from . import backends, cards, parameters, paths
 from .jobs import SERVICES_PATH
 
 ERRORS = (
-    (backends.Unavailable, 503),
     (paths.PathError, 400),
     (parameters.ParameterError, 400),
     (FileExistsError, 409),
