@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.prereqs import REPO, hub_tmpdir, require, require_root
+from tests.prereqs import REPO, hub_tmpdir, require_proxy, require_root
 from tests.slurmd import session_slurm
 
 
@@ -51,8 +51,7 @@ def personal_hub():
     from tests.hub.hubprocess import personal_hub_process
 
     require_root()  # to make the ordinary account the hub runs under
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     with personal_hub_process() as hub:
         yield hub
 

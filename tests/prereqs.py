@@ -63,3 +63,9 @@ def traversable(path):
             if not mode & 0o001:
                 os.chmod(path, (mode & 0o7777) | 0o001)
         path = os.path.dirname(path)
+
+
+def require_proxy():
+    """configurable-http-proxy, installed into the project by npm (``make setup``)."""
+    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
+            "needs node_modules/.bin/configurable-http-proxy (npm install)")

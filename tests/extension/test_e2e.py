@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.hub.hubprocess import HubProcess
-from tests.prereqs import REPO, require, require_root
+from tests.prereqs import REPO, require, require_proxy, require_root
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub, pytest.mark.root]
 CHROMIUM = "/usr/bin/chromium"
@@ -34,8 +34,7 @@ PASSWORD = "extension-" + secrets.token_hex(6)
 def hub(tmp_path_factory, colours_model):
     """A real hub (local mode, servers as OS accounts) whose marketplace holds the colours model."""
     require_root()
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     require(os.path.exists(CHROMIUM), "needs Debian's chromium (apt-get install chromium)")
     from deepvre.market.client import HTTPMarket
 

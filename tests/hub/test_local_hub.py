@@ -11,7 +11,7 @@ import secrets
 import pytest
 
 from tests.hub.hubprocess import HubProcess, run_code
-from tests.prereqs import REPO, require, require_root
+from tests.prereqs import require_proxy, require_root
 
 pytestmark = [pytest.mark.hub, pytest.mark.root]
 
@@ -36,8 +36,7 @@ def new_name(role):
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     require_root()
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     tmp = tmp_path_factory.mktemp("hub")
     fake_bin = tmp / "bin"
     fake_bin.mkdir()

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from tests.hub.hubprocess import HubProcess, run_code, wait_for
-from tests.prereqs import REPO, require, require_root
+from tests.prereqs import require_proxy, require_root
 
 pytestmark = [pytest.mark.hub, pytest.mark.root]
 
@@ -29,8 +29,7 @@ def alive(pid):
 @pytest.fixture()
 def hub(tmp_path):
     require_root()
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     process = HubProcess({
         "profiles": PROFILES,
         "gpus": {"discovery": "list", "devices": [{"index": "0"}]},

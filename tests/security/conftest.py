@@ -25,7 +25,7 @@ import yaml
 
 from deepvre_hub import accounts
 from tests.hub.hubprocess import HubProcess
-from tests.prereqs import REPO, require, require_program, require_root
+from tests.prereqs import REPO, require_program, require_proxy, require_root
 
 SUDOERS_TEMPLATE = Path(REPO) / "hub" / "slurm" / "sudoers.deepvre"
 WRAPPER_TEMPLATE = Path(REPO) / "hub" / "slurm" / "slurm-command.in"
@@ -145,8 +145,7 @@ def slurm_hub(slurm_for_users, hub_sudo):
     hub/slurm/sudoers.deepvre installed, exec_prefix deepvre's default for a non-root hub
     (``sudo -n -u {username}``), ``slurm.command_dir`` the wrappers the rule names, users' accounts
     provided by the site in the marker group."""
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     cluster, hub_account = slurm_for_users, hub_sudo.account
     folder = Path(tempfile.mkdtemp(prefix="deepvre-sec-slurmhub-"))
     shutil.chown(folder, hub_account, hub_account)

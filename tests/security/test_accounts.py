@@ -24,7 +24,7 @@ from traitlets.config import Config
 
 from deepvre_hub import accounts, oidc
 from tests.hub.hubprocess import HubProcess, run_code
-from tests.prereqs import REPO, require, require_root
+from tests.prereqs import require_proxy, require_root
 from tests.security.conftest import PASSWORD, new_name, os_account, squeue
 
 pytestmark = pytest.mark.root
@@ -48,8 +48,7 @@ def victim():
 @pytest.fixture(scope="module")
 def local_hub(tmp_path_factory):
     require_root()
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     hub = HubProcess({"profiles": [{"slug": "cpu", "display_name": "CPU", "default": True}],
                       "gpus": {"discovery": "none"}}, tmp_path_factory.mktemp("sec-accounts") / "state")
     hub.start()

@@ -20,7 +20,7 @@ import pytest
 
 from deepvre_hub import gpu_devices
 from tests.hub.hubprocess import HubProcess, run_code
-from tests.prereqs import REPO, hub_tmpdir, require, require_program, require_root
+from tests.prereqs import hub_tmpdir, require_program, require_proxy, require_root
 
 PASSWORD = "gpu-devices-pw-1"
 PROFILES = [{"slug": "cpu", "display_name": "CPU", "default": True},
@@ -62,8 +62,7 @@ def tried(nodes, user=None, server=None, token=None):
 def hub(tmp_path_factory):
     require_root()
     require_program("setfacl")
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     folder = hub_tmpdir("gpu-nodes-")
     nodes = make_nodes(folder)
     process = HubProcess({"profiles": PROFILES, "gpus": {"discovery": "list", "devices": [

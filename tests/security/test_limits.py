@@ -11,7 +11,7 @@ import pytest
 
 from deepvre_hub import limits
 from tests.hub.hubprocess import HubProcess, run_code
-from tests.prereqs import REPO, require, require_root
+from tests.prereqs import require_proxy, require_root
 
 pytestmark = [pytest.mark.hub, pytest.mark.root]
 
@@ -92,8 +92,7 @@ def test_sweep_removes_empty_server_cgroups_only(tmp_path):
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     require_root()
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     try:  # the machine must let root make cgroups (a container may not)
         limits.create("deepvre-probe/", cpu=1, memory=2**30)
         limits.remove("deepvre-probe/")

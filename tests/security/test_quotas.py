@@ -2,14 +2,13 @@
 take every GPU"): a real local hub (root) caps the named servers per user (``hub.named_servers``)
 and the GPUs per user over all their servers (``gpus.per_user``), and says so."""
 
-import os
 import secrets
 
 import pytest
 
 from deepvre_hub import gpus
 from tests.hub.hubprocess import HubProcess
-from tests.prereqs import REPO, require, require_root
+from tests.prereqs import require_proxy, require_root
 
 pytestmark = [pytest.mark.hub, pytest.mark.root]
 
@@ -35,8 +34,7 @@ def test_the_allocator_caps_gpus_per_user_over_their_servers():
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     require_root()
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     process = HubProcess({
         "profiles": PROFILES,
         "gpus": {"discovery": "list", "devices": [{"index": "0"}, {"index": "1"}], "per_user": 1},

@@ -28,7 +28,7 @@ from deepvre_hub import accounts, modes, service_accounts
 from tests.hub.hubprocess import HubProcess, run_code
 from tests.market.conftest import make_document
 from tests.market.fuzz_hooks import MODEL
-from tests.prereqs import REPO, require, require_root, traversable
+from tests.prereqs import require_proxy, require_root, traversable
 from tests.security.test_market import model_tar
 
 PASSWORD = "service-accounts-pw-1"
@@ -59,8 +59,7 @@ def root_catalog(state):
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     require_root()
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     process = HubProcess({"profiles": [{"slug": "cpu", "display_name": "CPU", "default": True}],
                           "gpus": {"discovery": "none"}, "culling": {"enabled": True, "every": 600}},
                          tmp_path_factory.mktemp("svc-hub") / "state")

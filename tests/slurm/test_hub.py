@@ -13,7 +13,7 @@ import tempfile
 import pytest
 
 from tests.hub.hubprocess import HubProcess, run_code, wait_for
-from tests.prereqs import REPO, require, require_program, require_root
+from tests.prereqs import require_program, require_proxy, require_root
 from tests.slurmd import start_slurm, stop_slurm
 
 pytestmark = pytest.mark.slurm
@@ -55,8 +55,7 @@ def squeue(slurm, *args):
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, slurm):
-    require(os.path.exists(os.path.join(REPO, "node_modules/.bin/configurable-http-proxy")),
-            "needs node_modules/.bin/configurable-http-proxy (npm install)")
+    require_proxy()
     process = HubProcess(
         {"mode": "slurm", "profiles": profiles(slurm.partition),
          "slurm": {"poll_interval": 2, "start_timeout": 180}},
