@@ -4,9 +4,11 @@ Everything here is a pure function of data. Each backend has one translation:
 ``local_environment`` (this module) for local processes; Kubernetes and Slurm add theirs.
 """
 
-import re
 
-MEMORY_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+from jupyterhub.traitlets import ByteSpecification
+from traitlets import TraitError
+
+_BYTES = ByteSpecification()
 
 # Used when the settings list no profiles: the whole machine, no GPU.
 FALLBACK_PROFILE = {
@@ -20,13 +22,15 @@ FALLBACK_PROFILE = {
 
 
 def parse_memory(text):
-    """``"16G"`` -> bytes (K/M/G/T are powers of 1024); ``None`` stays ``None``."""
+    """``"16G"`` -> bytes (K/M/G/T are powers of 1024; JupyterHub's ``ByteSpecification``, as for
+    ``Spawner.mem_limit``), a plain number is bytes; ``None`` stays ``None``."""
     if text is None:
         return None
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([KMGT]?)", str(text).strip())
-    if not match:
-        raise ValueError(f"memory {text!r}: expected a number with an optional K, M, G or T suffix")
-    return int(float(match.group(1)) * MEMORY_UNITS[match.group(2)])
+    value = str(text).strip()
+    try:
+        return _BYTES.validate(None, int(value) if value.isdigit() else value)
+    except (TraitError, ValueError, IndexError):
+        raise ValueError(f"memory {text!r}: expected a number with an optional K, M, G or T suffix") from None
 
 
 def check_profiles(profiles):

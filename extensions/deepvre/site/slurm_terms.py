@@ -17,7 +17,7 @@ import os
 import re
 import subprocess
 
-MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+from .profiles import parse_memory
 
 
 class SlurmSettingsError(ValueError):
@@ -52,14 +52,12 @@ def site_section(environ=None):
 
 
 def sbatch_memory(value):
-    """Profile memory (``16G``, ``512M``, ``2GB``, bytes as int) as sbatch's ``--mem`` in megabytes."""
-    if isinstance(value, (int, float)):
-        return f"{max(1, math.ceil(value / 2**20))}M"
-    m = MEMORY.match(str(value))
-    if not m:
-        raise ValueError(f"profile memory {value!r}: expected a size like 16G or 512M")
-    scale = {"": 2**-20, "K": 2**-10, "M": 1, "G": 2**10, "T": 2**20}[m.group(2).upper()]
-    return f"{max(1, math.ceil(float(m.group(1)) * scale))}M"
+    """Profile memory (``16G``, ``512M``, bytes) as sbatch's ``--mem`` in megabytes."""
+    try:
+        size = parse_memory(value)
+    except ValueError:
+        raise ValueError(f"profile memory {value!r}: expected a size like 16G or 512M") from None
+    return f"{max(1, math.ceil(size / 2**20))}M"
 
 
 def gres(profile, slurm=None):
