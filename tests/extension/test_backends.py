@@ -175,4 +175,5 @@ def test_serve_command_is_what_deepvre_serve_accepts():
     ctx = serve.make_context("serve", command[2:])
     assert (ctx.params["model"], ctx.params["socket_path"]) == ("colours:1.0.0", "/run/s/deepaas.sock")
     assert ctx.params["base_path"] == "/user/ana/deepvre/services/1" and ctx.params["uploads"] == "/run/s/uploads"
+    assert ctx.params["exit_with_parent"]  # a panel's service ends with its server
     assert "--base-path" not in serve_command("colours", None, "/run/s/deepaas.sock", deepvre="deepvre")

@@ -329,3 +329,34 @@ def test_fine_tune_run_of_another_users_notebook_needs_confirmation(api, market_
     status, run = api("POST", "runs", body={**body, "trust": {"owner": "ana", "sha256": sha256}})
     assert status == 201, run
     api("DELETE", f"runs/{run['id']}")
+
+
+CHILD = """
+import signal, sys, time
+from deepvre.serving.launch import exit_with_parent
+signal.signal(signal.SIGTERM, lambda *a: (print("TERM", flush=True), sys.exit(0)))
+exit_with_parent(interval=0.1)
+print("up", flush=True)
+time.sleep(60)
+"""
+PARENT = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], start_new_session=True)
+print(child.pid, flush=True)
+sys.stdin.read()  # until the test closes it, then exits without stopping the child
+"""
+
+
+def test_a_model_service_ends_with_the_process_that_started_it():
+    """The Models panel's services run in a session of their own, so the hub's stop of the server
+    never reached them: they kept their sockets, as the user, after the server was gone (found by
+    the listener census). ``--exit-with-parent`` stops one once its parent has ended."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    child = psutil.Process(int(parent.stdout.readline()))
+    time.sleep(1.0)
+    assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+    parent.stdin.close()  # the server ends
+    parent.wait(30)
+    child.wait(30)  # SIGTERMed within about a second, not left running
+    assert not child.is_running()

@@ -21,6 +21,7 @@ import socket
 import sys
 
 from . import store
+from .kernels import PrivateKernelManager
 from .parameters import declared_parameters
 from .provenance import write_provenance
 
@@ -119,6 +120,7 @@ def execute_run(run_path):
             progress_bar=False,
             stdout_file=sys.stdout,
             stderr_file=sys.stderr,
+            kernel_manager_class=PrivateKernelManager,  # channels no other account can reach
             **_progress_hooks(run_path),
         )
     except Exception as err:  # noqa: BLE001  (every failure is recorded, RunCancelled too)

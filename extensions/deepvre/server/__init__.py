@@ -39,6 +39,14 @@ class DeepvreExtension(ExtensionApp):
     def _cache_dir_default(self):
         return tempfile.mkdtemp(prefix="deepvre-server-")
 
+    def _link_jupyter_server_extension(self, serverapp):
+        """Before the server makes its kernel manager: kernels on private channels
+        (``deepvre.server.kernels``), unless the site chose a kernel manager class."""
+        super()._link_jupyter_server_extension(serverapp)
+        managers = serverapp.config.AsyncMappingKernelManager
+        if "kernel_manager_class" not in managers:
+            managers.kernel_manager_class = "deepvre.server.kernels.PrivateServerKernelManager"
+
     def initialize_settings(self):
         self.cache_dir = os.path.expanduser(self.cache_dir)
         self.preprocess_jobs = PreprocessJobs()

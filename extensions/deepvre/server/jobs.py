@@ -71,7 +71,7 @@ def serve_command(model, version, socket, base_path=None, uploads=None, deepvre=
     """
     deepvre = deepvre or os.path.join(os.path.dirname(sys.executable), "deepvre")
     ref = f"{model}:{version}" if version else model
-    command = [deepvre, "serve", ref, "--socket", str(socket)]
+    command = [deepvre, "serve", ref, "--socket", str(socket), "--exit-with-parent"]  # dies with its server
     command += ["--uploads", str(uploads)] if uploads else []
     return command + ["--base-path", base_path] if base_path else command
 

@@ -23,8 +23,11 @@ import hmac
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
+import time
 
 TOKEN_ENV = "DEEPVRE_SERVE_TOKEN"
 COOKIE = "deepvre-serve-token"
@@ -152,7 +155,23 @@ def parse(argv):
     p.add_argument("--base-path", default="")
     p.add_argument("--uploads", help="private folder for DEEPaaS's uploads (default: a new one in the temp folder)")
     p.add_argument("--insecure", action="store_true", help="TCP without a token: anyone who reaches the port gets in")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="stop when the process that started it ends (a user's server: its services go with it)")
     return p.parse_args(argv)
+
+
+def exit_with_parent(interval=1.0):
+    """SIGTERM this process (a clean stop: the socket and uploads go) once its parent has ended,
+    seen as a new parent pid. The server's stop does not reach its services: they run in their
+    own session, and a server killed by the hub runs no clean-up of its own."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def main(argv=None):
@@ -176,6 +195,8 @@ def main(argv=None):
     import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 
     _shutdown.handle_signals()
+    if args.exit_with_parent:
+        exit_with_parent()
     private_uploads(uploads)
     deepaas_argv = [sys.argv[0], "--model-name", args.model_name, "--nodebug"]
     config.config_and_logging(deepaas_argv)
