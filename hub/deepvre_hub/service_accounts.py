@@ -155,17 +155,22 @@ def service_environment(entry):
 
 
 def end_processes(entry):
-    """Kill every process of the account: a taken-over service may have left one running to wait
-    for the next start (JupyterHub stops only the service's own process). Returns their pids."""
+    """Kill the account's leftover processes: a taken-over service may have left one running to
+    wait for the next start (JupyterHub stops only the service's own process). A service a
+    running hub started (its parent a root process other than init) is left alone: another hub on
+    this machine may use the same account. Returns the pids killed."""
     killed = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.stat(f"/proc/{pid}").st_uid == entry.pw_uid:
-                os.kill(int(pid), signal.SIGKILL)
-                killed.append(int(pid))
-        except (FileNotFoundError, ProcessLookupError):
+            if os.stat(f"/proc/{pid}").st_uid != entry.pw_uid:
+                continue
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != 1 and os.stat(f"/proc/{ppid}").st_uid == 0:
+                continue
+            os.kill(int(pid), signal.SIGKILL)
+            killed.append(int(pid))
+        except (OSError, ValueError, IndexError):
             pass
     return killed
 

@@ -293,6 +293,16 @@ def run_code(server_url, token, code, timeout=120):
     r = requests.post(f"{server_url}api/kernels", json={}, headers=headers, timeout=60)
     r.raise_for_status()
     kernel_id = r.json()["id"]
+    try:
+        return execute(server_url, token, kernel_id, code, timeout)
+    finally:
+        requests.delete(f"{server_url}api/kernels/{kernel_id}", headers=headers, timeout=60)
+
+
+def execute(server_url, token, kernel_id, code, timeout=120, stdout_only=False):
+    """Run ``code`` in the server's kernel ``kernel_id`` over its websocket; return its output
+    (streams and results; ``stdout_only``: what it printed to stdout). Raises AssertionError with
+    the traceback when the code fails."""
     ws_url = f"{server_url.replace('http://', 'ws://')}api/kernels/{kernel_id}/channels"
     ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
     try:
@@ -311,9 +321,9 @@ def run_code(server_url, token, code, timeout=120):
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream":
+            if kind == "stream" and not (stdout_only and content["name"] != "stdout"):
                 out.append(content["text"])
-            elif kind == "execute_result":
+            elif kind == "execute_result" and not stdout_only:
                 out.append(content["data"].get("text/plain", "") + "\n")
             elif kind == "error":
                 error = "\n".join(content.get("traceback", [])) or content.get("evalue")
@@ -323,7 +333,6 @@ def run_code(server_url, token, code, timeout=120):
             raise TimeoutError(f"no result from the kernel within {timeout}s")
     finally:
         ws.close()
-        requests.delete(f"{server_url}api/kernels/{kernel_id}", headers=headers, timeout=60)
     if error:
         raise AssertionError(f"code failed in the kernel:\n{error}")
     return "".join(out)

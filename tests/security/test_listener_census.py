@@ -43,17 +43,15 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
-import websocket
 
 from tests.extension.conftest import colours_model  # noqa: F401  (session fixture: the tiny Keras model)
-from tests.hub.hubprocess import HubProcess, wait_for
+from tests.hub.hubprocess import HubProcess, execute, wait_for
 from tests.prereqs import REPO, require_program, require_proxy, require_root
 from tests.security.conftest import PASSWORD, new_name, site_account
 from tests.security.test_dask import assert_refused
@@ -1042,32 +1040,7 @@ class Kernel:
 
     def run(self, code, timeout=180):
         with self.lock:
-            ws = websocket.create_connection(f"{self.url.replace('http://', 'ws://')}api/kernels/{self.id}/channels",
-                                             header=[f"Authorization: token {self.token}"], timeout=timeout)
-            try:
-                msg_id = uuid.uuid4().hex
-                ws.send(json.dumps({
-                    "header": {"msg_id": msg_id, "username": "census", "session": uuid.uuid4().hex,
-                               "msg_type": "execute_request", "version": "5.3"},
-                    "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                    "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                                "allow_stdin": False, "stop_on_error": True}}))
-                out, error = [], None
-                while True:
-                    msg = json.loads(ws.recv())
-                    if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                        continue
-                    kind, content = msg["msg_type"], msg["content"]
-                    if kind == "stream" and content["name"] == "stdout":
-                        out.append(content["text"])
-                    elif kind == "error":
-                        error = "\n".join(content.get("traceback", [])) or content.get("evalue")
-                    elif kind == "status" and content["execution_state"] == "idle":
-                        break
-            finally:
-                ws.close()
-        assert not error, f"code failed in the kernel:\n{error}"
-        return "".join(out)
+            return execute(self.url, self.token, self.id, code, timeout, stdout_only=True)
 
 
 # A Dask cluster the way deepvre opens one, kept open in the kernel for the census.

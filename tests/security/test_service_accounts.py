@@ -273,12 +273,21 @@ def test_a_hub_whose_services_cannot_reach_their_folder_refuses_to_start(tmp_pat
 
 def test_a_process_a_taken_over_service_left_is_ended_at_the_next_start(hub_state):
     """JupyterHub stops only a service's own process: one a taken-over marketplace forked would
-    wait, as that account, for the next start (and keep its access after an upgrade)."""
+    wait, orphaned, as that account, for the next start (and keep its access after an upgrade).
+    A service some running hub started (its parent root's) is left alone."""
     require_root()
-    left = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], user="deepvre-market",
-                            extra_groups=[], cwd="/")
+    # the orphan: its parent shell exits at once
+    subprocess.run(["sh", "-c", "sleep 300 >/dev/null 2>&1 &"], user="deepvre-market", extra_groups=[], cwd="/",
+                   check=True)
+    orphans = [p for p in psutil.process_iter(["username", "cmdline", "ppid"])
+               if p.info["username"] == "deepvre-market" and p.info["cmdline"][:2] == ["sleep", "300"]]
+    assert orphans and all(p.info["ppid"] != os.getpid() for p in orphans)
+    served = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], user="deepvre-market",
+                              extra_groups=[], cwd="/")  # what a hub's service is: a child of root
     try:
         modes.configure(Config(), validate_settings({}), hub_state)
-        assert left.wait(30) == -9
+        psutil.wait_procs(orphans, timeout=30)
+        assert not any(p.is_running() for p in orphans)
+        assert served.poll() is None
     finally:
-        left.kill()
+        served.kill()
