@@ -71,10 +71,19 @@ def test_a_kernels_output_is_closed_to_other_accounts(private):
         assert seen == "GOT"
 
 
-def test_the_server_extension_gives_the_server_private_kernels(tmp_path):
-    from jupyter_server.serverapp import ServerApp
+SERVER = """
+import sys
+from jupyter_server.serverapp import ServerApp
+app = ServerApp()
+app.initialize(argv=["--allow-root", "--no-browser", "--port=0", "--ServerApp.root_dir=" + sys.argv[1],
+                     "--ServerApp.jpserver_extensions={'deepvre.server': True}"])
+print(app.kernel_manager.kernel_manager_class)
+"""
 
-    app = ServerApp()
-    app.initialize(argv=["--allow-root", "--no-browser", "--port=0", f"--ServerApp.root_dir={tmp_path}",
-                         "--ServerApp.jpserver_extensions={'deepvre.server': True}"])
-    assert app.kernel_manager.kernel_manager_class == "deepvre.server.kernels.PrivateServerKernelManager"
+
+def test_the_server_extension_gives_the_server_private_kernels(tmp_path):
+    """In a process of its own: a ServerApp made here would stay linked to this test process's
+    extension instances."""
+    out = subprocess.run([sys.executable, "-c", SERVER, str(tmp_path)], capture_output=True, text=True,
+                         timeout=120, check=True, cwd=tmp_path)
+    assert out.stdout.strip().splitlines()[-1] == "deepvre.server.kernels.PrivateServerKernelManager"
