@@ -31,8 +31,10 @@ def jp_server_config():
 def api(jp_fetch, jp_asyncio_loop):
     """``api(method, path, body=None, **kw) -> (status, json)``, synchronous; errors are returned, not raised."""
 
-    def call(method, path, body=None, params=None, headers=None):
-        kwargs = {"method": method, "params": params, "headers": headers, "raise_error": True}
+    def call(method, path, body=None, params=None, headers=None, timeout=120):
+        # tornado's default 20 s is less than a cancel may take on a loaded machine (it waits for the run)
+        kwargs = {"method": method, "params": params, "headers": headers, "raise_error": True,
+                  "request_timeout": timeout}
         if body is not None:
             kwargs["body"] = json.dumps(body)
         elif method in ("POST", "PUT"):
