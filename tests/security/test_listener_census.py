@@ -310,6 +310,7 @@ def http_facts(host, port, prefix):
             return None
 
     r = get("/health")
+    facts["no_answer"] = r is None  # it closed, or was too busy to answer: tells nothing
     facts["dask_health"] = bool(r is not None and r.status_code == 200 and r.text.strip() == "ok")
     if facts["dask_health"]:
         r = get("/json/identity.json")
@@ -969,6 +970,7 @@ def probe_dask(group, user):
 def inconclusive(ln):
     """Whether the examination of a listener that is gone now told nothing (it was closing)."""
     return (ln.facts.get("gone") or ln.proto in ("closed", "silent")
+            or (ln.proto == "http" and ln.facts.get("no_answer"))
             or (ln.proto == "tls" and ln.facts.get("dask") not in ("Scheduler", "Nanny", "Worker")))
 
 
