@@ -42,7 +42,7 @@ def personal_login_hook(person=None, previous=None):
     not say, the hub database's (an admin made in the admin panel).
     """
     from .accounts import personal_refusal
-    from .spawner import refusal
+    from .spawn_form import refusal
 
     async def hook(authenticator, handler, authentication):
         if previous is not None:

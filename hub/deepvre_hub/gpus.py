@@ -83,6 +83,18 @@ def discover_gpus(settings):
     return parse_nvidia_smi(out.stdout)
 
 
+_DISCOVERED = {}
+
+
+def machine_gpus(settings):
+    """:func:`discover_gpus`, done once per hub process and ``gpus:`` section (``nvidia-smi`` can
+    take seconds): the device locking at start and the spawners' allocator share the answer."""
+    key = repr(sorted(settings.items()))
+    if key not in _DISCOVERED:
+        _DISCOVERED[key] = discover_gpus(settings)
+    return _DISCOVERED[key]
+
+
 class GpuAllocator:
     """Exclusive assignment of GPU indices to owners (``"user/server"`` strings)."""
 

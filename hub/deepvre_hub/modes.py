@@ -122,7 +122,7 @@ def restrict_gpu_devices(gpu_settings):
     """At hub start, lock every GPU's device node (``gpus.restrict_devices``): servers get theirs."""
     from . import gpu_devices, gpus
 
-    nodes = [g.device for g in gpus.discover_gpus(gpu_settings)]
+    nodes = [g.device for g in gpus.machine_gpus(gpu_settings)]
     try:
         locked = gpu_devices.lock(nodes)
     except (gpu_devices.DevicesUnrestricted, OSError) as err:

@@ -115,7 +115,7 @@ def account_from_claims(user_info, claim=DEFAULT_USERNAME_CLAIM, suffix=None):
     try:
         return accounts.account_name(value, suffix)
     except accounts.AccountError as err:
-        from .spawner import refusal
+        from .spawn_form import refusal
 
         raise refusal(403, f"Login refused: {err}.") from None
 

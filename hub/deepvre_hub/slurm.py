@@ -12,13 +12,15 @@ from ``deepvre.site.slurm_terms``, shared with ``deepvre run --backend slurm`` a
 ``configure(c, settings, state_dir)`` is called by ``modes.configure`` for ``mode: slurm``.
 """
 
+import html
 import logging
 import os
 import stat
 import sys
 
-from traitlets import Dict, List, Unicode, default
+from traitlets import Dict, Unicode
 
+from deepvre.site import environment
 from deepvre.site.slurm_terms import (
     SlurmSettingsError,
     batchspawner_traits,
@@ -114,101 +116,58 @@ def _batchspawner():
     return SlurmSpawner
 
 
-class ClusterGpus:
-    """What the spawn page's GPU line needs (``free()``, ``total``): the biggest node's GPUs."""
-
-    def __init__(self, total):
-        self.total = total
-
-    def free(self):
-        return list(range(self.total))
-
-
 def make_spawner_class():
     """``DeepvreSlurmSpawner``: batchspawner's ``SlurmSpawner`` with deepvre's profile form.
 
     Built on first use so that importing this module does not need batchspawner.
     """
-    from .spawner import AccountSettings, DeepvreSpawner, ensure_account_hook, reduce_user_options, refusal
+    from .spawn_form import ProfileSpawnerMixin, refusal
 
-    class DeepvreSlurmSpawner(AccountSettings, _batchspawner()):
+    class DeepvreSlurmSpawner(ProfileSpawnerMixin, _batchspawner()):
         """Each server is a Slurm job under the user's own account; the profile sets its ``req_*``.
 
         Of a start request's options only the profile's slug reaches batchspawner (which would
-        write any other key into the batch script): see ``DeepvreSpawner.reduce_user_options``.
+        write any other key into the batch script): see ``ProfileSpawnerMixin.reduce_user_options``.
         """
 
-        profiles = List(Dict(), config=True, help="""Hardware profiles offered on the spawn page.
-
-            Example: ``[{"slug": "gpu-1", "display_name": "1 GPU", "gpus": 1, "partition": "gpu"}]``
-            """)
         slurm_settings = Dict(config=True, help="""The ``slurm:`` settings section (defaults filled in).
 
             Example: ``{"partition": "cpu", "account": "proj123", "gres_name": "gpu"}``
             """)
-        profile_slug = Unicode(help="Slug of the profile this server was started with (kept in the state).")
         end_message = Unicode(help="Why the last server ended without being stopped through the hub.")
-        personal_mode = False  # servers always run under the users' own accounts
         stopping = False
-
-        # The profile form and choice are the local spawner's (one implementation of the page).
-        user_profiles = DeepvreSpawner.user_profiles
-        options_from_form = DeepvreSpawner.options_from_form
-        chosen_profile = DeepvreSpawner.chosen_profile
-        reduce_user_options = DeepvreSpawner.reduce_user_options
-
-        @default("apply_user_options")
-        def _default_apply_user_options(self):
-            return reduce_user_options
-
-        @default("options_form")
-        def _default_options_form(self):
-            return lambda spawner: spawner.render_options_form()
-
-        @default("pre_spawn_hook")
-        def _default_pre_spawn_hook(self):
-            return ensure_account_hook
-
-        @property
-        def allocator(self):
-            return ClusterGpus(self.most_gpus())
 
         def most_gpus(self, partition=None):
             return cluster_gpus_per_node(self.slurm_settings, partition or self.slurm_settings.get("partition"))
 
-        def render_options_form(self):
-            page = DeepvreSpawner.render_options_form(self)
-            if self.end_message:
-                import html
+        def gpu_capacity(self):
+            # Slurm, not the hub, knows which GPUs are free: a job waits in its queue for them
+            most = self.most_gpus()
+            return most, most, (f"GPUs per node: up to {most}; Slurm queues a server until its GPUs are free"
+                                if most else "This cluster's partition has no GPUs")
 
-                page = (f'<p class="alert alert-warning deepvre-server-ended">{html.escape(self.end_message)}</p>\n'
-                        + page)
-            return page
+        def form_notice(self):
+            if not self.end_message:
+                return ""
+            return f'<p class="alert alert-warning deepvre-server-ended">{html.escape(self.end_message)}</p>'
 
         # --- state ----------------------------------------------------------------------
 
         def load_state(self, state):
             super().load_state(state)
-            self.profile_slug = state.get("profile", "")
             self.end_message = state.get("end_message", "")
 
         def get_state(self):
             state = super().get_state()
-            if self.profile_slug:
-                state["profile"] = self.profile_slug
             if self.end_message:
                 state["end_message"] = self.end_message
             return state
-
-        def clear_state(self):
-            super().clear_state()  # keeps end_message: the next spawn page shows it
-            self.profile_slug = ""
 
         # --- the job ----------------------------------------------------------------------
 
         def get_env(self):
             env = super().get_env()
-            env.update({"DEEPVRE_MODE": "slurm", "DEEPVRE_PROFILE": self.profile_slug})
+            env.update({environment.MODE: "slurm", environment.PROFILE: self.profile_slug})
             return env
 
         async def start(self):

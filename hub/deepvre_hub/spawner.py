@@ -9,76 +9,23 @@ GPU discovery (``nvidia-smi``) run in a thread, and the discovery is done once p
 """
 
 import asyncio
-import functools
-import html
 import os
 import sys
 
 from jupyterhub.spawner import LocalProcessSpawner
-from tornado import web
-from traitlets import Bool, Dict, Enum, HasTraits, List, Unicode, default
+from traitlets import Bool, Dict, Enum, List, Unicode, default
 
 from deepvre.site import profiles
 
 from . import accounts, gpu_devices, gpus, limits
+from .spawn_form import ProfileSpawnerMixin, refusal
 
 # One allocator per hub process, shared by every spawner (built on first use).
 _ALLOCATORS = {}
-_DEVICE_NODES = {}  # per gpus settings: {GPU index: its device node}
 
 
-def refusal(status, message):
-    """An HTTP error whose message JupyterHub shows to the user as is (API and spawn page)."""
-    error = web.HTTPError(status, message)
-    error.jupyterhub_message = message
-    return error
-
-
-class AccountSettings(HasTraits):
-    """Who a server may run as: the ``accounts:`` and ``hub.personal_user`` settings (local and Slurm)."""
-
-    account_group = Unicode(
-        accounts.MARKER_GROUP,
-        config=True,
-        help="""The group every OS account the hub makes is put in (created if missing); an existing
-        account outside it is never given to a hub user (``accounts.group``).
-
-        Example: ``"deepvre-users"``
-        """,
-    )
-
-    allowed_existing_accounts = List(
-        Unicode(),
-        config=True,
-        help="""Existing OS accounts outside ``account_group`` that the hub user of the same name may
-        still use (``accounts.allow_existing``), e.g. an account made before the hub.
-
-        Example: ``["alice"]``
-        """,
-    )
-
-    personal_user = Unicode(
-        "",
-        config=True,
-        help="""Personal mode: the one non-admin hub user who may start servers (``hub.personal_user``);
-        empty: admins only.
-
-        Example: ``"alice"``
-        """,
-    )
-
-
-class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
+class DeepvreSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
     """Local-mode spawner: a profile chooses cores, memory and GPUs; GPUs are given exclusively."""
-
-    profiles = List(
-        Dict(),
-        config=True,
-        help="""Hardware profiles offered on the spawn page (the ``profiles:`` settings list).
-
-        Example: ``[{"slug": "gpu-1", "display_name": "1 GPU", "gpus": 1, "groups": ["gpu-users"]}]``
-        """,
-    )
 
     gpu_settings = Dict(
         config=True,
@@ -122,7 +69,6 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
     )
 
     gpu_ids = List(help="GPU indices this server holds (kept in the spawner state).")
-    profile_slug = Unicode(help="Slug of the profile this server was started with (kept in the state).")
 
     # --- profiles and the spawn page -------------------------------------------------
 
@@ -134,9 +80,8 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
     def allocator(self):
         key = repr(sorted(self.gpu_settings.items()))
         if key not in _ALLOCATORS:
-            found = gpus.discover_gpus(self.gpu_settings)
+            found = gpus.machine_gpus(self.gpu_settings)
             self.log.info("GPUs for local servers: %s", ", ".join(g.index for g in found) or "none")
-            _DEVICE_NODES[key] = {g.index: g.device for g in found}
             _ALLOCATORS.setdefault(key, gpus.GpuAllocator([g.index for g in found]))
         return _ALLOCATORS[key]
 
@@ -145,7 +90,7 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         return self.gpu_settings.get("restrict_devices", True) and not self.personal_mode and accounts.hub_is_root()
 
     def device_nodes(self, gpu_ids):
-        nodes = _DEVICE_NODES.get(repr(sorted(self.gpu_settings.items())), {})
+        nodes = {g.index: g.device for g in gpus.machine_gpus(self.gpu_settings)}
         return [nodes.get(i) or gpus.device_node(i) for i in gpu_ids]
 
     def grant_devices(self):
@@ -171,81 +116,25 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         if repr(sorted(self.gpu_settings.items())) not in _ALLOCATORS:
             await asyncio.to_thread(lambda: self.allocator)
 
-    def user_profiles(self):
-        """The profiles this user may choose (group restriction applied)."""
-        groups = [g.name for g in getattr(self.user, "groups", [])]
-        return profiles.visible_profiles(self.profiles or [profiles.FALLBACK_PROFILE], groups)
+    # --- the spawn page (spawn_form.ProfileSpawnerMixin) ---------------------------------
 
-    @default("options_form")
-    def _default_options_form(self):
-        async def form(spawner):
-            await spawner.discover_gpus()
-            return spawner.render_options_form()
+    async def prepare_form(self):
+        await self.discover_gpus()
 
-        return form
+    def gpu_capacity(self):
+        free, total = len(self.allocator.free()), self.allocator.total
+        return free, total, f"GPUs free now: {free} of {total}"
 
-    def render_options_form(self):
-        """The spawn page: each profile, what it gives, GPUs free now, and why one is disabled."""
-        allocator = self.allocator
-        free, total = len(allocator.free()), allocator.total
-        choices = self.user_profiles()
-        chosen = profiles.default_profile(
-            [p for p in choices if not profiles.unavailable_reason(p, free, total)]
-        )
-        parts = []
-        if self.personal_mode:
-            parts.append(
-                '<p class="alert alert-warning deepvre-personal-mode">Personal mode: the hub is not root, '
-                "so every server runs under the same OS account and users are not isolated.</p>"
-            )
-        parts.append(f'<p class="deepvre-gpus-free">GPUs free now: {free} of {total}</p>')
-        for p in choices:
-            reason = profiles.unavailable_reason(p, free, total)
-            attrs = " disabled" if reason else (" checked" if p is chosen else "")
-            slug = html.escape(p["slug"], quote=True)
-            why = f'<br><em class="deepvre-unavailable">Unavailable: {html.escape(reason)}</em>' if reason else ""
-            parts.append(
-                f'<div class="radio deepvre-profile" data-profile="{slug}"><label>'
-                f'<input type="radio" name="profile" value="{slug}"{attrs}> '
-                f"<strong>{html.escape(p['display_name'])}</strong>: {html.escape(profiles.summary(p))}"
-                f"<br><small>{html.escape(p.get('description') or '')}</small>{why}</label></div>"
-            )
-        return "\n".join(parts)
-
-    def options_from_form(self, formdata):
-        return {"profile": formdata.get("profile", [""])[0]}
-
-    def chosen_profile(self):
-        """The profile named in ``user_options`` (or the default), refused if the user may not use it."""
-        choices = self.user_profiles()
-        slug = (self.user_options or {}).get("profile")
-        if not slug:
-            return profiles.default_profile(choices)
-        profile = profiles.find_profile(choices, slug) if isinstance(slug, str) else None
-        if profile is None:
-            raise refusal(400, f"Unknown hardware profile {slug!r} (or not available to you).")
-        return profile
-
-    @default("apply_user_options")
-    def _default_apply_user_options(self):
-        return reduce_user_options
-
-    def reduce_user_options(self):
-        """Keep only the chosen profile's slug in ``user_options``; return the profile.
-
-        A start request's JSON body becomes ``user_options`` as is, and batchspawner writes every
-        key of it into the batch script (``partition``, ``gres``, ``runtime``, ``options`` ...): the
-        user chooses a profile, and everything else comes from that profile.
-        """
-        profile = self.chosen_profile()
-        self.user_options = {"profile": profile["slug"]}
-        return profile
+    def form_notice(self):
+        if not self.personal_mode:
+            return ""
+        return ('<p class="alert alert-warning deepvre-personal-mode">Personal mode: the hub is not root, '
+                "so every server runs under the same OS account and users are not isolated.</p>")
 
     # --- state: survives a hub restart -------------------------------------------------
 
     def load_state(self, state):
         super().load_state(state)
-        self.profile_slug = state.get("profile", "")
         self.gpu_ids = list(state.get("gpu_ids", []))
         if self.gpu_ids:
             self.allocator.restore(self.owner, self.gpu_ids)  # the hub's restart locked the nodes:
@@ -256,8 +145,6 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
 
     def get_state(self):
         state = super().get_state()
-        if self.profile_slug:
-            state["profile"] = self.profile_slug
         if self.gpu_ids:
             state["gpu_ids"] = list(self.gpu_ids)
         return state
@@ -267,14 +154,9 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
         self.revoke_devices()
         self.allocator.release(self.owner)
         self.gpu_ids = []
-        self.profile_slug = ""
         self.remove_limits()  # also when the server died on its own (the hub then skips stop())
 
     # --- accounts and process ----------------------------------------------------------
-
-    @default("pre_spawn_hook")
-    def _default_pre_spawn_hook(self):
-        return ensure_account_hook
 
     def make_preexec_fn(self, name):
         procs = list(getattr(self, "cgroup_procs", []))
@@ -370,39 +252,6 @@ class DeepvreSpawner(AccountSettings, LocalProcessSpawner):
                 self.log.warning("The cgroup of %s still has processes; left in place", self.owner)
         except OSError as err:
             self.log.warning("Cannot remove the cgroup of %s: %s", self.owner, err)
-
-
-def reduce_user_options(spawner, user_options):
-    """``Spawner.apply_user_options``: refuse an unknown profile early, keep only its slug."""
-    spawner.reduce_user_options()
-
-
-async def ensure_account_hook(spawner):
-    """Pre-spawn hook: the OS account the server will run under, or a refusal the user sees.
-
-    Personal mode: only an admin or ``personal_user`` (the server runs as the hub itself).
-    Otherwise the user's own account: created (private home, in ``account_group``) if missing; an
-    existing one only if the hub made it (in ``account_group``) or it is allowed by name.
-    A missing account is made in a thread: ``useradd`` takes tens of milliseconds, which would hold
-    up every other spawn. An existing one is only checked (microseconds, less than a thread hop).
-    """
-    name = spawner.user.name
-    if spawner.personal_mode:
-        why = accounts.personal_refusal(name, spawner.user.admin, spawner.personal_user)
-        if why:
-            spawner.log.warning("deepvre: %s", why)
-            raise refusal(403, why)
-        return
-    ensure = functools.partial(accounts.ensure_account, name, spawner.account_group,
-                               tuple(spawner.allowed_existing_accounts))
-    try:
-        if accounts.exists(name):
-            ensure()
-        else:
-            await asyncio.to_thread(ensure)
-    except accounts.AccountError as err:
-        spawner.log.warning("deepvre: refused an OS account to %s: %s", name, err)
-        raise refusal(403, str(err)) from None
 
 
 def singleuser_command():

@@ -9,7 +9,8 @@ import pytest
 from tornado import web
 
 from deepvre_hub import accounts
-from deepvre_hub.spawner import DeepvreSpawner, ensure_account_hook
+from deepvre_hub.spawn_form import ensure_account_hook
+from deepvre_hub.spawner import DeepvreSpawner
 
 SMI_OUTPUT = "0, GPU-aaaa, NVIDIA T4, 15360 MiB\n1, GPU-bbbb, NVIDIA T4, 15360 MiB\n"
 

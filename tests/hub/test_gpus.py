@@ -100,3 +100,19 @@ def test_restore_ignores_unknown_and_conflicting_ids():
     assert alloc.restore("alice/", ["0", "7"]) == ["0"]
     assert alloc.restore("bob/", ["0"]) == []
     assert alloc.holders == {"0": "alice/"}
+
+
+def test_machine_gpus_asks_nvidia_smi_once_per_settings(tmp_path, monkeypatch):
+    """The hub's device locking at start and the spawners' allocator share one discovery."""
+    calls = tmp_path / "calls"
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\necho x >> {calls}\ncat <<'END'\n{SMI_OUTPUT}END\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(gpus, "_DISCOVERED", {})
+    settings = {"discovery": "nvidia-smi", "nvidia_smi": str(smi)}
+    first = gpus.machine_gpus(settings)
+    assert gpus.machine_gpus(dict(settings)) is first and [g.index for g in first] == ["0", "1"]
+    assert calls.read_text().count("x") == 1
+    gpus.machine_gpus({**settings, "per_user": 1})  # another section: asked again
+    assert calls.read_text().count("x") == 2

@@ -52,3 +52,28 @@ def test_chosen_profile_checks_groups_server_side():
 
 def test_form_data_becomes_options():
     assert spawner().options_from_form({"profile": ["gpu-2"]}) == {"profile": "gpu-2"}
+
+
+def slurm_spawner(gpus_per_node, groups=(), options=None, end_message=""):
+    from deepvre.site.slurm_terms import slurm_settings
+    from deepvre_hub.slurm import make_spawner_class
+
+    user = SimpleNamespace(name="alice", groups=[SimpleNamespace(name=g) for g in groups], url="/user/alice/")
+    s = make_spawner_class()(user=user, profiles=PROFILES,
+                             slurm_settings=slurm_settings({"gpus_per_node": gpus_per_node}))
+    s.user_options, s.end_message = options or {}, end_message
+    return s
+
+
+def test_slurm_page_is_the_same_form_with_slurms_gpu_terms():
+    """The Slurm spawner shares the form and the server-side choice; it does not pretend to know
+    which GPUs are free (Slurm queues the job), only the most a node has."""
+    page = slurm_spawner(2).render_options_form()
+    assert "GPUs per node: up to 2; Slurm queues" in page and "free now" not in page
+    assert 'value="gpu-2" checked' in page and "gpu-1" not in page
+    page = slurm_spawner(1, end_message="job 7 ended <TIMEOUT>").render_options_form()
+    assert 'value="gpu-2" disabled' in page and "&lt;TIMEOUT&gt;" in page and "deepvre-server-ended" in page
+    with pytest.raises(web.HTTPError, match="Unknown hardware profile 'gpu-1'"):
+        slurm_spawner(2, options={"profile": "gpu-1"}).chosen_profile()
+    s = slurm_spawner(2, groups=["team"], options={"profile": "gpu-1", "partition": "gpu", "gres": "gpu:8"})
+    assert s.reduce_user_options()["slug"] == "gpu-1" and s.user_options == {"profile": "gpu-1"}

@@ -1,0 +1,211 @@
+"""What the local and Slurm spawners share: the profile form, the profile choice and its state,
+and the OS account a server runs as.
+
+``ProfileSpawnerMixin`` goes before the JupyterHub spawner class it extends. The spawner says
+how many GPUs it can give (:meth:`ProfileSpawnerMixin.gpu_capacity`); everything else about
+profiles (the page, the server-side check of a chosen slug, ``user_options`` reduced to that
+slug, the slug kept in the state) lives here once.
+"""
+
+import asyncio
+import functools
+import html
+
+from tornado import web
+from traitlets import Dict, HasTraits, List, Unicode, default
+
+from deepvre.site import profiles
+
+from . import accounts
+
+
+def refusal(status, message):
+    """An HTTP error whose message JupyterHub shows to the user as is (API and spawn page)."""
+    error = web.HTTPError(status, message)
+    error.jupyterhub_message = message
+    return error
+
+
+class AccountSettings(HasTraits):
+    """Who a server may run as: the ``accounts:`` and ``hub.personal_user`` settings (local and Slurm)."""
+
+    account_group = Unicode(
+        accounts.MARKER_GROUP,
+        config=True,
+        help="""The group every OS account the hub makes is put in (created if missing); an existing
+        account outside it is never given to a hub user (``accounts.group``).
+
+        Example: ``"deepvre-users"``
+        """,
+    )
+
+    allowed_existing_accounts = List(
+        Unicode(),
+        config=True,
+        help="""Existing OS accounts outside ``account_group`` that the hub user of the same name may
+        still use (``accounts.allow_existing``), e.g. an account made before the hub.
+
+        Example: ``["alice"]``
+        """,
+    )
+
+    personal_user = Unicode(
+        "",
+        config=True,
+        help="""Personal mode: the one non-admin hub user who may start servers (``hub.personal_user``);
+        empty: admins only.
+
+        Example: ``"alice"``
+        """,
+    )
+
+
+class ProfileSpawnerMixin(AccountSettings):
+    """The hardware-profile form and choice, for a spawner class that comes after it."""
+
+    profiles = List(
+        Dict(),
+        config=True,
+        help="""Hardware profiles offered on the spawn page (the ``profiles:`` settings list).
+
+        Example: ``[{"slug": "gpu-1", "display_name": "1 GPU", "gpus": 1, "groups": ["gpu-users"]}]``
+        """,
+    )
+
+    profile_slug = Unicode(help="Slug of the profile this server was started with (kept in the state).")
+
+    personal_mode = False  # the local spawner makes it a setting
+
+    def gpu_capacity(self):
+        """``(free, total, line)``: GPUs a profile may ask for now, the most there are, and the
+        page's sentence about them."""
+        raise NotImplementedError
+
+    async def prepare_form(self):
+        """Anything slow the form needs, done off the event loop (the local GPU discovery)."""
+
+    # --- the spawn page --------------------------------------------------------------
+
+    def user_profiles(self):
+        """The profiles this user may choose (group restriction applied)."""
+        groups = [g.name for g in getattr(self.user, "groups", [])]
+        return profiles.visible_profiles(self.profiles or [profiles.FALLBACK_PROFILE], groups)
+
+    @default("options_form")
+    def _default_options_form(self):
+        async def form(spawner):
+            await spawner.prepare_form()
+            return spawner.render_options_form()
+
+        return form
+
+    def render_options_form(self):
+        """The spawn page: each profile, what it gives, the GPUs, and why one is disabled."""
+        free, total, gpu_line = self.gpu_capacity()
+        choices = self.user_profiles()
+        chosen = profiles.default_profile(
+            [p for p in choices if not profiles.unavailable_reason(p, free, total)]
+        )
+        notice = self.form_notice()
+        parts = [notice] if notice else []
+        parts.append(f'<p class="deepvre-gpus-free">{html.escape(gpu_line)}</p>')
+        for p in choices:
+            reason = profiles.unavailable_reason(p, free, total)
+            attrs = " disabled" if reason else (" checked" if p is chosen else "")
+            slug = html.escape(p["slug"], quote=True)
+            why = f'<br><em class="deepvre-unavailable">Unavailable: {html.escape(reason)}</em>' if reason else ""
+            parts.append(
+                f'<div class="radio deepvre-profile" data-profile="{slug}"><label>'
+                f'<input type="radio" name="profile" value="{slug}"{attrs}> '
+                f"<strong>{html.escape(p['display_name'])}</strong>: {html.escape(profiles.summary(p))}"
+                f"<br><small>{html.escape(p.get('description') or '')}</small>{why}</label></div>"
+            )
+        return "\n".join(parts)
+
+    def form_notice(self):
+        """An HTML warning above the profiles, or ``""``."""
+        return ""
+
+    def options_from_form(self, formdata):
+        return {"profile": formdata.get("profile", [""])[0]}
+
+    # --- the choice ------------------------------------------------------------------
+
+    def chosen_profile(self):
+        """The profile named in ``user_options`` (or the default), refused if the user may not use it."""
+        choices = self.user_profiles()
+        slug = (self.user_options or {}).get("profile")
+        if not slug:
+            return profiles.default_profile(choices)
+        profile = profiles.find_profile(choices, slug) if isinstance(slug, str) else None
+        if profile is None:
+            raise refusal(400, f"Unknown hardware profile {slug!r} (or not available to you).")
+        return profile
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return reduce_user_options
+
+    def reduce_user_options(self):
+        """Keep only the chosen profile's slug in ``user_options``; return the profile.
+
+        A start request's JSON body becomes ``user_options`` as is, and batchspawner writes every
+        key of it into the batch script (``partition``, ``gres``, ``runtime``, ``options`` ...): the
+        user chooses a profile, and everything else comes from that profile.
+        """
+        profile = self.chosen_profile()
+        self.user_options = {"profile": profile["slug"]}
+        return profile
+
+    @default("pre_spawn_hook")
+    def _default_pre_spawn_hook(self):
+        return ensure_account_hook
+
+    # --- state: survives a hub restart -------------------------------------------------
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.profile_slug = state.get("profile", "")
+
+    def get_state(self):
+        state = super().get_state()
+        if self.profile_slug:
+            state["profile"] = self.profile_slug
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        self.profile_slug = ""
+
+
+def reduce_user_options(spawner, user_options):
+    """``Spawner.apply_user_options``: refuse an unknown profile early, keep only its slug."""
+    spawner.reduce_user_options()
+
+
+async def ensure_account_hook(spawner):
+    """Pre-spawn hook: the OS account the server will run under, or a refusal the user sees.
+
+    Personal mode: only an admin or ``personal_user`` (the server runs as the hub itself).
+    Otherwise the user's own account: created (private home, in ``account_group``) if missing; an
+    existing one only if the hub made it (in ``account_group``) or it is allowed by name.
+    A missing account is made in a thread: ``useradd`` takes tens of milliseconds, which would hold
+    up every other spawn. An existing one is only checked (microseconds, less than a thread hop).
+    """
+    name = spawner.user.name
+    if spawner.personal_mode:
+        why = accounts.personal_refusal(name, spawner.user.admin, spawner.personal_user)
+        if why:
+            spawner.log.warning("deepvre: %s", why)
+            raise refusal(403, why)
+        return
+    ensure = functools.partial(accounts.ensure_account, name, spawner.account_group,
+                               tuple(spawner.allowed_existing_accounts))
+    try:
+        if accounts.exists(name):
+            ensure()
+        else:
+            await asyncio.to_thread(ensure)
+    except accounts.AccountError as err:
+        spawner.log.warning("deepvre: refused an OS account to %s: %s", name, err)
+        raise refusal(403, str(err)) from None
