@@ -10,11 +10,10 @@ import asyncio
 import datetime
 import uuid
 
+import kmock
 import pytest
 
 from .conftest import NAMESPACE, make_spawner
-
-kmock = pytest.importorskip("kmock")
 
 RESOURCES = ("v1/pods", "v1/persistentvolumeclaims", "v1/events", "v1/services", "v1/secrets", "v1/namespaces",
              "v1/serviceaccounts", "rbac.authorization.k8s.io/v1/rolebindings",

@@ -11,7 +11,7 @@ import pytest
 
 from deepvre_hub import limits
 from tests.hub.hubprocess import HubProcess, run_code
-from tests.prereqs import require_proxy, require_root
+from tests.prereqs import require, require_proxy, require_root
 
 pytestmark = [pytest.mark.hub, pytest.mark.root]
 
@@ -97,7 +97,7 @@ def hub(tmp_path_factory):
         limits.create("deepvre-probe/", cpu=1, memory=2**30)
         limits.remove("deepvre-probe/")
     except limits.LimitsUnavailable as err:
-        pytest.skip(f"no writable cgroup tree here: {err}")
+        require(False, f"needs a cgroup tree root may write to: {err}")
     process = HubProcess({"profiles": PROFILES, "hub": {"enforce_limits": "required"}},
                          tmp_path_factory.mktemp("limits-hub") / "state")
     process.start()

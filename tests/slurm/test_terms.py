@@ -13,6 +13,7 @@ from deepvre.pipelines import clusters
 from deepvre.runs.backends import slurm as runner_slurm
 from deepvre.site import slurm_terms
 from deepvre_hub import slurm
+from tests.prereqs import require
 
 GPU = {"slug": "gpu-2", "display_name": "2 GPUs", "cpu": 4, "memory": "16G", "gpus": 2,
        "gpu_type": "nvidia-a100", "partition": "gpu", "walltime": "04:00:00"}
@@ -143,8 +144,7 @@ def test_env_in_a_closed_folder_is_refused(open_tmp):
 
 def test_venv_under_root_is_refused():
     """A real venv under /root (mode 0700 here, as Debian makes it)."""
-    if os.stat("/root").st_mode & 0o001:
-        pytest.skip("/root is open to others on this machine")
+    require(not os.stat("/root").st_mode & 0o001, "needs /root closed to others (Debian's mode 0700)")
     env = f"/root/deepvre-slurmtest-{os.getpid()}"
     subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", env], check=True)
     try:
