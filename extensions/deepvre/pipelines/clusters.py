@@ -56,8 +56,8 @@ DEFAULTS = {
 
 # distributed's nannies give workers MALLOC_TRIM_THRESHOLD_=65536; setting any glibc malloc
 # tunable also freezes its mmap threshold, so every image-sized buffer is mmap'd, faulted in
-# and unmapped again: measured 3-4x the system time and ~30% more CPU per image than the same
-# code in a plain process. Our local workers keep glibc's defaults, like a plain loop.
+# and unmapped again, which costs system time on every image (docs/benchmarks.md has the
+# figures). Our local workers keep glibc's defaults, like a plain loop.
 #
 # Slurm and Kubernetes workers read their own dask config on their nodes: deepvre hands them the
 # same setting through the environment (``worker_environ``): the job script's prologue exports it
