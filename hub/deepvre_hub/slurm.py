@@ -20,7 +20,6 @@ import sys
 
 from traitlets import Dict, Unicode
 
-from deepvre.site import environment
 from deepvre.site.slurm_terms import (
     SlurmSettingsError,
     batchspawner_traits,
@@ -167,7 +166,7 @@ def make_spawner_class():
 
         def get_env(self):
             env = super().get_env()
-            env.update({environment.MODE: "slurm", environment.PROFILE: self.profile_slug})
+            env.update({"DEEPVRE_MODE": "slurm", "DEEPVRE_PROFILE": self.profile_slug})
             return env
 
         async def start(self):
