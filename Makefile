@@ -31,7 +31,7 @@ $(LABEXT_BUILT): $(VENV)/.synced extensions/labextension/package.json extensions
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter labextension build extensions/labextension
 	cp extensions/labextension/install.json extensions/deepvre/labextension/
 
-$(VENV)/.installed: $(VENV)/.synced setup.cfg pyproject.toml $(LABEXT_BUILT)
+$(VENV)/.installed: $(VENV)/.synced setup.py setup.cfg pyproject.toml $(LABEXT_BUILT)
 	# deepvre itself, editable and without dependencies: the lock already decided every version
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	# setuptools skips data_files in editable installs: link the lab extension (as
@@ -45,6 +45,16 @@ $(VENV)/.installed: $(VENV)/.synced setup.cfg pyproject.toml $(LABEXT_BUILT)
 	touch $@
 
 labextension: $(LABEXT_BUILT)
+
+# The container images, built without a registry (images/build.py): a Debian bookworm base made by
+# mmdebstrap and imported into podman, then the Dockerfiles FROM it. Unchanged sources reuse their
+# image. The GPU image (TensorFlow's CUDA wheels, several GB) builds only on request.
+.PHONY: images images-gpu
+images: $(VENV)/.installed
+	$(BIN)/python images/build.py
+
+images-gpu: $(VENV)/.installed
+	$(BIN)/python images/build.py singleuser-gpu
 
 # Refresh the lock: every extra and the test tools resolved together (with hashes), then the offline
 # data packages pinned without their dependencies (they pin ancient ones; only their files are read).

@@ -318,7 +318,7 @@ def search_benchmark(kind, root, entries, requests_total, processes):
         catalog_ms, sqlite_ms, hits = in_process_costs(catalog, caller, sample)
         print(f"[{kind}] in process, {label}: Catalog.search {catalog_ms:5.2f} ms CPU/query "
               f"(SQLite alone {sqlite_ms:5.2f} ms), {hits:.0f} entries per answer (median)")
-    service = subprocess.Popen([sys.executable, "-m", "deepvre.market.service", "--standalone", "--port", "0",
+    service = subprocess.Popen([sys.executable, "-m", "deepvre.market", "--standalone", "--port", "0",
                                 "--database-url", db, "--store-url", store, "--processes", str(processes)],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

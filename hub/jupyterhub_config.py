@@ -1,10 +1,7 @@
-# JupyterHub configuration of deepvre. Start it with `deepvre hub up` (or `make up`), which
-# validates the settings, prepares the state folder and runs `jupyterhub -f` on this file.
-#
-# Settings: $DEEPVRE_SETTINGS (default hub/settings.yaml); state: $DEEPVRE_STATE_DIR (default var/).
-# The mode (`local`, `kubernetes`, `slurm`) chooses the spawner: see deepvre_hub/modes.py.
-from deepvre_hub.modes import configure, load_for_hub
+# Kept for `jupyterhub -f hub/jupyterhub_config.py` in a checkout. The configuration itself is
+# deepvre_hub/jupyterhub_config.py, installed with the package; `deepvre hub up` runs that file.
+from deepvre_hub.launcher import CONFIG_FILE
 
-c = get_config()  # noqa: F821 (provided by JupyterHub)
-settings, state_dir = load_for_hub()
-configure(c, settings, state_dir)
+if not CONFIG_FILE.is_file():  # load_subconfig skips a missing file without a word
+    raise FileNotFoundError(CONFIG_FILE)
+load_subconfig(str(CONFIG_FILE))  # noqa: F821 (provided by JupyterHub)

@@ -4,7 +4,8 @@
     MarketplaceBrowser()
 
 Search, cards, details, Fine-tune and Run: the same functions as the JupyterLab panel's
-server extension (``deepvre.server.backends``, ``deepvre.server.parameters``). User text is
+server extension (``deepvre.server.backends``) and the runner's notebook parameters
+(``deepvre.runs.parameters``: a box's text is read as ``deepvre run -p`` reads it). User text is
 escaped before it goes into HTML.
 """
 
@@ -13,7 +14,8 @@ import os
 
 import ipywidgets as w
 
-from .server import backends, cards, parameters, paths
+from .runs import parameters
+from .server import backends, cards, paths
 
 
 def card_html(card):
@@ -67,15 +69,14 @@ class MarketplaceBrowser(w.VBox):
     def show_model(self, record):
         details = cards.model_details(record)
         description = w.HTML(f"<pre style='white-space:pre-wrap'>{html.escape(details['description'])}</pre>")
-        fields = []
+        declared = {}
         if details["trainable"]:
             nb = backends.training_notebook(details["name"], details["version"], self._cache(details))
-            fields = parameters.inspect(nb)
-        inputs = {f["name"]: w.Text(value="" if f["value"] is None else repr(f["value"]), description=f["name"])
-                  for f in fields}
+            declared = parameters.inspect(nb)
+        inputs = {name: w.Text(value=parameters.as_text(f), description=name) for name, f in declared.items()}
         fine_tune, run = w.Button(description="Fine-tune"), w.Button(description="Run as batch job")
-        fine_tune.on_click(lambda _: self._act(lambda: self.fine_tune(details, fields, inputs)))
-        run.on_click(lambda _: self._act(lambda: self.run(details, fields, inputs)))
+        fine_tune.on_click(lambda _: self._act(lambda: self.fine_tune(details, declared, inputs)))
+        run.on_click(lambda _: self._act(lambda: self.run(details, declared, inputs)))
         self.details.children = [w.HTML(card_html(details)), description, *inputs.values(),
                                  w.HBox([fine_tune, run])]
         self.last_inputs = inputs
@@ -83,19 +84,11 @@ class MarketplaceBrowser(w.VBox):
     def _cache(self, details):
         return os.path.join(self.workspace, ".deepvre-cache", details["name"], details["version"])
 
-    def _values(self, fields, inputs):
-        import ast
-
-        values = {}
-        for f in fields:
-            text = inputs[f["name"]].value
-            try:
-                value = text if f["kind"] == "str" and not text.startswith(("'", '"')) else ast.literal_eval(text)
-            except (ValueError, SyntaxError) as err:
-                raise parameters.ParameterError(f"parameter {f['name']!r}: {text!r} is not a {f['type']}") from err
-            if value != f["value"]:
-                values[f["name"]] = value
-        return parameters.check_values(fields, values)
+    @staticmethod
+    def _values(declared, inputs):
+        """The boxes' values that differ from the defaults, parsed by their types and checked."""
+        values = parameters.from_texts(declared, {name: box.value for name, box in inputs.items()})
+        return parameters.check(declared, {n: v for n, v in values.items() if v != declared[n]["value"]})
 
     def _act(self, action):
         try:
@@ -103,21 +96,22 @@ class MarketplaceBrowser(w.VBox):
         except Exception as err:  # noqa: BLE001  (shown in the status line)
             self._say("error", f"{type(err).__name__}: {err}")
 
-    def fine_tune(self, details, fields, inputs):
+    def fine_tune(self, details, declared, inputs, values=None):
         """Write the parameterized notebook into the workspace; return a message with its path."""
-        values = self._values(fields, inputs)
+        values = self._values(declared, inputs) if values is None else values
         source = backends.training_notebook(details["name"], details["version"], self._cache(details))
         folder = paths.resolve(self.workspace, self.notebooks_dir)
         os.makedirs(folder, exist_ok=True)
         dest = paths.free_name(os.path.join(folder, f"{details['name']}-{os.path.basename(source)}"))
-        parameters.write_parameterized(source, dest, values,
-                                       {"model": details["name"], "version": details["version"]})
+        parameters.inject(source, dest, values, {"model": details["name"], "version": details["version"]})
         self.last_notebook = dest
         return f"Wrote {paths.relative(self.workspace, dest)}"
 
-    def run(self, details, fields, inputs):
-        self.fine_tune(details, fields, inputs)
-        run = backends.start_run(self.last_notebook, self._values(fields, inputs),
-                                 paths.resolve(self.workspace, self.runs_dir))
+    def run(self, details, declared, inputs):
+        """Fine-tune, then run that notebook as it is (read once, parameterized once)."""
+        values = self._values(declared, inputs)
+        self.fine_tune(details, declared, inputs, values)
+        run = backends.start_run(self.last_notebook, values, paths.resolve(self.workspace, self.runs_dir),
+                                 declared=declared, injected=True)
         self.last_run = run
         return f"Started run {run.id}; follow it with `deepvre runs show {run.id}`"

@@ -10,7 +10,9 @@ JupyterHub (z2jh) chart and KubeSpawner understand:
 - ``z2jh_values(settings)``: the chart's values, with one namespace per user
   (``user_namespaces.py``: what the hub puts in each); ``manifests(settings)``: the
   cluster-wide objects beside the chart (the users' and the hub's ClusterRoles, the
-  admission policy on Dask resources, ``admission.py``).
+  admission policy on Dask resources, ``admission.py``). The marketplace runs in the hub pod
+  with its catalog on the hub's volume (or ``marketplace.database_url_secret``/``store_url``);
+  users' pods get its URL, and a token for it alone at each start (``market_token``).
 - ``kubespawner_config(values)``: the KubeSpawner traits that z2jh's own
   ``jupyterhub_config.py`` derives from the values deepvre sets (the subset
   deepvre uses, same keys and semantics), so ``configure(c, settings)`` and the
@@ -23,10 +25,12 @@ import copy
 import json
 import os
 
-from deepvre.site import profiles
+from deepvre.market import service as market_service
+from deepvre.site import environment, profiles
 from deepvre.site.settings import SCHEMA_DIR
 
 from . import admission, culler, user_namespaces
+from .modes import SERVER_SCOPES
 
 CHART_NAME = "jupyterhub"
 CHART_REPO = "https://hub.jupyter.org/helm-chart/"
@@ -43,9 +47,9 @@ USER_NODE_TOLERATIONS = [
 ]
 # Names from the user pod itself, for ownerReferences on the DaskClusters it creates.
 POD_ENV = {
-    "DEEPVRE_POD_NAME": "metadata.name",
-    "DEEPVRE_POD_UID": "metadata.uid",
-    "DEEPVRE_NAMESPACE": "metadata.namespace",
+    environment.POD_NAME: "metadata.name",
+    environment.POD_UID: "metadata.uid",
+    environment.NAMESPACE: "metadata.namespace",
 }
 HOME_VOLUME = "volume-{user_server}"
 HOME_CLAIM = "claim-{user_server}"
@@ -156,7 +160,7 @@ def kubespawner_profile(profile, k8s, where="profiles[?]"):
     gpus = profile.get("gpus") or 0
     override = {
         "image": profile.get("image") or k8s["images"]["gpu" if gpus else "cpu"],
-        "environment": {"DEEPVRE_PROFILE": profile["slug"], "DEEPVRE_GPUS": str(gpus)},
+        "environment": {environment.PROFILE: profile["slug"], environment.GPUS: str(gpus)},
     }
     if profile.get("cpu"):
         override["cpu_limit"] = float(profile["cpu"])
@@ -276,16 +280,77 @@ def _culler(settings):
     return service, role, config_file
 
 
-def _marketplace(settings, k8s):
-    """The marketplace as a hub-managed service (``deepvre.market.service.hub_service``)."""
-    from deepvre.market import service as market
+MARKET_DATABASE_KEY = "database-url"  # the key of marketplace.database_url_secret's Secret
 
-    service, role = dict(market.hub_service(settings)), dict(market.hub_role(settings))
+
+def market_url(k8s):
+    """Where the users' pods reach the marketplace: through the hub Service, at its own port."""
+    return f"http://hub:{k8s['marketplace_port']}/services/{market_service.SERVICE_NAME}/"
+
+
+def _market_database(section):
+    """The hub pod's env entry for ``marketplace.database_url_secret`` (or ``{}``); a literal
+    ``database_url`` with a password is refused (the values are not a secret store)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if section.get("database_url_secret"):
+        ref = {"name": section["database_url_secret"], "key": MARKET_DATABASE_KEY}
+        return {environment.MARKET_DATABASE_URL: {"valueFrom": {"secretKeyRef": ref}}}
+    if section.get("database_url"):
+        try:
+            password = make_url(section["database_url"]).password
+        except ArgumentError as err:
+            raise RenderError(f"marketplace.database_url: {err}") from None
+        if password:
+            raise RenderError("marketplace.database_url: it holds a password; put the URL in a Secret "
+                              f"(key {MARKET_DATABASE_KEY}) and name it in marketplace.database_url_secret")
+    return {}
+
+
+def _marketplace(settings, k8s):
+    """The marketplace as a hub-managed service (``deepvre.market.service.hub_service``), its
+    role, and the hub pod's environment for it (the database URL from a Secret).
+
+    Its catalog lives on the hub's volume (``HUB_STATE``/marketplace: index and artifacts)
+    unless ``marketplace.database_url[_secret]`` and ``store_url`` say otherwise."""
+    section = (settings or {}).get("marketplace") or {}
+    service = dict(market_service.hub_service(settings, HUB_STATE))
+    role = dict(market_service.hub_role(settings))
     role["services"] = [service["name"]]
-    # The proxy pod reaches it through the hub Service, so it must listen on all interfaces.
+    # The proxy pod reaches it through the hub Service, so it must listen on all interfaces, at the
+    # url's port ($JUPYTERHUB_SERVICE_URL); with the hub image's Python, not this machine's.
     service["url"] = f"http://hub:{k8s['marketplace_port']}"
+    service["command"] = ["python3", *service["command"][1:], "--ip", "0.0.0.0"]
     service.setdefault("display", True)
-    return service, role
+    hub_env = _market_database(section)
+    if hub_env:  # handed over by pass_market_database_url (extraConfig) from the hub's own env
+        service["environment"].pop(environment.MARKET_DATABASE_URL, None)
+    return service, role, hub_env
+
+
+def pass_market_database_url(c, environ=None):
+    """extraConfig: give the marketplace service the hub pod's ``$DEEPVRE_MARKET_DATABASE_URL``
+    (from ``marketplace.database_url_secret``): a hub service gets only the environment its entry
+    names, and the URL must stay out of the values and the command line."""
+    url = (os.environ if environ is None else environ).get(environment.MARKET_DATABASE_URL)
+    if not url:
+        return
+    for entry in c.JupyterHub.services if "services" in c.JupyterHub else []:
+        if entry.get("name") == market_service.SERVICE_NAME:
+            entry["environment"] = {**(entry.get("environment") or {}), environment.MARKET_DATABASE_URL: url}
+
+
+def give_servers_market_token(c, spawner_class="KubeSpawner"):
+    """extraConfig: each server start gets a marketplace-only token in ``$DEEPVRE_MARKET_TOKEN``
+    (``market_token.token_for``, as local and Slurm servers do), beside the environment the chart
+    set from ``singleuser.extraEnv``."""
+    from . import market_token
+
+    config = c[spawner_class]
+    env = dict(config.environment) if "environment" in config else {}
+    env[market_token.ENV] = market_token.token_for(market_service.user_scopes())
+    config.environment = env
 
 
 def z2jh_values(settings):
@@ -297,10 +362,13 @@ def z2jh_values(settings):
     base = base or next((e for e in entries if not e["groups"]), entries[0])
     base_override = base["kubespawner_override"]
     images = k8s["images"]
-    market, market_role = _marketplace(settings, k8s)
+    market, market_role, market_env = _marketplace(settings, k8s)
     auth = ((settings or {}).get("auth") or {}).get("type", "native")
-    hub_env = {"DEEPVRE_MODE": "kubernetes"}
+    hub_env = {environment.MODE: "kubernetes", **market_env}
     extra_config = {
+        "deepvre-marketplace": (
+            "from deepvre_hub.kubernetes import give_servers_market_token, pass_market_database_url\n"
+            "give_servers_market_token(c)\npass_market_database_url(c)\n"),
         "deepvre-profiles": "from deepvre_hub.kubernetes import restrict_profiles_by_group\nrestrict_profiles_by_group(c)\n",
         "deepvre-user-namespaces": (
             "from deepvre_hub.user_namespaces import provision_user_namespaces\n"
@@ -309,6 +377,8 @@ def z2jh_values(settings):
 
     hub_config = {
         "JupyterHub": {"admin_access": False, **_named_servers(settings)},
+        # a server's own token opens the server: never sent to the marketplace, so not scoped for it
+        "Spawner": {"server_token_scopes": list(SERVER_SCOPES)},
         "KubeSpawner": {
             # one namespace per user, Pod Security "restricted" (user_namespaces.py)
             "enable_user_namespaces": True,
@@ -334,7 +404,8 @@ def z2jh_values(settings):
         hub_config["Authenticator"] = {"allow_all": True}
 
     env = {
-        "DEEPVRE_MODE": "kubernetes",
+        environment.MODE: "kubernetes",
+        environment.MARKET_URL: market_url(k8s),  # the token: give_servers_market_token, at each start
         **{name: {"valueFrom": {"fieldRef": {"fieldPath": path}}} for name, path in POD_ENV.items()},
     }
     singleuser = {
@@ -377,7 +448,9 @@ def z2jh_values(settings):
         singleuser["serviceAccountName"] = user_namespaces.USER_SERVICE_ACCOUNT  # in the user's namespace
 
     services = {market["name"]: {k: v for k, v in market.items() if k != "name"}}
-    roles = {market_role["name"]: {k: v for k, v in market_role.items() if k != "name"}}
+    roles = {market_role["name"]: {k: v for k, v in market_role.items() if k != "name"},
+             # browsers open the marketplace with the users' logins; servers with a token for it alone
+             "user": {"scopes": ["self", *market_service.user_scopes()]}}
     extra_files = {}
     cull_service, cull_role, cull_file = _culler(settings)
     if cull_service:
@@ -591,6 +664,9 @@ def configure(c, settings, state_dir=None):
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
     for trait, value in kubespawner_config(values, k8s["namespace"]).items():
         setattr(c.KubeSpawner, trait, value)
+    # the marketplace modes.configure_common runs on this machine, not behind the chart's hub Service
+    c.KubeSpawner.environment = {**c.KubeSpawner.environment, **market_service.singleuser_environment(settings)}
+    give_servers_market_token(c)
     restrict_profiles_by_group(c)
     user_namespaces.provision_user_namespaces(c, **_provision_args(settings, k8s))
     return values

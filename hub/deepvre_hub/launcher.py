@@ -11,11 +11,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from deepvre.site.settings import REPO_ROOT, load_settings, state_dir
+from deepvre.site import environment
+from deepvre.site.environment import Environment
+from deepvre.site.settings import DEFAULT_SETTINGS_FILE, load_settings, state_dir
 
 from . import auth
 
-CONFIG_FILE = REPO_ROOT / "hub" / "jupyterhub_config.py"
+# The hub's configuration, installed with this package (hub/jupyterhub_config.py in a checkout loads it)
+CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
 
 
 def prepare_state(folder):
@@ -68,12 +71,12 @@ def up(settings_file=None, folder=None, port=None, ip=None):
             f"sqlite:///{folder / 'jupyterhub.sqlite'}", admin, settings["auth"]["minimum_password_length"]
         )
     print(login_message(settings, admin, password), flush=True)
-    env = dict(os.environ, DEEPVRE_STATE_DIR=str(folder))
-    env["DEEPVRE_SETTINGS"] = str(Path(settings_file).resolve()) if settings_file else env.get(
-        "DEEPVRE_SETTINGS", str(REPO_ROOT / "hub" / "settings.yaml")
-    )
+    env = dict(os.environ)
+    env[environment.STATE_DIR] = str(folder)
+    env[environment.SETTINGS] = (str(Path(settings_file).resolve()) if settings_file
+                                 else Environment().settings or str(DEFAULT_SETTINGS_FILE.resolve()))
     if port is not None or ip is not None:
-        env["DEEPVRE_HUB_PORT"] = str(settings["hub"]["port"])
-        env["DEEPVRE_HUB_IP"] = settings["hub"]["ip"]
+        env[environment.HUB_PORT] = str(settings["hub"]["port"])
+        env[environment.HUB_IP] = settings["hub"]["ip"]
     os.chdir(folder)
     os.execve(hub_command()[0], hub_command(), env)

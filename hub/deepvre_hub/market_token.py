@@ -8,7 +8,9 @@ the server's own token no longer has that scope. The token of that server's prev
 revoked.
 """
 
-ENV = "DEEPVRE_MARKET_TOKEN"
+from deepvre.site import environment
+
+ENV = environment.MARKET_TOKEN
 NOTE = "deepvre marketplace, server {server!r}"
 
 

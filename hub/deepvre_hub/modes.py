@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from deepvre.market import service as market
+from deepvre.site.environment import Environment
 from deepvre.site.settings import REPO_ROOT
 
 from . import accounts, auth, culler, market_token, service_accounts
@@ -38,7 +39,10 @@ def configure_common(c, settings, state_dir):
     state_dir = Path(state_dir)
     c.JupyterHub.ip = hub["ip"]
     c.JupyterHub.port = hub["port"]
-    c.JupyterHub.hub_ip = "127.0.0.1"
+    # where the servers call the hub (deepvre.site.addresses; Slurm mode checks the nodes reach it)
+    c.JupyterHub.hub_ip = hub.get("hub_ip") or "127.0.0.1"
+    if hub.get("hub_connect_ip"):
+        c.JupyterHub.hub_connect_ip = hub["hub_connect_ip"]
     c.JupyterHub.hub_port = hub["hub_port"]
     c.JupyterHub.db_url = f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
@@ -174,8 +178,9 @@ def load_for_hub():
         print(f"deepvre: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     # `deepvre hub up --port/--ip` override the file
-    if os.environ.get("DEEPVRE_HUB_PORT"):
-        settings["hub"]["port"] = int(os.environ["DEEPVRE_HUB_PORT"])
-    if os.environ.get("DEEPVRE_HUB_IP"):
-        settings["hub"]["ip"] = os.environ["DEEPVRE_HUB_IP"]
+    env = Environment()
+    if env.hub_port:
+        settings["hub"]["port"] = int(env.hub_port)
+    if env.hub_ip:
+        settings["hub"]["ip"] = env.hub_ip
     return settings, state_dir(settings)

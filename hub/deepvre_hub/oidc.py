@@ -32,6 +32,7 @@ from functools import partial
 
 import requests
 
+from deepvre.site import environment
 from deepvre.site.settings import state_dir as hub_state_dir
 
 from . import accounts
@@ -43,7 +44,7 @@ DEFAULT_SCOPES = ["openid", "profile", "email", "offline_access"]
 # is the OS account name. EGI Check-in: `voperson_id` (hub/examples/settings-egi-checkin.yaml).
 DEFAULT_USERNAME_CLAIM = "sub"
 # Variables the user's server gets holding their current access token.
-TOKEN_ENV_NAMES = ("DEEPVRE_ACCESS_TOKEN", "OAUTH_ACCESS_TOKEN")
+TOKEN_ENV_NAMES = (environment.ACCESS_TOKEN, "OAUTH_ACCESS_TOKEN")
 CRYPT_KEY_ENV = "JUPYTERHUB_CRYPT_KEY"
 CRYPT_KEY_FILE = "jupyterhub_crypt_key"
 # Modes whose hub user names are OS account names (local processes, Slurm jobs via sudo).

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from deepvre.site import environment
+
 from . import accounts, culler
 
 MARKET_FOLDER = "marketplace"  # under the state folder ($DEEPVRE_MARKET_DIR of the service)
@@ -230,7 +232,7 @@ def apply(services, settings, state_dir, group=accounts.MARKER_GROUP):
         entry = ensure(name, group)
         end_processes(entry)
         if service["name"] == "marketplace":
-            market = Path(service["environment"]["DEEPVRE_MARKET_DIR"])
+            market = Path(service["environment"][environment.MARKET_DIR])
             if market.parent == state_dir:
                 hand_over(market, entry)
             check_access(entry, service["name"], market_paths(settings, market))

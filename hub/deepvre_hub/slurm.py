@@ -5,6 +5,9 @@ from ``deepvre.site.slurm_terms``, shared with ``deepvre run --backend slurm`` a
 ``SLURMCluster``. Here:
 
 - ``unreadable_reason(env)``: why the users' accounts cannot run the single-user environment.
+- ``nodes_reach_hub_refusal(settings, nodes)``: why the servers on the cluster's nodes could not
+  call the hub API and the marketplace (loopback or every interface in ``hub.hub_ip`` /
+  ``hub.hub_connect_ip`` with a node that is not this machine); ``configure`` exits with it.
 - ``slurm_command(slurm, program)`` / ``in_command_dir(cmd, folder)``: the sbatch, squeue and
   scancel the hub runs as a user (``slurm.command_dir``: root's wrappers with the site's
   slurm.conf fixed, named by hub/slurm/sudoers.deepvre).
@@ -15,17 +18,21 @@ from ``deepvre.site.slurm_terms``, shared with ``deepvre run --backend slurm`` a
 import html
 import logging
 import os
+import socket
 import stat
 import sys
 
 from traitlets import Dict, Unicode
 
+from deepvre.site import environment
+from deepvre.site.addresses import EVERY_INTERFACE, hub_address, is_loopback, loopback_refusal
 from deepvre.site.slurm_terms import (
     SlurmSettingsError,
     batchspawner_traits,
     cluster_gpus_per_node,
     gpu_refusal,
     sbatch_options,
+    slurm_nodes,
     slurm_settings,
 )
 
@@ -166,7 +173,7 @@ def make_spawner_class():
 
         def get_env(self):
             env = super().get_env()
-            env.update({"DEEPVRE_MODE": "slurm", "DEEPVRE_PROFILE": self.profile_slug})
+            env.update({environment.MODE: "slurm", environment.PROFILE: self.profile_slug})
             return env
 
         async def start(self):
@@ -235,6 +242,25 @@ def exec_prefix(slurm, root):
     return "sudo -E -u {username}" if root else "sudo -n -u {username}"
 
 
+def nodes_reach_hub_refusal(settings, nodes=None, this_host=None):
+    """Why the servers on the Slurm nodes could not reach the hub API and the marketplace (a
+    sentence naming the setting), or ``None``. ``nodes``: the cluster's node names (``None``: ask
+    ``sinfo``, only when the address is loopback; a Slurm that does not answer is logged, not refused)."""
+    address = hub_address(settings)
+    if address in EVERY_INTERFACE:
+        return loopback_refusal(settings, [], this_host)
+    if not is_loopback(address):
+        return None
+    if nodes is None:
+        try:
+            nodes = slurm_nodes()
+        except SlurmSettingsError as err:
+            log.warning("deepvre: %s; servers on nodes other than this machine will not reach the hub at %s "
+                        "(hub.hub_ip)", err, address)
+            return None
+    return loopback_refusal(settings, nodes, this_host or socket.gethostname())
+
+
 def configure(c, settings, state_dir):
     """``mode: slurm``: servers are Slurm jobs submitted as each user; refuse an unreadable env."""
     from . import accounts
@@ -244,6 +270,10 @@ def configure(c, settings, state_dir):
     reason = unreadable_reason(env)
     if reason:
         print(f"deepvre: slurm.env: {reason}", file=sys.stderr)
+        raise SystemExit(2)
+    reason = nodes_reach_hub_refusal(settings)
+    if reason:
+        print(f"deepvre: {reason}", file=sys.stderr)
         raise SystemExit(2)
     root = accounts.hub_is_root()
     prefix = exec_prefix(slurm, root)

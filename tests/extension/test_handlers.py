@@ -92,7 +92,7 @@ def test_unknown_parameter_is_refused_before_running(api, nb):
     status, data = api("POST", "runs", body={"path": "work/train.ipynb", "parameters": {"epochz": 3}})
     assert status == 400 and "epochz" in data["message"]
     status, data = api("POST", "runs", body={"path": "work/train.ipynb", "parameters": {"epochs": "many"}})
-    assert status == 400 and "'epochs' must be int" in data["message"]
+    assert status == 400 and "'epochs' must be an integer, not 'many'" in data["message"]
 
 
 def test_run_ids_cannot_name_paths(api):

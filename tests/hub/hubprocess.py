@@ -15,7 +15,9 @@ Reusable by any test folder::
     hub.accounts.append("alice"); hub.teardown()   # stop servers and hub, delete those OS accounts
 
 ``settings`` is merged over a minimal local-mode file (ports filled in); ``env`` adds
-environment variables (e.g. a PATH with a fake ``nvidia-smi``).
+environment variables (e.g. a PATH with a fake ``nvidia-smi``); ``prefix`` goes before the
+command (tests/slurm/test_two_nodes.py runs the hub on a node in a network namespace, and talks
+to it from a thread in that namespace: ``tests.slurmnodes.netns``).
 
 ``personal_hub_process()`` is a hub in personal mode (under an ordinary OS account made for it);
 tests/conftest.py shares one as the session fixture ``personal_hub``.
@@ -76,8 +78,9 @@ def hub_xsrf(session):
 class HubProcess:
     """A deepvre hub run by ``deepvre hub up`` in a child process, on free loopback ports."""
 
-    def __init__(self, settings, state_dir, env=None, admin="admin", run_as=None):
+    def __init__(self, settings, state_dir, env=None, admin="admin", run_as=None, prefix=()):
         self.run_as = run_as  # an OS account to run the hub under (personal mode), else this process's
+        self.prefix = list(prefix)  # runs the hub elsewhere, e.g. tests/slurmnodes.py's Node.command([])
         self.state_dir = Path(state_dir)
         self.settings_file = self.state_dir.parent / f"{self.state_dir.name}-settings.yaml"
         self.log_file = self.state_dir.parent / f"{self.state_dir.name}-hub.log"
@@ -109,7 +112,8 @@ class HubProcess:
             env.update(HOME=entry.pw_dir, USER=self.run_as, LOGNAME=self.run_as)
         with open(self.log_file, "a") as log:
             self.process = subprocess.Popen(
-                [str(DEEPVRE), "hub", "up", "--settings", str(self.settings_file), "--state-dir", str(self.state_dir)],
+                [*self.prefix, str(DEEPVRE), "hub", "up", "--settings", str(self.settings_file),
+                 "--state-dir", str(self.state_dir)],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True, **account,
             )
         wait_for(self._ready, timeout, f"the hub at {self.url}\n{self.log_text()[-3000:]}")

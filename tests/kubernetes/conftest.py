@@ -48,6 +48,36 @@ class User:
         self.admin = False
         self.groups = [Group(g) for g in groups]
         self.escaped_name = name
+        self.orm_user = self  # the marketplace token (deepvre_hub.market_token): see hub_user()
+        self.api_tokens = []
+        self.db = self
+
+    def new_api_token(self, note, scopes):
+        return f"market-token-of-{self.name}"
+
+    def delete(self, token):
+        pass
+
+    def commit(self):
+        pass
+
+
+def hub_user(name, user_scopes):
+    """A real JupyterHub user (in-memory hub database) whose role has ``user_scopes``."""
+    from jupyterhub import orm, roles
+    from jupyterhub.user import User as HubUser
+
+    db = orm.new_session_factory("sqlite://")()
+    db.add(orm.OAuthClient(identifier="jupyterhub"))
+    db.commit()
+    for role in roles.get_default_roles():
+        roles.create_role(db, role)
+    roles.create_role(db, {"name": "user", "scopes": list(user_scopes)})
+    row = orm.User(name=name)
+    db.add(row)
+    db.commit()
+    roles.assign_default_roles(db, row)
+    return HubUser(row, settings={})
 
 
 def spawner_config(values):
@@ -61,15 +91,17 @@ def spawner_config(values):
     for trait, value in kubespawner_config(values, NAMESPACE).items():
         setattr(c.KubeSpawner, trait, value)
     restrict_profiles_by_group(c)
-    exec(values["hub"]["extraConfig"]["deepvre-user-namespaces"], {"c": c})
+    for key in ("deepvre-user-namespaces", "deepvre-marketplace"):
+        exec(values["hub"]["extraConfig"][key], {"c": c})
     return c
 
 
-async def make_spawner(values, profile=None, user="alice", groups=(), **traits):
-    """A real KubeSpawner for ``user`` with ``profile`` loaded (its overrides applied)."""
+async def make_spawner(values, profile=None, user="alice", groups=(), hub_user=None, **traits):
+    """A real KubeSpawner for ``user`` (or ``hub_user``, e.g. a real JupyterHub user) with
+    ``profile`` loaded (its overrides applied)."""
     from kubespawner import KubeSpawner
 
-    spawner = KubeSpawner(config=spawner_config(values), user=User(user, groups), api_token="t0ken",
+    spawner = KubeSpawner(config=spawner_config(values), user=hub_user or User(user, groups), api_token="t0ken",
                           _mock=True, **traits)
     spawner.user_options = {"profile": profile} if profile else {}
     await spawner.load_user_options()

@@ -24,7 +24,7 @@ def test_values_structure(values):
     # marketplace and idle culler as hub services, each with a role
     assert set(hub["services"]) == {"marketplace", "idle-culler"}
     assert hub["services"]["marketplace"]["url"] == "http://hub:10101"
-    assert {"marketplace", "idle-culler"} <= {s for r in hub["loadRoles"].values() for s in r["services"]}
+    assert {"marketplace", "idle-culler"} <= {s for r in hub["loadRoles"].values() for s in r.get("services", [])}
     culler = hub["services"]["idle-culler"]["command"]
     assert "--timeout=900" in culler  # the shortest limit (GPU / profile idle_timeout)
     config_file = hub["extraFiles"]["idle-culler-config"]

@@ -1,7 +1,7 @@
 """The marketplace service, stopped dead at one moment of a publish, for the crash tests.
 
 ``python -m tests.market.crashing_service MOMENT EVENTS -- SERVICE ARGS`` runs the real service
-(``deepvre.market.service.main``) with one pause: the first publish that reaches ``MOMENT`` writes
+(``deepvre.market.app.main``) with one pause: the first publish that reaches ``MOMENT`` writes
 the moment's name to the file ``EVENTS`` and blocks there for good, so that a test can check the
 state on disk and SIGKILL the service exactly then. Moments, in the order a publish meets them:
 
@@ -14,7 +14,7 @@ state on disk and SIGKILL the service exactly then. Moments, in the order a publ
 import sys
 import threading
 
-from deepvre.market import service, store
+from deepvre.market import app, handlers, store
 from deepvre.market.catalog import Catalog
 
 LARGE = 2 * store.CHUNK
@@ -30,7 +30,7 @@ def pause(moment, wanted, events):
 
 
 def install(wanted, events):
-    data_received, put, commit = service.ModelsHandler.data_received, store.ArtifactStore._put, Catalog._commit_version
+    data_received, put, commit = handlers.ModelsHandler.data_received, store.ArtifactStore._put, Catalog._commit_version
 
     def receiving(self, chunk):
         data_received(self, chunk)
@@ -57,7 +57,7 @@ def install(wanted, events):
         commit(self, caller, document, stored)
         pause("committed", wanted, events)
 
-    service.ModelsHandler.data_received = receiving
+    handlers.ModelsHandler.data_received = receiving
     store.ArtifactStore._put = putting
     Catalog._commit_version = committing
 
@@ -66,4 +66,4 @@ if __name__ == "__main__":
     moment, events, dashes, *args = sys.argv[1:]
     assert dashes == "--", "usage: MOMENT EVENTS -- SERVICE ARGS"
     install(moment, events)
-    service.main(args)
+    app.main(args)

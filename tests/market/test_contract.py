@@ -42,10 +42,10 @@ def test_every_path_documents_its_answers():
 def test_handlers_implement_exactly_the_documented_methods():
     from tornado import web
 
-    from deepvre.market import service
+    from deepvre.market import handlers as module
 
     unimplemented = web.RequestHandler._unimplemented_method
-    handlers = [h for h in vars(service).values() if isinstance(h, type) and issubclass(h, service.BaseHandler) and h.route]
+    handlers = [h for h in vars(module).values() if isinstance(h, type) and issubclass(h, module.BaseHandler) and h.route]
     assert len(handlers) == len(contract.document()["paths"])
     for handler in handlers:
         has = [m for m in handler.SUPPORTED_METHODS if getattr(handler, m.lower()) is not unimplemented]

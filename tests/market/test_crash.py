@@ -43,7 +43,7 @@ class Service:
             self.events.write_text("")
             cmd = [sys.executable, "-m", "tests.market.crashing_service", pause_at, str(self.events), "--", *args]
         else:
-            cmd = [sys.executable, "-m", "deepvre.market.service", *args]
+            cmd = [sys.executable, "-m", "deepvre.market", *args]
         self.log = open(root / "service.log", "a")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
                                      cwd=Path(__file__).resolve().parents[2])

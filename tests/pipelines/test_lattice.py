@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from deepvre.pipelines import lattice, lattice_io
+from deepvre.pipelines import lattice_io
 from deepvre.pipelines.dataset import open_split
 from deepvre.pipelines.run import preprocess
+from deepvre.science import lattice_observables
 
 
 def charge_config(L, Q):
@@ -30,17 +31,17 @@ def random_su2(shape, rng):
 
 def test_cold_u1_configuration():
     cold = np.zeros((2, 6, 6))
-    assert lattice.plaquette(cold) == pytest.approx(1.0)
-    assert lattice.polyakov(cold) == pytest.approx(1.0)
-    assert lattice.topological_charge(cold) == pytest.approx(0.0)
+    assert lattice_observables.plaquette(cold) == pytest.approx(1.0)
+    assert lattice_observables.polyakov(cold) == pytest.approx(1.0)
+    assert lattice_observables.topological_charge(cold) == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize("Q", [1, -2])
 def test_charge_configuration(Q):
     L = 8
     theta = charge_config(L, Q)
-    assert lattice.topological_charge(theta) == pytest.approx(Q)
-    assert lattice.plaquette(theta) == pytest.approx(np.cos(2 * np.pi * Q / L**2))
+    assert lattice_observables.topological_charge(theta) == pytest.approx(Q)
+    assert lattice_observables.plaquette(theta) == pytest.approx(np.cos(2 * np.pi * Q / L**2))
 
 
 def test_polyakov_loop_by_hand():
@@ -48,7 +49,7 @@ def test_polyakov_loop_by_hand():
     theta = np.zeros((2, L, L))
     theta[1] = np.array([0.0, np.pi / 2, 0.0, np.pi / 2])[:, None] / L  # x-dependent time links
     # loops: exp(i*0), exp(i*pi/2), 1, i -> mean (1 + i)/2, modulus sqrt(2)/2
-    assert lattice.polyakov(theta) == pytest.approx(np.sqrt(2) / 2)
+    assert lattice_observables.polyakov(theta) == pytest.approx(np.sqrt(2) / 2)
 
 
 def test_gauge_transform_leaves_observables():
@@ -56,20 +57,20 @@ def test_gauge_transform_leaves_observables():
     theta = rng.uniform(-np.pi, np.pi, (2, 6, 6))
     alpha = rng.uniform(-np.pi, np.pi, (6, 6))
     moved = np.stack([theta[mu] + alpha - np.roll(alpha, -1, axis=mu) for mu in range(2)])
-    for f in (lattice.plaquette, lattice.polyakov, lattice.topological_charge):
+    for f in (lattice_observables.plaquette, lattice_observables.polyakov, lattice_observables.topological_charge):
         assert f(moved) == pytest.approx(f(theta))
 
 
 def test_su2_cold_and_gauge_invariance():
     rng = np.random.default_rng(2)
     cold = np.broadcast_to(np.eye(2, dtype=complex), (2, 4, 4, 2, 2)).copy()
-    assert lattice.plaquette(cold) == pytest.approx(1.0)
-    assert lattice.polyakov(cold) == pytest.approx(1.0)
+    assert lattice_observables.plaquette(cold) == pytest.approx(1.0)
+    assert lattice_observables.polyakov(cold) == pytest.approx(1.0)
     u = random_su2((2, 4, 4), rng)
     g = random_su2((4, 4), rng)
     moved = np.stack([g @ u[mu] @ np.conj(np.swapaxes(np.roll(g, -1, axis=mu), -1, -2)) for mu in range(2)])
-    assert lattice.plaquette(moved) == pytest.approx(lattice.plaquette(u))
-    assert np.isnan(lattice.topological_charge(u))
+    assert lattice_observables.plaquette(moved) == pytest.approx(lattice_observables.plaquette(u))
+    assert np.isnan(lattice_observables.topological_charge(u))
 
 
 @pytest.mark.parametrize("fmt", ["deepvre", "ildg"])

@@ -124,7 +124,7 @@ def test_unknown_parameter_is_a_clear_cli_error(cli, runs_dir, notebook):
     code, out, _ = cli("run", notebook("metrics"), "-p", "epochs", "3")
     assert code == 2 and "unknown parameter(s) epochs" in out and "--allow-unknown" in out
     code, out, _ = cli("run", notebook("metrics"), "--sweep", "a=1,x")  # checked before any run
-    assert code == 2 and "parameter 'a' expects an integer, got 'x'" in out
+    assert code == 2 and "parameter 'a' must be an integer, not 'x'" in out
     code, out, _ = cli("run", notebook("metrics"), "-p", "a", "1", "--sweep", "a=2,3")
     assert code == 2 and "both set with -p and swept" in out
     assert not os.path.exists(runs_dir) or os.listdir(runs_dir) == []

@@ -36,7 +36,7 @@ def test_sbatch_sweep_runs_the_notebook_with_the_venv_python(slurm, cli, runs_di
 
 def test_profile_terms_reach_slurm_and_scancel_stops_the_run(slurm, cli, runs_dir, notebook, tmp_path,
                                                              monkeypatch):
-    monkeypatch.delenv("DEEPVRE_SETTINGS", raising=False)  # the CLI sets it from --settings
+    monkeypatch.delenv("DEEPVRE_SETTINGS", raising=False)  # only --settings names the file here
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump({"profiles": [
         {"slug": "small", "display_name": "Small", "cpu": 1, "memory": "100M", "walltime": "00:10:00",

@@ -301,7 +301,7 @@ def test_train_guard_survives_path_tricks():
 @pytest.mark.root
 def test_dask_credentials_and_market_token_refuse_a_folder_another_account_controls(attacker):
     """The same swap against the Dask credential folder and the standalone marketplace's token file."""
-    from deepvre.market.service import write_token
+    from deepvre.market.app import write_token
     from deepvre.pipelines import tls
 
     shared = Path(tempfile.mkdtemp(prefix="dvatk-shared-"))

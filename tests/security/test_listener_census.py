@@ -153,7 +153,7 @@ class Listener:
 
 ROLES = (
     ("culler", r"jupyterhub_idle_culler"),
-    ("market", r"deepvre\.market\.service"),
+    ("market", r"-m deepvre\.market(\.app)?(\s|$)"),
     ("server", r"(jupyterhub|batchspawner)-singleuser"),
     ("hub", r"(/|\s|^)jupyterhub(\s|$)|-m jupyterhub(\s|$)"),
     ("proxy", r"configurable-http-proxy"),

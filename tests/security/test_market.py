@@ -293,7 +293,7 @@ def test_standalone_service_refuses_other_local_processes(tmp_path):
     token_file = tmp_path / "token"
     log = open(tmp_path / "service.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deepvre.market.service", "--standalone", "--port", str(port),
+        [sys.executable, "-m", "deepvre.market", "--standalone", "--port", str(port),
          "--database-url", f"sqlite:///{tmp_path}/m.sqlite", "--store-url", str(tmp_path / "s"),
          "--token-file", str(token_file)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ, DEEPVRE_MARKET_DIR=str(tmp_path)),

@@ -32,7 +32,7 @@ from tests.prereqs import require_proxy, require_root, traversable
 from tests.security.test_market import model_tar
 
 PASSWORD = "service-accounts-pw-1"
-SERVICES = {"marketplace": "deepvre.market.service", "idle-culler": "jupyterhub_idle_culler"}
+SERVICES = {"marketplace": "-m deepvre.market", "idle-culler": "jupyterhub_idle_culler"}
 
 
 def root_catalog(state):

@@ -16,5 +16,22 @@ def main():
     """deepvre: train, re-train and share deep-learning models for science."""
 
 
+def site_settings(path=None):
+    """``(path, settings)``: the site settings file ``path`` (else ``$DEEPVRE_SETTINGS``), loaded and
+    validated once here, so commands hand its sections (``slurm:``, ``dask:``, ``profiles:``) to
+    what they call; ``(None, None)`` when neither names a file. An invalid file is a usage error
+    naming each key."""
+    from deepvre.site.environment import Environment
+    from deepvre.site.settings import SettingsError, load_settings
+
+    path = path or Environment().settings
+    if not path:
+        return None, None
+    try:
+        return path, load_settings(path)
+    except SettingsError as err:
+        raise click.UsageError(str(err)) from None
+
+
 # each sub-command module attaches itself to ``main``
 from . import data, deploy, hub, market, preprocess, run, serve, weights  # noqa: E402, F401

@@ -16,7 +16,7 @@ def hub():
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False), default=None,
               help="Settings YAML (default: $DEEPVRE_SETTINGS or hub/settings.yaml).")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for the database and secrets (default: hub.state_dir, else var/ at the repo root).")
+              help="Folder for the database and secrets (default: hub.state_dir, else var/ in the checkout, or in the current folder when installed).")
 @click.option("--port", type=int, default=None, help="Public port (overrides hub.port).")
 @click.option("--ip", default=None, help="Public address (overrides hub.ip).")
 def up(settings_file, state_dir, port, ip):
@@ -38,9 +38,18 @@ def up(settings_file, state_dir, port, ip):
 @hub.command("check")
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False), default=None,
               help="Settings YAML (default: $DEEPVRE_SETTINGS or hub/settings.yaml).")
-def check(settings_file):
+@click.option("--explain", is_flag=True,
+              help="Also list every DEEPVRE_* environment variable: what it is, who sets and reads it, "
+                   "and its value here (secrets hidden).")
+def check(settings_file, explain):
     """Validate the settings file; every error names its key."""
     from deepvre.site.settings import SettingsError, load_settings
+
+    if explain:
+        from deepvre.site.environment import variables
+
+        for name, help_text, value in variables():
+            click.echo(f"{name} = {value}\n    {help_text}")
 
     try:
         settings = load_settings(settings_file)

@@ -35,6 +35,7 @@ def _fail(err, as_json):
 
 
 def _run(as_json, func, render):
+    from deepvre.errors import Unavailable
     from deepvre.market import metadata
     from deepvre.market.catalog import Conflict, Forbidden, NotFound
     from deepvre.market.store import IntegrityError, UploadTooLarge
@@ -42,7 +43,7 @@ def _run(as_json, func, render):
     try:
         result = func()
     except (metadata.MetadataError, NotFound, Forbidden, Conflict, UploadTooLarge, IntegrityError,
-            PermissionError, FileExistsError, ValueError, _Damaged) as err:
+            PermissionError, FileExistsError, ValueError, Unavailable, _Damaged) as err:
         _fail(err, as_json)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))

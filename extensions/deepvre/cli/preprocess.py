@@ -2,7 +2,7 @@
 
 import click
 
-from . import main
+from . import main, site_settings
 
 KINDS_HELP = """\b
 Kinds:
@@ -43,7 +43,8 @@ class PreprocessCommand(click.Command):
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline parameter.")
 @click.option("--workers", type=int, default=None, help="Number of workers to start.")
 @click.option("--settings", "settings_file", type=click.Path(exists=True), default=None,
-              help="Site settings YAML; its dask: section configures the cluster.")
+              help="Site settings YAML (default: $DEEPVRE_SETTINGS); its dask: section configures the "
+                   "cluster, its slurm: section a SLURMCluster's account, qos and gres.")
 @click.option("--overwrite", is_flag=True, help="Replace an output folder that holds something else.")
 def preprocess(kind, input, output, cluster, params, workers, settings_file, overwrite):
     """Preprocess INPUT into OUTPUT (Zarr shards + manifest.json) with pipeline KIND."""
@@ -60,15 +61,11 @@ def preprocess(kind, input, output, cluster, params, workers, settings_file, ove
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)  # cluster chatter; deepvre stays INFO
-    settings = None
-    if settings_file:
-        import yaml
-
-        with open(settings_file) as f:
-            settings = (yaml.safe_load(f) or {}).get("dask")
+    _, site = site_settings(settings_file)  # loaded once; its sections go down as arguments
+    site = site or {}
     try:
         result = run(kind, input, output, parse_pairs(params), cluster=cluster, overwrite=overwrite,
-                     settings=settings, n_workers=workers)
+                     settings=site.get("dask"), slurm=site.get("slurm"), n_workers=workers)
     except (OutputError, ValueError, KeyError) as err:
         raise click.ClickException(str(err)) from None
     m = result.manifest

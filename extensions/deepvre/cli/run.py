@@ -5,7 +5,7 @@ import os
 
 import click
 
-from . import main
+from . import main, site_settings
 
 BACKENDS = ("local", "slurm")
 
@@ -21,24 +21,17 @@ def _json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
 
-def _load_profile(slug, settings):
-    """The hardware profile ``slug`` from a site settings file (validated by the hub's schema)."""
+def _load_profile(slug, path, site):
+    """The hardware profile ``slug`` from the loaded site settings ``site`` (read from ``path``)."""
     from deepvre.site.profiles import find_profile
-    from deepvre.site.settings import SettingsError, load_settings
 
-    settings = settings or os.environ.get("DEEPVRE_SETTINGS")
-    if not settings:
+    if site is None:
         raise click.UsageError("--profile needs --settings FILE (or $DEEPVRE_SETTINGS)")
-    try:
-        profiles = load_settings(settings).get("profiles") or []
-    except SettingsError as err:
-        raise click.UsageError(str(err)) from None
-    # the Slurm backend reads the site's slurm: section (account, qos, gres name) from here too
-    os.environ["DEEPVRE_SETTINGS"] = os.path.abspath(settings)
+    profiles = site.get("profiles") or []
     profile = find_profile(profiles, slug)
     if profile is None:
         known = ", ".join(p["slug"] for p in profiles) or "none"
-        raise click.UsageError(f"no profile {slug!r} in {settings} (profiles: {known})")
+        raise click.UsageError(f"no profile {slug!r} in {path} (profiles: {known})")
     return profile
 
 
@@ -65,7 +58,7 @@ def _summary(run):
 @click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
 @click.option("--profile", default=None, help="Hardware profile slug (Slurm terms) from --settings.")
 @click.option("--settings", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Settings YAML holding the profiles (default: $DEEPVRE_SETTINGS).")
+              help="Settings YAML holding the profiles and the slurm: section (default: $DEEPVRE_SETTINGS).")
 @click.option("--allow-unknown", is_flag=True, help="Pass parameters the notebook does not declare.")
 @click.option("--kernel", "kernel_name", default=None, help="Kernel name (default: the notebook's).")
 @_runs_dir_option
@@ -81,7 +74,8 @@ def run_command(notebook, params, sweeps, detach, backend, profile, settings, al
       deepvre run train.ipynb --detach --backend slurm --profile gpu-1 --settings hub/settings.yaml
     """
     from .. import runs
-    from ..runs.sweep import expand, metrics_table, parse_sweep
+    from ..runs import parameters as notebook_parameters
+    from ..runs.sweep import combinations, metrics_table, parse_sweep
 
     given = {}
     for name, value in params:
@@ -95,23 +89,26 @@ def run_command(notebook, params, sweeps, detach, backend, profile, settings, al
     clash = sorted(set(axes) & set(given))
     if clash:
         raise click.UsageError(f"{', '.join(clash)} both set with -p and swept")
-    profile_data = _load_profile(profile, settings) if profile else None
+    # the settings file is loaded once; its profile and slurm: section go to the runner as arguments
+    path, site = site_settings(settings) if profile or backend == "slurm" else (None, None)
+    profile_data = _load_profile(profile, path, site) if profile else None
+    slurm = (site or {}).get("slurm")
 
-    # check every combination before starting any, so a bad value does not stop a sweep halfway
-    declared = runs.declared_parameters(notebook)
+    # the notebook is read once; every combination is checked before any run starts
+    declared = notebook_parameters.inspect(notebook)
     try:
-        combos = [runs.coerce(declared, {**given, **combo}, allow_unknown)
-                  for combo in (expand(axes) if axes else [{}])]
-    except runs.ParameterError as err:
-        raise click.UsageError(str(err)) from None
+        combos = combinations(declared, given, axes, allow_unknown)
+    except notebook_parameters.ParameterError as err:
+        hint = " (use --allow-unknown to pass them anyway)" if getattr(err, "unknown", None) else ""
+        raise click.UsageError(f"{err}{hint}") from None
     # on Slurm a sweep is submitted at once and waited for together; locally it runs one by one
     together = detach or backend == "slurm"
     done = []
     for parameters in combos:
         try:
             run = runs.start(notebook, parameters, backend=backend, detach=together,
-                             runs_dir=runs_dir, profile=profile_data,
-                             allow_unknown=allow_unknown, kernel_name=kernel_name)
+                             runs_dir=runs_dir, profile=profile_data, slurm=slurm,
+                             allow_unknown=allow_unknown, kernel_name=kernel_name, declared=declared)
         except RuntimeError as err:
             raise click.ClickException(str(err)) from None
         done.append(run)

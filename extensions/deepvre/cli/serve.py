@@ -17,9 +17,10 @@ from pathlib import Path
 
 import click
 
+from ..site import environment
 from . import main
 
-TOKEN_ENV = "DEEPVRE_SERVE_TOKEN"  # deepvre.serving.launch reads it (and drops it from its environment)
+TOKEN_ENV = environment.SERVE_TOKEN  # deepvre.serving.launch reads it (and drops it from its environment)
 
 
 def entry_point_dir(name, folder):
@@ -53,9 +54,9 @@ def deepaas_command(name, ip="127.0.0.1", port=5000, base_path=None, python=sys.
 def serve_environment(ref, entry_dir, artifact_dir=None, env=None, token=None):
     """The environment for the launcher serving ``ref`` (pure)."""
     env = dict(os.environ if env is None else env)
-    env["DEEPVRE_SERVE_MODEL"] = ref
+    env[environment.SERVE_MODEL] = ref
     if artifact_dir:
-        env["DEEPVRE_SERVE_DIR"] = str(artifact_dir)
+        env[environment.SERVE_DIR] = str(artifact_dir)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(entry_dir), env.get("PYTHONPATH", "")) if p)
     env.pop(TOKEN_ENV, None)
     if token:
@@ -95,9 +96,10 @@ def serve(model, ip, port, socket_path, base_path, artifact_dir, uploads, insecu
                    f"{model} as you", err=True)
         where = f"http://{ip}:{port}"
     else:
-        token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(32)
+        given = environment.Environment().serve_token
+        token = given or secrets.token_urlsafe(32)
         where = f"http://{ip}:{port}"
-        if not os.environ.get(TOKEN_ENV):
+        if not given:
             click.echo(f"token (shown once; send it as 'Authorization: token ...'): {token}", err=True)
     command = deepaas_command(name, ip, port, base_path, socket=socket_path, uploads=uploads, insecure=insecure,
                               exit_with_parent=exit_with_parent)

@@ -44,6 +44,8 @@ from traitlets import Integer, Unicode, default
 from traitlets.config import Configurable
 
 from ..checksums import file_sha256
+from ..errors import Conflict, Forbidden, NotFound  # no such model; not the caller's; versions are immutable
+from ..site.environment import Environment
 from . import index, metadata, modelfile
 from .index import ModelGroup, ModelRow, VersionRow
 from .store import ArtifactStore, IntegrityError, UploadTooLarge
@@ -51,18 +53,6 @@ from .store import ArtifactStore, IntegrityError, UploadTooLarge
 __all__ = ["Caller", "Catalog", "Conflict", "Forbidden", "NotFound", "UploadTooLarge"]
 
 log = logging.getLogger("deepvre.market")
-
-
-class NotFound(LookupError):
-    """No such model or version, or one the caller may not see."""
-
-
-class Forbidden(PermissionError):
-    """The caller sees the model but may not change it."""
-
-
-class Conflict(ValueError):
-    """That name and version already exist; versions are immutable."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +70,7 @@ class Caller:
 
 
 def default_root():
-    base = os.environ.get("DEEPVRE_MARKET_DIR")
+    base = Environment().market_dir
     if base:
         return Path(base)
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "deepvre" / "market"

@@ -6,6 +6,10 @@
   :class:`HTTPMarket`, the REST API with ``Authorization: token ...``;
 - otherwise :class:`LocalMarket`, the local catalog opened directly, as the local user.
 
+Inside a hub (``$JUPYTERHUB_API_TOKEN`` set) there is no silent fallback: without
+``$DEEPVRE_MARKET_URL``, or when the marketplace does not answer, :func:`connect` raises
+:class:`~deepvre.errors.Unavailable` rather than hand out a private catalog nobody else sees.
+
 Both have the same methods: ``search``, ``show``, ``versions``, ``pull``, ``publish``,
 ``deprecate``, ``set_visibility``. ``pull`` checks every file on both paths: against the BLAKE3
 digest recorded at publish (``verify="blake3"``, sha256 for older entries) or its sha256 name
@@ -20,11 +24,11 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
+from ..errors import Unavailable, for_status
+from ..site.environment import MARKET_URL, Environment
 from . import metadata
-from .catalog import Caller, Catalog, Conflict, Forbidden, NotFound
-from .store import IntegrityError, UploadTooLarge, checker
-
-ERRORS = {400: ValueError, 401: PermissionError, 403: Forbidden, 404: NotFound, 409: Conflict, 413: UploadTooLarge}
+from .catalog import Caller, Catalog
+from .store import IntegrityError, checker
 
 
 def model_path(name, *rest):
@@ -33,14 +37,32 @@ def model_path(name, *rest):
     return "/".join(["api/models", *(quote(str(part), safe="") for part in (name, *rest))])
 
 
+def in_hub(environ=None):
+    """Whether this process runs in a hub's server (the hub gave it ``$JUPYTERHUB_API_TOKEN``)."""
+    return bool((os.environ if environ is None else environ).get("JUPYTERHUB_API_TOKEN"))
+
+
 def connect(url=None, token=None, catalog=None):
-    """A client for the marketplace at ``url`` (with ``token``), else the local catalog."""
-    url = url or os.environ.get("DEEPVRE_MARKET_URL")
+    """A client for the marketplace at ``url`` (with ``token``), else the local catalog.
+
+    Inside a hub, the hub's marketplace or :class:`~deepvre.errors.Unavailable`: none configured
+    (``$DEEPVRE_MARKET_URL``), or it does not answer; an explicit ``catalog`` is local there too."""
+    env = Environment()
+    url = url or env.market_url
     # in a hub: the server's marketplace-only token (deepvre_hub.market_token), never the
     # server's own $JUPYTERHUB_API_TOKEN, which opens the user's server
-    token = token or os.environ.get("DEEPVRE_MARKET_TOKEN")
+    token = token or env.market_token
     if url:
-        return HTTPMarket(url, token)
+        market = HTTPMarket(url, token)
+        if in_hub():
+            market.check()
+        return market
+    if in_hub() and catalog is None:
+        raise Unavailable(
+            f"this server runs in a hub ($JUPYTERHUB_API_TOKEN is set) but has no marketplace: "
+            f"${MARKET_URL} is unset. The hub gives it to every server it starts (deepvre's hub "
+            f"settings or Kubernetes values); restart the server, or ask the hub's admin. (Outside a "
+            f"hub the local catalog would open; inside one it would be private to this server.)")
     return LocalMarket(catalog)
 
 
@@ -104,8 +126,29 @@ class HTTPMarket:
             self.session.headers["Authorization"] = f"token {token}"
         self.timeout = timeout
 
+    def _unavailable(self, why):
+        return Unavailable(f"the marketplace at {self.url} does not answer ({why}); it runs beside the "
+                           f"hub, which may be restarting: try again, or ask the hub's admin")
+
+    def check(self, timeout=10):
+        """Raise :class:`~deepvre.errors.Unavailable` unless the marketplace answers (any answer
+        of its own; a proxy's 5xx or no connection is none)."""
+        import requests
+
+        try:
+            resp = self.session.get(self.url + "api/openapi.yaml", timeout=timeout)
+        except requests.RequestException as err:
+            raise self._unavailable(type(err).__name__) from None
+        if resp.status_code >= 500:
+            raise self._unavailable(f"HTTP {resp.status_code}")
+
     def _request(self, method, path, **kwargs):
-        resp = self.session.request(method, self.url + path, timeout=self.timeout, **kwargs)
+        import requests
+
+        try:
+            resp = self.session.request(method, self.url + path, timeout=self.timeout, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as err:
+            raise self._unavailable(type(err).__name__) from None
         if resp.status_code >= 400:
             try:
                 body = resp.json()
@@ -113,7 +156,7 @@ class HTTPMarket:
                 body = {"message": resp.text[:500]}
             if resp.status_code == 422 or (resp.status_code != 400 and body.get("errors")):
                 raise metadata.MetadataError(body.get("errors") or [body.get("message", "")])
-            kind = ERRORS.get(resp.status_code, RuntimeError)
+            kind = for_status(resp.status_code)  # the class the service raised (deepvre.errors)
             raise kind(f"{resp.status_code}: {body.get('message', '')}")
         return resp
 

@@ -16,11 +16,13 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from ..errors import Invalid
+
 OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")  # an OpenAPI path item's
 
 
-class BadRequest(ValueError):
+class BadRequest(Invalid):
     """A request the OpenAPI document does not allow; ``errors`` lists every problem."""
 
     def __init__(self, errors):

@@ -15,6 +15,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from ..errors import Invalid
+
 SECTION_SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "market-entry.json"
 SECTION = "deepvre"
 # File names inside an artifact: one plain name, no folders, no leading dot (fullmatch: no trailing newline).
@@ -22,8 +24,10 @@ FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 REFUSED_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".npy", ".npz")
 
 
-class MetadataError(ValueError):
+class MetadataError(Invalid):
     """Metadata that fails validation; ``errors`` lists every problem."""
+
+    status = 422  # the service answers unprocessable metadata with every problem
 
     def __init__(self, errors):
         self.errors = list(errors)

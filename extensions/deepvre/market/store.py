@@ -35,6 +35,8 @@ from pathlib import Path
 import blake3
 import fsspec
 
+from ..errors import TooLarge
+
 CHUNK = 1 << 20
 COPY_CHUNK = 8 << 20  # large blocks for whole-file copies
 HASH_CHUNK = 1 << 20  # small enough to stay in the CPU cache between read and hash
@@ -352,5 +354,5 @@ def kernel_copy(src_fd, dst_fd, size):
     return done
 
 
-class UploadTooLarge(ValueError):
-    """An upload over the configured size limit."""
+class UploadTooLarge(TooLarge):
+    """An upload over the configured size limit (413)."""

@@ -12,7 +12,9 @@ machine or in Slurm speaks ``tls://`` with mutual TLS and the user's own credent
 only a peer holding a certificate from the user's CA, which only the user can read. The
 schedulers listen on one address (127.0.0.1 locally; the ``dask.slurm.host``/``interface`` or
 this machine's outward address for Slurm), never on every interface, and their dashboards on
-127.0.0.1 only (reached in a hub through jupyter-server-proxy, behind the hub's login).
+127.0.0.1 only (reached in a hub through jupyter-server-proxy, behind the hub's login). A Slurm
+scheduler on loopback while the queue has nodes other than this machine is refused before any
+job is submitted (``scheduler_refusal``, naming ``dask.slurm.host``).
 The dask-kubernetes operator speaks plain TCP: there each user's clusters live in the user's
 own namespace, whose NetworkPolicy (``deepvre_hub.user_namespaces.dask_policy``) admits only
 that namespace's pods and the operator.
@@ -208,6 +210,32 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
     return kwargs
 
 
+def scheduler_refusal(kwargs, nodes=None, this_host=None):
+    """Why the workers of ``SLURMCluster(**kwargs)`` could not reach its scheduler (a sentence naming
+    ``dask.slurm.host``), or ``None``: the scheduler's host is loopback (set, or this machine's outward
+    address falling back to it) while the queue's partition has nodes other than this machine.
+    ``nodes``: the partition's node names (``None``: ask ``sinfo``; a Slurm that does not answer is no refusal)."""
+    import socket
+
+    from deepvre.site.addresses import is_loopback, other_nodes, shown_nodes
+    from deepvre.site.slurm_terms import SlurmSettingsError, slurm_nodes
+
+    host = kwargs.get("scheduler_options", {}).get("host")
+    if not host or not is_loopback(host):
+        return None
+    if nodes is None:
+        try:
+            nodes = slurm_nodes(kwargs.get("queue"))
+        except SlurmSettingsError:
+            return None
+    others = other_nodes(nodes, this_host or socket.gethostname())
+    if not others:
+        return None
+    return (f"dask.slurm.host: the workers would run on Slurm nodes other than this machine ({shown_nodes(others)}), "
+            f"but the scheduler would listen on loopback ({host}), which they cannot reach. Set dask.slurm.host to "
+            "this machine's address on the cluster's network, e.g. 10.0.0.1, or dask.slurm.interface, e.g. ib0.")
+
+
 def scheduler_http_routes():
     """distributed's scheduler routes plus the API the dask-kubernetes operator calls (scale,
     retire workers, idle check); in Kubernetes only the user's namespace and the operator reach them."""
@@ -234,16 +262,16 @@ def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
     """The ``DaskCluster`` resource for the dask-kubernetes operator (pure, offline).
 
     Inside a user pod (``DEEPVRE_POD_NAME``, ``DEEPVRE_POD_UID``, ``DEEPVRE_NAMESPACE`` from the
-    downward API, read from ``environ``) the cluster is owned by that pod, in its namespace,
-    so Kubernetes deletes it with the pod. That namespace is the user's own
+    downward API, read from ``environ``, default ``os.environ``) the cluster is owned by that pod,
+    in its namespace, so Kubernetes deletes it with the pod. That namespace is the user's own
     (``deepvre_hub.user_namespaces``): only their server pod reaches the cluster. The pods pass
     the namespace's Pod Security level and the admission policy (``restrict_pod``).
     """
     from dask_kubernetes.operator import make_cluster_spec
 
+    from deepvre.site.environment import Environment
     from deepvre.site.kubernetes_terms import pod_owner_reference
 
-    environ = os.environ if environ is None else environ
     full = dask_settings(settings)
     k = full["kubernetes"]
     spec = make_cluster_spec(
@@ -260,7 +288,7 @@ def kubernetes_cluster_spec(settings=None, n_workers=None, environ=None):
     scheduler = spec["spec"]["scheduler"]["spec"]["containers"][0]
     scheduler.setdefault("env", []).append({"name": "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES",
                                             "value": repr(scheduler_http_routes())})
-    namespace = k["namespace"] or environ.get("DEEPVRE_NAMESPACE")
+    namespace = k["namespace"] or Environment(environ).namespace
     if namespace:
         spec["metadata"]["namespace"] = namespace
     owner = pod_owner_reference(environ)
@@ -336,8 +364,12 @@ def _address_client(address):
 
 
 @contextlib.contextmanager
-def open_client(cluster=None, settings=None, n_workers=None):
-    """Start (or connect to) the cluster; yield ``(client, dashboard_link)``; stop what it started."""
+def open_client(cluster=None, settings=None, n_workers=None, slurm=None):
+    """Start (or connect to) the cluster; yield ``(client, dashboard_link)``; stop what it started.
+
+    ``settings`` is the ``dask:`` settings section, ``slurm`` the site's ``slurm:`` section (account,
+    qos, gres name for a SLURMCluster), both as the caller loaded them (``None``: defaults).
+    """
     from distributed import Client
 
     full = dask_settings(settings)
@@ -366,13 +398,16 @@ def open_client(cluster=None, settings=None, n_workers=None):
         elif kind == "slurm":
             from dask_jobqueue import SLURMCluster
 
-            from deepvre.site.slurm_terms import site_section
+            from deepvre.site.slurm_terms import slurm_settings
 
             from .tls import user_security
 
             security = user_security()
-            c = stack.enter_context(SLURMCluster(**slurm_cluster_kwargs(settings, slurm=site_section(),
-                                                                        security=security)))
+            kwargs = slurm_cluster_kwargs(settings, slurm=slurm_settings(slurm), security=security)
+            reason = scheduler_refusal(kwargs)
+            if reason:
+                raise ValueError(reason)
+            c = stack.enter_context(SLURMCluster(**kwargs))
             c.scale(n)
         else:
             from dask_kubernetes.operator import KubeCluster

@@ -1,11 +1,7 @@
 """Lattice configurations (lattice QCD): observables and field tensors for deep learning.
 
-Observables per configuration (array contract in ``lattice_io``):
-
-* plaquette: mean over sites and planes mu < nu of Re tr(U_mu(x) U_nu(x+mu) U_mu(x+nu)^+ U_nu(x)^+) / N
-  (U(1): cos of the plaquette angle); a cold configuration gives 1.
-* Polyakov loop: |mean over spatial sites of tr(prod_t U_t(x, t)) / N| (time = last dimension).
-* topological charge (2D U(1) only): sum of plaquette angles wrapped to (-pi, pi], over 2 pi.
+Observables per configuration (plaquette, Polyakov loop, topological charge): defined once, with
+their angle convention, in ``deepvre.science.lattice_observables`` (array contract in ``lattice_io``).
 
 The pipeline reads deepvre and ILDG files from INPUT (damaged files are bad records),
 writes ``x`` = field tensors (U(1): cos and sin of each link angle; SU(N): real and
@@ -17,6 +13,7 @@ import os
 
 import numpy as np
 
+from ..science.lattice_observables import observables
 from .lattice_io import read_config, read_header
 from .params import resolve
 from .registry import register_pipeline
@@ -31,67 +28,6 @@ DEFAULTS = {
     "seed": 0,
     "shard_size": 32,
 }
-
-
-def wrap(angle):
-    """Angles wrapped to (-pi, pi]."""
-    return np.pi - np.mod(np.pi - angle, 2 * np.pi)
-
-
-def u1_plaquette_angles(theta):
-    """Plaquette angles of a U(1) configuration, shape ``(n_planes, *dims)``."""
-    d = theta.shape[0]
-    planes = []
-    for mu in range(d):
-        for nu in range(mu + 1, d):
-            planes.append(theta[mu] + np.roll(theta[nu], -1, axis=mu)
-                          - np.roll(theta[mu], -1, axis=nu) - theta[nu])
-    return np.stack(planes)
-
-
-def _dagger(u):
-    return np.conj(np.swapaxes(u, -1, -2))
-
-
-def plaquette(links):
-    """Mean plaquette (1 for a cold configuration)."""
-    links = np.asarray(links)
-    if np.isrealobj(links):
-        return float(np.mean(np.cos(u1_plaquette_angles(links))))
-    d, n = links.shape[0], links.shape[-1]
-    values = []
-    for mu in range(d):
-        for nu in range(mu + 1, d):
-            p = (links[mu] @ np.roll(links[nu], -1, axis=mu)
-                 @ _dagger(np.roll(links[mu], -1, axis=nu)) @ _dagger(links[nu]))
-            values.append(np.trace(p, axis1=-2, axis2=-1).real / n)
-    return float(np.mean(values))
-
-
-def polyakov(links):
-    """Modulus of the mean Polyakov loop (time = last dimension)."""
-    links = np.asarray(links)
-    d = links.shape[0]
-    if np.isrealobj(links):
-        loops = np.exp(1j * links[d - 1].sum(axis=d - 1))
-        return float(abs(loops.mean()))
-    u = links[d - 1]
-    prod = u[..., 0, :, :]
-    for t in range(1, u.shape[d - 1]):
-        prod = prod @ u[..., t, :, :]
-    return float(abs(np.trace(prod, axis1=-2, axis2=-1).mean() / links.shape[-1]))
-
-
-def topological_charge(links):
-    """2D U(1): sum of wrapped plaquette angles / 2 pi (an integer up to rounding); else NaN."""
-    links = np.asarray(links)
-    if not np.isrealobj(links) or links.shape[0] != 2:
-        return float("nan")
-    return float(wrap(u1_plaquette_angles(links)).sum() / (2 * np.pi))
-
-
-def observables(links):
-    return {"plaquette": plaquette(links), "polyakov": polyakov(links), "charge": topological_charge(links)}
 
 
 def field_tensor(links):

@@ -30,6 +30,8 @@ import struct
 
 import numpy as np
 
+from ..errors import Invalid
+
 MAGIC = b"DVGAUGE\0"
 VERSION = 1
 LIME_MAGIC = 0x456789AB
@@ -37,7 +39,7 @@ LIME_HEADER = struct.Struct(">IHHQ128s")  # magic, version, flags, length, type
 ILDG_NS = "http://www.lqcd.org/ildg"
 
 
-class GaugeFormatError(ValueError):
+class GaugeFormatError(Invalid):
     """A file that is not a valid configuration (names the file and what is wrong)."""
 
 

@@ -24,6 +24,7 @@ import os
 import shutil
 
 from deepvre import atomic
+from deepvre.errors import Invalid
 
 MARKER = ".deepvre-preprocess.json"
 MANIFEST = "manifest.json"
@@ -31,7 +32,7 @@ FORMAT = "deepvre-preprocess"
 VERSION = 2
 
 
-class OutputError(ValueError):
+class OutputError(Invalid):
     """The output folder cannot be used (holds other files, or overlaps the input)."""
 
 

@@ -102,11 +102,12 @@ def execute(plan, output, client, progress=True):
 
 
 def preprocess(kind, input, output, params=None, cluster="local", client=None,
-               overwrite=False, settings=None, progress=True, n_workers=None):
+               overwrite=False, settings=None, progress=True, n_workers=None, slurm=None):
     """Run pipeline ``kind`` from ``input`` to ``output``: the one entry point.
 
     ``cluster`` is ``local``, a scheduler address, ``slurm`` or ``kubernetes``
-    (see ``deepvre.pipelines.clusters``); pass ``client`` to reuse an open one.
+    (see ``deepvre.pipelines.clusters``); pass ``client`` to reuse an open one. ``settings`` and
+    ``slurm`` are the settings file's ``dask:`` and ``slurm:`` sections, loaded by the caller.
     """
     from .clusters import open_client
 
@@ -118,7 +119,7 @@ def preprocess(kind, input, output, params=None, cluster="local", client=None,
     if client is not None:
         with client.as_current():
             return execute(plan_fn(input, output, params), output, client, progress=progress)
-    with open_client(cluster, settings=settings, n_workers=n_workers) as (c, link):
+    with open_client(cluster, settings=settings, n_workers=n_workers, slurm=slurm) as (c, link):
         if link:
             log.info("Dask dashboard: %s", link)
         # planning may itself use the cluster (flows: dask.dataframe parsing)

@@ -14,30 +14,44 @@ Each run is a folder ``RUNS_DIR/ID`` (see ``deepvre.runs.store``); ``RUNS_DIR`` 
 import signal
 import time
 
+from . import parameters as notebook_parameters
 from . import store
 from .backends import get_backend
-from .parameters import ParameterError, coerce, declared_parameters
+from .parameters import ParameterError
 from .store import TERMINAL, Run, RunNotFound, default_runs_dir
 
 __all__ = [
-    "ParameterError", "Run", "RunNotFound", "cancel", "coerce", "declared_parameters", "default_runs_dir",
-    "get", "list_runs", "start", "wait",
+    "ParameterError", "Run", "RunNotFound", "cancel", "default_runs_dir", "get", "list_runs", "start",
+    "wait",
 ]
 
 
 def start(notebook, parameters=None, backend="local", detach=False, runs_dir=None, profile=None,
-          allow_unknown=False, kernel_name=None):
+          allow_unknown=False, kernel_name=None, slurm=None, declared=None, injected=False):
     """Run ``notebook`` with ``parameters``; return its Run.
 
-    String values are parsed by the types the notebook declares; an undeclared
-    name is a ParameterError unless ``allow_unknown``. ``profile`` is a hardware
-    profile (dict) whose Slurm terms the slurm backend uses. Without ``detach``
-    this returns when the run has finished (whatever its state).
+    The values are checked against the notebook's declared parameters
+    (:func:`deepvre.runs.parameters.check`: a string for a number is parsed by its type; an
+    undeclared name is a ParameterError unless ``allow_unknown``) and injected once, into the
+    run's ``input.ipynb``. ``declared`` is the notebook's :func:`~deepvre.runs.parameters.inspect`
+    when the caller has read it already; ``injected`` says ``notebook`` already holds these
+    values (written by :func:`~deepvre.runs.parameters.inject`), so it runs as it is.
+    ``profile`` is a hardware profile (dict) whose Slurm terms the slurm backend uses, with the
+    site's ``slurm:`` settings section ``slurm`` (account, qos, gres name; ``None``: defaults).
+    Without ``detach`` this returns when the run has finished (whatever its state).
     """
     module = get_backend(backend)
-    parameters = coerce(declared_parameters(notebook), dict(parameters or {}), allow_unknown)
+    declared = notebook_parameters.inspect(notebook) if declared is None else declared
+    parameters = notebook_parameters.check(declared, dict(parameters or {}), allow_unknown)
     run = store.create_run(runs_dir, notebook, parameters, backend, profile, kernel_name)
-    submitted = module.submit(run, profile)
+    if parameters and not injected:
+        notebook_parameters.inject(run.file(store.INPUT), run.file(store.INPUT), parameters,
+                                   kernel_name=kernel_name, replace=True)
+    # the worker reads a default (output_dir's) here, not from the notebook again
+    params = store.read_json(run.file(store.PARAMS))
+    store.write_json(run.file(store.PARAMS),
+                     {**params, "defaults": {name: f["value"] for name, f in declared.items()}})
+    submitted = module.submit(run, profile, slurm=slurm)
     if not detach:
         try:
             if hasattr(submitted, "wait"):

@@ -1,11 +1,11 @@
 """Execute one run folder with papermill: the worker every backend starts.
 
 ``python -m deepvre.runs.execute RUN_DIR`` reads ``params.json``, runs
-``input.ipynb`` with papermill (cwd = the run folder, ``output.ipynb`` saved
-after every cell) and keeps ``status.json`` up to date: progress per code cell,
-then done, failed (with the error and the cell) or cancelled. Once the notebook has
-stopped, ``provenance.json`` records the final ``output.ipynb``'s sha256 and the models the
-run published (see ``deepvre.runs.provenance``).
+``input.ipynb`` with papermill as it is (``deepvre.runs.start`` injected its parameters there
+already; cwd = the run folder, ``output.ipynb`` saved after every cell) and keeps
+``status.json`` up to date: progress per code cell, then done, failed (with the error and the
+cell) or cancelled. Once the notebook has stopped, ``provenance.json`` records the final
+``output.ipynb``'s sha256 and the models the run published (see ``deepvre.runs.provenance``).
 
 Cancel = ``cancel_requested`` in ``status.json``, then SIGTERM to this process.
 The kernel lives in a session of its own (jupyter_client starts it so), so the
@@ -22,7 +22,6 @@ import sys
 
 from . import store
 from .kernels import PrivateKernelManager
-from .parameters import declared_parameters
 from .provenance import write_provenance
 
 
@@ -67,18 +66,18 @@ def _error_of(err):
     return f"{type(err).__name__}: {err}", None
 
 
-def collect_metrics(run_path, parameters):
+def collect_metrics(run_path, parameters, defaults=None):
     """Copy ``OUTPUT_DIR/metrics.json`` into the run folder if the notebook wrote it there.
 
-    The use-case notebooks write into their ``output_dir`` parameter (given, or its default),
-    relative to their working directory, the run folder.
+    The use-case notebooks write into their ``output_dir`` parameter (given, or its default,
+    which ``deepvre.runs.start`` recorded in ``params.json``), relative to their working
+    directory, the run folder.
     """
     if os.path.exists(os.path.join(run_path, store.METRICS)):
         return
     output_dir = parameters.get("output_dir")
     if output_dir is None:
-        declared = declared_parameters(os.path.join(run_path, store.INPUT))
-        output_dir = declared.get("output_dir", {}).get("default")
+        output_dir = (defaults or {}).get("output_dir")
     if not isinstance(output_dir, str) or not output_dir:
         return
     found = os.path.join(run_path, output_dir, store.METRICS)
@@ -113,7 +112,6 @@ def execute_run(run_path):
         papermill.execute_notebook(
             os.path.join(run_path, store.INPUT),
             os.path.join(run_path, store.OUTPUT),
-            parameters=params.get("parameters") or {},
             kernel_name=params.get("kernel_name"),
             cwd=run_path,
             request_save_on_cell_execute=True,
@@ -135,7 +133,7 @@ def execute_run(run_path):
             print(f"deepvre run failed: {error}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    collect_metrics(run_path, params.get("parameters") or {})
+    collect_metrics(run_path, params.get("parameters") or {}, params.get("defaults"))
     write_provenance(run_path, state)
     store.update_status(run_path, state=state, finished=store.now(), error=error, error_cell=cell)
     print(f"deepvre run {os.path.basename(run_path)}: {state}", file=sys.stderr, flush=True)

@@ -1,98 +1,244 @@
-"""Notebook parameters: read the declared ones with papermill, parse given values by their types.
+"""Notebook parameters, in one place: read, typed, parsed from text, checked, injected.
 
-A notebook declares its parameters in the cell tagged ``parameters``;
-``papermill.inspect_notebook`` reads them back with their defaults (as source
-text) and the annotated type, if any (``lr: float = 0.01``). Without an
-annotation the type is that of the default literal (``epochs = 3`` is an int).
+The CLI (``deepvre run -p NAME VALUE``), the panel's server extension, the widgets and DEEPaaS
+``train`` all use these five functions, so a value means the same and an error reads the same
+wherever it is given::
+
+    declared = inspect("train.ipynb")       # {name: field}: papermill reads the 'parameters' cell
+    values = check(declared, {"epochs": 3}) # unknown names, wrong types: ParameterError
+    values = check(declared, from_texts(declared, {"epochs": "3"}))  # typed from text (CLI, forms)
+    inject("train.ipynb", "out.ipynb", values)  # papermill's injected-parameters cell
+
+A field is ``{name, type, kind, default, value, help}``: ``type`` comes from an annotation
+(``lr: float = 0.01``) or else the default's literal type (``epochs = 3`` is an int); ``kind`` is
+what a form shows (``int``, ``float``, ``bool``, ``str``, ``json``, ``any``); ``default`` is the
+source text papermill found and ``value`` its Python literal (None for an expression such as
+``os.cpu_count()``). The panel's form is ``list(declared.values())``.
 """
 
 import ast
+import contextlib
+import json
+import os
+import tempfile
 
-import yaml
+from ..errors import Invalid
+
+__all__ = ["ParameterError", "as_text", "check", "field", "from_texts", "inject", "inspect",
+           "lineage_of", "parse"]
+
+# a type name -> the form's input kind
+KINDS = {"int": "int", "float": "float", "bool": "bool", "str": "str",
+         "list": "json", "tuple": "json", "dict": "json"}
+
+# typing's names for the same containers (``List[int]`` is a list)
+GENERICS = {"List": "list", "Tuple": "tuple", "Dict": "dict"}
+
+# what each type expects, in an error
+EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean (true or false)",
+    "str": "a string",
+    "list": "a list (YAML/JSON, e.g. [1, 2])",
+    "tuple": "a list (YAML/JSON, e.g. [1, 2])",
+    "dict": "a mapping (YAML/JSON, e.g. {a: 1})",
+}
 
 TRUE = {"true", "yes", "on", "1"}
 FALSE = {"false", "no", "off", "0"}
 
 
-class ParameterError(ValueError):
-    """A parameter that the notebook does not declare, or a value of the wrong type."""
+class ParameterError(Invalid):
+    """A parameter the notebook does not declare, or a value of the wrong type (a 400)."""
 
 
-def declared_parameters(notebook):
-    """``{name: {"type": "int"|..., "default": value, "help": str}}`` from the ``parameters`` cell."""
+# -- one type inference ---------------------------------------------------------------------
+
+def _literal(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def field(name, inferred_type_name=None, default=None, help=""):
+    """One declared parameter from papermill's inspection (the keyword names are papermill's).
+
+    The type is the annotation's (``list[int]`` counts as ``list``); without one, the type of the
+    default's literal; neither (``x = None``, ``n = os.cpu_count()``): ``None``, any value goes.
+    """
+    value = _literal(default) if default is not None else None
+    type_name = (inferred_type_name or "None").strip().split("[", 1)[0]
+    type_name = GENERICS.get(type_name, type_name)
+    if type_name == "None" and value is not None:
+        type_name = type(value).__name__
+    return {"name": name, "type": type_name, "kind": KINDS.get(type_name, "any"),
+            "default": default, "value": value, "help": help or ""}
+
+
+# -- one inspection -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _as_path(source):
+    """``source`` as a local path: a notebook's bytes go to a private temporary file (papermill reads
+    paths), so a caller that checked those bytes (their sha256) works on exactly them."""
+    if not isinstance(source, (bytes, bytearray)):
+        yield os.fspath(source)
+        return
+    with tempfile.TemporaryDirectory(prefix="deepvre-notebook-") as folder:  # 0700, this call's own
+        path = os.path.join(folder, "notebook.ipynb")
+        with open(path, "wb") as f:
+            f.write(source)
+        yield path
+
+
+def inspect(source):
+    """``{name: field}`` of a notebook (a local path, or its bytes), in the order it declares them."""
     import papermill
 
-    return from_inspection(papermill.inspect_notebook(notebook))
+    with _as_path(source) as path:
+        inspected = papermill.inspect_notebook(path)
+    return {name: field(name, p.get("inferred_type_name"), p.get("default"), p.get("help"))
+            for name, p in inspected.items()}
 
 
-def from_inspection(inspected):
-    """Turn ``papermill.inspect_notebook``'s answer into names, types and default values."""
-    declared = {}
-    for name, info in inspected.items():
-        try:
-            default = ast.literal_eval(info.get("default") or "None")
-            literal = True
-        except (ValueError, SyntaxError):
-            default, literal = info.get("default"), False
-        annotated = info.get("inferred_type_name")
-        if annotated and annotated != "None":
-            kind = annotated
-        elif literal and default is not None:
-            kind = type(default).__name__
-        else:
-            kind = None  # unknown: values are read as YAML
-        declared[name] = {"type": kind, "default": default, "help": info.get("help", "")}
-    return declared
+# -- one text parser ------------------------------------------------------------------------
+
+def _bad(name, type_name, got):
+    expected = EXPECTED.get(type_name, "a YAML value")
+    return ParameterError(f"parameter {name!r} must be {expected}, not {got!r}")
 
 
-def parse_value(name, kind, text):
-    """Parse the command-line text ``text`` for parameter ``name`` of type ``kind``."""
-    def bad(expected):
-        return ParameterError(f"parameter {name!r} expects {expected}, got {text!r}")
+def parse(declared_field, name, text):
+    """The value of the text ``text`` given for parameter ``name`` (a CLI ``-p``, a form's box).
 
-    if kind == "str":
+    ``declared_field`` is the name's field (None for a name the notebook does not declare). A
+    string parameter takes the text as it is; a number or a boolean is read as one; anything else
+    as YAML (``[1, 2]``, ``{a: 1}``, ``2.5``, ``null``).
+    """
+    import yaml
+
+    type_name = (declared_field or {}).get("type", "None")
+    if type_name == "str":
         return text
-    if kind == "bool":
-        low = text.strip().lower()
-        if low in TRUE:
-            return True
-        if low in FALSE:
-            return False
-        raise bad("a boolean (true/false)")
-    if kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            raise bad("an integer") from None
-    if kind == "float":
-        try:
-            return float(text)
-        except ValueError:
-            raise bad("a number") from None
+    low = text.strip().lower()
+    if type_name == "bool":
+        if low in TRUE or low in FALSE:
+            return low in TRUE
+        raise _bad(name, type_name, text)
     try:
+        if type_name == "int":
+            return int(text)
+        if type_name == "float":
+            return float(text)
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise bad(f"a {kind or 'YAML'} value") from None
-    expected = {"list": list, "tuple": list, "dict": dict}.get(kind)
-    if expected and not isinstance(value, expected):
-        raise bad(f"a {kind} (YAML/JSON syntax, e.g. [1, 2])")
+    except (ValueError, yaml.YAMLError):
+        raise _bad(name, type_name, text) from None
     return value
 
 
-def coerce(declared, given, allow_unknown=False):
-    """Check names against ``declared`` and parse string values by the declared type.
+def from_texts(declared, texts):
+    """``{name: text}`` -> ``{name: value}``, each parsed by its declared type (:func:`parse`)."""
+    return {name: parse(declared.get(name), name, text) for name, text in texts.items()}
 
-    Values that are not strings (from the Python API) are kept as they are.
+
+def as_text(declared_field):
+    """The text :func:`parse` reads back as the field's default value ("" for none), for a form."""
+    value = declared_field["value"]
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+# -- one checker ----------------------------------------------------------------------------
+
+_FITS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list": lambda v: isinstance(v, (list, tuple)),
+    "tuple": lambda v: isinstance(v, (list, tuple)),
+    "dict": lambda v: isinstance(v, dict),
+}
+
+
+def check(declared, values, allow_unknown=False):
+    """Check ``values`` (``{name: value}``) against ``declared``; return the dict to inject.
+
+    A name the notebook does not declare is an error unless ``allow_unknown`` (its value is kept
+    as it is). A value must fit its type; a string given for a number, a boolean or a list is
+    parsed as its text (:func:`parse`), so ``"3"`` is fine for an int. Floats take ints (``1`` ->
+    ``1.0``); a tuple becomes a list.
     """
-    unknown = sorted(set(given) - set(declared))
+    if not isinstance(values, dict):
+        raise ParameterError("parameters must be an object of name: value")
+    unknown = sorted(set(values) - set(declared))
     if unknown and not allow_unknown:
         known = ", ".join(sorted(declared)) or "none (no cell tagged 'parameters')"
-        raise ParameterError(
-            f"unknown parameter(s) {', '.join(unknown)}; the notebook declares: {known} "
-            "(use --allow-unknown to pass them anyway)"
-        )
+        error = ParameterError(f"unknown parameter(s) {', '.join(unknown)}; the notebook declares: {known}")
+        error.unknown = unknown
+        raise error
     out = {}
-    for name, value in given.items():
-        kind = declared.get(name, {}).get("type")
-        out[name] = parse_value(name, kind, value) if isinstance(value, str) else value
+    for name, given in values.items():
+        type_name = declared[name]["type"] if name in declared else "None"
+        fits = _FITS.get(type_name, lambda v: True)
+        value = given
+        if isinstance(given, str) and not fits(given):
+            value = parse(declared[name], name, given)
+        if not fits(value):
+            raise _bad(name, type_name, given)
+        if type_name == "float":
+            value = float(value)
+        out[name] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+# -- one injection --------------------------------------------------------------------------
+
+def inject(source, dest, values, lineage=None, kernel_name=None, replace=False):
+    """Write ``source`` (a path, or a notebook's bytes) to ``dest`` with papermill's
+    injected-parameters cell holding ``values`` (already checked: :func:`check`).
+
+    ``dest`` must not exist unless ``replace`` (then it is replaced whole, e.g. a run's own
+    ``input.ipynb``). ``lineage`` (e.g. ``{"model": "cells", "version": "1.0.0"}``) goes into the
+    notebook's metadata under ``deepvre.source``, so a run of it can be published with its lineage.
+    ``kernel_name`` picks papermill's translator when it is not the notebook's own kernel.
+    """
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    from .. import atomic
+
+    with _as_path(source) as path:
+        nb = load_notebook_node(path)  # papermill's loader adds the metadata it expects
+    nb = parameterize_notebook(nb, values, kernel_name=kernel_name)
+    if lineage:
+        nb.metadata.setdefault("deepvre", {})["source"] = dict(lineage)
+    if replace:
+        with atomic.replacing(dest, suffix=".ipynb") as tmp:
+            nbformat.write(nb, tmp)
+    else:
+        with open(dest, "x", encoding="utf-8") as f:  # "x": never overwrite
+            nbformat.write(nb, f)
+    return dest
+
+
+def lineage_of(path):
+    """The ``deepvre.source`` metadata of a notebook written by :func:`inject` ({} if none)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except (OSError, ValueError):
+        return {}
+    return dict(nb.metadata.get("deepvre", {}).get("source", {}))

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from deepvre import atomic
+from deepvre.errors import NotFound
+from deepvre.site.environment import Environment
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 TERMINAL = frozenset({"done", "failed", "cancelled"})
@@ -35,13 +37,13 @@ PARAMS, STATUS, OUTPUT, INPUT, METRICS, LOG = (
 )
 
 
-class RunNotFound(LookupError):
+class RunNotFound(NotFound):
     """No run with this id in the runs directory."""
 
 
 def default_runs_dir():
     """``$DEEPVRE_RUNS_DIR``, else ``~/runs``."""
-    return os.path.abspath(os.path.expanduser(os.environ.get("DEEPVRE_RUNS_DIR") or "~/runs"))
+    return os.path.abspath(os.path.expanduser(Environment().runs_dir or "~/runs"))
 
 
 def now():

@@ -4,6 +4,8 @@ import itertools
 import math
 import re
 
+from . import parameters
+
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -28,6 +30,14 @@ def expand(axes):
     """The cartesian product of ``{name: [values]}`` as a list of ``{name: value}``, in order."""
     names = list(axes)
     return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def combinations(declared, given, axes, allow_unknown=False):
+    """The checked values of every run: the texts ``given`` (``-p``) with each combination of
+    ``axes``'s texts, parsed and checked by the notebook's ``declared`` parameters, all before
+    any run starts (so a bad value does not stop a sweep halfway). One run when nothing is swept."""
+    return [parameters.check(declared, parameters.from_texts(declared, {**given, **combo}), allow_unknown)
+            for combo in (expand(axes) if axes else [{}])]
 
 
 def _cell(value):

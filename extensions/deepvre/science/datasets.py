@@ -1,5 +1,9 @@
 """Locate and load the real data that installs offline (see ``data-packages.txt`` and ``.ci/run``).
 
+The one locator of that data (:func:`package_file`, :func:`earth_paths`, :func:`locate`): a file
+that is not there raises :class:`MissingData`, whose message says how to install it.
+``deepvre.training.shipped`` builds the notebooks' data sets from these loaders.
+
 Every loader reads the files directly (the packages themselves are never imported:
 they pin old dependencies) and returns a named tuple of numpy arrays plus a
 ``provenance`` string: package, file and licence.
@@ -56,23 +60,30 @@ class MissingData(FileNotFoundError):
     """An offline data package is not installed; the message says how to install it."""
 
 
-def _package_dir(package, install):
+INSTALL = {
+    "stardist": "pip install --no-deps stardist==0.9.2 (see data-packages.txt)",
+    "deepforest": "pip install --no-deps deepforest==2.1.0 (see data-packages.txt)",
+}
+
+
+def package_file(package, *parts):
+    """The path of a data file inside an installed package, found without importing the package.
+
+    Raises :class:`MissingData` (a ``FileNotFoundError``) that says how to install it, e.g.
+    ``package_file("stardist", "data", "images", "img2d.tif")``.
+    """
+    install = INSTALL.get(package, "pip install --no-deps -r data-packages.txt")
     spec = importlib_util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise MissingData(f"{package} is not installed: {install}")
-    return next(iter(spec.submodule_search_locations))
-
-
-def _file(package, relative, install):
-    path = os.path.join(_package_dir(package, install), relative)
+    path = os.path.join(next(iter(spec.submodule_search_locations)), *parts)
     if not os.path.isfile(path):
         raise MissingData(f"{path} is missing ({install})")
     return path
 
 
-def _stardist(relative):
-    return _file("stardist", os.path.join("data", "images", relative),
-                 "pip install --no-deps stardist==0.9.2 (see data-packages.txt)")
+def _stardist(name):
+    return package_file("stardist", "data", "images", name)
 
 
 def stardist_nuclei():
@@ -106,9 +117,8 @@ def _voc_boxes(path):
     return np.array(boxes, dtype=np.int64).reshape(-1, 4), labels
 
 
-def _neon(relative):
-    return _file("deepforest", os.path.join("data", relative),
-                 "pip install --no-deps deepforest==2.1.0 (see data-packages.txt)")
+def _neon(name):
+    return package_file("deepforest", "data", name)
 
 
 def neon_crowns(name="OSBS_029"):
@@ -137,7 +147,8 @@ def skimage_sample(name):
         "see skimage/data/README.txt for the image's own source and licence"))
 
 
-def _xplanet_paths(folder=XPLANET_DIR):
+def earth_paths(folder=XPLANET_DIR):
+    """``[day, night]`` paths of NASA's co-registered global images (Debian xplanet-images)."""
     paths = [os.path.join(folder, f) for f in ("earth.jpg", "night.jpg")]
     for path in paths:
         if not os.path.isfile(path):
@@ -149,7 +160,7 @@ def earth_day_night(folder=XPLANET_DIR):
     """NASA's daytime Earth and night-lights images on the same 2048x1024 equirectangular grid."""
     from PIL import Image
 
-    day, night = (np.asarray(Image.open(p).convert("RGB")) for p in _xplanet_paths(folder))
+    day, night = (np.asarray(Image.open(p).convert("RGB")) for p in earth_paths(folder))
     return EarthPair(day, night, (
         "Debian xplanet-images: /usr/share/xplanet/images/earth.jpg (NASA Visible Earth) and night.jpg "
         "(NASA city lights, rescaled); NASA imagery, not copyrighted (see the package's README)"))
@@ -161,7 +172,7 @@ def locate():
         "stardist_nuclei": lambda: [_stardist("img2d.tif"), _stardist("mask2d.tif")],
         "stardist_he": lambda: [_stardist("histo.jpg")],
         "neon_crowns": lambda: [_neon(f"{n}{ext}") for n in NEON_IMAGES for ext in (".png", ".xml")],
-        "earth_day_night": _xplanet_paths,
+        "earth_day_night": earth_paths,
     }
     found = {}
     for name, check in checks.items():

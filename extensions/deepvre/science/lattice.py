@@ -16,15 +16,19 @@ never share a plaquette and are updated together. Three local updates:
   which keeps the action and decorrelates faster.
 
 Observables: mean plaquette ``<cos theta_p>`` (exact in infinite volume:
-``I1(beta)/I0(beta)``) and the topological charge ``Q = sum_p wrap(theta_p) / 2 pi``,
-an integer on the torus. Errors come from binning (:func:`binned_error`) and the
-integrated autocorrelation time (:func:`autocorrelation_time`).
+``I1(beta)/I0(beta)``) and the topological charge ``Q = sum_p wrap(theta_p) / 2 pi``
+(angles wrapped to (-pi, pi]), an integer on the torus; both from
+``deepvre.science.lattice_observables``, the one definition the preprocessing pipeline uses too.
+Errors come from binning (:func:`binned_error`) and the integrated autocorrelation time
+(:func:`autocorrelation_time`).
 """
 
 import math
 import os
 
 import numpy as np
+
+from .lattice_observables import plaquette, topological_charge, u1_plaquette_angles
 
 UPDATES = ("metropolis", "heatbath")
 
@@ -46,26 +50,9 @@ def _check_size(L):
         raise ValueError(f"lattice size L must be even and >= 2 for the checkerboard, got {L}")
 
 
-def plaquette_angles(theta):
-    """Plaquette angles ``theta_p(x, t)``, shape ``(L, L)``, not wrapped."""
-    return theta[0] + np.roll(theta[1], -1, axis=0) - np.roll(theta[0], -1, axis=1) - theta[1]
-
-
-def plaquette(theta):
-    """Mean plaquette ``<cos theta_p>`` of one configuration."""
-    return float(np.cos(plaquette_angles(theta)).mean())
-
-
-def topological_charge(theta):
-    """``Q = sum_p wrap(theta_p) / 2 pi`` with angles wrapped to [-pi, pi); an integer on the torus."""
-    p = plaquette_angles(theta)
-    wrapped = (p + np.pi) % (2 * np.pi) - np.pi
-    return float(np.round(wrapped.sum() / (2 * np.pi), 9))
-
-
 def action(theta, beta):
     """Wilson action ``-beta * sum_p cos theta_p``."""
-    return float(-beta * np.cos(plaquette_angles(theta)).sum())
+    return float(-beta * np.cos(u1_plaquette_angles(theta)).sum())
 
 
 def staple_sum(theta, mu):

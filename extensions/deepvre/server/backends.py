@@ -142,9 +142,14 @@ def _runs():
     return runs
 
 
-def start_run(notebook, parameters, runs_dir, backend="local"):
-    """Start a detached run of ``notebook``; it goes on when the browser closes."""
-    return _runs().start(notebook, parameters, backend=backend, detach=True, runs_dir=runs_dir)
+def start_run(notebook, parameters, runs_dir, backend="local", declared=None, injected=False):
+    """Start a detached run of ``notebook``; it goes on when the browser closes.
+
+    ``declared`` and ``injected``: as :func:`deepvre.runs.start` (the notebook's parameters when
+    they were read already; whether ``notebook`` holds these values already).
+    """
+    return _runs().start(notebook, parameters, backend=backend, detach=True, runs_dir=runs_dir,
+                         declared=declared, injected=injected)
 
 
 def list_runs(runs_dir):

@@ -2,7 +2,8 @@
 
 Every handler is authenticated and checks ``_xsrf`` like the rest of Jupyter; every path in a
 request is resolved inside the server's root directory (``paths.resolve``). Errors come back
-as JSON ``{"message": ...}``: 400 bad input, 404 unknown, 409 exists, 503 back end missing.
+as JSON ``{"message": ...}`` with the status of :mod:`deepvre.errors` (:func:`api_status`): 400 bad
+input, 404 unknown, 409 exists, 413 too large, 422 invalid metadata, 503 back end missing.
 
 Running a notebook someone else published (``POST runs`` with ``model``) needs the user's
 confirmation, as Jupyter's notebook trust does: ``trust: {"owner": ..., "sha256": ...}`` matching
@@ -22,33 +23,22 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from . import backends, cards, parameters, paths
+from ..errors import Forbidden, Unauthenticated, http_status
+from ..runs import parameters
+from . import backends, cards, paths
 from .jobs import SERVICES_PATH
 
-ERRORS = (
-    (paths.PathError, 400),
-    (parameters.ParameterError, 400),
-    (FileExistsError, 409),
-    (FileNotFoundError, 404),
-    (LookupError, 404),
-    (PermissionError, 403),
-)
 
+def api_status(err):
+    """The HTTP status for an error a back end raised (:func:`deepvre.errors.http_status`), or None
+    (a 500). Plain Python errors count too: here they come from the caller's paths and names.
 
-def status_of(err):
-    """The HTTP status for an error raised by a back end (by type, then by the type's name).
-
-    The name comes before a plain ValueError: the marketplace's ``Conflict`` is a ValueError.
+    One exception: the marketplace refusing this server's token (:class:`Unauthenticated`, its
+    401) is a 403 here: the browser is logged in, this server may not do it.
     """
-    for kind, code in ERRORS:
-        if isinstance(err, kind):
-            return code
-    name = type(err).__name__.lower()
-    for word, code in (("notfound", 404), ("conflict", 409), ("exists", 409), ("permission", 403),
-                       ("forbidden", 403), ("invalid", 400), ("validation", 400)):
-        if word in name:
-            return code
-    return 400 if isinstance(err, ValueError) else None
+    if isinstance(err, Unauthenticated):
+        return Forbidden.status
+    return http_status(err)
 
 
 class TrustRequired(Exception):
@@ -74,7 +64,7 @@ def api(method):
             self.finish(json.dumps({"message": str(err), "trust_required": True, **err.details}))
             return
         except Exception as err:
-            code = status_of(err)
+            code = api_status(err)
             if code is None:
                 raise
             message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
@@ -146,7 +136,8 @@ class ModelParameters(Base):
     async def get(self, name):
         """The training notebook's parameters, and the path Fine-tune writes to by default."""
         nb = await self.model_notebook(name, self.get_argument("version", None))
-        return {"parameters": await self.blocking(parameters.inspect, nb.data),
+        declared = await self.blocking(parameters.inspect, nb.data)
+        return {"parameters": list(declared.values()),
                 "path": paths.relative(self.root, self.default_target(name, nb.filename))}
 
 
@@ -157,15 +148,19 @@ class FineTune(Base):
     async def post(self, name):
         body = self.body()
         version = body.get("version")
-        path = await self.fine_tune(name, version, body.get("parameters") or {}, body.get("path"))
+        path, _, _ = await self.fine_tune(name, version, body.get("parameters") or {}, body.get("path"))
         self.set_status(201)
         return {"path": paths.relative(self.root, path)}
 
     async def fine_tune(self, name, version, values, target=None, snapshot=None):
-        """Write ``snapshot`` (default: the model's notebook, fetched now), parameterized; its path."""
+        """Write ``snapshot`` (default: the model's notebook, fetched now) with ``values`` injected.
+
+        Returns its path, the notebook's declared parameters and the checked values: a run of it
+        starts from these, without reading or parameterizing the notebook again.
+        """
         snapshot = snapshot or await self.model_notebook(name, version)
-        fields = await self.blocking(parameters.inspect, snapshot.data)
-        values = parameters.check_values(fields, values)
+        declared = await self.blocking(parameters.inspect, snapshot.data)
+        values = parameters.check(declared, values)
         if target:
             dest = self.resolve(target)
             if os.path.lexists(dest):
@@ -176,15 +171,15 @@ class FineTune(Base):
             raise ValueError(f"the notebook path must end in .ipynb, not {target!r}")
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         lineage = {"model": name, "version": snapshot.version}
-        await self.blocking(parameters.write_parameterized, snapshot.data, dest, values, lineage)
-        return dest
+        await self.blocking(parameters.inject, snapshot.data, dest, values, lineage)
+        return dest, declared, values
 
 
 class NotebookParameters(Base):
     @api
     async def get(self):
         nb = self.resolve(self.get_argument("path", None), must_exist=True)
-        return {"parameters": await self.blocking(parameters.inspect, nb)}
+        return {"parameters": list((await self.blocking(parameters.inspect, nb)).values())}
 
 
 class Runs(FineTune):
@@ -201,12 +196,13 @@ class Runs(FineTune):
         if body.get("model"):
             snapshot = await self.model_notebook(body["model"], body.get("version"))
             self.check_trust(body["model"], snapshot, body.get("trust"))
-            nb = await self.fine_tune(body["model"], body.get("version"), values, body.get("path"), snapshot)
-        else:
-            nb = self.resolve(body.get("path"), must_exist=True)
-        fields = await self.blocking(parameters.inspect, nb)
-        values = parameters.check_values(fields, values)
-        run = await self.blocking(backends.start_run, nb, values, self.runs_dir(), self.ext.runs_backend)
+            nb, declared, values = await self.fine_tune(body["model"], body.get("version"), values,
+                                                        body.get("path"), snapshot)
+            injected = True
+        else:  # the runner reads the notebook's parameters, checks the values and injects them
+            nb, declared, injected = self.resolve(body.get("path"), must_exist=True), None, False
+        run = await self.blocking(backends.start_run, nb, values, self.runs_dir(), self.ext.runs_backend,
+                                  declared, injected)
         self.set_status(201)
         return cards.run_view(run, self.root)
 

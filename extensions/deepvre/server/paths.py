@@ -6,8 +6,10 @@ a ``..`` that climbs out, or a symlink that points outside is refused.
 
 import os
 
+from ..errors import Invalid
 
-class PathError(ValueError):
+
+class PathError(Invalid):
     """A path that is not inside the user's root directory."""
 
 

@@ -29,7 +29,9 @@ import tempfile
 import threading
 import time
 
-TOKEN_ENV = "DEEPVRE_SERVE_TOKEN"
+from ..site import environment
+
+TOKEN_ENV = environment.SERVE_TOKEN
 COOKIE = "deepvre-serve-token"
 TRAIN_PATH = re.compile(r"/v2/models/[^/]+/train/?")
 
@@ -200,7 +202,7 @@ def main(argv=None):
     private_uploads(uploads)
     deepaas_argv = [sys.argv[0], "--model-name", args.model_name, "--nodebug"]
     config.config_and_logging(deepaas_argv)
-    refusal = train_refusal(os.environ.get("DEEPVRE_SERVE_MODEL") or args.model_name)
+    refusal = train_refusal(environment.Environment().serve_model or args.model_name)
     base_path = args.base_path.rstrip("/")
 
     async def application():

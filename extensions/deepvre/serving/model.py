@@ -24,6 +24,7 @@ from webargs import fields
 
 import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 
+from ..site.environment import Environment
 from . import preprocessing
 
 prediction = {"label": fields.Str(required=True), "probability": fields.Float(required=True)}
@@ -40,11 +41,12 @@ def artifact():
     """``(entry, folder)`` of the served model, pulled once."""
     from deepvre.market.client import connect, parse_ref
 
-    ref = os.environ.get("DEEPVRE_SERVE_MODEL")
+    env = Environment()
+    ref = env.serve_model
     if not ref:
         raise RuntimeError("DEEPVRE_SERVE_MODEL is not set (NAME[:VERSION] of a catalog model)")
     name, version = parse_ref(ref)
-    folder = Path(os.environ.get("DEEPVRE_SERVE_DIR") or Path.home() / ".cache" / "deepvre" / "serve" / name)
+    folder = Path(env.serve_dir or Path.home() / ".cache" / "deepvre" / "serve" / name)
     client = connect()
     version = version or client.show(name)["version"]
     folder = folder / version
@@ -71,7 +73,7 @@ def served_owner(ref=None):
     """The marketplace owner of ``ref`` (``NAME[:VERSION]``; default the served model)."""
     from deepvre.market.client import connect, parse_ref
 
-    name, version = parse_ref(ref or os.environ.get("DEEPVRE_SERVE_MODEL") or "")
+    name, version = parse_ref(ref or Environment().serve_model or "")
     return connect().show(name, version)["owner"]
 
 
@@ -161,10 +163,11 @@ def train(**kwargs):
     notebook = ((entry["metadata"].get("deepvre") or {}).get("training") or {}).get("notebook")
     if not notebook or not (folder / notebook).is_file():
         raise ValueError(f"{entry['name']}:{entry['version']} has no training notebook")
-    parameters = json.loads(kwargs.get("parameters") or "{}")
-    if not isinstance(parameters, dict):
-        raise ValueError("parameters must be a JSON object")
-    runs_dir = os.environ.get("DEEPVRE_RUNS_DIR") or str(folder.parent / "runs")
+    try:
+        parameters = json.loads(kwargs.get("parameters") or "{}")
+    except ValueError as err:
+        raise runs.ParameterError(f"parameters must be a JSON object: {err}") from None
+    runs_dir = Environment().runs_dir or str(folder.parent / "runs")
     run = runs.start(str(folder / notebook), parameters, runs_dir=runs_dir)
     result = {k: v for k, v in run.to_dict().items() if k in ("id", "path", "params", "status", "metrics", "output")}
     if result["status"].get("state") != "done":

@@ -8,6 +8,8 @@ Everything here is a pure function of data. Each backend has one translation:
 from jupyterhub.traitlets import ByteSpecification
 from traitlets import TraitError
 
+from . import environment
+
 _BYTES = ByteSpecification()
 
 # Used when the settings list no profiles: the whole machine, no GPU.
@@ -107,11 +109,11 @@ def local_environment(profile, gpu_ids):
     """
     env = {
         "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpu_ids),
-        "DEEPVRE_PROFILE": profile["slug"],
+        environment.PROFILE: profile["slug"],
     }
     if profile.get("cpu"):
         cores = max(1, int(profile["cpu"]))
-        env.update({"OMP_NUM_THREADS": str(cores), "DEEPVRE_CPU_LIMIT": f"{profile['cpu']:g}"})
+        env.update({"OMP_NUM_THREADS": str(cores), environment.CPU_LIMIT: f"{profile['cpu']:g}"})
     if profile.get("memory"):
-        env["DEEPVRE_MEM_LIMIT"] = str(parse_memory(profile["memory"]))
+        env[environment.MEM_LIMIT] = str(parse_memory(profile["memory"]))
     return env

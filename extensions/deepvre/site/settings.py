@@ -7,18 +7,31 @@ its key path, e.g. ``profiles[2].gpus: -1 is less than the minimum of 0``.
 
 import copy
 import json
-import os
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from ..errors import Invalid
+from .environment import Environment
+
 SCHEMA_DIR = Path(__file__).parent / "schemas"
-REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def source_checkout(here=__file__):
+    """The checkout this module runs from (as ``extensions/deepvre/site/settings.py``), or ``None``
+    when deepvre is installed from a wheel."""
+    root = Path(here).resolve().parents[3]
+    return root if (root / "extensions" / "deepvre").is_dir() and (root / "hub" / "deepvre_hub").is_dir() else None
+
+
+# Where the development defaults live: hub/settings.yaml, var/ (the hub's state) and node_modules/
+# (the proxy). An installed deepvre has no checkout: it looks for them in the folder it runs in.
+REPO_ROOT = source_checkout() or Path()
 DEFAULT_SETTINGS_FILE = REPO_ROOT / "hub" / "settings.yaml"
 
 
-class SettingsError(ValueError):
+class SettingsError(Invalid):
     """Settings that do not match the schema; ``errors`` lists one message per problem."""
 
     def __init__(self, errors, source=None):
@@ -111,7 +124,7 @@ def validate_settings(settings, schema_dir=SCHEMA_DIR, source=None):
 
 def load_settings(path=None, schema_dir=SCHEMA_DIR):
     """Read and validate a settings YAML file (default: ``$DEEPVRE_SETTINGS`` or hub/settings.yaml)."""
-    path = Path(path or os.environ.get("DEEPVRE_SETTINGS") or DEFAULT_SETTINGS_FILE)
+    path = Path(path or Environment().settings or DEFAULT_SETTINGS_FILE)
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -123,5 +136,5 @@ def load_settings(path=None, schema_dir=SCHEMA_DIR):
 
 def state_dir(settings, override=None):
     """The folder for the hub's state: ``override``, ``hub.state_dir``, or ``var/`` at the repo root."""
-    chosen = override or os.environ.get("DEEPVRE_STATE_DIR") or settings.get("hub", {}).get("state_dir")
+    chosen = override or Environment().state_dir or settings.get("hub", {}).get("state_dir")
     return Path(chosen or REPO_ROOT / "var").resolve()

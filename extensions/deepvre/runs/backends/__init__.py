@@ -1,4 +1,5 @@
-"""Where a run executes. Each backend module has ``submit(run, profile)``,
+"""Where a run executes. Each backend module has ``submit(run, profile, slurm)`` (``slurm``: the
+site's ``slurm:`` settings section, as loaded by the caller),
 ``alive(run)`` (None when it cannot tell) and ``cancel(run)``."""
 
 BACKENDS = ("local", "slurm")

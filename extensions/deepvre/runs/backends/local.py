@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 
+from ...site import environment
 from .. import store
 
 
@@ -19,13 +20,14 @@ def worker_command(run_path, python=None):
     return [python or sys.executable, "-m", "deepvre.runs.execute", run_path]
 
 
-def submit(run, profile=None):
-    """Start the worker; return the Popen (the caller may wait on it)."""
+def submit(run, profile=None, slurm=None):
+    """Start the worker; return the Popen (the caller may wait on it). ``profile`` and ``slurm``
+    are for the Slurm backend."""
     with open(run.file(store.LOG), "ab") as log:
         proc = subprocess.Popen(
             worker_command(run.path), cwd=run.path, stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "DEEPVRE_RUN_ID": run.id, "DEEPVRE_RUN_DIR": run.path},
+            env={**os.environ, environment.RUN_ID: run.id, environment.RUN_DIR: run.path},
         )
     store.update_status(run.path, pid=proc.pid, pgid=proc.pid, host=socket.gethostname())
     return proc

@@ -12,7 +12,8 @@ import subprocess
 import sys
 
 # The one profile -> Slurm mapping, shared with the hub's Slurm mode and Dask's SLURMCluster.
-from ...site.slurm_terms import sbatch_options, site_section
+from ...site import environment
+from ...site.slurm_terms import sbatch_options, slurm_settings
 from .. import store
 from .local import worker_command
 
@@ -31,7 +32,7 @@ def sbatch_script(run_id, run_path, profile=None, python=None, slurm=None):
         "#SBATCH --ntasks=1",
         *(f"#SBATCH {opt}" for opt in sbatch_options(profile, slurm)),
         f"cd {shlex.quote(run_path)}",
-        f"export DEEPVRE_RUN_ID={shlex.quote(run_id)} DEEPVRE_RUN_DIR={shlex.quote(run_path)}",
+        f"export {environment.RUN_ID}={shlex.quote(run_id)} {environment.RUN_DIR}={shlex.quote(run_path)}",
         "exec " + shlex.join(worker_command(run_path, python)),
     ]
     return "\n".join(lines) + "\n"
@@ -45,10 +46,12 @@ def parse_job_id(out):
     return job
 
 
-def submit(run, profile=None):
+def submit(run, profile=None, slurm=None):
+    """Submit the run's batch script; ``slurm`` is the site's ``slurm:`` section (the caller
+    loaded it; ``None``: the defaults)."""
     script = run.file("job.sbatch")
     with open(script, "w") as f:
-        f.write(sbatch_script(run.id, run.path, profile, python=sys.executable, slurm=site_section()))
+        f.write(sbatch_script(run.id, run.path, profile, python=sys.executable, slurm=slurm_settings(slurm)))
     done = subprocess.run(["sbatch", "--parsable", script], check=False, capture_output=True, text=True)
     if done.returncode:
         store.update_status(run.path, state="failed", error=f"sbatch: {done.stderr.strip()}",
