@@ -33,6 +33,20 @@ from tests.prereqs import require, require_program, require_root
 DEFAULT_BASE = "/tmp/deepvre-slurm"
 PARTITION = "debug"
 
+# What every test cluster shares (tests/slurmnodes.py too): plugins that need no cgroups or accounting.
+PLUGINS = """\
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+ReturnToService=2
+SlurmctldTimeout=30
+SlurmdTimeout=30
+"""
+
 CONF = """\
 ClusterName=deepvre
 SlurmctldHost=localhost(127.0.0.1)
@@ -47,17 +61,7 @@ SlurmctldPidFile={base}/slurmctld.pid
 SlurmdPidFile={base}/slurmd.pid
 SlurmctldLogFile={base}/slurmctld.log
 SlurmdLogFile={base}/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-MpiDefault=none
-ReturnToService=2
-SlurmctldTimeout=30
-SlurmdTimeout=30
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN
+{plugins}NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN
 PartitionName={partition} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -130,7 +134,7 @@ def start_slurm(base=None):
         os.makedirs(os.path.join(base, sub), exist_ok=True)
     with open(conf, "w") as f:
         f.write(CONF.format(base=base, ctld_port=_free_port(), d_port=_free_port(),
-                            cpus=os.cpu_count() or 2, partition=PARTITION))
+                            cpus=os.cpu_count() or 2, partition=PARTITION, plugins=PLUGINS))
     env = slurm.env
     log = open(os.path.join(base, "daemons.out"), "ab")
     started.append(subprocess.Popen(["slurmctld", "-D", "-i", "-f", conf], env=env, stdout=log, stderr=log))

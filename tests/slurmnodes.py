@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass, field
 
 from tests.prereqs import require_program, require_root
+from tests.slurmd import PLUGINS
 
 HEAD_ADDRESS = "192.0.2.11"
 NODE2_ADDRESS = "192.0.2.12"
@@ -61,17 +62,7 @@ SlurmctldPidFile={base}/slurmctld.pid
 SlurmdPidFile={base}/slurmd-%n.pid
 SlurmctldLogFile={base}/slurmctld.log
 SlurmdLogFile={base}/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-MpiDefault=none
-ReturnToService=2
-SlurmctldTimeout=30
-SlurmdTimeout=30
-NodeName=head NodeAddr={head} CPUs={cpus} RealMemory=2000 State=UNKNOWN
+{plugins}NodeName=head NodeAddr={head} CPUs={cpus} RealMemory=2000 State=UNKNOWN
 NodeName=node2 NodeAddr={node2} CPUs={cpus} RealMemory=2000 State=UNKNOWN
 PartitionName={partition} Nodes=head,node2 Default=YES MaxTime=INFINITE State=UP
 PartitionName={far} Nodes=node2 MaxTime=INFINITE State=UP
@@ -235,7 +226,8 @@ def start_two_nodes():
             os.makedirs(os.path.join(base, sub))
         with open(cluster.conf, "w") as f:
             f.write(CONF.format(base=base, head=head.address, node2=node2.address, ctld_port=CTLD_PORT,
-                                d_port=SLURMD_PORT, cpus=os.cpu_count() or 2, partition=PARTITION, far=FAR))
+                                d_port=SLURMD_PORT, cpus=os.cpu_count() or 2, partition=PARTITION, far=FAR,
+                                plugins=PLUGINS))
         with open(os.path.join(base, "daemons.out"), "ab") as log:
             cluster.started.append(cluster.popen(head, ["slurmctld", "-D", "-i", "-f", cluster.conf],
                                                  stdout=log, stderr=log))

@@ -137,13 +137,13 @@ def test_cli_answers_outside_a_checkout(installed):
     venv, src, elsewhere = installed
     env = outside_env(venv)
     assert "hub" in run([venv / "bin" / "deepvre", "--help"], cwd=elsewhere, env=env).stdout
-    # outside a checkout, the default settings file is hub/settings.yaml of the current folder
+    # outside a checkout, the default settings file is the system's, never one in the current folder
+    (elsewhere / "hub").mkdir(parents=True, exist_ok=True)
+    shutil.copy(src / "hub" / "settings.yaml", elsewhere / "hub" / "settings.yaml")
     absent = run([venv / "bin" / "deepvre", "hub", "check"], cwd=elsewhere, env=env, check=False)
-    assert absent.returncode == 2 and "settings file not found: hub/settings.yaml" in absent.stderr
-    site_folder = elsewhere / "site"
-    (site_folder / "hub").mkdir(parents=True)
-    shutil.copy(src / "hub" / "settings.yaml", site_folder / "hub" / "settings.yaml")
-    assert "settings OK: mode local" in run([venv / "bin" / "deepvre", "hub", "check"], cwd=site_folder, env=env).stdout
+    assert absent.returncode == 2 and "settings file not found: /etc/deepvre/settings.yaml" in absent.stderr
+    named = run([venv / "bin" / "deepvre", "hub", "check", "--settings", "hub/settings.yaml"], cwd=elsewhere, env=env)
+    assert "settings OK: mode local" in named.stdout
 
 
 def test_jupyterhub_loads_the_installed_configuration(installed):

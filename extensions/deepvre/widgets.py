@@ -67,7 +67,7 @@ class MarketplaceBrowser(w.VBox):
                   "No models match. Clear the search, or publish one with `deepvre market publish`.")
 
     def show_model(self, record):
-        details = cards.model_details(record)
+        details = cards.model_details(backends.show_model(record["name"], record.get("version")))
         description = w.HTML(f"<pre style='white-space:pre-wrap'>{html.escape(details['description'])}</pre>")
         declared = {}
         if details["trainable"]:

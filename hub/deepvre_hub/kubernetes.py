@@ -283,9 +283,16 @@ def _culler(settings):
 MARKET_DATABASE_KEY = "database-url"  # the key of marketplace.database_url_secret's Secret
 
 
+def hub_host(k8s):
+    """The hub Service's name as the users' pods resolve it: they live in namespaces of their own
+    (``deepvre-u-NAME``), where the chart's short name ``hub`` means nothing (or, through the
+    node's search domains, somewhere outside the cluster)."""
+    return f"hub.{k8s['namespace']}.svc"
+
+
 def market_url(k8s):
     """Where the users' pods reach the marketplace: through the hub Service, at its own port."""
-    return f"http://hub:{k8s['marketplace_port']}/services/{market_service.SERVICE_NAME}/"
+    return f"http://{hub_host(k8s)}:{k8s['marketplace_port']}/services/{market_service.SERVICE_NAME}/"
 
 
 def _market_database(section):
@@ -376,7 +383,9 @@ def z2jh_values(settings):
     }
 
     hub_config = {
-        "JupyterHub": {"admin_access": False, **_named_servers(settings)},
+        # the servers, in their own namespaces, call the hub API by the Service's qualified name
+        "JupyterHub": {"admin_access": False, "hub_connect_url": f"http://{hub_host(k8s)}:{HUB_API_PORT}",
+                       **_named_servers(settings)},
         # a server's own token opens the server: never sent to the marketplace, so not scoped for it
         "Spawner": {"server_token_scopes": list(SERVER_SCOPES)},
         "KubeSpawner": {

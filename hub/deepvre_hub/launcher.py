@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from deepvre.private_dirs import private_folder
 from deepvre.site import environment
 from deepvre.site.environment import Environment
 from deepvre.site.settings import DEFAULT_SETTINGS_FILE, load_settings, state_dir
@@ -22,10 +23,9 @@ CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
 
 
 def prepare_state(folder):
-    """Create the state folder and its proxy token if missing; return the folder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
+    """Create the state folder (0700, this account's, in folders no other account controls: it
+    holds the secrets and the proxy the hub runs) and its proxy token if missing; return the folder."""
+    folder = Path(private_folder(folder))
     token = folder / "proxy_token"
     if not token.exists():
         fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def proxy_command(repo_root=REPO_ROOT):
-    """configurable-http-proxy installed into the project by npm (``node_modules/.bin``)."""
-    local = Path(repo_root) / "node_modules" / ".bin" / "configurable-http-proxy"
-    if local.exists():
+    """configurable-http-proxy installed into the checkout by npm (``node_modules/.bin``), else on PATH."""
+    local = Path(repo_root or "/nonexistent") / "node_modules" / ".bin" / "configurable-http-proxy"
+    if repo_root is not None and local.exists():
         return [str(local)]
     return ["configurable-http-proxy"]  # on PATH, e.g. Debian's node-configurable-http-proxy
 

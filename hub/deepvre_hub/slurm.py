@@ -25,7 +25,14 @@ import sys
 from traitlets import Dict, Unicode
 
 from deepvre.site import environment
-from deepvre.site.addresses import EVERY_INTERFACE, hub_address, is_loopback, loopback_refusal
+from deepvre.site.addresses import (
+    hub_address,
+    is_every_interface,
+    is_loopback,
+    listen_refusal,
+    loopback_refusal,
+    resolved,
+)
 from deepvre.site.slurm_terms import (
     SlurmSettingsError,
     batchspawner_traits,
@@ -247,9 +254,9 @@ def nodes_reach_hub_refusal(settings, nodes=None, this_host=None):
     sentence naming the setting), or ``None``. ``nodes``: the cluster's node names (``None``: ask
     ``sinfo``, only when the address is loopback; a Slurm that does not answer is logged, not refused)."""
     address = hub_address(settings)
-    if address in EVERY_INTERFACE:
+    if is_every_interface(address) or listen_refusal(settings):
         return loopback_refusal(settings, [], this_host)
-    if not is_loopback(address):
+    if not is_loopback(address, resolved):
         return None
     if nodes is None:
         try:

@@ -89,7 +89,9 @@ async def test_user_pods_get_the_marketplace_url_and_their_own_token(values):
     user = hub_user("alice", values["hub"]["loadRoles"]["user"]["scopes"])
     spawner = await make_spawner(values, hub_user=user)
     env = {e["name"]: e.get("value") for e in serialize(await spawner.get_pod_manifest())["spec"]["containers"][0]["env"]}
-    assert env["DEEPVRE_MARKET_URL"] == "http://hub:10101/services/marketplace/"
+    # the pods live in namespaces of their own: the hub Service's qualified name, for the API too
+    assert env["DEEPVRE_MARKET_URL"] == "http://hub.deepvre.svc:10101/services/marketplace/"
+    assert values["hub"]["config"]["JupyterHub"]["hub_connect_url"] == "http://hub.deepvre.svc:8081"
     first = orm.APIToken.find(user.db, env["DEEPVRE_MARKET_TOKEN"])
     assert first.user.name == "alice"
     assert first.scopes == ["access:services!service=marketplace"]  # the marketplace, nothing else

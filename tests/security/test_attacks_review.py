@@ -198,29 +198,29 @@ def _second_version(model, tmp_path, payload):
 
 
 def test_confirmed_notebook_is_the_one_that_runs(api, colours_model, jp_root_dir, tmp_path, monkeypatch):  # noqa: F811
-    """ana's colours 1.0.0 is confirmed by its sha256; right after the request reads the notebook
-    (its one read, before the check and the copy) ana publishes 2.0.0 and a fetch of "latest" (the
-    panel's ``GET models/colours/parameters``) writes 2.0.0's files into the very folder it was read
-    from. The run must use what was confirmed (or refuse), not 2.0.0's notebook."""
+    """ana's colours 1.0.0 is confirmed by its sha256; right after the request fetches the notebook
+    (its one fetch, before the check and the copy) ana publishes 2.0.0 and a fetch of "latest" (the
+    panel's ``GET models/colours/parameters``) writes 2.0.0's notebook into the panel's folder. The
+    run must use what was confirmed (or refuse), not 2.0.0's notebook."""
     from deepvre.market.catalog import Catalog
     from deepvre.server import backends
 
     market = _own_market(tmp_path, monkeypatch, colours_model)
     v2, doc2 = _second_version(colours_model, tmp_path, "# DVATK-PAYLOAD: not what the user confirmed\n")
 
-    real = backends.read_file
+    real = backends.fetch_file
     armed = []
 
-    def read_then_race(path):
-        data = real(path)
+    def fetch_then_race(client, entry, filename):
+        data = real(client, entry, filename)
         if armed and not armed[0]:
             armed[0] = True
             catalog = Catalog(database_url=f"sqlite:///{market}/catalog.sqlite", store_url=str(market / "artifacts"))
             catalog.publish(doc2, {p.name: p for p in v2.iterdir()}, "ana", visibility="public")
-            backends.training_notebook("colours", None, os.path.dirname(path))  # the concurrent GET parameters
+            backends.training_notebook("colours", None, str(tmp_path / "panel"))  # the concurrent GET parameters
         return data
 
-    monkeypatch.setattr(backends, "read_file", read_then_race)
+    monkeypatch.setattr(backends, "fetch_file", fetch_then_race)
     body = {"model": "colours", "parameters": {"epochs": 1}}
     status, data = api("POST", "runs", body=body)
     assert status == 409, data

@@ -92,3 +92,27 @@ def test_a_dask_scheduler_on_loopback_with_workers_elsewhere_is_refused():
     assert clusters.scheduler_refusal(kwargs, ["localhost"], this_host="head") is None
     kwargs = clusters.slurm_cluster_kwargs({"slurm": {"queue": "far", "host": "192.0.2.11"}})
     assert clusters.scheduler_refusal(kwargs, ["node2"], this_host="head") is None
+
+
+def test_other_spellings_of_loopback_and_every_interface_are_refused():
+    """An attacker-friendly spelling must not pass the check: JupyterHub hands the servers the
+    address as written, which on each node is that node itself."""
+    for spelling in ("127.1", "0x7f000001", "2130706433", "::ffff:127.0.0.1"):
+        assert addresses.is_loopback(spelling), spelling
+        assert hub_slurm.nodes_reach_hub_refusal(settings(hub_ip=spelling), TWO_NODES, this_host="head"), spelling
+    for spelling in ("0", "0.0", "::0", "0:0::0"):
+        assert addresses.is_every_interface(spelling), spelling
+        assert "every interface" in hub_slurm.nodes_reach_hub_refusal(settings(hub_ip=spelling), ["localhost"])
+    # a host name that points at loopback on this machine (Debian maps its own name to 127.0.1.1)
+    assert addresses.is_loopback("head", lambda name: ["127.0.1.1"])
+    assert not addresses.is_loopback("head", lambda name: ["192.0.2.11"])
+
+
+def test_a_connect_address_the_hub_does_not_listen_on_is_refused():
+    """hub_connect_ip without hub_ip: the hub API would listen on loopback and the servers call an
+    address where nothing listens, which any account on the machine could bind first."""
+    reason = addresses.listen_refusal(settings(hub_connect_ip="192.0.2.11"))
+    assert reason.startswith("hub.hub_ip: the hub API would listen on 127.0.0.1, but hub.hub_connect_ip")
+    assert hub_slurm.nodes_reach_hub_refusal(settings(hub_connect_ip="192.0.2.11"), TWO_NODES, "head") == reason
+    assert addresses.listen_refusal(settings(hub_ip="0.0.0.0", hub_connect_ip="192.0.2.11")) is None
+    assert addresses.listen_refusal(settings(hub_ip="192.0.2.11", hub_connect_ip="192.0.2.11")) is None

@@ -14,7 +14,7 @@ def hub():
 
 @hub.command()
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False), default=None,
-              help="Settings YAML (default: $DEEPVRE_SETTINGS or hub/settings.yaml).")
+              help="Settings YAML (default: $DEEPVRE_SETTINGS, else hub/settings.yaml in a checkout, /etc/deepvre/settings.yaml installed).")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the database and secrets (default: hub.state_dir, else var/ in the checkout, or in the current folder when installed).")
 @click.option("--port", type=int, default=None, help="Public port (overrides hub.port).")
@@ -37,7 +37,7 @@ def up(settings_file, state_dir, port, ip):
 
 @hub.command("check")
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False), default=None,
-              help="Settings YAML (default: $DEEPVRE_SETTINGS or hub/settings.yaml).")
+              help="Settings YAML (default: $DEEPVRE_SETTINGS, else hub/settings.yaml in a checkout, /etc/deepvre/settings.yaml installed).")
 @click.option("--explain", is_flag=True,
               help="Also list every DEEPVRE_* environment variable: what it is, who sets and reads it, "
                    "and its value here (secrets hidden).")

@@ -33,7 +33,7 @@ from traitlets.config import Application, catch_config_error
 
 from ..site.environment import Environment
 from .catalog import Catalog
-from .handlers import make_app
+from .handlers import SMALL_BODY, make_app
 from .processes import forward_signals, stop_on_signals
 from .service import SERVICE_NAME
 
@@ -141,7 +141,11 @@ python -m deepvre.market --processes 4                  # under a hub: where $JU
         else:
             prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
             app = make_app(catalog, prefix, cookie_secret=cookie_secret)
-        server = httpserver.HTTPServer(app, max_body_size=catalog.upload_limit + 1024 * 1024)
+        # Bodies are small (JSON) until a caller is known: an upload raises its own limit once its
+        # credentials passed (handlers.ModelsHandler), so nobody makes the service buffer gigabytes.
+        # Connections idle or feeding a body too slowly are closed.
+        server = httpserver.HTTPServer(app, max_body_size=SMALL_BODY, idle_connection_timeout=300,
+                                       body_timeout=3600)
         server.add_sockets(sockets)
         loop = ioloop.IOLoop.current()
         stop_on_signals(loop)

@@ -55,6 +55,14 @@ __all__ = ["Caller", "Catalog", "Conflict", "Forbidden", "NotFound", "UploadTooL
 log = logging.getLogger("deepvre.market")
 
 
+def card_fields(document):
+    """What a model card shows from a version's document: ``metrics``, ``base_model`` (``{name,
+    version}`` or None) and ``trainable`` (it names a training notebook)."""
+    section = document.get(metadata.SECTION) or {}
+    return {"metrics": section.get("metrics") or {}, "base_model": section.get("base_model"),
+            "trainable": bool((section.get("training") or {}).get("notebook"))}
+
+
 @dataclasses.dataclass(frozen=True)
 class Caller:
     """Who is asking: a hub user (name, groups, admin) or the local user."""
@@ -192,7 +200,13 @@ class Catalog(Configurable):
             if depth and len(rows) < limit:
                 stmt = index.search_query(session, caller, query, filters, sort, limit, offset, tiered=tiered)
                 rows = list(session.scalars(stmt.options(defer(ModelRow.description))))
-            return [self._summary(row) for row in rows]
+            # what a card shows beyond the row (metrics, base model, trainable): one query per page
+            documents = dict(session.execute(
+                sa.select(VersionRow.name, VersionRow.document)
+                .where(sa.tuple_(VersionRow.name, VersionRow.version).in_([(r.name, r.latest) for r in rows]))
+            ).all()) if rows else {}
+            return [{**self._summary(row), **card_fields(json.loads(documents.get(row.name) or "{}"))}
+                    for row in rows]
 
     def show(self, caller, name, version=None):
         """One version (default: the latest) with its metadata, files and the list of versions."""
@@ -203,12 +217,14 @@ class Catalog(Configurable):
             if ver is None:
                 raise NotFound(f"model {name!r} has no version {version!r}")
             entry = self._summary(row, self._groups(session, name))
+            document = json.loads(ver.document)
+            entry.update(card_fields(document))
             entry.update(
                 version=ver.version,
                 version_deprecated=ver.deprecated,
                 published_by=ver.published_by,
                 published=ver.created.isoformat() + "Z",
-                metadata=json.loads(ver.document),
+                metadata=document,
                 files=json.loads(ver.files),
                 versions=self._version_list(session, name),
             )

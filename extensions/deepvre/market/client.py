@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
-from ..errors import Unavailable, for_status
+from ..errors import NotFound, Unavailable, for_status
 from ..site.environment import MARKET_URL, Environment
 from . import metadata
 from .catalog import Caller, Catalog
@@ -103,6 +103,11 @@ class LocalMarket:
 
     def pull(self, name, version, dest, overwrite=False, verify="blake3"):
         return self.catalog.pull(self.caller, name, version, dest, overwrite, verify)
+
+    def read_file(self, entry, filename, verify="blake3"):
+        """One file of the version ``entry`` (from :meth:`show`), checked, as bytes."""
+        _, chunks = self.catalog.iter_file(self.caller, entry["name"], entry["version"], filename, verify)
+        return b"".join(chunks)
 
     def publish(self, document, files, visibility=None, groups=None):
         return self.catalog.publish(document, files, self.caller, visibility, groups)
@@ -189,6 +194,16 @@ class HTTPMarket:
             self.download(name, entry["version"], filename, info, target, verify)
         (dest / "metadata.json").write_text(json.dumps(entry["metadata"], indent=2))
         return entry
+
+    def read_file(self, entry, filename, verify="blake3"):
+        """One file of the version ``entry`` (from :meth:`show`), checked, as bytes: one request,
+        not the whole version."""
+        info = entry["files"].get(filename)
+        if info is None:
+            raise NotFound(f"{entry['name']}:{entry['version']} has no file {filename!r}")
+        with tempfile.TemporaryDirectory() as folder:
+            return self.download(entry["name"], entry["version"], filename, info, Path(folder) / "file",
+                                 verify).read_bytes()
 
     def download(self, name, version, filename, info, target, verify="blake3"):
         part = Path(f"{target}.part")

@@ -195,6 +195,10 @@ def _filters(params):
     return {k: params[k] for k in keys if params.get(k)}
 
 
+# The most a request body may be before its caller is known (JSON bodies; refusals drained).
+SMALL_BODY = 2 * 1024 * 1024
+
+
 @web.stream_request_body
 class ModelsHandler(BaseHandler):
     """GET: list and search. POST: publish (a tar of metadata.json plus the files).

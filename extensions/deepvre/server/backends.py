@@ -4,9 +4,9 @@ Each adapter calls the one Python API of its area (the market client, the runner
 the pipelines, DEEPaaS serving), imported when first used (the server starts fast).
 """
 
+import collections
 import hashlib
 import os
-import tempfile
 from typing import NamedTuple
 
 # -- marketplace ---------------------------------------------------------------------------
@@ -22,7 +22,8 @@ def market_client():
 
 
 def search_models(query="", trainable=None, **filters):
-    """Full records (as ``show``) of the models matching ``query`` and the non-empty ``filters``."""
+    """The search entries of the models matching ``query`` and the non-empty ``filters``: they
+    carry what a card shows (one request for the page, none per hit)."""
     filters = {k: v for k, v in filters.items() if v not in (None, "")}
     if trainable:
         filters["category"] = TRAINABLE
@@ -30,7 +31,7 @@ def search_models(query="", trainable=None, **filters):
     found = market.search(query or "", **filters)
     if trainable and filters.get("category") != TRAINABLE:  # both a category and trainable asked
         found = [m for m in found if TRAINABLE in m.get("categories", [])]
-    return [market.show(m["name"], m.get("version")) for m in found]
+    return found
 
 
 def show_model(name, version=None):
@@ -46,12 +47,32 @@ def _notebook_name(name, entry):
 
 
 def training_notebook(name, version, dest_dir):
-    """Fetch the model's training notebook into ``dest_dir``; return its local path."""
-    market = market_client()
-    entry = market.show(name, version or None)
-    notebook = _notebook_name(name, entry)
-    market.pull(name, entry["version"], dest_dir, overwrite=True)
-    return os.path.join(dest_dir, notebook)
+    """Write the model's training notebook (only it) into ``dest_dir``; return its local path."""
+    from .. import atomic
+
+    snapshot = training_snapshot(name, version)
+    os.makedirs(dest_dir, exist_ok=True)
+    path = os.path.join(dest_dir, snapshot.filename)
+    with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(snapshot.data)
+    return path
+
+
+# Files of immutable versions, by sha256: a form opened again fetches nothing (bounded, per server).
+_FILES = collections.OrderedDict()
+_FILES_KEPT = 32
+
+
+def fetch_file(market, entry, filename):
+    """The bytes of one file of the version ``entry``, checked against its digest, cached by it."""
+    digest = entry["files"][filename]["sha256"]
+    if digest in _FILES:
+        _FILES.move_to_end(digest)
+    else:
+        _FILES[digest] = market.read_file(entry, filename)
+        while len(_FILES) > _FILES_KEPT:
+            _FILES.popitem(last=False)
+    return _FILES[digest]
 
 
 class NotebookSnapshot(NamedTuple):
@@ -75,18 +96,12 @@ class NotebookSnapshot(NamedTuple):
         return hashlib.sha256(self.data).hexdigest()
 
 
-def read_file(path):
-    """The bytes of the file at ``path``, read once."""
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def training_snapshot(name, version, work_dir):
+def training_snapshot(name, version):
     """The model's training notebook as a :class:`NotebookSnapshot`.
 
     ``version`` (None: the latest) is resolved to a concrete version first (versions are
-    immutable), whose files are pulled into a fresh private folder under ``work_dir``, removed once
-    the notebook is read: no other request's fetch writes there, and nothing reads the file again.
+    immutable); only the notebook is fetched (not the model's weights), checked against its
+    digest and kept by it (:func:`fetch_file`). What is checked is what is written.
     """
     market = market_client()
     entry = market.show(name, version or None)
@@ -94,11 +109,7 @@ def training_snapshot(name, version, work_dir):
     if notebook not in entry.get("files", {}):
         raise LookupError(f"{name}:{entry['version']} names {notebook!r} as its training notebook, "
                           "but has no such file")
-    os.makedirs(work_dir, mode=0o700, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="pull-", dir=work_dir) as folder:  # 0700, this call's own
-        market.pull(name, entry["version"], folder)
-        data = read_file(os.path.join(folder, notebook))
-    return NotebookSnapshot(entry, notebook, data)
+    return NotebookSnapshot(entry, notebook, fetch_file(market, entry, notebook))
 
 
 def publish_run(run, name, version, lineage, visibility="private"):

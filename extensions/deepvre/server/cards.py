@@ -34,7 +34,7 @@ def model_card(record):
         "metrics": _first(record, "metrics", "metadata.deepvre.metrics", default={}),
         "version": _first(record, "version", "metadata.version", default=""),
         "owner": _first(record, "owner", default=""),
-        "lineage": _first(record, "lineage", "metadata.deepvre.base_model", default=None),
+        "lineage": _first(record, "lineage", "base_model", "metadata.deepvre.base_model", default=None),
         "trainable": bool(_first(record, "trainable", "metadata.deepvre.training.notebook", default=False)),
     }
 

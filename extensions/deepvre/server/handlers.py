@@ -103,10 +103,8 @@ class Base(APIHandler):
         return self.resolve(self.ext.runs_dir)
 
     async def model_notebook(self, name, version):
-        """The model's training notebook (a :class:`backends.NotebookSnapshot`), read once from a
-        private folder of its own under the server's cache folder."""
-        work_dir = os.path.join(self.ext.cache_dir, "notebooks")
-        return await self.blocking(backends.training_snapshot, name, version, work_dir)
+        """The model's training notebook (a :class:`backends.NotebookSnapshot`), fetched once."""
+        return await self.blocking(backends.training_snapshot, name, version)
 
     def default_target(self, name, source):
         """Where Fine-tune writes the notebook when the user names no path: a free name in notebooks_dir."""

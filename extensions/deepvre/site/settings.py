@@ -7,6 +7,7 @@ its key path, e.g. ``profiles[2].gpus: -1 is less than the minimum of 0``.
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -25,10 +26,16 @@ def source_checkout(here=__file__):
     return root if (root / "extensions" / "deepvre").is_dir() and (root / "hub" / "deepvre_hub").is_dir() else None
 
 
-# Where the development defaults live: hub/settings.yaml, var/ (the hub's state) and node_modules/
-# (the proxy). An installed deepvre has no checkout: it looks for them in the folder it runs in.
-REPO_ROOT = source_checkout() or Path()
-DEFAULT_SETTINGS_FILE = REPO_ROOT / "hub" / "settings.yaml"
+# The development defaults live in a checkout: hub/settings.yaml, var/ (the hub's state) and
+# node_modules/ (the proxy). An installed deepvre uses the system's places, never the folder it
+# runs in (a root hub started in a folder others can write would trust what they put there).
+REPO_ROOT = source_checkout()
+if REPO_ROOT is not None:
+    DEFAULT_SETTINGS_FILE, DEFAULT_STATE_DIR = REPO_ROOT / "hub" / "settings.yaml", REPO_ROOT / "var"
+else:
+    DEFAULT_SETTINGS_FILE = Path("/etc/deepvre/settings.yaml")
+    DEFAULT_STATE_DIR = (Path("/var/lib/deepvre") if os.geteuid() == 0
+                         else Path.home() / ".local" / "state" / "deepvre")
 
 
 class SettingsError(Invalid):
@@ -135,6 +142,7 @@ def load_settings(path=None, schema_dir=SCHEMA_DIR):
 
 
 def state_dir(settings, override=None):
-    """The folder for the hub's state: ``override``, ``hub.state_dir``, or ``var/`` at the repo root."""
+    """The folder for the hub's state: ``override``, ``hub.state_dir``, else ``var/`` in a checkout
+    (installed: /var/lib/deepvre as root, ~/.local/state/deepvre otherwise)."""
     chosen = override or Environment().state_dir or settings.get("hub", {}).get("state_dir")
-    return Path(chosen or REPO_ROOT / "var").resolve()
+    return Path(chosen or DEFAULT_STATE_DIR).resolve()
