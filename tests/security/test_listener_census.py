@@ -974,6 +974,17 @@ def inconclusive(ln):
             or (ln.proto == "tls" and ln.facts.get("dask") not in ("Scheduler", "Nanny", "Worker")))
 
 
+def forked_holder(listener, rows_seen):
+    """Whether ``listener`` is its parent's listening socket, seen in a child (a run worker the
+    server started) in the instant between fork and exec, when the child still holds every fd
+    of its parent and the sample missed the parent: the same socket is a classified listener of
+    the child's parent process."""
+    parent = listener.facts.get("ppid")
+    return any(ln.pid == parent and (ln.kind, ln.port if ln.kind == "tcp" else ln.address)
+               == (listener.kind, listener.port if listener.kind == "tcp" else listener.address)
+               for listeners in rows_seen.values() for ln in listeners)
+
+
 def census_problems(census, live, table, ctx):
     """Every problem of a finished census: classification of every listener seen, rows of the mode
     never seen, probes of the live ones. A listener that was gone before it could be examined
@@ -986,16 +997,24 @@ def census_problems(census, live, table, ctx):
         ln.facts.pop("gone", None)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(examine, again))
-    rows_seen = {}
-    census.unexamined = []
+    rows_seen, unmatched = {}, []
+    census.unexamined, census.forked = [], []
     for key, ln in census.seen.items():
         if key not in live_keys and inconclusive(ln):
             census.unexamined.append(ln)
             continue
         name, found = classify(ln, table, ctx)
+        if name is None and found:
+            unmatched.append((ln, found))
+            continue
         problems += found
         if name:
             rows_seen.setdefault(name, []).append(ln)
+    for ln, found in unmatched:
+        if forked_holder(ln, rows_seen):
+            census.forked.append(ln)  # the parent's socket, seen in a child between fork and exec
+        else:
+            problems += found
     for name, row in table.items():
         if ctx.mode in row["modes"] and row["auth"] != "no-listener" and name not in rows_seen:
             problems.append(f"row {name!r} lists mode {ctx.mode}, but the session opened no such listener")
@@ -1010,6 +1029,9 @@ def report(ctx, census, rows_seen, seconds):
                                                          for ln in listeners))
     roles = sorted({role for role, *_ in census.roles_seen.values()})
     print(f"  session processes' roles: {roles}")
+    forked = getattr(census, "forked", [])
+    print(f"  a parent's socket seen in its child between fork and exec: {len(forked)}: "
+          + ", ".join(f"{ln.address} (pid {ln.pid}, parent {ln.facts.get('ppid')})" for ln in forked))
     gone = getattr(census, "unexamined", [])
     print(f"  gone before they could be examined (a preprocess job's cluster): {len(gone)}: "
           + ", ".join(f"{ln.address} (pid {ln.pid}: {ln.cmdline[:60]})" for ln in gone))
@@ -1265,6 +1287,23 @@ def test_census_reports_a_listener_no_row_matches():
                       cmdline="python -m jupyterhub_idle_culler", role="culler", proto="http")
     name, problems = classify(culler, table, fake_context())
     assert name == "idle culler" and any("opens no listener" in p for p in problems), problems
+
+
+def test_a_parents_socket_seen_in_a_forked_child_is_the_parents():
+    """Between fork and exec a child holds its parent's listening socket; a sample that caught
+    only the child must not count it as a new listener, and a child's own socket still counts."""
+    server = Listener("tcp", "0.0.0.0:5555", 4343, host="127.0.0.1", port=5555, uid=os.getuid(),
+                      cmdline="python jupyterhub-singleuser", role="server", proto="http")
+    rows_seen = {"user server": [server]}
+    child = Listener("tcp", "0.0.0.0:5555", 4400, host="127.0.0.1", port=5555, uid=os.getuid(),
+                     cmdline="python -m deepvre.runs.execute run", role="run", proto="http",
+                     facts={"ppid": 4343})
+    assert forked_holder(child, rows_seen)
+    own = Listener("tcp", "127.0.0.1:7777", 4400, host="127.0.0.1", port=7777, uid=os.getuid(),
+                   cmdline="python -m deepvre.runs.execute run", role="run", proto="http", facts={"ppid": 4343})
+    stranger = Listener("tcp", "0.0.0.0:5555", 4500, host="127.0.0.1", port=5555, uid=os.getuid(),
+                        cmdline="python3 -m http.server", role="other", proto="http", facts={"ppid": 1})
+    assert not forked_holder(own, rows_seen) and not forked_holder(stranger, rows_seen)
 
 
 def test_kernel_channels_come_from_the_connection_file(tmp_path):
