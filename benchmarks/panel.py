@@ -37,8 +37,12 @@ from tests.market.markethub import market_hub  # noqa: E402
 
 
 def model_files(folder, weights_mb):
+    import keras
+
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.keras").write_bytes(os.urandom(weights_mb * 1024 * 1024))
+    units = weights_mb * 1024 * 1024 // 4 // 1000  # float32 weights of Dense(1000 -> units)
+    model = keras.Sequential([keras.Input((1000,)), keras.layers.Dense(units)])
+    model.save(folder / "model.keras")
     notebook = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [],
                            "execution_count": None, "source": "epochs = 3\nlearning_rate = 0.001\n"}],
                 "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
@@ -82,7 +86,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     load_start = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp, market_hub(Path(tmp) / "hub", {"upload_limit": 2**31}) as hub:
+    with tempfile.TemporaryDirectory() as tmp, market_hub(Path(tmp), {"upload_limit": 2**31}) as hub:
         market = HTTPMarket(hub["market_url"], hub["tokens"]["alice"])
         files = model_files(Path(tmp) / "files", args.weights_mb)
         for i in range(args.models):
