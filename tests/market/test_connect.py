@@ -108,3 +108,15 @@ def test_the_cli_says_so(tmp_path):
     answer = json.loads(out.stdout)
     assert answer["error"] == "Unavailable" and "DEEPVRE_MARKET_URL" in answer["errors"][0]
     assert not (tmp_path / "market").exists()
+
+
+def test_a_store_url_with_a_password_never_reaches_the_command_line():
+    """Every account reads a process's command line: credentials in marketplace.store_url
+    (sftp://user:pw@..., an fsspec URL) are refused where the hub builds the service's command."""
+    from deepvre.errors import Invalid
+    from deepvre.market import service
+
+    with pytest.raises(Invalid, match="marketplace.store_url: holds a password"):
+        service.hub_service({"marketplace": {"store_url": "sftp://market:s3cret@files.example/catalog"}})
+    entry = service.hub_service({"marketplace": {"store_url": "s3://bucket/catalog"}})
+    assert entry["command"][-2:] == ["--store-url", "s3://bucket/catalog"]

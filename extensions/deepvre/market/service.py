@@ -11,7 +11,9 @@ imports tornado: the web side is :mod:`.handlers`, uploads :mod:`.uploads`, the 
 import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from ..errors import Invalid
 from ..site.environment import MARKET_DATABASE_URL, MARKET_DIR, MARKET_URL, Environment
 
 SERVICE_NAME = "marketplace"
@@ -49,6 +51,10 @@ def hub_service(settings, state_dir=None):
     ``$DEEPVRE_STATE_DIR``) unless the ``marketplace:`` settings name a database and store.
     """
     section = (settings or {}).get("marketplace") or {}
+    if section.get("store_url") and urlsplit(section["store_url"]).password:
+        raise Invalid("marketplace.store_url: holds a password, and the service's command line is "
+                      "readable by every account; give the store's credentials in its environment "
+                      "(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) instead")
     command = [sys.executable, "-m", "deepvre.market"]
     for key in ("store_url", "upload_limit", "processes"):
         if section.get(key):
