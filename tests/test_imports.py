@@ -22,10 +22,7 @@ ROOTS = {"deepvre": Path(REPO) / "extensions" / "deepvre", "deepvre_hub": Path(R
 JUPYTER_SIDE = ("deepvre.server", "deepvre.widgets", "deepvre.cli", "deepvre.labextension")
 
 # (importer, imported or "<string>") still to be turned around
-REMAINING = {
-    ("deepvre.cli.deploy", "deepvre_hub"),
-    ("deepvre.cli.hub", "deepvre_hub"),
-}
+REMAINING = set()
 
 
 def floor(module):

@@ -34,4 +34,16 @@ def site_settings(path=None):
 
 
 # each sub-command module attaches itself to ``main``
-from . import data, deploy, hub, market, preprocess, run, serve, weights  # noqa: E402, F401
+from . import data, market, preprocess, run, serve, weights  # noqa: E402, F401
+
+
+def _attach_installed_commands():
+    """The commands other packages offer (``deepvre.commands`` entry points: the hub's ``hub``
+    and ``deploy``, from ``deepvre_hub.commands``), without importing them by name here."""
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group="deepvre.commands"):
+        main.add_command(point.load(), point.name)
+
+
+_attach_installed_commands()
