@@ -110,6 +110,9 @@ def test_models_panel_end_to_end_through_the_hub(hub):
             page.get_by_role("button", name="Start").click()
             page.wait_for_selector(".jp-LabShell", timeout=180_000)
             assert f"/user/{hub.user}/lab" in page.url
+            # a new user's lab opens its Launcher in the main area, which takes the focus when it
+            # comes: the keyboard checks below start once it is there
+            expect(page.locator(".jp-Launcher")).to_be_visible(timeout=60_000)
 
             page.click('li[data-id="deepvre-models"]')
             panel = page.locator("#deepvre-models")
