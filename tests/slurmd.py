@@ -163,14 +163,19 @@ def stop_slurm(slurm):
     """Stop what ``start_slurm`` started (slurmd, slurmctld, munged), newest first."""
     if slurm.started:
         _cancel_jobs(slurm.env)
-    for proc in reversed(slurm.started):
+    stop_daemons(slurm.started)
+    slurm.started = []
+
+
+def stop_daemons(started):
+    """Terminate the processes of ``started``, newest first (killed after 20 s)."""
+    for proc in reversed(started):
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    slurm.started = []
 
 
 def session_slurm():

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 
 from tests.prereqs import require_program, require_root
-from tests.slurmd import PLUGINS
+from tests.slurmd import PLUGINS, stop_daemons
 
 HEAD_ADDRESS = "192.0.2.11"
 NODE2_ADDRESS = "192.0.2.12"
@@ -253,13 +253,7 @@ def stop_two_nodes(cluster):
             if out.returncode != 0 or not out.stdout.strip():
                 break
             time.sleep(0.5)
-    for proc in reversed(cluster.started):
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_daemons(cluster.started)
     cluster.started = []
     _remove_network(cluster)
     shutil.rmtree(cluster.base, ignore_errors=True)

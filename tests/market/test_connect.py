@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from deepvre.errors import Unavailable
+from deepvre.market import client
 from deepvre.market.catalog import Catalog
 from deepvre.market.client import HTTPMarket, LocalMarket, connect
 
@@ -23,6 +24,7 @@ def env(monkeypatch, tmp_path):
     for name in ("JUPYTERHUB_API_TOKEN", "DEEPVRE_MARKET_URL", "DEEPVRE_MARKET_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(tmp_path / "market"))
+    monkeypatch.setattr(client, "_ANSWERED", set())
     return monkeypatch
 
 
@@ -120,3 +122,18 @@ def test_a_store_url_with_a_password_never_reaches_the_command_line():
         service.hub_service({"marketplace": {"store_url": "sftp://market:s3cret@files.example/catalog"}})
     entry = service.hub_service({"marketplace": {"store_url": "s3://bucket/catalog"}})
     assert entry["command"][-2:] == ["--store-url", "s3://bucket/catalog"]
+
+
+def test_the_check_is_made_once_per_process(env):
+    """The panel connects once per request: only the first connect to a marketplace probes it."""
+    server, url = _serve(200)
+    env.setenv("JUPYTERHUB_API_TOKEN", "server-token")
+    env.setenv("DEEPVRE_MARKET_URL", url)
+    probes = []
+    real = HTTPMarket.check
+    env.setattr(HTTPMarket, "check", lambda self, *a, **k: (probes.append(self.url), real(self, *a, **k)))
+    try:
+        connect(), connect(), connect()
+    finally:
+        server.shutdown()
+    assert len(probes) == 1

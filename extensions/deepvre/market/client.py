@@ -42,6 +42,10 @@ def in_hub(environ=None):
     return bool((os.environ if environ is None else environ).get("JUPYTERHUB_API_TOKEN"))
 
 
+# Marketplaces that answered a check in this process (a later outage: the requests' own errors).
+_ANSWERED = set()
+
+
 def connect(url=None, token=None, catalog=None):
     """A client for the marketplace at ``url`` (with ``token``), else the local catalog.
 
@@ -54,8 +58,9 @@ def connect(url=None, token=None, catalog=None):
     token = token or env.market_token
     if url:
         market = HTTPMarket(url, token)
-        if in_hub():
+        if in_hub() and market.url not in _ANSWERED:  # once per process: the panel connects per request
             market.check()
+            _ANSWERED.add(market.url)
         return market
     if in_hub() and catalog is None:
         raise Unavailable(
@@ -154,6 +159,8 @@ class HTTPMarket:
             resp = self.session.request(method, self.url + path, timeout=self.timeout, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as err:
             raise self._unavailable(type(err).__name__) from None
+        if resp.status_code in (502, 503, 504):  # the proxy's answer while the service is down
+            raise self._unavailable(f"HTTP {resp.status_code}")
         if resp.status_code >= 400:
             try:
                 body = resp.json()

@@ -76,13 +76,14 @@ class Environment(HasTraits):
     """The ``DEEPVRE_*`` variables of ``environ`` (default: ``os.environ``), one trait each."""
 
     settings = Variable(
-        SETTINGS, "The site settings YAML, e.g. /etc/deepvre/settings.yaml (default: hub/settings.yaml).",
+        SETTINGS, "The site settings YAML, e.g. /srv/site/settings.yaml (default: hub/settings.yaml in a checkout, "
+        "/etc/deepvre/settings.yaml installed).",
         "the admin or user (`DEEPVRE_SETTINGS=... deepvre hub up`), and `deepvre hub up` for its hub process",
         "`jupyterhub_config.py` (`deepvre.site.settings.load_settings`), and the CLI as the default of "
         "`--settings` (`deepvre hub check`, `deepvre run`, `deepvre preprocess`)")
     state_dir = Variable(
         STATE_DIR, "The hub's state folder (database, secrets, marketplace), e.g. /srv/deepvre "
-        "(default: hub.state_dir, else var/).",
+        "(default: hub.state_dir, else var/ in a checkout; installed: /var/lib/deepvre as root).",
         "`deepvre hub up` (`--state-dir`) for its hub process",
         "`deepvre.site.settings.state_dir` in the hub, `deepvre.market.service` (the marketplace's folder)")
     hub_ip = Variable(
@@ -127,7 +128,7 @@ class Environment(HasTraits):
         "`deepvre_hub.oidc.client_secret`", secret=True)
     market_url = Variable(
         MARKET_URL, "The marketplace service inside a hub, e.g. http://127.0.0.1:10123/services/marketplace/ "
-        "(unset: the local catalog).",
+        "(unset: the local catalog outside a hub; an error inside one).",
         "the hub for every server (`deepvre.market.service.singleuser_environment`)",
         "`deepvre.market.client.connect`")
     market_token = Variable(
