@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # two workers on this 2-core machine; tests/conftest.py keeps tests that share the machine on one
 PYTEST_WORKERS ?= 2
 LABEXT_SRC := $(wildcard extensions/labextension/src/*) $(wildcard extensions/labextension/style/*)
-LABEXT_BUILT := extensions/deepvre/labextension/package.json
+LABEXT_BUILT := extensions/deepvre_jupyter/labextension/package.json
 
 .PHONY: setup up test lint lock labextension clean
 
@@ -29,7 +29,7 @@ $(VENV)/.synced: $(LOCK)
 $(LABEXT_BUILT): $(VENV)/.synced extensions/labextension/package.json extensions/labextension/package-lock.json $(LABEXT_SRC)
 	cd extensions/labextension && npm ci --no-audit --no-fund --loglevel=error && npm run build:lib
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter labextension build extensions/labextension
-	cp extensions/labextension/install.json extensions/deepvre/labextension/
+	cp extensions/labextension/install.json extensions/deepvre_jupyter/labextension/
 
 $(VENV)/.installed: $(VENV)/.synced setup.py setup.cfg pyproject.toml $(LABEXT_BUILT)
 	# deepvre itself, editable and without dependencies: the lock already decided every version
@@ -37,10 +37,10 @@ $(VENV)/.installed: $(VENV)/.synced setup.py setup.cfg pyproject.toml $(LABEXT_B
 	# setuptools skips data_files in editable installs: link the lab extension (as
 	# `jupyter labextension develop` does) and install the server extension's config
 	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
-	ln -sfn $(CURDIR)/extensions/deepvre/labextension $(VENV)/share/jupyter/labextensions/deepvre
-	cp extensions/deepvre/server/jupyter-config/deepvre.json $(VENV)/etc/jupyter/jupyter_server_config.d/
+	ln -sfn $(CURDIR)/extensions/deepvre_jupyter/labextension $(VENV)/share/jupyter/labextensions/deepvre
+	cp extensions/deepvre_jupyter/jupyter-config/deepvre.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	mkdir -p $(VENV)/share/jupyter/lab/settings
-	cp extensions/deepvre/server/lab-settings/overrides.json $(VENV)/share/jupyter/lab/settings/
+	cp extensions/deepvre_jupyter/lab-settings/overrides.json $(VENV)/share/jupyter/lab/settings/
 	chmod -R a+rX $(VENV)
 	touch $@
 
@@ -79,7 +79,7 @@ test: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check hub extensions tests benchmarks
+	$(BIN)/ruff check hub deepvre extensions tests benchmarks
 
 clean:
 	rm -rf $(VENV) node_modules

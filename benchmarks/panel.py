@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepvre.market.client import HTTPMarket  # noqa: E402
-from deepvre.server import backends  # noqa: E402
+from deepvre_jupyter import backends  # noqa: E402
 from tests.market.conftest import make_document  # noqa: E402
 from tests.market.markethub import market_hub  # noqa: E402
 

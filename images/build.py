@@ -227,7 +227,7 @@ def ensure_base(log):
 def build(name, log, base=None, measure_compressed=False, prune=True):
     """Build ``images/NAME`` (or reuse the image of the same sources). Returns a record of it.
     ``prune``: untag the images of earlier sources."""
-    labext = REPO / "extensions/deepvre/labextension/static"
+    labext = REPO / "extensions/deepvre_jupyter/labextension/static"
     if not labext.is_dir():
         raise BuildError(f"{labext} is missing: build the lab extension first (make labextension)")
     base = base or ensure_base(log)[0]

@@ -14,7 +14,7 @@ from deepvre.site import environment
 from deepvre.site.environment import Environment, declared, markdown_table, variables
 from tests.prereqs import REPO
 
-ROOTS = [Path(REPO) / "extensions" / "deepvre", Path(REPO) / "hub", Path(REPO) / "binder" / "postBuild"]
+ROOTS = [Path(REPO) / "deepvre", Path(REPO) / "extensions" / "deepvre_jupyter", Path(REPO) / "hub", Path(REPO) / "binder" / "postBuild"]
 SUFFIXES = (".py", ".json", ".yaml", ".yml")
 SKIP = ("__pycache__", "node_modules", "labextension")
 NAME = re.compile(r"\bDEEPVRE_[A-Z0-9_]*[A-Z0-9]\b")
@@ -50,7 +50,7 @@ def direct_reads(texts):
 
 def test_every_variable_in_the_sources_is_declared():
     texts = sources()
-    assert "extensions/deepvre/site/environment.py" in texts and "hub/deepvre_hub/kubernetes.py" in texts
+    assert "deepvre/site/environment.py" in texts and "hub/deepvre_hub/kubernetes.py" in texts
     missing = sorted(undeclared(texts, declared()))
     assert not missing, f"DEEPVRE_* names not declared in deepvre/site/environment.py: {missing}"
 

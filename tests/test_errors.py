@@ -62,8 +62,8 @@ def the_project_errors():
     from deepvre.market import contract, metadata, store
     from deepvre.pipelines import lattice_io, manifest
     from deepvre.runs.store import RunNotFound
-    from deepvre.server import paths
     from deepvre.site import settings, slurm_terms
+    from deepvre_jupyter import paths
 
     return [
         (metadata.MetadataError(["name: required"]), 422), (contract.BadRequest(["limit: too big"]), 400),
@@ -83,7 +83,7 @@ def test_the_project_errors_map_to_their_status():
 def test_server_extension_and_service_agree():
     pytest.importorskip("jupyter_server")
     from deepvre.market import handlers as market
-    from deepvre.server import handlers as server
+    from deepvre_jupyter import handlers as server
 
     for err, status in the_project_errors():
         assert server.api_status(err) == market.api_status(err) == status, type(err)
@@ -93,7 +93,7 @@ def test_where_they_differ_on_purpose():
     pytest.importorskip("jupyter_server")
     from deepvre.market import handlers as market
     from deepvre.market import store
-    from deepvre.server import handlers as server
+    from deepvre_jupyter import handlers as server
 
     damaged = store.IntegrityError("artifact changed")
     assert market.api_status(damaged) == 500 and server.api_status(damaged) is None  # both a 500

@@ -22,7 +22,11 @@ import yaml
 
 from tests.prereqs import REPO, require
 
-ROOTS = {"deepvre": Path("extensions/deepvre"), "deepvre_hub": Path("hub/deepvre_hub")}
+ROOTS = {
+    "deepvre": Path("deepvre"),
+    "deepvre_jupyter": Path("extensions/deepvre_jupyter"),
+    "deepvre_hub": Path("hub/deepvre_hub"),
+}
 # What a fresh clone lacks (ignored build outputs and caches), except the built lab extension
 NOT_SOURCE = (".git", ".venv", "node_modules", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", "var",
               "test-artifacts", ".*_cache")

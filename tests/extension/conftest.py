@@ -24,7 +24,7 @@ def make_notebook(path, parameters=PARAMETERS, body="result = epochs * learning_
 
 @pytest.fixture
 def jp_server_config():
-    return Config({"ServerApp": {"jpserver_extensions": {"deepvre.server": True}}})
+    return Config({"ServerApp": {"jpserver_extensions": {"deepvre_jupyter": True}}})
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from .test_handlers import wait_for
 
 @pytest.fixture
 def jp_server_config():
-    return Config({"ServerApp": {"jpserver_extensions": {"deepvre.server": True, "jupyter_server_proxy": True}}})
+    return Config({"ServerApp": {"jpserver_extensions": {"deepvre_jupyter": True, "jupyter_server_proxy": True}}})
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_serve_through_the_proxy_then_stop(api, market_dir, jp_fetch, jp_asyncio
 
 def test_serve_command_is_what_deepvre_serve_accepts():
     from deepvre.cli.serve import serve
-    from deepvre.server.jobs import serve_command
+    from deepvre_jupyter.jobs import serve_command
 
     command = serve_command("colours", "1.0.0", "/run/s/deepaas.sock", "/user/ana/deepvre/services/1",
                             "/run/s/uploads", deepvre="deepvre")

@@ -17,8 +17,8 @@ def nb(jp_root_dir):
 
 
 def test_extension_is_loaded(jp_serverapp):
-    assert "deepvre.server" in jp_serverapp.extension_manager.extensions
-    assert jp_serverapp.extension_manager.extensions["deepvre.server"].enabled
+    assert "deepvre_jupyter" in jp_serverapp.extension_manager.extensions
+    assert jp_serverapp.extension_manager.extensions["deepvre_jupyter"].enabled
 
 
 def test_requests_without_credentials_are_refused(api):

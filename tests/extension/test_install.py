@@ -25,8 +25,8 @@ def test_lab_extension_is_installed_and_enabled():
 
 def test_server_extension_is_enabled():
     out = jupyter("server", "extension", "list")
-    assert re.search(r"^\s*deepvre\.server enabled", out, re.MULTILINE), out
-    assert re.search(r"deepvre\.server\s+OK", out), out
+    assert re.search(r"^\s*deepvre_jupyter enabled", out, re.MULTILINE), out
+    assert re.search(r"deepvre_jupyter\s+OK", out), out
 
 
 def test_typescript_unit_tests_pass():

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from deepvre.server import paths
+from deepvre_jupyter import paths
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import nbformat
 
-from deepvre.widgets import MarketplaceBrowser, card_html
+from deepvre_jupyter.widgets import MarketplaceBrowser, card_html
 
 
 def test_card_html_escapes_user_text():

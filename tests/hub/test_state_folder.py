@@ -48,6 +48,6 @@ def test_an_installed_deepvre_never_uses_the_current_folder(tmp_path, monkeypatc
     assert modes.proxy_command(None) == ["configurable-http-proxy"]  # installed: PATH, not ./node_modules
     site = tmp_path / "site-packages" / "deepvre" / "site" / "settings.py"
     assert settings.source_checkout(str(site)) is None
-    checkout = Path(settings.__file__).resolve().parents[3]
+    checkout = Path(settings.__file__).resolve().parents[2]
     assert settings.source_checkout(settings.__file__) == checkout
     assert modes.proxy_command(checkout)[0].startswith(str(checkout))

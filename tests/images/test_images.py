@@ -198,12 +198,12 @@ def test_singleuser_starts_jupyterhub_singleuser_with_deepvre(images, container_
     assert status == 302 and "/hub/api/oauth2/authorize" in headers["Location"]
 
     logs = container_log(name)
-    assert "deepvre.server | extension was successfully loaded" in logs, logs
+    assert "deepvre_jupyter | extension was successfully loaded" in logs, logs
     assert podman("exec", name, "id", "-u").stdout.strip() == "1000"
     lab = plain(podman("exec", name, "jupyter", "labextension", "list"))
     assert any(line.split()[:1] == ["deepvre"] and "enabled" in line and "OK" in line for line in lab.splitlines()), lab
     servers = plain(podman("exec", name, "jupyter", "server", "extension", "list"))
-    assert "deepvre.server enabled" in servers, servers
+    assert "deepvre_jupyter enabled" in servers, servers
 
 
 def kubernetes_marketplace():
@@ -297,6 +297,6 @@ def test_build_context_leaves_out_what_the_image_does_not_need():
     """The hash (and podman) see the package's sources, not the venv, tests or docs."""
     files = build.context_files(REPO, build.ignore_patterns(Path(REPO) / "images/singleuser-cpu/Dockerfile"))
     tops = {f.split("/")[0] for f in files}
-    assert {"setup.cfg", "requirements.lock", "extensions", "hub"} <= tops
+    assert {"setup.cfg", "requirements.lock", "deepvre", "extensions", "hub"} <= tops
     assert not tops & {".venv", ".git", "node_modules", "tests", "docs", "images"}
     assert not any("__pycache__" in f for f in files)

@@ -203,7 +203,7 @@ def test_confirmed_notebook_is_the_one_that_runs(api, colours_model, jp_root_dir
     panel's ``GET models/colours/parameters``) writes 2.0.0's notebook into the panel's folder. The
     run must use what was confirmed (or refuse), not 2.0.0's notebook."""
     from deepvre.market.catalog import Catalog
-    from deepvre.server import backends
+    from deepvre_jupyter import backends
 
     market = _own_market(tmp_path, monkeypatch, colours_model)
     v2, doc2 = _second_version(colours_model, tmp_path, "# DVATK-PAYLOAD: not what the user confirmed\n")

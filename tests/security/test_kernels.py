@@ -76,7 +76,7 @@ import sys
 from jupyter_server.serverapp import ServerApp
 app = ServerApp()
 app.initialize(argv=["--allow-root", "--no-browser", "--port=0", "--ServerApp.root_dir=" + sys.argv[1],
-                     "--ServerApp.jpserver_extensions={'deepvre.server': True}"])
+                     "--ServerApp.jpserver_extensions={'deepvre_jupyter': True}"])
 print(app.kernel_manager.kernel_manager_class)
 """
 
@@ -86,4 +86,4 @@ def test_the_server_extension_gives_the_server_private_kernels(tmp_path):
     extension instances."""
     out = subprocess.run([sys.executable, "-c", SERVER, str(tmp_path)], capture_output=True, text=True,
                          timeout=120, check=True, cwd=tmp_path)
-    assert out.stdout.strip().splitlines()[-1] == "deepvre.server.kernels.PrivateServerKernelManager"
+    assert out.stdout.strip().splitlines()[-1] == "deepvre_jupyter.kernels.PrivateServerKernelManager"

@@ -1,10 +1,10 @@
 """The Models browser as ipywidgets, for classic notebooks, Voila and Binder.
 
-    from deepvre.widgets import MarketplaceBrowser
+    from deepvre_jupyter.widgets import MarketplaceBrowser
     MarketplaceBrowser()
 
 Search, cards, details, Fine-tune and Run: the same functions as the JupyterLab panel's
-server extension (``deepvre.server.backends``) and the runner's notebook parameters
+server extension (``deepvre_jupyter.backends``) and the runner's notebook parameters
 (``deepvre.runs.parameters``: a box's text is read as ``deepvre run -p`` reads it). User text is
 escaped before it goes into HTML.
 """
@@ -14,8 +14,9 @@ import os
 
 import ipywidgets as w
 
-from .runs import parameters
-from .server import backends, cards, paths
+from deepvre.runs import parameters
+
+from . import backends, cards, paths
 
 
 def card_html(card):

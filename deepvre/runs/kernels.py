@@ -8,7 +8,7 @@ sockets in a new folder (0700) of the kernel's own, short enough for the 107-byt
 socket path wherever the home folder is; the folder goes with the kernel.
 
 ``PrivateKernelManager`` is papermill's (``deepvre.runs.execute``); the server's is
-``deepvre.server.kernels.PrivateServerKernelManager``, set by the server extension.
+``deepvre_jupyter.kernels.PrivateServerKernelManager``, set by the server extension.
 """
 
 import os

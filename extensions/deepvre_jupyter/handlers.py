@@ -23,8 +23,9 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from ..errors import Forbidden, Unauthenticated, http_status
-from ..runs import parameters
+from deepvre.errors import Forbidden, Unauthenticated, http_status
+from deepvre.runs import parameters
+
 from . import backends, cards, paths
 from .jobs import SERVICES_PATH
 

@@ -6,7 +6,7 @@ a ``..`` that climbs out, or a symlink that points outside is refused.
 
 import os
 
-from ..errors import Invalid
+from deepvre.errors import Invalid
 
 
 class PathError(Invalid):

@@ -41,11 +41,11 @@ class DeepvreExtension(ExtensionApp):
 
     def _link_jupyter_server_extension(self, serverapp):
         """Before the server makes its kernel manager: kernels on private channels
-        (``deepvre.server.kernels``), unless the site chose a kernel manager class."""
+        (``deepvre_jupyter.kernels``), unless the site chose a kernel manager class."""
         super()._link_jupyter_server_extension(serverapp)
         managers = serverapp.config.AsyncMappingKernelManager
         if "kernel_manager_class" not in managers:
-            managers.kernel_manager_class = "deepvre.server.kernels.PrivateServerKernelManager"
+            managers.kernel_manager_class = "deepvre_jupyter.kernels.PrivateServerKernelManager"
 
     def initialize_settings(self):
         self.cache_dir = os.path.expanduser(self.cache_dir)
@@ -63,4 +63,4 @@ class DeepvreExtension(ExtensionApp):
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "deepvre.server", "app": DeepvreExtension}]
+    return [{"module": "deepvre_jupyter", "app": DeepvreExtension}]

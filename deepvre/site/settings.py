@@ -20,10 +20,11 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 
 def source_checkout(here=__file__):
-    """The checkout this module runs from (as ``extensions/deepvre/site/settings.py``), or ``None``
+    """The checkout this module runs from (as ``deepvre/site/settings.py``), or ``None``
     when deepvre is installed from a wheel."""
-    root = Path(here).resolve().parents[3]
-    return root if (root / "extensions" / "deepvre").is_dir() and (root / "hub" / "deepvre_hub").is_dir() else None
+    root = Path(here).resolve().parents[2]
+    parts = (root / "deepvre" / "site", root / "extensions" / "deepvre_jupyter", root / "hub" / "deepvre_hub")
+    return root if all(part.is_dir() for part in parts) else None
 
 
 # The development defaults live in a checkout: hub/settings.yaml, var/ (the hub's state) and

@@ -16,7 +16,7 @@ TRAINABLE = "AI4 trainable"  # the AI4OS category of models that can be re-train
 
 def market_client():
     """The marketplace client: over HTTP with the hub token inside a hub, else the local catalog."""
-    from ..market import client
+    from deepvre.market import client
 
     return client.connect()
 
@@ -48,7 +48,7 @@ def _notebook_name(name, entry):
 
 def training_notebook(name, version, dest_dir):
     """Write the model's training notebook (only it) into ``dest_dir``; return its local path."""
-    from .. import atomic
+    from deepvre import atomic
 
     snapshot = training_snapshot(name, version)
     os.makedirs(dest_dir, exist_ok=True)
@@ -148,7 +148,7 @@ def catalog_document(base, name, version, run, visibility):
 # -- runs ----------------------------------------------------------------------------------
 
 def _runs():
-    from .. import runs
+    from deepvre import runs
 
     return runs
 
@@ -178,19 +178,19 @@ def cancel_run(run_id, runs_dir):
 # -- preprocessing -------------------------------------------------------------------------
 
 def pipeline_kinds():
-    from ..pipelines import registry
+    from deepvre.pipelines import registry
 
     return registry.pipeline_names()
 
 
 def open_cluster(cluster):
     """Context manager yielding ``(dask client, dashboard link)``."""
-    from ..pipelines import clusters
+    from deepvre.pipelines import clusters
 
     return clusters.open_client(cluster)
 
 
 def preprocess(kind, input, output, params, client):
-    from ..pipelines import run
+    from deepvre.pipelines import run
 
     return run.preprocess(kind, input, output, params=params, client=client, progress=False)

@@ -4,7 +4,7 @@
 
 from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 
-from ..runs.kernels import PrivateChannels
+from deepvre.runs.kernels import PrivateChannels
 
 
 class PrivateServerKernelManager(PrivateChannels, ServerKernelManager):
