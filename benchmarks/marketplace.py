@@ -50,7 +50,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import deepvre.market  # noqa: F401  (loads sqlite3 before anything else)
-from deepvre.market import index
+from deepvre.market import fulltext, index, tables
 from deepvre.market.catalog import BROAD, Caller, Catalog
 
 STRESS_WORDS = ("cell nuclei retina fundus satellite night lights flow anomaly lattice plaquette tree crown "
@@ -157,11 +157,11 @@ def stress_rows(n, rng):
 
 def load(catalog, rows, groups):
     with catalog.Session.begin() as session:
-        session.execute(sa.insert(index.ModelRow), rows)
+        session.execute(sa.insert(tables.ModelRow), rows)
         if groups:
-            session.execute(sa.insert(index.ModelGroup), groups)
-        for row in session.scalars(sa.select(index.ModelRow)):
-            index.index_text(session, row)
+            session.execute(sa.insert(tables.ModelGroup), groups)
+        for row in session.scalars(sa.select(tables.ModelRow)):
+            fulltext.index_row(session, row)
 
 
 def realistic_queries(vocab, rng, count):
@@ -274,7 +274,7 @@ def in_process_costs(catalog, caller, queries):
         for q, filters, sort, limit, offset in params:
             # as Catalog.search does it (its first try: the one that fills the page nearly always)
             depth = max(200, 4 * (limit + offset))
-            found = index.text_hits(session, q, max(BROAD, depth)) if index.query_words(q) else 0
+            found = fulltext.text_hits(session, q, max(BROAD, depth)) if fulltext.query_words(q) else 0
             stmt = index.search_query(session, caller, q, filters, sort, limit, offset,
                                       depth=depth if found >= depth else None, tiered=found >= BROAD)
             statements.append(str(stmt.compile(dialect=catalog.engine.dialect, compile_kwargs={"literal_binds": True})))
@@ -294,7 +294,7 @@ def match_counts(catalog, queries):
         for q in queries:
             if q.get("q"):
                 counts.append(conn.exec_driver_sql("SELECT count(*) FROM models_fts WHERE models_fts MATCH ?",
-                                                   (index.fts_query(q["q"]),)).scalar())
+                                                   (fulltext.fts_query(q["q"]),)).scalar())
     return statistics.median(counts), max(counts)
 
 

@@ -46,9 +46,9 @@ from traitlets.config import Configurable
 from ..checksums import file_sha256
 from ..errors import Conflict, Forbidden, NotFound  # no such model; not the caller's; versions are immutable
 from ..site.environment import Environment
-from . import index, metadata, modelfile
-from .index import ModelGroup, ModelRow, VersionRow
+from . import fulltext, index, metadata, modelfile
 from .store import ArtifactStore, IntegrityError, UploadTooLarge
+from .tables import ModelGroup, ModelRow, VersionRow, now, visible_to
 
 __all__ = ["Caller", "Catalog", "Conflict", "Forbidden", "NotFound", "UploadTooLarge"]
 
@@ -137,7 +137,6 @@ class Catalog(Configurable):
             Path(self.database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine, self.Session = index.open_index(self.database_url)
         self.store = ArtifactStore(self.store_url)
-        self._caught_up = float("-inf")
 
     @classmethod
     def from_settings(cls, settings):
@@ -150,7 +149,7 @@ class Catalog(Configurable):
 
     def _visible_model(self, session, caller, name):
         row = session.get(ModelRow, name) if isinstance(name, str) else None
-        if row is None or not session.scalar(sa.select(sa.literal(True)).where(ModelRow.name == name, index.visible_to(caller))):
+        if row is None or not session.scalar(sa.select(sa.literal(True)).where(ModelRow.name == name, visible_to(caller))):
             raise NotFound(f"no model named {name!r}")
         return row
 
@@ -180,17 +179,14 @@ class Catalog(Configurable):
         """Visible models matching ``query`` (full text) and ``filters``; see :func:`index.search_query`."""
         caller = _caller(caller)
         limit, offset = max(1, min(int(limit), 1000)), max(0, int(offset))
-        fts5 = index.uses_fts5(self.engine)
-        if fts5 and time.monotonic() - self._caught_up > 1:
-            index.catch_up(self.Session)  # rows published by a process without FTS5 (checked once a second)
-            self._caught_up = time.monotonic()
+        fulltext.refresh(self.engine, self.Session)
         with self.Session() as session:
             # One cheap count decides the plan. A broad query (BROAD hits or more) is tiered: title and
             # tag matches first. With `depth` or more hits only the best `depth` are ranked first; a
             # page that does not fill up (filters took rows) then asks again, ranking them all.
-            relevance = fts5 and bool(index.query_words(query)) and sort in (None, "relevance", "-relevance")
+            relevance = fulltext.ranks_relevance(self.engine, query) and sort in (None, "relevance", "-relevance")
             depth = max(200, 4 * (limit + offset))
-            hits = index.text_hits(session, query, max(BROAD, depth), caller) if relevance else 0
+            hits = fulltext.text_hits(session, query, max(BROAD, depth), visible_to(caller)) if relevance else 0
             tiered = hits >= BROAD
             if hits < depth or sort == "-relevance":
                 depth = None
@@ -360,7 +356,7 @@ class Catalog(Configurable):
                 with self.Session.begin() as session:
                     row = session.get(ModelRow, name)
                     if row is None:
-                        row = ModelRow(name=name, owner=caller.name, latest=version, created=index.now())
+                        row = ModelRow(name=name, owner=caller.name, latest=version, created=now())
                         session.add(row)
                         self._set_visibility(session, row, section["visibility"], section.get("groups", []))
                     else:
@@ -370,7 +366,7 @@ class Catalog(Configurable):
                             name=name,
                             version=version,
                             published_by=caller.name,
-                            created=index.now(),
+                            created=now(),
                             document=json.dumps(document),
                             files=json.dumps(stored),
                         )
@@ -378,8 +374,8 @@ class Catalog(Configurable):
                     session.flush()
                     if _version_key(version) >= _version_key(row.latest) or row.latest == version:
                         self._fill(row, document, version)
-                    row.updated = index.now()
-                    index.index_text(session, row)
+                    row.updated = now()
+                    fulltext.index_row(session, row)
                 return
             except sa.exc.IntegrityError:
                 with self.Session() as session:
@@ -423,7 +419,7 @@ class Catalog(Configurable):
             row = self._visible_model(session, caller, name)
             self._check_owner(session, caller, row)
             self._set_visibility(session, row, visibility, groups or [])
-            row.updated = index.now()
+            row.updated = now()
         return self.show(caller, name)
 
     def _referenced(self):

@@ -140,11 +140,11 @@ def database_url(request, tmp_path, monkeypatch):
     """The index URL for backend ``request.param``: sqlite (FTS5), sqlite-nofts or postgresql."""
     import uuid
 
-    from deepvre.market import index
+    from deepvre.market import fulltext
 
     backend = getattr(request, "param", "sqlite")
     if backend == "sqlite-nofts":  # as in a process whose SQLite lacks FTS5 (TensorFlow first)
-        monkeypatch.setattr(index, "fts5_available", lambda: False)
+        monkeypatch.setattr(fulltext, "fts5_available", lambda: False)
     elif backend == "postgresql":
         import sqlalchemy as sa
 

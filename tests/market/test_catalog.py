@@ -116,7 +116,7 @@ def forget_blake3(catalog):
     """Make every version look published before BLAKE3 digests were recorded."""
     import sqlalchemy as sa
 
-    from deepvre.market.index import VersionRow
+    from deepvre.market.tables import VersionRow
 
     with catalog.Session.begin() as session:
         for ver in session.scalars(sa.select(VersionRow)):
@@ -156,7 +156,7 @@ def test_fsck_rehashes_every_blob(publish, catalog):
     # a blob whose BLAKE3 record is wrong but whose sha256 name still holds: fsck checks both
     import sqlalchemy as sa
 
-    from deepvre.market.index import VersionRow
+    from deepvre.market.tables import VersionRow
 
     with catalog.Session.begin() as session:
         ver = session.scalars(sa.select(VersionRow)).one()

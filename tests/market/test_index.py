@@ -15,14 +15,14 @@ TF_FIRST = textwrap.dedent("""
     import json, logging, sys
     import tensorflow  # first, as notebooks do
     logging.basicConfig(level=logging.WARNING)
-    from deepvre.market import index
+    from deepvre.market import fulltext, index, tables
     from deepvre.market.catalog import Caller, Catalog
     from tests.market.conftest import artifact_files, make_document
     from pathlib import Path
 
     db, store, model_dir, queries = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
     catalog = Catalog(database_url=db, store_url=store)
-    out = {"fts5": index.fts5_available()}
+    out = {"fts5": fulltext.fts5_available()}
     for who in ("bob", "carol"):
         caller = Caller(who, ("lab",) if who == "carol" else ())
         out[who] = {q: [h["name"] for h in catalog.search(caller, q)] for q in queries}
@@ -68,7 +68,7 @@ def test_tensorflow_first_searches_with_fallback(publish, catalog, tiny_model_di
 
 
 def test_import_deepvre_first_keeps_fts5():
-    proc = run_python("import deepvre, tensorflow\nfrom deepvre.market import index\nprint('FTS5', index.fts5_available())")
+    proc = run_python("import deepvre, tensorflow\nfrom deepvre.market import fulltext\nprint('FTS5', fulltext.fts5_available())")
     assert "FTS5 True" in proc.stdout
 
 
@@ -78,18 +78,18 @@ def bulk_rows(catalog, count, rare_every):
     and a long description, so that it ranks below the others."""
     import sqlalchemy as sa
 
-    from deepvre.market import index
+    from deepvre.market import fulltext, tables
 
     rows = [dict(name=f"bulk-{i:04d}", owner="alice", visibility="public", deprecated=i % 7 == 0, latest="1.0.0",
                  title="Common model", summary="common words", tags="common",
                  description=("common " + "filler " * 300) if i % rare_every == 0 else "common",
                  use_case="rare" if i % rare_every == 0 else "base", tasks="[]", libraries="[]", categories="[]",
-                 updated=index.now().replace(microsecond=i))
+                 updated=tables.now().replace(microsecond=i))
             for i in range(count)]
     with catalog.Session.begin() as session:
-        session.execute(sa.insert(index.ModelRow), rows)
-        for row in session.scalars(sa.select(index.ModelRow)):
-            index.index_text(session, row)
+        session.execute(sa.insert(tables.ModelRow), rows)
+        for row in session.scalars(sa.select(tables.ModelRow)):
+            fulltext.index_row(session, row)
     return rows
 
 
@@ -125,7 +125,7 @@ def test_listings_walk_an_index_in_order(catalog):
 def test_title_and_tags_outrank_the_description(catalog):
     import sqlalchemy as sa
 
-    from deepvre.market import index
+    from deepvre.market import fulltext, tables
 
     texts = {  # name: (title, tags, description)
         "in-description": ("Cell counter", "biology", "plankton " * 3 + "counts cells in water samples"),
@@ -136,9 +136,9 @@ def test_title_and_tags_outrank_the_description(catalog):
                  summary="a model", tags=tags, description=description, use_case="biology", tasks="[]",
                  libraries="[]", categories="[]") for name, (title, tags, description) in texts.items()]
     with catalog.Session.begin() as session:
-        session.execute(sa.insert(index.ModelRow), rows)
-        for row in session.scalars(sa.select(index.ModelRow)):
-            index.index_text(session, row)
+        session.execute(sa.insert(tables.ModelRow), rows)
+        for row in session.scalars(sa.select(tables.ModelRow)):
+            fulltext.index_row(session, row)
     hits = [h["name"] for h in catalog.search(Caller("bob"), "plankton plankton")]  # a repeated word counts once
     assert hits == ["in-title", "in-tags", "in-description"]
 
@@ -154,7 +154,7 @@ def test_broad_query_pages_equal_the_full_ranking(catalog, monkeypatch):
 
     import sqlalchemy as sa
 
-    from deepvre.market import index
+    from deepvre.market import fulltext, index, tables
 
     rng = random.Random(3)
     rows = []
@@ -166,9 +166,9 @@ def test_broad_query_pages_equal_the_full_ranking(catalog, monkeypatch):
                          categories="[]", description=" ".join(rng.choices(["lattice", "filler", "words"], k=rng.randint(5, 60)))
                          + " lattice"))
     with catalog.Session.begin() as session:
-        session.execute(sa.insert(index.ModelRow), rows)
-        for row in session.scalars(sa.select(index.ModelRow)):
-            index.index_text(session, row)
+        session.execute(sa.insert(tables.ModelRow), rows)
+        for row in session.scalars(sa.select(tables.ModelRow)):
+            fulltext.index_row(session, row)
     bob = Caller("bob")
     with catalog.Session() as session:
         full = [r.name for r in session.scalars(index.search_query(session, bob, "lattice", limit=1000, tiered=True))]
