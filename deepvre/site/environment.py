@@ -46,6 +46,7 @@ SERVE_MODEL = "DEEPVRE_SERVE_MODEL"
 SERVE_DIR = "DEEPVRE_SERVE_DIR"
 SERVE_TOKEN = "DEEPVRE_SERVE_TOKEN"
 DEMO_DATA = "DEEPVRE_DEMO_DATA"
+SERVER_SETTINGS = "DEEPVRE_SERVER_SETTINGS"
 
 # who sets or reads several of them
 USER_CODE = "the user's code (informational)"
@@ -166,6 +167,13 @@ class Environment(HasTraits):
         SERVE_TOKEN, "The token every request to a served model on TCP must carry.",
         "the user, or `deepvre serve` (a new one)", "`deepvre serve`, `deepvre.serving.launch` (which drops it)",
         secret=True)
+    server_settings = Variable(
+        SERVER_SETTINGS, "What a user's server needs of the site settings, as JSON: the run backend "
+        "(local or slurm) and the slurm: and dask: sections, which hold no secrets.",
+        "the hub for every server (`deepvre_hub.modes.configure_common`, from "
+        "`deepvre.site.settings.for_servers`)",
+        "`deepvre.site.settings.server_sections`: the server extension (`deepvre_jupyter.DeepvreExtension.site`) "
+        "and the widgets, for the panel's runs and Dask clusters")
     demo_data = Variable(
         DEMO_DATA, "Where binder/postBuild writes the demo data (default: ~/demo-data).", "the user",
         "binder/postBuild")

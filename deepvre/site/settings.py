@@ -14,7 +14,7 @@ import jsonschema
 import yaml
 
 from ..errors import Invalid
-from .environment import Environment
+from .environment import SERVER_SETTINGS, Environment
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -140,6 +140,33 @@ def load_settings(path=None, schema_dir=SCHEMA_DIR):
     except yaml.YAMLError as err:
         raise SettingsError([f"not valid YAML: {err}"], path) from None
     return validate_settings(data, schema_dir=schema_dir, source=path)
+
+
+def for_servers(settings):
+    """What a user's server needs of the loaded ``settings`` (no secrets): the backend of the
+    runs it starts (``slurm`` in Slurm mode, else ``local``) and the ``slurm:`` and ``dask:``
+    sections. The hub hands it to every server as JSON (``$DEEPVRE_SERVER_SETTINGS``)."""
+    return {
+        "runs_backend": "slurm" if settings.get("mode") == "slurm" else "local",
+        "slurm": settings.get("slurm") or {},
+        "dask": settings.get("dask") or {},
+    }
+
+
+def server_sections(environ=None):
+    """In a user's server (and its kernels): what :func:`for_servers` gave it
+    (``$DEEPVRE_SERVER_SETTINGS``); ``{}`` outside a hub. A value that is not a JSON object is
+    a :class:`SettingsError`."""
+    text = Environment(environ).server_settings
+    if not text:
+        return {}
+    try:
+        sections = json.loads(text)
+    except ValueError as err:
+        raise SettingsError([f"not JSON: {err}"], SERVER_SETTINGS) from None
+    if not isinstance(sections, dict):
+        raise SettingsError(["not a JSON object"], SERVER_SETTINGS)
+    return sections
 
 
 def state_dir(settings, override=None):

@@ -8,7 +8,9 @@ import os
 import tempfile
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Unicode, default
+from traitlets import Dict, Unicode, default
+
+from deepvre.site.settings import server_sections
 
 from .jobs import ModelServices, PreprocessJobs
 
@@ -25,15 +27,30 @@ class DeepvreExtension(ExtensionApp):
         help="Folder (relative to the root directory) where Fine-tune writes parameterized notebooks. "
              "Example: 'fine-tune'.",
     )
+    site = Dict(
+        config=True,
+        help="What this server uses of the site settings: 'runs_backend', and the 'slurm' and 'dask' "
+             "sections for the panel's runs and Dask clusters. Default: what the hub handed the server "
+             "($DEEPVRE_SERVER_SETTINGS, from deepvre.site.settings.for_servers); empty outside a hub.",
+    )
     runs_backend = Unicode(
-        "local", config=True,
-        help="Runner backend for batch runs started from the panel: 'local' or 'slurm'. Example: 'slurm'.",
+        config=True,
+        help="Runner backend for batch runs started from the panel: 'local' or 'slurm' "
+             "(default: the site's, else 'local'). Example: 'slurm'.",
     )
     cache_dir = Unicode(
         config=True,
         help="Folder for training notebooks fetched from the marketplace and service logs. "
              "Example: '~/.cache/deepvre'.",
     )
+
+    @default("site")
+    def _site_default(self):
+        return server_sections()
+
+    @default("runs_backend")
+    def _runs_backend_default(self):
+        return self.site.get("runs_backend") or "local"
 
     @default("cache_dir")
     def _cache_dir_default(self):
@@ -49,7 +66,7 @@ class DeepvreExtension(ExtensionApp):
 
     def initialize_settings(self):
         self.cache_dir = os.path.expanduser(self.cache_dir)
-        self.preprocess_jobs = PreprocessJobs()
+        self.preprocess_jobs = PreprocessJobs(self.site.get("dask"), self.site.get("slurm"))
         self.services = ModelServices(os.path.join(self.cache_dir, "services"))
         self.settings["deepvre"] = self
 

@@ -153,14 +153,15 @@ def _runs():
     return runs
 
 
-def start_run(notebook, parameters, runs_dir, backend="local", declared=None, injected=False):
+def start_run(notebook, parameters, runs_dir, backend="local", declared=None, injected=False, slurm=None):
     """Start a detached run of ``notebook``; it goes on when the browser closes.
 
     ``declared`` and ``injected``: as :func:`deepvre.runs.start` (the notebook's parameters when
-    they were read already; whether ``notebook`` holds these values already).
+    they were read already; whether ``notebook`` holds these values already). ``slurm``: the
+    site's ``slurm:`` section, for the slurm backend.
     """
     return _runs().start(notebook, parameters, backend=backend, detach=True, runs_dir=runs_dir,
-                         declared=declared, injected=injected)
+                         declared=declared, injected=injected, slurm=slurm)
 
 
 def list_runs(runs_dir):
@@ -183,11 +184,12 @@ def pipeline_kinds():
     return registry.pipeline_names()
 
 
-def open_cluster(cluster):
-    """Context manager yielding ``(dask client, dashboard link)``."""
+def open_cluster(cluster, dask=None, slurm=None):
+    """Context manager yielding ``(dask client, dashboard link)``; ``dask`` and ``slurm``: the
+    site's sections (``None``: defaults)."""
     from deepvre.pipelines import clusters
 
-    return clusters.open_client(cluster)
+    return clusters.open_client(cluster, settings=dask, slurm=slurm)
 
 
 def preprocess(kind, input, output, params, client):

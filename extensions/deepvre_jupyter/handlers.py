@@ -201,7 +201,7 @@ class Runs(FineTune):
         else:  # the runner reads the notebook's parameters, checks the values and injects them
             nb, declared, injected = self.resolve(body.get("path"), must_exist=True), None, False
         run = await self.blocking(backends.start_run, nb, values, self.runs_dir(), self.ext.runs_backend,
-                                  declared, injected)
+                                  declared, injected, self.ext.site.get("slurm"))
         self.set_status(201)
         return cards.run_view(run, self.root)
 

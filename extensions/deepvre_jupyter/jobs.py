@@ -21,9 +21,11 @@ from . import backends
 
 
 class PreprocessJobs:
-    """Preprocessing jobs of this server, by id."""
+    """Preprocessing jobs of this server, by id, on clusters made with the site's ``dask:`` and
+    ``slurm:`` settings sections (``None``: defaults)."""
 
-    def __init__(self):
+    def __init__(self, dask=None, slurm=None):
+        self.dask, self.slurm = dask, slurm
         self._jobs = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -44,7 +46,7 @@ class PreprocessJobs:
 
     def _run(self, job, params):
         try:
-            with backends.open_cluster(job["cluster"]) as (client, link):
+            with backends.open_cluster(job["cluster"], self.dask, self.slurm) as (client, link):
                 job.update(state="running", dashboard=link or "")
                 result = backends.preprocess(job["kind"], job["input"], job["output"], params, client)
             manifest = getattr(result, "manifest", {}) or {}

@@ -15,6 +15,7 @@ import os
 import ipywidgets as w
 
 from deepvre.runs import parameters
+from deepvre.site.settings import server_sections
 
 from . import backends, cards, paths
 
@@ -112,7 +113,9 @@ class MarketplaceBrowser(w.VBox):
         """Fine-tune, then run that notebook as it is (read once, parameterized once)."""
         values = self._values(declared, inputs)
         self.fine_tune(details, declared, inputs, values)
+        site = server_sections()  # what the hub handed this server (and so its kernels)
         run = backends.start_run(self.last_notebook, values, paths.resolve(self.workspace, self.runs_dir),
-                                 declared=declared, injected=True)
+                                 site.get("runs_backend") or "local", declared=declared, injected=True,
+                                 slurm=site.get("slurm"))
         self.last_run = run
         return f"Started run {run.id}; follow it with `deepvre runs show {run.id}`"

@@ -7,14 +7,16 @@ servers, services); each mode then sets its spawner: ``configure_local`` here, a
 the core (the marketplace's service definition); nothing below imports the hub.
 """
 
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
 from deepvre.market import service as market
+from deepvre.site import environment
 from deepvre.site.environment import Environment
-from deepvre.site.settings import REPO_ROOT
+from deepvre.site.settings import REPO_ROOT, for_servers
 
 from . import accounts, auth, culler, market_token, service_accounts
 
@@ -70,7 +72,8 @@ def configure_common(c, settings, state_dir):
     roles.append({"name": "user", "scopes": ["self", *market.user_scopes(settings)]})
     c.Spawner.server_token_scopes = list(SERVER_SCOPES)
     c.Spawner.environment = {**market.singleuser_environment(settings),
-                             market_token.ENV: market_token.token_for(market.user_scopes(settings))}
+                             market_token.ENV: market_token.token_for(market.user_scopes(settings)),
+                             environment.SERVER_SETTINGS: json.dumps(for_servers(settings))}
     group = (settings.get("accounts") or {}).get("group") or accounts.MARKER_GROUP
     try:
         service_accounts.apply(services, settings, state_dir, group)

@@ -1,5 +1,7 @@
 """OS account names, the mode dispatch and the hub configuration, without starting a hub."""
 
+import json
+
 import pytest
 from traitlets.config import Config
 
@@ -59,6 +61,8 @@ def test_marketplace_wiring(hub_state):
     assert set(c.Spawner.server_token_scopes) == {"users:activity!user", "access:servers!server"}
     assert callable(c.Spawner.environment["DEEPVRE_MARKET_TOKEN"])
     assert c.Spawner.environment["DEEPVRE_MARKET_URL"] == "http://127.0.0.1:10123/services/marketplace/"
+    # and what they need of the settings (deepvre.site.settings.for_servers), as JSON
+    assert json.loads(c.Spawner.environment["DEEPVRE_SERVER_SETTINGS"])["runs_backend"] == "local"
 
 
 @pytest.mark.parametrize("mode", ["kubernetes", "slurm"])
