@@ -5,22 +5,16 @@ import pytest
 
 from deepvre.science import lattice as lt
 from tests.prereqs import require
-from tests.science import agreement
+from tests.science import agreement, staples
 
 L = 16
 
 
 @pytest.mark.parametrize("mu", [0, 1])
 def test_staples_give_the_exact_local_action_change(mu):
-    rng = np.random.default_rng(3)
-    theta = lt.hot_start(8, rng)
-    k = lt.staple_sum(theta, mu)
-    for x, t in [(0, 0), (3, 5), (7, 7), (0, 7)]:
-        new = theta.copy()
-        new[mu, x, t] += 0.7
-        d_s = lt.action(new, 1.3) - lt.action(theta, 1.3)
-        local = -1.3 * np.real((np.exp(1j * new[mu, x, t]) - np.exp(1j * theta[mu, x, t])) * k[x, t])
-        assert d_s == pytest.approx(local, abs=1e-10)
+    staples.check_local_action_change(
+        lt, mu, lambda old, rng: old + 0.7,
+        lambda new, old, k, beta: -beta * np.real((np.exp(1j * new) - np.exp(1j * old)) * k))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from deepvre.science import lattice as u1
 from deepvre.science import su2
 from tests.prereqs import require
-from tests.science import agreement
+from tests.science import agreement, staples
 
 L = 16
 BETAS = (1.0, 2.0, 4.0)
@@ -38,15 +38,9 @@ def test_quaternions_are_su2_matrices():
 
 @pytest.mark.parametrize("mu", [0, 1])
 def test_staples_give_the_exact_local_action_change(mu):
-    rng = np.random.default_rng(3)
-    q = su2.hot_start(8, rng)
-    a = su2.staple_sum(q, mu)
-    for x, t in [(0, 0), (3, 5), (7, 7), (0, 7)]:
-        new = q.copy()
-        new[mu, x, t] = su2.random_su2((), rng)
-        d_s = su2.action(new, 1.3) - su2.action(q, 1.3)
-        local = -1.3 * (su2.qmul(new[mu, x, t], a[x, t])[0] - su2.qmul(q[mu, x, t], a[x, t])[0])
-        assert d_s == pytest.approx(local, abs=1e-10)
+    staples.check_local_action_change(
+        su2, mu, lambda old, rng: su2.random_su2((), rng),
+        lambda new, old, a, beta: -beta * (su2.qmul(new, a)[0] - su2.qmul(old, a)[0]))
 
 
 def check_x0(x0, alpha):
