@@ -89,7 +89,15 @@ SERVER_SCOPES = ["users:activity!user", "access:servers!server"]
 
 
 def configure_local(c, settings, state_dir):
-    """Local mode: ``DeepvreSpawner`` processes on this machine, isolated by OS account as root."""
+    """Local mode: ``DeepvreSpawner`` processes on this machine, isolated by OS account as root;
+    with ``local.spawner: container``, containers through podman (``deepvre_hub.containers``)."""
+    if (settings.get("local") or {}).get("spawner") == "container":
+        from . import containers
+
+        containers.configure(c, settings, state_dir)
+        log.info("deepvre: each server runs in a container of %s (%s podman)", c.DockerSpawner.image,
+                 "rootful" if accounts.hub_is_root() else "rootless")
+        return
     from . import spawner
 
     c.JupyterHub.spawner_class = spawner.DeepvreSpawner

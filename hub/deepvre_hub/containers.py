@@ -1,0 +1,443 @@
+"""Local mode with containers (``local.spawner: container``): each server in the single-user image,
+through podman's Docker-compatible API socket and dockerspawner.
+
+Who does what:
+
+- the hub starts ``podman system service`` on ``<state_dir>/podman/podman.sock`` when nothing
+  answers there (:func:`start_api_service`, from :func:`configure`, i.e. in the hub process that
+  ``deepvre hub up`` runs), in a folder only the hub's account may enter, and stops it with the hub.
+  The socket is root-equivalent for a root hub: :func:`socket_refusal` refuses one that another
+  account could connect to, or swap. A root hub runs rootful podman; a hub under an ordinary account
+  runs rootless podman (where the machine has subordinate ids for it).
+- :class:`ContainerSpawner` is thin glue: the profile form and choice (``ProfileSpawnerMixin``), the
+  GPU allocation of the local spawner, and dockerspawner for the container.
+- the pure builders say what a profile becomes: :func:`container_limits` (cores and bytes),
+  :func:`gpu_devices` (CDI names or device nodes), :func:`host_config` (limits, devices, no
+  capabilities, no privilege gain), :func:`container_environment`.
+
+Networking: every user gets a podman bridge network of their own, ``deepvre-NAME``, created with
+podman's ``isolate`` option: containers of two isolated networks cannot reach each other (nor
+could a container on podman's default network be reached from them). The proxy reaches a server at
+its container's address on that network (``use_internal_ip``); the server calls the hub API and the
+marketplace at ``hub.hub_connect_ip`` / ``hub.hub_ip`` (``deepvre.site.addresses``), which must be
+an address of this machine other than loopback (:func:`address_refusal`): loopback inside a
+container is the container itself.
+"""
+
+import asyncio
+import atexit
+import ctypes
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from docker.errors import NotFound
+from dockerspawner import DockerSpawner
+from traitlets import Bool, Dict, Enum, Int, List, default
+
+import deepvre
+from deepvre.private_dirs import private_folder, untrusted_parent
+from deepvre.site import addresses, profiles
+from deepvre.site.settings import REPO_ROOT
+
+from . import gpus
+from .spawn_form import ProfileSpawnerMixin, refusal
+from .spawner import DeepvreSpawner
+
+IMAGE_REPOSITORY = "localhost/deepvre/singleuser-cpu"
+NETWORK_PREFIX = "deepvre-"
+HOME_IN_IMAGE = "/home/jovyan"
+# the driver's device nodes every GPU container needs besides its own /dev/nvidiaN
+NVIDIA_SHARED_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the final NUL
+LIBPOD = "/v4.0.0/libpod"
+
+
+# --- pure builders -------------------------------------------------------------------------------
+
+
+def default_image(version=None):
+    """The single-user image of this deepvre: ``localhost/deepvre/singleuser-cpu:VERSION``."""
+    return f"{IMAGE_REPOSITORY}:{version or deepvre.__version__}"
+
+
+def image(section):
+    """``local.container.image``, else :func:`default_image`."""
+    return (section or {}).get("image") or default_image()
+
+
+def api_socket(section, state_dir):
+    """``local.container.socket``, else ``<state_dir>/podman/podman.sock``."""
+    return Path((section or {}).get("socket") or Path(state_dir) / "podman" / "podman.sock")
+
+
+def service_command(socket_path):
+    """podman's Docker-compatible API on ``socket_path``, with no idle timeout (the hub stops it)."""
+    return ["podman", "system", "service", "--time=0", f"unix://{socket_path}"]
+
+
+def network_name(username):
+    """The user's own network: ``deepvre-`` and the name, with anything outside ``[a-z0-9-]`` as
+    ``_XX`` (hex; ``_`` itself is ``_5f``), so two user names never share a network."""
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch == "-") else f"_{ord(ch):02x}"
+                   for ch in username.lower())
+    return NETWORK_PREFIX + safe
+
+
+def network_spec(username):
+    """The body of podman's network create (libpod API) for ``username``: an isolated bridge."""
+    return {"name": network_name(username), "driver": "bridge", "options": {"isolate": "true"},
+            "labels": {"deepvre.user": username}}
+
+
+def container_limits(profile):
+    """``(cpu_limit, mem_limit)`` of a profile: cores as a float and bytes, ``None`` where unset
+    (dockerspawner turns them into the CFS quota and the memory limit)."""
+    cpu = float(profile["cpu"]) if profile.get("cpu") else None
+    memory = profiles.parse_memory(profile["memory"]) if profile.get("memory") else None
+    return cpu, memory
+
+
+def gpu_devices(gpu_ids, style="cdi"):
+    """The ``--device`` options for the GPUs ``gpu_ids`` (indices as strings).
+
+    ``cdi``: CDI names (``nvidia.com/gpu=0``; the CDI spec also mounts the driver's libraries);
+    ``nodes``: ``HOST:CONTAINER:PERMISSIONS`` device nodes, the GPUs' own and the driver's shared ones.
+    """
+    if not gpu_ids:
+        return []
+    if style == "cdi":
+        return [f"nvidia.com/gpu={i}" for i in gpu_ids]
+    if style != "nodes":
+        raise ValueError(f"unknown GPU device style {style!r} (cdi or nodes)")
+    nodes = [gpus.device_node(i) for i in gpu_ids] + list(NVIDIA_SHARED_NODES)
+    return [f"{n}:{n}:rwm" for n in nodes]
+
+
+def container_environment(profile, gpu_ids, style="cdi"):
+    """The profile's environment inside the container (``profiles.local_environment``). The
+    container sees only its own GPUs: with CDI they are numbered from 0 there."""
+    env = profiles.local_environment(profile, gpu_ids)
+    if style == "cdi":
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(n) for n in range(len(gpu_ids)))
+    return env
+
+
+def host_config(profile, gpu_ids, style="cdi", pids_limit=4096):
+    """dockerspawner's ``extra_host_config`` for a server: the GPUs' devices, no capabilities, no
+    privilege gain (setuid programs), a process limit. Cores and memory go through
+    :func:`container_limits` (dockerspawner's ``cpu_limit`` / ``mem_limit``)."""
+    config = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "devices": gpu_devices(gpu_ids, style)}
+    if pids_limit:
+        config["pids_limit"] = pids_limit
+    return config
+
+
+def address_refusal(settings):
+    """Why the containers could not call the hub API and the marketplace, or ``None``: the address
+    they are given must be one of this machine's, and not loopback (inside a container that is the
+    container itself)."""
+    mismatch = addresses.listen_refusal(settings)
+    if mismatch:
+        return mismatch
+    address = addresses.hub_address(settings)
+    hub = (settings or {}).get("hub") or {}
+    key = "hub.hub_connect_ip" if hub.get("hub_connect_ip") else "hub.hub_ip"
+    if addresses.is_every_interface(address):
+        return (f"{key}: {address!r} means every interface, which the containers cannot call: set "
+                "hub.hub_connect_ip to this machine's address, e.g. 192.0.2.2.")
+    if addresses.is_loopback(address, addresses.resolved):
+        return (f"{key}: local.spawner is container, but the hub API and the marketplace would listen on "
+                f"loopback ({address}), which inside a container is the container itself. Set hub.hub_ip to "
+                "an address of this machine, e.g. 192.0.2.2 (the containers reach it through their network's "
+                "gateway; keep the hub's API port closed to other machines with a firewall).")
+    return None
+
+
+def socket_refusal(path, uid=None, gid=None):
+    """Why the API socket at ``path`` is not safe to use, or ``None``. Whoever may connect to it can
+    start a privileged container: only the hub's account (and root) may, and nobody else may swap it."""
+    uid = os.geteuid() if uid is None else uid
+    gid = os.getegid() if gid is None else gid
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return f"{path}: no socket there (start podman's API service, or let the hub start it)"
+    if not stat.S_ISSOCK(st.st_mode):
+        return f"{path}: not a socket"
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid not in (0, uid):
+        return f"{path}: owned by another account (uid {st.st_uid})"
+    if mode & stat.S_IWOTH:
+        return f"{path}: every account may connect to it (mode {mode:04o}); it must be 0600 or 0660"
+    if mode & stat.S_IWGRP and st.st_gid not in (0, gid):
+        return f"{path}: the group {st.st_gid} may connect to it (mode {mode:04o}); it must be 0600"
+    unsafe = untrusted_parent(path)
+    if unsafe:
+        return f"{path}: the folder {unsafe} above it is another account's or writable by others"
+    return None
+
+
+# --- the API service -----------------------------------------------------------------------------
+
+
+def podman_env():
+    """The environment of podman: the checkout's images/containers.conf (runc, ulimits that fit)
+    when the machine has no containers.conf of its own, as ``make images`` uses."""
+    env = dict(os.environ)
+    conf = REPO_ROOT / "images" / "containers.conf" if REPO_ROOT else None
+    if "CONTAINERS_CONF" not in env and not Path("/etc/containers/containers.conf").exists() and conf and conf.exists():
+        env["CONTAINERS_CONF"] = str(conf)
+    return env
+
+
+def answers(path, timeout=2.0):
+    """Whether a Docker-compatible API answers ``GET /_ping`` on the socket ``path``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(path))
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n")
+            reply = s.recv(4096)
+    except OSError:
+        return False
+    return reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n", 1)[0]
+
+
+def _die_with_parent():
+    """In the child: SIGTERM when the hub dies (PR_SET_PDEATHSIG), so no service outlives a killed hub."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def start_api_service(path, timeout=30):
+    """Start ``podman system service`` on ``path`` unless something answers there already; its
+    folder is made private (0700), the socket 0600. Returns the process (``None`` if reused); it is
+    stopped when the hub exits."""
+    path = Path(path)
+    if len(str(path)) > SOCKET_PATH_MAX:
+        raise RuntimeError(f"{path}: longer than a socket path may be ({SOCKET_PATH_MAX}); choose a shorter "
+                           "hub.state_dir or local.container.socket")
+    private_folder(path.parent)
+    if answers(path):
+        return None
+    path.unlink(missing_ok=True)
+    log = open(path.parent / "service.log", "ab")  # noqa: SIM115 (the child keeps it)
+    process = subprocess.Popen(service_command(path), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                               env=podman_env(), preexec_fn=_die_with_parent)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while not answers(path):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            tail = (path.parent / "service.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"podman system service did not answer on {path}:\n{tail}")
+        time.sleep(0.1)
+    os.chmod(path, 0o600)
+    atexit.register(stop_api_service, process)
+    return process
+
+
+def stop_api_service(process, timeout=10):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# --- the spawner ---------------------------------------------------------------------------------
+
+
+class ContainerSpawner(ProfileSpawnerMixin, DockerSpawner):
+    """Local mode, ``local.spawner: container``: the profile's cores, memory and GPUs become the
+    container's limits and devices; each user's containers are on a network of their own."""
+
+    gpu_settings = Dict(
+        config=True,
+        help="""How to find this machine's GPUs (the ``gpus:`` settings section).
+
+        Example: ``{"discovery": "list", "devices": [{"index": "0"}]}``
+        """,
+    )
+
+    gpu_device_style = Enum(
+        ["cdi", "nodes"],
+        default_value="cdi",
+        config=True,
+        help="""How GPUs reach the container (``local.container.gpu_devices``): CDI names or device nodes.
+
+        Example: ``"nodes"``
+        """,
+    )
+
+    home_volumes = Bool(
+        True,
+        config=True,
+        help="""Keep each user's home in a podman volume ``deepvre-home-NAME`` (``local.container.home_volumes``).
+
+        Example: ``False``
+        """,
+    )
+
+    pids_limit = Int(
+        4096,
+        config=True,
+        help="""Most processes and threads per container (``local.container.pids_limit``; 0: podman's default).
+
+        Example: ``1024``
+        """,
+    )
+
+    gpu_ids = List(help="GPU indices this server holds (kept in the spawner state).")
+
+    # the local spawner's GPU allocation (one allocator per hub process, shared)
+    owner = DeepvreSpawner.owner
+    allocator = DeepvreSpawner.allocator
+    discover_gpus = DeepvreSpawner.discover_gpus
+    prepare_form = DeepvreSpawner.prepare_form
+    gpu_capacity = DeepvreSpawner.gpu_capacity
+
+    @default("pre_spawn_hook")
+    def _default_pre_spawn_hook(self):
+        return None  # users need no OS account: the server runs as the image's user
+
+    @default("volumes")
+    def _default_volumes(self):
+        return {"deepvre-home-{username}": HOME_IN_IMAGE} if self.home_volumes else {}
+
+    @default("network_name")
+    def _default_network_name(self):
+        return network_name(self.user.name)
+
+    # --- state: survives a hub restart ----------------------------------------------------
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.gpu_ids = list(state.get("gpu_ids", []))
+        if self.gpu_ids:
+            self.allocator.restore(self.owner, self.gpu_ids)
+
+    def get_state(self):
+        state = super().get_state()
+        if self.gpu_ids:
+            state["gpu_ids"] = list(self.gpu_ids)
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        self.allocator.release(self.owner)
+        self.gpu_ids = []
+
+    # --- the container ------------------------------------------------------------------------
+
+    def get_env(self):
+        env = super().get_env()
+        profile = profiles.find_profile(self.profiles or [profiles.FALLBACK_PROFILE], self.profile_slug)
+        if profile is not None:
+            env.update(container_environment(profile, self.gpu_ids, self.gpu_device_style))
+        return env
+
+    async def pull_image(self, image):
+        """Nothing is pulled (no registry): a missing image is the admin's to build."""
+        try:
+            await self.docker("inspect_image", image)
+        except NotFound:
+            raise refusal(503, f"The single-user image {image} is not on this machine; an administrator "
+                               "builds it with `make images`.") from None
+
+    def _libpod_call(self, method, path, **kwargs):
+        response = self.client.request(method, self.client.base_url + LIBPOD + path, timeout=60, **kwargs)
+        return response.status_code, (response.json() if response.content else None)
+
+    def libpod(self, method, path, **kwargs):
+        """podman's own API (``/libpod/...``) on the same socket, in dockerspawner's thread."""
+        return asyncio.wrap_future(self.executor.submit(self._libpod_call, method, path, **kwargs))
+
+    async def ensure_network(self):
+        """The user's isolated network: created if missing; an existing one without podman's
+        ``isolate`` option is refused (another user's container could reach this one)."""
+        name = self.network_name
+        status, found = await self.libpod("GET", f"/networks/{name}/json")
+        if status == 404:
+            status, found = await self.libpod("POST", "/networks/create",
+                                              json=network_spec(self.user.name))
+            if status >= 300:
+                raise RuntimeError(f"podman could not create the network {name}: {found}")
+            self.log.info("Created the isolated network %s for %s", name, self.user.name)
+        if (found.get("options") or {}).get("isolate") != "true":
+            raise refusal(503, f"The network {name} exists without podman's isolate option; an administrator "
+                               "must remove it (`podman network rm`) before this server starts.")
+
+    async def remove_network(self):
+        """Remove the user's network when no container uses it any more (best effort)."""
+        try:
+            await self.libpod("DELETE", f"/networks/{self.network_name}")
+        except Exception as err:  # in use by another of the user's servers, or gone
+            self.log.debug("Network %s stays: %s", self.network_name, err)
+
+    async def start(self):
+        profile = self.reduce_user_options()
+        await self.discover_gpus()
+        try:
+            self.gpu_ids = self.allocator.allocate(self.owner, profile.get("gpus", 0), self.gpu_settings.get("per_user"))
+        except gpus.NoFreeGpus as err:
+            raise refusal(409, str(err)) from None
+        self.profile_slug = profile["slug"]
+        self.cpu_limit, self.mem_limit = container_limits(profile)
+        self.extra_host_config = host_config(profile, self.gpu_ids, self.gpu_device_style, self.pids_limit)
+        self.log.info("Starting %s in a container with profile %s, GPUs [%s]", self.owner, self.profile_slug,
+                      ",".join(self.gpu_ids))
+        try:
+            await self.ensure_network()
+            return await super().start()
+        except Exception:
+            self.allocator.release(self.owner)
+            self.gpu_ids = []
+            raise
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        if self.remove:
+            await self.remove_network()
+
+
+
+# --- the hub's configuration ---------------------------------------------------------------------
+
+
+def configure(c, settings, state_dir):
+    """Local mode with ``local.spawner: container``: the API service, then dockerspawner's settings."""
+    section = settings["local"]["container"]
+    why = address_refusal(settings)
+    path = api_socket(section, state_dir)
+    try:
+        if not why and section["start_service"] and not section.get("socket"):
+            start_api_service(path)
+    except (OSError, RuntimeError) as err:
+        why = str(err)
+    why = why or socket_refusal(path)
+    if why:
+        print(f"deepvre: {why}", file=sys.stderr)
+        raise SystemExit(2)
+    c.JupyterHub.spawner_class = ContainerSpawner
+    c.DockerSpawner.client_kwargs = {"base_url": f"unix://{path}"}
+    c.DockerSpawner.image = image(section)
+    c.DockerSpawner.prefix = "deepvre"
+    c.DockerSpawner.remove = True  # stop removes the container (the home stays in its volume)
+    c.DockerSpawner.use_internal_ip = True  # the proxy reaches the container on the user's network
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 120
+    c.ContainerSpawner.profiles = settings.get("profiles") or []
+    c.ContainerSpawner.gpu_settings = settings["gpus"]
+    c.ContainerSpawner.gpu_device_style = section["gpu_devices"]
+    c.ContainerSpawner.home_volumes = section["home_volumes"]
+    c.ContainerSpawner.pids_limit = section["pids_limit"]
