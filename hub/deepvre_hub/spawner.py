@@ -93,22 +93,27 @@ class DeepvreSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         nodes = {g.index: g.device for g in gpus.machine_gpus(self.gpu_settings)}
         return [nodes.get(i) or gpus.device_node(i) for i in gpu_ids]
 
+    def change_devices(self, change):
+        """``change`` (``gpu_devices.grant`` or ``revoke``) this server's GPUs' device nodes for its
+        account, when it has GPUs and ``restrict_devices`` holds; returns the error, else None."""
+        if not (self.gpu_ids and self.restricts_devices):
+            return None
+        try:
+            change(self.device_nodes(self.gpu_ids), self.user.name)
+        except (gpu_devices.DevicesUnrestricted, OSError) as err:
+            return err
+        return None
+
     def grant_devices(self):
         """Open this server's GPUs' device nodes to its account (``restrict_devices``)."""
-        if not (self.gpu_ids and self.restricts_devices):
-            return
-        try:
-            gpu_devices.grant(self.device_nodes(self.gpu_ids), self.user.name)
-        except (gpu_devices.DevicesUnrestricted, OSError) as err:
+        err = self.change_devices(gpu_devices.grant)
+        if err is not None:
             raise refusal(503, f"The GPU device nodes cannot be restricted to your account ({err}); "
-                               "an administrator must fix this before GPU servers start.") from None
+                               "an administrator must fix this before GPU servers start.")
 
     def revoke_devices(self):
-        if not (self.gpu_ids and self.restricts_devices):
-            return
-        try:
-            gpu_devices.revoke(self.device_nodes(self.gpu_ids), self.user.name)
-        except (gpu_devices.DevicesUnrestricted, OSError) as err:
+        err = self.change_devices(gpu_devices.revoke)
+        if err is not None:
             self.log.error("Cannot take %s's GPU device nodes back: %s", self.owner, err)
 
     async def discover_gpus(self):
