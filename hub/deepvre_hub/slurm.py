@@ -148,6 +148,8 @@ def make_spawner_class():
             Example: ``{"partition": "cpu", "account": "proj123", "gres_name": "gpu"}``
             """)
         end_message = Unicode(help="Why the last server ended without being stopped through the hub.")
+        # the message outlives the server: clear_state (at its end) keeps it for the spawn page
+        state_traits = {**ProfileSpawnerMixin.state_traits, "end_message": "end_message"}
         stopping = False
 
         def most_gpus(self, partition=None):
@@ -163,18 +165,6 @@ def make_spawner_class():
             if not self.end_message:
                 return ""
             return f'<p class="alert alert-warning deepvre-server-ended">{html.escape(self.end_message)}</p>'
-
-        # --- state ----------------------------------------------------------------------
-
-        def load_state(self, state):
-            super().load_state(state)
-            self.end_message = state.get("end_message", "")
-
-        def get_state(self):
-            state = super().get_state()
-            if self.end_message:
-                state["end_message"] = self.end_message
-            return state
 
         # --- the job ----------------------------------------------------------------------
 

@@ -74,6 +74,9 @@ class ProfileSpawnerMixin(AccountSettings):
 
     profile_slug = Unicode(help="Slug of the profile this server was started with (kept in the state).")
 
+    # {key in the spawner's state: text trait}: restored at a hub's start, saved when not empty
+    state_traits = {"profile": "profile_slug"}
+
     personal_mode = False  # the local spawner makes it a setting
 
     def gpu_capacity(self):
@@ -165,12 +168,14 @@ class ProfileSpawnerMixin(AccountSettings):
 
     def load_state(self, state):
         super().load_state(state)
-        self.profile_slug = state.get("profile", "")
+        for key, trait in self.state_traits.items():
+            setattr(self, trait, state.get(key, ""))
 
     def get_state(self):
         state = super().get_state()
-        if self.profile_slug:
-            state["profile"] = self.profile_slug
+        for key, trait in self.state_traits.items():
+            if getattr(self, trait):
+                state[key] = getattr(self, trait)
         return state
 
     def clear_state(self):
