@@ -130,19 +130,34 @@ def publish_run(run, name, version, lineage, visibility="private"):
 
 
 def catalog_document(base, name, version, run, visibility):
-    """Metadata of a fine-tuned model: the base model's document with the run's name, metrics, lineage."""
-    import copy
+    """Metadata of the model ``run`` fine-tuned from ``base`` (the base's catalog entry), made by
+    the one builder (:func:`deepvre.training.documents.model_document`).
+
+    What the model is comes from the run: its input shape and classes (``preprocessing.json``),
+    parameters and metrics. The base gives the use case, the kind of output and the wording;
+    nothing else of its document is carried over (its classes, tags or dates are not this model's).
+    """
+    import json
+
+    from deepvre.training.documents import model_document
 
     if base is None:
         raise ValueError("only runs of a model's notebook (fine-tuned from it) can be published")
-    doc = copy.deepcopy(base["metadata"])
-    section = doc.setdefault("deepvre", {})
-    section.update(name=name, version=version, visibility=visibility,
-                   base_model={"name": base["name"], "version": base["version"]},
-                   training={"notebook": "training.ipynb", "parameters": run.params.get("parameters", {})},
-                   metrics=run.metrics or {})
-    doc["title"] = f"{base.get('title') or base['name']} (fine-tuned: {name})"
-    return doc
+    meta = base["metadata"]
+    section = meta.get("deepvre") or {}
+    preprocessing = {}
+    if os.path.exists(os.path.join(run.path, "preprocessing.json")):
+        with open(os.path.join(run.path, "preprocessing.json")) as f:
+            preprocessing = json.load(f)
+    shape = (preprocessing.get("input") or {}).get("shape") or (section.get("input") or {}).get("shape") or []
+    title = f"{meta.get('title') or base['name']} (fine-tuned: {name})"
+    return model_document(
+        name, version, section.get("use_case") or "", title, meta.get("summary") or title, shape,
+        (section.get("output") or {}).get("kind") or "probabilities", labels=preprocessing.get("labels"),
+        base=(base["name"], base["version"]), parameters=run.params.get("parameters", {}),
+        metrics=run.metrics or {}, notebook="training.ipynb", visibility=visibility,
+        description=meta.get("description") or "",
+    )
 
 
 # -- runs ----------------------------------------------------------------------------------

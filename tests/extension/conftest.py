@@ -73,7 +73,7 @@ accuracy = float(model.evaluate(x, y, verbose=0)[1])
 model.save("model.keras")
 json.dump({"accuracy": round(accuracy, 4), "epochs": epochs}, open("metrics.json", "w"))
 json.dump({"input": {"shape": [8, 8, 3], "dtype": "float32", "scale": 1.0, "offset": 0.0},
-           "labels": ["red", "green", "blue"]}, open("preprocessing.json", "w"))
+           "labels": ["crimson", "lime", "navy"]}, open("preprocessing.json", "w"))  # the new task's classes
 print(label, accuracy)
 """
 

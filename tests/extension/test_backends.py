@@ -65,6 +65,11 @@ def test_publish_a_trained_run_with_its_lineage(api, own_market, jp_root_dir):
     assert found["models"][0]["metrics"]["epochs"] == 2
     status, details = api("GET", "models/colours-ft")
     assert status == 200 and details["lineage"] == {"name": "colours", "version": "1.0.0"}
+    # the document is the run's model (its classes), built by the one builder, not a copy of the base's
+    published = connect().show("colours-ft", "1.0.0")["metadata"]
+    assert published["deepvre"]["input"]["labels"] == ["crimson", "lime", "navy"]
+    assert published["deepvre"]["training"] == {"notebook": "training.ipynb", "parameters": {"epochs": 2}}
+    assert published["title"].endswith("(fine-tuned: colours-ft)") and "transfer-learning" in published["tags"]
     pulled = own_market / "pulled"
     connect().pull("colours-ft", "1.0.0", str(pulled))
     model = keras.saving.load_model(pulled / "model.keras", safe_mode=True)
