@@ -1,0 +1,198 @@
+"""Local mode with containers, for real: a root hub (rootful podman) spawns each user's server in
+the single-user image through podman's API socket (``local.spawner: container``).
+
+The image is ``make images``' (CI builds it before the tests); when it is missing, it is built
+the way tests/images builds it (images/build.py). The hub listens for its API on this machine's
+own address (``hub.hub_ip``): loopback inside a container is the container.
+"""
+
+import importlib.util
+import json
+import os
+import secrets
+import socket
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deepvre_hub import containers
+from tests.hub.hubprocess import HubProcess, run_code
+from tests.prereqs import REPO, require, require_program, require_proxy, require_root
+
+pytestmark = [pytest.mark.hub, pytest.mark.root, pytest.mark.timeout(1800)]
+
+PROFILES = [{"slug": "cpu", "display_name": "CPU", "description": "one core", "cpu": 1, "memory": "1G",
+             "default": True}]
+PASSWORD = "correct-horse-" + secrets.token_hex(4)
+
+
+def podman(*args, check=True):
+    result = subprocess.run(["podman", *args], env=containers.podman_env(), capture_output=True, text=True, timeout=120)
+    if check and result.returncode:
+        raise AssertionError(f"podman {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result
+
+
+def machine_address():
+    """This machine's address on its default route (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("203.0.113.1", 9))
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def singleuser_image(tmp_path):
+    """``make images``' single-user image of this version, else built as tests/images builds it."""
+    tag = containers.default_image()
+    if podman("image", "exists", tag, check=False).returncode == 0:
+        return tag
+    require_program("mmdebstrap")
+    spec = importlib.util.spec_from_file_location("deepvre_images_build", Path(REPO) / "images" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    with open(tmp_path / "build.log", "a") as log:
+        try:
+            build.build("singleuser-cpu", log)
+        except build.BuildError as err:
+            pytest.fail(f"{err}\n{(tmp_path / 'build.log').read_text()[-4000:]}")
+    return tag
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    require_root()
+    require_proxy()
+    require_program("podman")
+    address = machine_address()
+    require(address is not None, "needs an address other than loopback for the hub API (a default route)")
+    tmp = tmp_path_factory.mktemp("containers")
+    image = singleuser_image(tmp)
+    process = HubProcess({"profiles": PROFILES, "gpus": {"discovery": "none"}, "hub": {"hub_ip": address},
+                          "local": {"spawner": "container", "container": {"image": image}}}, tmp / "state")
+    process.users = []
+    process.start()
+    yield process
+    process.teardown()
+    for name in process.users:  # the homes outlive the containers
+        podman("volume", "rm", "--force", f"deepvre-home-{name}", check=False)
+
+
+@pytest.fixture(scope="module")
+def admin(hub):
+    return hub.login(hub.admin, hub.admin_password)
+
+
+def new_user(hub, admin, role):
+    name = f"ctr{secrets.token_hex(3)}{role}"
+    hub.users.append(name)
+    session, token = hub.approved_user(admin, name, PASSWORD)
+    return name, token
+
+
+@pytest.fixture(scope="module")
+def alice(hub, admin):
+    name, token = new_user(hub, admin, "a")
+    r = hub.spawn(token, name, profile="cpu")
+    assert r.status_code in (201, 202), r.text
+    return name, token
+
+
+@pytest.fixture(scope="module")
+def bob(hub, admin):
+    name, token = new_user(hub, admin, "b")
+    r = hub.spawn(token, name, profile="cpu")
+    assert r.status_code in (201, 202), r.text
+    return name, token
+
+
+def container_of(name):
+    """The inspected container of ``name``'s default server."""
+    out = podman("container", "inspect", f"deepvre-{name}")
+    return json.loads(out.stdout)[0]
+
+
+def container_address(name):
+    networks = container_of(name)["NetworkSettings"]["Networks"]
+    assert list(networks) == [containers.network_name(name)], networks
+    return networks[containers.network_name(name)]["IPAddress"]
+
+
+def test_the_server_runs_in_a_container_reached_through_the_proxy(hub, alice):
+    name, token = alice
+    out = run_code(hub.server_url(name), token,
+                   "import os, urllib.request, urllib.error\n"
+                   "print(os.getuid(), os.environ['HOME'], os.environ['DEEPVRE_PROFILE'], os.environ['JUPYTER_IMAGE_SPEC'])\n"
+                   "try:\n"
+                   "    urllib.request.urlopen(os.environ['DEEPVRE_MARKET_URL'], timeout=10); print('market 200')\n"
+                   "except urllib.error.HTTPError as err:\n"
+                   "    print('market', err.code)\n")
+    uid, home, profile, spec, *market = out.split()
+    assert (uid, home, profile) == ("1000", "/home/jovyan", "cpu")
+    assert spec == container_of(name)["ImageName"] or spec.endswith(container_of(name)["ImageName"])
+    assert market[0] == "market" and market[1].isdigit(), out  # an HTTP answer: the marketplace is reachable
+
+
+def test_the_profile_becomes_the_containers_limits(alice):
+    config = container_of(alice[0])["HostConfig"]
+    assert config["Memory"] == 2**30
+    assert config["CpuQuota"] == 100_000 and config["CpuPeriod"] == 100_000
+    assert config["PidsLimit"] == 4096
+    assert config["SecurityOpt"] == ["no-new-privileges"]
+    assert set(config["CapAdd"] or []) == set() and "CHOWN" not in (container_of(alice[0])["EffectiveCaps"] or [])
+
+
+def test_another_users_container_cannot_reach_the_server(hub, alice, bob):
+    target = container_address(alice[0])
+    assert target != container_address(bob[0])
+    # the host (the proxy) reaches it: the refusal below is the network's, not a dead server
+    probe = ("import socket\n"
+             "try:\n"
+             "    socket.create_connection(({!r}, 8888), timeout=5).close(); print('open')\n"
+             "except OSError as err:\n"
+             "    print('closed', type(err).__name__)\n")
+    with socket.create_connection((target, 8888), timeout=5):
+        pass
+    out = run_code(hub.server_url(bob[0]), bob[1], probe.format(target))
+    assert out.startswith("closed"), out
+    isolated = json.loads(podman("network", "inspect", containers.network_name(alice[0])).stdout)[0]
+    assert isolated["options"] == {"isolate": "true"}
+
+
+def test_the_api_socket_is_the_hubs_alone(hub, alice):
+    sock = hub.state_dir / "podman" / "podman.sock"
+    info = os.stat(sock)
+    assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == 0
+    assert stat.S_IMODE(os.stat(sock.parent).st_mode) == 0o700
+    assert containers.socket_refusal(sock) is None
+    out = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c",
+                          f"import socket; socket.socket(socket.AF_UNIX).connect({str(sock)!r})"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "PermissionError" in out.stderr, out
+
+
+def test_stop_removes_the_container_and_its_network(hub, alice):
+    name, token = alice
+    hub.stop_server(token, name)
+    assert podman("container", "exists", f"deepvre-{name}", check=False).returncode == 1
+    assert podman("network", "exists", containers.network_name(name), check=False).returncode == 1
+    assert podman("volume", "exists", f"deepvre-home-{name}", check=False).returncode == 0  # the home stays
+
+
+def test_a_hub_api_on_loopback_is_refused_at_start(tmp_path):
+    """Loopback inside a container is the container: the hub says which setting to change and exits."""
+    require_root()
+    require_proxy()
+    process = HubProcess({"profiles": PROFILES, "gpus": {"discovery": "none"}, "local": {"spawner": "container"}},
+                         tmp_path / "state")
+    try:
+        with pytest.raises(RuntimeError, match="exited"):
+            process.start(timeout=60)
+        assert "hub.hub_ip: local.spawner is container" in process.log_text()
+        assert not (process.state_dir / "podman" / "podman.sock").exists()  # nothing started
+    finally:
+        process.teardown()
