@@ -19,18 +19,28 @@ def _kubeconfig(dummy_kubeconfig):
     """Every test here: KubeSpawner reads the dummy kubeconfig (tests/conftest.py)."""
 
 
-@pytest.fixture(scope="module")
-def settings():
+def site_settings():
+    """tests/kubernetes/settings.yaml, validated."""
     from deepvre.site.settings import validate_settings
 
     return validate_settings(yaml.safe_load(SETTINGS_FILE.read_text()), source=SETTINGS_FILE)
 
 
-@pytest.fixture(scope="module")
-def values(settings):
+def rendered_values(settings):
+    """The z2jh values deepvre renders from ``settings``."""
     from deepvre_hub.kubernetes import z2jh_values
 
     return z2jh_values(settings)
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return site_settings()
+
+
+@pytest.fixture(scope="module")
+def values(settings):
+    return rendered_values(settings)
 
 
 class Group:
