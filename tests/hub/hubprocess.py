@@ -19,6 +19,10 @@ environment variables (e.g. a PATH with a fake ``nvidia-smi``); ``prefix`` goes 
 command (tests/slurm/test_two_nodes.py runs the hub on a node in a network namespace, and talks
 to it from a thread in that namespace: ``tests.slurmnodes.netns``).
 
+In a fixture, ``with hub.running(): yield hub`` starts it, tears it down after (and stops it
+in any case); ``cpu_only(**sections)`` is the settings of a hub with one CPU profile;
+``hub_folder(prefix, owner)`` a folder outside pytest's for its files.
+
 ``personal_hub_process()`` is a hub in personal mode (under an ordinary OS account made for it);
 tests/conftest.py shares one as the session fixture ``personal_hub``.
 """
@@ -140,6 +144,17 @@ class HubProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+    @contextlib.contextmanager
+    def running(self):
+        """``with hub.running(): yield hub`` in a fixture: started for the block, then
+        :meth:`teardown`; stopped in any case (a failed start or setup skips teardown's logins)."""
+        try:
+            self.start()
+            yield self
+            self.teardown()
+        finally:
+            self.stop()
 
     def teardown(self):
         """End of a test module: stop every server, then the hub; print its log tail; delete ``accounts``."""
@@ -263,6 +278,39 @@ class HubProcess:
     def server_url(self, user, server=""):
         return f"{self.url}/user/{user}/{server + '/' if server else ''}"
 
+    def server_status(self, session, user, server="", **kwargs):
+        """GET the single-user server's ``api/status`` through the proxy with ``session``."""
+        return session.get(f"{self.server_url(user, server)}api/status", timeout=60, **kwargs)
+
+    def check_browser_reaches(self, session, user, server=""):
+        """Through the proxy with a browser's cookies, after the single-user OAuth handshake: the
+        server's page and its ``api/status`` answer ``session``."""
+        page = session.get(self.server_url(user, server), timeout=60)
+        assert page.status_code == 200, f"{user}'s server page: {page.status_code} {page.url}"
+        status = self.server_status(session, user, server)
+        assert status.status_code == 200 and "kernels" in status.json(), f"{user}'s api/status: {status.text[:300]}"
+
+
+def cpu_only(**sections):
+    """Settings of a hub with one CPU profile and no GPU discovery, plus ``sections``
+    (e.g. ``culling={"enabled": True}``)."""
+    return {"profiles": [{"slug": "cpu", "display_name": "CPU", "default": True}], "gpus": {"discovery": "none"},
+            **sections}
+
+
+@contextlib.contextmanager
+def hub_folder(prefix, owner=None):
+    """A new folder for a hub's files outside pytest's temporary folder (which other pytest
+    sessions make 0700 again while the hub's services, under their own accounts, use it), given
+    to the OS account ``owner`` if named; removed after."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        if owner:
+            shutil.chown(folder, owner, owner)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 @contextlib.contextmanager
 def personal_hub_process():
@@ -271,21 +319,15 @@ def personal_hub_process():
     ``hub.account`` is the OS account it runs as. Needs root (to make that account)."""
     account = f"hubp{secrets.token_hex(3)}"
     subprocess.run(["useradd", "--create-home", "-K", "HOME_MODE=0700", account], check=True, capture_output=True)
-    folder = Path(tempfile.mkdtemp(prefix="deepvre-hub-personal-"))
-    shutil.chown(folder, account, account)
     person = f"hubp{secrets.token_hex(3)}me"
-    hub = HubProcess({"profiles": [{"slug": "cpu", "display_name": "CPU", "default": True}],
-                      "gpus": {"discovery": "none"}, "hub": {"personal_user": person}},
-                     folder / "state", run_as=account)
-    hub.account, hub.person = account, person
     try:
-        hub.start()
-        yield hub
-        hub.teardown()
+        with hub_folder("deepvre-hub-personal-", owner=account) as folder:
+            hub = HubProcess(cpu_only(hub={"personal_user": person}), folder / "state", run_as=account)
+            hub.account, hub.person = account, person
+            with hub.running():
+                yield hub
     finally:
-        hub.stop()
         subprocess.run(["userdel", "-r", account], capture_output=True, check=False)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_code(server_url, token, code, timeout=120):

@@ -92,10 +92,7 @@ def test_spawn_with_profile_status_kernel_and_stop(hub, person):
 
     hub.spawn_form(session, name, "cpu")
     hub.wait_ready(token, name)
-    # browser path: the cookie works after the single-user OAuth handshake through the proxy
-    assert session.get(hub.server_url(name), timeout=60).status_code == 200
-    status = session.get(f"{hub.server_url(name)}api/status", timeout=60)
-    assert status.status_code == 200 and "kernels" in status.json()
+    hub.check_browser_reaches(session, name)  # the cookie works after the single-user OAuth handshake
 
     out = run_code(hub.server_url(name), token, (
         "import os, getpass\n"
@@ -106,7 +103,7 @@ def test_spawn_with_profile_status_kernel_and_stop(hub, person):
     assert oct(os.stat(f"/home/{name}").st_mode & 0o777) == "0o700"
 
     hub.stop_server(token, name)
-    assert session.get(f"{hub.server_url(name)}api/status", timeout=60, allow_redirects=False).status_code != 200
+    assert hub.server_status(session, name, allow_redirects=False).status_code != 200
 
 
 def test_other_user_cannot_reach_server_or_files(hub, person):
@@ -120,7 +117,7 @@ def test_other_user_cannot_reach_server_or_files(hub, person):
     r = bob_session.get(f"{hub.server_url(alice)}api/contents/secret.txt", timeout=60)
     assert r.status_code in (403, 404) or "/hub/login" in r.url, r.status_code
     assert "alice-secret-42" not in r.text
-    r = bob_session.get(f"{hub.server_url(alice)}api/status", timeout=60, allow_redirects=False)
+    r = hub.server_status(bob_session, alice, allow_redirects=False)
     assert r.status_code != 200
     r = hub.api(bob_token, "GET", f"/users/{alice}")
     assert r.status_code == 404  # bob may not even see alice

@@ -92,10 +92,7 @@ def test_server_is_a_slurm_job_reachable_and_stop_cancels_it(hub, person, slurm)
     hub.wait_ready(token, name, timeout=240)
     job = job_of(slurm, name)
     assert job[1:] == ["RUNNING", slurm.partition, "1", "300M", "30:00"], job
-    # through the proxy, with the browser's cookie after the OAuth handshake
-    assert session.get(hub.server_url(name), timeout=60).status_code == 200
-    status = session.get(f"{hub.server_url(name)}api/status", timeout=60)
-    assert status.status_code == 200 and "kernels" in status.json()
+    hub.check_browser_reaches(session, name)  # through the proxy, with the browser's cookie
     out = run_code(hub.server_url(name), token, (
         "import os, getpass\n"
         "print(getpass.getuser(), os.environ['HOME'], os.environ['SLURM_JOB_ID'], os.environ['DEEPVRE_PROFILE'])"
@@ -104,7 +101,7 @@ def test_server_is_a_slurm_job_reachable_and_stop_cancels_it(hub, person, slurm)
 
     hub.stop_server(token, name)
     wait_for(lambda: not squeue(slurm, "-j", job[0], "-t", "PD,R,CG"), 60, f"job {job[0]} to end")
-    assert session.get(f"{hub.server_url(name)}api/status", timeout=60, allow_redirects=False).status_code != 200
+    assert hub.server_status(session, name, allow_redirects=False).status_code != 200
 
 
 def test_scancel_from_outside_is_a_stopped_server_with_a_message(hub, person, slurm):
