@@ -52,6 +52,17 @@ c.JupyterHub.load_roles = [
 """
 
 
+def market_answers(proc, url, log, what):
+    """Whether the marketplace at ``url`` answers (its ``api/openapi.yaml``), for ``wait_for``;
+    raises with the tail of the file ``log`` when ``proc`` (``what``) has exited."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"{what} exited with {proc.returncode}:\n" + Path(log).read_text()[-3000:])
+    try:
+        return requests.get(url + "api/openapi.yaml", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 @contextlib.contextmanager
 def market_hub(state, marketplace=None, users=("alice", "bob", "carol"), groups=(("lab", ("carol",)),)):
     """Start the hub with the marketplace (``marketplace``: its settings over a catalog in
@@ -75,17 +86,9 @@ def market_hub(state, marketplace=None, users=("alice", "bob", "carol"), groups=
     )
     url = f"http://127.0.0.1:{params['port']}"
     market_url = f"{url}/services/marketplace/"
-
-    def ready():
-        if proc.poll() is not None:
-            raise RuntimeError("hub exited:\n" + (state / "hub.log").read_text()[-3000:])
-        try:
-            return requests.get(market_url + "api/openapi.yaml", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
     try:
-        wait_for(ready, 120, "the hub and the marketplace service")
+        wait_for(lambda: market_answers(proc, market_url, state / "hub.log", "the hub"), 120,
+                 "the hub and the marketplace service")
         admin = {"Authorization": f"token {params['admin_token']}"}
         api = f"{url}/hub/api"
         for name in users:

@@ -24,7 +24,7 @@ from traitlets.config import Config
 from tests.hub.hubprocess import free_port, wait_for
 from tests.market.conftest import make_document, stop_process
 from tests.market.fuzz_hooks import MODEL, tar_of
-from tests.market.markethub import market_hub
+from tests.market.markethub import market_answers, market_hub
 
 UPLOAD_LIMIT = 4 * 1024 * 1024
 SCOPE = "access:services!service=marketplace"
@@ -138,6 +138,22 @@ def test_token_without_the_marketplace_scope_is_refused(hub):
 # -- 3. uploads that expand past the limit ---------------------------------------------------------
 
 
+def sparse_tar(tmp_path, name, size, tar_format="gnu"):
+    """An upload of model ``name`` (a tar file, a few KiB) whose ``weights.bin`` is a sparse member
+    of ``size`` bytes, written by GNU tar in ``tar_format``."""
+    folder = tmp_path / "up"
+    folder.mkdir()
+    (folder / "metadata.json").write_text(json.dumps(make_document(name, visibility="public")))
+    (folder / "model.keras").write_bytes(MODEL)
+    (folder / "training.ipynb").write_text("{}")
+    with open(folder / "weights.bin", "wb") as out:
+        out.truncate(size)
+    body = tmp_path / "up.tar"
+    subprocess.run(["tar", f"--format={tar_format}", "--sparse", "-cf", str(body), "-C", str(folder),
+                    "metadata.json", "model.keras", "training.ipynb", "weights.bin"], check=True)
+    return body
+
+
 def staging_peak(hub, stop, seen):
     """Largest total size of the store's staging files while ``stop`` is unset."""
     tmp = Path(hub["state"]) / "artifacts" / "tmp"
@@ -155,16 +171,7 @@ def staging_peak(hub, stop, seen):
 @pytest.mark.parametrize("tar_format", ["gnu", "pax"])
 def test_sparse_member_is_refused_before_anything_is_written(hub, tmp_path, tar_format):
     """A few KiB of tar with a sparse member of 256 MiB: refused from its headers."""
-    folder = tmp_path / "up"
-    folder.mkdir()
-    (folder / "metadata.json").write_text(json.dumps(make_document("sparse-bomb", visibility="public")))
-    (folder / "model.keras").write_bytes(MODEL)
-    (folder / "training.ipynb").write_text("{}")
-    with open(folder / "weights.bin", "wb") as out:
-        out.truncate(256 * 1024 * 1024)
-    body = tmp_path / "up.tar"
-    subprocess.run(["tar", f"--format={tar_format}", "--sparse", "-cf", str(body), "-C", str(folder),
-                    "metadata.json", "model.keras", "training.ipynb", "weights.bin"], check=True)
+    body = sparse_tar(tmp_path, "sparse-bomb", 256 * 1024 * 1024, tar_format)
     assert body.stat().st_size < 64 * 1024
     stop, seen = threading.Event(), []
     watcher = threading.Thread(target=staging_peak, args=(hub, stop, seen))
@@ -182,16 +189,7 @@ def test_sparse_member_is_refused_before_anything_is_written(hub, tmp_path, tar_
 
 def test_sparse_member_within_the_limit_is_refused(hub, tmp_path):
     """A sparse member is no plain file, whatever its size (it was stored expanded)."""
-    folder = tmp_path / "up"
-    folder.mkdir()
-    (folder / "metadata.json").write_text(json.dumps(make_document("sparse-small", visibility="public")))
-    (folder / "model.keras").write_bytes(MODEL)
-    (folder / "training.ipynb").write_text("{}")
-    with open(folder / "weights.bin", "wb") as out:
-        out.truncate(1024 * 1024)
-    body = tmp_path / "up.tar"
-    subprocess.run(["tar", "--format=gnu", "--sparse", "-cf", str(body), "-C", str(folder), "metadata.json",
-                    "model.keras", "training.ipynb", "weights.bin"], check=True)
+    body = sparse_tar(tmp_path, "sparse-small", 1024 * 1024)
     r = upload(hub, hub["tokens"]["bob"], body.read_bytes())
     assert r.status_code == 422 and "not a regular file" in r.text, r.text
 
@@ -299,16 +297,9 @@ def test_standalone_service_refuses_other_local_processes(tmp_path):
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ, DEEPVRE_MARKET_DIR=str(tmp_path)),
     )
     url = f"http://127.0.0.1:{port}/"
-
-    def up():
-        assert proc.poll() is None, (tmp_path / "service.log").read_text()
-        try:
-            return requests.get(url + "api/openapi.yaml", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
     try:
-        wait_for(up, 60, "the standalone marketplace")
+        wait_for(lambda: market_answers(proc, url, tmp_path / "service.log", "the standalone marketplace"), 60,
+                 "the standalone marketplace")
         assert requests.get(url + "api/models", timeout=30).status_code == 401
         assert requests.get(url + "api/models", headers=auth("guess"), timeout=30).status_code == 401
         assert requests.get(url, timeout=30).status_code == 401
