@@ -23,7 +23,7 @@ import pytest
 from traitlets.config import Config
 
 from deepvre_hub import accounts, oidc
-from tests.hub.hubprocess import HubProcess, run_code
+from tests.hub.hubprocess import HubProcess, cpu_only, run_code
 from tests.prereqs import require_proxy, require_root
 from tests.security.conftest import PASSWORD, new_name, os_account, squeue
 
@@ -49,11 +49,9 @@ def victim():
 def local_hub(tmp_path_factory):
     require_root()
     require_proxy()
-    hub = HubProcess({"profiles": [{"slug": "cpu", "display_name": "CPU", "default": True}],
-                      "gpus": {"discovery": "none"}}, tmp_path_factory.mktemp("sec-accounts") / "state")
-    hub.start()
-    yield hub
-    hub.teardown()
+    hub = HubProcess(cpu_only(), tmp_path_factory.mktemp("sec-accounts") / "state")
+    with hub.running():
+        yield hub
 
 
 def sign_up_as(hub, name):

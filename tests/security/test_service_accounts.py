@@ -25,7 +25,7 @@ from traitlets.config import Config
 
 from deepvre.site.settings import validate_settings
 from deepvre_hub import accounts, modes, service_accounts
-from tests.hub.hubprocess import HubProcess, run_code
+from tests.hub.hubprocess import HubProcess, cpu_only, run_code
 from tests.market.conftest import make_document
 from tests.market.fuzz_hooks import MODEL
 from tests.prereqs import require_proxy, require_root, traversable
@@ -60,9 +60,7 @@ def root_catalog(state):
 def hub(tmp_path_factory):
     require_root()
     require_proxy()
-    process = HubProcess({"profiles": [{"slug": "cpu", "display_name": "CPU", "default": True}],
-                          "gpus": {"discovery": "none"}, "culling": {"enabled": True, "every": 600}},
-                         tmp_path_factory.mktemp("svc-hub") / "state")
+    process = HubProcess(cpu_only(culling={"enabled": True, "every": 600}), tmp_path_factory.mktemp("svc-hub") / "state")
     process.state_dir.mkdir(mode=0o700)
     target = root_catalog(process.state_dir)
     process.start()
