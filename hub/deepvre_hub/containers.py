@@ -28,6 +28,7 @@ import asyncio
 import atexit
 import ctypes
 import os
+import resource
 import signal
 import socket
 import stat
@@ -128,13 +129,40 @@ def container_environment(profile, gpu_ids, style="cdi"):
     return env
 
 
-def host_config(profile, gpu_ids, style="cdi", pids_limit=4096):
+def process_ulimits(pid_max, nproc_hard, nofile):
+    """The containers' ``nproc`` and ``nofile`` limits (docker-py's ``ulimits``).
+
+    ``RLIMIT_NPROC`` counts every process of a uid on the whole machine, and (rootful podman, no user
+    namespace) every user's server runs as the image's uid 1000 there: a low nproc (images/containers.conf
+    says 1024) is one budget all users share, so bob's container could use it up and nothing could
+    start in alice's (EAGAIN). So nproc is as high as the machine has pids (``pid_max``), no higher
+    than the hub's own hard limit ``nproc_hard`` (``-1``: none): what limits a container is its cgroup's
+    ``pids_limit``. ``nofile`` is the hub's own ``(soft, hard)``: ulimits replace podman's defaults as a whole."""
+    nproc = pid_max if nproc_hard < 0 else min(pid_max, nproc_hard)
+    return [{"Name": "nproc", "Soft": nproc, "Hard": nproc},
+            {"Name": "nofile", "Soft": nofile[0], "Hard": nofile[1]}]
+
+
+def machine_ulimits():
+    """:func:`process_ulimits` of this machine and the hub process."""
+    try:
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        pid_max = 32768
+    return process_ulimits(pid_max, resource.getrlimit(resource.RLIMIT_NPROC)[1],
+                           resource.getrlimit(resource.RLIMIT_NOFILE))
+
+
+def host_config(profile, gpu_ids, style="cdi", pids_limit=4096, ulimits=None):
     """dockerspawner's ``extra_host_config`` for a server: the GPUs' devices, no capabilities, no
-    privilege gain (setuid programs), a process limit. Cores and memory go through
-    :func:`container_limits` (dockerspawner's ``cpu_limit`` / ``mem_limit``)."""
+    privilege gain (setuid programs), a process limit, ``ulimits`` (:func:`process_ulimits`) if
+    given. Cores and memory go through :func:`container_limits` (dockerspawner's ``cpu_limit`` /
+    ``mem_limit``)."""
     config = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "devices": gpu_devices(gpu_ids, style)}
     if pids_limit:
         config["pids_limit"] = pids_limit
+    if ulimits:
+        config["ulimits"] = ulimits
     return config
 
 
@@ -393,7 +421,8 @@ class ContainerSpawner(ProfileSpawnerMixin, DockerSpawner):
             raise refusal(409, str(err)) from None
         self.profile_slug = profile["slug"]
         self.cpu_limit, self.mem_limit = container_limits(profile)
-        self.extra_host_config = host_config(profile, self.gpu_ids, self.gpu_device_style, self.pids_limit)
+        self.extra_host_config = host_config(profile, self.gpu_ids, self.gpu_device_style, self.pids_limit,
+                                             machine_ulimits())
         self.log.info("Starting %s in a container with profile %s, GPUs [%s]", self.owner, self.profile_slug,
                       ",".join(self.gpu_ids))
         try:
