@@ -22,39 +22,9 @@ that namespace's pods and the operator.
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
-
-DEFAULTS = {
-    "cluster": "local",
-    "workers": 2,
-    "local": {"threads_per_worker": 1, "memory_limit": "auto"},
-    "slurm": {
-        "queue": None,
-        "account": None,
-        "cores": 1,
-        "processes": 1,
-        "memory": "2GB",
-        "walltime": "01:00:00",
-        "interface": None,
-        "host": None,
-        "job_extra_directives": [],
-        "local_directory": None,
-        "log_directory": "~/.cache/deepvre/dask-slurm-logs",
-        "python": None,
-    },
-    "kubernetes": {
-        "name": "deepvre-dask",
-        "namespace": None,
-        "image": "ghcr.io/dask/dask:2026.8.0-py3.11",
-        "resources": {"requests": {"cpu": "1", "memory": "2G"}, "limits": {"cpu": "1", "memory": "2G"}},
-        "env": {},
-        "idle_timeout": 600,
-    },
-}
-
 
 # distributed's nannies give workers MALLOC_TRIM_THRESHOLD_=65536; setting any glibc malloc
 # tunable also freezes its mmap threshold, so every image-sized buffer is mmap'd, faulted in
@@ -127,30 +97,12 @@ def dask_setup(worker):
     _quiet("distributed.worker")
 
 
-def _schema():
-    from deepvre.site.settings import SCHEMA_DIR
-
-    return json.loads((SCHEMA_DIR / "dask.json").read_text())
-
-
-def _merge(base, override):
-    out = dict(base)
-    for key, value in (override or {}).items():
-        out[key] = _merge(base[key], value) if isinstance(base.get(key), dict) and isinstance(value, dict) else value
-    return out
-
-
 def dask_settings(section=None):
-    """The ``dask:`` section validated against its schema, with defaults filled in."""
-    import jsonschema
+    """The ``dask:`` section validated, with every default filled in (the settings loader's: the
+    defaults are in its schema, ``deepvre/site/schemas/dask.json``; errors name ``dask.KEY``)."""
+    from deepvre.site.settings import validated_section
 
-    section = section or {}
-    try:
-        jsonschema.validate(section, _schema())
-    except jsonschema.ValidationError as err:
-        where = "dask." + ".".join(str(p) for p in err.absolute_path) if err.absolute_path else "dask"
-        raise ValueError(f"settings {where}: {err.message}") from None
-    return _merge(DEFAULTS, section)
+    return validated_section("dask", section)
 
 
 def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None, security=None,
@@ -183,7 +135,7 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
         if s[key]:
             kwargs[key] = s[key]
     # the jobs' slurm-N.out / .err: never in the caller's current folder
-    kwargs["log_directory"] = os.path.expanduser(s["log_directory"] or DEFAULTS["slurm"]["log_directory"])
+    kwargs["log_directory"] = os.path.expanduser(s["log_directory"] or dask_settings()["slurm"]["log_directory"])
     options = {"dashboard_address": DASHBOARD_ADDRESS}
     if s["host"]:
         options["host"] = s["host"]

@@ -98,8 +98,8 @@ def fill_defaults(value, schema):
         for key, sub in schema.get("properties", {}).items():
             if key in value:
                 value[key] = fill_defaults(value[key], sub)
-            elif "default" in sub:
-                value[key] = copy.deepcopy(sub["default"])
+            elif "default" in sub:  # and the default's own keys' defaults
+                value[key] = fill_defaults(sub["default"], sub)
             elif sub.get("type") == "object":
                 value[key] = fill_defaults({}, sub)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
@@ -128,6 +128,14 @@ def validate_settings(settings, schema_dir=SCHEMA_DIR, source=None):
     if errors:
         raise SettingsError(errors, source)
     return fill_defaults(settings, schema)
+
+
+def validated_section(name, section=None, schema_dir=SCHEMA_DIR):
+    """The settings section ``name`` (a dict, or ``None`` for empty) validated, with every default
+    filled in: the one loader's answer for code handed a section that may not come from
+    :func:`load_settings` (a caller's dict). Errors are its :class:`SettingsError` (``name.KEY``)."""
+    given = {} if section is None else {name: section}
+    return validate_settings(given, schema_dir=schema_dir)[name]
 
 
 def load_settings(path=None, schema_dir=SCHEMA_DIR):

@@ -31,10 +31,10 @@ class SlurmSettingsError(Invalid):
 
 def slurm_settings(section=None):
     """The ``slurm:`` section validated, with every default filled in (errors name ``slurm.KEY``)."""
-    from .settings import SettingsError, validate_settings
+    from .settings import SettingsError, validated_section
 
     try:
-        return validate_settings({"slurm": section or {}})["slurm"]
+        return validated_section("slurm", section)
     except SettingsError as err:
         raise SlurmSettingsError("; ".join(err.errors)) from None
 

@@ -27,7 +27,7 @@ import os
 
 from deepvre.market import service as market_service
 from deepvre.site import environment, profiles
-from deepvre.site.settings import SCHEMA_DIR
+from deepvre.site.settings import SettingsError, validated_section
 
 from . import admission, culler, user_namespaces
 from .modes import SERVER_SCOPES
@@ -37,7 +37,6 @@ CHART_REPO = "https://hub.jupyter.org/helm-chart/"
 # z2jh 4.4.0 ships JupyterHub 5.5.0 (we pin 5.5.x: NativeAuthenticator breaks on 6.x).
 CHART_VERSION = "4.4.0"
 
-SCHEMA_PATH = str(SCHEMA_DIR / "kubernetes.json")
 
 # The chart's toleration for its dedicated user nodes (z2jh default, restated so that a
 # GPU profile's tolerations, which replace the list, keep it).
@@ -68,60 +67,18 @@ class RenderError(ValueError):
 # ---------------------------------------------------------------- settings
 
 
-def _schema():
-    with open(SCHEMA_PATH) as f:
-        return json.load(f)
-
-
-def _fill_defaults(schema, value):
-    """A copy of ``value`` with the schema's defaults filled in, recursively."""
-    if schema.get("type") != "object" or not isinstance(value, dict):
-        return value
-    out = dict(value)
-    for key, sub in schema.get("properties", {}).items():
-        if key not in out and "default" in sub:
-            out[key] = copy.deepcopy(sub["default"])
-        if key in out:
-            out[key] = _fill_defaults(sub, out[key])
-    return out
-
-
 def kubernetes_settings(settings):
-    """The ``kubernetes:`` section, validated and with every default filled in."""
-    import jsonschema
-
-    section = (settings or {}).get("kubernetes") or {}
-    schema = _schema()
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(section), key=lambda e: list(e.path))
-    if errors:
-        err = errors[0]
-        path = ".".join(["kubernetes", *map(str, err.path)])
-        if err.validator == "additionalProperties":
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            raise RenderError(f"{path}: unknown key {', '.join(repr(k) for k in extra)}")
-        raise RenderError(f"{path}: {err.message}")
-    return _fill_defaults(schema, section)
-
-
-def _profile_schema():
-    with open(os.path.join(os.path.dirname(SCHEMA_PATH), "profiles.json")) as f:
-        return json.load(f)["items"]
+    """The ``kubernetes:`` section validated, with every default filled in (by the settings
+    loader: :func:`deepvre.site.settings.validated_section`; its messages name the key)."""
+    try:
+        return validated_section("kubernetes", (settings or {}).get("kubernetes"))
+    except SettingsError as err:
+        raise RenderError("; ".join(err.errors)) from None
 
 
 def _check_profile(profile, where):
-    """The hub's profile schema, then what Kubernetes needs on top (a GPU count for a GPU type)."""
-    import jsonschema
-
-    if not isinstance(profile, dict):
-        raise RenderError(f"{where}: a profile must be a mapping, got {type(profile).__name__}")
-    schema = _profile_schema()
-    unknown = sorted(set(profile) - set(schema["properties"]))
-    if unknown:
-        raise RenderError(f"{where}: unknown key {', '.join(repr(k) for k in unknown)}")
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(profile))
-    if error is not None:
-        path = "".join(f".{p}" for p in error.absolute_path)
-        raise RenderError(f"{where}{path}: {error.message}")
+    """What Kubernetes needs of a profile beyond its schema (checked by :func:`profile_list`):
+    a GPU count for a GPU type."""
     gpus = profile.get("gpus") or 0
     if profile.get("gpu_type") and not gpus:
         raise RenderError(
@@ -197,6 +154,10 @@ def profile_list(settings):
     items = (settings or {}).get("profiles") or []
     if not isinstance(items, list) or not items:
         raise RenderError("profiles: at least one hardware profile is needed")
+    try:
+        items = validated_section("profiles", items)  # the settings loader's schema and messages
+    except SettingsError as err:
+        raise RenderError("; ".join(err.errors)) from None
     entries = [kubespawner_profile(p, k8s, f"profiles[{i}]") for i, p in enumerate(items)]
     errors = profiles.check_profiles(items)
     if errors:

@@ -65,6 +65,46 @@ def test_every_schema_file_is_a_section(tmp_path):
     assert errors_of({"gamma": 1}, schema_dir=tmp_path) == ["gamma: unknown top-level key (known: alpha, beta)"]
 
 
+def undescribed(schema, path):
+    """The key paths below ``schema`` (at ``path``) whose schema has no ``description``."""
+    found = []
+    for key, sub in (schema.get("properties") or {}).items():
+        if not sub.get("description"):
+            found.append(f"{path}.{key}")
+        found += undescribed(sub, f"{path}.{key}")
+    if isinstance(schema.get("items"), dict):
+        found += undescribed(schema["items"], f"{path}[]")
+    return found
+
+
+def test_every_key_is_described():
+    """The schemas are the settings' documentation (`deepvre hub check`, docs/architecture.md)."""
+    sections = combined_schema()["properties"]
+    missing = [name for name, schema in sections.items() if not schema.get("description")]
+    for name, schema in sections.items():
+        missing += undescribed(schema, name)
+    assert not missing, f"settings keys without a description: {missing}"
+    assert undescribed({"properties": {"a": {"properties": {"b": {}}, "description": "A."}}}, "x") == ["x.a.b"]
+
+
+@pytest.mark.parametrize("section", ["dask", "kubernetes", "slurm", "local"])
+def test_sections_whose_consumers_read_every_key_get_every_default_from_the_schema(section):
+    """These consumers read keys without checking they are there: the schema holds every default
+    (no second table of defaults in the code), so an empty section comes out whole."""
+    def leaves(schema, path):
+        props = schema.get("properties") or {}
+        if not props or path.endswith("resources"):
+            return [path]
+        return [leaf for key, sub in props.items() for leaf in leaves(sub, f"{path}.{key}")]
+
+    filled = validate_settings({})[section]
+    for leaf in leaves(combined_schema()["properties"][section], section):
+        node = {section: filled}
+        for part in leaf.split("."):
+            assert part in node, f"{leaf}: no default in the schema"
+            node = node[part]
+
+
 def test_key_path():
     assert key_path(["profiles", 2, "gpus"]) == "profiles[2].gpus"
     assert key_path([]) == ""

@@ -104,9 +104,9 @@ def _bad(settings, where, value):
 @pytest.mark.parametrize("where, value, message", [
     (("profiles", 1, "gpus"), 0, r"profiles\[1\]\.gpus: GPU profile 'gpu-1' .* has no GPU count"),
     (("profiles", 1, "gpus"), KeyError, r"profiles\[1\]\.gpus: GPU profile 'gpu-1' .* has no GPU count"),
-    (("profiles", 0, "gpu"), 1, r"profiles\[0\]: unknown key 'gpu'"),
+    (("profiles", 0, "gpu"), 1, r"profiles\[0\]\.gpu: unknown key \(known: cpu, "),
     (("profiles", 2, "memory"), "lots", r"profiles\[2\]\.memory: 'lots' does not match"),
-    (("kubernetes", "storage", "capcity"), "5Gi", r"kubernetes\.storage: unknown key 'capcity'"),
+    (("kubernetes", "storage", "capcity"), "5Gi", r"kubernetes\.storage\.capcity: unknown key \(known: capacity, "),
     (("kubernetes", "gpu", "resource"), 7, r"kubernetes\.gpu\.resource: 7 is not of type 'string'"),
     (("kubernetes", "shm_fraction"), 2, r"kubernetes\.shm_fraction: 2 is greater than the maximum of 1"),
 ])
