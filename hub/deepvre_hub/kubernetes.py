@@ -227,7 +227,7 @@ def _oidc(settings, k8s):
 
 def _culler(settings):
     """deepvre's idle culler (per-profile and GPU limits) as a hub service, with its config file."""
-    culling = {"enabled": True, "timeout": 3600, "gpu_timeout": 900, "every": 60, **((settings or {}).get("culling") or {})}
+    culling = validated_section("culling", (settings or {}).get("culling"))
     if not culling["enabled"]:
         return None, None, None
     items = (settings or {}).get("profiles") or []

@@ -33,16 +33,18 @@ from functools import partial
 import requests
 
 from deepvre.site import environment
+from deepvre.site.settings import SettingsError, section_schemas, validated_section
 from deepvre.site.settings import state_dir as hub_state_dir
 
 from . import accounts
 
-DEFAULT_SCOPES = ["openid", "profile", "email", "offline_access"]
+_DEFAULTS = section_schemas()["oidc"]["properties"]  # the settings schema holds them
+DEFAULT_SCOPES = _DEFAULTS["scopes"]["default"]
 # The hub user name: `sub`, the provider's stable identifier of the person (OIDC Core 1.0: never
 # reassigned, unique at the issuer). Not `preferred_username`: the person chooses it (at many
 # providers, and at every one that federates others), and in local and Slurm modes the hub name
 # is the OS account name. EGI Check-in: `voperson_id` (hub/examples/settings-egi-checkin.yaml).
-DEFAULT_USERNAME_CLAIM = "sub"
+DEFAULT_USERNAME_CLAIM = _DEFAULTS["username_claim"]["default"]
 # Variables the user's server gets holding their current access token.
 TOKEN_ENV_NAMES = (environment.ACCESS_TOKEN, "OAUTH_ACCESS_TOKEN")
 CRYPT_KEY_ENV = "JUPYTERHUB_CRYPT_KEY"
@@ -158,6 +160,14 @@ def endpoints(oidc, discovery=None):
     return urls
 
 
+def section(oidc):
+    """The ``oidc:`` section validated with its defaults (the settings loader's)."""
+    try:
+        return validated_section("oidc", oidc)
+    except SettingsError as err:
+        raise OIDCSettingsError("; ".join(err.errors)) from None
+
+
 def needs_discovery(oidc):
     return not all(oidc.get(k) for k in ("authorize_url", "token_url", "userdata_url"))
 
@@ -165,10 +175,9 @@ def needs_discovery(oidc):
 def static_traits(oidc):
     """The GenericOAuthenticator traits that are plain data (no secret, no callable):
     what a Helm values file can hold. Endpoints are only the explicit ones."""
-    allowed_groups = sorted(oidc.get("allowed_groups", []))
-    admin_groups = sorted(oidc.get("admin_groups", []))
-    allow_all = oidc.get("allow_all", False)
-    if not (allowed_groups or admin_groups or allow_all or oidc.get("admin_users")):
+    oidc = section(oidc)
+    allowed_groups, admin_groups = sorted(oidc["allowed_groups"]), sorted(oidc["admin_groups"])
+    if not (allowed_groups or admin_groups or oidc["allow_all"] or oidc["admin_users"]):
         raise OIDCSettingsError(
             "oidc.allowed_groups: empty, and neither oidc.admin_groups, oidc.admin_users "
             "nor oidc.allow_all is set, so no one could log in"
@@ -178,18 +187,18 @@ def static_traits(oidc):
     }
     traits.update({
         "client_id": oidc["client_id"],
-        "scope": list(oidc.get("scopes", DEFAULT_SCOPES)),
-        "username_claim": oidc.get("username_claim", DEFAULT_USERNAME_CLAIM),
-        "login_service": oidc.get("login_service", "OpenID Connect"),
+        "scope": list(oidc["scopes"]),
+        "username_claim": oidc["username_claim"],
+        "login_service": oidc["login_service"],
         "manage_groups": True,
         "allowed_groups": allowed_groups,
         "admin_groups": admin_groups,
-        "allow_all": allow_all,
-        "admin_users": sorted(oidc.get("admin_users", [])),
+        "allow_all": oidc["allow_all"],
+        "admin_users": sorted(oidc["admin_users"]),
         "enable_auth_state": True,
-        "refresh_pre_spawn": oidc.get("refresh_pre_spawn", True),
-        "auth_refresh_age": oidc.get("refresh_age", 300),
-        "validate_server_cert": oidc.get("validate_server_cert", True),
+        "refresh_pre_spawn": oidc["refresh_pre_spawn"],
+        "auth_refresh_age": oidc["refresh_age"],
+        "validate_server_cert": oidc["validate_server_cert"],
     })
     optional = {
         "callback_url": "oauth_callback_url",
