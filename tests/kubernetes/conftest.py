@@ -33,14 +33,13 @@ def rendered_values(settings):
     return z2jh_values(settings)
 
 
-@pytest.fixture(scope="module")
-def settings():
-    return site_settings()
+def rendered_values_of(k8s_settings):
+    """:func:`rendered_values` as the fixture of a ``k8s_settings`` fixture (tests/security)."""
+    return rendered_values(k8s_settings)
 
 
-@pytest.fixture(scope="module")
-def values(settings):
-    return rendered_values(settings)
+settings = pytest.fixture(scope="module", name="settings")(site_settings)
+values = pytest.fixture(scope="module", name="values")(rendered_values)
 
 
 class Group:
