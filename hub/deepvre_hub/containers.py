@@ -10,7 +10,7 @@ Who does what:
   account could connect to, or swap. A root hub runs rootful podman; a hub under an ordinary account
   runs rootless podman (where the machine has subordinate ids for it).
 - :class:`ContainerSpawner` is thin glue: the profile form and choice (``ProfileSpawnerMixin``), the
-  GPU allocation of the local spawner, and dockerspawner for the container.
+  GPUs held as the local spawner holds them (``LocalGpusMixin``), and dockerspawner for the container.
 - the pure builders say what a profile becomes: :func:`container_limits` (cores and bytes),
   :func:`gpu_devices` (CDI names or device nodes), :func:`host_config` (limits, devices, no
   capabilities, no privilege gain), :func:`container_environment`.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from docker.errors import NotFound
 from dockerspawner import DockerSpawner
-from traitlets import Bool, Dict, Enum, Int, List, default
+from traitlets import Bool, Enum, Int, default
 
 import deepvre
 from deepvre.private_dirs import private_folder, untrusted_parent
@@ -47,8 +47,7 @@ from deepvre.site import addresses, profiles
 from deepvre.site.settings import REPO_ROOT
 
 from . import gpus
-from .spawn_form import ProfileSpawnerMixin, refusal
-from .spawner import DeepvreSpawner
+from .spawn_form import LocalGpusMixin, ProfileSpawnerMixin, refusal
 
 IMAGE_REPOSITORY = "localhost/deepvre/singleuser-cpu"
 NETWORK_PREFIX = "deepvre-"
@@ -285,17 +284,9 @@ def stop_api_service(process, timeout=10):
 # --- the spawner ---------------------------------------------------------------------------------
 
 
-class ContainerSpawner(ProfileSpawnerMixin, DockerSpawner):
+class ContainerSpawner(LocalGpusMixin, ProfileSpawnerMixin, DockerSpawner):
     """Local mode, ``local.spawner: container``: the profile's cores, memory and GPUs become the
     container's limits and devices; each user's containers are on a network of their own."""
-
-    gpu_settings = Dict(
-        config=True,
-        help="""How to find this machine's GPUs (the ``gpus:`` settings section).
-
-        Example: ``{"discovery": "list", "devices": [{"index": "0"}]}``
-        """,
-    )
 
     gpu_device_style = Enum(
         ["cdi", "nodes"],
@@ -325,15 +316,6 @@ class ContainerSpawner(ProfileSpawnerMixin, DockerSpawner):
         """,
     )
 
-    gpu_ids = List(help="GPU indices this server holds (kept in the spawner state).")
-
-    # the local spawner's GPU allocation (one allocator per hub process, shared)
-    owner = DeepvreSpawner.owner
-    allocator = DeepvreSpawner.allocator
-    discover_gpus = DeepvreSpawner.discover_gpus
-    prepare_form = DeepvreSpawner.prepare_form
-    gpu_capacity = DeepvreSpawner.gpu_capacity
-
     @default("pre_spawn_hook")
     def _default_pre_spawn_hook(self):
         return None  # users need no OS account: the server runs as the image's user
@@ -345,25 +327,6 @@ class ContainerSpawner(ProfileSpawnerMixin, DockerSpawner):
     @default("network_name")
     def _default_network_name(self):
         return network_name(self.user.name)
-
-    # --- state: survives a hub restart ----------------------------------------------------
-
-    def load_state(self, state):
-        super().load_state(state)
-        self.gpu_ids = list(state.get("gpu_ids", []))
-        if self.gpu_ids:
-            self.allocator.restore(self.owner, self.gpu_ids)
-
-    def get_state(self):
-        state = super().get_state()
-        if self.gpu_ids:
-            state["gpu_ids"] = list(self.gpu_ids)
-        return state
-
-    def clear_state(self):
-        super().clear_state()
-        self.allocator.release(self.owner)
-        self.gpu_ids = []
 
     # --- the container ------------------------------------------------------------------------
 
@@ -415,10 +378,7 @@ class ContainerSpawner(ProfileSpawnerMixin, DockerSpawner):
     async def start(self):
         profile = self.reduce_user_options()
         await self.discover_gpus()
-        try:
-            self.gpu_ids = self.allocator.allocate(self.owner, profile.get("gpus", 0), self.gpu_settings.get("per_user"))
-        except gpus.NoFreeGpus as err:
-            raise refusal(409, str(err)) from None
+        self.hold_gpus(profile)
         self.profile_slug = profile["slug"]
         self.cpu_limit, self.mem_limit = container_limits(profile)
         self.extra_host_config = host_config(profile, self.gpu_ids, self.gpu_device_style, self.pids_limit,
@@ -429,8 +389,7 @@ class ContainerSpawner(ProfileSpawnerMixin, DockerSpawner):
             await self.ensure_network()
             return await super().start()
         except Exception:
-            self.allocator.release(self.owner)
-            self.gpu_ids = []
+            self.release_gpus()
             raise
 
     async def stop(self, now=False):

@@ -16,7 +16,7 @@ from traitlets import Dict, HasTraits, List, Unicode, default
 
 from deepvre.site import profiles
 
-from . import accounts
+from . import accounts, gpus
 
 
 def refusal(status, message):
@@ -181,6 +181,91 @@ class ProfileSpawnerMixin(AccountSettings):
     def clear_state(self):
         super().clear_state()
         self.profile_slug = ""
+
+
+# One allocator per hub process and GPU settings, shared by every spawner (built on first use).
+_ALLOCATORS = {}
+
+
+class LocalGpusMixin(HasTraits):
+    """This machine's GPUs, each held by one server at a time (local processes and containers).
+
+    Goes before :class:`ProfileSpawnerMixin`. One allocator per hub process; the ids a server
+    holds live in its state, so a restarted hub rebuilds the allocation from the servers still
+    running. A spawner may act when GPUs come back (:meth:`gpus_restored`) or go
+    (by extending :meth:`release_gpus`).
+    """
+
+    gpu_settings = Dict(
+        config=True,
+        help="""How to find this machine's GPUs (the ``gpus:`` settings section).
+
+        Example: ``{"discovery": "list", "devices": [{"index": "0"}, {"index": "1"}]}``
+        """,
+    )
+
+    gpu_ids = List(help="GPU indices this server holds (kept in the spawner state).")
+
+    @property
+    def owner(self):
+        return f"{self.user.name}/{self.name}"
+
+    def _allocator_key(self):
+        return repr(sorted(self.gpu_settings.items()))
+
+    @property
+    def allocator(self):
+        key = self._allocator_key()
+        if key not in _ALLOCATORS:
+            found = gpus.machine_gpus(self.gpu_settings)
+            self.log.info("GPUs for local servers: %s", ", ".join(g.index for g in found) or "none")
+            _ALLOCATORS.setdefault(key, gpus.GpuAllocator([g.index for g in found]))
+        return _ALLOCATORS[key]
+
+    async def discover_gpus(self):
+        """Build the shared allocator in a thread (``nvidia-smi`` can take seconds) if not done yet."""
+        if self._allocator_key() not in _ALLOCATORS:
+            await asyncio.to_thread(lambda: self.allocator)
+
+    async def prepare_form(self):
+        await self.discover_gpus()
+
+    def gpu_capacity(self):
+        free, total = len(self.allocator.free()), self.allocator.total
+        return free, total, f"GPUs free now: {free} of {total}"
+
+    def hold_gpus(self, profile):
+        """Give this server the GPUs ``profile`` asks for (409 when they are not free)."""
+        try:
+            self.gpu_ids = self.allocator.allocate(self.owner, profile.get("gpus", 0), self.gpu_settings.get("per_user"))
+        except gpus.NoFreeGpus as err:
+            raise refusal(409, str(err)) from None
+
+    def release_gpus(self):
+        self.allocator.release(self.owner)
+        self.gpu_ids = []
+
+    def gpus_restored(self):
+        """Called when a hub's start gave this running server its GPUs back."""
+
+    # --- state: survives a hub restart -------------------------------------------------
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.gpu_ids = list(state.get("gpu_ids", []))
+        if self.gpu_ids:
+            self.allocator.restore(self.owner, self.gpu_ids)
+            self.gpus_restored()
+
+    def get_state(self):
+        state = super().get_state()
+        if self.gpu_ids:
+            state["gpu_ids"] = list(self.gpu_ids)
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        self.release_gpus()
 
 
 def reduce_user_options(spawner, user_options):

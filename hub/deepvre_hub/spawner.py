@@ -8,32 +8,20 @@ Nothing here blocks the hub's event loop while other users spawn: ``useradd`` an
 GPU discovery (``nvidia-smi``) run in a thread, and the discovery is done once per hub process.
 """
 
-import asyncio
 import os
 import sys
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Bool, Dict, Enum, List, Unicode, default
+from traitlets import Bool, Enum, Unicode, default
 
 from deepvre.site import profiles
 
 from . import accounts, gpu_devices, gpus, limits
-from .spawn_form import ProfileSpawnerMixin, refusal
-
-# One allocator per hub process, shared by every spawner (built on first use).
-_ALLOCATORS = {}
+from .spawn_form import LocalGpusMixin, ProfileSpawnerMixin, refusal
 
 
-class DeepvreSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
+class DeepvreSpawner(LocalGpusMixin, ProfileSpawnerMixin, LocalProcessSpawner):
     """Local-mode spawner: a profile chooses cores, memory and GPUs; GPUs are given exclusively."""
-
-    gpu_settings = Dict(
-        config=True,
-        help="""How to find this machine's GPUs (the ``gpus:`` settings section).
-
-        Example: ``{"discovery": "list", "devices": [{"index": "0"}, {"index": "1"}]}``
-        """,
-    )
 
     personal_mode = Bool(
         config=True,
@@ -68,22 +56,7 @@ class DeepvreSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         """,
     )
 
-    gpu_ids = List(help="GPU indices this server holds (kept in the spawner state).")
-
-    # --- profiles and the spawn page -------------------------------------------------
-
-    @property
-    def owner(self):
-        return f"{self.user.name}/{self.name}"
-
-    @property
-    def allocator(self):
-        key = repr(sorted(self.gpu_settings.items()))
-        if key not in _ALLOCATORS:
-            found = gpus.machine_gpus(self.gpu_settings)
-            self.log.info("GPUs for local servers: %s", ", ".join(g.index for g in found) or "none")
-            _ALLOCATORS.setdefault(key, gpus.GpuAllocator([g.index for g in found]))
-        return _ALLOCATORS[key]
+    # --- GPUs (spawn_form.LocalGpusMixin): their device nodes open to the server's account alone
 
     @property
     def restricts_devices(self):
@@ -116,19 +89,17 @@ class DeepvreSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
         if err is not None:
             self.log.error("Cannot take %s's GPU device nodes back: %s", self.owner, err)
 
-    async def discover_gpus(self):
-        """Build the shared allocator in a thread (``nvidia-smi`` can take seconds) if not done yet."""
-        if repr(sorted(self.gpu_settings.items())) not in _ALLOCATORS:
-            await asyncio.to_thread(lambda: self.allocator)
+    def release_gpus(self):
+        self.revoke_devices()
+        super().release_gpus()
+
+    def gpus_restored(self):  # the hub's restart locked the nodes: the running server keeps its GPUs
+        try:
+            self.grant_devices()
+        except Exception as err:
+            self.log.error("%s: %s", self.owner, err)
 
     # --- the spawn page (spawn_form.ProfileSpawnerMixin) ---------------------------------
-
-    async def prepare_form(self):
-        await self.discover_gpus()
-
-    def gpu_capacity(self):
-        free, total = len(self.allocator.free()), self.allocator.total
-        return free, total, f"GPUs free now: {free} of {total}"
 
     def form_notice(self):
         if not self.personal_mode:
@@ -138,27 +109,8 @@ class DeepvreSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
 
     # --- state: survives a hub restart -------------------------------------------------
 
-    def load_state(self, state):
-        super().load_state(state)
-        self.gpu_ids = list(state.get("gpu_ids", []))
-        if self.gpu_ids:
-            self.allocator.restore(self.owner, self.gpu_ids)  # the hub's restart locked the nodes:
-            try:
-                self.grant_devices()  # the running server keeps its GPUs
-            except Exception as err:
-                self.log.error("%s: %s", self.owner, err)
-
-    def get_state(self):
-        state = super().get_state()
-        if self.gpu_ids:
-            state["gpu_ids"] = list(self.gpu_ids)
-        return state
-
     def clear_state(self):
         super().clear_state()
-        self.revoke_devices()
-        self.allocator.release(self.owner)
-        self.gpu_ids = []
         self.remove_limits()  # also when the server died on its own (the hub then skips stop())
 
     # --- accounts and process ----------------------------------------------------------
@@ -221,10 +173,7 @@ class DeepvreSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
     async def start(self):
         profile = self.reduce_user_options()
         await self.discover_gpus()
-        try:
-            self.gpu_ids = self.allocator.allocate(self.owner, profile.get("gpus", 0), self.gpu_settings.get("per_user"))
-        except gpus.NoFreeGpus as err:
-            raise refusal(409, str(err)) from None
+        self.hold_gpus(profile)
         self.profile_slug = profile["slug"]
         # this profile's limits only (not those of the profile this server last ran with)
         self.cpu_limit = float(profile["cpu"]) if profile.get("cpu") else None
@@ -235,16 +184,13 @@ class DeepvreSpawner(ProfileSpawnerMixin, LocalProcessSpawner):
             self.grant_devices()
             return await super().start()
         except Exception:
-            self.revoke_devices()
-            self.allocator.release(self.owner)
-            self.gpu_ids = []
+            self.release_gpus()
             self.remove_limits()
             raise
 
     async def stop(self, now=False):
         await super().stop(now=now)
-        self.revoke_devices()
-        self.allocator.release(self.owner)
+        self.release_gpus()
         self.remove_limits()
 
     def remove_limits(self):
