@@ -1,10 +1,11 @@
-"""What the local and Slurm spawners share: the profile form, the profile choice and its state,
+"""What deepvre's spawners share: the profile form, the profile choice and its state,
 and the OS account a server runs as.
 
 ``ProfileSpawnerMixin`` goes before the JupyterHub spawner class it extends. The spawner says
 how many GPUs it can give (:meth:`ProfileSpawnerMixin.gpu_capacity`); everything else about
 profiles (the page, the server-side check of a chosen slug, ``user_options`` reduced to that
-slug, the slug kept in the state) lives here once.
+slug, the slug kept in the state) lives here once. ``LocalGpusMixin`` holds this machine's GPUs
+for the local process and container spawners.
 """
 
 import asyncio
