@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from deepvre_hub import accounts
-from tests.hub.hubprocess import HubProcess
+from tests.hub.hubprocess import HubProcess, hub_folder
 from tests.prereqs import REPO, require_program, require_proxy, require_root
 
 SUDOERS_TEMPLATE = Path(REPO) / "hub" / "slurm" / "sudoers.deepvre"
@@ -32,6 +32,21 @@ WRAPPER_TEMPLATE = Path(REPO) / "hub" / "slurm" / "slurm-command.in"
 COMMAND_DIR = "/usr/local/libexec/deepvre"  # hub/slurm/README.md's folder of the wrappers
 SLURM_PROGRAMS = ("sbatch", "squeue", "scancel")
 PASSWORD = "correct-horse-" + secrets.token_hex(4)
+
+# The start of the probe scripts other accounts run with ``python -c`` (test_serving.py,
+# test_listener_census.py): ``UnixConnection(path)``, HTTP to a Unix socket.
+UNIX_HTTP = r'''
+import http.client, socket
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=20)
+        self.unix_path = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(20)
+        self.sock.connect(self.unix_path)
+'''
 
 
 def new_name(role):
@@ -147,20 +162,14 @@ def slurm_hub(slurm_for_users, hub_sudo):
     provided by the site in the marker group."""
     require_proxy()
     cluster, hub_account = slurm_for_users, hub_sudo.account
-    folder = Path(tempfile.mkdtemp(prefix="deepvre-sec-slurmhub-"))
-    shutil.chown(folder, hub_account, hub_account)
-    hub = HubProcess({"mode": "slurm", "profiles": slurm_profiles(cluster.partition),
-                      "slurm": {"poll_interval": 2, "start_timeout": 180, "command_dir": hub_sudo.command_dir}},
-                     folder / "state", env={"SLURM_CONF": cluster.conf}, run_as=hub_account)
-    hub.cluster = cluster
-    hub.hub_account = hub_account
-    try:
-        hub.start()
-        yield hub
-        hub.teardown()
-    finally:
-        hub.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    with hub_folder("deepvre-sec-slurmhub-", owner=hub_account) as folder:
+        hub = HubProcess({"mode": "slurm", "profiles": slurm_profiles(cluster.partition),
+                          "slurm": {"poll_interval": 2, "start_timeout": 180, "command_dir": hub_sudo.command_dir}},
+                         folder / "state", env={"SLURM_CONF": cluster.conf}, run_as=hub_account)
+        hub.cluster = cluster
+        hub.hub_account = hub_account
+        with hub.running():
+            yield hub
 
 
 def site_account(hub, role):

@@ -40,7 +40,6 @@ import ssl
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,9 +50,9 @@ import pytest
 import requests
 
 from tests.extension.conftest import colours_model  # noqa: F401  (session fixture: the tiny Keras model)
-from tests.hub.hubprocess import HubProcess, execute, wait_for
+from tests.hub.hubprocess import HubProcess, cpu_only, execute, hub_folder, wait_for
 from tests.prereqs import REPO, require_program, require_proxy, require_root
-from tests.security.conftest import PASSWORD, new_name, site_account
+from tests.security.conftest import PASSWORD, UNIX_HTTP, new_name, site_account
 from tests.security.test_dask import assert_refused
 from tests.security.test_dask import probe as dask_probe
 
@@ -606,21 +605,12 @@ def classify(listener, table, ctx):
 
 # ------------------------------------------------------------------------------------------ probes
 
-PROBE = r'''
-import http.client, json, socket, sys, time, uuid
+PROBE = UNIX_HTTP + r'''
+import json, sys, time, uuid
 
 targets = json.loads(sys.argv[1])
 forged = "token " + uuid.uuid4().hex * 2
 out = []
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=20)
-        self.unix_path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(20)
-        self.sock.connect(self.unix_path)
 
 def http_verdict(status, location):
     if 200 <= status < 300:
@@ -1140,7 +1130,9 @@ def whole_session(hub, users, colours_model, timeout=240):  # noqa: F811
         for user in users:
             for kind in ("run", "preprocess"):
                 path = f"runs/{jobs[user.name, kind]}" if kind == "run" else f"preprocess/{jobs[user.name, kind]}"
-                states[user.name, kind] = extension(hub, user, "GET", path).json()
+                r = extension(hub, user, "GET", path)
+                assert r.status_code == 200, (user.name, kind, r.status_code, r.text[:2000])
+                states[user.name, kind] = r.json()
         return all(s["state"] in ("done", "failed") for s in states.values()) and states
 
     print(f"jobs started after {time.monotonic() - started:.0f} s")
@@ -1378,17 +1370,11 @@ def local_hub():
     require_root()
     require_program("ss")
     require_proxy()
-    folder = Path(tempfile.mkdtemp(prefix="deepvre-census-"))
-    hub = HubProcess({"profiles": [{"slug": "cpu", "display_name": "CPU", "default": True}],
-                      "gpus": {"discovery": "none"}, "culling": {"enabled": True}}, folder / "state")
-    hub.baseline = baseline()
-    try:
-        hub.start()
-        yield hub
-        hub.teardown()
-    finally:
-        hub.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    with hub_folder("deepvre-census-") as folder:
+        hub = HubProcess(cpu_only(culling={"enabled": True}), folder / "state")
+        hub.baseline = baseline()
+        with hub.running():
+            yield hub
 
 
 def test_listener_census_local_mode(local_hub, colours_model):  # noqa: F811

@@ -36,25 +36,16 @@ from tests.hub.hubprocess import free_port
 from tests.market.conftest import stop_process
 from tests.prereqs import require_program, require_root
 
-from .conftest import os_account
+from .conftest import UNIX_HTTP, os_account
 
 PYTHON = sys.executable  # /work/main/.venv/bin/python: readable by other accounts
 DEEPVRE = Path(sys.executable).parent / "deepvre"
 
-PROBE = r'''
-import http.client, json, socket, sys
+PROBE = UNIX_HTTP + r'''
+import json, sys
 
 targets = json.loads(sys.argv[1])
 results = []
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=20)
-        self.path = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(20)
-        self.sock.connect(self.path)
 
 def ask(label, conn, method, path, headers=None, body=None):
     try:
