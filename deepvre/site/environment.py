@@ -168,8 +168,8 @@ class Environment(HasTraits):
         "the user, or `deepvre serve` (a new one)", "`deepvre serve`, `deepvre.serving.launch` (which drops it)",
         secret=True)
     server_settings = Variable(
-        SERVER_SETTINGS, "What a user's server needs of the site settings, as JSON: the run backend "
-        "(local or slurm) and the slurm: and dask: sections, which hold no secrets.",
+        SERVER_SETTINGS, "What a user's server needs of the site settings, as JSON: the backend of "
+        "its panel's runs and the slurm: and dask: sections, which hold no secrets.",
         "the hub for every server (`deepvre_hub.modes.configure_common`, from "
         "`deepvre.site.settings.for_servers`)",
         "`deepvre.site.settings.server_sections`: the server extension (`deepvre_jupyter.DeepvreExtension.site`) "

@@ -152,10 +152,14 @@ def load_settings(path=None, schema_dir=SCHEMA_DIR):
 
 def for_servers(settings):
     """What a user's server needs of the loaded ``settings`` (no secrets): the backend of the
-    runs it starts (``slurm`` in Slurm mode, else ``local``) and the ``slurm:`` and ``dask:``
-    sections. The hub hands it to every server as JSON (``$DEEPVRE_SERVER_SETTINGS``)."""
+    runs its panel starts, and the ``slurm:`` and ``dask:`` sections (a Slurm run's terms, the
+    Dask clusters). The hub hands it to every server as JSON (``$DEEPVRE_SERVER_SETTINGS``).
+
+    Panel runs are ``local`` in every mode: on Slurm the server's own job already holds the
+    profile's cores and GPUs, and the run uses them (a second job would queue for more);
+    ``deepvre run --backend slurm`` submits a job of its own."""
     return {
-        "runs_backend": "slurm" if settings.get("mode") == "slurm" else "local",
+        "runs_backend": "local",
         "slurm": settings.get("slurm") or {},
         "dask": settings.get("dask") or {},
     }

@@ -17,17 +17,19 @@ SITE = {"mode": "slurm", "slurm": {"account": "physics", "partition": "gpu-a100"
 
 @pytest.fixture
 def jp_server_config(monkeypatch):
-    # as the hub sets it for every server (deepvre_hub.modes.configure_common)
-    monkeypatch.setenv("DEEPVRE_SERVER_SETTINGS", json.dumps(for_servers(validate_settings(SITE))))
+    # as the hub sets it for every server (deepvre_hub.modes.configure_common), with a site that
+    # sends the panel's runs to Slurm (c.DeepvreExtension.runs_backend does the same)
+    handed = {**for_servers(validate_settings(SITE)), "runs_backend": "slurm"}
+    monkeypatch.setenv("DEEPVRE_SERVER_SETTINGS", json.dumps(handed))
     return Config({"ServerApp": {"jpserver_extensions": {"deepvre_jupyter": True}}})
 
 
 def test_servers_get_the_run_backend_and_sections_but_no_secrets():
     handed = for_servers(validate_settings(SITE))
-    assert set(handed) == {"runs_backend", "slurm", "dask"} and handed["runs_backend"] == "slurm"
+    # in the server's own allocation, also on Slurm (a second job would queue for what it holds)
+    assert set(handed) == {"runs_backend", "slurm", "dask"} and handed["runs_backend"] == "local"
     assert handed["slurm"]["account"] == "physics" and handed["dask"]["workers"] == 3
     assert "not-for-servers" not in json.dumps(handed)
-    assert for_servers(validate_settings({}))["runs_backend"] == "local"
     assert server_sections({"DEEPVRE_SERVER_SETTINGS": json.dumps(handed)}) == handed
     assert server_sections({}) == {}
 
