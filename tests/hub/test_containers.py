@@ -94,20 +94,22 @@ def new_user(hub, admin, role):
     return name, token
 
 
-@pytest.fixture(scope="module")
-def alice(hub, admin):
-    name, token = new_user(hub, admin, "a")
+def spawned_user(hub, admin, role):
+    """A new approved user whose default server (profile cpu) is starting: ``(name, token)``."""
+    name, token = new_user(hub, admin, role)
     r = hub.spawn(token, name, profile="cpu")
     assert r.status_code in (201, 202), r.text
     return name, token
+
+
+@pytest.fixture(scope="module")
+def alice(hub, admin):
+    return spawned_user(hub, admin, "a")
 
 
 @pytest.fixture(scope="module")
 def bob(hub, admin):
-    name, token = new_user(hub, admin, "b")
-    r = hub.spawn(token, name, profile="cpu")
-    assert r.status_code in (201, 202), r.text
-    return name, token
+    return spawned_user(hub, admin, "b")
 
 
 def container_of(name):

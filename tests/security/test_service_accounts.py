@@ -14,9 +14,12 @@ import os
 import pwd
 import re
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import psutil
 import pytest
@@ -246,9 +249,20 @@ def test_state_folder_is_passable_and_its_files_private(tmp_path):
     assert state.stat().st_mode & 0o777 == 0o711
 
 
-def test_a_hub_whose_services_cannot_reach_their_folder_refuses_to_start(tmp_path, capsys):
-    """pytest's folders are 0700: the marketplace's account cannot pass, and the hub says so."""
+def test_a_hub_whose_services_cannot_reach_their_folder_refuses_to_start(capsys):
+    """A 0700 folder above the state: the marketplace's account cannot pass, and the hub says so.
+
+    The folder is its own under /tmp, not pytest's: pytest takes /tmp/pytest-of-root back to 0700
+    whenever a worker or a nested pytest starts, which raced the second half of this test."""
     require_root()
+    tmp_path = Path(tempfile.mkdtemp(prefix="deepvre-sa-test-"))  # 0700
+    try:
+        blocked_then_traversable(tmp_path, capsys)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def blocked_then_traversable(tmp_path, capsys):
     state = tmp_path / "state"
     state.mkdir()
     assert not os.stat(tmp_path).st_mode & 0o001
