@@ -21,10 +21,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 
 from deepvre_hub import accounts
 from tests.hub.hubprocess import HubProcess, hub_folder
+from tests.kubernetes import conftest as kubernetes_tests
 from tests.prereqs import REPO, require_program, require_proxy, require_root
 
 SUDOERS_TEMPLATE = Path(REPO) / "hub" / "slurm" / "sudoers.deepvre"
@@ -185,21 +185,10 @@ def site_account(hub, role):
 # ---------------------------------------------------------------- Kubernetes mode (offline)
 
 
-@pytest.fixture(scope="module")
-def k8s_settings():
-    """tests/kubernetes/settings.yaml, validated."""
-    from deepvre.site.settings import validate_settings
-    from tests.kubernetes.conftest import SETTINGS_FILE
-
-    return validate_settings(yaml.safe_load(SETTINGS_FILE.read_text()), source=SETTINGS_FILE)
-
-
-@pytest.fixture(scope="module")
-def k8s_values(k8s_settings):
-    """The z2jh values deepvre renders from them."""
-    from deepvre_hub.kubernetes import z2jh_values
-
-    return z2jh_values(k8s_settings)
+# tests/kubernetes/settings.yaml, validated, and the z2jh values deepvre renders from it: the
+# Kubernetes tests' own (tests/kubernetes/conftest.py), under names of their own here
+k8s_settings = pytest.fixture(scope="module", name="k8s_settings")(kubernetes_tests.site_settings)
+k8s_values = pytest.fixture(scope="module", name="k8s_values")(kubernetes_tests.rendered_values_of)
 
 
 @pytest.fixture
