@@ -110,8 +110,8 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
     """Keyword arguments for ``dask_jobqueue.SLURMCluster`` from the settings (pure).
 
     ``slurm`` (the site's ``slurm:`` section) and a hardware ``profile`` give the terms shared
-    with the hub and ``deepvre run`` (``deepvre.site.slurm_terms.jobqueue_kwargs``); keys set in
-    ``dask.slurm`` win over them.
+    with the hub and ``deepvre run`` (``deepvre.site.slurm_terms.jobqueue_kwargs``); keys of
+    ``dask.slurm`` set to other than their defaults win over them.
 
     The scheduler listens on ``dask.slurm.host``, else on ``dask.slurm.interface``, else on
     ``scheduler_host`` (default: the address this machine routes out of), never on every
@@ -122,8 +122,9 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
     """
     from deepvre.site.slurm_terms import jobqueue_kwargs
 
-    explicit = (settings or {}).get("slurm") or {}
-    s = dask_settings(settings)["slurm"]
+    s, defaults = dask_settings(settings)["slurm"], dask_settings()["slurm"]
+    # what the site set in dask.slurm (a loaded section holds every default: those do not count)
+    explicit = {key for key, value in s.items() if value != defaults[key]}
     kwargs = {
         "cores": s["cores"],
         "processes": s["processes"],
@@ -135,7 +136,7 @@ def slurm_cluster_kwargs(settings=None, n_workers=None, profile=None, slurm=None
         if s[key]:
             kwargs[key] = s[key]
     # the jobs' slurm-N.out / .err: never in the caller's current folder
-    kwargs["log_directory"] = os.path.expanduser(s["log_directory"] or dask_settings()["slurm"]["log_directory"])
+    kwargs["log_directory"] = os.path.expanduser(s["log_directory"] or defaults["log_directory"])
     options = {"dashboard_address": DASHBOARD_ADDRESS}
     if s["host"]:
         options["host"] = s["host"]
