@@ -6,6 +6,7 @@ its key path, e.g. ``profiles[2].gpus: -1 is less than the minimum of 0``.
 """
 
 import copy
+import functools
 import json
 import os
 from pathlib import Path
@@ -107,6 +108,14 @@ def fill_defaults(value, schema):
     return value
 
 
+@functools.lru_cache(maxsize=8)
+def _checker(schema_dir):
+    """The combined schema of ``schema_dir`` and its validator, read once per process: sections
+    are validated wherever they are handed in (:func:`validated_section`), not only at start."""
+    schema = combined_schema(schema_dir)
+    return schema, jsonschema.Draft202012Validator(schema)
+
+
 def validate_settings(settings, schema_dir=SCHEMA_DIR, source=None):
     """Check ``settings`` (a dict) and return a copy with defaults filled in.
 
@@ -116,8 +125,7 @@ def validate_settings(settings, schema_dir=SCHEMA_DIR, source=None):
         settings = {}
     if not isinstance(settings, dict):
         raise SettingsError([f"(top level): expected a mapping of sections, got {type(settings).__name__}"], source)
-    schema = combined_schema(schema_dir)
-    validator = jsonschema.Draft202012Validator(schema)
+    schema, validator = _checker(str(schema_dir))
     errors = []
     for error in sorted(validator.iter_errors(settings), key=lambda e: list(map(str, e.absolute_path))):
         errors.extend(_messages(error))
