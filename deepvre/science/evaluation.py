@@ -177,6 +177,29 @@ def claim(transfer, scratch, baselines, metric="accuracy", higher_is_better=True
     return {"helps": bool(beats_scratch and beats_best), "best_baseline": best, "sentence": sentence}
 
 
+def comparison(metric, arms, transfer="transfer", scratch="scratch", higher_is_better=True, note=""):
+    """The block each use-case notebook writes as ``metrics.json``'s ``"results"``, from which
+    ``deepvre results`` builds docs/results.md (no number typed by hand).
+
+    ``arms``: ``{label: per-seed values}`` in table order (a single number for a deterministic
+    baseline); ``transfer`` and ``scratch`` name two of them, every other arm is a baseline.
+    Returns ``{"metric", "higher_is_better", "arms": [{"label", "mean", "low", "high",
+    "half_width", "sd", "n", "per_seed"}], "claim": {"helps", "best_baseline", "sentence"},
+    "note"}``.
+    """
+    if transfer not in arms or scratch not in arms:
+        raise ValueError(f"the arms {sorted(arms)} lack {transfer!r} or {scratch!r}")
+    summaries, rows = {}, []
+    for label, values in arms.items():
+        per_seed = [float(v) for v in np.atleast_1d(np.asarray(values, dtype=float))]
+        summaries[label] = mean_ci(per_seed) if len(per_seed) > 1 else _as_summary(per_seed[0])
+        rows.append({"label": label, **summaries[label], "per_seed": per_seed})
+    baselines = {k: v for k, v in summaries.items() if k not in (transfer, scratch)}
+    verdict = claim(summaries[transfer], summaries[scratch], baselines, metric, higher_is_better)
+    return {"metric": metric, "higher_is_better": bool(higher_is_better), "arms": rows,
+            "transfer": transfer, "scratch": scratch, "claim": verdict, "note": note}
+
+
 # --- grouped splits -----------------------------------------------------------------------------
 
 def grouped_split(groups, fractions=(0.6, 0.2, 0.2), seed=0, strata=None):

@@ -172,3 +172,21 @@ def test_baselines_on_colour_separable_images():
     probe = ev.linear_probe(lambda x: x[:, :2, :2, :], *parts, 2)  # a feature map (n, 2, 2, 3), pooled
     assert probe["accuracy"] == 1.0 and probe["l2"] in (1e-3, 1e-2, 1e-1, 1.0)
     assert ev.pooled(np.ones((3, 2, 2, 5))).shape == (3, 5)
+
+
+def test_comparison_block_summarises_every_arm_and_applies_the_claim_rule():
+    block = ev.comparison(
+        "accuracy", {"fine-tuned": [0.90, 0.92, 0.91], "scratch": [0.60, 0.62, 0.61], "colour": 0.95},
+        transfer="fine-tuned")
+    labels = [row["label"] for row in block["arms"]]
+    assert labels == ["fine-tuned", "scratch", "colour"]
+    tuned = block["arms"][0]
+    assert tuned["per_seed"] == [0.90, 0.92, 0.91] and tuned["n"] == 3
+    assert tuned["low"] < 0.91 < tuned["high"]
+    assert block["arms"][2]["half_width"] == 0.0  # a deterministic baseline
+    assert block["claim"]["best_baseline"] == "colour" and not block["claim"]["helps"]
+    error = ev.comparison("rmse", {"transfer": [0.1, 0.11], "scratch": [0.5, 0.52]},
+                                  higher_is_better=False)
+    assert error["claim"]["helps"]
+    with pytest.raises(ValueError, match="lack"):
+        ev.comparison("accuracy", {"transfer": [1, 1]})
