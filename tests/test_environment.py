@@ -129,3 +129,16 @@ def test_the_docs_list_every_variable():
     assert markdown_table() in doc, "regenerate the table: python -m deepvre.site.environment"
     for name in declared():
         assert f"`{name}`" in doc
+
+
+def test_the_declarations_file_and_the_name_constants_must_agree(tmp_path, monkeypatch):
+    import yaml
+
+    table = yaml.safe_load(environment.DECLARATIONS.read_text())
+    del table["variables"][environment.RUN_DIR]
+    table["variables"]["DEEPVRE_NOT_A_CONSTANT"] = {"trait": "x", "help": "", "set_by": "", "read_by": ""}
+    changed = tmp_path / "variables.yaml"
+    changed.write_text(yaml.safe_dump(table))
+    monkeypatch.setattr(environment, "DECLARATIONS", changed)
+    with pytest.raises(RuntimeError, match="DEEPVRE_NOT_A_CONSTANT.*DEEPVRE_RUN_DIR"):
+        environment._declarations()
