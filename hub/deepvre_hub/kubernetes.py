@@ -13,10 +13,12 @@ JupyterHub (z2jh) chart and KubeSpawner understand:
   admission policy on Dask resources, ``admission.py``). The marketplace runs in the hub pod
   with its catalog on the hub's volume (or ``marketplace.database_url_secret``/``store_url``);
   users' pods get its URL, and a token for it alone at each start (``market_token``).
-- ``kubespawner_config(values)``: the KubeSpawner traits that z2jh's own
-  ``jupyterhub_config.py`` derives from the values deepvre sets (the subset
-  deepvre uses, same keys and semantics), so ``configure(c, settings)`` and the
-  tests see the spawner exactly as the chart would configure it.
+- Every KubeSpawner setting deepvre relies on is a KubeSpawner trait under
+  ``hub.config.KubeSpawner`` (``kubespawner_traits``), which z2jh's ``jupyterhub_config.py``
+  applies verbatim after its own ``singleuser.*`` mapping, before the ``hub.extraConfig``
+  snippets (sorted by key). The ``singleuser.*`` keys left are the chart's own (image pullers,
+  NetworkPolicy) and agree with it. ``configure(c, settings)`` (a hub outside the chart) applies
+  the same ``hub.config.KubeSpawner``.
 
 Bad settings raise :class:`RenderError` naming the key.
 """
@@ -321,14 +323,77 @@ def give_servers_market_token(c, spawner_class="KubeSpawner"):
     config.environment = env
 
 
+NETWORK_ACCESS_HUB = {"hub.jupyter.org/network-access-hub": "true"}  # the chart's hub policy admits these pods
+
+
+def kubespawner_traits(settings, k8s, entries):
+    """Every KubeSpawner setting deepvre relies on, as KubeSpawner traits in its own format
+    (``hub.config.KubeSpawner``: the chart applies it verbatim, over its own singleuser.* mapping).
+
+    ``entries`` is :func:`profile_list`'s result; the pod defaults are the default profile open to
+    everyone (KubeSpawner applies the chosen profile's overrides on top)."""
+    base = next((e for e in entries if e["default"] and not e["groups"]), None)
+    base = base or next((e for e in entries if not e["groups"]), entries[0])
+    base_override = base["kubespawner_override"]
+    storage = k8s["storage"]
+    traits = {
+        "namespace": k8s["namespace"],
+        "image": k8s["images"]["cpu"],
+        "image_pull_policy": k8s["images"]["pull_policy"],
+        "profile_list": entries,
+        "environment": {
+            environment.MODE: "kubernetes",
+            environment.MARKET_URL: market_url(k8s),  # the token: give_servers_market_token, at each start
+            **{name: {"valueFrom": {"fieldRef": {"fieldPath": path}}} for name, path in POD_ENV.items()},
+        },
+        **{trait: base_override[trait] for trait in ("cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
+           if trait in base_override},
+        "tolerations": copy.deepcopy(USER_NODE_TOLERATIONS),
+        "extra_labels": dict(NETWORK_ACCESS_HUB),
+        # the home PVC per server, and /dev/shm in memory
+        "pvc_name_template": HOME_CLAIM,
+        "storage_pvc_ensure": True,
+        "storage_capacity": storage["capacity"],
+        "storage_access_modes": ["ReadWriteOnce"],
+        **({"storage_class": storage["storage_class"]} if storage["storage_class"] else {}),
+        "volumes": copy.deepcopy(base_override["volumes"]),
+        "volume_mounts": [{"name": HOME_VOLUME, "mountPath": storage["home"]},
+                          {"name": SHM_VOLUME, "mountPath": "/dev/shm"}],
+        # one namespace per user, Pod Security "restricted" (user_namespaces.py)
+        "enable_user_namespaces": True,
+        "user_namespace_template": user_namespaces.namespace_template(k8s["namespace"]),
+        "user_namespace_labels": user_namespaces.namespace_labels(),
+        "user_namespace_annotations": user_namespaces.namespace_annotations(),
+        "uid": k8s["uid"],
+        "fs_gid": k8s["fs_gid"],
+        "allow_privilege_escalation": False,
+        "pod_security_context": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "container_security_context": {
+            "runAsNonRoot": True,
+            "runAsUser": k8s["uid"],
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if k8s["dask"]["enabled"]:
+        traits["service_account"] = user_namespaces.USER_SERVICE_ACCOUNT  # in the user's namespace
+    return traits
+
+
+def _profile_images(entries, default_image):
+    """``prePuller.extraImages``: the profiles' images other than the default one."""
+    images = []
+    for entry in entries:
+        image = entry["kubespawner_override"]["image"]
+        if image != default_image and image not in images:
+            images.append(image)
+    return {f"profile-image-{i}": _image(image) for i, image in enumerate(images)}
+
+
 def z2jh_values(settings):
     """The Helm values for the pinned z2jh chart (``CHART_VERSION``)."""
     k8s = kubernetes_settings(settings)
     entries = profile_list(settings)
-    # Pod defaults: the default profile open to everyone (KubeSpawner applies the chosen one on top).
-    base = next((e for e in entries if e["default"] and not e["groups"]), None)
-    base = base or next((e for e in entries if not e["groups"]), entries[0])
-    base_override = base["kubespawner_override"]
     images = k8s["images"]
     market, market_role, market_env = _marketplace(settings, k8s)
     auth = ((settings or {}).get("auth") or {}).get("type", "native")
@@ -343,26 +408,14 @@ def z2jh_values(settings):
             f"provision_user_namespaces(c, **{_provision_args(settings, k8s)!r})\n"),
     }
 
+    spawner = kubespawner_traits(settings, k8s, entries)
     hub_config = {
         # the servers, in their own namespaces, call the hub API by the Service's qualified name
         "JupyterHub": {"admin_access": False, "hub_connect_url": f"http://{hub_host(k8s)}:{HUB_API_PORT}",
                        **_named_servers(settings)},
         # a server's own token opens the server: never sent to the marketplace, so not scoped for it
         "Spawner": {"server_token_scopes": list(SERVER_SCOPES)},
-        "KubeSpawner": {
-            # one namespace per user, Pod Security "restricted" (user_namespaces.py)
-            "enable_user_namespaces": True,
-            "user_namespace_template": user_namespaces.namespace_template(k8s["namespace"]),
-            "user_namespace_labels": user_namespaces.namespace_labels(),
-            "user_namespace_annotations": user_namespaces.namespace_annotations(),
-            "pod_security_context": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "container_security_context": {
-                "runAsNonRoot": True,
-                "runAsUser": k8s["uid"],
-                "allowPrivilegeEscalation": False,
-                "capabilities": {"drop": ["ALL"]},
-            },
-        },
+        "KubeSpawner": spawner,
     }
     if auth == "oidc":
         hub_config["JupyterHub"]["authenticator_class"] = "generic-oauth"
@@ -373,35 +426,15 @@ def z2jh_values(settings):
         hub_config["JupyterHub"]["authenticator_class"] = "nativeauthenticator.NativeAuthenticator"
         hub_config["Authenticator"] = {"allow_all": True}
 
-    env = {
-        environment.MODE: "kubernetes",
-        environment.MARKET_URL: market_url(k8s),  # the token: give_servers_market_token, at each start
-        **{name: {"valueFrom": {"fieldRef": {"fieldPath": path}}} for name, path in POD_ENV.items()},
-    }
+    # The chart's own keys, for what it renders beside the spawner (its image pullers, the
+    # NetworkPolicy); each agrees with hub.config.KubeSpawner where both say something.
     singleuser = {
-        "image": {**_image(images["cpu"]), "pullPolicy": images["pull_policy"]},
-        "uid": k8s["uid"],
-        "fsGid": k8s["fs_gid"],
-        "allowPrivilegeEscalation": False,
+        "image": {**_image(spawner["image"]), "pullPolicy": spawner["image_pull_policy"]},
         "cloudMetadata": {"blockWithIptables": False},  # the network policy blocks it, without a root init container
-        "extraLabels": {"hub.jupyter.org/network-access-hub": "true"},
-        "extraEnv": env,
-        "cpu": {"limit": base_override.get("cpu_limit"), "guarantee": base_override.get("cpu_guarantee")},
-        "memory": {"limit": base_override.get("mem_limit"), "guarantee": base_override.get("mem_guarantee")},
-        "storage": {
-            "type": "dynamic",
-            "capacity": k8s["storage"]["capacity"],
-            "homeMountPath": k8s["storage"]["home"],
-            "dynamic": {
-                "storageClass": k8s["storage"]["storage_class"],
-                "pvcNameTemplate": HOME_CLAIM,
-                "volumeNameTemplate": HOME_VOLUME,
-                "storageAccessModes": ["ReadWriteOnce"],
-            },
-            "extraVolumes": base_override["volumes"][1:],
-            "extraVolumeMounts": [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}],
-        },
-        "profileList": entries,
+        # the chart's own spawner defaults off: no 1G memory guarantee, no home volume of its own
+        # (hub.config.KubeSpawner holds the resources, the home PVC and /dev/shm)
+        "memory": {"guarantee": None},
+        "storage": {"type": "none"},
         "networkPolicy": {
             "enabled": k8s["network_policy"],
             "egressAllowRules": {
@@ -414,8 +447,6 @@ def z2jh_values(settings):
             },
         },
     }
-    if k8s["dask"]["enabled"]:
-        singleuser["serviceAccountName"] = user_namespaces.USER_SERVICE_ACCOUNT  # in the user's namespace
 
     services = {market["name"]: {k: v for k, v in market.items() if k != "name"}}
     roles = {market_role["name"]: {k: v for k, v in market_role.items() if k != "name"},
@@ -447,7 +478,7 @@ def z2jh_values(settings):
                 "interNamespaceAccessLabels": "accept",
                 "ingress": [{
                     "from": [{"namespaceSelector": user_namespaces.user_namespaces_selector(), "podSelector": {
-                        "matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}},
+                        "matchLabels": dict(NETWORK_ACCESS_HUB)}},
                              {"podSelector": {"matchLabels": {"component": "proxy"}}}],
                     "ports": [{"port": k8s["marketplace_port"], "protocol": "TCP"}],
                 }],
@@ -456,7 +487,10 @@ def z2jh_values(settings):
         },
         "proxy": {"chp": {"networkPolicy": {"enabled": k8s["network_policy"], "egress": [_to_user_servers()]}}},
         "singleuser": singleuser,
+        # the user nodes' tolerations, also the chart's image pullers' (as hub.config.KubeSpawner.tolerations)
         "scheduling": {"userPods": {"tolerations": copy.deepcopy(USER_NODE_TOLERATIONS)}},
+        # the profiles' own images, pulled onto the user nodes beside singleuser.image
+        "prePuller": {"extraImages": _profile_images(entries, spawner["image"])},
         "cull": {"enabled": False},  # deepvre's own culler service above (per-profile limits)
         "rbac": {"create": True},
         "ingress": {"enabled": bool(k8s["host"])},
@@ -570,70 +604,18 @@ def manifests(settings):
     return objects
 
 
-# ---------------------------------------------------------------- KubeSpawner
-
-
-def _get(values, dotted, default=None):
-    node = values
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return default if node is None else node
-
-
-def kubespawner_config(values, namespace="default"):
-    """KubeSpawner traits as z2jh's ``jupyterhub_config.py`` sets them from ``values``.
-
-    Covers the keys deepvre's values use (same mapping as the chart), then
-    ``hub.config.KubeSpawner``. Returns ``{trait: value}``.
-    """
-    s = lambda key, default=None: _get(values, "singleuser." + key, default)
-    image = s("image.name")
-    if image and s("image.tag"):
-        image = f"{image}:{s('image.tag')}"
-    trait_keys = {
-        "image_pull_policy": "image.pullPolicy", "extra_labels": "extraLabels", "uid": "uid",
-        "fs_gid": "fsGid", "service_account": "serviceAccountName", "node_selector": "nodeSelector",
-        "mem_limit": "memory.limit", "mem_guarantee": "memory.guarantee", "cpu_limit": "cpu.limit",
-        "cpu_guarantee": "cpu.guarantee", "extra_resource_limits": "extraResource.limits",
-        "environment": "extraEnv", "profile_list": "profileList",
-    }
-    cfg = {"namespace": namespace, "image": image, "allow_privilege_escalation": s("allowPrivilegeEscalation")}
-    for trait, key in trait_keys.items():
-        value = s(key)
-        if value is not None:
-            cfg[trait] = copy.deepcopy(value)
-    tolerations = _get(values, "scheduling.userPods.tolerations", []) + s("extraTolerations", [])
-    if tolerations:
-        cfg["tolerations"] = copy.deepcopy(tolerations)
-    if s("storage.type") == "dynamic":
-        cfg.update({
-            "pvc_name_template": s("storage.dynamic.pvcNameTemplate"),
-            "storage_pvc_ensure": True,
-            "storage_capacity": s("storage.capacity"),
-            "storage_access_modes": s("storage.dynamic.storageAccessModes"),
-            "volumes": [{"name": s("storage.dynamic.volumeNameTemplate"),
-                         "persistentVolumeClaim": {"claimName": s("storage.dynamic.pvcNameTemplate")}}],
-            "volume_mounts": [{"mountPath": s("storage.homeMountPath"),
-                               "name": s("storage.dynamic.volumeNameTemplate")}],
-        })
-        if s("storage.dynamic.storageClass"):
-            cfg["storage_class"] = s("storage.dynamic.storageClass")
-    cfg["volumes"] = cfg.get("volumes", []) + copy.deepcopy(s("storage.extraVolumes", []))
-    cfg["volume_mounts"] = cfg.get("volume_mounts", []) + copy.deepcopy(s("storage.extraVolumeMounts", []))
-    cfg.update(copy.deepcopy(_get(values, "hub.config.KubeSpawner", {})))
-    return cfg
+# ---------------------------------------------------------------- a hub outside the chart
 
 
 def configure(c, settings, state_dir=None):
     """``jupyterhub_config.py`` for ``mode: kubernetes`` (a hub outside the chart, e.g. on a VM):
-    KubeSpawner from the same values as the chart. ``modes.configure_common`` did auth and services."""
+    KubeSpawner from the same values as the chart, ``hub.config.KubeSpawner`` applied verbatim.
+    ``modes.configure_common`` did auth and services (the values' other ``hub.config`` classes
+    describe the hub inside the chart: its Service address, its authenticator)."""
     values = z2jh_values(settings)
     k8s = kubernetes_settings(settings)
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-    for trait, value in kubespawner_config(values, k8s["namespace"]).items():
-        setattr(c.KubeSpawner, trait, value)
+    c.KubeSpawner.update(copy.deepcopy(values["hub"]["config"]["KubeSpawner"]))
     # the marketplace modes.configure_common runs on this machine, not behind the chart's hub Service
     c.KubeSpawner.environment = {**c.KubeSpawner.environment, **market_service.singleuser_environment(settings)}
     give_servers_market_token(c)

@@ -4,6 +4,7 @@ No cluster: a dummy kubeconfig points at 127.0.0.1 (nothing is sent unless a tes
 the kmock emulator and points the spawner at it).
 """
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -89,28 +90,45 @@ def hub_user(name, user_scopes):
     return HubUser(row, settings={})
 
 
-def spawner_config(values):
-    """The hub's config object as z2jh + deepvre's extraConfig would leave it (the user
-    namespaces' hook as the chart runs it; it acts only when a spawn starts)."""
+def hub_environment(values, environ=None):
+    """The hub pod's environment as the chart sets it from ``hub.extraEnv``: a value from a Secret
+    (or the downward API) stands in as a placeholder, unless ``environ`` gives it; and
+    ``JUPYTERHUB_CRYPT_KEY``, for the key the hub keeps on its volume."""
+    env = {"JUPYTERHUB_CRYPT_KEY": "0" * 64}
+    for name, value in (values["hub"].get("extraEnv") or {}).items():
+        env[name] = value if isinstance(value, str) else f"stand-in-for-{name}"
+    return {**env, **(environ or {})}
+
+
+def hub_config(values, environ=None):
+    """The hub's config object as z2jh leaves it: ``hub.services`` and ``hub.loadRoles`` as its
+    lists, every ``hub.config`` class applied verbatim, then every ``hub.extraConfig`` snippet run
+    in the order of its key, in the hub pod's environment (:func:`hub_environment`). The chart's
+    own ``singleuser.*`` mapping comes before ``hub.config``, which overrides what it sets
+    (test_values.py checks that they agree)."""
     from traitlets.config import Config
 
-    from deepvre_hub.kubernetes import kubespawner_config, restrict_profiles_by_group
-
+    hub = copy.deepcopy(values["hub"])
     c = Config()
-    for trait, value in kubespawner_config(values, NAMESPACE).items():
-        setattr(c.KubeSpawner, trait, value)
-    restrict_profiles_by_group(c)
-    for key in ("deepvre-user-namespaces", "deepvre-marketplace"):
-        exec(values["hub"]["extraConfig"][key], {"c": c})
+    c.JupyterHub.services = [{"name": name, **entry} for name, entry in (hub.get("services") or {}).items()]
+    c.JupyterHub.load_roles = [{"name": name, **role} for name, role in (hub.get("loadRoles") or {}).items()]
+    for cls, traits in (hub.get("config") or {}).items():
+        c[cls].update(traits)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in hub_environment(values, environ).items():
+            mp.setenv(name, value)
+        for key, snippet in sorted((hub.get("extraConfig") or {}).items()):
+            exec(compile(snippet, key, "exec"), {"c": c})
     return c
 
 
 async def make_spawner(values, profile=None, user="alice", groups=(), hub_user=None, **traits):
-    """A real KubeSpawner for ``user`` (or ``hub_user``, e.g. a real JupyterHub user) with
-    ``profile`` loaded (its overrides applied)."""
+    """A real KubeSpawner for ``user`` (or ``hub_user``, e.g. a real JupyterHub user), configured as
+    the chart's hub is (:func:`hub_config`; the user namespaces' hook acts only when a spawn starts),
+    with ``profile`` loaded (its overrides applied)."""
     from kubespawner import KubeSpawner
 
-    spawner = KubeSpawner(config=spawner_config(values), user=hub_user or User(user, groups), api_token="t0ken",
+    spawner = KubeSpawner(config=hub_config(values), user=hub_user or User(user, groups), api_token="t0ken",
                           _mock=True, **traits)
     spawner.user_options = {"profile": profile} if profile else {}
     await spawner.load_user_options()

@@ -10,10 +10,6 @@ from .conftest import NAMESPACE, make_spawner, serialize
 K8S_VERSION = "1.32.0"  # the pinned z2jh chart's minimum (kubeVersion >=1.32)
 
 
-def _profiles(values):
-    return {p["slug"]: p for p in values["singleuser"]["profileList"]}
-
-
 def validate(manifest):
     # KubeSpawner's objects leave apiVersion to the client, which posts them to /api/v1.
     kubernetes_validate.validate({"apiVersion": "v1", **manifest}, K8S_VERSION, strict=True)

@@ -9,12 +9,11 @@ a token for the marketplace alone, from the real KubeSpawner built from the rend
 import copy
 
 import pytest
-from traitlets.config import Config
 
 from deepvre.market.app import MarketplaceApp
 from deepvre_hub.kubernetes import RenderError, z2jh_values
 
-from .conftest import hub_user, make_spawner, serialize
+from .conftest import hub_config, hub_user, make_spawner, serialize
 
 DB_URL = "postgresql+psycopg://market:s3cret@db.example.org/market"
 
@@ -26,14 +25,8 @@ def _with_market(settings, **section):
 
 
 def _hub_config(values, environ):
-    """The hub's config as the chart leaves it: hub.services, then deepvre's extraConfig, run
-    with the hub pod's environment."""
-    c = Config()
-    c.JupyterHub.services = [{"name": name, **copy.deepcopy(entry)} for name, entry in values["hub"]["services"].items()]
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in environ.items():
-            mp.setenv(name, value)
-        exec(values["hub"]["extraConfig"]["deepvre-marketplace"], {"c": c})
+    """The marketplace's hub service as the chart's hub leaves it, with the hub pod's environment."""
+    c = hub_config(values, environ)
     return next(s for s in c.JupyterHub.services if s["name"] == "marketplace")
 
 

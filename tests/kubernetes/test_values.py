@@ -41,23 +41,106 @@ def test_values_structure(values):
     secret_ref = hub["extraEnv"]["DEEPVRE_OIDC_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
     assert secret_ref == {"name": "deepvre-oidc", "key": "client-secret"}
     assert "oidc.configure(c" in hub["extraConfig"]["deepvre-oidc"]
-    # per-user dynamic PVC, /dev/shm in memory, network policies, no root init container
-    storage = single["storage"]
-    assert storage["type"] == "dynamic" and storage["capacity"] == "20Gi"
-    assert storage["dynamic"]["pvcNameTemplate"] == "claim-{user_server}"
-    assert storage["extraVolumes"][0]["emptyDir"]["medium"] == "Memory"
-    assert storage["extraVolumeMounts"] == [{"name": "dshm", "mountPath": "/dev/shm"}]
+    # per-user PVC, /dev/shm in memory (KubeSpawner's traits), network policies, no root init container
+    spawner = hub["config"]["KubeSpawner"]
+    assert spawner["pvc_name_template"] == "claim-{user_server}" and spawner["storage_capacity"] == "20Gi"
+    assert spawner["storage_pvc_ensure"] is True and spawner["storage_access_modes"] == ["ReadWriteOnce"]
+    assert spawner["volumes"][0] == {"name": "volume-{user_server}",
+                                     "persistentVolumeClaim": {"claimName": "claim-{user_server}"}}
+    assert spawner["volumes"][1]["emptyDir"]["medium"] == "Memory"
+    assert spawner["volume_mounts"] == [{"name": "volume-{user_server}", "mountPath": "/home/jovyan"},
+                                        {"name": "dshm", "mountPath": "/dev/shm"}]
     assert single["networkPolicy"]["enabled"] and hub["networkPolicy"]["enabled"]
     assert values["proxy"]["chp"]["networkPolicy"]["enabled"]
     assert single["networkPolicy"]["egressAllowRules"]["cloudMetadataServer"] is False
     assert single["cloudMetadata"] == {"blockWithIptables": False}
-    assert single["uid"] == 1000 and single["allowPrivilegeEscalation"] is False
+    assert spawner["uid"] == 1000 and spawner["allow_privilege_escalation"] is False
     # one source: the profile list is the settings' profiles
-    assert [p["slug"] for p in single["profileList"]] == ["cpu-small", "gpu-1", "gpu-2-custom"]
+    assert [p["slug"] for p in spawner["profile_list"]] == ["cpu-small", "gpu-1", "gpu-2-custom"]
     assert values["ingress"]["hosts"] == ["hub.example.org"]
     # the whole thing is plain data (what helm reads)
     assert yaml.safe_load(yaml.safe_dump(values)) == values
 
+
+
+# What z2jh 4.4.0's jupyterhub_config.py maps from singleuser.* onto KubeSpawner, besides
+# singleuser.image (image, image_pull_policy) and the tolerations: deepvre says none of it there.
+CHART_SPAWNER_KEYS = {
+    "podNameTemplate", "startTimeout", "events", "extraLabels", "extraAnnotations", "allowPrivilegeEscalation",
+    "uid", "fsGid", "serviceAccountName", "nodeSelector", "extraNodeAffinity", "extraPodAffinity",
+    "extraPodAntiAffinity", "lifecycleHooks", "initContainers", "extraContainers", "cpu", "extraResource",
+    "extraEnv", "profileList", "extraPodConfig", "extraFiles", "cmd", "defaultUrl",
+}
+
+
+def test_the_spawner_settings_are_kubespawner_traits_in_hub_config(values):
+    """Every KubeSpawner setting deepvre relies on is under hub.config.KubeSpawner, by trait name
+    and in KubeSpawner's format; the chart applies that verbatim, over its own singleuser.* mapping."""
+    from kubespawner import KubeSpawner
+
+    spawner = values["hub"]["config"]["KubeSpawner"]
+    for trait in ("namespace", "image", "image_pull_policy", "profile_list", "environment", "cpu_limit", "cpu_guarantee",
+                  "mem_limit", "mem_guarantee", "tolerations", "extra_labels", "pvc_name_template", "storage_pvc_ensure",
+                  "storage_capacity", "storage_access_modes", "volumes", "volume_mounts", "uid", "fs_gid",
+                  "service_account", "allow_privilege_escalation", "enable_user_namespaces"):
+        assert trait in spawner, trait
+    assert set(spawner) <= set(KubeSpawner.class_trait_names(config=True))
+    assert spawner["namespace"] == "deepvre" and spawner["service_account"] == "deepvre-user"
+    assert spawner["image"] == "ghcr.io/deepvre/singleuser-cpu:0.1.0"
+    assert spawner["cpu_limit"] == 2.0 and spawner["mem_limit"] == 4 * 2**30  # the default profile's
+    assert spawner["environment"]["DEEPVRE_MARKET_URL"] == "http://hub.deepvre.svc:10101/services/marketplace/"
+    assert spawner["extra_labels"] == {"hub.jupyter.org/network-access-hub": "true"}
+    # the chart's own keys say nothing to KubeSpawner that hub.config does not say the same way
+    single = values["singleuser"]
+    assert not CHART_SPAWNER_KEYS & set(single)
+    assert single["storage"] == {"type": "none"}  # no home volume of the chart's own
+    assert single["memory"] == {"guarantee": None}  # nor its default 1G guarantee
+
+
+def test_the_charts_own_keys_agree_with_hub_config(values):
+    """Where the chart reads a key for objects it renders itself (image pullers) and also maps it onto
+    KubeSpawner, it says what hub.config.KubeSpawner says."""
+    spawner, single = values["hub"]["config"]["KubeSpawner"], values["singleuser"]
+    assert f"{single['image']['name']}:{single['image']['tag']}" == spawner["image"]
+    assert single["image"]["pullPolicy"] == spawner["image_pull_policy"]
+    tolerations = values["scheduling"]["userPods"]["tolerations"] + single.get("extraTolerations", [])
+    assert tolerations == spawner["tolerations"]
+    assert single.get("nodeSelector", {}) == spawner.get("node_selector", {})
+    # the pullers pull every profile's image: singleuser.image and prePuller.extraImages
+    pulled = {spawner["image"]} | {f"{i['name']}:{i['tag']}" for i in values["prePuller"]["extraImages"].values()}
+    assert pulled == {p["kubespawner_override"]["image"] for p in spawner["profile_list"]} | {spawner["image"]}
+    assert len(pulled) == 1 + len(values["prePuller"]["extraImages"])
+
+
+async def test_a_spawner_from_hub_config_and_extra_config_alone(values):
+    """The chart's order (conftest.hub_config: hub.config verbatim, then each extraConfig snippet by key)
+    gives KubeSpawner the profile's image, resources and volumes, and the group filter."""
+    from .conftest import hub_config, make_spawner
+
+    c = hub_config(values)
+    assert callable(c.KubeSpawner.profile_list)  # hub.extraConfig.deepvre-profiles
+    assert "pre_spawn_hook" in c.KubeSpawner and "modify_pod_hook" in c.KubeSpawner  # deepvre-user-namespaces
+    spawner = await make_spawner(values, "gpu-2-custom", user="carol", groups=["hub-admins"])
+    assert spawner.image == "registry.example.org/lab/tf-nightly:2026.11"
+    assert spawner.cpu_limit == 8.0 and spawner.mem_limit == 32 * 2**30
+    assert spawner.extra_resource_limits == {"nvidia.com/gpu": "2"}
+    assert [v["name"] for v in spawner.volumes] == ["volume-{user_server}", "dshm"]
+    assert [m["mountPath"] for m in spawner.volume_mounts] == ["/home/jovyan", "/dev/shm"]
+    assert spawner.storage_capacity == "20Gi" and spawner.pvc_name_template == "claim-{user_server}"
+
+
+def test_no_path_of_the_rendering_machine_in_the_values(settings):
+    """The values go to a cluster: nothing in them names the checkout, the virtualenv or $HOME here."""
+    import os
+    import sys
+
+    from deepvre.site.settings import REPO_ROOT
+
+    rendered = yaml.safe_dump(k8s.z2jh_values(settings)) + yaml.safe_dump_all(k8s.manifests(settings))
+    here = {sys.prefix, str(Path(sys.prefix).resolve()), str(Path(k8s.__file__).resolve().parents[2]),
+            os.path.expanduser("~"), str(Path(REPO_ROOT).resolve()) if REPO_ROOT else ""}
+    for path in here - {"/", ""}:
+        assert path not in rendered, path
 
 
 def test_oidc_settings_reach_the_values(settings):
@@ -179,7 +262,8 @@ def test_deploy_render_cli(tmp_path):
     result = CliRunner().invoke(main, ["deploy", "kubernetes", "--render", str(out), "--settings", str(SETTINGS_FILE)])
     assert result.exit_code == 0, result.output
     values = yaml.safe_load((out / "values.yaml").read_text())
-    assert values["singleuser"]["profileList"][1]["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
+    gpu_1 = values["hub"]["config"]["KubeSpawner"]["profile_list"][1]
+    assert gpu_1["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
     kinds = [o["kind"] for o in yaml.safe_load_all((out / "manifests.yaml").read_text())]
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "ClusterRole", "ValidatingAdmissionPolicy",
                      "ValidatingAdmissionPolicyBinding", "NetworkPolicy"]
@@ -211,4 +295,4 @@ def test_configure_for_a_hub_outside_the_chart(settings):
     assert c.KubeSpawner.image == "ghcr.io/deepvre/singleuser-cpu:0.1.0"
     visible = c.KubeSpawner.profile_list(type("S", (), {"user": type("U", (), {"groups": []})()})())
     assert [p["slug"] for p in visible] == ["cpu-small"]
-    assert len(values["singleuser"]["profileList"]) == 3
+    assert len(values["hub"]["config"]["KubeSpawner"]["profile_list"]) == 3
