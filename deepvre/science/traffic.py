@@ -1,35 +1,51 @@
 """Synthetic network traffic for two data centres, written as Zeek ``conn.log`` files, with labelled attacks.
 
-No flow or intrusion data set installs offline, so the security use case generates
-its own, in the format Zeek writes (and MODS used): ``#separator \\x09``, ``#set_separator``,
-``#empty_field (empty)``, ``#unset_field -``, ``#path conn``, ``#open``, ``#fields``,
-``#types``, tab-separated rows, ``-`` for unset values, ``(empty)`` for the empty
+No flow or intrusion data set installs offline (see notebooks/security/README.md for what was searched),
+so the security use case generates its own, in the format Zeek writes (and MODS used):
+``#separator \\x09``, ``#set_separator``, ``#empty_field (empty)``, ``#unset_field -``, ``#path conn``,
+``#open``, ``#fields``, ``#types``, tab-separated rows, ``-`` for unset values, ``(empty)`` for the empty
 ``tunnel_parents`` set (as Zeek 2.x-4.x wrote it), and ``#close``. One file per day:
 ``conn.YYYY-MM-DD.log``.
 
-What the generator promises (the tests check each):
+Normal traffic is not a smooth Poisson stream: it is made of what makes real traffic hard to model.
 
-* **Diurnal cycle.** The connection rate is ``base * (1 + amplitude * cos(2 pi (h - peak_hour) / 24))``,
-  so the peak/trough ratio of hourly counts is ``(1 + amplitude) / (1 - amplitude)``:
-  centre A (an institute: offices and labs) peaks at 14:00 with amplitude 0.6 (ratio 4);
-  centre B (a consumer cloud service) peaks at 20:00 with amplitude 0.3 (ratio about 1.9).
-* **Weekly pattern.** Saturdays and Sundays are scaled by ``weekend_factor``: 0.45 in A
-  (a weekend dip), 1.15 in B (busier at weekends).
-* **Service mix.** Each centre's share of connections per service (``service_mix``):
+* **Diurnal cycle.** Sessions start at the rate ``base * (1 + amplitude * cos(2 pi (h - peak_hour) / 24))``
+  (times the factors below, each of mean 1 and flat over the day), so the expected peak/trough ratio of
+  hourly counts is ``(1 + amplitude) / (1 - amplitude)``: centre A (an institute: offices and labs) peaks
+  at 14:00 with amplitude 0.6 (ratio 4); centre B (a consumer cloud service) at 20:00 with 0.3 (about 1.9).
+* **Weekly cycle.** Saturdays and Sundays are scaled by ``weekend_factor``: 0.45 in A (a weekend dip),
+  1.15 in B (busier at weekends).
+* **Day-to-day level.** Each day's level is multiplied by a log-normal factor of mean 1 (``day_sigma``).
+* **Sessions.** Connections come in sessions of one host to one service (mostly one destination): the
+  session count per minute is Poisson, a session's size is heavy-tailed (``1 + Poisson(c X)``, ``X`` Lomax
+  with index ``session_tail``, mean ``session_mean``) and its length grows with its size. Counts per window
+  are therefore over-dispersed (variance well above the mean), not Poisson.
+* **Bursts.** ``bursts_per_day`` flash crowds or batch jobs per day at uniformly random times, each
+  multiplying the session rate by ``1 + h`` (``h`` log-normal around ``burst_height``) for 3-120 minutes.
+* **Heavy-tailed sizes and durations.** Bytes follow a log-normal body per service; a share
+  ``heavy_share`` of connections is a large transfer with a Pareto (index 1.2) size multiplier, and its
+  duration follows from its size. Whole sessions fail (``S0``/``REJ``) with probability ``failed_share``.
+* **Host heterogeneity.** Client activity weights are log-normal (``host_sigma``): a few hosts dominate.
+* **Nightly backups.** ``backup_hosts`` internal servers each upload a few GB to one external backup
+  service at about ``backup_hour`` every night: large legitimate uploads.
+* **Service mix.** Each centre's share of sessions (and so of connections) per service (``service_mix``):
   A is web, DNS and SSH heavy (researchers log in to clusters); B is HTTPS and mail heavy.
-* **Hosts.** A has 300 internal clients, B 120; client activity is Zipf-distributed.
-* **Attacks** (ground truth in ``labels.json`` beside the logs: type, start, end, hosts):
 
-  - ``port_scan``: one external source probes 1000 distinct TCP ports of one internal
-    server in 5 minutes (states ``REJ``/``S0``, no payload) -> distinct destination ports
-    of one source rise;
-  - ``ddos``: 400 external sources open 15 000 connections to one internal web server
-    in 10 minutes (mostly ``S0``) -> connection count to one destination rises;
-  - ``exfiltration``: one internal client uploads about 2 GB to one external host over
-    HTTPS in 60 connections within 40 minutes -> ``orig_bytes`` of one host rises.
+**Attacks** (ground truth in ``labels.json`` beside the logs: type, grade, scale, start, end, hosts), each
+at a ``scale`` (1 is the loud grade; :data:`GRADES` names ``loud`` 1, ``medium`` 0.3, ``subtle`` 0.1):
 
-Everything is drawn from one ``numpy.random.Generator`` seeded by ``seed``: the same
-arguments give byte-identical files.
+- ``port_scan``: one external source probes ``1000 * scale`` distinct TCP ports of one server in 5 minutes;
+- ``distributed_scan``: 20 external sources, each slow, probe one port (22, 445, 3389 or 23) on internal
+  hosts, ``2000 * scale`` probes in all over 2 hours (mostly ``S0``/``REJ``, one port per source);
+- ``ddos``: ``400 * scale`` (at least 10) external sources open ``15000 * scale`` connections to one
+  internal web server in 10 minutes (mostly ``S0``);
+- ``exfiltration``: one internal client uploads ``2 GB * scale`` to one external host over HTTPS in 60
+  connections within 40 minutes;
+- ``slow_exfiltration`` (low and slow): one internal client uploads ``200 MB * scale`` over 6 hours, one
+  HTTPS connection a minute of ordinary length, to one external host.
+
+Everything is drawn from one ``numpy.random.Generator`` seeded by ``seed``: the same arguments give
+byte-identical files.
 """
 
 import dataclasses
@@ -47,7 +63,8 @@ TYPES = ("time", "string", "addr", "port", "addr", "port", "enum", "string", "in
          "count", "string", "bool", "bool", "count", "string", "count", "count", "count", "count",
          "set[string]")
 DEFAULT_START = "2026-01-05"  # a Monday
-ATTACK_TYPES = ("port_scan", "ddos", "exfiltration")
+ATTACK_TYPES = ("port_scan", "distributed_scan", "ddos", "exfiltration", "slow_exfiltration")
+GRADES = {"loud": 1.0, "medium": 0.3, "subtle": 0.1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,12 +99,21 @@ class CentreProfile:
     description: str
     net: str                 # internal /16 prefix, e.g. "10.10"
     clients: int             # internal client hosts
-    conns_per_day: float     # mean connections per weekday
+    conns_per_day: float     # mean connections per weekday before bursts (bursts add bursts_per_day * ~1 %)
     peak_hour: float
     amplitude: float         # diurnal: rate = base * (1 + amplitude * cos(...))
     weekend_factor: float
-    service_mix: dict        # service -> share of connections (sums to 1)
-    failed_share: float = 0.03  # connections that fail (S0 or REJ)
+    service_mix: dict        # service -> share of sessions (sums to 1)
+    failed_share: float = 0.03   # sessions that fail (S0 or REJ)
+    session_mean: float = 8.0    # mean connections per session
+    session_tail: float = 1.5    # Lomax index of session sizes (heavier tail when smaller)
+    day_sigma: float = 0.12      # log-normal spread of each day's level
+    bursts_per_day: float = 3.0
+    burst_height: float = 1.5    # median extra rate multiple during a burst
+    heavy_share: float = 0.02    # connections that are large transfers (Pareto tail)
+    host_sigma: float = 1.3      # log-normal spread of client activity
+    backup_hosts: int = 3
+    backup_hour: float = 2.0
 
     def peak_trough_ratio(self):
         return (1 + self.amplitude) / (1 - self.amplitude)
@@ -107,6 +133,7 @@ PROFILES = {
 }
 
 UID_ALPHABET = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
+SESSION_CAP = 3000  # connections in one session at most
 
 
 def profile(centre):
@@ -117,7 +144,8 @@ def profile(centre):
 
 
 def rate_per_hour(prof, hours_since_start, start):
-    """Expected connections per hour at each time (hours since ``start``, a datetime at midnight UTC)."""
+    """Expected connections per hour at each time (hours since ``start``, a datetime at midnight UTC),
+    before the day-level factor and bursts (each of mean 1, flat over the day)."""
     hours_since_start = np.asarray(hours_since_start, dtype=float)
     hour_of_day = hours_since_start % 24
     weekday = (start.weekday() + hours_since_start // 24) % 7
@@ -130,6 +158,11 @@ def _ips(prefix, idx):
     idx = np.asarray(idx)
     return np.char.add(np.char.add(f"{prefix}.", (idx // 250 + 1).astype(str)),
                        np.char.add(".", (idx % 250 + 1).astype(str)))
+
+
+def client_ip(prof, index):
+    """The address of internal client ``index`` (0 .. clients - 1)."""
+    return str(_ips(prof.net, np.array([250 + int(index)]))[0])
 
 
 def _external_ips(rng, n):
@@ -156,44 +189,96 @@ def _columns(n):
     }
 
 
+def host_weights(prof, seed=0):
+    """Activity weight of each internal client (log-normal, sums to 1): the same for every run of a centre."""
+    w = np.random.default_rng([seed, prof.clients]).lognormal(0.0, prof.host_sigma, prof.clients)
+    return w / w.sum()
+
+
+def _session_rate(prof, start, days, rng):
+    """Sessions expected per minute: the diurnal/weekly rate times each day's level and the bursts."""
+    minutes = np.arange(days * 1440)
+    day_level = rng.lognormal(-prof.day_sigma ** 2 / 2, prof.day_sigma, days)
+    burst = np.ones(len(minutes))
+    n_bursts = rng.poisson(prof.bursts_per_day * days)
+    starts = rng.integers(0, len(minutes), n_bursts)
+    lengths = np.clip(rng.lognormal(np.log(15), 0.7, n_bursts), 3, 120).astype(int)
+    heights = rng.lognormal(np.log(prof.burst_height), 0.5, n_bursts)
+    for s, length, h in zip(starts, lengths, heights):
+        burst[s:s + length] += h
+    conns = rate_per_hour(prof, minutes / 60, start) / 60 * day_level[minutes // 1440] * burst
+    return conns / prof.session_mean
+
+
 def _background(prof, start, days, rng):
-    """Normal traffic: Poisson counts per minute following the rate, spread uniformly in each minute."""
-    minutes = np.arange(days * 24 * 60)
-    counts = rng.poisson(rate_per_hour(prof, minutes / 60, start) / 60)
-    n = int(counts.sum())
-    ts = np.repeat(minutes * 60.0, counts) + rng.random(n) * 60
-    cols = _columns(n)
-    cols["ts"] = ts
+    """Normal traffic: sessions of heavy-tailed size from heterogeneous hosts (see the module docstring)."""
+    per_minute = rng.poisson(_session_rate(prof, start, days, rng))
+    n_sessions = int(per_minute.sum())
+    session_start = np.repeat(np.arange(len(per_minute)) * 60.0, per_minute) + rng.random(n_sessions) * 60
+    alpha = prof.session_tail
+    size = 1 + rng.poisson((prof.session_mean - 1) * (alpha - 1) * rng.pareto(alpha, n_sessions))
+    size = np.minimum(size, SESSION_CAP)
+    length = rng.lognormal(np.log(30.0), 1.0, n_sessions) * np.sqrt(size)  # seconds
     names = list(prof.service_mix)
     shares = np.array([prof.service_mix[s] for s in names])
-    svc_idx = rng.choice(len(names), size=n, p=shares / shares.sum())
-    client_w = 1.0 / np.arange(1, prof.clients + 1) ** 0.8
-    clients = rng.choice(prof.clients, size=n, p=client_w / client_w.sum())
-    cols["id.orig_h"] = _ips(prof.net, clients + 250)
-    cols["id.orig_p"] = rng.integers(32768, 61000, size=n)
+    session_service = rng.choice(len(names), size=n_sessions, p=shares / shares.sum())
+    session_host = rng.choice(prof.clients, size=n_sessions, p=host_weights(prof))
     externals = _external_ips(rng, 2000)
     ext_w = 1.0 / np.arange(1, len(externals) + 1) ** 1.1
-    resp_ext = externals[rng.choice(len(externals), size=n, p=ext_w / ext_w.sum())]
-    failed = rng.random(n) < prof.failed_share
+    session_dest = rng.choice(len(externals), size=n_sessions, p=ext_w / ext_w.sum())
+    session_port = rng.integers(1024, 32768, size=n_sessions)
+    session_failed = rng.random(n_sessions) < prof.failed_share
+
+    sid = np.repeat(np.arange(n_sessions), size)
+    n = len(sid)
+    cols = _columns(n)
+    cols["ts"] = session_start[sid] + rng.random(n) * length[sid]
+    cols["id.orig_h"] = _ips(prof.net, session_host[sid] + 250)
+    cols["id.orig_p"] = rng.integers(32768, 61000, size=n)
+    dest = session_dest[sid]
+    stray = rng.random(n) < 0.2  # a fifth of a session's connections go elsewhere (CDNs, redirects)
+    dest[stray] = rng.choice(len(externals), size=int(stray.sum()), p=ext_w / ext_w.sum())
+    resp_ext = externals[dest]
+    svc_idx = session_service[sid]
+    heavy = rng.random(n) < prof.heavy_share
+    upload = rng.random(n) < 0.3
+    multiplier = 30.0 * (1.0 + rng.pareto(1.2, n))
     for i, name in enumerate(names):
         svc = SERVICES[name]
         sel = svc_idx == i
         k = int(sel.sum())
         cols["proto"][sel] = svc.proto
         cols["service"][sel] = svc.zeek
-        if svc.internal_server:
-            cols["id.resp_h"][sel] = f"{prof.net}.0.{svc.port}"
-        else:
-            cols["id.resp_h"][sel] = resp_ext[sel]
-        cols["id.resp_p"][sel] = svc.port if svc.port else rng.integers(1024, 32768, size=k)
-        cols["orig_bytes"][sel] = _lognormal(rng, svc.orig_bytes, k).astype(np.int64)
-        cols["resp_bytes"][sel] = _lognormal(rng, svc.resp_bytes, k).astype(np.int64)
-        cols["duration"][sel] = _lognormal(rng, svc.duration, k)
+        cols["id.resp_h"][sel] = f"{prof.net}.0.{svc.port}" if svc.internal_server else resp_ext[sel]
+        cols["id.resp_p"][sel] = svc.port if svc.port else session_port[sid[sel]]
+        ob, rb = _lognormal(rng, svc.orig_bytes, k), _lognormal(rng, svc.resp_bytes, k)
+        big = heavy[sel] & (svc.proto == "tcp")
+        ob = np.where(big & upload[sel], ob * multiplier[sel], ob)
+        rb = np.where(big & ~upload[sel], rb * multiplier[sel], rb)
+        cols["orig_bytes"][sel] = np.minimum(ob, 5e10).astype(np.int64)
+        cols["resp_bytes"][sel] = np.minimum(rb, 5e10).astype(np.int64)
+        cols["duration"][sel] = _lognormal(rng, svc.duration, k) + np.where(big, (ob + rb) / 2e6, 0.0)
     cols["conn_state"][:] = "SF"
-    fail_tcp = failed & (cols["proto"] == "tcp")
-    rej = fail_tcp & (rng.random(n) < 0.4)
-    _fail(cols, fail_tcp & ~rej, rej)
-    return cols
+    failed = session_failed[sid] & (cols["proto"] == "tcp")
+    rej = failed & (rng.random(n) < 0.4)
+    _fail(cols, failed & ~rej, rej)
+    return _concat([cols, _backups(prof, start, days, rng)])
+
+
+def _backups(prof, start, days, rng):
+    """Nightly backups: each backup server uploads a few GB to one external service in a few connections."""
+    parts = []
+    target = str(_external_ips(rng, 1)[0])
+    for day in range(days):
+        for host in range(prof.backup_hosts):
+            k = int(rng.integers(1, 6))
+            t0 = day * 86400 + (prof.backup_hour + rng.normal(0, 0.3)) * 3600
+            cols = _tcp_flows(rng, k, t0, t0 + 1800, f"{prof.net}.0.{200 + host}", target, 443, "ssl")
+            cols["orig_bytes"] = rng.lognormal(np.log(3e9 / k), 0.5, k).astype(np.int64)
+            cols["resp_bytes"] = rng.lognormal(9.0, 0.5, k).astype(np.int64)
+            cols["duration"] = cols["orig_bytes"] / rng.uniform(20e6, 80e6, k)
+            parts.append(cols)
+    return _concat(parts) if parts else _columns(0)
 
 
 def _fail(cols, s0, rej):
@@ -204,16 +289,9 @@ def _fail(cols, s0, rej):
     cols["orig_bytes"][s0] = -1
     cols["resp_bytes"][s0] = -1
     cols["conn_state"][rej] = "REJ"
-    cols["duration"][rej] = np.abs(cols["duration"][rej]) % 0.01 + 1e-4
+    cols["duration"][rej] = np.abs(np.nan_to_num(cols["duration"][rej])) % 0.01 + 1e-4
     cols["orig_bytes"][rej] = 0
     cols["resp_bytes"][rej] = 0
-
-
-def _pick_window(rng, days, day_offset, length_s, hour_range=(0, 24)):
-    day = min(day_offset, days - 1)
-    lo, hi = hour_range
-    start = day * 86400 + rng.uniform(lo * 3600, hi * 3600 - length_s)
-    return start, start + length_s
 
 
 def _tcp_flows(rng, n, t0, t1, orig_h, resp_h, resp_p, service, orig_ports=(32768, 61000)):
@@ -230,51 +308,114 @@ def _tcp_flows(rng, n, t0, t1, orig_h, resp_h, resp_p, service, orig_ports=(3276
     return cols
 
 
-def _attack_port_scan(prof, days, rng, t0, t1):
-    n = 1000
+def _victim(prof, rng):
+    """An internal client that is not among the ten busiest (an ordinary workstation)."""
+    busiest = set(np.argsort(host_weights(prof))[-10:].tolist())
+    choices = [i for i in range(prof.clients) if i not in busiest]
+    return client_ip(prof, choices[int(rng.integers(0, len(choices)))])
+
+
+def _attack_port_scan(prof, rng, t0, t1, scale):
+    n = max(5, int(round(1000 * scale)))
     source = str(_external_ips(rng, 1)[0])
     target = f"{prof.net}.0.80"
     cols = _tcp_flows(rng, n, t0, t1, source, target, rng.permutation(np.arange(1, 65536))[:n], "-")
     cols["duration"] = rng.uniform(1e-4, 5e-3, n)
     rej = rng.random(n) < 0.7
     _fail(cols, ~rej, rej)
-    hosts = {"source": source, "target": target}
-    return cols, hosts, "one external source probes 1000 distinct TCP ports of one server"
+    return cols, {"source": source, "target": target}, f"one external source probes {n} distinct TCP ports of one server"
 
 
-def _attack_ddos(prof, days, rng, t0, t1):
-    n = 15_000
-    sources = _external_ips(rng, 400)
+def _attack_distributed_scan(prof, rng, t0, t1, scale):
+    n, k = max(20, int(round(2000 * scale))), 20
+    sources = _external_ips(rng, k)
+    ports = rng.choice(np.array([22, 445, 3389, 23]), size=k)
+    who = rng.integers(0, k, n)
+    targets = _ips(prof.net, 250 + rng.integers(0, prof.clients, n))
+    cols = _tcp_flows(rng, n, t0, t1, sources[who], targets, ports[who], "-", orig_ports=(1024, 65536))
+    cols["duration"] = rng.uniform(1e-4, 5e-3, n)
+    rej = rng.random(n) < 0.5
+    _fail(cols, ~rej, rej)
+    return cols, {"sources": sorted(set(sources.tolist()))}, f"{k} external sources slowly probe {n} internal host ports"
+
+
+def _attack_ddos(prof, rng, t0, t1, scale):
+    n, k = max(50, int(round(15_000 * scale))), max(10, int(round(400 * scale)))
+    sources = _external_ips(rng, k)
     target = f"{prof.net}.0.80"
-    cols = _tcp_flows(rng, n, t0, t1, sources[rng.integers(0, len(sources), n)], target, 80, "http",
-                      orig_ports=(1024, 65536))
+    cols = _tcp_flows(rng, n, t0, t1, sources[rng.integers(0, k, n)], target, 80, "http", orig_ports=(1024, 65536))
     cols["duration"] = rng.uniform(1e-3, 0.05, n)
     cols["orig_bytes"][:] = rng.integers(40, 200, n)
     cols["resp_bytes"][:] = 0
-    s0 = rng.random(n) < 0.8
-    _fail(cols, s0, np.zeros(n, bool))
-    hosts = {"sources": sorted(set(cols["id.orig_h"])), "target": target}
-    return cols, hosts, "400 external sources flood one web server with 15000 connections"
+    _fail(cols, rng.random(n) < 0.8, np.zeros(n, bool))
+    return cols, {"sources": sorted(set(cols["id.orig_h"])), "target": target}, \
+        f"{k} external sources flood one web server with {n} connections"
 
 
-def _attack_exfiltration(prof, days, rng, t0, t1):
+def _attack_exfiltration(prof, rng, t0, t1, scale):
     n = 60
-    source = str(_ips(prof.net, np.array([250 + int(rng.integers(10, prof.clients))]))[0])
-    dest = str(_external_ips(rng, 1)[0])
+    source, dest = _victim(prof, rng), str(_external_ips(rng, 1)[0])
     cols = _tcp_flows(rng, n, t0, t1 - 120, source, dest, 443, "ssl")
-    cols["orig_bytes"] = rng.lognormal(np.log(33e6), 0.3, n).astype(np.int64)
+    cols["orig_bytes"] = rng.lognormal(np.log(2e9 * scale / n), 0.3, n).astype(np.int64)
     cols["resp_bytes"] = rng.lognormal(8.0, 0.5, n).astype(np.int64)
     cols["duration"] = cols["orig_bytes"] / rng.uniform(0.5e6, 2e6, n)
-    hosts = {"source": source, "destination": dest}
-    return cols, hosts, "one internal client uploads about 2 GB to one external host over HTTPS"
+    return cols, {"source": source, "destination": dest}, \
+        f"one internal client uploads about {2 * scale:.2g} GB to one external host over HTTPS"
+
+
+def _attack_slow_exfiltration(prof, rng, t0, t1, scale):
+    n = max(10, int((t1 - t0) // 60))
+    source, dest = _victim(prof, rng), str(_external_ips(rng, 1)[0])
+    cols = _tcp_flows(rng, n, t0, t1 - 30, source, dest, 443, "ssl")
+    cols["orig_bytes"] = rng.lognormal(np.log(2e8 * scale / n), 0.3, n).astype(np.int64)
+    cols["resp_bytes"] = rng.lognormal(8.0, 0.5, n).astype(np.int64)
+    cols["duration"] = rng.lognormal(0.0, 1.2, n)
+    return cols, {"source": source, "destination": dest}, \
+        f"one internal client uploads about {200 * scale:.3g} MB over 6 hours, one connection a minute"
 
 
 ATTACKS = {
-    # type: (builder, day offset, duration in seconds, hours of day it may start in)
+    # type: (builder, default day offset, duration in seconds, hours of day it may start in by default)
     "port_scan": (_attack_port_scan, 1, 300, (1, 6)),
+    "distributed_scan": (_attack_distributed_scan, 1, 7200, (8, 18)),
     "ddos": (_attack_ddos, 2, 600, (9, 17)),
     "exfiltration": (_attack_exfiltration, 3, 2400, (19, 23)),
+    "slow_exfiltration": (_attack_slow_exfiltration, 4, 21600, (6, 17)),
 }
+
+
+def attack_length(kind):
+    """Seconds an attack of type ``kind`` lasts."""
+    return ATTACKS[kind][2]
+
+
+def schedule(days, seed, per_day=2, types=ATTACK_TYPES, grades=GRADES, first_hour=1.0):
+    """A random plan of attacks: ``per_day`` a day at random times (none before ``first_hour``), of random
+    type and grade, no two overlapping. Returns dicts for :func:`generate`'s ``attacks``."""
+    rng = np.random.default_rng([seed, 16])
+    plan, names = [], list(grades)
+    for day in range(int(days)):
+        taken = []
+        for _ in range(per_day):
+            kind = str(types[int(rng.integers(0, len(types)))])
+            length = attack_length(kind)
+            for _try in range(50):
+                t0 = day * 86400 + rng.uniform(first_hour * 3600, 86400 - length)
+                if all(t0 + length <= a or t0 >= b for a, b in taken):
+                    break
+            else:
+                continue
+            taken.append((t0, t0 + length))
+            grade = names[int(rng.integers(0, len(names)))]
+            plan.append({"type": kind, "grade": grade, "scale": grades[grade], "start_s": round(float(t0), 3)})
+    return plan
+
+
+def _pick_window(rng, days, day_offset, length_s, hour_range=(0, 24)):
+    day = min(day_offset, days - 1)
+    lo, hi = hour_range
+    start = day * 86400 + rng.uniform(lo * 3600, min(hi * 3600, 86400 - length_s))
+    return start, start + length_s
 
 
 def _concat(parts):
@@ -286,21 +427,34 @@ def _parse_start(start):
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
+def _attack_spec(item):
+    """``"ddos"`` or ``{"type": ..., "scale" or "grade": ..., "start_s": ...}`` -> (type, grade, scale, start_s)."""
+    spec = {"type": item} if isinstance(item, str) else dict(item)
+    kind = spec.get("type")
+    if kind not in ATTACKS:
+        raise ValueError(f"unknown attack type {kind!r}: choose from {list(ATTACKS)}")
+    grade = spec.get("grade", "loud" if "scale" not in spec else "custom")
+    scale = float(spec.get("scale", GRADES.get(grade, 1.0)))
+    if not 0 < scale <= 10:
+        raise ValueError(f"attack scale must be in (0, 10], not {scale}")
+    return kind, grade, scale, spec.get("start_s")
+
+
 def generate(centre, days, seed, start=DEFAULT_START, attacks=ATTACK_TYPES):
     """Connections of ``days`` days for ``centre`` (A or B), sorted by time, with injected ``attacks``.
 
-    Returns ``(frame, labels)``: a pandas DataFrame with Zeek's conn.log fields (unset
-    values as NaN / -1 before writing) and an extra ``attack`` column (``""`` for normal
-    traffic), and the labels dict written to ``labels.json``.
+    ``attacks``: type names (each loud, at its default day and hours) or dicts with ``type``, ``grade``
+    or ``scale``, and ``start_s`` (seconds after ``start``), e.g. from :func:`schedule`.
+    Returns ``(frame, labels)``: a pandas DataFrame with Zeek's conn.log fields (unset values as NaN / -1
+    before writing) and an extra ``attack`` column (``""`` for normal traffic), and the labels dict
+    written to ``labels.json``.
     """
     import pandas as pd
 
     prof = profile(centre)
     if int(days) < 1:
         raise ValueError(f"days must be >= 1, not {days}")
-    unknown = set(attacks) - set(ATTACKS)
-    if unknown:
-        raise ValueError(f"unknown attack types {sorted(unknown)}: choose from {list(ATTACKS)}")
+    specs = [_attack_spec(a) for a in attacks]
     days = int(days)
     t_start = _parse_start(start)
     epoch = t_start.timestamp()
@@ -308,20 +462,25 @@ def generate(centre, days, seed, start=DEFAULT_START, attacks=ATTACK_TYPES):
     parts = [_background(prof, t_start, days, rng)]
     kinds = [np.full(len(parts[0]["ts"]), "", dtype=object)]
     labels = []
-    for kind in attacks:
+    for kind, grade, scale, start_s in specs:
         builder, day_offset, length, hours = ATTACKS[kind]
-        t0, t1 = _pick_window(rng, days, day_offset, length, hours)
-        cols, hosts, description = builder(prof, days, rng, t0, t1)
+        if start_s is None:
+            t0, t1 = _pick_window(rng, days, day_offset, length, hours)
+        else:
+            t0, t1 = float(start_s), float(start_s) + length
+        cols, hosts, description = builder(prof, rng, t0, t1, scale)
         parts.append(cols)
         kinds.append(np.full(len(cols["ts"]), kind, dtype=object))
         labels.append({
-            "type": kind, "description": description,
+            "type": kind, "grade": grade, "scale": scale, "description": description,
             "start": _iso(epoch + t0), "end": _iso(epoch + t1),
             "start_ts": round(epoch + t0, 6), "end_ts": round(epoch + t1, 6),
             "hosts": hosts, "connections": len(cols["ts"]),
         })
     cols = _concat(parts)
     cols["attack"] = np.concatenate(kinds)
+    keep = cols["ts"] < days * 86400  # sessions running past the last midnight end with the logs
+    cols = {k: v[keep] for k, v in cols.items()}
     cols["ts"] = cols["ts"] + epoch
     order = np.argsort(cols["ts"], kind="stable")
     frame = pd.DataFrame({k: v[order] for k, v in cols.items()})
