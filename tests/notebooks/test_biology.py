@@ -33,6 +33,19 @@ def test_metrics_are_finite_and_compare_with_scratch(smoke_run):
     assert metrics["data"]["classes"] == 4
 
 
+def test_results_block_for_the_page_repeats_the_arms_per_seed(smoke_run):
+    from deepvre.science import results_page
+
+    metrics = smoke_run.metrics()
+    block = results_page.check_block("biology", metrics)
+    arms = {arm["label"]: arm for arm in block["arms"]}
+    assert arms[block["transfer"]]["per_seed"] == [metrics["per_seed"]["transfer"][k]
+                                                    for k in sorted(metrics["per_seed"]["transfer"])]
+    assert arms[block["scratch"]]["mean"] == pytest.approx(metrics["scratch"]["accuracy"])
+    assert len(arms) == 4 and all(arm["n"] == 2 for arm in arms.values())
+    assert bool(block["claim"]["helps"]) == bool(metrics["claim"]["transfer_helps"])
+
+
 def test_plots_are_shown_and_saved(smoke_run):
     _, out, notebook = smoke_run
     assert png_outputs(notebook) >= 4
