@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 2
 LABEXT_SRC := $(wildcard extensions/labextension/src/*) $(wildcard extensions/labextension/style/*)
 LABEXT_BUILT := extensions/deepvre_jupyter/labextension/package.json
 
-.PHONY: setup up test lint lock labextension clean
+.PHONY: setup up test lint lock labextension clean results
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -74,6 +74,12 @@ node_modules/.installed: package.json package-lock.json
 
 up: setup
 	$(BIN)/deepvre hub up
+
+# docs/results.md from fresh full-mode runs of the four use-case notebooks (about 1 h on 2 cores);
+# one of them: `make results CASES=biology`
+CASES ?=
+results: setup
+	$(BIN)/deepvre results $(CASES)
 
 test: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
