@@ -11,6 +11,11 @@ window's start (Unix seconds), split by time.
 An anomaly is a window whose forecast error (mean squared error of standardised features) exceeds
 a threshold learned on normal traffic: a quantile of the errors on normal validation windows.
 :func:`detection_report` scores flagged windows against the generator's labelled attacks.
+
+Splits are by whole UTC day (:func:`split_days`): every window whose forecast target falls on one
+day goes to one split, so no day is in two (``evaluation.check_no_leakage`` asserts it), and
+:func:`attack_mask` marks the windows an attack touches (the labels, and the windows kept out of
+training).
 """
 
 import numpy as np
@@ -116,6 +121,51 @@ def lstm_forecaster(seq_len, n_features, units=32, name="mods_lstm"):
     return keras.Model(inputs, outputs, name=name)
 
 
+def attack_mask(t, window, attacks, lookback=0):
+    """Windows ``[t - lookback, t + window)`` that overlap an attack's ``[start_ts, end_ts)``.
+
+    ``lookback=0``: the attack windows (the labels); ``lookback = seq_len * window``: the sequences
+    whose inputs or target an attack touches.
+    """
+    t = np.asarray(t, float)
+    mask = np.zeros(t.shape, bool)
+    for a in attacks:
+        mask |= (t - lookback < a["end_ts"]) & (t + window > a["start_ts"])
+    return mask
+
+
+def days_of(t):
+    """The UTC day (``YYYY-MM-DD``) of each window start ``t`` (Unix seconds): the split's groups."""
+    import datetime as dt
+
+    first = int(np.floor(np.min(t) / 86400)) if len(t) else 0
+    index = (np.asarray(t, float) // 86400).astype(int)
+    names = {d: dt.date.fromordinal(dt.date(1970, 1, 1).toordinal() + d).isoformat()
+             for d in range(first, int(index.max()) + 1)} if len(t) else {}
+    return [names[d] for d in index]
+
+
+SPLIT_DAYS = (0.3, 0.3, 0.4)  # shares of the days for train, val and test
+
+
+def split_days(t, seed, fractions=SPLIT_DAYS):
+    """The split (``train``, ``val`` or ``test``) of each window, by whole UTC day.
+
+    Days are drawn with ``seed`` by ``evaluation.grouped_split``, weekdays and weekend days apart
+    (strata), so each split gets both kinds where there are three or more of a kind. Raises
+    ``evaluation.Leakage`` if a day lands in two splits.
+    """
+    import datetime as dt
+
+    from . import evaluation
+
+    days = days_of(t)
+    weekend = ["weekend" if dt.date.fromisoformat(d).weekday() >= 5 else "weekday" for d in days]
+    names = evaluation.grouped_split(days, tuple(fractions), seed=seed, strata=weekend)
+    evaluation.check_no_leakage(names, days)
+    return names
+
+
 def detection_report(t, flagged, window, attacks):
     """Precision, recall and detection delay per attack type.
 
@@ -130,12 +180,10 @@ def detection_report(t, flagged, window, attacks):
     t, flagged = np.asarray(t, float), np.asarray(flagged, bool)
     if t.shape != flagged.shape:
         raise ValueError(f"{t.size} windows but {flagged.size} flags")
-    in_attack = np.zeros(t.shape, bool)
+    in_attack = attack_mask(t, window, attacks)
     spans = {}
     for a in attacks:
-        mask = (t < a["end_ts"]) & (t + window > a["start_ts"])
-        spans.setdefault(a["type"], []).append((a, mask))
-        in_attack |= mask
+        spans.setdefault(a["type"], []).append((a, attack_mask(t, window, [a])))
     false_alarms = int((flagged & ~in_attack).sum())
     report = {}
     for kind, items in spans.items():
