@@ -15,6 +15,12 @@ Who does what:
   :func:`gpu_devices` (CDI names or device nodes), :func:`host_config` (limits, devices, no
   capabilities, no privilege gain), :func:`container_environment`.
 
+Users: with ``local.container.user_namespace: auto`` (the default) every container gets a user
+namespace of its own (podman's ``userns=auto``): the image's uid 1000 is a different, otherwise unused
+host uid in each container, taken from the ``containers`` ranges of /etc/subuid and /etc/subgid
+(:func:`subid_refusal`), so no host account and no other user's container shares it. The home volume
+is mounted with podman's ``U`` option, which hands its files to the container's uid at each start.
+
 Networking: every user gets a podman bridge network of their own, ``deepvre-NAME``, created with
 podman's ``isolate`` option: containers of two isolated networks cannot reach each other (nor
 could a container on podman's default network be reached from them). The proxy reaches a server at
@@ -56,6 +62,9 @@ HOME_IN_IMAGE = "/home/jovyan"
 NVIDIA_SHARED_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the final NUL
 LIBPOD = "/v4.0.0/libpod"
+USERNS_SIZE = 65536  # uids (and gids) of one container's user namespace
+SUBID_FILES = ("/etc/subuid", "/etc/subgid")
+SUBID_OWNER = "containers"  # whose subordinate ids rootful podman's userns=auto draws from
 
 
 # --- pure builders -------------------------------------------------------------------------------
@@ -163,6 +172,48 @@ def host_config(profile, gpu_ids, style="cdi", pids_limit=4096, ulimits=None):
     if ulimits:
         config["ulimits"] = ulimits
     return config
+
+
+def create_kwargs(user_namespace):
+    """dockerspawner's ``extra_create_kwargs``: the container's user namespace (``auto``: one of its
+    own, :data:`USERNS_SIZE` ids; ``host``: none). docker-py knows only ``host``, so the mode goes
+    straight into the create request's HostConfig, which podman reads."""
+    if user_namespace == "auto":
+        return {"host_config": {"UsernsMode": f"auto:size={USERNS_SIZE}"}}
+    return {}
+
+
+def home_volume(user_namespace):
+    """dockerspawner's ``volumes`` for the home: with a user namespace of its own per start, podman's
+    ``U`` option hands the volume's files to the container's uid (the range may differ each start)."""
+    mode = "rw,U" if user_namespace == "auto" else "rw"
+    return {"deepvre-home-{username}": {"bind": HOME_IN_IMAGE, "mode": mode}}
+
+
+def subid_refusal(texts, size=USERNS_SIZE, owner=SUBID_OWNER):
+    """Why podman's ``userns=auto`` would fail, or ``None``: ``texts`` are /etc/subuid and /etc/subgid
+    (``{path: text or None}``); each needs a line ``containers:START:COUNT`` with COUNT >= ``size``."""
+    for path, text in texts.items():
+        counts = [int(parts[2]) for parts in (line.strip().split(":") for line in (text or "").splitlines())
+                  if len(parts) == 3 and parts[0] == owner and parts[2].isdigit()]
+        if sum(counts) < size:
+            return (f"{path}: local.container.user_namespace is auto, which needs subordinate ids for "
+                    f"'{owner}' (at least {size}, one container's worth; many containers need many times "
+                    f"that), e.g. the line '{owner}:2147483647:2147483648' in {path}. Or set "
+                    "local.container.user_namespace: host (every server then runs as the image's uid 1000, "
+                    "which a host account with that uid could signal: docs/security.md).")
+    return None
+
+
+def machine_subid_refusal():
+    """:func:`subid_refusal` of this machine's files."""
+    texts = {}
+    for path in SUBID_FILES:
+        try:
+            texts[path] = Path(path).read_text()
+        except OSError:
+            texts[path] = None
+    return subid_refusal(texts)
 
 
 def address_refusal(settings):
@@ -307,6 +358,17 @@ class ContainerSpawner(LocalGpusMixin, ProfileSpawnerMixin, DockerSpawner):
         """,
     )
 
+    user_namespace = Enum(
+        ["auto", "host"],
+        default_value="auto",
+        config=True,
+        help="""Each container's user namespace (``local.container.user_namespace``): ``auto``, one of its
+        own from the ``containers`` subordinate ids; ``host``, none (the image's uid 1000 is the host's).
+
+        Example: ``"host"``
+        """,
+    )
+
     pids_limit = Int(
         4096,
         config=True,
@@ -322,7 +384,7 @@ class ContainerSpawner(LocalGpusMixin, ProfileSpawnerMixin, DockerSpawner):
 
     @default("volumes")
     def _default_volumes(self):
-        return {"deepvre-home-{username}": HOME_IN_IMAGE} if self.home_volumes else {}
+        return home_volume(self.user_namespace) if self.home_volumes else {}
 
     @default("network_name")
     def _default_network_name(self):
@@ -383,6 +445,7 @@ class ContainerSpawner(LocalGpusMixin, ProfileSpawnerMixin, DockerSpawner):
         self.cpu_limit, self.mem_limit = container_limits(profile)
         self.extra_host_config = host_config(profile, self.gpu_ids, self.gpu_device_style, self.pids_limit,
                                              machine_ulimits())
+        self.extra_create_kwargs = create_kwargs(self.user_namespace)
         self.log.info("Starting %s in a container with profile %s, GPUs [%s]", self.owner, self.profile_slug,
                       ",".join(self.gpu_ids))
         try:
@@ -413,6 +476,8 @@ def configure(c, settings, state_dir):
     except (OSError, RuntimeError) as err:
         why = str(err)
     why = why or socket_refusal(path)
+    if not why and section["user_namespace"] == "auto":
+        why = machine_subid_refusal()
     if why:
         print(f"deepvre: {why}", file=sys.stderr)
         raise SystemExit(2)
@@ -429,3 +494,4 @@ def configure(c, settings, state_dir):
     c.ContainerSpawner.gpu_device_style = section["gpu_devices"]
     c.ContainerSpawner.home_volumes = section["home_volumes"]
     c.ContainerSpawner.pids_limit = section["pids_limit"]
+    c.ContainerSpawner.user_namespace = section["user_namespace"]

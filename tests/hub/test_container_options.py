@@ -18,7 +18,7 @@ def test_settings_default_to_processes_and_describe_every_container_key():
     local = validate_settings({})["local"]
     assert local["spawner"] == "process"
     assert local["container"] == {"image": None, "socket": None, "start_service": True, "gpu_devices": "cdi",
-                                  "home_volumes": True, "pids_limit": 4096}
+                                  "home_volumes": True, "pids_limit": 4096, "user_namespace": "auto"}
     with pytest.raises(SettingsError, match=r"local\.spawner"):
         validate_settings({"local": {"spawner": "docker"}})
     with pytest.raises(SettingsError, match=r"local\.container\.registry: unknown key"):
@@ -58,6 +58,22 @@ def test_host_config_is_what_docker_py_sends(tmp_path):
     assert sent["CapDrop"] == ["ALL"] and sent["SecurityOpt"] == ["no-new-privileges"]
     assert {"PathOnHost": "/dev/nvidia2", "PathInContainer": "/dev/nvidia2", "CgroupPermissions": "rwm"} in sent["Devices"]
     assert sent["Memory"] == 2**30 and sent["CpuQuota"] == 150_000 and sent["PidsLimit"] == 4096
+
+
+def test_each_container_gets_a_user_namespace_of_its_own_and_its_home_follows_it():
+    assert containers.create_kwargs("auto") == {"host_config": {"UsernsMode": "auto:size=65536"}}
+    assert containers.create_kwargs("host") == {}
+    assert containers.home_volume("auto") == {"deepvre-home-{username}": {"bind": "/home/jovyan", "mode": "rw,U"}}
+    assert containers.home_volume("host")["deepvre-home-{username}"]["mode"] == "rw"
+
+
+def test_userns_auto_needs_subordinate_ids_for_containers():
+    enough = "ana:100000:65536\ncontainers:2147483647:2147483648\n"
+    assert containers.subid_refusal({"/etc/subuid": enough, "/etc/subgid": enough}) is None
+    why = containers.subid_refusal({"/etc/subuid": enough, "/etc/subgid": "ana:100000:65536\n"})
+    assert why.startswith("/etc/subgid:") and "containers:2147483647:2147483648" in why
+    assert "user_namespace: host" in containers.subid_refusal({"/etc/subuid": None, "/etc/subgid": enough})
+    assert containers.subid_refusal({"/etc/subuid": "containers:1:100\n", "/etc/subgid": enough})
 
 
 def test_the_container_numbers_its_cdi_gpus_from_zero():

@@ -70,6 +70,8 @@ def hub(tmp_path_factory):
     require_program("podman")
     address = machine_address()
     require(address is not None, "needs an address other than loopback for the hub API (a default route)")
+    require(containers.machine_subid_refusal() is None,
+            f"{containers.machine_subid_refusal()} (.ci/run adds the lines)")
     tmp = tmp_path_factory.mktemp("containers")
     image = singleuser_image(tmp)
     process = HubProcess({"profiles": PROFILES, "gpus": {"discovery": "none"}, "hub": {"hub_ip": address},
@@ -175,6 +177,23 @@ def test_the_api_socket_is_the_hubs_alone(hub, alice):
                           f"import socket; socket.socket(socket.AF_UNIX).connect({str(sock)!r})"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and "PermissionError" in out.stderr, out
+
+
+def test_the_home_outlives_a_restart_in_a_new_user_namespace(hub, admin):
+    """A file written in the home is there, and writable, after the server is stopped and started
+    again (its container's user namespace is a new one; podman's U option hands the volume over)."""
+    name, token = spawned_user(hub, admin, "h")
+    hub.wait_ready(token, name)
+    write = "import pathlib; p = pathlib.Path.home() / 'kept.txt'; p.write_text(p.read_text() + 'x' if p.exists() else 'x'); print(p.read_text())"
+    assert run_code(hub.server_url(name), token, write).strip() == "x"
+    hub.stop_server(token, name)
+    r = hub.spawn(token, name, profile="cpu")
+    assert r.status_code in (201, 202), r.text
+    hub.wait_ready(token, name)
+    assert run_code(hub.server_url(name), token, write).strip() == "xx"
+    inside, outside, size = Path(f"/proc/{container_of(name)['State']['Pid']}/uid_map").read_text().split()
+    assert (inside, size) == ("0", "65536") and int(outside) >= 2**31 - 1  # the containers' ids, no account's
+    hub.stop_server(token, name)
 
 
 def test_stop_removes_the_container_and_its_network(hub, alice):

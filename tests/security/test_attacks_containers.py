@@ -235,12 +235,25 @@ def test_an_anonymous_local_process_gets_nothing_of_alices_server(hub, alice):  
     assert got["http"] in ("http 403", "http 401") or got["http"].startswith("http 30"), got
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed: rootful podman runs every user's server as the host's uid 1000 "
-                   "(no user namespace); a host account with that uid signals them, and with gid 100 reads their "
-                   "environment and files (docs/security.md, Containers)")
-def test_a_host_account_with_the_images_uid_gets_nothing_of_alices_server(hub, alice):  # noqa: F811
+def host_uid(pid):
+    """The real uid of process ``pid`` as the host sees it."""
+    status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(status["Uid"].split()[0])
+
+
+def test_a_host_account_with_the_images_uid_gets_nothing_of_alices_server(hub, alice, bob):  # noqa: F811
+    """The image's uid 1000 is, on the host, a uid of the container's own user namespace: a login
+    account with uid 1000 (gid 100, the image's group) can neither signal the server nor read its
+    environment (the tokens) or files; alice's and bob's servers run as different host uids."""
     got = probe(hub, alice[0], IMAGE_UID, 100)
     assert all(got[what].startswith("denied") for what in ("environ", "home", "signal")), got
+    uids = {host_uid(server_pid(name)) for name in (alice[0], bob[0])}
+    assert len(uids) == 2 and IMAGE_UID not in uids and min(uids) >= 65536, uids
+    # a process with bob's server's host uid (an escape from his container) cannot signal alice's
+    escaped = as_account(host_uid(server_pid(bob[0])), 100,
+                         f"import os\ntry:\n    os.kill({server_pid(alice[0])}, 0); print('GOT')\n"
+                         "except OSError as err:\n    print('denied', type(err).__name__)\n")
+    assert escaped.startswith("denied"), escaped
 
 
 # --- the hub killed -------------------------------------------------------------------------------
