@@ -81,7 +81,6 @@ def test_the_project_errors_map_to_their_status():
 
 
 def test_server_extension_and_service_agree():
-    pytest.importorskip("jupyter_server")
     from deepvre.market import handlers as market
     from deepvre_jupyter import handlers as server
 
@@ -90,7 +89,6 @@ def test_server_extension_and_service_agree():
 
 
 def test_where_they_differ_on_purpose():
-    pytest.importorskip("jupyter_server")
     from deepvre.market import handlers as market
     from deepvre.market import store
     from deepvre_jupyter import handlers as server
