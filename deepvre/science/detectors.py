@@ -9,6 +9,9 @@ The detectors a referee tries before an LSTM, each giving one score per window (
 * :func:`seasonal_naive_scores`: distance from the same time one period earlier (a day: ``288``
   five-minute windows; a week: ``2016``), in units of the residuals' sd on training-normal windows.
 
+All three are :func:`residual_scores` of a forecast; so is a learned forecaster's (the LSTM's), which
+makes the comparison one of forecasts, not of scoring rules.
+
 ``values`` is ``(windows, features)`` in time order, one row per window with no gaps (as
 ``forecast.dense_series`` writes it); ``fit`` is a boolean mask of the windows the scale is estimated on
 (normal windows of the training days). The EWMA and seasonal forecasts read only earlier windows, as an
@@ -35,12 +38,18 @@ def _max_z(residuals, scale):
     return np.max(np.abs(residuals) / scale, axis=1)
 
 
+def residual_scores(values, forecast, fit):
+    """The score every detector here shares: the largest ``|x - forecast|`` over features, in sds of the
+    residuals on the ``fit`` windows. Any forecaster (an LSTM's predictions too) scores windows this way."""
+    residuals = np.asarray(values, float) - np.asarray(forecast, float)
+    return _max_z(residuals, _scale(residuals, fit))
+
+
 def static_scores(values, fit):
     """``max_f |x_f - mean_f| / sd_f`` with the mean and sd of the ``fit`` windows."""
     x = np.asarray(values, float)
     fit = np.asarray(fit, bool)
-    mean = x[fit].mean(axis=0)
-    return _max_z(x - mean, _scale(x - mean, fit))
+    return residual_scores(x, x[fit].mean(axis=0), fit)
 
 
 def ewma_forecast(values, alpha):
@@ -58,8 +67,7 @@ def ewma_forecast(values, alpha):
 def ewma_scores(values, fit, alpha=0.1):
     """Largest residual from :func:`ewma_forecast`, in sds of the residuals on the ``fit`` windows."""
     x = np.asarray(values, float)
-    residuals = x - ewma_forecast(x, alpha)
-    return _max_z(residuals, _scale(residuals, fit))
+    return residual_scores(x, ewma_forecast(x, alpha), fit)
 
 
 def seasonal_naive_forecast(values, period, fallback=None):

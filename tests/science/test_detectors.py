@@ -48,6 +48,14 @@ def test_static_scores_use_the_training_windows():
     assert detectors.static_scores(x, fit).tolist() == pytest.approx([1, 1, 1, 1, 9])
 
 
+def test_residual_scores_of_any_forecast():
+    x = np.array([[1.0, 5], [3, 5], [2, 9]])
+    forecast = np.array([[2.0, 5], [2, 6], [2, 5]])
+    # residuals (-1, 0), (1, -1), (0, 4); scale on the first two windows: sd (1, 0.5)
+    scores = detectors.residual_scores(x, forecast, np.array([True, True, False]))
+    assert scores.tolist() == pytest.approx([1, 2, 8])
+
+
 def test_ewma_forecasts_from_the_past_only():
     x = np.array([[0.0], [0], [4], [0], [10]])
     m = detectors.ewma_forecast(x, 0.5)
