@@ -19,7 +19,9 @@ Users: with ``local.container.user_namespace: auto`` (the default) every contain
 namespace of its own (podman's ``userns=auto``): the image's uid 1000 is a different, otherwise unused
 host uid in each container, taken from the ``containers`` ranges of /etc/subuid and /etc/subgid
 (:func:`subid_refusal`), so no host account and no other user's container shares it. The home volume
-is mounted with podman's ``U`` option, which hands its files to the container's uid at each start.
+is handed to the container's uid before each start by the hub (:func:`hand_over`), which walks it by
+directory descriptors and never through a symlink: podman's own ``U`` option walked it by path, so a
+user's other server swapping a directory for a symlink made a root chown of host files.
 
 Networking: every user gets a podman bridge network of their own, ``deepvre-NAME``, created with
 podman's ``isolate`` option: containers of two isolated networks cannot reach each other (nor
@@ -33,7 +35,10 @@ container is the container itself.
 import asyncio
 import atexit
 import ctypes
+import errno
+import grp
 import os
+import pwd
 import resource
 import signal
 import socket
@@ -65,6 +70,8 @@ LIBPOD = "/v4.0.0/libpod"
 USERNS_SIZE = 65536  # uids (and gids) of one container's user namespace
 SUBID_FILES = ("/etc/subuid", "/etc/subgid")
 SUBID_OWNER = "containers"  # whose subordinate ids rootful podman's userns=auto draws from
+IMAGE_UID = 1000  # the single-user image's user (jovyan)
+IMAGE_GID = 100  # the home's group when the image's user names no group (docker-stacks' users)
 
 
 # --- pure builders -------------------------------------------------------------------------------
@@ -184,36 +191,141 @@ def create_kwargs(user_namespace):
 
 
 def home_volume(user_namespace):
-    """dockerspawner's ``volumes`` for the home: with a user namespace of its own per start, podman's
-    ``U`` option hands the volume's files to the container's uid (the range may differ each start)."""
-    mode = "rw,U" if user_namespace == "auto" else "rw"
-    return {"deepvre-home-{username}": {"bind": HOME_IN_IMAGE, "mode": mode}}
+    """dockerspawner's ``volumes`` for the home. Never podman's ``U`` option (a chown by path that a
+    symlink swapped in redirects): with a user namespace of its own per start the hub hands the
+    volume over itself (:func:`hand_over`)."""
+    return {"deepvre-home-{username}": {"bind": HOME_IN_IMAGE, "mode": "rw"}}
 
 
-def subid_refusal(texts, size=USERNS_SIZE, owner=SUBID_OWNER):
-    """Why podman's ``userns=auto`` would fail, or ``None``: ``texts`` are /etc/subuid and /etc/subgid
-    (``{path: text or None}``); each needs a line ``containers:START:COUNT`` with COUNT >= ``size``."""
+def host_id(mappings, inner):
+    """The host id of the container's id ``inner`` under podman's ``["INNER:HOST:SIZE", ...]``."""
+    for mapping in mappings or []:
+        start, host, size = (int(part) for part in mapping.split(":"))
+        if start <= inner < start + size:
+            return host + inner - start
+    raise ValueError(f"the id {inner} is not mapped in {mappings}")
+
+
+def image_user(user):
+    """``(uid, gid)`` inside the container of its ``Config.User`` (``UID`` or ``UID:GID``, numbers;
+    none: root)."""
+    if not user:
+        return 0, 0
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        raise ValueError(f"the image's user {user!r} is not UID or UID:GID in numbers; the home cannot be "
+                         "handed to it (set USER 1000:100 in the image)")
+    return int(uid), int(gid) if gid else IMAGE_GID
+
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _listing(fd):
+    with os.scandir(fd) as entries:  # of a duplicate of fd
+        return [entry.name for entry in entries]
+
+
+def hand_over(path, uid, gid):
+    """chown the folder ``path`` and everything in it to ``uid``/``gid``, as root, without ever following
+    a symlink or opening anything but a directory: each directory is opened relative to its parent's
+    descriptor with ``O_NOFOLLOW | O_DIRECTORY`` (a symlink swapped in fails to open and is skipped),
+    each entry is chowned by name in its directory's descriptor (``fchownat``, ``AT_SYMLINK_NOFOLLOW``).
+    So a running container that swaps directories of the volume for symlinks while this walks gets
+    nothing outside the volume chowned, nor any device opened. One descriptor per level of depth."""
+    top = os.open(path, DIR_FLAGS)
+    todo = [(top, _listing(top))]
+    try:
+        os.fchown(top, uid, gid)
+        while todo:
+            fd, names = todo[-1]
+            if not names:
+                os.close(todo.pop()[0])
+                continue
+            name = names.pop()
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if (st.st_uid, st.st_gid) != (uid, gid):
+                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    sub = os.open(name, DIR_FLAGS, dir_fd=fd)
+                    todo.append((sub, []))  # in todo before its listing, so an error still closes it
+                    todo[-1] = (sub, _listing(sub))
+            except (FileNotFoundError, NotADirectoryError):  # removed or replaced meanwhile
+                pass
+            except OSError as err:
+                if err.errno != errno.ELOOP:  # ELOOP: a symlink swapped in for the directory
+                    raise
+    finally:
+        for fd, _names in todo:
+            os.close(fd)
+
+
+def subid_ranges(text):
+    """``[(owner, start, count), ...]`` of a /etc/subuid or /etc/subgid text (malformed lines skipped)."""
+    ranges = []
+    for line in (text or "").splitlines():
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            ranges.append((parts[0], int(parts[1]), int(parts[2])))
+    return ranges
+
+
+def subid_refusal(texts, size=USERNS_SIZE, owner=SUBID_OWNER, accounts=None):
+    """Why podman's ``userns=auto`` would fail or be unsafe, or ``None``: ``texts`` are /etc/subuid and
+    /etc/subgid (``{path: text or None}``); each needs lines ``containers:START:COUNT`` with COUNTs
+    summing to at least ``size``, none of whose ids is an account's (``accounts``: ``{path: ids}``, the
+    passwd uids and group gids), another owner's subordinate id or past 4294967294 (a container's uid
+    that is an account's or another user's rootless container's would be theirs)."""
     for path, text in texts.items():
-        counts = [int(parts[2]) for parts in (line.strip().split(":") for line in (text or "").splitlines())
-                  if len(parts) == 3 and parts[0] == owner and parts[2].isdigit()]
-        if sum(counts) < size:
+        ranges = subid_ranges(text)
+        mine = [(start, count) for who, start, count in ranges if who == owner]
+        for start, count in mine:
+            end = start + count  # exclusive
+            clash = sorted(i for i in (accounts or {}).get(path, ()) if start <= i < end)
+            other = next(((who, s, c) for who, s, c in ranges if who != owner and s < end and start < s + c), None)
+            why = (f"it holds the id {clash[0]} of an account" if clash else
+                   f"it overlaps {other[0]}'s subordinate ids {other[1]}:{other[2]}" if other else
+                   "it goes past 4294967294 (4294967295 is no id)" if end > 2**32 - 1 else None)
+            if why:
+                return (f"{path}: the range {owner}:{start}:{count} is unsafe for the containers' user namespaces: "
+                        f"{why}, so a container's uid would be theirs. Use ids no account or other range has, "
+                        f"e.g. the line '{owner}:2147483647:2147483648'.")
+        if sum(count for _start, count in mine) < size:
             return (f"{path}: local.container.user_namespace is auto, which needs subordinate ids for "
                     f"'{owner}' (at least {size}, one container's worth; many containers need many times "
                     f"that), e.g. the line '{owner}:2147483647:2147483648' in {path}. Or set "
                     "local.container.user_namespace: host (every server then runs as the image's uid 1000, "
-                    "which a host account with that uid could signal: docs/security.md).")
+                    "which a host account with that uid could signal: refused where one exists).")
     return None
 
 
+def machine_accounts():
+    """``{"/etc/subuid": uids, "/etc/subgid": gids}`` of this machine's accounts and groups."""
+    return {SUBID_FILES[0]: {entry.pw_uid for entry in pwd.getpwall()},
+            SUBID_FILES[1]: {entry.gr_gid for entry in grp.getgrall()}}
+
+
 def machine_subid_refusal():
-    """:func:`subid_refusal` of this machine's files."""
+    """:func:`subid_refusal` of this machine's files and accounts."""
     texts = {}
     for path in SUBID_FILES:
         try:
             texts[path] = Path(path).read_text()
         except OSError:
             texts[path] = None
-    return subid_refusal(texts)
+    return subid_refusal(texts, accounts=machine_accounts())
+
+
+def host_namespace_refusal(account_uids, image_uid=IMAGE_UID):
+    """Why ``local.container.user_namespace: host`` is unsafe here, or ``None``: every server would run
+    as the host's uid ``image_uid``, and an account with that uid could signal them and read their
+    environments (the tokens) through /proc."""
+    if image_uid in account_uids:
+        return (f"local.container.user_namespace is host, so every user's server would run as the host's uid "
+                f"{image_uid}, and this machine has an account with that uid: it could signal every server and "
+                "read their tokens. Use user_namespace: auto (the default; needs subordinate ids for 'containers').")
+    return None
 
 
 def address_refusal(settings):
@@ -437,6 +549,23 @@ class ContainerSpawner(LocalGpusMixin, ProfileSpawnerMixin, DockerSpawner):
         except Exception as err:  # in use by another of the user's servers, or gone
             self.log.debug("Network %s stays: %s", self.network_name, err)
 
+    async def start_object(self):
+        """Hand the home volume to the new container's user (its uid in this start's user namespace),
+        then start it."""
+        if self.user_namespace == "auto":
+            status, found = await self.libpod("GET", f"/containers/{self.container_id}/json")
+            if status >= 300:
+                raise RuntimeError(f"podman could not inspect the container {self.container_id}: {found}")
+            homes = [m["Source"] for m in found.get("Mounts") or []
+                     if m.get("Destination") == HOME_IN_IMAGE and m.get("Type") == "volume"]
+            if homes:
+                uid, gid = image_user((found.get("Config") or {}).get("User"))
+                maps = (found.get("HostConfig") or {}).get("IDMappings") or {}
+                owner = host_id(maps.get("UidMap"), uid), host_id(maps.get("GidMap"), gid)
+                # not in dockerspawner's executor: its one thread makes every user's podman calls
+                await asyncio.to_thread(hand_over, homes[0], *owner)
+        await super().start_object()
+
     async def start(self):
         profile = self.reduce_user_options()
         await self.discover_gpus()
@@ -478,6 +607,8 @@ def configure(c, settings, state_dir):
     why = why or socket_refusal(path)
     if not why and section["user_namespace"] == "auto":
         why = machine_subid_refusal()
+    elif not why:
+        why = host_namespace_refusal(machine_accounts()[SUBID_FILES[0]])
     if why:
         print(f"deepvre: {why}", file=sys.stderr)
         raise SystemExit(2)

@@ -63,8 +63,34 @@ def test_host_config_is_what_docker_py_sends(tmp_path):
 def test_each_container_gets_a_user_namespace_of_its_own_and_its_home_follows_it():
     assert containers.create_kwargs("auto") == {"host_config": {"UsernsMode": "auto:size=65536"}}
     assert containers.create_kwargs("host") == {}
-    assert containers.home_volume("auto") == {"deepvre-home-{username}": {"bind": "/home/jovyan", "mode": "rw,U"}}
+    # never podman's U option (a chown by path): the hub hands the home over (hand_over)
+    assert containers.home_volume("auto") == {"deepvre-home-{username}": {"bind": "/home/jovyan", "mode": "rw"}}
     assert containers.home_volume("host")["deepvre-home-{username}"]["mode"] == "rw"
+    assert containers.host_id(["0:2147483647:65536"], 1000) == 2147484647
+    assert containers.host_id(["0:5000:10", "10:9000:5"], 12) == 9002
+    with pytest.raises(ValueError):
+        containers.host_id(["0:5000:10"], 1000)
+    assert containers.image_user("1000") == (1000, 100) and containers.image_user("1000:1000") == (1000, 1000)
+    assert containers.image_user("") == (0, 0)
+    with pytest.raises(ValueError, match="jovyan"):
+        containers.image_user("jovyan")
+
+
+def test_hand_over_chowns_the_whole_home_and_nothing_a_symlink_names(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (chown to other uids)")
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    (home / "a" / "b" / "c").mkdir(parents=True)
+    (home / "a" / "b" / "c" / "f").write_text("x")
+    (home / ".hidden").write_text("y")
+    outside.mkdir()
+    (outside / "g").write_text("z")
+    (home / "a" / "link").symlink_to(outside)
+    (home / "a" / "glink").symlink_to(outside / "g")
+    containers.hand_over(home, 4321, 4322)
+    owned = [p for p in [home, *home.rglob("*")] if (p.lstat().st_uid, p.lstat().st_gid) != (4321, 4322)]
+    assert owned == []
+    assert (outside.stat().st_uid, (outside / "g").stat().st_uid) == (0, 0)
 
 
 def test_userns_auto_needs_subordinate_ids_for_containers():

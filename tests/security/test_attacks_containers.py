@@ -6,10 +6,12 @@ The real-hub tests share tests/hub/test_containers.py's fixtures (a root hub, ro
 single-user image), imported here: this module gets its own hub, alice and bob.
 """
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from deepvre.site.settings import for_servers, validate_settings
 from deepvre_hub import containers
 from deepvre_hub.modes import SAFE_USERNAME
 from tests.hub.hubprocess import run_code, wait_for
-from tests.hub.test_containers import admin, alice, bob, container_address, container_of, hub  # noqa: F401
+from tests.hub.test_containers import admin, alice, bob, container_address, container_of, hub, new_user  # noqa: F401
 
 IMAGE_UID = 1000  # the single-user image's user (jovyan), the same uid on the host (rootful podman)
 
@@ -254,6 +256,167 @@ def test_a_host_account_with_the_images_uid_gets_nothing_of_alices_server(hub, a
                          f"import os\ntry:\n    os.kill({server_pid(alice[0])}, 0); print('GOT')\n"
                          "except OSError as err:\n    print('denied', type(err).__name__)\n")
     assert escaped.startswith("denied"), escaped
+
+
+def test_the_containers_subordinate_ids_may_not_overlap_an_account_or_another_range():
+    """A ``containers`` range that holds an account's uid (``containers:0:200000`` makes a container's
+    root the host's root, ``containers:1000:65536`` its root the uid-1000 account) or another user's
+    subordinate ids (their rootless containers' uids) was taken for enough ids: it is refused."""
+    accounts = {"/etc/subuid": {0, 1000, 65534}, "/etc/subgid": {0, 100, 65534}}
+    other = "ana:100000:65536\n"
+    good = other + "containers:2147483647:2147483648\n"
+    assert containers.subid_refusal({"/etc/subuid": good, "/etc/subgid": good}, accounts=accounts) is None
+    for bad, why in [("containers:0:200000\n", "id 0 of an account"),
+                     ("containers:1000:65536\n", "id 1000 of an account"),
+                     ("containers:120000:65536\n", "overlaps ana's subordinate ids 100000:65536"),
+                     ("containers:4294901760:65536\n", "past 4294967294")]:
+        refusal = containers.subid_refusal({"/etc/subuid": other + bad, "/etc/subgid": good}, accounts=accounts)
+        assert refusal and refusal.startswith("/etc/subuid:") and why in refusal, (bad, refusal)
+    refusal = containers.subid_refusal({"/etc/subuid": good, "/etc/subgid": other + "containers:50:65536\n"},
+                                       accounts=accounts)
+    assert refusal and refusal.startswith("/etc/subgid:") and "id 100 of an account" in refusal
+    assert containers.machine_subid_refusal() is None or "containers" in containers.machine_subid_refusal()
+
+
+def test_user_namespace_host_is_refused_where_an_account_has_the_images_uid():
+    """``local.container.user_namespace: host`` runs every server as the host's uid 1000: with an
+    account of that uid on the machine (the hole user namespaces closed) the hub refuses it."""
+    assert "uid 1000" in containers.host_namespace_refusal({0, 1000})
+    assert containers.host_namespace_refusal({0, 1001, 65534}) is None
+
+
+# --- the home volume handed to a new user namespace (podman's U option) ---------------------------
+
+RACER_LOOP = """
+import ctypes, os, sys, time
+rename = ctypes.CDLL(None, use_errno=True).renameat2
+zz = os.path.expanduser('~/zz')
+os.makedirs(zz, exist_ok=True)
+os.chmod(zz, 0o777)  # the chown hands zz to the new container's uid: this one may still rename in it
+pairs = []
+for i in range(8):
+    d, s = ('%s/d%d' % (zz, i)).encode(), ('%s/s%d' % (zz, i)).encode()
+    if not os.path.lexists(d):
+        os.mkdir(d); os.chmod(d, 0o777); open(d + b'/f', 'w').close()  # the target's file name
+    if not os.path.lexists(s):
+        os.symlink(sys.argv[1], s)
+    pairs.append((d, s))
+open(os.path.expanduser('~/racer.ready'), 'w').close()
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    for d, s in pairs:
+        rename(-100, d, -100, s, 2)  # AT_FDCWD, RENAME_EXCHANGE: a directory and a symlink trade places
+"""
+
+
+def start_racer(target):
+    """Code for a server: start :data:`RACER_LOOP` against ``target`` (a host path) for 240 s."""
+    return ("import os, subprocess, sys, time\n"
+            f"open('/tmp/racer.py', 'w').write({RACER_LOOP!r})\n"
+            f"subprocess.Popen([sys.executable, '/tmp/racer.py', {str(target)!r}, '240'], start_new_session=True,\n"
+            "                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            "while not os.path.exists(os.path.expanduser('~/racer.ready')):\n"
+            "    time.sleep(0.1)\n"
+            "print('racing')\n")
+
+
+def by_path(path, uid, gid):
+    """A chown of a tree by path (what podman's ``U`` did: lstat, then open the directory by name)."""
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                os.lchown(os.path.join(root, name), uid, gid)
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("walk", ["hand_over", "by_path"])
+def test_the_home_is_handed_over_without_following_a_symlink_swapped_in(tmp_path, walk):
+    """The hub's own hand-over (:func:`containers.hand_over`) against :data:`RACER_LOOP` in another
+    process: a host file beside the home keeps its owner over 300 walks. The same race against a walk
+    by path (``by_path``, as podman's ``U`` option walked) chowns it: the race is real."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (chown to other uids)")
+    home, victim = tmp_path / "home", tmp_path / "victim"
+    home.mkdir()
+    victim.mkdir()
+    (victim / "f").write_text("root's\n")
+    racer = subprocess.Popen([sys.executable, "-c", RACER_LOOP, str(victim), "120"], env={**os.environ, "HOME": str(home)})
+    try:
+        wait_for(lambda: (home / "racer.ready").exists(), 30, "the racer")
+        chown = containers.hand_over if walk == "hand_over" else by_path
+        for i in range(300):
+            chown(home, 4000 + i % 2, 4000 + i % 2)
+            if (victim / "f").stat().st_uid != 0:
+                break
+    finally:
+        racer.kill()
+        racer.wait()
+    if walk == "hand_over":
+        assert (victim / "f").stat().st_uid == 0, f"walk {i + 1} chowned the host file"
+    else:
+        assert (victim / "f").stat().st_uid != 0, "the race never won against a walk by path: the test proves nothing"
+
+
+async def test_a_home_being_handed_over_holds_no_other_users_podman_call(monkeypatch):
+    """dockerspawner makes every user's podman calls (start, stop, poll) on one global thread: a
+    hand-over there of bob's home of millions of files would stall every other user's spawn and
+    poll meanwhile (podman's ``U`` chown did, inside the start call). It runs on a thread of its own."""
+    import threading
+    import types
+
+    spawner = containers.ContainerSpawner(user=types.SimpleNamespace(name="bob", id=1, url="/user/bob/",
+                                                                     escaped_name="bob"))
+    spawner.object_id = "c0ffee"
+    release = threading.Event()
+    monkeypatch.setattr(containers, "hand_over", lambda *args: release.wait(60))
+    ids = {"UidMap": ["0:2147483647:65536"], "GidMap": ["0:2147483647:65536"]}
+
+    async def libpod(method, path, **kwargs):
+        return 200, {"Mounts": [{"Type": "volume", "Destination": "/home/jovyan", "Source": "/nonexistent"}],
+                     "Config": {"User": "1000"}, "HostConfig": {"IDMappings": ids}}
+
+    calls = []
+
+    async def docker(method, *args, **kwargs):
+        calls.append(method)
+
+    monkeypatch.setattr(spawner, "libpod", libpod)
+    monkeypatch.setattr(spawner, "docker", docker)
+    bobs = asyncio.ensure_future(spawner.start_object())
+    try:
+        await asyncio.sleep(0.2)
+        alices = asyncio.wrap_future(spawner.executor.submit(lambda: "alice's poll"))
+        assert await asyncio.wait_for(alices, 10) == "alice's poll"
+        assert calls == []  # bob's container waits for its home
+    finally:
+        release.set()
+        await bobs
+    assert calls == ["start"]
+
+
+def test_a_symlink_race_in_the_home_cannot_make_a_start_chown_a_host_file(hub, admin, tmp_path):  # noqa: F811
+    """Each start hands the home volume to the new container's uid, as root on the host. With
+    podman's ``U`` option that was a walk which opens each directory by path after an lstat: bob runs
+    two servers (named servers share his home volume); in the first, a loop swaps directories of his
+    home with symlinks to a host folder (``renameat2(RENAME_EXCHANGE)``), and starting the second
+    made podman walk through a symlink and chown the host folder's files to his new container's uid
+    (a root-owned file here; equally /etc/shadow, /usr/bin's setuid programs, alice's home volume)."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "f").write_text("root's\n")
+    name, token = new_user(hub, admin, "r")
+    r = hub.spawn(token, name, profile="cpu")
+    assert r.status_code in (201, 202), r.text
+    assert "racing" in run_code(hub.server_url(name), token, start_racer(victim))
+    try:
+        for attempt in range(4):
+            r = hub.spawn(token, name, profile="cpu", server="two")
+            assert r.status_code in (201, 202), r.text
+            hub.stop_server(token, name, "two")
+            assert (victim / "f").stat().st_uid == 0, f"start {attempt + 1} chowned {victim}/f"
+    finally:
+        hub.stop_server(token, name)
 
 
 # --- the hub killed -------------------------------------------------------------------------------
