@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from .smoke import fine_tuned, pull_model, run_smoke
+from .smoke import pull_model, run_smoke
 
 
 @pytest.fixture(scope="module")
@@ -12,32 +12,47 @@ def run(tmp_path_factory):
     return run_smoke(tmp_path_factory, "lattice-qcd")
 
 
-def test_metrics_are_finite_and_compare_transfer_with_scratch(run):
+def test_every_arm_and_baseline_is_compared_on_held_out_betas(run):
     metrics = run.metrics()  # smoke, every value a finite number
-    for key in ("transfer", "scratch", "zero_shot"):
+    for key in ("transfer", "scratch", "zero_shot", "physics_inversion", "cheap_statistics"):
         assert {"rmse", "mae", "r2"} <= set(metrics[key])
-    assert metrics["comparison"]["metric"] == "rmse"
-    assert metrics["comparison"]["transfer"] == metrics["transfer"]["rmse"]
+    for key in ("transfer", "scratch", "zero_shot"):  # two seeds in smoke mode, with an interval
+        assert metrics[key]["seeds"] == 2 and metrics[key]["rmse_low"] <= metrics[key]["rmse"] <= metrics[key]["rmse_high"]
+    results = metrics["results"]
+    assert results["higher_is_better"] is False and "RMSE" in results["metric"]
+    arms = {row["label"]: row for row in results["arms"]}
+    assert len(arms) == 5 and results["transfer"] in arms and results["scratch"] in arms
+    assert arms[results["transfer"]]["per_seed"] and len(arms[results["transfer"]]["per_seed"]) == 2
+    assert arms["I1/I0 inversion of the mean plaquette"]["n"] == 1
+    assert arms["I1/I0 inversion of the mean plaquette"]["mean"] == metrics["physics_inversion"]["rmse"]
+    assert results["claim"]["sentence"].startswith("Transfer")
+    assert metrics["claim"]["transfer_helps"] == int(results["claim"]["helps"])
+    # the split: whole chains, the test betas (1.5, 2.5) held out
+    assert metrics["split"]["test_betas"] == 2 and metrics["split"]["test_chains"] == 2
+    assert metrics["split"]["train_betas"] == metrics["split"]["val_betas"] == 3
 
 
-def test_physics_validation_passed_and_is_shown(run):
+def test_physics_validation_passed_states_its_resolution_and_is_shown(run):
     import nbformat
 
     metrics = run.metrics()
-    # every beta within its 5 sigma limit (lattice_nets.plaquette_validation), not a fixed 3 sigma on 12 values
-    assert metrics["physics"]["passed"] == 1 and metrics["physics"]["betas"] == 3
-    assert math.isfinite(metrics["physics"]["max_abs_pull"])
+    # every ensemble (3 base betas at L=8, 3 + 2 held-out at L=16) within its 5 sigma limit
+    assert metrics["physics"]["passed"] == 1 and metrics["physics"]["ensembles"] == 8
+    assert math.isfinite(metrics["physics"]["max_abs_pull"]) and 0 < metrics["physics"]["resolution"] < 0.5
     text = "".join(out.get("text", "") for cell in nbformat.read(run.root / "lattice-qcd.ipynb", 4).cells
                    for out in cell.get("outputs", []))
-    assert "physics validation passed: 3 betas" in text
+    assert "physics validation passed: 8 ensembles" in text and "resolves deviations above" in text
+    assert "Transfer does not demonstrably help" in text or "Transfer helps" in text
     assert (run.out / "plaquette-L16.png").is_file() and (run.out / "plaquette-L8.png").is_file()
+    assert (run.out / "arms.png").is_file()
 
 
 def test_model_published_with_lineage_and_loads_in_safe_mode(run, tmp_path):
     import numpy as np
 
     market = run.market()
-    entry = fine_tuned(market, "lattice-u1-beta-large", "lattice-u1-beta-small")
+    entry = run.published("lattice-u1-beta-small")
+    assert entry["name"] == "lattice-u1-beta-large"
     section = entry["metadata"]["deepvre"]
     assert section["training"]["notebook"] == "lattice-qcd.ipynb"
     assert section["training"]["parameters"]["smoke"] is True
@@ -45,5 +60,5 @@ def test_model_published_with_lineage_and_loads_in_safe_mode(run, tmp_path):
     assert (tmp_path / "pulled" / "lattice-qcd.ipynb").is_file()
     prediction = model.predict(np.zeros((1, 16, 16, 4), "float32"), verbose=0)
     assert prediction.shape == (1, 1) and np.isfinite(prediction).all()
-    # the base it started from is in the catalog too, trained on the small lattices
+    # the base it started from was trained in this run, on the small lattices, and is in the catalog too
     assert market.show("lattice-u1-beta-small", "1.0.0")["metadata"]["deepvre"]["input"]["shape"] == [8, 8, 4]

@@ -92,13 +92,15 @@ def test_killed_run_resumes_from_the_last_epoch(tmp_path, private_market):
     runs_dir, out = tmp_path / "runs", tmp_path / "lattice-out"
     # not smoke (it caps the epochs), but smoke-sized lattices; many epochs, so the kill lands mid-training
     params = ["-p", "output_dir", str(out), "-p", "small_size", "8", "-p", "large_size", "16",
-              "-p", "betas", "[1.0, 2.0, 3.0]", "-p", "small_configs", "24", "-p", "large_configs", "12",
-              "-p", "pretrain_epochs", "2", "-p", "epochs", "100", "-p", "base_model", "lattice-resume-base:1.0.0",
+              "-p", "betas", "[1.0, 2.0, 3.0]", "-p", "test_betas", "[1.5, 2.5]", "-p", "small_chains", "2",
+              "-p", "small_configs", "12", "-p", "chains", "2", "-p", "test_chains", "1", "-p", "large_configs", "6",
+              "-p", "seeds", "2", "-p", "learning_rates", "0.003", "-p", "flow_task", "False",
+              "-p", "pretrain_epochs", "2", "-p", "epochs", "100", "-p", "base_model", "lattice-resume-base",
               "-p", "model_name", "lattice-resume"]
     first = deepvre("run", NOTEBOOK, *params, "--detach", runs_dir=runs_dir)
-    backup = out / "transfer-backup"
+    backup = out / "transfer-lr0-s0-backup"  # the first seed's fine-tuning at the (one) learning rate
     deadline = time.monotonic() + 600
-    while not checkpoints.interrupted(out, "transfer"):  # an epoch of the fine-tuning has been checkpointed
+    while not checkpoints.interrupted(out, "transfer-lr0-s0"):  # an epoch of the fine-tuning has been checkpointed
         state = json.loads((runs_dir / first["id"] / "status.json").read_text())["state"]
         assert state in ("queued", "running"), (runs_dir / first["id"] / "run.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "fine-tuning never checkpointed an epoch"
@@ -106,7 +108,7 @@ def test_killed_run_resumes_from_the_last_epoch(tmp_path, private_market):
     cancelled = deepvre("runs", "cancel", first["id"], runs_dir=runs_dir)
     assert cancelled["state"] == "cancelled", cancelled
     assert not (out / "metrics.json").exists()
-    assert checkpoints.interrupted(out, "transfer"), "the interrupted fit left its checkpoint"
+    assert checkpoints.interrupted(out, "transfer-lr0-s0"), "the interrupted fit left its checkpoint"
 
     second = deepvre("run", NOTEBOOK, *params, runs_dir=runs_dir)
     run_dir = runs_dir / second["id"]
