@@ -95,7 +95,7 @@ def results_command(use_cases, smoke, page, repo, runs_dir):
             failed.append(key)
             continue
         try:
-            block = results_page.check_block(key, run.metrics)
+            blocks = results_page.check_blocks(key, run.metrics)
         except results_page.ResultsError as err:
             click.echo(str(err), err=True)
             failed.append(key)
@@ -104,11 +104,13 @@ def results_command(use_cases, smoke, page, repo, runs_dir):
         info = {"id": run.id, "commit": commit, "date": time.strftime("%Y-%m-%d", time.gmtime()),
                 "wall_s": wall, "load": load, "command": command}
         figures = _copy_figures(run, key, os.path.join(page_dir, "results"), page_dir)
-        text = results_page.section(key, block, info, figures, smoke=smoke)
+        text = results_page.section(key, blocks, info, figures, smoke=smoke)
         old = open(page_path).read() if os.path.exists(page_path) else ""
         with open(page_path + ".tmp", "w") as f:
             f.write(results_page.splice(old, key, text))
         os.replace(page_path + ".tmp", page_path)
-        click.echo(f"{key}: {block['claim']['sentence']}\n{key}: section written to {page_path} ({wall:.0f} s)")
+        for block in blocks:
+            click.echo(f"{key}: {block['claim']['sentence']}")
+        click.echo(f"{key}: section written to {page_path} ({wall:.0f} s)")
     if failed:
         raise click.ClickException(f"no section written for: {', '.join(failed)}")

@@ -39,11 +39,20 @@ def _end(key):
 
 def check_block(key, metrics):
     """The ``results`` block of ``metrics`` (a run's metrics.json), or :class:`ResultsError`."""
-    block = (metrics or {}).get("results")
-    if not isinstance(block, dict) or not block.get("arms") or "claim" not in block:
-        raise ResultsError(f"{key}: the notebook's metrics.json has no 'results' block "
-                           "(deepvre.science.evaluation.comparison); nothing to report")
-    return block
+    return check_blocks(key, metrics)[0]
+
+
+def check_blocks(key, metrics):
+    """Every comparison block of ``metrics``: ``results`` first, then each ``results_NAME`` (a further
+    task of the same notebook), or :class:`ResultsError`."""
+    metrics = metrics or {}
+    keys = ["results"] + sorted(k for k in metrics if k.startswith("results_"))
+    blocks = [metrics.get(k) for k in keys]
+    for name, block in zip(keys, blocks):
+        if not isinstance(block, dict) or not block.get("arms") or "claim" not in block:
+            raise ResultsError(f"{key}: the notebook's metrics.json has no '{name}' block "
+                               "(deepvre.science.evaluation.comparison); nothing to report")
+    return blocks
 
 
 def _cell(value):
@@ -65,8 +74,8 @@ def table(block, digits=3):
     return "\n".join(lines)
 
 
-def section(key, block, run, figures=(), smoke=False):
-    """One use case's section.
+def section(key, blocks, run, figures=(), smoke=False):
+    """One use case's section: a table and a verdict per block (one block, or a list of them).
 
     ``run``: ``{"id", "commit", "date", "wall_s", "load", "command"}`` (load: the 1, 5 and 15 minute
     load averages at the start); ``figures``: paths relative to the page.
@@ -79,9 +88,14 @@ def section(key, block, run, figures=(), smoke=False):
         out += ["**Smoke mode: tiny data and two seeds; these numbers mean nothing.**", ""]
     out += [f"Run `{run['id']}` of commit `{run['commit']}` on {run['date']}, {minutes} min {seconds:02d} s wall "
             f"(load average {load} at the start), reproduced by:", "", f"    {run['command']}", "",
-            table(block), "", f"**Verdict:** {block['claim']['sentence']}", ""]
-    if block.get("note"):
-        out += [block["note"], ""]
+            ]
+    blocks = [blocks] if isinstance(blocks, dict) else list(blocks)
+    for block in blocks:
+        if len(blocks) > 1:
+            out += [f"### {block['metric']}", ""]
+        out += [table(block), "", f"**Verdict:** {block['claim']['sentence']}", ""]
+        if block.get("note"):
+            out += [block["note"], ""]
     for path in figures:
         name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("-", " ").replace("_", " ")
         out += [f"![{name}]({path})", ""]

@@ -26,7 +26,7 @@ def model_document(name, version, use_case, title, summary, input_shape, output_
     ``input_extra``: more keys of ``deepvre.input`` (e.g. ``preprocessing``); ``today``: a date
     for ``dates`` (default today). Tags are sorted, with the use case and ``transfer-learning``.
     """
-    from .report import REPORT, flatten, to_python
+    from .report import flatten, report_keys, to_python
 
     today = (today or datetime.date.today()).isoformat()
     section = {
@@ -36,8 +36,8 @@ def model_document(name, version, use_case, title, summary, input_shape, output_
         "input": {"shape": list(input_shape), "dtype": "float32", "kind": "image", **(input_extra or {})},
         "output": {"kind": output_kind},
         "base_model": {"name": base[0], "version": base[1]} if base else None,
-        # numbers and words; the comparison block (REPORT) stays in the run's metrics.json
-        "metrics": {k: v for k, v in flatten(to_python({k: v for k, v in (metrics or {}).items() if k != REPORT})).items()
+        # numbers and words; the comparison blocks stay in the run's metrics.json
+        "metrics": {k: v for k, v in flatten(to_python({k: v for k, v in (metrics or {}).items() if k not in report_keys(metrics or {})})).items()
                     if v is None or isinstance(v, (int, float, str)) and not isinstance(v, bool)},
         "visibility": visibility,
     }

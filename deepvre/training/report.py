@@ -3,7 +3,7 @@
 Metrics are a (nested) mapping of names to numbers. :func:`write_metrics` refuses NaN, infinity
 and non-numbers, naming each bad key, so a diverged run cannot publish a broken result. Strings
 are allowed only for descriptive keys (``mode``, ``note``...) passed in ``text``. The ``results``
-key holds the notebook's comparison (:func:`deepvre.science.evaluation.comparison`): labels and a
+key (and ``results_NAME`` for a further task) holds the notebook's comparison (:func:`deepvre.science.evaluation.comparison`): labels and a
 verdict in words, whose numbers must be finite as well.
 """
 
@@ -32,20 +32,25 @@ REPORT = "results"
 ARM_NUMBERS = ("mean", "low", "high", "half_width", "sd")
 
 
+def report_keys(metrics):
+    """The comparison blocks' keys: ``results``, then any ``results_NAME`` (a second task), sorted."""
+    return [k for k in sorted(metrics) if k == REPORT or k.startswith(REPORT + "_")]
+
+
 def _report_problems(block):
     found = []
     for k, arm in enumerate((block or {}).get("arms") or []):
         values = [(name, arm.get(name)) for name in ARM_NUMBERS]
         values += [(f"per_seed.{i}", v) for i, v in enumerate(arm.get("per_seed") or [])]
-        found += [f"{REPORT}.arms.{k}.{name}: {v!r} is not a finite number" for name, v in values
+        found += [f"arms.{k}.{name}: {v!r} is not a finite number" for name, v in values
                   if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
     return found
 
 
 def problems(metrics, text=("mode", "note", "metric", "data")):
     """Every key whose value is not a finite number (strings allowed for the ``text`` keys)."""
-    found = _report_problems(metrics.get(REPORT))
-    for key, value in flatten({k: v for k, v in metrics.items() if k != REPORT}).items():
+    found = [problem for key in report_keys(metrics) for problem in _report_problems(metrics[key])]
+    for key, value in flatten({k: v for k, v in metrics.items() if k not in report_keys(metrics)}).items():
         last = key.rsplit(".", 1)[-1]
         if isinstance(value, str) and last in text:
             continue

@@ -27,6 +27,12 @@ def test_every_arm_and_baseline_is_compared_on_held_out_betas(run):
     assert arms["I1/I0 inversion of the mean plaquette"]["mean"] == metrics["physics_inversion"]["rmse"]
     assert results["claim"]["sentence"].startswith("Transfer")
     assert metrics["claim"]["transfer_helps"] == int(results["claim"]["helps"])
+    # the second task's comparison, for its own table on the results page
+    from deepvre.science import results_page
+
+    flow = results_page.check_blocks("lattice-qcd", metrics)[1]
+    assert flow is metrics["results_flow"] or flow == metrics["results_flow"]
+    assert "100 E(t=1)" in flow["metric"] and flow["claim"]["sentence"] == metrics["flow"]["note"]
     # the split: whole chains, the test betas (1.5, 2.5) held out
     assert metrics["split"]["test_betas"] == 2 and metrics["split"]["test_chains"] == 2
     assert metrics["split"]["train_betas"] == metrics["split"]["val_betas"] == 3

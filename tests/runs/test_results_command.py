@@ -34,7 +34,8 @@ block = evaluation.comparison("test accuracy", {
     transfer="fine-tuned", note="a small notebook for the command's test")
 os.makedirs(output_dir, exist_ok=True)
 plt.plot([1, 2, 3]); plt.savefig(os.path.join(output_dir, "arms.png"))
-report.write_metrics(output_dir, {"mode": "smoke" if smoke else "full", "results": block,
+second = evaluation.comparison("test rmse", {"transfer": [0.30, 0.31, 0.32], "scratch": [0.50, 0.51, 0.52]}, higher_is_better=False)
+report.write_metrics(output_dir, {"mode": "smoke" if smoke else "full", "results": block, "results_second": second,
                                   "catalog_entries": len(os.listdir(market)) if os.path.isdir(market) else -1,
                                   "hub_catalog": int(bool(os.environ.get("DEEPVRE_MARKET_URL")))})
 '''
@@ -79,6 +80,9 @@ def test_a_section_from_a_fresh_run_with_its_run_id_commit_and_figures(tmp_path)
     assert "| fine-tuned (transfer) | 0.920 ± 0.025 | 0.895 to 0.945 | 3 | 0.910 0.930 0.920 |" in page
     assert metrics["results"]["claim"]["sentence"] in page and "does not demonstrably help" in page
     assert "Smoke mode" in page and "deepvre results biology --smoke" in page
+    # a second task's block: its own table and verdict, after the first
+    assert page.index("### test accuracy") < page.index("### test rmse") < page.index("| transfer (transfer) | 0.310")
+    assert metrics["results_second"]["claim"]["sentence"] in page and "Transfer helps" in page
     assert (tmp_path / "docs" / "results" / "biology" / "arms.png").stat().st_size > 1000
     assert "![arms](results/biology/arms.png)" in page
     # the rest of the page stays, and biology comes before security
