@@ -18,6 +18,7 @@ import re
 import secrets
 import sys
 import textwrap
+import time
 
 import pytest
 import yaml
@@ -79,7 +80,12 @@ def test_deepvre_run_on_slurm_lands_on_the_second_node(cluster, tmp_path):
     run = json.loads(done.stdout)[0]
     status = json.loads((runs_dir / run["id"] / "status.json").read_text())
     assert status["state"] == "done" and status["backend"] == "slurm", status
+    # the worker writes "done" before its batch job has exited: slurmctld says COMPLETED a moment later
+    deadline = time.monotonic() + 60
     job = job_fields(cluster, status["slurm_job_id"])
+    while job["JobState"] in ("RUNNING", "COMPLETING") and time.monotonic() < deadline:
+        time.sleep(1)
+        job = job_fields(cluster, status["slurm_job_id"])
     assert (job["JobState"], job["Partition"], job["NodeList"]) == ("COMPLETED", cluster.far, "node2")
     metrics = json.loads((runs_dir / run["id"] / "metrics.json").read_text())
     assert metrics["score"] == 5 * 2.0 + 2
