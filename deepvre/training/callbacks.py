@@ -10,7 +10,7 @@ import keras
 
 from deepvre import atomic
 
-from . import checkpoints
+from . import checkpoints, progress
 
 
 class SaveModel(keras.callbacks.Callback):
@@ -54,3 +54,20 @@ class Checkpoint(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self.model._initial_epoch = None  # Keras keeps it: a later fit of this model starts afresh
         checkpoints.discard(self.backup)
+
+
+class Progress(keras.callbacks.Callback):
+    """Report ``fit`` ``name`` to ``run_dir/progress.json`` (:mod:`deepvre.training.progress`) after every epoch."""
+
+    def __init__(self, run_dir, name):
+        super().__init__()
+        self.run_dir, self.name = run_dir, name
+        self.state = None
+
+    def on_train_begin(self, logs=None):
+        self.state = progress.start_fit(progress.read(self.run_dir), self.name, self.params.get("epochs"))
+        progress.write(self.run_dir, self.state)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state = progress.end_epoch(self.state, epoch, logs)
+        progress.write(self.run_dir, self.state)

@@ -21,6 +21,7 @@ import shutil
 
 from deepvre import atomic
 from deepvre.checksums import file_sha256
+from deepvre.site.environment import Environment
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MANIFEST = re.compile(r"^epoch-(\d{5})\.json$")
@@ -40,13 +41,18 @@ def checkpoint_paths(folder, name="model"):
 def resume_callbacks(folder, name="model"):
     """Callbacks for ``fit``: save the model file, then a checkpoint, after every epoch; resume from it.
 
-    ``folder`` is created if missing.
+    ``folder`` is created if missing. Under ``deepvre run`` a third reports the epochs to the run's
+    ``progress.json`` (:mod:`deepvre.training.progress`).
     """
-    from .callbacks import Checkpoint, SaveModel
+    from .callbacks import Checkpoint, Progress, SaveModel
 
     backup, model_file = checkpoint_paths(folder, name)
     os.makedirs(os.path.dirname(model_file), exist_ok=True)
-    return [SaveModel(model_file), Checkpoint(backup)]
+    callbacks = [SaveModel(model_file), Checkpoint(backup)]
+    run_dir = Environment().run_dir
+    if run_dir:  # under `deepvre run`: epochs and curves for the run page
+        callbacks.append(Progress(run_dir, name))
+    return callbacks
 
 
 def interrupted(folder, name="model"):
