@@ -14,11 +14,22 @@ folder, ``train`` for anyone. ``deepvre serve`` therefore starts DEEPaaS through
   (``--uploads``, 0700), emptied whenever no request is in flight and removed at exit;
 - **train for the owner only**: ``train`` runs the model's notebook as the service's account, so
   it answers 403 unless the served model's marketplace owner is that account's user
-  (:func:`deepvre.serving.model.server_user`).
+  (:func:`deepvre.serving.model.server_user`);
+- **bad input is a 400 with the reason**, as DEEPaaS's spec documents (its own handler lets the
+  model's errors and webargs' 422 through as they are): :class:`~deepvre.serving.preprocessing.InputError`
+  and invalid arguments become ``400 {"message": ...}``;
+- **concurrent predictions**: DEEPaaS runs each ``predict`` in one of ``--workers`` single-process
+  pools (one copy of the model each, one request at a time each); here ``predict`` and ``warm``
+  run in a pool of ``--threads`` threads of the server's own process, on one loaded model
+  (TensorFlow releases the GIL). ``train`` stays in DEEPaaS's process pool, which can cancel it.
 """
 
 import argparse
+import asyncio
 import atexit
+import concurrent.futures
+import datetime
+import functools
 import hmac
 import os
 import re
@@ -33,6 +44,7 @@ from ..site import environment
 
 TOKEN_ENV = environment.SERVE_TOKEN
 COOKIE = "deepvre-serve-token"
+SHUTDOWN_S = 3  # on SIGTERM, wait this long for open (keep-alive) connections, not aiohttp's 60 s
 TRAIN_PATH = re.compile(r"/v2/models/[^/]+/train/?")
 
 
@@ -125,6 +137,52 @@ def empty(folder):
                 pass
 
 
+def errors_middleware():
+    """aiohttp middleware: a client's bad input is ``400 {"message": reason}``, not a 500 or a 422."""
+    from aiohttp import web
+
+    from .preprocessing import InputError
+
+    @web.middleware
+    async def bad_input(request, handler):
+        try:
+            return await handler(request)
+        except InputError as err:
+            return web.json_response({"message": str(err)}, status=400)
+        except web.HTTPUnprocessableEntity as err:  # webargs: a field that does not validate
+            return web.json_response({"message": f"invalid arguments: {err.text}"}, status=400)
+
+    return bad_input
+
+
+def in_threads(wrapper, threads):
+    """Run ``predict`` and ``warm`` of DEEPaaS's ``ModelWrapper`` in ``threads`` threads of this
+    process (one loaded model, concurrent calls), other calls (``train``) as before.
+
+    DEEPaaS 2.6 calls everything through ``wrapper._run_in_pool(func, ...)``, a task whose result
+    is ``{"output": ..., "finish_date": ...}``; this keeps that contract.
+    """
+    pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="deepvre-predict")
+    processes = wrapper._run_in_pool
+    model_obj = wrapper.model_obj
+
+    def run(func, *args, **kwargs):
+        threaded = func is wrapper.predict_wrap or func == getattr(model_obj, "warm", None)
+        if not threaded:
+            return processes(func, *args, **kwargs)
+
+        async def call():
+            loop = asyncio.get_running_loop()
+            output = await loop.run_in_executor(pool, functools.partial(func, *args, **kwargs))
+            return {"output": output, "finish_date": str(datetime.datetime.now())}
+
+        return asyncio.get_event_loop().create_task(call())
+
+    wrapper._run_in_pool = run
+    wrapper._workers = 1  # warm() once: one model in this process
+    return pool
+
+
 def private_folder(path):
     """Make ``path`` a folder only this account controls (:func:`deepvre.private_dirs.private_folder`)."""
     from deepvre.private_dirs import private_folder as make
@@ -156,6 +214,8 @@ def parse(argv):
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--base-path", default="")
     p.add_argument("--uploads", help="private folder for DEEPaaS's uploads (default: a new one in the temp folder)")
+    p.add_argument("--threads", type=int, default=4,
+                   help="predictions run at once, in threads of this process on one loaded model (default 4)")
     p.add_argument("--insecure", action="store_true", help="TCP without a token: anyone who reaches the port gets in")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started it ends (a user's server: its services go with it)")
@@ -200,14 +260,21 @@ def main(argv=None):
     if args.exit_with_parent:
         exit_with_parent()
     private_uploads(uploads)
-    deepaas_argv = [sys.argv[0], "--model-name", args.model_name, "--nodebug"]
+    if args.threads < 1:
+        raise SystemExit("--threads must be at least 1")
+    deepaas_argv = [sys.argv[0], "--model-name", args.model_name, "--nodebug", "--nowarm"]  # warmed below
     config.config_and_logging(deepaas_argv)
     refusal = train_refusal(environment.Environment().serve_model or args.model_name)
     base_path = args.base_path.rstrip("/")
 
     async def application():
+        from deepaas import model as models
+
         app = await api.get_app(base_path=base_path)
-        guards = [uploads_middleware(uploads), train_middleware(refusal)]
+        for wrapper in models.V2_MODELS.values():
+            in_threads(wrapper, args.threads)
+            await wrapper.warm()  # before the listener opens: it answers only once the model is loaded
+        guards = [errors_middleware(), uploads_middleware(uploads), train_middleware(refusal)]
         if token:
             guards.insert(0, token_middleware(token))
         for i, guard in enumerate(guards):  # before DEEPaaS's own (path normalization)
@@ -219,9 +286,9 @@ def main(argv=None):
           f"train {'refused: ' + refusal if refusal else 'for the owner'})", file=sys.stderr, flush=True)
     try:
         if args.socket:
-            web.run_app(application(), path=args.socket, print=None)
+            web.run_app(application(), path=args.socket, print=None, shutdown_timeout=SHUTDOWN_S)
         else:
-            web.run_app(application(), host=args.ip, port=args.port, print=None)
+            web.run_app(application(), host=args.ip, port=args.port, print=None, shutdown_timeout=SHUTDOWN_S)
     finally:
         shutil.rmtree(uploads, ignore_errors=True)
         if args.socket and os.path.exists(args.socket):

@@ -8,8 +8,10 @@
 - the marketplace client's own variables (``DEEPVRE_MARKET_URL``, ``DEEPVRE_MARKET_TOKEN``,
   ``DEEPVRE_MARKET_DIR``).
 
-``predict`` takes an uploaded image (``data``) or a JSON array (``array``) and returns labels and
-probabilities (and deletes the upload DEEPaaS wrote for it); ``train`` re-runs the model's
+``predict`` takes an uploaded image (``data``) or a JSON array (``array``) and returns the
+``top_k`` labels with their probabilities (and deletes the upload DEEPaaS wrote for it); input it
+cannot take raises :class:`~deepvre.serving.preprocessing.InputError`, which the launcher answers
+with a 400 and the reason; ``train`` re-runs the model's
 training notebook with papermill through :mod:`deepvre.runs`, with the given parameters, and
 only for the model's owner: it runs that notebook in this account.
 """
@@ -20,19 +22,23 @@ import json
 import os
 from pathlib import Path
 
+from marshmallow import validate
 from webargs import fields
 
 import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 
 from ..site.environment import Environment
 from . import preprocessing
+from .preprocessing import InputError
+
+TOP_K = 5  # labels per sample unless asked
+TOP_K_MAX = 100
 
 prediction = {"label": fields.Str(required=True), "probability": fields.Float(required=True)}
 schema = {
     "status": fields.Str(),
     "model": fields.Str(),
     "predictions": fields.List(fields.List(fields.Nested(prediction))),
-    "probabilities": fields.List(fields.List(fields.Float())),
 }
 
 
@@ -94,7 +100,11 @@ def get_metadata():
 
 
 def warm():
-    loaded()
+    """Load the model and run it once, so that the first requests (maybe concurrent) find it ready."""
+    import numpy as np
+
+    model, spec = loaded()
+    model.predict_on_batch(np.zeros((1, *spec["input"]["shape"]), spec["input"].get("dtype", "float32")))
 
 
 def get_predict_args():
@@ -107,40 +117,53 @@ def get_predict_args():
             required=False,
             metadata={"description": "A JSON array shaped like one input sample, or a batch of them."},
         ),
-        "top": fields.Int(load_default=5, metadata={"description": "How many labels to return per sample."}),
+        "top_k": fields.Int(
+            load_default=TOP_K, validate=validate.Range(min=1, max=TOP_K_MAX),
+            metadata={"description": f"How many labels (best first) to return per sample, 1 to {TOP_K_MAX}."},
+        ),
     }
 
 
-def predict_array(x, top=5):
-    """Batch input -> the response (labels and probabilities), shared with in-process use."""
+def predict_array(x, top_k=TOP_K):
+    """Batch input -> the response (the ``top_k`` labels of each sample), shared with in-process use."""
     model, spec = loaded()
-    probs = model.predict(x, verbose=0)
+    probs = model.predict_on_batch(x)
     labels = spec.get("labels") or []
     entry, _ = artifact()
     return {
         "status": "OK",
         "model": f"{entry['name']}:{entry['version']}",
-        "predictions": [preprocessing.top_labels(p, labels, top) for p in probs],
-        "probabilities": [[float(v) for v in p] for p in probs],
+        "predictions": [preprocessing.top_labels(p, labels, top_k) for p in probs],
     }
 
 
-def predict(**kwargs):
+def model_input(data=None, array=None):
+    """The request's ``data`` (DEEPaaS's ``UploadedFile``: its copy is ours to remove) or ``array``
+    (JSON text) -> a batch for the model; :class:`InputError` when neither fits."""
     _, spec = loaded()
-    top = kwargs.get("top") or 5
-    if kwargs.get("data") is not None:
-        upload = kwargs["data"].filename  # DEEPaaS's copy of the upload: ours to remove
+    if data is not None:
+        upload = getattr(data, "filename", None)
+        if not upload:
+            raise InputError("`data` must be a file upload (multipart/form-data), not a text field")
         try:
             with open(upload, "rb") as src:
-                x = preprocessing.image_array(src.read(), spec)
+                return preprocessing.image_array(src.read(), spec)
         finally:
             if os.path.isfile(upload):
                 os.unlink(upload)
-    elif kwargs.get("array"):
-        x = preprocessing.array_input(json.loads(kwargs["array"]), spec)
-    else:
-        raise ValueError("give an image file as `data` or a JSON array as `array`")
-    return predict_array(x, top)
+    if array:
+        try:
+            values = json.loads(array)
+        except ValueError as err:
+            raise InputError(f"`array` is not JSON: {err}") from None
+        return preprocessing.array_input(values, spec)
+    raise InputError("give an image file as the form field `data` or a JSON array as `array` "
+                     "(fields: data, array, top_k)")
+
+
+def predict(**kwargs):
+    x = model_input(kwargs.get("data"), kwargs.get("array"))
+    return predict_array(x, kwargs.get("top_k") or TOP_K)
 
 
 def get_train_args():

@@ -9,13 +9,18 @@ Format (written by the publishers, read here and nowhere else)::
 
 An image is decoded with Pillow, converted to RGB (or L for one channel), resized to the
 input's height and width (bilinear), and scaled. The same function serves in-process use and the
-DEEPaaS adapter, so both give the same predictions.
+DEEPaaS adapter, so both give the same predictions. A client's input that does not fit raises
+:class:`InputError` (the service answers 400 with its message).
 """
 
 import io
 import json
 
 import numpy as np
+
+
+class InputError(ValueError):
+    """A client's input the model cannot take (not an image, wrong shape or type): a 400, not a 500."""
 
 
 def read_spec(path):
@@ -31,9 +36,14 @@ def image_array(data, spec):
 
     shape = spec["input"]["shape"]
     height, width, channels = shape[0], shape[1], shape[2] if len(shape) > 2 else 1
-    with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-        pixels = np.asarray(img, dtype="float32").reshape(height, width, channels)
+    if not data:
+        raise InputError("the image file is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+            pixels = np.asarray(img, dtype="float32").reshape(height, width, channels)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # Pillow's decode errors
+        raise InputError(f"not an image Pillow can read ({len(data)} bytes): {err}") from None
     return scale(pixels, spec)[None]
 
 
@@ -49,11 +59,18 @@ def scale(pixels, spec):
 def array_input(values, spec):
     """A nested list (one sample or a batch) -> a batch array matching the input shape."""
     shape = tuple(spec["input"]["shape"])
-    x = np.asarray(values, dtype=spec["input"].get("dtype", "float32"))
+    dtype = spec["input"].get("dtype", "float32")
+    try:
+        x = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError) as err:  # ragged lists, strings, objects
+        raise InputError(f"array is not a rectangular array of {dtype} numbers: {err}") from None
     if x.shape == shape:
         x = x[None]
-    if x.shape[1:] != shape:
-        raise ValueError(f"array of shape {x.shape} does not fit the input shape {list(shape)}")
+    if x.shape[1:] != shape or x.shape[0] == 0:
+        raise InputError(f"array of shape {list(x.shape)} fits neither the input shape {list(shape)} "
+                         f"nor a batch of it [n, {', '.join(map(str, shape))}]")
+    if not np.all(np.isfinite(x)):
+        raise InputError("array holds NaN or infinite values")
     return x
 
 

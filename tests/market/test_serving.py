@@ -89,6 +89,29 @@ def test_models_list_and_metadata(served):
     assert meta["version"] == "1.0.0" and meta["metadata"]["deepvre"]["input"]["shape"] == [8, 8, 3]
 
 
+def predict(served, timeout=120, **kw):
+    return requests.post(f"{served['url']}/v2/models/tiny-colours/predict/", headers={"accept": "application/json", **AUTH},
+                         timeout=timeout, **kw)
+
+
+def local_top(model, x, k):
+    """The top ``k`` (label, probability) of each sample, computed in this process."""
+    from deepvre.serving.preprocessing import top_labels
+
+    from .conftest import LABELS
+
+    return [[(p["label"], p["probability"]) for p in top_labels(row, LABELS, k)] for row in model.predict(x, verbose=0)]
+
+
+def answered(body):
+    return [[(p["label"], p["probability"]) for p in sample] for sample in body["predictions"]]
+
+
+def assert_same_top(got, want):
+    assert [[label for label, _ in s] for s in got] == [[label for label, _ in s] for s in want]
+    np.testing.assert_allclose([[p for _, p in s] for s in got], [[p for _, p in s] for s in want], rtol=1e-5, atol=1e-6)
+
+
 def test_predictions_equal_in_process(served, tiny_model_dir):
     from deepvre.market import modelfile
     from deepvre.serving import preprocessing
@@ -98,19 +121,83 @@ def test_predictions_equal_in_process(served, tiny_model_dir):
     images, truth = colour_images(3, seed=7)
     for pixels, _label in zip(images, truth):
         data = png_bytes(pixels)
-        r = requests.post(f"{served['url']}/v2/models/tiny-colours/predict/", files={"data": ("x.png", data, "image/png")},
-                          headers={"accept": "application/json", **AUTH}, timeout=120)
+        r = predict(served, files={"data": ("x.png", data, "image/png")})
         assert r.status_code == 200, r.text
         body = r.json()
-        local = model.predict(preprocessing.image_array(data, spec), verbose=0)[0]
-        np.testing.assert_allclose(body["probabilities"][0], local, rtol=1e-5, atol=1e-6)
-        assert body["predictions"][0][0]["label"] == spec["labels"][int(np.argmax(local))]
-    # an array works too
-    x = (images[:1] / 255.0).tolist()
-    r = requests.post(f"{served['url']}/v2/models/tiny-colours/predict/", data={"array": json.dumps(x)},
-                      headers={"accept": "application/json", **AUTH}, timeout=120)
+        assert "probabilities" not in body  # the top labels only, not the whole vector
+        assert_same_top(answered(body), local_top(model, preprocessing.image_array(data, spec), 5))
+    # an array works too, with a top_k
+    x = (images[:2] / 255.0).tolist()
+    r = predict(served, data={"array": json.dumps(x), "top_k": "2"})
     assert r.status_code == 200, r.text
-    np.testing.assert_allclose(r.json()["probabilities"][0], model.predict(np.asarray(x, "float32"), verbose=0)[0], rtol=1e-5, atol=1e-6)
+    assert_same_top(answered(r.json()), local_top(model, np.asarray(x, "float32"), 2))
+    assert [len(s) for s in r.json()["predictions"]] == [2, 2]
+
+
+BAD_INPUTS = [
+    # (what, request keywords, words the reason must hold)
+    ("corrupt image", {"files": {"data": ("x.png", b"\x89PNG\r\n\x1a\n not really", "image/png")}}, ["not an image"]),
+    ("empty file", {"files": {"data": ("x.png", b"", "image/png")}}, ["empty"]),
+    ("no input at all", {"data": {"top_k": "3"}}, ["`data`", "`array`"]),
+    ("wrong field name", {"files": {"image": ("x.png", b"abc", "image/png")}}, ["`data`", "`array`"]),
+    ("data as a text field", {"data": {"data": "abc"}}, ["file upload"]),
+    ("array not JSON", {"data": {"array": "[[1, 2"}}, ["not JSON"]),
+    ("array of the wrong shape", {"data": {"array": json.dumps([[1.0, 2.0, 3.0]])}}, ["shape [1, 3]", "[8, 8, 3]"]),
+    ("array of strings", {"data": {"array": json.dumps([[["a", "b", "c"]] * 8] * 8)}}, ["float32"]),
+    ("ragged array", {"data": {"array": json.dumps([[1.0], [1.0, 2.0]])}}, ["rectangular"]),
+    ("array with NaN", {"data": {"array": json.dumps([[[0.5, 0.5, 0.5]] * 8] * 7 + [[[0.5, 0.5, float("nan")]] * 8])}},
+     ["NaN"]),
+    ("top_k zero", {"data": {"array": json.dumps([[[0.5, 0.5, 0.5]] * 8] * 8), "top_k": "0"}}, ["top_k"]),
+    ("top_k too large", {"data": {"array": json.dumps([[[0.5, 0.5, 0.5]] * 8] * 8), "top_k": "1000"}}, ["top_k"]),
+    ("top_k not a number", {"data": {"array": json.dumps([[[0.5, 0.5, 0.5]] * 8] * 8), "top_k": "many"}}, ["top_k"]),
+]
+
+
+@pytest.mark.parametrize("what,request_kw,reason", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_a_400_with_the_reason(served, what, request_kw, reason):
+    """As DEEPaaS's own OpenAPI spec documents (400, ``{"message": ...}``), never a bare 500; the
+    service keeps serving after it."""
+    r = predict(served, **request_kw)
+    assert r.status_code == 400, (what, r.status_code, r.text)
+    message = r.json()["message"]
+    assert all(word in message for word in reason), (what, message)
+    spec = requests.get(f"{served['url']}/swagger.json", headers=AUTH, timeout=30).json()
+    documented = spec["paths"]["/v2/models/tiny-colours/predict/"]["post"]["responses"]
+    assert "400" in documented
+    ok = predict(served, data={"array": json.dumps([[[0.9, 0.0, 0.0]] * 8] * 8)})
+    assert ok.status_code == 200 and ok.json()["predictions"][0][0]["label"] == "red", ok.text
+
+
+def test_concurrent_requests_each_get_their_own_answer(served, tiny_model_dir):
+    """16 requests at once (images, arrays, bad input mixed) against the threaded predictions:
+    each answer is the one for its own input."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deepvre.market import modelfile
+    from deepvre.serving import preprocessing
+
+    model = modelfile.load(tiny_model_dir / "model.keras")
+    spec = preprocessing.read_spec(tiny_model_dir / "preprocessing.json")
+    images, _ = colour_images(16, seed=11)
+    jobs = []
+    for i, pixels in enumerate(images):
+        if i % 4 == 3:
+            jobs.append(({"files": {"data": ("x.png", b"junk", "image/png")}}, None))
+        elif i % 2:
+            x = (pixels / 255.0)[None]
+            jobs.append(({"data": {"array": json.dumps(x.tolist()), "top_k": "2"}}, local_top(model, x, 2)))
+        else:
+            data = png_bytes(pixels)
+            jobs.append(({"files": {"data": ("x.png", data, "image/png")}, "data": {"top_k": "1"}},
+                         local_top(model, preprocessing.image_array(data, spec), 1)))
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda job: predict(served, **job[0]), jobs))
+    for (_kw, want), r in zip(jobs, answers):
+        if want is None:
+            assert r.status_code == 400 and "not an image" in r.json()["message"], r.text
+        else:
+            assert r.status_code == 200, r.text
+            assert_same_top(answered(r.json()), want)
 
 
 def test_train_reruns_the_training_notebook(served):
