@@ -3,7 +3,7 @@
 ``python -m deepvre.runs.execute RUN_DIR`` reads ``params.json``, runs
 ``input.ipynb`` with papermill as it is (``deepvre.runs.start`` injected its parameters there
 already; cwd = the run folder, ``output.ipynb`` saved after every cell) and keeps
-``status.json`` up to date: progress per code cell, then done, failed (with the error and the
+``status.json`` up to date: progress per code cell and the cell executing (``executing``), then done, failed (with the error and the
 cell) or cancelled. Once the notebook has stopped, ``provenance.json`` records the final
 ``output.ipynb``'s sha256 and the models the run published (see ``deepvre.runs.provenance``).
 
@@ -50,12 +50,16 @@ def _progress_hooks(run_path):
         )
         store.update_status(run_path, progress=dict(progress))
 
+    def on_cell_start(cell, cell_index, **_):  # the run page shows the cell executing
+        store.update_status(run_path, executing=cell_index)
+
     def on_cell_executed(cell, cell_index, execute_reply, **_):
         if execute_reply and execute_reply.get("content", {}).get("status") == "ok":
             progress["done"] += 1
             store.update_status(run_path, progress=dict(progress), cell=cell_index)
 
-    return {"on_notebook_start": on_notebook_start, "on_cell_executed": on_cell_executed}
+    return {"on_notebook_start": on_notebook_start, "on_cell_start": on_cell_start,
+            "on_cell_executed": on_cell_executed}
 
 
 def _error_of(err):

@@ -112,24 +112,25 @@ def training_snapshot(name, version):
     return NotebookSnapshot(entry, notebook, fetch_file(market, entry, notebook))
 
 
-def publish_run(run, name, version, lineage, visibility="private"):
-    """Publish the model a run trained (files in the run folder), with ``lineage`` as its base model.
+def publish_run(run, name, version, lineage, visibility="private", folder=None):
+    """Publish the model a run trained (files in ``folder``, default the run folder), with ``lineage`` as its base model.
 
     The run's notebook writes ``model.keras`` (and ``metrics.json``, ``preprocessing.json``) into
-    the run folder; the metadata starts from the base model's and names the run's notebook.
+    that folder (:func:`deepvre.runs.outputs.find_models` finds it); the metadata starts from the base model's and names the run's notebook.
     """
     market = market_client()
-    files = {f: os.path.join(run.path, f) for f in ("model.keras", "preprocessing.json", "metrics.json")
-             if os.path.exists(os.path.join(run.path, f))}
+    folder = folder or run.path
+    files = {f: os.path.join(folder, f) for f in ("model.keras", "preprocessing.json", "metrics.json")
+             if os.path.exists(os.path.join(folder, f))}
     if "model.keras" not in files:
         raise FileNotFoundError(f"run {run.id} wrote no model.keras; nothing to publish")
     files["training.ipynb"] = os.path.join(run.path, "output.ipynb")
     base = market.show(lineage["model"], lineage.get("version") or None) if lineage.get("model") else None
-    document = catalog_document(base, name, version or "1.0.0", run, visibility)
+    document = catalog_document(base, name, version or "1.0.0", run, visibility, folder)
     return market.publish(document, files, visibility=visibility)
 
 
-def catalog_document(base, name, version, run, visibility):
+def catalog_document(base, name, version, run, visibility, folder=None):
     """Metadata of the model ``run`` fine-tuned from ``base`` (the base's catalog entry), made by
     the one builder (:func:`deepvre.training.documents.model_document`).
 
@@ -145,9 +146,9 @@ def catalog_document(base, name, version, run, visibility):
         raise ValueError("only runs of a model's notebook (fine-tuned from it) can be published")
     meta = base["metadata"]
     section = meta.get("deepvre") or {}
-    preprocessing = {}
-    if os.path.exists(os.path.join(run.path, "preprocessing.json")):
-        with open(os.path.join(run.path, "preprocessing.json")) as f:
+    preprocessing, folder = {}, folder or run.path
+    if os.path.exists(os.path.join(folder, "preprocessing.json")):
+        with open(os.path.join(folder, "preprocessing.json")) as f:
             preprocessing = json.load(f)
     shape = (preprocessing.get("input") or {}).get("shape") or (section.get("input") or {}).get("shape") or []
     title = f"{meta.get('title') or base['name']} (fine-tuned: {name})"

@@ -1,5 +1,6 @@
 """What the panel and the widgets show of a model record and of a run: pure functions."""
 
+import json
 import os
 
 
@@ -75,4 +76,45 @@ def run_view(run, root):
         "output": _inside(root, output) if os.path.exists(output) else None,
         "metrics_file": _inside(root, metrics) if os.path.exists(metrics) else None,
         "metrics": run.metrics or {},
+    }
+
+
+def run_page(run, root, now=None):
+    """The run page: the list's view plus parameters, training progress (epoch N of M, curves and the
+    estimate of what is left of the current fit), the cell executing, the log's tail, the models
+    the run wrote (to publish) and what the notebook published itself."""
+    import time
+
+    from deepvre.runs import outputs
+    from deepvre.training import progress
+
+    view = run_view(run, root)
+    status = dict(run.status or {})
+    training = progress.read(run.path)
+    running = view["state"] == "running"
+    if training:
+        training = {**training, "remaining_seconds": progress.remaining_seconds(training) if running else None}
+    models = outputs.find_models(run.path)
+    for model in models:
+        folder = os.path.join(run.path, model["folder"])
+        model["path"] = _inside(root, folder)
+        model["figures"] = sorted(f for f in os.listdir(folder) if f.endswith(".png"))[:24]
+    try:
+        with open(os.path.join(run.path, "published.json")) as fh:
+            published = json.load(fh)
+    except (OSError, ValueError):
+        published = []
+    log = os.path.join(run.path, "run.log")
+    return {
+        **view,
+        "parameters": run.params.get("parameters") or {},
+        "now": time.time() if now is None else now,
+        "training": training,
+        "executing": outputs.executing_cell(os.path.join(run.path, "input.ipynb"), status.get("executing"))
+        if running else None,
+        "log_tail": outputs.log_tail(log),
+        "log": _inside(root, log) if os.path.exists(log) else None,
+        "folder": _inside(root, run.path),
+        "models": models,
+        "published": published if isinstance(published, list) else [],
     }

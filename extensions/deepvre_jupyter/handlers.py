@@ -227,8 +227,9 @@ class Runs(FineTune):
 class Run(Base):
     @api
     async def get(self, run_id):
+        """The run page: state, progress, log tail, models to publish (:func:`cards.run_page`)."""
         run = await self.blocking(backends.get_run, paths.safe_segment(run_id), self.runs_dir())
-        return cards.run_view(run, self.root)
+        return await self.blocking(cards.run_page, run, self.root)
 
     @api
     async def delete(self, run_id):
@@ -238,22 +239,36 @@ class Run(Base):
 
 
 class Publish(Base):
-    """Publish the model a run trained, with its lineage (the model it was fine-tuned from)."""
+    """Publish the model a run trained, with its lineage (the model it was fine-tuned from).
+
+    ``folder`` (relative to the run folder, as the run page lists its models) picks the model when
+    the run wrote several; without it such a run is a 409 naming them (never a guess). The answer
+    is the published card with ``source`` (where the model came from) and ``market`` (where it went).
+    """
 
     @api
     async def post(self, run_id):
+        from deepvre.runs import outputs
+        from deepvre.site.environment import Environment
+
         body = self.body()
         if not body.get("name"):
             raise ValueError("give the published model a name")
+        folder = body.get("folder")
+        if folder is not None and not isinstance(folder, str):
+            raise ValueError("folder: give the run's model folder as the run page lists it, e.g. \"biology-output\"")
         run = await self.blocking(backends.get_run, paths.safe_segment(run_id), self.runs_dir())
         view = cards.run_view(run, self.root)
         if view["state"] != "done":
             raise ValueError(f"run {run_id} is {view['state']}; only a finished run can be published")
+        source = await self.blocking(outputs.choose_model, run.path, run.id, folder)
         lineage = parameters.lineage_of(os.path.join(str(run.path), "output.ipynb"))
         record = await self.blocking(backends.publish_run, run, body["name"], body.get("version"),
-                                     lineage, body.get("visibility", "private"))
+                                     lineage, body.get("visibility", "private"), source)
         self.set_status(201)
-        return cards.model_card(record)
+        market = Environment().market_url or "the local catalog"
+        return {**cards.model_card(record), "visibility": record.get("visibility"),
+                "source": paths.relative(self.root, os.path.join(source, outputs.MODEL)), "market": market}
 
 
 class Preprocess(Base):
