@@ -120,7 +120,7 @@ def publish_run(run, name, version, lineage, visibility="private", folder=None):
     """
     market = market_client()
     folder = folder or run.path
-    files = {f: os.path.join(folder, f) for f in ("model.keras", "preprocessing.json", "metrics.json")
+    files = {f: os.path.join(folder, f) for f in ("model.keras", "preprocessing.json", "metrics.json", "run.json")
              if os.path.exists(os.path.join(folder, f))}
     if "model.keras" not in files:
         raise FileNotFoundError(f"run {run.id} wrote no model.keras; nothing to publish")

@@ -118,3 +118,66 @@ def run_page(run, root, now=None):
         "models": models,
         "published": published if isinstance(published, list) else [],
     }
+
+
+def model_page(record, run=None, runs_dir=None, root=None):
+    """The model page: the details plus badges, license, citation, files, lineage and usage.
+
+    ``run``: the entry's ``run.json`` (``{id, path, provenance}``) when it has one; the run links
+    to its page when it is in this server's runs folder ``runs_dir`` (not another user's path).
+    """
+    page = model_details(record)
+    meta = record.get("metadata") or {}
+    section = meta.get("deepvre") or {}
+    training = section.get("training") or {}
+    ref = f"{page['name']}:{page['version']}"
+    run_id = (run or {}).get("id")
+    local_run = bool(run_id and runs_dir and os.path.isfile(os.path.join(runs_dir, str(run_id), "status.json"))
+                     and os.path.basename(str(run_id)) == run_id)
+    page.update({
+        "visibility": record.get("visibility") or section.get("visibility") or "",
+        "groups": record.get("groups") or [],
+        "published": record.get("published") or record.get("created") or "",
+        "published_by": record.get("published_by") or page["owner"],
+        "license": meta.get("license") or section.get("license") or "",
+        "citation": (meta.get("links") or {}).get("citation") or meta.get("doi") or section.get("citation") or "",
+        "links": {k: v for k, v in (meta.get("links") or {}).items() if isinstance(v, str)},
+        "files": sorted(({"name": n, "size": (i or {}).get("size"), "sha256": (i or {}).get("sha256")}
+                         for n, i in (record.get("files") or {}).items()), key=lambda f: f["name"]),
+        "lineage": {
+            "base": section.get("base_model") or None,
+            "data": section.get("data") or None,
+            "notebook": training.get("notebook") or None,
+            "parameters": training.get("parameters") or {},
+            "run": {"id": run_id, "local": local_run} if run_id else None,
+        },
+        "usage": {
+            "cli": f"deepvre market pull {ref}",
+            "python": ("from deepvre.market.client import connect\n"
+                       f"connect().pull({page['name']!r}, {page['version']!r}, {ref.replace(':', '-')!r})"),
+        },
+    })
+    return page
+
+
+def notebook_figures(data, limit=12, max_bytes=2_000_000):
+    """The PNG plots among a notebook's outputs (``data``: the .ipynb bytes): ``[{cell, png}]``,
+    base64 as the notebook holds it, at most ``limit`` and none bigger than ``max_bytes``."""
+    import re
+
+    try:
+        cells = json.loads(data).get("cells", [])
+    except (ValueError, AttributeError):
+        return []
+    figures = []
+    for index, cell in enumerate(cells):
+        for output in cell.get("outputs", []) if isinstance(cell, dict) else []:
+            png = (output.get("data") or {}).get("image/png") if isinstance(output, dict) else None
+            png = "".join(png) if isinstance(png, list) else png
+            if isinstance(png, str):
+                png = png.replace("\n", "")
+                if len(png) <= max_bytes * 4 // 3 and re.fullmatch(r"[A-Za-z0-9+/=]+", png):
+                    figures.append({"cell": index, "png": png})
+            if len(figures) >= limit:
+                return figures
+    return figures

@@ -23,6 +23,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from deepvre import atomic
 from deepvre.errors import Forbidden, Unauthenticated, http_status
 from deepvre.runs import parameters
 
@@ -126,8 +127,33 @@ class Models(Base):
 class Model(Base):
     @api
     async def get(self, name):
+        """The model page (:func:`cards.model_page`): details, badges, files, lineage, usage."""
         record = await self.blocking(backends.show_model, name, self.get_argument("version", None))
-        return cards.model_details(record)
+        run = await self.blocking(self.run_of, record)
+        return cards.model_page(record, run, self.runs_dir(), self.root)
+
+    @staticmethod
+    def run_of(record):
+        """The entry's ``run.json`` (the run that trained it), or None."""
+        if "run.json" not in (record.get("files") or {}):
+            return None
+        try:
+            run = json.loads(backends.fetch_file(backends.market_client(), record, "run.json"))
+        except ValueError:
+            return None
+        return run if isinstance(run, dict) else None
+
+
+class ModelFigures(Base):
+    @api
+    async def get(self, name):
+        """The plots in the outputs of the model's executed training notebook (PNG, base64)."""
+        record = await self.blocking(backends.show_model, name, self.get_argument("version", None))
+        notebook = ((record.get("metadata") or {}).get("deepvre") or {}).get("training", {}).get("notebook")
+        if not notebook or notebook not in (record.get("files") or {}):
+            return {"figures": [], "notebook": None}
+        data = await self.blocking(backends.fetch_file, backends.market_client(), record, notebook)
+        return {"figures": cards.notebook_figures(data), "notebook": notebook}
 
 
 class ModelParameters(Base):
@@ -263,6 +289,9 @@ class Publish(Base):
             raise ValueError(f"run {run_id} is {view['state']}; only a finished run can be published")
         source = await self.blocking(outputs.choose_model, run.path, run.id, folder)
         lineage = parameters.lineage_of(os.path.join(str(run.path), "output.ipynb"))
+        if not os.path.exists(os.path.join(source, "run.json")):  # the model page links its run
+            atomic.write_json(os.path.join(source, "run.json"), {
+                "id": run.id, "path": str(run.path), "provenance": os.path.join(str(run.path), "provenance.json")})
         record = await self.blocking(backends.publish_run, run, body["name"], body.get("version"),
                                      lineage, body.get("visibility", "private"), source)
         self.set_status(201)
@@ -363,6 +392,7 @@ def handlers(base_url):
     name = r"(?P<name>[^/]+)"
     routes = [
         (r"models", Models), (rf"models/{name}", Model), (rf"models/{name}/parameters", ModelParameters),
+        (rf"models/{name}/figures", ModelFigures),
         (rf"models/{name}/finetune", FineTune), (r"notebooks/parameters", NotebookParameters),
         (r"runs", Runs), (r"runs/(?P<run_id>[^/]+)", Run), (r"runs/(?P<run_id>[^/]+)/publish", Publish),
         (r"preprocess", Preprocess), (r"preprocess/(?P<job_id>[^/]+)", PreprocessJob), (r"serve", Serve),

@@ -97,3 +97,20 @@ def test_publish_asks_which_model_when_a_run_wrote_several(api, own_market, jp_r
     assert (card["name"], card["version"], card["visibility"]) == ("colours-two", "1.0.0", "private")
     assert card["source"] == f"runs/{run['id']}/second-output/model.keras"
     assert card["market"] == "the local catalog"  # no hub here: DEEPVRE_MARKET_URL unset
+
+    # the model page: badges, files, lineage with the run (in this server's runs: a link), usage
+    status, page = api("GET", "models/colours-two")
+    assert status == 200, page
+    assert (page["owner"], page["visibility"]) == (card["owner"], "private")
+    assert page["lineage"]["base"] == {"name": "colours", "version": "1.0.0"}
+    assert page["lineage"]["run"] == {"id": run["id"], "local": True}
+    assert page["lineage"]["notebook"] == "training.ipynb" and page["lineage"]["parameters"] == {"epochs": 1}
+    files = {f["name"]: f for f in page["files"]}
+    assert set(files) == {"model.keras", "run.json", "training.ipynb"}
+    assert files["model.keras"]["size"] == (folder / "second-output" / "model.keras").stat().st_size
+    assert page["usage"]["cli"] == "deepvre market pull colours-two:1.0.0"
+    assert "connect().pull('colours-two', '1.0.0', 'colours-two-1.0.0')" in page["usage"]["python"]
+    status, figures = api("GET", "models/colours-two/figures")
+    assert status == 200 and figures == {"figures": [], "notebook": "training.ipynb"}  # it plots nothing
+    # the base model has no run: no run link
+    assert api("GET", "models/colours")[1]["lineage"]["run"] is None
