@@ -121,7 +121,7 @@ def run_page(run, root, now=None):
 
 
 def model_page(record, run=None, runs_dir=None, root=None):
-    """The model page: the details plus badges, license, citation, files, lineage and usage.
+    """The model page: the details plus badges, license, citation, files, provenance (lineage as links) and usage.
 
     ``run``: the entry's ``run.json`` (``{id, path, provenance}``) when it has one; the run links
     to its page when it is in this server's runs folder ``runs_dir`` (not another user's path).
@@ -144,7 +144,7 @@ def model_page(record, run=None, runs_dir=None, root=None):
         "links": {k: v for k, v in (meta.get("links") or {}).items() if isinstance(v, str)},
         "files": sorted(({"name": n, "size": (i or {}).get("size"), "sha256": (i or {}).get("sha256")}
                          for n, i in (record.get("files") or {}).items()), key=lambda f: f["name"]),
-        "lineage": {
+        "provenance": {  # ``lineage`` stays the card's (the base model)
             "base": section.get("base_model") or None,
             "data": section.get("data") or None,
             "notebook": training.get("notebook") or None,

@@ -102,9 +102,9 @@ def test_publish_asks_which_model_when_a_run_wrote_several(api, own_market, jp_r
     status, page = api("GET", "models/colours-two")
     assert status == 200, page
     assert (page["owner"], page["visibility"]) == (card["owner"], "private")
-    assert page["lineage"]["base"] == {"name": "colours", "version": "1.0.0"}
-    assert page["lineage"]["run"] == {"id": run["id"], "local": True}
-    assert page["lineage"]["notebook"] == "training.ipynb" and page["lineage"]["parameters"] == {"epochs": 1}
+    assert page["provenance"]["base"] == {"name": "colours", "version": "1.0.0"}
+    assert page["provenance"]["run"] == {"id": run["id"], "local": True}
+    assert page["provenance"]["notebook"] == "training.ipynb" and page["provenance"]["parameters"] == {"epochs": 1}
     files = {f["name"]: f for f in page["files"]}
     assert set(files) == {"model.keras", "run.json", "training.ipynb"}
     assert files["model.keras"]["size"] == (folder / "second-output" / "model.keras").stat().st_size
@@ -113,4 +113,4 @@ def test_publish_asks_which_model_when_a_run_wrote_several(api, own_market, jp_r
     status, figures = api("GET", "models/colours-two/figures")
     assert status == 200 and figures == {"figures": [], "notebook": "training.ipynb"}  # it plots nothing
     # the base model has no run: no run link
-    assert api("GET", "models/colours")[1]["lineage"]["run"] is None
+    assert api("GET", "models/colours")[1]["provenance"]["run"] is None

@@ -1,31 +1,45 @@
-/** deepvre's JupyterLab extension: the "Models" panel in the left sidebar. */
-import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+/**
+ * deepvre's JupyterLab extension: the "Models" panel in the left sidebar (search and lists), and
+ * the model and run pages in the main area: commands ``deepvre:open-model`` ``{name, version}``
+ * and ``deepvre:open-run`` ``{id}``, and links ``lab?deepvre-model=NAME:VERSION`` / ``lab?deepvre-run=ID``.
+ */
+import { ILayoutRestorer, IRouter, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import iconSvg from '../style/icon.svg';
-import { ModelsPanel } from './panel';
+import { pageFromSearch } from './format';
+import { Pages } from './pages';
+import { IPanelOptions, ModelsPanel } from './panel';
 
 export const modelsIcon = new LabIcon({ name: 'deepvre:models', svgstr: iconSvg });
 const COMMAND = 'deepvre:open-models';
+const OPEN_MODEL = 'deepvre:open-model';
+const OPEN_RUN = 'deepvre:open-run';
+const OPEN_LINK = 'deepvre:open-link';
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'deepvre:models',
   description: 'Browse the model marketplace; fine-tune, run, preprocess, serve and publish models.',
   autoStart: true,
   requires: [IRenderMimeRegistry],
-  optional: [ILayoutRestorer, ICommandPalette],
+  optional: [ILayoutRestorer, ICommandPalette, IRouter],
   activate: (
     app: JupyterFrontEnd,
     rendermime: IRenderMimeRegistry,
     restorer: ILayoutRestorer | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    router: IRouter | null
   ) => {
-    const panel = new ModelsPanel({
+    const options: IPanelOptions = {
       rendermime,
-      openPath: path => void app.commands.execute('docmanager:open', { path })
-    });
+      openPath: path => void app.commands.execute('docmanager:open', { path }),
+      openModel: (name, version) => void app.commands.execute(OPEN_MODEL, { name, version }),
+      openRun: id => void app.commands.execute(OPEN_RUN, { id })
+    };
+    const pages = new Pages(app, () => options);
+    const panel = new ModelsPanel(options);
     panel.id = 'deepvre-models';
     panel.title.icon = modelsIcon;
     panel.title.caption = 'Models';
@@ -35,6 +49,32 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Open the Models panel',
       execute: () => app.shell.activateById(panel.id)
     });
+    app.commands.addCommand(OPEN_MODEL, {
+      label: args => (args.name ? `Open model page ${args.name}` : 'Open a model page'),
+      describedBy: {
+        args: {
+          type: 'object',
+          properties: { name: { type: 'string' }, version: { type: 'string' } },
+          required: ['name']
+        }
+      },
+      execute: args => pages.show({ kind: 'model', name: String(args.name), version: String(args.version ?? '') })
+    });
+    app.commands.addCommand(OPEN_RUN, {
+      label: args => (args.id ? `Open run page ${args.id}` : 'Open a run page'),
+      describedBy: { args: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } },
+      execute: args => pages.show({ kind: 'run', id: String(args.id) })
+    });
+    // lab?deepvre-model=NAME:VERSION and lab?deepvre-run=ID open their page once the lab is up
+    app.commands.addCommand(OPEN_LINK, {
+      execute: args => {
+        const page = pageFromSearch(String((args as { search?: string }).search ?? ''));
+        if (page) {
+          void app.restored.then(() => pages.show(page));
+        }
+      }
+    });
+    router?.register({ command: OPEN_LINK, pattern: /[?&]deepvre-(model|run)=/, rank: 80 });
     app.commands.addKeyBinding({ command: COMMAND, keys: ['Accel Shift M'], selector: 'body' });
     palette?.addItem({ command: COMMAND, category: 'deepvre' });
   }

@@ -28,12 +28,16 @@ import {
 export interface IPanelOptions {
   rendermime: IRenderMimeRegistry;
   openPath: (path: string) => void;
+  /** Open the model page (main area); absent: no page links. */
+  openModel?: (name: string, version: string) => void;
+  /** Open the run page (main area). */
+  openRun?: (id: string) => void;
 }
 
-type Status = ILoadState<string>;
+export type Status = ILoadState<string>;
 
 /** An action's state: loading text, success text or the server's message; nothing when idle or empty. */
-function StatusLine({ status, testid }: { status: Status; testid: string }): JSX.Element | null {
+export function StatusLine({ status, testid }: { status: Status; testid: string }): JSX.Element | null {
   if (!status.message) {
     return null;
   }
@@ -75,7 +79,7 @@ async function confirmTrust(trust: ITrustRequest): Promise<boolean> {
 }
 
 /** Run ``action`` through a Loader: loading, then its success text or the server's error message. */
-function useAction(): [Status, (loading: string, action: () => Promise<string>) => Promise<void>] {
+export function useAction(): [Status, (loading: string, action: () => Promise<string>) => Promise<void>] {
   const [status, setStatus] = useState<Status>(IDLE);
   const [loader] = useState(() => new Loader<string>(setStatus));
   const run = useCallback(
@@ -86,7 +90,7 @@ function useAction(): [Status, (loading: string, action: () => Promise<string>) 
 }
 
 /** ``aria-busy`` of a region: true while one of its requests is in flight (tests wait on it). */
-function busy(...states: Status[]): boolean {
+export function busy(...states: Status[]): boolean {
   return states.some(s => s.phase === 'loading');
 }
 
@@ -115,7 +119,7 @@ function versionOf(v: unknown): string {
   return String((v as Record<string, unknown>)?.version ?? '');
 }
 
-function Card(props: { model: IModelCard; onOpen: () => void; focus: boolean }): JSX.Element {
+function Card(props: { model: IModelCard; onOpen: () => void; onPage?: () => void; focus: boolean }): JSX.Element {
   const { model } = props;
   const metrics = formatMetrics(model.metrics);
   const lineage = lineageText(model.lineage);
@@ -134,6 +138,11 @@ function Card(props: { model: IModelCard; onOpen: () => void; focus: boolean }):
         aria-label={`Open model ${model.title || model.name}`}
       >
         <div className="jp-deepvre-card-title">{model.title || model.name}</div>
+        <div className="jp-deepvre-meta">
+          <code>
+            {model.name}:{model.version}
+          </code>
+        </div>
         <div>{model.summary}</div>
         <div className="jp-deepvre-meta">
           {[model.use_case, model.version && `v${model.version}`, model.owner && `by ${model.owner}`]
@@ -150,6 +159,15 @@ function Card(props: { model: IModelCard; onOpen: () => void; focus: boolean }):
           ))}
         </div>
       </button>
+      {props.onPage && (
+        <button
+          className="jp-deepvre-link jp-deepvre-card-page"
+          onClick={props.onPage}
+          aria-label={`Open the page of ${model.name}:${model.version}`}
+        >
+          Open page ↗
+        </button>
+      )}
     </li>
   );
 }
@@ -298,15 +316,18 @@ function PreprocessForm(props: { onStarted: (message: string) => void }): JSX.El
   );
 }
 
-function Details(props: {
+/**
+ * A model's actions: Fine-tune, Run as batch job, Preprocess, Serve, with their forms and states.
+ * The sidebar's details and the model page both show them; ``onBusy`` reports requests in flight.
+ */
+export function ModelActions(props: {
   details: IModelDetails;
+  version: string;
   options: IPanelOptions;
-  onBack: () => void;
   onRunStarted: () => void;
+  onBusy?: (busy: boolean) => void;
 }): JSX.Element {
-  const { details, options } = props;
-  const versions = (details.versions ?? []).map(versionOf).filter(Boolean);
-  const [version, setVersion] = useState(details.version);
+  const { details, options, version } = props;
   const [mode, setMode] = useState<'' | 'finetune' | 'run' | 'preprocess' | 'serve'>('');
   const [params, setParams] = useState<IParameter[] | null>(null);
   const [defaultPath, setDefaultPath] = useState('');
@@ -349,6 +370,7 @@ function Details(props: {
       run = await post<IRun>('runs', { ...body, trust: { owner: trust.owner, sha256: trust.sha256 } });
     }
     props.onRunStarted();
+    options.openRun?.(run.id);
     return `Started run ${run.id}; it goes on if you close the browser.`;
   };
   const serve = () => {
@@ -365,43 +387,10 @@ function Details(props: {
       setService(svc);
       return `Stopped ${svc.ref}`;
     });
-  const heading = useRef<HTMLHeadingElement>(null);
-  useEffect(() => heading.current?.focus(), [details.name]);
-  const escape = (event: React.KeyboardEvent) => {
-    if (event.key === 'Escape') {
-      event.stopPropagation();
-      props.onBack();
-    }
-  };
+  const isBusy = busy(status, stopStatus);
+  useEffect(() => props.onBusy?.(isBusy), [isBusy]);
   return (
-    <section
-      aria-label={`Model ${details.title || details.name}`}
-      aria-busy={busy(status, stopStatus)}
-      onKeyDown={escape}
-      className="jp-deepvre-details"
-    >
-      <button className="jp-deepvre-link" onClick={props.onBack}>
-        ← All models
-      </button>
-      <h2 data-testid="model-title" tabIndex={-1} ref={heading}>
-        {details.title || details.name}
-      </h2>
-      <div className="jp-deepvre-meta">
-        {[details.use_case, details.owner && `by ${details.owner}`, lineageText(details.lineage)]
-          .filter(Boolean)
-          .join(' · ')}
-      </div>
-      {formatMetrics(details.metrics) && <div className="jp-deepvre-meta">{formatMetrics(details.metrics)}</div>}
-      <label>
-        Version{' '}
-        <select value={version} onChange={e => setVersion(e.target.value)}>
-          {(versions.length ? versions : [details.version]).map(v => (
-            <option key={v}>{v}</option>
-          ))}
-        </select>
-      </label>
-      <h3>Description</h3>
-      <Markdown source={details.description || details.summary || ''} rendermime={options.rendermime} />
+    <>
       <div className="jp-deepvre-actions">
         <button className="jp-mod-styled" onClick={() => openForm('finetune')} disabled={!details.trainable}>
           Fine-tune
@@ -447,6 +436,73 @@ function Details(props: {
         </button>
       )}
       <StatusLine status={stopStatus} testid="stop-status" />
+    </>
+  );
+}
+
+function Details(props: {
+  details: IModelDetails;
+  options: IPanelOptions;
+  onBack: () => void;
+  onRunStarted: () => void;
+}): JSX.Element {
+  const { details, options } = props;
+  const versions = (details.versions ?? []).map(versionOf).filter(Boolean);
+  const [version, setVersion] = useState(details.version);
+  const [actionsBusy, setActionsBusy] = useState(false);
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => heading.current?.focus(), [details.name]);
+  const escape = (event: React.KeyboardEvent) => {
+    if (event.key === 'Escape') {
+      event.stopPropagation();
+      props.onBack();
+    }
+  };
+  return (
+    <section
+      aria-label={`Model ${details.title || details.name}`}
+      aria-busy={actionsBusy}
+      onKeyDown={escape}
+      className="jp-deepvre-details"
+    >
+      <button className="jp-deepvre-link" onClick={props.onBack}>
+        ← All models
+      </button>
+      <h2 data-testid="model-title" tabIndex={-1} ref={heading}>
+        {details.title || details.name}
+      </h2>
+      <div className="jp-deepvre-meta">
+        <code>
+          {details.name}:{version}
+        </code>
+        {' · '}
+        {[details.use_case, details.owner && `by ${details.owner}`, lineageText(details.lineage)]
+          .filter(Boolean)
+          .join(' · ')}
+      </div>
+      {options.openModel && (
+        <button className="jp-deepvre-link" onClick={() => options.openModel!(details.name, version)}>
+          Open model page
+        </button>
+      )}
+      {formatMetrics(details.metrics) && <div className="jp-deepvre-meta">{formatMetrics(details.metrics)}</div>}
+      <label>
+        Version{' '}
+        <select value={version} onChange={e => setVersion(e.target.value)}>
+          {(versions.length ? versions : [details.version]).map(v => (
+            <option key={v}>{v}</option>
+          ))}
+        </select>
+      </label>
+      <h3>Description</h3>
+      <Markdown source={details.description || details.summary || ''} rendermime={options.rendermime} />
+      <ModelActions
+        details={details}
+        version={version}
+        options={options}
+        onRunStarted={props.onRunStarted}
+        onBusy={setActionsBusy}
+      />
     </section>
   );
 }
@@ -506,6 +562,11 @@ function Runs(props: { options: IPanelOptions; refresh: number }): JSX.Element {
             {run.error && <div className="jp-deepvre-status jp-mod-error">{run.error}</div>}
             {formatMetrics(run.metrics) && <div className="jp-deepvre-meta">{formatMetrics(run.metrics)}</div>}
             <div className="jp-deepvre-actions">
+              {props.options.openRun && (
+                <button className="jp-deepvre-link" onClick={() => props.options.openRun!(run.id)}>
+                  Run page
+                </button>
+              )}
               {run.output && (
                 <button className="jp-deepvre-link" onClick={() => props.options.openPath(run.output!)}>
                   Output notebook
@@ -611,6 +672,7 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
                 key={`${m.name}@${m.version}`}
                 model={m}
                 onOpen={() => open(m)}
+                onPage={options.openModel && (() => options.openModel!(m.name, m.version))}
                 focus={opened === `${m.name}@${m.version}`}
               />
             ))}

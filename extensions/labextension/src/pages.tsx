@@ -1,0 +1,49 @@
+/** Opens the model and run pages in JupyterLab's main area, one tab per model and per run. */
+import { JupyterFrontEnd } from '@jupyterlab/application';
+import { MainAreaWidget } from '@jupyterlab/apputils';
+import { ReactWidget } from '@jupyterlab/ui-components';
+import React from 'react';
+
+import { PageRef } from './format';
+import { ModelPage } from './modelpage';
+import { IPanelOptions } from './panel';
+import { RunPage } from './runpage';
+
+export class Pages {
+  private open = new Map<string, MainAreaWidget>();
+
+  constructor(
+    private app: JupyterFrontEnd,
+    private options: () => IPanelOptions
+  ) {}
+
+  /** Show ``page``: the tab already open for it, else a new one (a model opened at another version replaces its tab). */
+  show(page: PageRef): void {
+    const key = page.kind === 'model' ? `model:${page.name}` : `run:${page.id}`;
+    const existing = this.open.get(key);
+    const version = page.kind === 'model' ? page.version : '';
+    if (existing && !existing.isDisposed && (page.kind === 'run' || !version || existing.node.dataset.version === version)) {
+      this.app.shell.activateById(existing.id);
+      return;
+    }
+    existing?.dispose();
+    const content =
+      page.kind === 'model'
+        ? ReactWidget.create(<ModelPage name={page.name} version={page.version} options={this.options()} />)
+        : ReactWidget.create(<RunPage id={page.id} options={this.options()} />);
+    const widget = new MainAreaWidget({ content });
+    widget.id = `deepvre-${page.kind}-${Math.random().toString(36).slice(2, 10)}`;
+    widget.node.dataset.version = version;
+    widget.title.label = page.kind === 'model' ? (version ? `${page.name}:${version}` : page.name) : `Run ${page.id}`;
+    widget.title.closable = true;
+    widget.addClass('jp-deepvre-page-widget');
+    widget.disposed.connect(() => {
+      if (this.open.get(key) === widget) {
+        this.open.delete(key);
+      }
+    });
+    this.open.set(key, widget);
+    this.app.shell.add(widget, 'main');
+    this.app.shell.activateById(widget.id);
+  }
+}
