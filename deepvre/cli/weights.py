@@ -16,14 +16,23 @@ def weights():
                    "(default ~/.cache/deepvre/models/mobilenet_v2_imagenet).")
 @click.option("--force", is_flag=True, help="Convert again even if a verified conversion exists.")
 @click.option("--publish", is_flag=True,
-              help="Publish it to the marketplace catalog as mobilenet-v2-imagenet 1.0.0 (public, owner deepvre).")
+              help="Publish it as mobilenet-v2-imagenet 1.0.0 (public) to the marketplace: the hub's inside "
+                   "a hub (where only the hub's system account may publish it: the hub seeds it), else the "
+                   "local catalog (owner deepvre).")
 def convert(out_dir, force, publish):
     """Convert torchvision's offline ImageNet MobileNetV2 weights to Keras.
 
     Prints the output folder. Example: deepvre weights convert --out ./mobilenet
     """
+    market = None
     if publish:  # before TensorFlow, whose bundled SQLite lacks the FTS5 the catalog needs
-        from ..market.catalog import Catalog
+        from ..errors import DeepvreError
+        from ..market.client import connect
+
+        try:  # the one client: the hub's marketplace inside a hub, never a private catalog there
+            market = connect()
+        except DeepvreError as err:
+            raise click.ClickException(str(err)) from None
     from ..science import mobilenet
 
     try:
@@ -34,5 +43,9 @@ def convert(out_dir, force, publish):
     if publish:
         from ..science import base_models
 
-        entry = base_models.publish_mobilenet(folder, Catalog())
-        click.echo(f"published {base_models.MOBILENET_NAME} {entry.get('version', '')}".rstrip())
+        try:
+            entry = base_models.publish_mobilenet(folder, market)
+        except DeepvreError as err:  # e.g. a reserved name: only the hub's system account publishes it
+            raise click.ClickException(str(err)) from None
+        where = getattr(market, "url", None) or "the local catalog"
+        click.echo(f"{entry['name']} {entry['version']} (owner {entry['owner']}) is in {where}")

@@ -32,7 +32,8 @@ from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Application, catch_config_error
 
 from ..site.environment import Environment
-from .catalog import Catalog
+from . import seed
+from .catalog import Catalog, default_root
 from .handlers import SMALL_BODY, make_app
 from .processes import forward_signals, stop_on_signals
 from .service import SERVICE_NAME
@@ -76,6 +77,19 @@ python -m deepvre.market --processes 4                  # under a hub: where $JU
         "Python part of a request holds the GIL) but each has its own queue, which lengthens the "
         "slowest answers (docs/benchmarks.md: p99 at concurrency 16 on 2 cores).",
     )
+    seed = Bool(
+        True,
+        config=True,
+        help="Under a hub: publish the ImageNet MobileNetV2 base model (mobilenet-v2-imagenet 1.0.0, owner "
+        "deepvre) at start if the catalog lacks it (deepvre.market.seed; needs TensorFlow and the offline "
+        "weights; GET api/status says seeding until done). E.g. --no-seed to start with an empty catalog.",
+    )
+    seed_status_file = Unicode(
+        "",
+        config=True,
+        help="Where the seed's state is kept for every service process, e.g. /srv/deepvre/marketplace/"
+        "seed-status.json. Default: seed-status.json in the catalog folder ($DEEPVRE_MARKET_DIR).",
+    )
     token_file = Unicode(
         "",
         config=True,
@@ -94,6 +108,7 @@ python -m deepvre.market --processes 4                  # under a hub: where $JU
     }
     flags = {
         "standalone": ({"MarketplaceApp": {"standalone": True}}, standalone.help),
+        "no-seed": ({"MarketplaceApp": {"seed": False}}, "Start with no base model seeded (see --MarketplaceApp.seed)."),
     }
 
     def hub_url(self):
@@ -122,7 +137,14 @@ python -m deepvre.market --processes 4                  # under a hub: where $JU
         logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s marketplace] %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)  # jupyterhub's import of alembic logs its plugins
         # tables, indexes and the FTS catch-up once, before any fork; each process opens its own engine
-        Catalog(parent=self).engine.dispose()
+        first = Catalog(parent=self)
+        status_file = self.seed_status_file or str(default_root() / seed.STATUS_FILE)
+        if self.standalone or not self.seed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(status_file)  # api/status: off
+        else:
+            seed.start(first, status_file)  # a child process; its progress goes to this log
+        first.engine.dispose()
         standalone_token = write_token(self.token_file or None) if self.standalone else None
         ipv6 = ":" in self.ip
         sockets = netutil.bind_sockets(self.port, self.ip, family=socket.AF_INET6 if ipv6 else socket.AF_INET)
@@ -140,7 +162,7 @@ python -m deepvre.market --processes 4                  # under a hub: where $JU
             app = make_app(catalog, "/", standalone_user=getpass.getuser(), standalone_token=standalone_token)
         else:
             prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
-            app = make_app(catalog, prefix, cookie_secret=cookie_secret)
+            app = make_app(catalog, prefix, cookie_secret=cookie_secret, status_file=status_file)
         # Bodies are small (JSON) until a caller is known: an upload raises its own limit once its
         # credentials passed (handlers.ModelsHandler), so nobody makes the service buffer gigabytes.
         # Connections idle or feeding a body too slowly are closed.

@@ -26,11 +26,14 @@ Artifact layout (one immutable version; each file stored by its sha256):
 Who may do what: everyone reads public models; owners publish new versions of, deprecate and
 change the visibility of their own models; ``group`` models are seen by members of their groups,
 ``private`` ones by their owner; models a caller may not see answer :class:`NotFound`, never
-:class:`Forbidden`; admins see and curate everything.
+:class:`Forbidden`; admins see and curate everything. Reserved names (``Catalog.reserved_names``,
+the hub's base models) are published only by the system account :data:`SYSTEM_ACCOUNT`, admins
+included: nobody else can claim one or publish a version of it.
 """
 
 import copy
 import dataclasses
+import fnmatch
 import getpass
 import json
 import logging
@@ -40,7 +43,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import defer
-from traitlets import Integer, Unicode, default
+from traitlets import Integer, List, Unicode, default
 from traitlets.config import Configurable
 
 from ..checksums import file_sha256
@@ -97,6 +100,17 @@ def _version_key(text):
         return (0, text)
 
 
+# The account that publishes the base models (the hub seeds them; the hub refuses it as a user).
+SYSTEM_ACCOUNT = "deepvre"
+# Names only it may publish, by default (``Catalog.reserved_names``; science.base_models' names).
+RESERVED_NAMES = ("mobilenet-v2-imagenet",)
+
+
+def reserved(name, patterns=RESERVED_NAMES):
+    """Whether model ``name`` matches one of the reserved ``patterns`` (``fnmatch``, case-sensitive)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
 # A query with this many hits or more is broad: see Catalog.search.
 BROAD = 2000
 
@@ -121,6 +135,15 @@ class Catalog(Configurable):
         help="Largest accepted artifact (all files of one version together), in bytes, e.g. 536870912.",
     )
 
+    reserved_names = List(
+        Unicode(),
+        default_value=list(RESERVED_NAMES),
+        config=True,
+        help="Model names only the system account (deepvre) may publish: the hub's base models. "
+        "fnmatch patterns, e.g. ['mobilenet-v2-imagenet', 'base-*']; [] reserves none. Nobody else, "
+        "admins included, may claim such a name or publish a version of it.",
+    )
+
     @default("database_url")
     def _default_db(self):
         root = default_root()
@@ -143,6 +166,8 @@ class Catalog(Configurable):
         """A catalog from the site settings' ``marketplace:`` section (missing keys: defaults)."""
         section = (settings or {}).get("marketplace", settings or {})
         kwargs = {k: section[k] for k in ("database_url", "store_url", "upload_limit") if section.get(k)}
+        if section.get("reserved_names") is not None:
+            kwargs["reserved_names"] = list(section["reserved_names"])
         return cls(**kwargs)
 
     # -- reading -------------------------------------------------------------------------------
@@ -327,7 +352,13 @@ class Catalog(Configurable):
         self._commit_version(caller, document, stored)
         return self.show(caller, name, version)
 
+    def _check_reserved(self, caller, name):
+        if caller.name != SYSTEM_ACCOUNT and reserved(name, self.reserved_names):
+            raise Forbidden(f"the name {name!r} is reserved for the hub's base models: only the system account "
+                            f"{SYSTEM_ACCOUNT!r} publishes it (the hub seeds it); choose another name")
+
     def _check_can_publish(self, caller, name, version):
+        self._check_reserved(caller, name)
         with self.Session() as session:
             row = session.get(ModelRow, name)
             if row is None:
@@ -355,6 +386,7 @@ class Catalog(Configurable):
             try:
                 with self.Session.begin() as session:
                     row = session.get(ModelRow, name)
+                    self._check_reserved(caller, name)
                     if row is None:
                         row = ModelRow(name=name, owner=caller.name, latest=version, created=now())
                         session.add(row)

@@ -46,7 +46,7 @@ from urllib.parse import quote
 from tornado import httpclient, template, web
 
 from ..errors import http_status
-from . import contract, metadata
+from . import contract, metadata, seed
 from .catalog import Caller
 from .contract import OPENAPI_FILE, BadRequest
 from .service import SERVICE_NAME
@@ -362,6 +362,16 @@ class DeprecateHandler(BaseHandler):
         self.json(entry)
 
 
+class StatusHandler(BaseHandler):
+    """What the service is doing besides answering: the base model's seed (:mod:`.seed`)."""
+
+    route = "/api/status"
+
+    def get(self):
+        path = self.settings.get("status_file")
+        self.json({"seed": seed.status(path) if path else seed.status("")})
+
+
 class OpenAPIHandler(BaseHandler):
     route = "/api/openapi.yaml"
 
@@ -385,7 +395,7 @@ class PageHandler(BaseHandler):
 
 
 def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_token=None, cookie_secret=None,
-             standalone_token=None):
+             standalone_token=None, status_file=None):
     """The tornado application. ``standalone_user``: no hub; whoever sends ``standalone_token``
     (required with it) is that user.
 
@@ -399,12 +409,14 @@ def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_to
         (r"api/models/([^/]+)/versions/([^/]+)/?", VersionHandler),
         (r"api/models/([^/]+)/versions/([^/]+)/files/([^/]+)", FileHandler),
         (r"api/models/([^/]+)/deprecate/?", DeprecateHandler),
+        (r"api/status", StatusHandler),
         (r"api/openapi.yaml", OpenAPIHandler),
         (r"/?", PageHandler),
     ]
     # SQLite and hashing release the GIL: more threads than cores only queue inside the pool
     executor = concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="catalog")
-    settings = {"catalog": catalog, "standalone_user": standalone_user, "executor": executor}
+    settings = {"catalog": catalog, "standalone_user": standalone_user, "executor": executor,
+                "status_file": status_file}
     if standalone_user is not None:
         if not standalone_token:
             raise ValueError("a standalone marketplace needs a token")

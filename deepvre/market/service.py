@@ -8,6 +8,7 @@
 imports tornado: the web side is :mod:`.handlers`, uploads :mod:`.uploads`, the process :mod:`.app`.
 """
 
+import json
 import socket
 import sys
 from pathlib import Path
@@ -59,6 +60,10 @@ def hub_service(settings, state_dir=None):
     for key in ("store_url", "upload_limit", "processes"):
         if section.get(key):
             command += [f"--{key.replace('_', '-')}", str(section[key])]
+    if section.get("reserved_names") is not None:
+        command.append(f"--Catalog.reserved_names={json.dumps(list(section['reserved_names']))}")
+    if not section.get("seed_base_models", True):
+        command.append("--no-seed")
     port = service_port(settings)
     environment = {}
     if section.get("database_url"):  # may hold a password: other accounts can read a command line

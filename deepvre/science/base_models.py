@@ -2,11 +2,12 @@
 
 import os
 
+from ..market.catalog import RESERVED_NAMES, SYSTEM_ACCOUNT
 from . import mobilenet
 
-MOBILENET_NAME = "mobilenet-v2-imagenet"
+MOBILENET_NAME = RESERVED_NAMES[0]  # only the system account publishes it (Catalog.reserved_names)
 MOBILENET_VERSION = "1.0.0"
-OWNER = "deepvre"
+OWNER = SYSTEM_ACCOUNT
 
 
 def verification(folder):
@@ -44,13 +45,14 @@ def mobilenet_document(metrics, today=None):
 
 def as_publisher(market=None):
     """The client :func:`publish_mobilenet` publishes through: a local catalog (a ``Catalog`` or a
-    ``LocalMarket``; default the local catalog) as owner ``deepvre``; any other client (the hub's
-    REST API) as itself, since the API publishes as the token's user."""
+    ``LocalMarket``; default :func:`~deepvre.market.client.connect`'s) as owner ``deepvre``; any
+    other client (the hub's REST API) as itself, since the API publishes as the token's user (and
+    only the hub's system account may publish a reserved name: the hub seeds it)."""
     from ..market.catalog import Caller, Catalog
-    from ..market.client import LocalMarket
+    from ..market.client import LocalMarket, connect
 
     if market is None:
-        market = Catalog()
+        market = connect()
     if isinstance(market, Catalog):
         return LocalMarket(market, Caller(OWNER))
     if isinstance(market, LocalMarket):

@@ -10,10 +10,12 @@ the core (the marketplace's service definition); nothing below imports the hub.
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
 from deepvre.market import service as market
+from deepvre.market.catalog import SYSTEM_ACCOUNT
 from deepvre.site import environment
 from deepvre.site.environment import Environment
 from deepvre.site.settings import REPO_ROOT, for_servers
@@ -155,10 +157,23 @@ SAFE_USERNAME = r"[a-z0-9_][a-z0-9_.@+|:=~-]{0,254}"
 
 def username_pattern(existing=None):
     """``Authenticator.username_pattern``: the whole name matches :data:`SAFE_USERNAME` and the
-    mode's own pattern ``existing`` (e.g. OS account names), if any. ``\\A``/``\\Z`` anchor it
+    mode's own pattern ``existing`` (e.g. OS account names), if any, and is not the marketplace's
+    system account (``deepvre``, the owner of the base models). ``\\A``/``\\Z`` anchor it
     (JupyterHub uses ``re.match``, and ``$`` alone accepts a trailing newline)."""
     own = rf"(?=(?:{existing})\Z)" if existing else ""
-    return rf"\A{own}(?:{SAFE_USERNAME})\Z"
+    return rf"\A(?!{re.escape(SYSTEM_ACCOUNT)}\Z){own}(?:{SAFE_USERNAME})\Z"
+
+
+def refuse_system_account(c, settings):
+    """Nobody signs up, logs in or is made (admin panel, REST API) as the system account: it is
+    left out of the user name pattern and blocked; naming it as the admin is a settings error."""
+    for key in ("admin", "personal_user"):
+        if settings["hub"].get(key) == SYSTEM_ACCOUNT:
+            print(f"deepvre: hub.{key}: {SYSTEM_ACCOUNT!r} is the marketplace's system account (the owner "
+                  "of the base models) and cannot be a hub user; choose another name", file=sys.stderr)
+            raise SystemExit(2)
+    blocked = set(c.Authenticator.blocked_users) if "blocked_users" in c.Authenticator else set()
+    c.Authenticator.blocked_users = blocked | {SYSTEM_ACCOUNT}
 
 
 def configure(c, settings, state_dir):
@@ -177,6 +192,7 @@ def configure(c, settings, state_dir):
         kubernetes.configure(c, settings, state_dir)
     existing = c.Authenticator.username_pattern if "username_pattern" in c.Authenticator else None
     c.Authenticator.username_pattern = username_pattern(existing)
+    refuse_system_account(c, settings)
 
 
 def load_for_hub():

@@ -14,7 +14,8 @@ Reusable by any test folder::
     hub.restart(); hub.stop()           # hub.log_text() holds the hub's output
     hub.accounts.append("alice"); hub.teardown()   # stop servers and hub, delete those OS accounts
 
-``settings`` is merged over a minimal local-mode file (ports filled in); ``env`` adds
+``settings`` is merged over a minimal local-mode file (ports filled in; the marketplace seeds no
+base model unless ``marketplace: {seed_base_models: true}``); ``env`` adds
 environment variables (e.g. a PATH with a fake ``nvidia-smi``); ``prefix`` goes before the
 command (tests/slurm/test_two_nodes.py runs the hub on a node in a network namespace, and talks
 to it from a thread in that namespace: ``tests.slurmnodes.netns``).
@@ -94,6 +95,8 @@ class HubProcess:
         self.admin_password = None
         self.extra_env = dict(env or {})
         self.settings = {"mode": "local", "culling": {"enabled": False}, **settings}
+        # the base model's seed (20 s of TensorFlow) only where a test asks for it
+        self.settings["marketplace"] = {"seed_base_models": False, **settings.get("marketplace", {})}
         hub = {"admin": admin, "port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port()}
         self.settings["hub"] = {**hub, **settings.get("hub", {})}
         self.url = f"http://127.0.0.1:{self.settings['hub']['port']}"

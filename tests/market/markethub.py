@@ -66,7 +66,7 @@ def market_answers(proc, url, log, what):
 @contextlib.contextmanager
 def market_hub(state, marketplace=None, users=("alice", "bob", "carol"), groups=(("lab", ("carol",)),)):
     """Start the hub with the marketplace (``marketplace``: its settings over a catalog in
-    ``state``); yields ``url``, ``market_url`` (through the proxy), ``service_url`` (the service's
+    ``state``; no base model seeded unless ``seed_base_models`` says so); yields ``url``, ``market_url`` (through the proxy), ``service_url`` (the service's
     own port), ``tokens`` ({user: token}, with the admin ``root``), ``state`` and ``log``."""
     require(CHP.exists(), "needs node_modules/.bin/configurable-http-proxy (npm install)")
     state = Path(state)
@@ -75,14 +75,15 @@ def market_hub(state, marketplace=None, users=("alice", "bob", "carol"), groups=
         "port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port(), "chp": str(CHP),
         "state": str(state), "admin_token": secrets.token_hex(16),
         "marketplace": {"port": service_port, "database_url": f"sqlite:///{state}/market.sqlite",
-                        "store_url": str(state / "artifacts"), **(marketplace or {})},
+                        "store_url": str(state / "artifacts"), "seed_base_models": False, **(marketplace or {})},
     }
     (state / "jupyterhub_config.py").write_text(HUB_CONFIG)
     log = open(state / "hub.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterhub", "-f", str(state / "jupyterhub_config.py")],
         cwd=state, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env=dict(os.environ, MARKET_TEST=json.dumps(params)),
+        # the service's own folder (its seed status) in this hub's state
+        env=dict(os.environ, MARKET_TEST=json.dumps(params), DEEPVRE_MARKET_DIR=str(state / "marketplace")),
     )
     url = f"http://127.0.0.1:{params['port']}"
     market_url = f"{url}/services/marketplace/"
