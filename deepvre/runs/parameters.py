@@ -9,7 +9,8 @@ wherever it is given::
     values = check(declared, from_texts(declared, {"epochs": "3"}))  # typed from text (CLI, forms)
     inject("train.ipynb", "out.ipynb", values)  # papermill's injected-parameters cell
 
-A field is ``{name, type, kind, default, value, help}``: ``type`` comes from an annotation
+A field is ``{name, type, kind, default, value, help}`` (and ``choices`` when its help says
+``one of: a, b, c``: kind ``choice``, and :func:`check` refuses other values): ``type`` comes from an annotation
 (``lr: float = 0.01``) or else the default's literal type (``epochs = 3`` is an int); ``kind`` is
 what a form shows (``int``, ``float``, ``bool``, ``str``, ``json``, ``any``); ``default`` is the
 source text papermill found and ``value`` its Python literal (None for an expression such as
@@ -20,6 +21,7 @@ import ast
 import contextlib
 import json
 import os
+import re
 import tempfile
 
 from ..errors import Invalid
@@ -73,8 +75,30 @@ def field(name, inferred_type_name=None, default=None, help=""):
     type_name = GENERICS.get(type_name, type_name)
     if type_name == "None" and value is not None:
         type_name = type(value).__name__
-    return {"name": name, "type": type_name, "kind": KINDS.get(type_name, "any"),
-            "default": default, "value": value, "help": help or ""}
+    out = {"name": name, "type": type_name, "kind": KINDS.get(type_name, "any"),
+           "default": default, "value": value, "help": help or ""}
+    choices = choices_of(help, type_name)
+    if choices:
+        out.update(kind="choice", choices=choices)
+    return out
+
+
+# "one of: local, slurm or kubernetes" in a parameter's help comment; the list ends at ; ( ) or the end
+CHOICES = re.compile(r"\bone of:\s*([^;()]+)", re.IGNORECASE)
+_CASTS = {"str": str, "int": int, "float": float}
+
+
+def choices_of(help, type_name):
+    """The values a parameter's help lists as ``one of: a, b or c``, of its type; None when it lists none."""
+    match = CHOICES.search(help or "")
+    if not match or type_name not in _CASTS:
+        return None
+    words = [w.strip().strip("\"'") for w in re.split(r",|\bor\b", match.group(1).strip().rstrip("."))]
+    try:
+        values = [_CASTS[type_name](w) for w in words if w]
+    except ValueError:
+        return None
+    return values if len(values) >= 2 else None
 
 
 # -- one inspection -------------------------------------------------------------------------
@@ -196,6 +220,9 @@ def check(declared, values, allow_unknown=False):
             value = parse(declared[name], name, given)
         if not fits(value):
             raise _bad(name, type_name, given)
+        choices = declared.get(name, {}).get("choices")
+        if choices and value not in choices:
+            raise ParameterError(f"parameter {name!r} must be one of {', '.join(map(repr, choices))}, not {given!r}")
         if type_name == "float":
             value = float(value)
         out[name] = list(value) if isinstance(value, tuple) else value

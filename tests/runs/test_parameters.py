@@ -178,3 +178,26 @@ def test_bytes_are_parameterized_as_the_file_is(tmp_path):
         for cell in nb.cells:
             cell.pop("id", None)  # the injected cell's id is random
     assert a == b
+
+
+def test_a_help_that_lists_choices_makes_a_choice(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(
+        'cluster: str = "local"  # where Dask runs, one of: local, slurm or kubernetes (see the docs)\n'
+        "size: int = 32  # one of: 32, 64, 96\n"
+        'note: str = "x"  # one of the notes\n')
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    nbformat.write(nb, str(tmp_path / "c.ipynb"))
+    declared = inspect(tmp_path / "c.ipynb")
+    assert (declared["cluster"]["kind"], declared["cluster"]["choices"]) == ("choice", ["local", "slurm", "kubernetes"])
+    assert (declared["size"]["kind"], declared["size"]["choices"]) == ("choice", [32, 64, 96])
+    assert declared["note"]["kind"] == "str" and "choices" not in declared["note"]  # no "one of:" list
+    assert check(declared, {"cluster": "slurm", "size": "64"}) == {"cluster": "slurm", "size": 64}
+    with pytest.raises(ParameterError, match="'cluster' must be one of 'local', 'slurm', 'kubernetes', not 'k8s'"):
+        check(declared, {"cluster": "k8s"})
+    with pytest.raises(ParameterError, match="'size' must be one of 32, 64, 96, not 48"):
+        check(declared, {"size": 48})
+    assert parameters.choices_of("one of: 0.5, 1.0.", "float") == [0.5, 1.0]
+    assert parameters.choices_of("one of: a, b", "list") is None and parameters.choices_of("one of: a", "str") is None
