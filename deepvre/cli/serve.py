@@ -34,7 +34,7 @@ def entry_point_dir(name, folder):
 
 
 def deepaas_command(name, ip="127.0.0.1", port=5000, base_path=None, python=sys.executable, socket=None,
-                    uploads=None, insecure=False, exit_with_parent=False):
+                    uploads=None, insecure=False, exit_with_parent=False, threads=None):
     """The command line of deepvre's DEEPaaS launcher (``deepaas-run`` plus its guards) for one model (pure).
 
     With ``socket`` it listens on that Unix socket only; else on ``ip:port``, where it demands the
@@ -48,6 +48,8 @@ def deepaas_command(name, ip="127.0.0.1", port=5000, base_path=None, python=sys.
         command += ["--uploads", str(uploads)]
     if exit_with_parent:
         command.append("--exit-with-parent")
+    if threads:
+        command += ["--threads", str(threads)]
     return command + (["--insecure"] if insecure and not socket else [])
 
 
@@ -75,10 +77,12 @@ def serve_environment(ref, entry_dir, artifact_dir=None, env=None, token=None):
               help="Where the model's files are pulled (default: ~/.cache/deepvre/serve/NAME).")
 @click.option("--uploads", type=click.Path(file_okay=False), default=None,
               help="Private folder (0700) for uploaded files; emptied after requests, removed at exit.")
+@click.option("--threads", type=click.IntRange(1, 64), default=16, show_default=True,
+              help="Requests predicted at once, in threads of the service; their model calls are stacked into one.")
 @click.option("--insecure", is_flag=True, help="TCP without a token: anyone who reaches the port can use the model.")
 @click.option("--exit-with-parent", is_flag=True,
               help="Stop when the process that started this one ends (the Models panel's services end with their server).")
-def serve(model, ip, port, socket_path, base_path, artifact_dir, uploads, insecure, exit_with_parent):
+def serve(model, ip, port, socket_path, base_path, artifact_dir, uploads, threads, insecure, exit_with_parent):
     """Serve MODEL[:VERSION] from the marketplace with DEEPaaS (GET /v2/models/, POST .../predict/).
 
     On TCP every request needs the token (header ``Authorization: token TOKEN``, or ``?token=TOKEN``
@@ -102,7 +106,7 @@ def serve(model, ip, port, socket_path, base_path, artifact_dir, uploads, insecu
         if not given:
             click.echo(f"token (shown once; send it as 'Authorization: token ...'): {token}", err=True)
     command = deepaas_command(name, ip, port, base_path, socket=socket_path, uploads=uploads, insecure=insecure,
-                              exit_with_parent=exit_with_parent)
+                              exit_with_parent=exit_with_parent, threads=threads)
     env = serve_environment(model, entry_dir, artifact_dir, token=token)
     click.echo(f"serving {model} with DEEPaaS on {where}{base_path or ''}/v2/models/{name}/", err=True)
     os.execvpe(command[0], command, env)

@@ -20,8 +20,9 @@ folder, ``train`` for anyone. ``deepvre serve`` therefore starts DEEPaaS through
   and invalid arguments become ``400 {"message": ...}``;
 - **concurrent predictions**: DEEPaaS runs each ``predict`` in one of ``--workers`` single-process
   pools (one copy of the model each, one request at a time each); here ``predict`` and ``warm``
-  run in a pool of ``--threads`` threads of the server's own process, on one loaded model
-  (TensorFlow releases the GIL). ``train`` stays in DEEPaaS's process pool, which can cancel it.
+  run in a pool of ``--threads`` threads of the server's own process, on one loaded model: each
+  decodes its input, and the model calls of concurrent requests are stacked into one
+  (:mod:`deepvre.serving.batching`). ``train`` stays in DEEPaaS's process pool, which can cancel it.
 """
 
 import argparse
@@ -44,6 +45,7 @@ from ..site import environment
 
 TOKEN_ENV = environment.SERVE_TOKEN
 COOKIE = "deepvre-serve-token"
+THREADS = 16
 SHUTDOWN_S = 3  # on SIGTERM, wait this long for open (keep-alive) connections, not aiohttp's 60 s
 TRAIN_PATH = re.compile(r"/v2/models/[^/]+/train/?")
 
@@ -214,8 +216,8 @@ def parse(argv):
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--base-path", default="")
     p.add_argument("--uploads", help="private folder for DEEPaaS's uploads (default: a new one in the temp folder)")
-    p.add_argument("--threads", type=int, default=4,
-                   help="predictions run at once, in threads of this process on one loaded model (default 4)")
+    p.add_argument("--threads", type=int, default=THREADS,
+                   help=f"requests predicted at once (their model calls stacked), in threads of this process (default {THREADS})")
     p.add_argument("--insecure", action="store_true", help="TCP without a token: anyone who reaches the port gets in")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started it ends (a user's server: its services go with it)")

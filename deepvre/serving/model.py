@@ -124,10 +124,22 @@ def get_predict_args():
     }
 
 
-def predict_array(x, top_k=TOP_K):
-    """Batch input -> the response (the ``top_k`` labels of each sample), shared with in-process use."""
+@functools.lru_cache(maxsize=1)
+def batcher():
+    """The service's model calls: concurrent requests stacked into one (:mod:`.batching`)."""
+    from .batching import Batcher
+
+    model, _ = loaded()
+    return Batcher(model.predict_on_batch)
+
+
+def predict_array(x, top_k=TOP_K, run=None):
+    """Batch input -> the response (the ``top_k`` labels of each sample), shared with in-process use.
+
+    ``run`` calls the model (default ``predict_on_batch``, here and now; the service passes its
+    :func:`batcher`)."""
     model, spec = loaded()
-    probs = model.predict_on_batch(x)
+    probs = (run or model.predict_on_batch)(x)
     labels = spec.get("labels") or []
     entry, _ = artifact()
     return {
@@ -163,7 +175,7 @@ def model_input(data=None, array=None):
 
 def predict(**kwargs):
     x = model_input(kwargs.get("data"), kwargs.get("array"))
-    return predict_array(x, kwargs.get("top_k") or TOP_K)
+    return predict_array(x, kwargs.get("top_k") or TOP_K, batcher())
 
 
 def get_train_args():

@@ -337,13 +337,24 @@ class Serve(Base):
         body = self.body()
         if not body.get("model"):
             raise ValueError("give the model to serve")
-        await self.blocking(backends.show_model, body["model"], body.get("version"))  # 404 early
-        svc = self.ext.services.start(body["model"], body.get("version"), self.base_url)
+        entry = await self.blocking(backends.show_model, body["model"], body.get("version"))  # 404 early
+        # the version resolved: "latest" and its number are one service, not two
+        svc = self.ext.services.start(body["model"], entry["version"], self.base_url)
+        if body.get("wait", True):  # answer once the service's API answers (or has failed)
+            svc = await self.ext.services.wait_ready(svc["ref"], self.base_url, timeout=120)
         self.set_status(201)
         return svc
 
 
 class Service(Base):
+    @api
+    async def get(self, ref):
+        """The service of ``ref`` with the tail of its log (``?tail=N`` lines, default 200)."""
+        lines = int(self.get_argument("tail", "200"))
+        if not 1 <= lines <= 10000:
+            raise ValueError("tail must be 1 to 10000 lines")
+        return self.ext.services.view(ref, self.base_url, log_lines=lines)
+
     @api
     async def delete(self, ref):
         """Stop the service of ``ref`` (``name:version``, as the service list names it)."""

@@ -3,13 +3,18 @@
 A preprocessing job runs the pipeline in a thread of the server, on the Dask cluster
 chosen by the user; its dashboard link is known as soon as the cluster is up. A model
 service is a ``deepvre serve`` process (the real DEEPaaS API) on a Unix socket in a folder only
-this account can enter, reached through this server (jupyter-server-proxy, behind its login).
+this account can enter, reached through this server (jupyter-server-proxy, behind its login). It
+is "starting" until its own API answers, then "ready"; it ends with its server.
 """
 
+import asyncio
+import collections
+import http.client
 import itertools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -88,37 +93,98 @@ def proxied(base_url, service_id, path=""):
     return f"{base_url.rstrip('/')}/{SERVICES_PATH}/{service_id}/{path.lstrip('/')}"
 
 
+def service_ref(model, version):
+    """The key of a service: ``name:version`` (``latest`` when no version was asked)."""
+    return f"{model}:{version or 'latest'}"
+
+
+def api_answers(socket_path, path, timeout=2.0):
+    """Whether the DEEPaaS on the Unix socket ``socket_path`` answers ``GET path`` with a 200."""
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(socket_path)
+
+    conn = UnixConnection("localhost", timeout=timeout)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def log_tail(path, lines=100):
+    """The last ``lines`` lines of the log at ``path`` ("" when there is none)."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(collections.deque(f, maxlen=max(0, int(lines))))
+    except FileNotFoundError:
+        return ""
+
+
 class ModelServices:
-    """DEEPaaS services started by this server, by model reference.
+    """DEEPaaS services started by this server, by model reference (``name:version``).
 
     Each listens on a Unix socket in its own folder (0700, made by ``tempfile.mkdtemp``), so only
     this account reaches it directly; the user reaches it through :func:`proxied`. DEEPaaS's
     uploads go to ``uploads/`` in that folder; the folder is removed when the service stops.
+
+    A service is ``starting`` until its own API (``GET <base path>/v2/models/`` on its socket)
+    answers, then ``ready``; ``stopped`` once stopped here, ``exited (code)`` when it ended on its
+    own (its log's tail is the error). Serving a reference again returns the live service. Services
+    end with their server: :meth:`stop_all` when it stops, and ``--exit-with-parent`` when it is
+    killed (its watch sees its parent gone), so a restarted server finds none left to adopt.
     """
 
-    def __init__(self, log_dir):
+    def __init__(self, log_dir, poll_interval=0.5):
         self._services = {}
         self._ids = itertools.count(1)
+        self._lock = threading.Lock()
         self.log_dir = log_dir
+        self.poll_interval = poll_interval
 
     def start(self, model, version, base_url):
-        ref = f"{model}:{version or 'latest'}"
-        svc = self._services.get(ref)
-        if svc and svc["process"].poll() is None:
-            return self.view(ref, base_url)
-        service_id = str(next(self._ids))
-        folder = tempfile.mkdtemp(prefix="deepvre-serve-")  # 0700
-        socket_path = os.path.join(folder, "deepaas.sock")
-        os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
-        log_path = os.path.join(self.log_dir, f"serve-{service_id}.log")
-        with open(log_path, "wb") as log:
-            # DEEPaaS (aiohttp) matches routes against the decoded request path
-            base_path = urllib.parse.unquote(proxied(base_url, service_id)).rstrip("/")
-            proc = subprocess.Popen(serve_command(model, version, socket_path, base_path, os.path.join(folder, "uploads")),
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self._services[ref] = {"id": service_id, "model": model, "version": version, "socket": socket_path,
-                               "folder": folder, "process": proc, "log": log_path}
+        ref = service_ref(model, version)
+        with self._lock:
+            svc = self._services.get(ref)
+            if svc and svc["process"].poll() is None and not svc.get("stopped"):
+                return self.view(ref, base_url)
+            service_id = str(next(self._ids))
+            folder = tempfile.mkdtemp(prefix="deepvre-serve-")  # 0700
+            socket_path = os.path.join(folder, "deepaas.sock")
+            os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+            log_path = os.path.join(self.log_dir, f"serve-{service_id}.log")
+            with open(log_path, "wb") as log:
+                # DEEPaaS (aiohttp) matches routes against the decoded request path
+                base_path = urllib.parse.unquote(proxied(base_url, service_id)).rstrip("/")
+                command = serve_command(model, version, socket_path, base_path, os.path.join(folder, "uploads"))
+                proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            svc = self._services[ref] = {
+                "id": service_id, "model": model, "version": version, "socket": socket_path, "folder": folder,
+                "process": proc, "log": log_path, "started": time.time(), "ready": None,
+            }
+        threading.Thread(target=self._watch, args=(svc, proxied(base_url, service_id, "v2/models/")), daemon=True,
+                         name=f"deepvre-service-{service_id}").start()
         return self.view(ref, base_url)
+
+    def _watch(self, svc, path):
+        """Poll the service's own API until it answers (``ready``), or until it ends."""
+        while svc["process"].poll() is None and not svc.get("stopped"):
+            if api_answers(svc["socket"], path):
+                svc["ready"] = time.time()
+                return
+            time.sleep(self.poll_interval)
+
+    async def wait_ready(self, ref, base_url, timeout=300):
+        """The view of ``ref`` once it is no longer ``starting`` (or after ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while (view := self.view(ref, base_url))["state"] == "starting" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        return view
 
     def socket(self, service_id):
         """The Unix socket of the running service ``service_id``; KeyError when there is none."""
@@ -127,45 +193,69 @@ class ModelServices:
                 return svc["socket"]
         raise KeyError(f"no running model service {service_id!r}")
 
+    def _get(self, ref):
+        if ref not in self._services:
+            raise KeyError(f"no model service {ref!r}")
+        return self._services[ref]
+
     def stop(self, ref, base_url, timeout=5):
         """Stop the service ``ref`` (``name:version``): SIGTERM to its process group, then SIGKILL.
 
-        The wait is short: DEEPaaS (aiohttp) waits up to a minute for open keep-alive connections
-        (e.g. jupyter-server-proxy's) before it exits on SIGTERM. Its folder (socket, uploads) goes.
+        The wait is short: the launcher gives open keep-alive connections (e.g.
+        jupyter-server-proxy's) a few seconds before it exits on SIGTERM. Its folder (socket,
+        uploads) goes.
         """
-        if ref not in self._services:
-            raise KeyError(f"no model service {ref!r}")
-        svc = self._services[ref]
-        proc = svc["process"]
-        if proc.poll() is None:
+        svc = self._get(ref)
+        svc["stopped"] = True
+        terminate(svc["process"], timeout)
+        shutil.rmtree(svc["folder"], ignore_errors=True)
+        return self.view(ref, base_url)
+
+    def state(self, svc):
+        code = svc["process"].poll()
+        if svc.get("stopped"):
+            return "stopped"
+        if code is not None:
+            return f"exited ({code})"
+        return "ready" if svc["ready"] else "starting"
+
+    def view(self, ref, base_url, log_lines=0):
+        """What the API shows of ``ref``; with ``log_lines``, the tail of its log too."""
+        svc = self._get(ref)
+        state = self.state(svc)
+        view = {"ref": ref, "id": svc["id"], "model": svc["model"], "version": svc["version"], "state": state,
+                "pid": svc["process"].pid, "started": svc["started"], "ready_at": svc["ready"],
+                "url": proxied(base_url, svc["id"], "v2/"),
+                "swagger": proxied(base_url, svc["id"], "api"),
+                "error": log_tail(svc["log"], 40)[-2000:] if state.startswith("exited") else ""}
+        if log_lines:
+            view["log"] = log_tail(svc["log"], log_lines)
+        return view
+
+    def list(self, base_url):
+        return [self.view(ref, base_url) for ref in list(self._services)]
+
+    def stop_all(self, timeout=5):
+        """Stop every service (the server is stopping): SIGTERM to each group, SIGKILL after ``timeout``."""
+        for svc in self._services.values():
             svc["stopped"] = True
+            if svc["process"].poll() is None:
+                os.killpg(svc["process"].pid, signal.SIGTERM)
+        for svc in self._services.values():
+            terminate(svc["process"], timeout)
+            shutil.rmtree(svc["folder"], ignore_errors=True)
+
+
+def terminate(proc, timeout=5):
+    """SIGTERM ``proc``'s process group (its own session), SIGKILL it after ``timeout`` seconds."""
+    try:
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        shutil.rmtree(svc["folder"], ignore_errors=True)
-        return self.view(ref, base_url)
-
-    def view(self, ref, base_url):
-        svc = self._services[ref]
-        code = svc["process"].poll()
-        state = "running" if code is None else "stopped" if svc.get("stopped") else f"exited ({code})"
-        error = ""
-        if code is not None and not svc.get("stopped"):
-            with open(svc["log"], errors="replace") as f:
-                error = f.read()[-2000:]
-        return {"ref": ref, "model": svc["model"], "version": svc["version"], "state": state,
-                "url": proxied(base_url, svc["id"], "v2/"),
-                "swagger": proxied(base_url, svc["id"], "api"),
-                "error": error}
-
-    def list(self, base_url):
-        return [self.view(ref, base_url) for ref in self._services]
-
-    def stop_all(self):
-        for svc in self._services.values():
-            if svc["process"].poll() is None:
-                svc["process"].terminate()
-            shutil.rmtree(svc["folder"], ignore_errors=True)
+                pass
+        os.killpg(proc.pid, signal.SIGKILL)  # and what it left in its group (DEEPaaS's pool worker)
+    except ProcessLookupError:
+        pass
+    proc.wait()

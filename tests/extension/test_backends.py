@@ -128,7 +128,7 @@ def test_serve_through_the_proxy_then_stop(api, market_dir, jp_fetch, jp_asyncio
     from tornado.httpclient import HTTPClientError
 
     status, svc = api("POST", "serve", body={"model": "colours", "version": "1.0.0"})
-    assert status == 201 and svc["state"] == "running", svc
+    assert status == 201 and svc["state"] == "ready", svc
     prefix = jp_base_url.rstrip("/") + "/deepvre/services/"
     match = re.fullmatch(re.escape(prefix) + r"(\d+)/v2/", svc["url"])
     assert match, svc
@@ -148,7 +148,7 @@ def test_serve_through_the_proxy_then_stop(api, market_dir, jp_fetch, jp_asyncio
     deadline = time.monotonic() + 120
     while (listing := models()) is None:
         [current] = api("GET", "serve")[1]["services"]
-        assert current["state"] == "running", current["error"]
+        assert current["state"] == "ready", current["error"]
         assert time.monotonic() < deadline, "DEEPaaS did not answer through the proxy within 120 s"
         time.sleep(0.5)
     assert [m["name"] for m in listing["models"]] == ["colours"]

@@ -156,7 +156,7 @@ def test_extension_service_is_reached_only_through_the_users_server(
     """The service the panel starts: the owner gets metadata and predict through the server; nobody
     and a second account get nothing, directly or through the server; train of ana's model is refused."""
     status, svc = api("POST", "serve", body={"model": "colours", "version": "1.0.0"})
-    assert status == 201 and svc["state"] == "running", svc
+    assert status == 201 and svc["state"] == "ready", svc
     ext = jp_serverapp.web_app.settings["deepvre"]
     [record] = ext.services._services.values()
     url = urllib.parse.unquote(urllib.parse.urlsplit(svc["url"]).path)  # .../v2/
