@@ -196,7 +196,7 @@ def test_models_panel_end_to_end_through_the_hub(hub):
             # Serve: both URLs shown; the Swagger page loads its spec through the proxy; Stop
             panel.get_by_role("button", name="Serve").click()
             service = panel.get_by_test_id("service")
-            expect(service).to_have_attribute("data-state", "running")
+            expect(service).to_have_attribute("data-state", "ready", timeout=180_000)  # once its API answers
             swagger = service.get_by_role("link", name=re.compile(r"\/deepvre\/services\/\d+\/api$"))
             expect(service.get_by_role("link", name=re.compile(r"\/deepvre\/services\/\d+\/v2\/$"))).to_be_visible()
             docs = browser_context.new_page()

@@ -430,7 +430,7 @@ export function ModelActions(props: {
           {service.error && <pre>{service.error}</pre>}
         </dl>
       )}
-      {mode === 'serve' && service?.state === 'running' && (
+      {mode === 'serve' && service?.state === 'ready' && (
         <button className="jp-mod-styled jp-mod-warn" onClick={stop} disabled={busy(stopStatus)}>
           Stop service
         </button>
