@@ -54,7 +54,7 @@ def test_log_tail_keeps_the_last_whole_lines(tmp_path):
     log.write_text("".join(f"line {i}\n" for i in range(5000)))
     assert outputs.log_tail(log, lines=3) == "line 4997\nline 4998\nline 4999"
     tail = outputs.log_tail(log, lines=10_000, max_bytes=100)
-    assert tail.endswith("line 4999") and all(l.startswith("line ") for l in tail.splitlines())
+    assert tail.endswith("line 4999") and all(line.startswith("line ") for line in tail.splitlines())
 
 
 def test_the_executing_cell_is_named_by_its_first_lines(tmp_path):
