@@ -120,4 +120,8 @@ def test_notebook_runs_in_smoke_mode(binder, notebook, tmp_path):
     if notebook == INDEX:
         text = executed.read_text()
         assert re.search(r"MarketplaceBrowser|application/vnd.jupyter.widget-view", text)
+    else:  # a demo run publishes nothing unless asked (publish=True)
+        found = subprocess.run([str(binder["venv"] / "bin" / "deepvre"), "market", "search", "lattice"],
+                               env=binder["env"], capture_output=True, text=True, timeout=300, check=False)
+        assert found.returncode == 0 and "lattice-u1-beta" not in found.stdout, found.stdout + found.stderr
     shutil.rmtree(tmp_path / "out", ignore_errors=True)

@@ -25,7 +25,8 @@ def notebook_path(folder, name):
 
 
 def execute_smoke(notebook, root):
-    """papermill ``notebook`` into ``root`` (smoke, output ``root/out``, market ``root/market``); returns ``root``."""
+    """papermill ``notebook`` into ``root`` (smoke, output ``root/out``, publishing to the market
+    ``root/market``: smoke runs publish only when asked); returns ``root``."""
     import papermill
 
     executed = root / os.path.basename(notebook)
@@ -33,7 +34,7 @@ def execute_smoke(notebook, root):
         mp.setenv("DEEPVRE_MARKET_DIR", str(root / "market"))
         mp.delenv("DEEPVRE_MARKET_URL", raising=False)
         papermill.execute_notebook(notebook, str(executed), cwd=str(root), progress_bar=False,
-                                   parameters={"smoke": True, "output_dir": "out",
+                                   parameters={"smoke": True, "output_dir": "out", "publish": True,
                                                "executed_notebook": str(executed)})
     return root
 

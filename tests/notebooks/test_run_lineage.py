@@ -47,8 +47,8 @@ def test_deepvre_run_publishes_with_lineage_naming_the_run(tmp_path, private_mar
     from deepvre.checksums import file_sha256
 
     runs_dir = tmp_path / "runs"
-    run_id = deepvre("run", NOTEBOOK, "-p", "smoke", "True", "-p", "model_name", "lattice-run-lineage",
-                     runs_dir=runs_dir)["id"]
+    run_id = deepvre("run", NOTEBOOK, "-p", "smoke", "True", "-p", "publish", "True",
+                     "-p", "model_name", "lattice-run-lineage", runs_dir=runs_dir)["id"]
     run_dir = runs_dir / run_id
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "done", status
