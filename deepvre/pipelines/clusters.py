@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 
 # distributed's nannies give workers MALLOC_TRIM_THRESHOLD_=65536; setting any glibc malloc
 # tunable also freezes its mmap threshold, so every image-sized buffer is mmap'd, faulted in
@@ -316,6 +317,26 @@ def _address_client(address):
     return Client(address)
 
 
+def slurm_cluster_class():
+    """dask_jobqueue's ``SLURMCluster``. Its ``runner`` module sets a SIGINT handler when imported
+    (``sys.exit``): outside the main thread that raises ValueError, and in the main thread of a
+    Jupyter server it would replace the server's own. The import is done with that one call
+    disabled, once."""
+    import signal
+    import sys
+    from unittest import mock
+
+    if "dask_jobqueue" not in sys.modules:
+        with _IMPORT_LOCK, mock.patch.object(signal, "signal", lambda *args: None):
+            import dask_jobqueue  # noqa: F401
+    from dask_jobqueue import SLURMCluster
+
+    return SLURMCluster
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def open_client(cluster=None, settings=None, n_workers=None, slurm=None):
     """Start (or connect to) the cluster; yield ``(client, dashboard_link)``; stop what it started.
@@ -349,8 +370,6 @@ def open_client(cluster=None, settings=None, n_workers=None, slurm=None):
                 worker_dashboard_address=None, host="127.0.0.1", protocol="tls://", security=security,
                 preload=[__name__]))
         elif kind == "slurm":
-            from dask_jobqueue import SLURMCluster
-
             from deepvre.site.slurm_terms import slurm_settings
 
             from .tls import user_security
@@ -360,7 +379,7 @@ def open_client(cluster=None, settings=None, n_workers=None, slurm=None):
             reason = scheduler_refusal(kwargs)
             if reason:
                 raise ValueError(reason)
-            c = stack.enter_context(SLURMCluster(**kwargs))
+            c = stack.enter_context(slurm_cluster_class()(**kwargs))
             c.scale(n)
         else:
             from dask_kubernetes.operator import KubeCluster

@@ -79,14 +79,28 @@ def wait_with_progress(futures, desc):
             bar.update()
 
 
+def report_progress(futures, report):
+    """Call ``report(done, total)`` now and each time one of ``futures`` completes."""
+    from distributed import as_completed
+
+    report(0, len(futures))
+    for done, _future in enumerate(as_completed(futures), 1):
+        report(done, len(futures))
+
+
 def execute(plan, output, client, progress=True):
-    """Run ``plan`` with ``client``; write the manifest; return a Result."""
+    """Run ``plan`` with ``client``; write the manifest; return a Result.
+
+    ``progress``: True, a bar (:func:`wait_with_progress`); a callable, called with
+    ``(shards done, shards planned)`` as shards complete (the panel's job page); False, nothing."""
     futures = [
         client.submit(run_shard, s, output, plan.params, plan.chunk, pure=False, retries=1, priority=s.cost,
                       key=f"deepvre-{plan.kind}-{s.split}-{s.index:05d}-{os.urandom(4).hex()}")
         for s in plan.shards
     ]
-    if progress and futures:
+    if callable(progress):
+        report_progress(futures, progress)
+    elif progress and futures:
         wait_with_progress(futures, plan.kind)
     records = client.gather(futures)
     skipped = sum(r.pop("skipped") for r in records)
@@ -108,6 +122,7 @@ def preprocess(kind, input, output, params=None, cluster="local", client=None,
     ``cluster`` is ``local``, a scheduler address, ``slurm`` or ``kubernetes``
     (see ``deepvre.pipelines.clusters``); pass ``client`` to reuse an open one. ``settings`` and
     ``slurm`` are the settings file's ``dask:`` and ``slurm:`` sections, loaded by the caller.
+    ``progress``: see :func:`execute`.
     """
     from .clusters import open_client
 

@@ -200,6 +200,36 @@ def pipeline_kinds():
     return registry.pipeline_names()
 
 
+CLUSTER_KINDS = ("local", "slurm", "kubernetes")  # besides a scheduler address the user gives
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def cluster_refusal(cluster, slurm_site=False, environ=None, which=None, token_file=SERVICE_ACCOUNT_TOKEN):
+    """Why a Dask ``cluster`` cannot start from this server, or None. Slurm needs a Slurm site (the
+    hub's ``slurm:`` section, ``slurm_site``, or a server inside a Slurm job) and ``sbatch`` on the
+    PATH; Kubernetes a pod's service account; ``local`` and a scheduler address always can. A value
+    that is neither is a ValueError."""
+    import shutil
+
+    from deepvre.pipelines import clusters
+
+    environ = os.environ if environ is None else environ
+    kind = clusters.kind_of(cluster)
+    on_slurm = slurm_site or environ.get("SLURM_JOB_ID")
+    if kind == "slurm" and not (on_slurm and (which or shutil.which)("sbatch", path=environ.get("PATH"))):
+        return ("Slurm is not available from this server (this hub is not a Slurm site, or sbatch is not on "
+                "the server's PATH): choose local or a scheduler address")
+    if kind == "kubernetes" and not (environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(token_file)):
+        return ("Kubernetes is not available from this server (it does not run in a pod with a service "
+                "account): choose local or a scheduler address")
+    return None
+
+
+def offered_clusters(slurm_site=False, environ=None, which=None, token_file=SERVICE_ACCOUNT_TOKEN):
+    """The cluster kinds this server can start (:func:`cluster_refusal`), ``local`` first."""
+    return [kind for kind in CLUSTER_KINDS if cluster_refusal(kind, slurm_site, environ, which, token_file) is None]
+
+
 def open_cluster(cluster, dask=None, slurm=None):
     """Context manager yielding ``(dask client, dashboard link)``; ``dask`` and ``slurm``: the
     site's sections (``None``: defaults)."""
@@ -208,7 +238,8 @@ def open_cluster(cluster, dask=None, slurm=None):
     return clusters.open_client(cluster, settings=dask, slurm=slurm)
 
 
-def preprocess(kind, input, output, params, client):
+def preprocess(kind, input, output, params, client, progress=False):
+    """``progress``: called with ``(shards done, shards planned)`` (``deepvre.pipelines.run.execute``)."""
     from deepvre.pipelines import run
 
-    return run.preprocess(kind, input, output, params=params, client=client, progress=False)
+    return run.preprocess(kind, input, output, params=params, client=client, progress=progress)

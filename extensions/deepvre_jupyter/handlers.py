@@ -304,7 +304,8 @@ class Preprocess(Base):
     @api
     async def get(self):
         kinds = await self.blocking(backends.pipeline_kinds)
-        return {"kinds": kinds, "jobs": self.ext.preprocess_jobs.list()}
+        clusters = await self.blocking(self.ext.preprocess_jobs.clusters)
+        return {"kinds": kinds, "clusters": clusters, "jobs": [self.view(j) for j in self.ext.preprocess_jobs.list()]}
 
     @api
     async def post(self):

@@ -27,7 +27,14 @@ from . import backends
 
 class PreprocessJobs:
     """Preprocessing jobs of this server, by id, on clusters made with the site's ``dask:`` and
-    ``slurm:`` settings sections (``None``: defaults)."""
+    ``slurm:`` settings sections (``None``: defaults).
+
+    A job is ``starting`` (the cluster is being made), ``running`` (with its dashboard link and
+    shards done of planned), then ``done`` (counts per split and the bad records with their
+    errors, from the manifest) or ``failed`` (the error); the dashboard link is cleared when its
+    cluster is gone."""
+
+    BAD_SHOWN = 50  # bad records a job lists (the manifest has them all)
 
     def __init__(self, dask=None, slurm=None):
         self.dask, self.slurm = dask, slurm
@@ -35,40 +42,59 @@ class PreprocessJobs:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
+    def clusters(self):
+        """The cluster kinds offered here (``backends.offered_clusters``)."""
+        return backends.offered_clusters(bool(self.slurm))
+
     def start(self, kind, input, output, cluster="local", params=None):
         if kind not in backends.pipeline_kinds():
             raise ValueError(f"unknown pipeline {kind!r}; known: {', '.join(backends.pipeline_kinds())}")
+        refusal = backends.cluster_refusal(cluster, bool(self.slurm))
+        if refusal:
+            raise ValueError(refusal)
         with self._lock:
             job_id = str(next(self._ids))
             job = self._jobs[job_id] = {
                 "id": job_id, "kind": kind, "input": input, "output": output, "cluster": cluster,
                 "state": "starting", "dashboard": "", "error": "", "summary": None,
+                "progress": {"done": 0, "total": None}, "splits": {}, "bad_records": [],
                 "started": time.time(), "finished": None,
             }
         threading.Thread(target=self._run, args=(job, params or {}), daemon=True,
                          name=f"deepvre-preprocess-{job_id}").start()
-        return dict(job)
+        return self._view(job)
 
     def _run(self, job, params):
+        def progress(done, total):
+            job["progress"] = {"done": done, "total": total}
+
         try:
             with backends.open_cluster(job["cluster"], self.dask, self.slurm) as (client, link):
                 job.update(state="running", dashboard=link or "")
-                result = backends.preprocess(job["kind"], job["input"], job["output"], params, client)
+                result = backends.preprocess(job["kind"], job["input"], job["output"], params, client, progress)
+                job["dashboard"] = ""  # the cluster closes with this block
             manifest = getattr(result, "manifest", {}) or {}
-            job.update(state="done", summary={k: manifest.get(k) for k in ("records", "bad_records", "summary")
-                                              if k in manifest})
+            bad = manifest.get("bad_records") or {"count": 0, "records": []}
+            job.update(state="done", splits=manifest.get("splits") or {}, bad_records=bad["records"][:self.BAD_SHOWN],
+                       summary={k: manifest.get(k) for k in ("records", "bad_records", "summary") if k in manifest})
         except Exception as err:  # noqa: BLE001  (the panel shows the message)
             job.update(state="failed", error=f"{type(err).__name__}: {err}")
         finally:
-            job["finished"] = time.time()
+            job.update(dashboard="", finished=time.time())
+
+    @staticmethod
+    def _view(job):
+        view = dict(job)
+        view["elapsed"] = round((job["finished"] or time.time()) - job["started"], 1)
+        return view
 
     def get(self, job_id):
         if job_id not in self._jobs:
             raise KeyError(f"no preprocessing job {job_id!r}")
-        return dict(self._jobs[job_id])
+        return self._view(self._jobs[job_id])
 
     def list(self):
-        return [dict(j) for j in self._jobs.values()]
+        return [self._view(j) for j in self._jobs.values()]
 
 
 def serve_command(model, version, socket, base_path=None, uploads=None, deepvre=None):

@@ -95,23 +95,38 @@ def test_preprocess_images_on_a_local_cluster(api, image_folder, jp_root_dir, jp
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", jp_base_url)  # as inside a hub: dashboard via the proxy
     status, kinds = api("GET", "preprocess")
     assert status == 200 and "images" in kinds["kinds"]
+    # this test server is on no Slurm node and in no pod: only a local cluster (or an address) is offered
+    assert kinds["clusters"] == ["local"]
     status, data = api("POST", "preprocess", body={"kind": "nope", "input": image_folder})
     assert status == 400 and "unknown pipeline 'nope'" in data["message"]
+    for cluster, says in (("slurm", "not a Slurm site"), ("kubernetes", "not run in a pod"), ("a b c", "must be local")):
+        status, data = api("POST", "preprocess", body={"kind": "images", "input": image_folder, "cluster": cluster})
+        assert status == 400 and says in data["message"], data
 
     status, job = api("POST", "preprocess", body={"kind": "images", "input": image_folder, "cluster": "local",
                                                   "params": {"size": 32}})
     assert status == 201, job
     assert (job["input"], job["output"]) == ("photos", "photos-preprocessed")
-    deadline = time.monotonic() + 180
+    deadline, seen = time.monotonic() + 180, []
     while job["state"] not in ("done", "failed") and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.05)
         status, job = api("GET", f"preprocess/{job['id']}")
         assert status == 200
+        seen.append(job)
     assert job["state"] == "done", job
-    assert re.fullmatch(re.escape(jp_base_url.rstrip("/")) + r"/proxy/\d+/status", job["dashboard"]), job
+    running = [j for j in seen if j["state"] == "running"]
+    assert running, [j["state"] for j in seen]
+    # the dashboard through the server's proxy while the cluster lives, and gone with it
+    assert re.fullmatch(re.escape(jp_base_url.rstrip("/")) + r"/proxy/\d+/status", running[0]["dashboard"]), running
+    assert job["dashboard"] == ""
+    assert job["progress"]["done"] == job["progress"]["total"] > 0 and job["elapsed"] > 0
     manifest = json.loads((jp_root_dir / "photos-preprocessed" / "manifest.json").read_text())
     assert manifest["bad_records"]["count"] == 1
     assert job["summary"]["bad_records"]["count"] == 1
+    # counts per split, and the bad record with its error, as the job page shows them
+    assert {split: s["n"] for split, s in job["splits"].items()} == {s: v["n"] for s, v in manifest["splits"].items()}
+    assert sum(s["n"] for s in job["splits"].values()) == 10
+    assert [b["record"].endswith("broken.jpg") for b in job["bad_records"]] == [True] and job["bad_records"][0]["error"]
     status, listing = api("GET", "preprocess")
     assert [j["id"] for j in listing["jobs"]] == [job["id"]]
     status, data = api("GET", "preprocess/99")
