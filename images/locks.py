@@ -17,6 +17,8 @@ import re
 import sys
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements.lock"
 DATA_MARK = "# ---- offline data packages"
@@ -27,10 +29,6 @@ IMAGES = {
     "hub": {"extras": ("hub", "kubernetes", "market"), "data": False},
     "singleuser-cpu": {"extras": ("hub", "ml", "dask", "kubernetes", "slurm", "market", "serve"), "data": True},
 }
-
-
-def canonical(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def blocks(text):
@@ -46,7 +44,7 @@ def blocks(text):
             if line.strip().startswith("#") and note:
                 note = note[3:].strip() if note.startswith("via") else note
                 via += [note] if note else []
-        found.append((canonical(head.group(1)), block.rstrip("\n") + "\n", via))
+        found.append((canonicalize_name(head.group(1)), block.rstrip("\n") + "\n", via))
     return found
 
 
@@ -61,7 +59,7 @@ def requirement_names(extras, setup_cfg=ROOT / "setup.cfg"):
     for line in lines:
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("%("):
-            names.add(canonical(re.match(r"[A-Za-z0-9._-]+", line).group(0)))
+            names.add(canonicalize_name(re.match(r"[A-Za-z0-9._-]+", line).group(0)))
     return names
 
 
@@ -74,7 +72,7 @@ def image_lock(lock_text, extras, data):
     for name, _, via in entries:
         for parent in via:
             if parent != TOP:
-                needs.setdefault(canonical(parent.split(" ")[0]), set()).add(name)
+                needs.setdefault(canonicalize_name(parent.split(" ")[0]), set()).add(name)
     wanted, todo = set(), list(requirement_names(extras) | set(BUILD))
     while todo:
         name = todo.pop()
