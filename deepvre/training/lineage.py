@@ -171,6 +171,7 @@ def ensure_imagenet_base(market, name=BASE_NAME, version=BASE_VERSION, convert_d
     and owner as ``deepvre weights convert --publish``. Any other base must be in the catalog
     already (``NotFound`` otherwise).
     """
+    from deepvre.errors import Forbidden, Unavailable
     from deepvre.market.catalog import NotFound
     from deepvre.science import mobilenet
 
@@ -179,5 +180,11 @@ def ensure_imagenet_base(market, name=BASE_NAME, version=BASE_VERSION, convert_d
     except NotFound:
         if (name, version) != (BASE_NAME, BASE_VERSION):
             raise
-    base_models.publish_mobilenet(mobilenet.convert(convert_dir), market)
+    try:
+        base_models.publish_mobilenet(mobilenet.convert(convert_dir), market)
+    except Forbidden as err:  # a hub's marketplace: only its system account publishes the base model
+        raise Unavailable(
+            f"{name} {version} is not in the hub's marketplace yet: the marketplace publishes it at its first "
+            f"start (its api/status says whether it is still seeding; about 20 s). Try again in a minute, or "
+            f"ask the hub's admin if it stays missing ({err})") from None
     return market.show(name, version)

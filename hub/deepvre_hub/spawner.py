@@ -8,7 +8,12 @@ Nothing here blocks the hub's event loop while other users spawn: ``useradd`` an
 GPU discovery (``nvidia-smi``) run in a thread, and the discovery is done once per hub process.
 """
 
+import asyncio
+import json
 import os
+import pwd
+import shlex
+import subprocess
 import sys
 
 from jupyterhub.spawner import LocalProcessSpawner
@@ -16,7 +21,7 @@ from traitlets import Bool, Enum, Unicode, default
 
 from deepvre.site import profiles
 
-from . import accounts, gpu_devices, gpus, limits
+from . import accounts, examples, gpu_devices, gpus, limits
 from .spawn_form import LocalGpusMixin, ProfileSpawnerMixin, refusal
 
 
@@ -161,17 +166,57 @@ class DeepvreSpawner(LocalGpusMixin, ProfileSpawnerMixin, LocalProcessSpawner):
         args = super().get_args()
         if self.personal_mode and accounts.hub_is_root():
             args.append("--allow-root")
+        args.append(f"--ServerApp.terminado_settings={json.dumps({'shell_command': terminal_shell(BIN_DIR)})}")
         return args
 
     def get_env(self):
         env = super().get_env()
+        env["PATH"] = path_with(BIN_DIR, env.get("PATH"))  # `deepvre` in every kernel and terminal
         profile = profiles.find_profile(self.profiles or [profiles.FALLBACK_PROFILE], self.profile_slug)
         if profile is not None:
             env.update(profiles.local_environment(profile, self.gpu_ids))
         return env
 
+    examples_dir = Unicode(
+        config=True,
+        help="""Notebooks copied into each user's home at the first spawn, into ~/deepvre-examples
+        (once: later spawns keep the user's edits and deletions; copied as the user, never over a
+        file and never through a symlink: ``deepvre_hub.examples``).
+
+        Example: ``"/srv/deepvre/notebooks"``; empty: none. Default: ``notebooks/`` of the checkout
+        the hub runs from (the four use cases), if there is one.
+        """,
+    )
+
+    @default("examples_dir")
+    def _default_examples_dir(self):
+        from deepvre.site.settings import REPO_ROOT
+
+        folder = REPO_ROOT / "notebooks" if REPO_ROOT is not None else None
+        return str(folder) if folder is not None and folder.is_dir() else ""
+
+    async def offer_examples(self):
+        """Copy :attr:`examples_dir` into the user's home (the first spawn only); a failure is
+        logged, never a refused spawn."""
+        if not self.examples_dir or not os.path.isdir(self.examples_dir):
+            return
+        try:
+            if self.personal_mode:  # the server runs as the hub's account: so does the copy
+                await asyncio.to_thread(examples.copy_examples, self.examples_dir, self.personal_home())
+                return
+            entry = pwd.getpwnam(self.user.name)
+            done = await asyncio.to_thread(
+                subprocess.run, examples.as_user_command(self.examples_dir), user=entry.pw_uid, group=entry.pw_gid,
+                extra_groups=[], env={"PATH": os.defpath, "HOME": entry.pw_dir}, cwd=entry.pw_dir,
+                capture_output=True, text=True, timeout=120)
+            if done.returncode:
+                self.log.warning("deepvre: examples not copied for %s: %s", self.user.name, done.stderr[-500:])
+        except (OSError, KeyError, subprocess.SubprocessError) as err:
+            self.log.warning("deepvre: examples not copied for %s: %s", self.user.name, err)
+
     async def start(self):
         profile = self.reduce_user_options()
+        await self.offer_examples()
         await self.discover_gpus()
         self.hold_gpus(profile)
         self.profile_slug = profile["slug"]
@@ -203,6 +248,24 @@ class DeepvreSpawner(LocalGpusMixin, ProfileSpawnerMixin, LocalProcessSpawner):
                 self.log.warning("The cgroup of %s still has processes; left in place", self.owner)
         except OSError as err:
             self.log.warning("Cannot remove the cgroup of %s: %s", self.owner, err)
+
+
+# This environment's commands: jupyterhub-singleuser, deepvre, python
+BIN_DIR = os.path.dirname(sys.executable)
+
+
+def path_with(folder, path=None):
+    """``PATH`` with ``folder`` first (once)."""
+    rest = [p for p in (path or os.defpath).split(os.pathsep) if p and p != folder]
+    return os.pathsep.join([folder, *rest])
+
+
+def terminal_shell(bin_dir):
+    """A terminal's command: a login shell (the profile's variables, as JupyterLab's default
+    ``sh -l`` gives them), then the user's shell with ``bin_dir`` first on ``PATH`` again: the
+    system's profile resets ``PATH``, which dropped ``deepvre`` from every terminal."""
+    keep = f"export PATH={shlex.quote(bin_dir)}:\"$PATH\"; exec \"${{SHELL:-/bin/sh}}\" -i"
+    return ["/bin/sh", "-l", "-c", keep]
 
 
 def singleuser_command():

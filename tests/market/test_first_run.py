@@ -70,6 +70,14 @@ def test_inside_a_hub_the_cli_uses_the_hubs_marketplace_and_the_name_is_reserved
         done = in_server(hub, "root", private, "weights", "convert", "--out", mobilenet_dir, "--publish")
         assert done.returncode != 0 and "reserved" in done.stderr, done.stderr
         assert requests.get(hub["market_url"] + f"api/models/{BASE}", headers=auth(hub, "bob"), timeout=30).status_code == 404
+        # a notebook's ensure_imagenet_base before the seed: a clear error, nothing published
+        from deepvre.errors import Unavailable
+        from deepvre.market.client import HTTPMarket
+        from deepvre.training import lineage
+
+        with pytest.raises(Unavailable, match="not in the hub's marketplace yet"):
+            lineage.ensure_imagenet_base(HTTPMarket(hub["market_url"], hub["tokens"]["alice"]),
+                                         convert_dir=mobilenet_dir)
         # without the hub's marketplace inside a hub: a clear error, not a private catalog
         env = dict(os.environ, JUPYTERHUB_API_TOKEN=hub["tokens"]["alice"], DEEPVRE_MARKET_DIR=str(private))
         env.pop("DEEPVRE_MARKET_URL", None)
