@@ -157,7 +157,8 @@ export function lineageLinks(lineage: ILineage | null | undefined): ILineageLink
     });
   }
   if (lineage.notebook) {
-    links.push({ label: 'Executed notebook', text: lineage.notebook });
+    // published from a run, the notebook is the run's executed copy; otherwise the one to train with
+    links.push({ label: lineage.run?.id ? 'Executed notebook' : 'Training notebook', text: lineage.notebook });
   }
   return links;
 }

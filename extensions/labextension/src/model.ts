@@ -23,7 +23,7 @@ export interface IModelDetails extends IModelCard {
   versions: unknown[];
 }
 
-export type Kind = 'int' | 'float' | 'bool' | 'str' | 'json' | 'any';
+export type Kind = 'int' | 'float' | 'bool' | 'str' | 'json' | 'any' | 'choice';
 
 export interface IParameter {
   name: string;
@@ -32,6 +32,40 @@ export interface IParameter {
   default: string | null;
   value: unknown;
   help: string;
+  /** The values a ``choice`` takes (the notebook's help lists them as "one of: a, b, c"). */
+  choices?: unknown[];
+}
+
+/** Parameters the runner or the platform sets (the executed copy's path, the output folder): not in the form's main part. */
+export const INTERNAL_PARAMETERS = ['executed_notebook', 'output_dir', 'run_dir', 'kernel_name'];
+
+export function isInternal(p: IParameter): boolean {
+  return INTERNAL_PARAMETERS.includes(p.name) || p.name.startsWith('_');
+}
+
+/** The form input a parameter gets: a checkbox, a number box, a choice or a text box. */
+export function inputKind(p: IParameter): 'checkbox' | 'number' | 'select' | 'text' {
+  if (p.kind === 'choice' && p.choices?.length) {
+    return 'select';
+  }
+  return p.kind === 'bool' ? 'checkbox' : p.kind === 'int' || p.kind === 'float' ? 'number' : 'text';
+}
+
+/** ``{name: message}`` of the fields whose text does not parse to their type (empty: all good). */
+export function fieldErrors(params: IParameter[], texts: Record<string, string>): Record<string, string> {
+  const errors: Record<string, string> = {};
+  for (const p of params) {
+    const text = texts[p.name];
+    if (text === undefined || text === displayValue(p)) {
+      continue;
+    }
+    try {
+      coerceValue(p, text);
+    } catch (err) {
+      errors[p.name] = (err as Error).message;
+    }
+  }
+  return errors;
 }
 
 export interface IRun {
@@ -104,6 +138,10 @@ export function coerceValue(p: IParameter, text: string): unknown {
           : fail('true or false');
     case 'str':
       return text;
+    case 'choice': {
+      const found = (p.choices ?? []).find(c => String(c) === text);
+      return found !== undefined ? found : fail(`one of ${(p.choices ?? []).map(String).join(', ')}`);
+    }
     default:
       try {
         return JSON.parse(t);

@@ -93,7 +93,9 @@ function Lineage(props: { page: IModelPage; options: IPanelOptions }): JSX.Eleme
   return (
     <section aria-label="Lineage">
       <h3>Lineage</h3>
-      {links.length === 0 && <p className="jp-deepvre-empty">A base model: trained elsewhere, no lineage recorded.</p>}
+      {!props.page.provenance?.base && (
+        <p className="jp-deepvre-empty" data-testid="no-base">No base model: this model was not fine-tuned from one in the catalog.</p>
+      )}
       <dl className="jp-deepvre-service" data-testid="lineage">
         {links.map(l => (
           <React.Fragment key={l.label + l.text}>
@@ -210,6 +212,7 @@ export function ModelPage(props: { name: string; version: string; options: IPane
             <h4>Link to this page</h4>
             <code className="jp-deepvre-wrap">{link}</code>
           </section>
+          <h3>About</h3>
           <dl className="jp-deepvre-service">
             <dt>License</dt>
             <dd>{page.license || 'not stated'}</dd>

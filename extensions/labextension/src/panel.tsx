@@ -13,13 +13,16 @@ import { Markdown } from './markdown';
 import {
   changedValues,
   displayValue,
+  fieldErrors,
   formatMetrics,
   IFilters,
   IModelCard,
   IModelDetails,
   IParameter,
+  inputKind,
   IRun,
   isActive,
+  isInternal,
   lineageText,
   progressText,
   searchQuery
@@ -183,9 +186,50 @@ function ParameterForm(props: {
   const [texts, setTexts] = useState<Record<string, string>>({});
   const [path, setPath] = useState('');
   const [status, act] = useAction();
+  const errors = fieldErrors(props.params, texts);
   const submit = (event: React.FormEvent) => {
     event.preventDefault();
     void act('Sending…', async () => props.onSubmit(changedValues(props.params, texts), path.trim()));
+  };
+  /** One parameter's typed input (number, checkbox, choice or text), with its error beneath it. */
+  const field = (p: IParameter) => {
+    const text = texts[p.name] ?? displayValue(p);
+    const set = (value: string) => setTexts({ ...texts, [p.name]: value });
+    const error = errors[p.name];
+    const common = {
+      name: p.name,
+      'aria-invalid': Boolean(error),
+      'aria-describedby': error ? `deepvre-error-${p.name}` : undefined
+    };
+    const kind = inputKind(p);
+    return (
+      <label key={p.name}>
+        <span>
+          {p.name} <small>({p.type})</small>
+        </span>
+        {kind === 'checkbox' ? (
+          <input type="checkbox" {...common} checked={text === 'true'} onChange={e => set(e.target.checked ? 'true' : 'false')} />
+        ) : kind === 'select' ? (
+          <select {...common} value={text} onChange={e => set(e.target.value)}>
+            {(p.choices ?? []).map(c => (
+              <option key={String(c)} value={String(c)}>
+                {String(c)}
+              </option>
+            ))}
+          </select>
+        ) : kind === 'number' ? (
+          <input type="number" step={p.kind === 'int' ? 1 : 'any'} {...common} value={text} onChange={e => set(e.target.value)} />
+        ) : (
+          <input type="text" {...common} value={text} onChange={e => set(e.target.value)} />
+        )}
+        {error && (
+          <small className="jp-deepvre-field-error" id={`deepvre-error-${p.name}`} role="alert">
+            {error}
+          </small>
+        )}
+        {p.help && <small>{p.help}</small>}
+      </label>
+    );
   };
   return (
     <form className="jp-deepvre-form" onSubmit={submit} aria-label="Training parameters" aria-busy={busy(status)}>
@@ -205,29 +249,14 @@ function ParameterForm(props: {
       {props.params.length === 0 && (
         <p className="jp-deepvre-empty">This notebook declares no parameters (no cell tagged "parameters").</p>
       )}
-      {props.params.map(p => {
-        const text = texts[p.name] ?? displayValue(p);
-        const set = (value: string) => setTexts({ ...texts, [p.name]: value });
-        return (
-          <label key={p.name}>
-            <span>
-              {p.name} <small>({p.type})</small>
-            </span>
-            {p.kind === 'bool' ? (
-              <input
-                type="checkbox"
-                name={p.name}
-                checked={text === 'true'}
-                onChange={e => set(e.target.checked ? 'true' : 'false')}
-              />
-            ) : (
-              <input type="text" name={p.name} value={text} onChange={e => set(e.target.value)} />
-            )}
-            {p.help && <small>{p.help}</small>}
-          </label>
-        );
-      })}
-      <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={busy(status)}>
+      {props.params.filter(p => !isInternal(p)).map(field)}
+      {props.params.some(isInternal) && (
+        <details className="jp-deepvre-internal">
+          <summary>Internal parameters (the runner sets them; change only if you know why)</summary>
+          {props.params.filter(isInternal).map(field)}
+        </details>
+      )}
+      <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={busy(status) || Object.keys(errors).length > 0}>
         {props.submitLabel}
       </button>
       <StatusLine status={status} testid="form-status" />

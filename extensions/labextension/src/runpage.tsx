@@ -6,7 +6,7 @@
 import React, { useEffect, useState } from 'react';
 
 import { post, requestAPI } from './api';
-import { curves, elapsedSeconds, formatBytes, formatDuration, IEpoch, ISeries, polyline } from './format';
+import { curves, elapsedSeconds, formatBytes, formatDuration, formatNumber, IEpoch, ISeries, polyline } from './format';
 import { IRun, isActive, progressText } from './model';
 import { MetricsTable } from './modelpage';
 import { busy, IPanelOptions, StatusLine, useAction } from './panel';
@@ -58,14 +58,21 @@ function Chart(props: { title: string; series: ISeries }): JSX.Element | null {
   return (
     <figure className="jp-deepvre-chart" data-testid={`chart-${props.title}`}>
       <figcaption>{props.title}</figcaption>
-      <svg viewBox={`-40 -8 ${w + 50} ${h + 28}`} width={w + 50} height={h + 28} role="img" aria-label={`${props.title} per epoch`}>
+      <svg viewBox={`-64 -8 ${w + 74} ${h + 28}`} width={w + 74} height={h + 28} role="img" aria-label={`${props.title} per epoch`}>
         <rect x={0} y={0} width={w} height={h} className="jp-deepvre-chart-frame" />
-        <text x={-4} y={6} textAnchor="end">{Number(box.y1.toPrecision(3))}</text>
-        <text x={-4} y={h} textAnchor="end">{Number(box.y0.toPrecision(3))}</text>
+        <text x={-4} y={6} textAnchor="end">{formatNumber(Number(box.y1.toPrecision(3)))}</text>
+        <text x={-4} y={h} textAnchor="end">{formatNumber(Number(box.y0.toPrecision(3)))}</text>
         <text x={0} y={h + 16}>epoch {box.x0}</text>
         <text x={w} y={h + 16} textAnchor="end">{box.x1}</text>
         {entries.map(([name, pts], i) => (
-          <polyline key={name} points={polyline(pts, box, w, h)} fill="none" stroke={COLOURS[i % COLOURS.length]} strokeWidth={2} />
+          <g key={name} stroke={COLOURS[i % COLOURS.length]} fill={COLOURS[i % COLOURS.length]}>
+            <polyline points={polyline(pts, box, w, h)} fill="none" strokeWidth={2} />
+            {polyline(pts, box, w, h)
+              .split(' ')
+              .map((xy, j) => (
+                <circle key={j} cx={xy.split(',')[0]} cy={xy.split(',')[1]} r={2.5} />
+              ))}
+          </g>
         ))}
       </svg>
       <div className="jp-deepvre-legend">

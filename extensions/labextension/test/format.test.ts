@@ -93,6 +93,8 @@ describe('lineageLinks', () => {
   it('does not link a run that is not in the user’s runs', () => {
     const [run] = lineageLinks({ base: null, data: null, notebook: null, parameters: {}, run: { id: 'r1', local: false } });
     expect(run).toEqual({ label: 'Run', text: 'r1 (not in your runs)' });
+    const [notebook] = lineageLinks({ base: null, data: null, notebook: 'train.ipynb', parameters: {}, run: null });
+    expect(notebook).toEqual({ label: 'Training notebook', text: 'train.ipynb' });
     expect(lineageLinks(null)).toEqual([]);
   });
 });

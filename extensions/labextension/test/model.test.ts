@@ -2,6 +2,9 @@ import {
   changedValues,
   coerceValue,
   displayValue,
+  fieldErrors,
+  inputKind,
+  isInternal,
   formatMetrics,
   IParameter,
   lineageText,
@@ -71,5 +74,42 @@ describe('display helpers', () => {
     const run = { id: 'r', state: 'running', progress: { done: 3, total: 10 } } as any;
     expect(progressText(run)).toBe('running · 3/10 cells');
     expect(progressText({ ...run, progress: { done: 0, total: null } })).toBe('running');
+  });
+});
+
+describe('typed form', () => {
+  const choice: IParameter = {
+    name: 'cluster',
+    kind: 'choice',
+    type: 'str',
+    value: 'local',
+    default: '"local"',
+    help: 'one of: local, slurm',
+    choices: ['local', 'slurm']
+  };
+  const size: IParameter = { ...choice, name: 'size', type: 'int', value: 32, default: '32', choices: [32, 64] };
+  it('gives each kind its input and keeps internal parameters apart', () => {
+    expect(inputKind(param('epochs', 'int', 2))).toBe('number');
+    expect(inputKind(param('lr', 'float', 0.1))).toBe('number');
+    expect(inputKind(param('smoke', 'bool', false))).toBe('checkbox');
+    expect(inputKind(param('label', 'str', 'x'))).toBe('text');
+    expect(inputKind(choice)).toBe('select');
+    expect(inputKind({ ...choice, choices: [] })).toBe('text');
+    expect(isInternal(param('executed_notebook', 'str', ''))).toBe(true);
+    expect(isInternal(param('output_dir', 'str', 'out'))).toBe(true);
+    expect(isInternal(param('_seed_offset', 'int', 0))).toBe(true);
+    expect(isInternal(param('epochs', 'int', 2))).toBe(false);
+  });
+  it('parses a choice to its typed value and refuses others', () => {
+    expect(coerceValue(choice, 'slurm')).toBe('slurm');
+    expect(coerceValue(size, '64')).toBe(64);
+    expect(() => coerceValue(choice, 'k8s')).toThrow('cluster must be one of local, slurm, not "k8s"');
+  });
+  it('puts each error at its field', () => {
+    const params = [param('epochs', 'int', 2), param('lr', 'float', 0.1), param('label', 'str', 'x')];
+    expect(fieldErrors(params, { epochs: 'two', lr: '0.5', label: 'y' })).toEqual({
+      epochs: 'epochs must be an integer, not "two"'
+    });
+    expect(fieldErrors(params, { epochs: '2' })).toEqual({});
   });
 });
