@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import deepvre.market  # noqa: F401  (loads the system SQLite before TensorFlow)
+from tests.science.conftest import mobilenet_dir  # noqa: F401  (a fixture: one offline conversion per session)
 
 LABELS = ["red", "green", "blue"]
 

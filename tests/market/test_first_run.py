@@ -19,24 +19,11 @@ import pytest
 import requests
 
 from tests.hub.hubprocess import wait_for
-from tests.prereqs import require
 
 from .markethub import market_hub
 
 BASE = "mobilenet-v2-imagenet"
 DEEPVRE = str(Path(sys.executable).parent / "deepvre")
-
-
-@pytest.fixture(scope="module")
-def mobilenet_dir(tmp_path_factory):
-    """One offline conversion for the CLI runs (``--out`` finds it verified and keeps it)."""
-    from deepvre.science import mobilenet
-
-    try:
-        mobilenet.weights_path()
-    except FileNotFoundError as err:
-        require(False, str(err))
-    return mobilenet.convert(str(tmp_path_factory.mktemp("mnv2") / "model"))
 
 
 def auth(hub, user):

@@ -33,12 +33,17 @@ def hub(tmp_path_factory):
         yield hub
 
 
-def test_a_planted_symlink_does_not_send_the_copy_outside_the_home(hub):
+def user_with_server(hub, role):
+    """A new approved user whose server runs: ``(name, token, home)``."""
     admin = hub.login(hub.admin, hub.admin_password)
-    name = new_name("plant")
+    name = new_name(role)
     _, token = hub.approved_user(admin, name, PASSWORD)
     assert hub.spawn(token, name, profile="cpu").status_code in (201, 202)
-    home = pwd.getpwnam(name).pw_dir
+    return name, token, pwd.getpwnam(name).pw_dir
+
+
+def test_a_planted_symlink_does_not_send_the_copy_outside_the_home(hub):
+    name, token, home = user_with_server(hub, "plant")
     assert os.path.isfile(os.path.join(home, "deepvre-examples", "biology", "biology.ipynb"))
     with hub_folder("victim-") as folder:
         victim = str(folder)
@@ -70,11 +75,7 @@ def test_a_planted_symlink_does_not_send_the_copy_outside_the_home(hub):
 
 
 def test_an_anonymous_local_process_cannot_plant_into_a_home(hub):
-    admin = hub.login(hub.admin, hub.admin_password)
-    name = new_name("home")
-    _, token = hub.approved_user(admin, name, PASSWORD)
-    assert hub.spawn(token, name, profile="cpu").status_code in (201, 202)
-    home = pwd.getpwnam(name).pw_dir
+    name, token, home = user_with_server(hub, "home")
     nobody = pwd.getpwnam("nobody")
     probe = subprocess.run(
         [sys.executable, "-c", f"import os; os.symlink('/etc', {os.path.join(home, 'planted')!r})"],
