@@ -320,20 +320,25 @@ def predict_logistic(model, x):
     return (z @ model["weights"]).argmax(axis=1)
 
 
-def linear_model(train, val, test, n_classes, l2_grid=(1e-3, 1e-2, 1e-1, 1.0), steps=1000):
-    """Logistic regression on ``(x, y)`` features, ``l2`` chosen on ``val`` (ties: the stronger).
+def accuracy_score(y, predicted):
+    return float(np.mean(np.asarray(predicted) == np.asarray(y)))
 
-    Returns ``{"accuracy": test accuracy, "val_accuracy", "l2"}``.
+
+def linear_model(train, val, test, n_classes, l2_grid=(1e-3, 1e-2, 1e-1, 1.0), steps=1000,
+                 score=accuracy_score, name="accuracy"):
+    """Logistic regression on ``(x, y)`` features, ``l2`` chosen on ``val``'s ``score(y, predicted)``
+    (ties: the stronger).
+
+    Returns ``{name: score on test, "val_" + name, "l2"}`` (default: accuracy).
     """
     best = None
     for l2 in sorted(l2_grid, reverse=True):
         model = fit_logistic(*train, n_classes, l2=l2, steps=steps)
-        score = float(np.mean(predict_logistic(model, val[0]) == np.asarray(val[1])))
-        if best is None or score > best[0]:
-            best = (score, model)
-    score, model = best
-    accuracy = float(np.mean(predict_logistic(model, test[0]) == np.asarray(test[1])))
-    return {"accuracy": accuracy, "val_accuracy": score, "l2": model["l2"]}
+        on_val = score(val[1], predict_logistic(model, val[0]))
+        if best is None or on_val > best[0]:
+            best = (on_val, model)
+    on_val, model = best
+    return {name: score(test[1], predict_logistic(model, test[0])), f"val_{name}": on_val, "l2": model["l2"]}
 
 
 def colour_baseline(train, val, test, n_classes, **kwargs):

@@ -87,21 +87,14 @@ def oversampled(y):
 
 
 def balanced_linear(train, val, test, n_classes, l2_grid=(1e-3, 1e-2, 1e-1, 1.0)):
-    """Logistic regression on ``(features, y)``, trained on class-balanced (oversampled) training
-    items, the penalty chosen on ``val``'s balanced accuracy (ties: the stronger).
+    """:func:`evaluation.linear_model` trained on class-balanced (oversampled) training items,
+    scored (and its penalty chosen on ``val``) by balanced accuracy.
 
     Returns ``{"balanced_accuracy": on test, "val_balanced_accuracy", "l2"}``.
     """
     from ..training.report import balanced_accuracy
 
     keep = oversampled(train[1])
-    x_train, y_train = np.asarray(train[0])[keep], np.asarray(train[1])[keep]
-    best = None
-    for l2 in sorted(l2_grid, reverse=True):
-        model = evaluation.fit_logistic(x_train, y_train, n_classes, l2=l2)
-        score = balanced_accuracy(val[1], evaluation.predict_logistic(model, val[0]), n_classes)
-        if best is None or score > best[0]:
-            best = (score, model)
-    score, model = best
-    return {"balanced_accuracy": balanced_accuracy(test[1], evaluation.predict_logistic(model, test[0]), n_classes),
-            "val_balanced_accuracy": score, "l2": model["l2"]}
+    return evaluation.linear_model(
+        (np.asarray(train[0])[keep], np.asarray(train[1])[keep]), val, test, n_classes, l2_grid,
+        score=lambda y, predicted: balanced_accuracy(y, predicted, n_classes), name="balanced_accuracy")

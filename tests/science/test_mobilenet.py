@@ -120,5 +120,5 @@ def test_cli_convert_publish(mobilenet_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(tmp_path / "market"))
     result = CliRunner().invoke(main, ["weights", "convert", "--out", mobilenet_dir, "--publish"])
     assert result.exit_code == 0, result.output
-    assert "published mobilenet-v2-imagenet 1.0.0" in result.output
+    assert "mobilenet-v2-imagenet 1.0.0 (owner deepvre) is in the local catalog" in result.output
     assert Catalog().show("anyone", "mobilenet-v2-imagenet")["published_by"] == "deepvre"
