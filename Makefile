@@ -84,7 +84,7 @@ results: setup
 	$(BIN)/deepvre results $(CASES)
 
 test: setup
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=40 $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check hub deepvre extensions tests benchmarks
