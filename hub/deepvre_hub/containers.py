@@ -57,7 +57,7 @@ from deepvre.private_dirs import private_folder, untrusted_parent
 from deepvre.site import addresses, profiles
 from deepvre.site.settings import REPO_ROOT
 
-from . import gpus
+from . import gpus, terminals
 from .spawn_form import LocalGpusMixin, ProfileSpawnerMixin, refusal
 
 IMAGE_REPOSITORY = "localhost/deepvre/singleuser-cpu"
@@ -618,6 +618,7 @@ def configure(c, settings, state_dir):
     c.DockerSpawner.prefix = "deepvre"
     c.DockerSpawner.remove = True  # stop removes the container (the home stays in its volume)
     c.DockerSpawner.use_internal_ip = True  # the proxy reaches the container on the user's network
+    c.DockerSpawner.args = terminals.server_args(terminals.IMAGE_BIN)  # `deepvre` on PATH in terminals
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 120
     c.ContainerSpawner.profiles = settings.get("profiles") or []

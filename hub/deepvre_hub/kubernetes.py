@@ -31,8 +31,8 @@ from deepvre.market import service as market_service
 from deepvre.site import environment, profiles
 from deepvre.site.settings import SettingsError, validated_section
 
-from . import admission, culler, user_namespaces
-from .modes import SERVER_SCOPES
+from . import admission, culler, terminals, user_namespaces
+from .modes import SERVER_SCOPES, SYSTEM_ACCOUNT
 
 CHART_NAME = "jupyterhub"
 CHART_REPO = "https://hub.jupyter.org/helm-chart/"
@@ -415,7 +415,7 @@ def z2jh_values(settings):
                        **_named_servers(settings)},
         # a server's own token opens the server: never sent to the marketplace, so not scoped for it
         "Spawner": {"server_token_scopes": list(SERVER_SCOPES)},
-        "KubeSpawner": spawner,
+        "KubeSpawner": {**spawner, "args": terminals.server_args(terminals.IMAGE_BIN)},  # `deepvre` in terminals
     }
     if auth == "oidc":
         hub_config["JupyterHub"]["authenticator_class"] = "generic-oauth"
@@ -425,6 +425,8 @@ def z2jh_values(settings):
     else:
         hub_config["JupyterHub"]["authenticator_class"] = "nativeauthenticator.NativeAuthenticator"
         hub_config["Authenticator"] = {"allow_all": True}
+    # the marketplace's system account (the base models' owner) is nobody's login
+    hub_config["Authenticator"]["blocked_users"] = [SYSTEM_ACCOUNT]
 
     # The chart's own keys, for what it renders beside the spawner (its image pullers, the
     # NetworkPolicy); each agrees with hub.config.KubeSpawner where both say something.

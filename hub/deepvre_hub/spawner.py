@@ -9,10 +9,8 @@ GPU discovery (``nvidia-smi``) run in a thread, and the discovery is done once p
 """
 
 import asyncio
-import json
 import os
 import pwd
-import shlex
 import subprocess
 import sys
 
@@ -21,7 +19,7 @@ from traitlets import Bool, Enum, Unicode, default
 
 from deepvre.site import profiles
 
-from . import accounts, examples, gpu_devices, gpus, limits
+from . import accounts, examples, gpu_devices, gpus, limits, terminals
 from .spawn_form import LocalGpusMixin, ProfileSpawnerMixin, refusal
 
 
@@ -166,7 +164,7 @@ class DeepvreSpawner(LocalGpusMixin, ProfileSpawnerMixin, LocalProcessSpawner):
         args = super().get_args()
         if self.personal_mode and accounts.hub_is_root():
             args.append("--allow-root")
-        args.append(f"--ServerApp.terminado_settings={json.dumps({'shell_command': terminal_shell(BIN_DIR)})}")
+        args += terminals.server_args(BIN_DIR)
         return args
 
     def get_env(self):
@@ -258,14 +256,6 @@ def path_with(folder, path=None):
     """``PATH`` with ``folder`` first (once)."""
     rest = [p for p in (path or os.defpath).split(os.pathsep) if p and p != folder]
     return os.pathsep.join([folder, *rest])
-
-
-def terminal_shell(bin_dir):
-    """A terminal's command: a login shell (the profile's variables, as JupyterLab's default
-    ``sh -l`` gives them), then the user's shell with ``bin_dir`` first on ``PATH`` again: the
-    system's profile resets ``PATH``, which dropped ``deepvre`` from every terminal."""
-    keep = f"export PATH={shlex.quote(bin_dir)}:\"$PATH\"; exec \"${{SHELL:-/bin/sh}}\" -i"
-    return ["/bin/sh", "-l", "-c", keep]
 
 
 def singleuser_command():

@@ -11,6 +11,7 @@ Reusable by any test folder::
     token = hub.token(alice)            # an API token of alice (via the hub's own API)
     hub.spawn(token, "alice", profile="gpu-1", server="gpu")   # waits until ready
     run_code(hub.server_url("alice", "gpu"), token, "print(1 + 1)")  # -> "2\\n"
+    terminal_output(hub.server_url("alice"), token, "which deepvre")  # in a JupyterLab terminal
     hub.restart(); hub.stop()           # hub.log_text() holds the hub's output
     hub.accounts.append("alice"); hub.teardown()   # stop servers and hub, delete those OS accounts
 
@@ -331,6 +332,28 @@ def personal_hub_process():
                 yield hub
     finally:
         subprocess.run(["userdel", "-r", account], capture_output=True, check=False)
+
+
+def terminal_output(server_url, token, command, timeout=60):
+    """Run ``command`` in a new JupyterLab terminal of a single-user server (REST + websocket);
+    return what the terminal showed until the command ended."""
+    headers = {"Authorization": f"token {token}"}
+    r = requests.post(f"{server_url}api/terminals", headers=headers, timeout=60)
+    r.raise_for_status()
+    name = r.json()["name"]
+    ws = websocket.create_connection(f"{server_url.replace('http://', 'ws://')}terminals/websocket/{name}",
+                                     header=[f"Authorization: token {token}"], timeout=timeout)
+    try:
+        ws.send(json.dumps(["stdin", f"{command}; echo END-$((40+2))\r"]))  # END-42 only in the output
+        text, deadline = "", time.monotonic() + timeout
+        while "END-42" not in text and time.monotonic() < deadline:
+            message = json.loads(ws.recv())
+            if message[0] == "stdout":
+                text += message[1]
+        return text
+    finally:
+        ws.close()
+        requests.delete(f"{server_url}api/terminals/{name}", headers=headers, timeout=60)
 
 
 def run_code(server_url, token, code, timeout=120):

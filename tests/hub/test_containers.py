@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from deepvre_hub import containers
-from tests.hub.hubprocess import HubProcess, run_code
+from tests.hub.hubprocess import HubProcess, run_code, terminal_output
 from tests.prereqs import REPO, require, require_program, require_proxy, require_root
 
 pytestmark = [pytest.mark.hub, pytest.mark.root, pytest.mark.timeout(1800)]
@@ -139,6 +139,13 @@ def test_the_server_runs_in_a_container_reached_through_the_proxy(hub, alice):
     assert (uid, home, profile) == ("1000", "/home/jovyan", "cpu")
     assert spec == container_of(name)["ImageName"] or spec.endswith(container_of(name)["ImageName"])
     assert market[0] == "market" and market[1].isdigit(), out  # an HTTP answer: the marketplace is reachable
+
+
+def test_deepvre_is_on_path_in_a_containers_terminal(hub, alice):
+    """The image's /etc/profile sets PATH anew in the terminal's login shell (deepvre_hub.terminals)."""
+    name, token = alice
+    text = terminal_output(hub.server_url(name), token, "command -v deepvre")
+    assert "/opt/deepvre/bin/deepvre" in text, text
 
 
 def test_the_profile_becomes_the_containers_limits(alice):

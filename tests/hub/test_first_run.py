@@ -11,13 +11,11 @@ marketplace seeding its base model, servers under the users' own accounts):
 import json
 import os
 import pwd
-import time
 
 import pytest
 import requests
-import websocket
 
-from tests.hub.hubprocess import HubProcess, cpu_only, run_code, wait_for
+from tests.hub.hubprocess import HubProcess, cpu_only, run_code, terminal_output, wait_for
 from tests.prereqs import require_proxy, require_root
 from tests.security.conftest import PASSWORD, new_name
 
@@ -42,27 +40,6 @@ def hub(tmp_path_factory):
         yield hub
 
 
-def terminal_output(hub, command, timeout=60):
-    """Run ``command`` in a new JupyterLab terminal of the user's server; the text it printed."""
-    url, headers = hub.server_url(hub.user), {"Authorization": f"token {hub.user_token}"}
-    r = requests.post(f"{url}api/terminals", headers=headers, timeout=60)
-    r.raise_for_status()
-    name = r.json()["name"]
-    ws = websocket.create_connection(f"{url.replace('http://', 'ws://')}terminals/websocket/{name}",
-                                     header=[f"Authorization: token {hub.user_token}"], timeout=timeout)
-    try:
-        ws.send(json.dumps(["stdin", f"{command}; echo END-$((40+2))\r"]))
-        text, deadline = "", time.monotonic() + timeout
-        while "END-42" not in text and time.monotonic() < deadline:
-            message = json.loads(ws.recv())
-            if message[0] == "stdout":
-                text += message[1]
-        return text
-    finally:
-        ws.close()
-        requests.delete(f"{url}api/terminals/{name}", headers=headers, timeout=60)
-
-
 def test_deepvre_is_on_path_in_a_kernel_and_a_terminal(hub):
     out = run_code(hub.server_url(hub.user), hub.user_token, (
         "import shutil, subprocess\n"
@@ -71,7 +48,7 @@ def test_deepvre_is_on_path_in_a_kernel_and_a_terminal(hub):
     where = out.splitlines()[0]
     assert where.endswith("/deepvre") and os.access(where, os.X_OK), out
     assert "Usage: deepvre" in out and "weights" in out
-    text = terminal_output(hub, "which deepvre && deepvre --help | head -3")
+    text = terminal_output(hub.server_url(hub.user), hub.user_token, "which deepvre && deepvre --help | head -3")
     assert where in text and "Usage: deepvre" in text, text
 
 
