@@ -269,9 +269,11 @@ def dashboard_link(link, environ=None):
 
 def kind_of(cluster):
     """``local``, ``slurm``, ``kubernetes`` or ``address`` for a --cluster value."""
+    if not isinstance(cluster, str):  # e.g. a JSON body's number or list
+        raise ValueError(f"--cluster must be a string (local, slurm, kubernetes or a scheduler address), not {cluster!r}")
     if cluster in ("local", "slurm", "kubernetes"):
         return cluster
-    if re.match(r"^(tcp|tls|ucx|inproc)://", cluster) or re.match(r"^[\w.-]+:\d+$", cluster):
+    if re.match(r"^(tcp|tls|ucx|inproc)://", cluster) or re.match(r"^[\w.-]+:\d+\Z", cluster):
         return "address"
     raise ValueError(f"--cluster must be local, slurm, kubernetes or a scheduler address, not {cluster!r}")
 

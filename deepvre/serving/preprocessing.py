@@ -18,6 +18,10 @@ import json
 
 import numpy as np
 
+# Largest image decoded (width x height): a small compressed file can expand to gigabytes, and
+# Pillow itself refuses only beyond twice its 89 Mpixels (between, it warns and decodes).
+MAX_PIXELS = 50_000_000
+
 
 class InputError(ValueError):
     """A client's input the model cannot take (not an image, wrong shape or type): a 400, not a 500."""
@@ -40,8 +44,13 @@ def image_array(data, spec):
         raise InputError("the image file is empty")
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_PIXELS:  # from the header, before anything is decoded
+                raise InputError(f"the image is {img.width} x {img.height} pixels, over the limit of "
+                                 f"{MAX_PIXELS} pixels; resize it first")
             img = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
             pixels = np.asarray(img, dtype="float32").reshape(height, width, channels)
+    except InputError:
+        raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # Pillow's decode errors
         raise InputError(f"not an image Pillow can read ({len(data)} bytes): {err}") from None
     return scale(pixels, spec)[None]

@@ -12,15 +12,19 @@ service references with paths in them, cluster names that dress ``slurm`` up.
 """
 
 import json
+import struct
 import time
+import zlib
 from urllib.parse import quote
 
 import pytest
 import requests
 
+from tests.extension.conftest import colours_market, colours_model  # noqa: F401 (fixtures)
 from tests.market.conftest import make_document
 from tests.market.fuzz_hooks import MODEL, tar_of
 from tests.market.markethub import market_hub
+from tests.serving.test_service_lifecycle import AUTH, Server
 
 BASE = "mobilenet-v2-imagenet"
 
@@ -126,3 +130,89 @@ def test_a_name_a_user_held_before_the_upgrade_is_not_taken_for_the_base_model(t
         assert owner == "deepvre" or seed["state"] != "done", (owner, seed)
         if owner != "deepvre":
             assert seed["state"] == "failed" and "bob" in seed["message"], seed
+
+
+# -- the model services and preprocessing jobs of a real jupyter server ----------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, colours_market):  # noqa: F811
+    srv = Server(tmp_path_factory.mktemp("review17-server"), colours_market)
+    srv.start()
+    yield srv
+    for proc in srv.services() if srv.proc.poll() is None else []:
+        proc.kill()
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def service(server):
+    status, svc = server.api("POST", "serve", {"model": "colours", "version": "1.0.0"})
+    assert status == 201 and svc["state"] == "ready", svc
+    return svc
+
+
+def predict(server, svc, files=None, params=None):
+    return requests.post(server.url + svc["url"].split(str(server.port), 1)[-1] + "models/colours/predict/",
+                         headers={**AUTH, "Accept": "application/json"}, files=files, params=params, timeout=300)
+
+
+def png_of_zeros(width, height):
+    """A grey PNG of ``width`` x ``height`` pixels, a few hundred KB however large it decodes."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pack, row = zlib.compressobj(9), bytes(width + 1)  # filter byte 0, then the row's pixels
+    body = b"".join(pack.compress(row) for _ in range(height)) + pack.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(server, service):
+    """A 12000 x 12000 PNG (144 Mpixels, under Pillow's own refusal at twice 89 Mpixels: it only
+    warns) of about 150 KB would expand to 432 MB as RGB in the service, per request."""
+    bomb = png_of_zeros(12000, 12000)
+    assert len(bomb) < 1_000_000
+    r = predict(server, service, files={"data": ("bomb.png", bomb, "image/png")})
+    assert r.status_code == 400 and "pixels" in r.json()["message"], (r.status_code, r.text[:300])
+    small = png_of_zeros(64, 48)  # an ordinary image still classifies
+    ok = predict(server, service, files={"data": ("small.png", small, "image/png")})
+    assert ok.status_code == 200 and len(ok.json()["predictions"][0]) == 3, ok.text[:300]
+
+
+def test_top_k_out_of_range_is_a_400(server, service):
+    x = json.dumps([[[0.9, 0.0, 0.0]] * 8] * 8)
+    for top_k in ("0", "-1", "101", "1000000000", "99999999999999999999999", "abc", "1.5"):
+        r = predict(server, service, files={"array": (None, x), "top_k": (None, top_k)})
+        assert r.status_code == 400, (top_k, r.status_code, r.text[:300])
+    r = predict(server, service, files={"array": (None, x), "top_k": (None, "100")})
+    assert r.status_code == 200 and [p["label"] for p in r.json()["predictions"][0]][:1] == ["red"], r.text[:300]
+
+
+@pytest.mark.parametrize("ref", ["..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "colours:1.0.0%2F..%2F..%2Fetc%2Fpasswd",
+                                 "..", "serve-1.log", "1", "colours%3A1.0.0%00", "colours:1.0.0%20"])
+def test_a_service_reference_with_a_path_reads_no_file(server, service, ref):
+    r = requests.get(f"{server.url}/deepvre/api/serve/{ref}", headers=AUTH, params={"tail": "50"}, timeout=60)
+    assert r.status_code in (400, 403, 404, 405), (ref, r.status_code, r.text[:300])
+    assert "root:" not in r.text and "DEEPaaS" not in r.text
+    r = requests.delete(f"{server.url}/deepvre/api/serve/{ref}", headers=AUTH, timeout=60)
+    assert r.status_code in (400, 403, 404, 405), (ref, r.status_code, r.text[:300])
+    assert server.api("GET", f"serve/{service['ref']}")[1]["state"] == "ready"
+
+
+def test_the_log_tail_takes_only_a_bounded_number(server, service):
+    for tail in ("abc", "-5", "10001", "1e9", "99999999999999999999999"):
+        status, body = server.api("GET", f"serve/{service['ref']}", params={"tail": tail})
+        assert status == 400, (tail, status, body)
+    r = requests.get(f"{server.url}/deepvre/api/serve/{service['ref']}", timeout=60)  # no token
+    assert r.status_code in (401, 403), r.status_code
+
+
+@pytest.mark.parametrize("cluster", ["SLURM", " slurm", "slurm ", "slurm\n", "Kubernetes", "kubernetes\t",
+                                     "slurm://x", "slurm:1\n", 5, ["slurm"], {"kind": "slurm"}, True])
+def test_cluster_names_that_dress_up_another_kind_are_refused(server, cluster):
+    (server.root / "home" / "shards").mkdir(exist_ok=True)
+    before = len(server.api("GET", "preprocess")[1]["jobs"])
+    status, body = server.api("POST", "preprocess", {"kind": "images", "input": "shards", "cluster": cluster})
+    assert status == 400, (cluster, status, body)
+    assert len(server.api("GET", "preprocess")[1]["jobs"]) == before
