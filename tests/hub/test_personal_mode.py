@@ -25,4 +25,7 @@ def test_personal_mode_says_so_and_runs_servers_under_the_hubs_account(personal_
     user, uid, cwd = out.split()
     assert user == hub.account and int(uid) != 0
     assert cwd == str(hub.state_dir / "homes" / hub.admin)  # each user's own folder, under the hub's state
+    # the use-case notebooks, copied by the hub's account into that folder (deepvre_hub.examples)
+    listed = run_code(hub.server_url(hub.admin), token, "import os; print(*os.listdir('deepvre-examples'))").split()
+    assert {"biology", "satellite", "lattice-qcd", "security"} <= set(listed), listed
     hub.stop_server(token, hub.admin)  # the hub is shared with other modules
