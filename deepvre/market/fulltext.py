@@ -26,9 +26,12 @@ _FTS5 = weakref.WeakKeyDictionary()
 # When each FTS5 engine last indexed the queue (a search checks it at most once a second).
 _CAUGHT_UP = weakref.WeakKeyDictionary()
 
-# FTS5's rank: bm25 with column weights (name, title, summary, description, tags), so that a word
-# in the title or the tags counts more than one in the description.
-RANK = "bm25(0.0, 8.0, 3.0, 1.0, 5.0)"
+# FTS5's rank: bm25 with column weights (name, words, title, summary, description, tags), so that a
+# word of the model's name, its title or its tags counts more than one in the description. ``name``
+# is the key (not searched); ``words`` holds the name again for search (the tokenizer splits
+# ``mobilenet-v2-imagenet`` into its words).
+RANK = "bm25(0.0, 8.0, 8.0, 3.0, 1.0, 5.0)"
+COLUMNS = "name UNINDEXED, words, title, summary, description, tags"
 
 
 @functools.cache
@@ -58,9 +61,11 @@ def prepare(engine, Session):
         )
         return
     with engine.begin() as conn:
+        columns = [row[1] for row in conn.exec_driver_sql("PRAGMA table_info(models_fts)")]
+        if columns and "words" not in columns:  # made by an earlier version: names were not searched
+            conn.exec_driver_sql("DROP TABLE models_fts")
         conn.exec_driver_sql(
-            "CREATE VIRTUAL TABLE IF NOT EXISTS models_fts USING fts5("
-            "name UNINDEXED, title, summary, description, tags, tokenize='porter unicode61')"
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS models_fts USING fts5({COLUMNS}, tokenize='porter unicode61')"
         )
         if conn.exec_driver_sql("SELECT v FROM models_fts_config WHERE k = 'rank'").scalar() != RANK:
             conn.exec_driver_sql("INSERT INTO models_fts(models_fts, rank) VALUES ('rank', ?)", (RANK,))
@@ -79,7 +84,8 @@ def uses_fts5(bind):
 def _write_fts(session, row):
     session.execute(sa.text("DELETE FROM models_fts WHERE name = :n"), {"n": row.name})
     session.execute(
-        sa.text("INSERT INTO models_fts(name, title, summary, description, tags) VALUES (:n, :t, :s, :d, :g)"),
+        sa.text("INSERT INTO models_fts(name, words, title, summary, description, tags) "
+                "VALUES (:n, :n, :t, :s, :d, :g)"),
         {"n": row.name, "t": row.title, "s": row.summary, "d": row.description, "g": row.tags},
     )
 
@@ -164,7 +170,7 @@ def match(stmt, bind, query, depth=None, tiered=False, sort=None):
         return stmt, ranks
     if uses_fts5(bind):
         q = fts_query(query)
-        first = "{title tags} : (" + q + ")"
+        first = "{words title tags} : (" + q + ")"
         top = depth and sort in (None, "relevance")
         if tiered and top:
             sql, params = "SELECT name, 0 AS tier, rank AS score FROM models_fts WHERE models_fts MATCH :first " \
@@ -195,11 +201,11 @@ def match(stmt, bind, query, depth=None, tiered=False, sort=None):
 
 
 def _substring_search(stmt, words):
-    """The FTS5 fallback: every word a case-insensitive substring of the searched fields.
+    """The FTS5 fallback: every word a case-insensitive substring of the searched fields (the name too).
 
     Returns the filtered statement and a rank (lower is better: more words in the title).
     """
-    fields = (ModelRow.title, ModelRow.summary, ModelRow.description, ModelRow.tags)
+    fields = (ModelRow.name, ModelRow.title, ModelRow.summary, ModelRow.description, ModelRow.tags)
     in_title = []
     for word in words:
         word = word.lower()

@@ -51,7 +51,7 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
     relevance (the default with a query; name order without one), ``-`` in front reverses.
 
     Relevance is :mod:`.fulltext`'s (with SQLite FTS5: weighted bm25, :data:`.fulltext.RANK`).
-    ``tiered`` (for broad queries): models with every word in the title or tags come first, ranked
+    ``tiered`` (for broad queries): models with every word in the name, title or tags come first, ranked
     by how well those match, then the rest by all fields. ``depth``: rank only the best ``depth`` hits (of the first tier when
     ``tiered``). The answer is exact when it still fills ``limit``; otherwise ask again without
     ``depth`` (as :meth:`Catalog.search` does).
