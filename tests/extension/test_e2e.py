@@ -7,7 +7,8 @@ search -> open a model by keyboard (its <script> description must not run) -> Fi
 changed parameter -> the parameterized notebook opens with papermill's injected cell -> a server
 error is shown -> Run as batch job -> the run reaches "done" -> a model another user published
 needs a confirmation naming its owner and the notebook's sha256 before it runs (Cancel starts
-nothing). Screenshots: test-artifacts/extension/.
+nothing). Screenshots: test-artifacts/extension/. Then the pages in the main area: a model page, a
+batch run's live page, publishing from it and the published model's page (screenshots: docs/screenshots/).
 """
 
 import os
@@ -20,6 +21,8 @@ import pytest
 
 from tests.hub.hubprocess import HubProcess
 from tests.prereqs import REPO, require, require_proxy, require_root
+
+from .conftest import TRAINING, make_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub, pytest.mark.root]
 CHROMIUM = "/usr/bin/chromium"
@@ -259,3 +262,155 @@ def test_models_panel_end_to_end_through_the_hub(hub):
     # the run happened in the user's own home, as the user
     runs = f"/home/{hub.user}/runs"
     assert os.stat(runs).st_uid == int(subprocess.check_output(["id", "-u", hub.user]))
+
+
+# the colours model's training notebook, training with deepvre's callbacks instead (progress.json:
+# epochs and curves for the run page), slowly enough to be watched, and plotting its curves
+FIT = "model.fit(x, y, epochs=epochs, verbose=0)\n"
+assert FIT in TRAINING
+CURVES = TRAINING.replace(FIT, """\
+import io, time
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from IPython.display import Image, display
+from deepvre.training import checkpoints
+
+slow = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: time.sleep(4))
+history = model.fit(x[:120], y[:120], validation_data=(x[120:], y[120:]), epochs=epochs, verbose=0,
+                    callbacks=checkpoints.resume_callbacks("checkpoints", "colours") + [slow])
+fig, ax = plt.subplots(figsize=(4, 2.5))
+ax.plot(history.history["loss"], label="loss")
+ax.plot(history.history["val_loss"], label="val_loss")
+ax.legend()
+png = io.BytesIO()
+fig.savefig(png, format="png", dpi=80)
+display(Image(data=png.getvalue()))  # an image/png output: the model page shows it
+""")
+SCREENSHOTS = os.path.join(REPO, "docs", "screenshots")
+
+
+def open_lab(page, hub):
+    """Log in as the hub's user and reach JupyterLab (starting the server from the spawn page if needed)."""
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", hub.user)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    start = page.get_by_role("button", name="Start")
+    page.wait_for_selector('.jp-LabShell, input[name="profile"]', timeout=180_000)
+    if start.count():
+        start.click()
+    page.wait_for_selector(".jp-LabShell", timeout=180_000)
+
+
+def test_model_page_and_run_page_from_the_panel(hub, colours_model, tmp_path):
+    """The model page (badges, metrics table, files, usage), a batch run from it whose page shows
+    epochs, curves and the log live, publishing from the run page, the new model's page with its
+    lineage and plots, and a run page opened from its link. Screenshots: docs/screenshots/."""
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.market.conftest import make_document
+
+    folder, doc = colours_model
+    curves = tmp_path / "curves"
+    shutil.copytree(folder, curves)
+    make_notebook(curves / "training.ipynb", parameters='epochs = 5\nlearning_rate = 0.005\nlabel = "curves"\n',
+                  body=CURVES)
+    document = make_document("colours-curves", "1.0.0", title="Curve colour classifier")
+    document["deepvre"]["training"] = {"notebook": "training.ipynb", "parameters": {"epochs": 5}}
+    document["deepvre"]["metrics"] = {"accuracy": 0.912345678, "transfer.accuracy": 0.9, "transfer.seeds": 5}
+    hub.market.publish(document, {p.name: p for p in curves.iterdir()}, visibility="public")
+
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
+        page.set_default_timeout(60_000)
+        try:
+            open_lab(page, hub)
+            panel = page.locator("#deepvre-models")
+            search = panel.get_by_label("Search models")
+            tab = page.locator('li[data-id="deepvre-models"]')
+            expect(tab).to_be_visible()
+            for _ in range(3):  # a restored lab may show the panel already: a click would fold it away
+                if search.is_visible():
+                    break
+                tab.click()
+                page.wait_for_timeout(500)
+            expect(search).to_be_visible()
+            search.fill("curve")
+            search.press("Enter")
+            card = panel.locator(".jp-deepvre-card", has_text="Curve colour classifier")
+            expect(card).to_contain_text("colours-curves:1.0.0")  # two cards with one title differ here
+            panel.get_by_role("button", name="Open the page of colours-curves:1.0.0").click()
+
+            model_page = page.get_by_test_id("model-page")
+            expect(model_page.get_by_role("heading", name="Curve colour classifier")).to_be_visible()
+            expect(model_page.get_by_test_id("model-ref")).to_have_text("colours-curves:1.0.0")
+            expect(model_page.get_by_test_id("visibility")).to_have_text("public")
+            expect(model_page).to_contain_text(f"owner {hub.user}")
+            metrics = model_page.get_by_test_id("metrics-table")
+            expect(metrics.locator("tr", has_text="accuracy").first).to_contain_text("0.912346")
+            expect(metrics.locator("th", has_text="transfer")).to_be_visible()
+            expect(metrics.locator("tr", has_text="seeds")).to_contain_text("5")
+            expect(model_page.get_by_test_id("files")).to_contain_text("training.ipynb")
+            expect(model_page.get_by_test_id("usage-cli")).to_have_text("deepvre market pull colours-curves:1.0.0")
+            expect(model_page.get_by_test_id("no-base")).to_contain_text("No base model")
+            expect(model_page.get_by_test_id("lineage")).to_contain_text("Training notebook")
+            model_page.screenshot(path=os.path.join(SCREENSHOTS, "model-page.png"))
+
+            # a batch run from the page: its page opens and follows it live
+            model_page.get_by_role("button", name="Run as batch job").click()
+            epochs = model_page.locator('input[name="epochs"]')
+            expect(epochs).to_have_attribute("type", "number")  # typed inputs; an error shows at its field
+            epochs.fill("2.5")
+            expect(model_page.locator("#deepvre-error-epochs")).to_have_text('epochs must be an integer, not "2.5"')
+            expect(epochs).to_have_attribute("aria-invalid", "true")
+            expect(model_page.get_by_role("button", name="Start batch run")).to_be_disabled()
+            epochs.fill("5")
+            expect(model_page.locator("#deepvre-error-epochs")).to_have_count(0)
+            model_page.get_by_role("button", name="Start batch run").click()
+            run_page = page.get_by_test_id("run-page")
+            expect(run_page).to_be_visible()
+            expect(run_page.get_by_test_id("run-epochs")).to_contain_text(re.compile(r"epoch [2-4] of 5"),
+                                                                          timeout=240_000)
+            expect(run_page).to_have_attribute("data-state", "running")
+            expect(run_page.get_by_test_id("run-elapsed")).to_contain_text("elapsed")
+            expect(run_page.get_by_test_id("chart-loss")).to_be_visible()
+            expect(run_page).to_contain_text("Executing cell")
+            expect(run_page).to_contain_text("left in this fit")
+            run_page.screenshot(path=os.path.join(SCREENSHOTS, "run-page-running.png"))
+            expect(run_page).to_have_attribute("data-state", "done", timeout=240_000)
+            expect(run_page.get_by_test_id("run-epochs")).to_contain_text("epoch 5 of 5")
+            expect(run_page.get_by_test_id("run-log")).to_contain_text("curves")
+            expect(run_page.get_by_test_id("metrics-table")).to_contain_text("accuracy")
+            run_id = run_page.get_attribute("aria-label").removeprefix("Run ")
+
+            # publish from the run page: it says what it published, from where, to where
+            run_page.locator('input[name="publish-name"]').fill("colours-curves-ft")
+            run_page.get_by_role("button", name="Publish this model").click()
+            expect(run_page.get_by_test_id("publish-status")).to_contain_text(
+                f"Published colours-curves-ft:1.0.0 (private) from runs/{run_id}/model.keras to http")
+            run_page.screenshot(path=os.path.join(SCREENSHOTS, "run-page-done.png"))
+            run_page.get_by_role("button", name="Open colours-curves-ft:1.0.0").click()
+            tuned = page.locator('[data-testid="model-page"][aria-label="Model page colours-curves-ft:1.0.0"]')
+            expect(tuned.get_by_test_id("visibility")).to_have_text("private")
+            lineage = tuned.get_by_test_id("lineage")
+            expect(lineage.get_by_role("button", name="colours-curves:1.0.0")).to_be_visible()
+            expect(lineage.get_by_role("button", name=run_id)).to_be_visible()
+            expect(tuned.get_by_role("img", name=re.compile(r"^plot 1"))).to_be_visible()  # the notebook's plot
+            tuned.screenshot(path=os.path.join(SCREENSHOTS, "model-page-fine-tuned.png"))
+            lineage.get_by_role("button", name="colours-curves:1.0.0").click()  # back to the base's page
+            expect(page.locator('[aria-label="Model page colours-curves:1.0.0"]')).to_be_visible()
+
+            # a link opens the run page in a fresh lab
+            page.goto(f"{hub.url}/user/{hub.user}/lab?deepvre-run={run_id}")
+            expect(page.get_by_role("heading", name=f"Run {run_id}")).to_be_visible(timeout=120_000)
+        except Exception:
+            os.makedirs(SHOTS, exist_ok=True)
+            page.screenshot(path=os.path.join(SHOTS, "pages-failure.png"))
+            raise
+        finally:
+            browser.close()
