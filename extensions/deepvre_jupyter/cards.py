@@ -160,9 +160,10 @@ def model_page(record, run=None, runs_dir=None, root=None):
     return page
 
 
-def notebook_figures(data, limit=12, max_bytes=2_000_000):
+def notebook_figures(data, limit=12, max_bytes=2_000_000, total_bytes=8_000_000):
     """The PNG plots among a notebook's outputs (``data``: the .ipynb bytes): ``[{cell, png}]``,
-    base64 as the notebook holds it, at most ``limit`` and none bigger than ``max_bytes``."""
+    base64 as the notebook holds it, at most ``limit``, none bigger than ``max_bytes`` and no more
+    than ``total_bytes`` in all (the first ones)."""
     import re
 
     try:
@@ -177,6 +178,9 @@ def notebook_figures(data, limit=12, max_bytes=2_000_000):
             if isinstance(png, str):
                 png = png.replace("\n", "")
                 if len(png) <= max_bytes * 4 // 3 and re.fullmatch(r"[A-Za-z0-9+/=]+", png):
+                    total_bytes -= len(png) * 3 // 4
+                    if total_bytes < 0:
+                        return figures
                     figures.append({"cell": index, "png": png})
             if len(figures) >= limit:
                 return figures

@@ -36,4 +36,6 @@ def test_figures_are_the_png_outputs_of_the_notebook():
     assert base64.b64decode(figures[0]["png"]).startswith(b"\x89PNG")
     assert cards.notebook_figures(json.dumps(nb).encode(), limit=1) == [{"cell": 1, "png": png}]
     assert cards.notebook_figures(json.dumps(nb).encode(), max_bytes=10) == []
+    size = len(base64.b64decode(png))
+    assert cards.notebook_figures(json.dumps(nb).encode(), total_bytes=size + 10) == [{"cell": 1, "png": png}]
     assert cards.notebook_figures(b"not json") == []
