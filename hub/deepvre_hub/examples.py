@@ -103,8 +103,10 @@ def _exists(folder_fd, name):
 
 
 def as_user_command(source):
-    """The command the spawner runs with the user's uid to copy ``source`` into their home."""
-    return [sys.executable, "-m", "deepvre_hub.examples", str(source)]
+    """The command the spawner runs with the user's uid to copy ``source`` into their home.
+    ``-I``: nothing of the user's runs in it (no working folder on ``sys.path``, as ``-m`` puts it
+    first, no user site-packages, no ``PYTHON*`` variables): it starts in their home."""
+    return [sys.executable, "-I", "-m", "deepvre_hub.examples", str(source)]
 
 
 def main(argv=None):

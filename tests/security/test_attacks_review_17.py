@@ -12,7 +12,10 @@ service references with paths in them, cluster names that dress ``slurm`` up.
 """
 
 import json
+import os
+import re
 import struct
+import sys
 import time
 import zlib
 from urllib.parse import quote
@@ -21,9 +24,13 @@ import pytest
 import requests
 
 from tests.extension.conftest import colours_market, colours_model  # noqa: F401 (fixtures)
+from tests.hub.hubprocess import HubProcess, cpu_only, run_code
 from tests.market.conftest import make_document
 from tests.market.fuzz_hooks import MODEL, tar_of
 from tests.market.markethub import market_hub
+from tests.prereqs import require_proxy, require_root
+from tests.security.conftest import PASSWORD
+from tests.security.test_examples_copy import user_with_server
 from tests.serving.test_service_lifecycle import AUTH, Server
 
 BASE = "mobilenet-v2-imagenet"
@@ -216,3 +223,68 @@ def test_cluster_names_that_dress_up_another_kind_are_refused(server, cluster):
     status, body = server.api("POST", "preprocess", {"kind": "images", "input": "shards", "cluster": cluster})
     assert status == 400, (cluster, status, body)
     assert len(server.api("GET", "preprocess")[1]["jobs"]) == before
+
+
+# -- a real deepvre hub, as root -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deepvre_hub(tmp_path_factory):
+    require_root()
+    require_proxy()
+    hub = HubProcess(cpu_only(), tmp_path_factory.mktemp("review17-hub") / "state")
+    with hub.running():
+        yield hub
+
+
+@pytest.mark.root
+@pytest.mark.hub
+def test_nobody_becomes_the_system_account_by_a_variant_of_its_name(deepvre_hub):
+    hub = deepvre_hub
+    admin = hub.login(hub.admin, hub.admin_password)
+    admin_token = hub.token(admin, hub.admin)
+    variants = ["Deepvre", "DEEPVRE", "deepvre ", " deepvre", "deepvre\t", "deepvre\n", "ｄｅｅｐｖｒｅ",
+                "deepvre\u200b", "d\u0435epvre"]  # the last: a Cyrillic e
+    for name in variants:
+        hub.signup(name, PASSWORD)
+        pending = re.findall(r"authorize/([^\"'/?]+)", admin.get(f"{hub.url}/hub/authorize", timeout=30).text)
+        assert "deepvre" not in pending, (name, pending)
+        session = hub.login(name, PASSWORD, check=False)
+        assert not any(c.name.startswith("jupyterhub-session") for c in session.cookies), name
+        made = requests.post(f"{hub.url}/hub/api/users/{quote(name, safe='')}", timeout=30,
+                             headers={"Authorization": f"token {admin_token}"})
+        assert made.status_code in (400, 404, 409) or made.json()["name"] != "deepvre", (name, made.text[:300])
+    users = requests.get(f"{hub.url}/hub/api/users", headers={"Authorization": f"token {admin_token}"}, timeout=30)
+    assert "deepvre" not in {u["name"] for u in users.json()}
+
+
+@pytest.mark.root
+@pytest.mark.hub
+def test_code_a_user_plants_in_their_home_does_not_run_at_spawn(deepvre_hub):
+    """The examples copy runs ``python -m deepvre_hub.examples`` as the user in their home at each
+    spawn, started by the hub, outside the server (its cgroup, its limits, its end). Python puts
+    the working folder first on sys.path for ``-m`` and reads the user's site-packages: a
+    ``~/deepvre_hub/examples.py`` or a ``usercustomize.py`` there would run at every spawn."""
+    hub = deepvre_hub
+    name, token, home = user_with_server(hub, "pyplant")
+    site = f".local/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
+    payload = ("import os\n"
+               "open(os.path.join(os.path.expanduser('~'), 'ran-' + {kind!r}), 'w').write(open('/proc/self/cgroup').read())\n")
+    run_code(hub.server_url(name), token, (
+        "import os, shutil\n"
+        "home = os.path.expanduser('~')\n"
+        "os.makedirs(os.path.join(home, 'deepvre_hub'), exist_ok=True)\n"
+        "open(os.path.join(home, 'deepvre_hub', '__init__.py'), 'w').write('')\n"
+        f"open(os.path.join(home, 'deepvre_hub', 'examples.py'), 'w').write({payload.format(kind='cwd')!r})\n"
+        f"os.makedirs(os.path.join(home, {site!r}), exist_ok=True)\n"
+        f"open(os.path.join(home, {site!r}, 'usercustomize.py'), 'w').write({payload.format(kind='usersite')!r})\n"
+        "os.remove(os.path.join(home, '.local/share/deepvre/examples-copied'))\n"
+        "shutil.rmtree(os.path.join(home, 'deepvre-examples'))\n"))
+    hub.stop_server(token, name)
+    assert hub.spawn(token, name, profile="cpu").status_code in (201, 202)
+    ran = {kind: open(os.path.join(home, f"ran-{kind}")).read() for kind in ("cwd", "usersite")
+           if os.path.exists(os.path.join(home, f"ran-{kind}"))}
+    assert not ran, f"the user's code ran at spawn, in cgroups {ran}"
+    # the real copy ran instead
+    assert os.path.isfile(os.path.join(home, "deepvre-examples", "biology", "biology.ipynb"))
+    hub.stop_server(token, name)
