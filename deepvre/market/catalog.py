@@ -229,6 +229,12 @@ class Catalog(Configurable):
             return [{**self._summary(row), **card_fields(json.loads(documents.get(row.name) or "{}"))}
                     for row in rows]
 
+    def facets(self, caller):
+        """``{facet: {value: count}}`` of the models ``caller`` may see (:func:`index.facet_counts`):
+        the values a search's filters can take."""
+        with self.Session() as session:
+            return index.facet_counts(session, _caller(caller))
+
     def show(self, caller, name, version=None):
         """One version (default: the latest) with its metadata, files and the list of versions."""
         caller = _caller(caller)

@@ -10,7 +10,7 @@ Inside a hub (``$JUPYTERHUB_API_TOKEN`` set) there is no silent fallback: withou
 ``$DEEPVRE_MARKET_URL``, or when the marketplace does not answer, :func:`connect` raises
 :class:`~deepvre.errors.Unavailable` rather than hand out a private catalog nobody else sees.
 
-Both have the same methods: ``search``, ``show``, ``versions``, ``pull``, ``publish``,
+Both have the same methods: ``search``, ``facets``, ``show``, ``versions``, ``pull``, ``publish``,
 ``deprecate``, ``set_visibility``. ``pull`` checks every file on both paths: against the BLAKE3
 digest recorded at publish (``verify="blake3"``, sha256 for older entries) or its sha256 name
 (``verify="sha256"``).
@@ -103,6 +103,9 @@ class LocalMarket:
     def show(self, name, version=None):
         return self.catalog.show(self.caller, name, version)
 
+    def facets(self):
+        return self.catalog.facets(self.caller)
+
     def versions(self, name):
         return self.catalog.versions(self.caller, name)
 
@@ -185,6 +188,9 @@ class HTTPMarket:
 
     def versions(self, name):
         return self._request("GET", model_path(name, "versions")).json()
+
+    def facets(self):
+        return self._request("GET", "api/facets").json()
 
     def pull(self, name, version, dest, overwrite=False, verify="blake3"):
         """Download every file into ``dest``, checking it (see :func:`.store.checker`); nothing is

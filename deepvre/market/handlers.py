@@ -20,6 +20,7 @@ REST API (``openapi.yaml`` beside this file, served at ``api/openapi.yaml``):
 - ``GET api/models/NAME/versions``, ``GET api/models/NAME/versions/VERSION``
 - ``GET api/models/NAME/versions/VERSION/files/FILE`` (checked before it streams)
 - ``POST api/models/NAME/deprecate`` ``{"version": null, "deprecated": true}``
+- ``GET api/facets``: ``{facet: {value: count}}`` of the models the caller sees (the search's filters)
 
 The document is the contract (:mod:`.contract`): each request is checked against it before a
 handler runs (a parameter or body it does not allow answers 400, naming each problem), every
@@ -304,6 +305,15 @@ class ModelsHandler(BaseHandler):
         self.json(entry, 201)
 
 
+class FacetsHandler(BaseHandler):
+    """GET: the values the caller's searches can filter by, with how many models have each."""
+
+    route = "/api/facets"
+
+    async def get(self):
+        self.json(await self.call(self.catalog.facets, self.who))
+
+
 class ModelHandler(BaseHandler):
     route = "/api/models/{name}"
 
@@ -409,6 +419,7 @@ def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_to
         (r"api/models/([^/]+)/versions/([^/]+)/?", VersionHandler),
         (r"api/models/([^/]+)/versions/([^/]+)/files/([^/]+)", FileHandler),
         (r"api/models/([^/]+)/deprecate/?", DeprecateHandler),
+        (r"api/facets", FacetsHandler),
         (r"api/status", StatusHandler),
         (r"api/openapi.yaml", OpenAPIHandler),
         (r"/?", PageHandler),

@@ -82,3 +82,24 @@ def search_query(session, caller, query="", filters=None, sort=None, limit=50, o
     else:
         raise ValueError(f"sort: unknown key {sort!r} (known: relevance, {', '.join(SORTS)})")
     return stmt.order_by(*order).limit(limit).offset(offset)
+
+
+FACETS = ("use_case", "tasks", "libraries", "categories", "tags", "owner", "visibility")
+
+
+def facet_counts(session, caller):
+    """``{facet: {value: models}}`` over the models ``caller`` may see, deprecated ones aside: what
+    a search can be filtered by (:data:`FACETS`), most frequent first. One read of the summary
+    columns, counted here (the JSON and space-separated columns are not SQL sets)."""
+    columns = (ModelRow.use_case, ModelRow.tasks, ModelRow.libraries, ModelRow.categories, ModelRow.tags,
+               ModelRow.owner, ModelRow.visibility)
+    rows = session.execute(sa.select(*columns).where(visible_to(caller), ModelRow.deprecated.is_(False)))
+    counts = {facet: {} for facet in FACETS}
+    for use_case, tasks, libraries, categories, tags, owner, visibility in rows:
+        values = {"use_case": [use_case] if use_case else [], "tasks": json.loads(tasks or "[]"),
+                  "libraries": json.loads(libraries or "[]"), "categories": json.loads(categories or "[]"),
+                  "tags": (tags or "").split(), "owner": [owner], "visibility": [visibility]}
+        for facet, found in values.items():
+            for value in set(found):
+                counts[facet][value] = counts[facet].get(value, 0) + 1
+    return {facet: dict(sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))) for facet, found in counts.items()}

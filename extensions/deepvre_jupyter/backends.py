@@ -34,6 +34,11 @@ def search_models(query="", trainable=None, **filters):
     return found
 
 
+def facets():
+    """The values the search's filters can take, with their counts (the marketplace's facets)."""
+    return market_client().facets()
+
+
 def show_model(name, version=None):
     """One model's record (latest version when ``version`` is None), with its versions."""
     return market_client().show(name, version or None)

@@ -121,7 +121,8 @@ class Models(Base):
         q = {k: self.get_argument(k, "") for k in ("q", "use_case", "task", "category", "trainable")}
         trainable = {"": None, "true": True, "false": False}.get(q.pop("trainable").lower())
         records = await self.blocking(backends.search_models, q.pop("q"), trainable=trainable, **q)
-        return {"models": [cards.model_card(r) for r in records]}
+        facets = await self.blocking(backends.facets)  # the filters' choices
+        return {"models": [cards.model_card(r) for r in records], "facets": facets}
 
 
 class Model(Base):

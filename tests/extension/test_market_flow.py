@@ -14,6 +14,9 @@ def test_search_and_filters(api, market_dir):
     assert api("GET", "models", params={"q": "colour", "trainable": "true"})[1]["models"][0]["name"] == "colours"
     assert api("GET", "models", params={"use_case": "satellite"})[1]["models"] == []
     assert api("GET", "models", params={"q": "nothingmatchesthis"})[1]["models"] == []
+    # the filters' choices come with every answer: the catalog's facets, not free text
+    facets = data["facets"]
+    assert facets["use_case"] == {"base": 1} and facets["owner"] == {"ana": 1} and "colours" in facets["tags"]
 
 
 def test_details_carry_the_raw_description_for_safe_rendering(api, market_dir):

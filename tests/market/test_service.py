@@ -45,7 +45,8 @@ def clients(hub, tiny_model_dir):
 
 
 def test_no_token_is_401(hub, clients):
-    for method, path in (("GET", "api/models"), ("GET", "api/models/tiny-colours"), ("POST", "api/models")):
+    for method, path in (("GET", "api/models"), ("GET", "api/models/tiny-colours"), ("POST", "api/models"),
+                         ("GET", "api/facets")):
         r = requests.request(method, hub["market_url"] + path, data=b"x" if method == "POST" else None, timeout=30)
         assert r.status_code == 401, (method, path, r.text)
     r = requests.get(hub["market_url"] + "api/models", headers={"Authorization": "token not-a-token"}, timeout=30)
@@ -122,6 +123,13 @@ def test_private_and_group_models_are_404_to_others(hub, clients, tmp_path):
     # carol is in the hub group `lab`: she sees the group model, not the private one
     assert {e["name"] for e in carol.search()} == {"tiny-colours", "alice-lab"}
     assert carol.pull("alice-lab", None, tmp_path / "lab")["version"] == "1.0.0"
+
+
+def test_facets_over_http_show_others_only_what_they_may_see(clients):
+    bob, carol = clients["bob"].facets(), clients["carol"].facets()
+    assert bob["owner"] == {"alice": 1} and bob["visibility"] == {"public": 1}  # not the private or group one
+    assert carol["visibility"] == {"public": 1, "group": 1}  # carol is in `lab`
+    assert clients["alice"].facets()["visibility"] == {"public": 1, "private": 1, "group": 1}
 
 
 def test_admin_curates(clients):
