@@ -26,9 +26,10 @@ def _commit(repo):
 
 
 def _output_folder(run):
+    from ..runs.execute import output_folder
+
     params = run.params
-    output_dir = (params.get("parameters") or {}).get("output_dir") or (params.get("defaults") or {}).get("output_dir")
-    return os.path.join(run.path, output_dir) if output_dir else run.path
+    return output_folder(run.path, params.get("parameters") or {}, params.get("defaults")) or run.path
 
 
 def _copy_figures(run, key, figures_dir, page_dir):

@@ -70,22 +70,24 @@ def _error_of(err):
     return f"{type(err).__name__}: {err}", None
 
 
+def output_folder(run_path, parameters, defaults=None):
+    """The notebook's ``output_dir`` inside the run folder ``run_path`` (``parameters``' value, else
+    its default, which ``deepvre.runs.start`` recorded in ``params.json``), or None without one."""
+    output_dir = parameters.get("output_dir") or (defaults or {}).get("output_dir")
+    return os.path.join(run_path, output_dir) if isinstance(output_dir, str) and output_dir else None
+
+
 def collect_metrics(run_path, parameters, defaults=None):
     """Copy ``OUTPUT_DIR/metrics.json`` into the run folder if the notebook wrote it there.
 
-    The use-case notebooks write into their ``output_dir`` parameter (given, or its default,
-    which ``deepvre.runs.start`` recorded in ``params.json``), relative to their working
-    directory, the run folder.
+    The use-case notebooks write into their ``output_dir`` (:func:`output_folder`), relative to
+    their working directory, the run folder.
     """
     if os.path.exists(os.path.join(run_path, store.METRICS)):
         return
-    output_dir = parameters.get("output_dir")
-    if output_dir is None:
-        output_dir = (defaults or {}).get("output_dir")
-    if not isinstance(output_dir, str) or not output_dir:
-        return
-    found = os.path.join(run_path, output_dir, store.METRICS)
-    if os.path.isfile(found):
+    folder = output_folder(run_path, parameters, defaults)
+    found = os.path.join(folder, store.METRICS) if folder else None
+    if found and os.path.isfile(found):
         shutil.copyfile(found, os.path.join(run_path, store.METRICS))
 
 
