@@ -1,0 +1,91 @@
+/**
+ * A preprocessing job as the panel shows it: its state (a failure in red with the error, never
+ * under a green banner), shards done of planned with elapsed time, the output folder, counts per
+ * split, the bad records with their errors, and the Dask dashboard link only while its cluster lives.
+ */
+import React from 'react';
+
+import { formatDuration } from './format';
+import { badSummary, IPreprocessJob, jobProgress, splitRows } from './jobs';
+
+/** A dashboard link from the server: only http(s) or same-origin paths. */
+function dashboardHref(url: string): string | undefined {
+  return /^(https?:\/\/|\/)/.test(url) ? url : undefined;
+}
+
+export function PreprocessJobView(props: { job: IPreprocessJob; openPath?: (path: string) => void }): JSX.Element {
+  const { job } = props;
+  const progress = jobProgress(job);
+  const bad = badSummary(job);
+  const rows = splitRows(job.splits);
+  const href = job.dashboard ? dashboardHref(job.dashboard) : undefined;
+  const live = job.state === 'starting' || job.state === 'running';
+  return (
+    <section className="jp-deepvre-job" data-testid="preprocess-job" data-state={job.state} aria-busy={live}>
+      {job.state === 'failed' ? (
+        <div className="jp-deepvre-status jp-mod-error" role="alert" data-testid="preprocess-error">
+          {job.kind} of {job.input} failed: {job.error}
+        </div>
+      ) : (
+        <div className={`jp-deepvre-status ${job.state === 'done' ? 'jp-mod-success' : 'jp-mod-loading'}`}>
+          {job.kind} of {job.input}: {job.state === 'done' ? 'done' : progress.text} · {formatDuration(job.elapsed)}
+        </div>
+      )}
+      {live && <progress max={1} value={progress.fraction ?? undefined} data-testid="preprocess-progress" />}
+      <div className="jp-deepvre-meta">
+        Output:{' '}
+        {props.openPath && job.state === 'done' ? (
+          <a href="#" onClick={e => (e.preventDefault(), props.openPath?.(job.output))}>
+            {job.output}
+          </a>
+        ) : (
+          <code>{job.output}</code>
+        )}
+        {' · '}cluster {job.cluster}
+        {href && live && (
+          <>
+            {' · '}
+            <a href={href} target="_blank" rel="noopener noreferrer" data-testid="preprocess-dashboard">
+              Dask dashboard
+            </a>
+          </>
+        )}
+      </div>
+      {rows.length > 0 && (
+        <table className="jp-deepvre-table" data-testid="preprocess-splits">
+          <thead>
+            <tr>
+              <th>split</th>
+              <th>items</th>
+              <th>per label</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map(r => (
+              <tr key={r.split}>
+                <td>{r.split}</td>
+                <td>{r.n}</td>
+                <td>{r.counts}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {bad.count > 0 && (
+        <details data-testid="preprocess-bad" open={bad.shown <= 5}>
+          <summary>
+            {bad.count} bad record{bad.count === 1 ? '' : 's'} skipped
+            {bad.shown < bad.count ? ` (${bad.shown} listed; all in manifest.json)` : ''}
+          </summary>
+          <ul>
+            {job.bad_records.map((b, i) => (
+              <li key={i}>
+                <code>{b.record}</code>: {b.error}
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
+    </section>
+  );
+}
