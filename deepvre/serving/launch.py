@@ -46,6 +46,8 @@ from ..site import environment
 TOKEN_ENV = environment.SERVE_TOKEN
 COOKIE = "deepvre-serve-token"
 THREADS = 16
+# A request's body (an image, an array as JSON) over this is a 413 (DEEPaaS's default: no limit)
+UPLOAD_LIMIT = 32 * 2**20
 SHUTDOWN_S = 3  # on SIGTERM, wait this long for open (keep-alive) connections, not aiohttp's 60 s
 TRAIN_PATH = re.compile(r"/v2/models/[^/]+/train/?")
 
@@ -264,7 +266,8 @@ def main(argv=None):
     private_uploads(uploads)
     if args.threads < 1:
         raise SystemExit("--threads must be at least 1")
-    deepaas_argv = [sys.argv[0], "--model-name", args.model_name, "--nodebug", "--nowarm"]  # warmed below
+    deepaas_argv = [sys.argv[0], "--model-name", args.model_name, "--nodebug", "--nowarm",
+                    "--client-max-size", str(UPLOAD_LIMIT)]  # warmed below
     config.config_and_logging(deepaas_argv)
     refusal = train_refusal(environment.Environment().serve_model or args.model_name)
     base_path = args.base_path.rstrip("/")

@@ -288,3 +288,12 @@ def test_code_a_user_plants_in_their_home_does_not_run_at_spawn(deepvre_hub):
     # the real copy ran instead
     assert os.path.isfile(os.path.join(home, "deepvre-examples", "biology", "biology.ipynb"))
     hub.stop_server(token, name)
+
+
+def test_a_huge_upload_is_refused_before_the_service_takes_it(server, service):
+    """DEEPaaS's ``client_max_size`` is 0 (no limit) unless set: a request's body of any size is
+    taken (a file written to the uploads folder, then read whole; a text field kept in memory)."""
+    body = bytes(150 * 2**20)  # zeros: neither an image nor JSON
+    r = predict(server, service, files={"data": ("big.png", body, "image/png")})
+    assert r.status_code == 413, (r.status_code, r.text[:300])
+    assert server.api("GET", f"serve/{service['ref']}")[1]["state"] == "ready"
