@@ -122,6 +122,40 @@ def test_another_user_cannot_deprecate_or_hide_the_base_model(seeded, path):
     assert base_entry(seeded) == INTACT
 
 
+def publish_as(hub, user, name, visibility, groups=None, **overrides):
+    document = make_document(name, visibility=visibility, groups=groups, **overrides)
+    body = tar_of({"metadata.json": json.dumps(document).encode(), "model.keras": MODEL, "training.ipynb": b"{}"})
+    r = requests.post(hub["market_url"] + "api/models", data=body, timeout=120,
+                      headers={"Content-Type": "application/x-tar", **as_user(hub, user)})
+    assert r.status_code == 201, r.text[:300]
+
+
+def test_facets_and_search_show_nothing_of_a_model_the_caller_may_not_see(seeded):
+    """Issue 17's facets count tags, tasks, libraries, owners... of the models a caller sees: a
+    private or another group's model must add no value and no count, nor be found by search."""
+    # values no public model has (the AI4OS lists are closed; tags and summaries are free text)
+    secret = {"tags": ["zq-private-tag"], "tasks": ["Reinforcement Learning"], "libraries": ["XGBoost"],
+              "categories": ["AI4 tools"], "summary": "zqsecretword in the summary"}
+    publish_as(seeded, "alice", "alice-private-zq", "private", **secret)
+    publish_as(seeded, "carol", "carol-lab-zq", "group", groups=["lab"],
+               **{**secret, "tags": ["zq-group-tag"]})
+
+    def facets(user):
+        r = requests.get(seeded["market_url"] + "api/facets", headers=as_user(seeded, user), timeout=30)
+        assert r.status_code == 200, r.text[:300]
+        return json.dumps(r.json())
+
+    for word in ("zq", '"alice"', '"carol"', "alice-private", "carol-lab", '"private"', '"group"', "Reinforcement", "XGBoost", "AI4 tools"):
+        assert word not in facets("bob"), (word, facets("bob"))
+    assert "zq-private-tag" in facets("alice") and "zq-group-tag" in facets("carol")
+    assert "zq-private-tag" not in facets("carol") and "zq-group-tag" not in facets("alice")
+    for q in ("zqsecretword", "alice-private-zq", "carol", "zq-private-tag", "zqlib"):
+        r = requests.get(seeded["market_url"] + "api/models", params={"q": q}, headers=as_user(seeded, "bob"), timeout=30)
+        assert r.status_code == 200 and "zq" not in r.text and "alice" not in r.text, (q, r.text[:300])
+    for path in ("api/facets", "api/models?q=zqsecretword"):
+        assert requests.get(seeded["service_url"] + path, timeout=30).status_code == 401  # anonymous
+
+
 def test_a_name_a_user_held_before_the_upgrade_is_not_taken_for_the_base_model(tmp_path):
     """Before issue 17 anyone could publish ``mobilenet-v2-imagenet``. On such a catalog the seed
     must not report the hub's base model as in place while bob owns it: every notebook would
