@@ -408,6 +408,8 @@ def test_model_page_and_run_page_from_the_panel(hub, colours_model, tmp_path):
             # a link opens the run page in a fresh lab
             page.goto(f"{hub.url}/user/{hub.user}/lab?deepvre-run={run_id}")
             expect(page.get_by_role("heading", name=f"Run {run_id}")).to_be_visible(timeout=120_000)
+            page.goto(f"{hub.url}/user/{hub.user}/lab?deepvre-model=colours-curves-ft:1.0.0")
+            expect(page.locator('[aria-label="Model page colours-curves-ft:1.0.0"]')).to_be_visible(timeout=120_000)
         except Exception:
             os.makedirs(SHOTS, exist_ok=True)
             page.screenshot(path=os.path.join(SHOTS, "pages-failure.png"))
