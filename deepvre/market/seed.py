@@ -82,8 +82,8 @@ def start(catalog, status_path):
         pass
     else:
         if owner != SYSTEM_ACCOUNT:  # published by a user before names were reserved: not the hub's
-            why = (f"{owner!r} holds the name {MODEL[0]} (published before it was reserved); an admin must remove "
-                   f"that model before the marketplace can seed the base model")
+            why = (f"{owner!r} holds the name {MODEL[0]} (published before it was reserved), so the hub's base model "
+                   f"is not seeded: an admin must take that model out of the catalog's database first (no API does yet)")
             write_status(status_path, "failed", error=why)
             log(f"not seeding: {why}")
             return None
