@@ -9,7 +9,10 @@ import React, { useCallback, useEffect, useRef, useState } from 'react';
 
 import { post, requestAPI } from './api';
 import { IDLE, ILoadState, ITrustRequest, Loader, trustRequest } from './data';
+import { emptyMessage, facetOptions, IFacets } from './facets';
+import { IPreprocessJob, clusterLabel } from './jobs';
 import { Markdown } from './markdown';
+import { PreprocessJobView } from './preprocess';
 import {
   changedValues,
   displayValue,
@@ -264,18 +267,21 @@ function ParameterForm(props: {
   );
 }
 
-function PreprocessForm(props: { onStarted: (message: string) => void }): JSX.Element {
+function PreprocessForm(props: { onStarted: (message: string) => void; openPath?: (path: string) => void }): JSX.Element {
   const [kinds, setKinds] = useState<string[]>([]);
   const [kind, setKind] = useState('');
   const [input, setInput] = useState('');
   const [cluster, setCluster] = useState('local');
-  const [job, setJob] = useState<any>(null);
+  const [clusters, setClusters] = useState<string[]>(['local']);
+  const [address, setAddress] = useState('');
+  const [job, setJob] = useState<IPreprocessJob | null>(null);
   const [status, act] = useAction();
   useEffect(() => {
     void act('Loading pipelines…', async () => {
-      const data = await requestAPI<{ kinds: string[] }>('preprocess');
+      const data = await requestAPI<{ kinds: string[]; clusters?: string[] }>('preprocess');
       setKinds(data.kinds);
       setKind(data.kinds[0] ?? '');
+      setClusters(data.clusters?.length ? data.clusters : ['local']); // only what can start from this server
       return '';
     });
   }, []);
@@ -287,7 +293,7 @@ function PreprocessForm(props: { onStarted: (message: string) => void }): JSX.El
       try {
         setJob(await requestAPI(`preprocess/${job.id}`));
       } catch (err) {
-        setJob({ ...job, state: 'failed', error: (err as Error).message });
+        setJob({ ...job, state: 'failed', dashboard: '', error: (err as Error).message });
       }
     }, 2000);
     return () => clearTimeout(timer);
@@ -295,10 +301,14 @@ function PreprocessForm(props: { onStarted: (message: string) => void }): JSX.El
   const start = (event: React.FormEvent) => {
     event.preventDefault();
     void act('Starting the pipeline…', async () => {
-      const started = await post<any>('preprocess', { kind, input, cluster });
+      const started = await post<IPreprocessJob>('preprocess', {
+        kind,
+        input,
+        cluster: cluster === 'address' ? address.trim() : cluster
+      });
       setJob(started);
       props.onStarted(`Preprocessing ${input} into ${started.output}`);
-      return `Started ${kind} preprocessing of ${input}`;
+      return ''; // the job's own view says how it goes (a failure in red, not under "Started")
     });
   };
   return (
@@ -317,30 +327,30 @@ function PreprocessForm(props: { onStarted: (message: string) => void }): JSX.El
       </label>
       <label>
         Cluster
-        <select value={cluster} onChange={e => setCluster(e.target.value)}>
-          <option value="local">local (Dask LocalCluster)</option>
-          <option value="slurm">slurm</option>
-          <option value="kubernetes">kubernetes</option>
+        <select aria-label="Cluster" value={cluster} onChange={e => setCluster(e.target.value)}>
+          {clusters.map(c => (
+            <option key={c} value={c}>
+              {clusterLabel(c)}
+            </option>
+          ))}
+          <option value="address">a scheduler I started (address)</option>
         </select>
       </label>
-      <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={!kind || !input}>
+      {cluster === 'address' && (
+        <label>
+          Scheduler address
+          <input type="text" value={address} onChange={e => setAddress(e.target.value)} placeholder="tls://10.0.0.5:8786" />
+        </label>
+      )}
+      <button
+        type="submit"
+        className="jp-mod-styled jp-mod-accept"
+        disabled={!kind || !input || (cluster === 'address' && !address.trim())}
+      >
         Start preprocessing
       </button>
       <StatusLine status={status} testid="preprocess-status" />
-      {job && (
-        <div className="jp-deepvre-meta">
-          {job.state}
-          {job.error && `: ${job.error}`}
-          {job.dashboard && safeHref(job.dashboard) && (
-            <>
-              {' · '}
-              <a href={safeHref(job.dashboard)} target="_blank" rel="noopener noreferrer">
-                Dask dashboard
-              </a>
-            </>
-          )}
-        </div>
-      )}
+      {job && <PreprocessJobView job={job} openPath={props.openPath} />}
     </form>
   );
 }
@@ -445,7 +455,7 @@ export function ModelActions(props: {
           onSubmit={mode === 'finetune' ? fineTune : runBatch}
         />
       )}
-      {mode === 'preprocess' && <PreprocessForm onStarted={() => undefined} />}
+      {mode === 'preprocess' && <PreprocessForm onStarted={() => undefined} openPath={options.openPath} />}
       {mode === 'serve' && service && (
         <dl className="jp-deepvre-service" data-testid="service" data-state={service.state}>
           <dt>API</dt>
@@ -636,6 +646,7 @@ function Runs(props: { options: IPanelOptions; refresh: number }): JSX.Element {
 function Browser({ options }: { options: IPanelOptions }): JSX.Element {
   const [filters, setFilters] = useState<IFilters>({ q: '', use_case: '', task: '', category: '', trainable: false });
   const [models, setModels] = useState<IModelCard[] | null>(null);
+  const [facets, setFacets] = useState<IFacets | null>(null);
   const [details, setDetails] = useState<IModelDetails | null>(null);
   const [opened, setOpened] = useState(''); // the card whose details were open last
   const [runsRefresh, setRunsRefresh] = useState(0);
@@ -646,9 +657,10 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
     setOpened('');
     const id = ++latestSearch.current;
     void act('Searching…', async () => {
-      const data = await requestAPI<{ models: IModelCard[] }>(`models?${searchQuery(filters)}`);
+      const data = await requestAPI<{ models: IModelCard[]; facets?: IFacets }>(`models?${searchQuery(filters)}`);
       if (id === latestSearch.current) {
         setModels(data.models); // an older search answering late never replaces a newer one's cards
+        setFacets(data.facets ?? null);
       }
       return `${data.models.length} model${data.models.length === 1 ? '' : 's'}`;
     });
@@ -661,8 +673,22 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
       setOpened(`${model.name}@${model.version}`);
       return '';
     });
-  const set = (key: keyof IFilters) => (e: React.ChangeEvent<HTMLInputElement>) =>
-    setFilters({ ...filters, [key]: key === 'trainable' ? e.target.checked : e.target.value });
+  const set = (key: keyof IFilters) => (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) =>
+    setFilters({ ...filters, [key]: key === 'trainable' ? (e.target as HTMLInputElement).checked : e.target.value });
+  // the filters offer what the catalog has (its facets), with how many models have each value
+  const facetSelect = (key: 'use_case' | 'task' | 'category', facet: string, label: string) => (
+    <label>
+      {label}{' '}
+      <select aria-label={label} value={filters[key]} onChange={set(key)}>
+        {facetOptions(facets, facet, filters[key]).map(o => (
+          <option key={o.value} value={o.value}>
+            {o.label}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+  const filtered = !!(filters.q.trim() || filters.use_case || filters.task || filters.category || filters.trainable);
   return (
     <>
       <h2>Models</h2>
@@ -681,9 +707,9 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
               Search
             </button>
             <div className="jp-deepvre-filters">
-              <input aria-label="Use case" placeholder="use case" value={filters.use_case} onChange={set('use_case')} />
-              <input aria-label="Task" placeholder="task" value={filters.task} onChange={set('task')} />
-              <input aria-label="Category" placeholder="category" value={filters.category} onChange={set('category')} />
+              {facetSelect('use_case', 'use_case', 'Use case')}
+              {facetSelect('task', 'tasks', 'Task')}
+              {facetSelect('category', 'categories', 'Category')}
               <label>
                 <input type="checkbox" checked={filters.trainable} onChange={set('trainable')} /> trainable
               </label>
@@ -691,8 +717,8 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
           </form>
           <StatusLine status={status} testid="search-status" />
           {models && models.length === 0 && (
-            <p className="jp-deepvre-empty">
-              No models match. Clear the filters, or publish one with <code>deepvre market publish</code>.
+            <p className="jp-deepvre-empty" data-testid="search-empty">
+              {emptyMessage(facets, filtered)}
             </p>
           )}
           <ul className="jp-deepvre-cards">
