@@ -21,7 +21,6 @@ import shutil
 
 from deepvre import atomic
 from deepvre.checksums import file_sha256
-from deepvre.site.environment import Environment
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MANIFEST = re.compile(r"^epoch-(\d{5})\.json$")
@@ -44,15 +43,12 @@ def resume_callbacks(folder, name="model"):
     ``folder`` is created if missing. Under ``deepvre run`` a third reports the epochs to the run's
     ``progress.json`` (:mod:`deepvre.training.progress`).
     """
-    from .callbacks import Checkpoint, Progress, SaveModel
+    from . import progress
+    from .callbacks import Checkpoint, SaveModel
 
     backup, model_file = checkpoint_paths(folder, name)
     os.makedirs(os.path.dirname(model_file), exist_ok=True)
-    callbacks = [SaveModel(model_file), Checkpoint(backup)]
-    run_dir = Environment().run_dir
-    if run_dir:  # under `deepvre run`: epochs and curves for the run page
-        callbacks.append(Progress(run_dir, name))
-    return callbacks
+    return [SaveModel(model_file), Checkpoint(backup), *progress.callbacks(name)]  # progress: under `deepvre run`
 
 
 def interrupted(folder, name="model"):

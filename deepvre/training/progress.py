@@ -64,6 +64,19 @@ def remaining_seconds(progress):
     return max(0, epochs - progress["epoch"]) * mean
 
 
+def callbacks(name):
+    """``[Progress]`` for a ``fit`` named ``name`` under ``deepvre run``, else ``[]``: for fits that
+    take no :func:`~deepvre.training.checkpoints.resume_callbacks` (which include it)."""
+    from deepvre.site.environment import Environment
+
+    run_dir = Environment().run_dir
+    if not run_dir:
+        return []
+    from .callbacks import Progress
+
+    return [Progress(run_dir, name)]
+
+
 def write(run_dir, progress):
     atomic.write_json(path(run_dir), progress)
 

@@ -44,6 +44,17 @@ def test_outside_a_run_nothing_is_reported(tmp_path, monkeypatch):
     monkeypatch.delenv("DEEPVRE_RUN_DIR", raising=False)
     callbacks = checkpoints.resume_callbacks(tmp_path, "plain")
     assert [type(c).__name__ for c in callbacks] == ["SaveModel", "Checkpoint"]
+    assert progress.callbacks("plain") == []
+
+
+def test_a_fit_without_checkpoints_reports_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPVRE_RUN_DIR", str(tmp_path))
+    x, y = _data()
+    model = tiny_classifier()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0, callbacks=progress.callbacks("seed-1"))
+    data = progress.read(str(tmp_path))
+    assert (data["fit"], data["epoch"], data["epochs"], len(data["history"])) == ("seed-1", 2, 2, 2)
 
 
 def test_the_estimate_is_the_mean_epoch_time_times_the_epochs_left():
