@@ -176,10 +176,17 @@ def ensure_imagenet_base(market, name=BASE_NAME, version=BASE_VERSION, convert_d
     from deepvre.science import mobilenet
 
     try:
-        return market.show(name, version)
+        entry = market.show(name, version)
     except NotFound:
         if (name, version) != (BASE_NAME, BASE_VERSION):
             raise
+    else:
+        if (name, version) == (BASE_NAME, BASE_VERSION) and entry.get("owner") != base_models.OWNER:
+            # published by a user before the name was reserved: not the converted ImageNet weights
+            raise Unavailable(f"{name} {version} in this catalog belongs to {entry.get('owner')!r}, not to the "
+                              f"system account {base_models.OWNER!r}: it is not the hub's base model; ask the "
+                              f"hub's admin (the marketplace's api/status says why it was not seeded)")
+        return entry
     try:
         base_models.publish_mobilenet(mobilenet.convert(convert_dir), market)
     except Forbidden as err:  # a hub's marketplace: only its system account publishes the base model

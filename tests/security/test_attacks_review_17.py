@@ -171,6 +171,13 @@ def test_a_name_a_user_held_before_the_upgrade_is_not_taken_for_the_base_model(t
         assert owner == "deepvre" or seed["state"] != "done", (owner, seed)
         if owner != "deepvre":
             assert seed["state"] == "failed" and "bob" in seed["message"], seed
+            # and a notebook's base model (ensure_imagenet_base, through the hub's REST API) is not bob's
+            from deepvre.errors import Unavailable
+            from deepvre.market.client import HTTPMarket
+            from deepvre.training.lineage import ensure_imagenet_base
+
+            with pytest.raises(Unavailable, match="bob"):
+                ensure_imagenet_base(HTTPMarket(hub["market_url"], hub["tokens"]["alice"]))
 
 
 # -- the model services and preprocessing jobs of a real jupyter server ----------------------------
