@@ -107,8 +107,12 @@ RESERVED_NAMES = ("mobilenet-v2-imagenet",)
 
 
 def reserved(name, patterns=RESERVED_NAMES):
-    """Whether model ``name`` matches one of the reserved ``patterns`` (``fnmatch``, case-sensitive)."""
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    """Whether model ``name`` matches one of the reserved ``patterns`` (``fnmatch``), both in
+    packaging's canonical form: ``mobilenet_v2_imagenet`` and ``mobilenet--v2-imagenet`` read as
+    the reserved ``mobilenet-v2-imagenet``, so they are reserved too."""
+    from packaging.utils import canonicalize_name
+
+    return any(fnmatch.fnmatchcase(canonicalize_name(name), canonicalize_name(pattern)) for pattern in patterns)
 
 
 # A query with this many hits or more is broad: see Catalog.search.

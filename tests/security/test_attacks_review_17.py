@@ -89,6 +89,8 @@ INTACT = ("deepvre", "public", [("1.0.0", False)])
     "Mobilenet-v2-imagenet", "MOBILENET-V2-IMAGENET", " mobilenet-v2-imagenet", "mobilenet-v2-imagenet ",
     "mobilenet-v2-imagenet\n", "mobilenet-v2-imagenet/..", "mobilenet-v2-imagenet%2F..", "../mobilenet-v2-imagenet",
     "mobilenet\u2010v2\u2011imagenet", "ｍｏｂｉｌｅｎｅｔ-v2-imagenet", "mobilenet-v2-imagenet\u200b",
+    # the same name to a reader (and to packaging's canonical form): - and _ swapped or doubled
+    "mobilenet_v2_imagenet", "mobilenet-v2_imagenet", "mobilenet--v2-imagenet", "mobilenet_-v2-imagenet",
 ])
 def test_a_variant_of_the_reserved_name_is_refused_and_the_base_model_stays(seeded, name):
     assert seed_state(seeded)["state"] == "done"
