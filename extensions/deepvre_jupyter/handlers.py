@@ -17,6 +17,7 @@ server's login.
 import functools
 import json
 import os
+import tempfile
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
@@ -178,8 +179,10 @@ class FineTune(Base):
         self.set_status(201)
         return {"path": paths.relative(self.root, path)}
 
-    async def fine_tune(self, name, version, values, target=None, snapshot=None):
-        """Write ``snapshot`` (default: the model's notebook, fetched now) with ``values`` injected.
+    async def fine_tune(self, name, version, values, target=None, snapshot=None, scratch=None):
+        """Write ``snapshot`` (default: the model's notebook, fetched now) with ``values`` injected,
+        to ``target`` (in the workspace), else into the folder ``scratch`` (outside it: a batch run's
+        copy, which the run keeps as its ``input.ipynb``), else to a free name in ``notebooks_dir``.
 
         Returns its path, the notebook's declared parameters and the checked values: a run of it
         starts from these, without reading or parameterizing the notebook again.
@@ -191,6 +194,8 @@ class FineTune(Base):
             dest = self.resolve(target)
             if os.path.lexists(dest):
                 raise FileExistsError(f"{target!r} already exists; choose another name")
+        elif scratch:
+            dest = os.path.join(scratch, os.path.basename(self.default_target(name, snapshot.filename)))
         else:
             dest = self.default_target(name, snapshot.filename)
         if not dest.endswith(".ipynb"):
@@ -216,19 +221,25 @@ class Runs(FineTune):
 
     @api
     async def post(self):
-        """Start a detached run: of a workspace notebook (``path``) or of a model's notebook (``model``)."""
+        """Start a detached run: of a workspace notebook (``path``) or of a model's notebook (``model``).
+
+        A model's notebook is parameterized into a scratch folder, not the workspace, unless the
+        request names a ``path``: the run keeps its copy (``input.ipynb``), so repeated runs leave
+        no notebooks behind.
+        """
         body = self.body()
         values = body.get("parameters") or {}
-        if body.get("model"):
-            snapshot = await self.model_notebook(body["model"], body.get("version"))
-            self.check_trust(body["model"], snapshot, body.get("trust"))
-            nb, declared, values = await self.fine_tune(body["model"], body.get("version"), values,
-                                                        body.get("path"), snapshot)
-            injected = True
-        else:  # the runner reads the notebook's parameters, checks the values and injects them
-            nb, declared, injected = self.resolve(body.get("path"), must_exist=True), None, False
-        run = await self.blocking(backends.start_run, nb, values, self.runs_dir(), self.ext.runs_backend,
-                                  declared, injected, self.ext.site.get("slurm"))
+        with tempfile.TemporaryDirectory(prefix="deepvre-run-") as scratch:  # 0700, this request's own
+            if body.get("model"):
+                snapshot = await self.model_notebook(body["model"], body.get("version"))
+                self.check_trust(body["model"], snapshot, body.get("trust"))
+                nb, declared, values = await self.fine_tune(body["model"], body.get("version"), values,
+                                                            body.get("path"), snapshot, scratch)
+                injected = True
+            else:  # the runner reads the notebook's parameters, checks the values and injects them
+                nb, declared, injected = self.resolve(body.get("path"), must_exist=True), None, False
+            run = await self.blocking(backends.start_run, nb, values, self.runs_dir(), self.ext.runs_backend,
+                                      declared, injected, self.ext.site.get("slurm"))
         self.set_status(201)
         return cards.run_view(run, self.root)
 

@@ -1,7 +1,7 @@
 """A panel run reads the notebook's parameters once and injects them once (issue 14).
 
 The panel's "Run as batch job" is ``POST runs`` with a model: the handler reads the training
-notebook's parameters, checks the values, writes the parameterized copy into the workspace, and
+notebook's parameters, checks the values, writes the parameterized copy (into a scratch folder; the run keeps it), and
 the runner runs that copy as it is. papermill's functions are wrapped with counters over the
 whole path, the worker included: it runs here, in this process, instead of in a process of its own.
 """

@@ -71,6 +71,9 @@ def test_publish_asks_which_model_when_a_run_wrote_several(api, own_market, jp_r
     done = wait_for(api, run["id"], ("done", "failed"), timeout=300)
     assert done["state"] == "done", done
     folder = jp_root_dir / "runs" / run["id"]
+    # the run keeps its parameterized copy; none is left in the workspace
+    assert (folder / "input.ipynb").exists() and not (jp_root_dir / "fine-tune").exists()
+    assert run["id"].startswith("colours-training-")
     # a second model (as a notebook with two output folders writes) and a pulled base model,
     # which is not the run's (it carries the catalog's metadata.json)
     (folder / "second-output").mkdir()
