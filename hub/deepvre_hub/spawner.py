@@ -169,7 +169,7 @@ class DeepvreSpawner(LocalGpusMixin, ProfileSpawnerMixin, LocalProcessSpawner):
 
     def get_env(self):
         env = super().get_env()
-        env["PATH"] = path_with(BIN_DIR, env.get("PATH"))  # `deepvre` in every kernel and terminal
+        env["PATH"] = terminals.path_with(BIN_DIR, env.get("PATH"))  # `deepvre` in every kernel and terminal
         profile = profiles.find_profile(self.profiles or [profiles.FALLBACK_PROFILE], self.profile_slug)
         if profile is not None:
             env.update(profiles.local_environment(profile, self.gpu_ids))
@@ -250,12 +250,6 @@ class DeepvreSpawner(LocalGpusMixin, ProfileSpawnerMixin, LocalProcessSpawner):
 
 # This environment's commands: jupyterhub-singleuser, deepvre, python
 BIN_DIR = os.path.dirname(sys.executable)
-
-
-def path_with(folder, path=None):
-    """``PATH`` with ``folder`` first (once)."""
-    rest = [p for p in (path or os.defpath).split(os.pathsep) if p and p != folder]
-    return os.pathsep.join([folder, *rest])
 
 
 def singleuser_command():

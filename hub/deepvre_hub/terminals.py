@@ -7,9 +7,16 @@ Every spawner passes :func:`server_args` to the server.
 """
 
 import json
+import os
 import shlex
 
 IMAGE_BIN = "/opt/deepvre/bin"  # the images' venv (images/*/Dockerfile)
+
+
+def path_with(folder, path=None):
+    """``PATH`` with ``folder`` first (once): a server's kernels run the environment's commands."""
+    rest = [p for p in (path or os.defpath).split(os.pathsep) if p and p != folder]
+    return os.pathsep.join([folder, *rest])
 
 
 def terminal_shell(bin_dir):
