@@ -168,6 +168,8 @@ def model_input(data=None, array=None):
             values = json.loads(array)
         except ValueError as err:
             raise InputError(f"`array` is not JSON: {err}") from None
+        except RecursionError:  # e.g. [[[[...]]]] thousands deep
+            raise InputError("`array` is nested too deep") from None
         return preprocessing.array_input(values, spec)
     raise InputError("give an image file as the form field `data` or a JSON array as `array` "
                      "(fields: data, array, top_k)")

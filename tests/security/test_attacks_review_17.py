@@ -340,3 +340,14 @@ def test_a_huge_upload_is_refused_before_the_service_takes_it(server, service):
     r = predict(server, service, files={"data": ("big.png", body, "image/png")})
     assert r.status_code == 413, (r.status_code, r.text[:300])
     assert server.api("GET", f"serve/{service['ref']}")[1]["state"] == "ready"
+
+
+def test_a_deeply_nested_array_is_a_400(server, service):
+    """JSON nested 100000 deep (200 KB): Python's parser runs out of recursion, which is no
+    ValueError; the service must still answer 400 with the reason, and keep serving."""
+    deep = "[" * 100_000 + "]" * 100_000
+    r = predict(server, service, files={"array": (None, deep)})
+    assert r.status_code == 400 and "array" in r.json()["message"], (r.status_code, r.text[:300])
+    x = json.dumps([[[0.0, 0.0, 0.9]] * 8] * 8)
+    ok = predict(server, service, files={"array": (None, x)})
+    assert ok.status_code == 200 and ok.json()["predictions"][0][0]["label"] == "blue", ok.text[:300]
