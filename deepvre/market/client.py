@@ -106,6 +106,12 @@ class LocalMarket:
     def facets(self):
         return self.catalog.facets(self.caller)
 
+    def status(self):
+        """A local catalog seeds nothing (``deepvre weights convert --publish`` fills it)."""
+        from . import seed
+
+        return {"seed": seed.status("")}
+
     def versions(self, name):
         return self.catalog.versions(self.caller, name)
 
@@ -191,6 +197,10 @@ class HTTPMarket:
 
     def facets(self):
         return self._request("GET", "api/facets").json()
+
+    def status(self):
+        """What the service is doing: ``{"seed": {"state", "model", "message"}}`` (api/status)."""
+        return self._request("GET", "api/status").json()
 
     def pull(self, name, version, dest, overwrite=False, verify="blake3"):
         """Download every file into ``dest``, checking it (see :func:`.store.checker`); nothing is

@@ -39,6 +39,11 @@ def facets():
     return market_client().facets()
 
 
+def seed_status():
+    """The marketplace's base-model seed: ``{"state": "seeding"|"done"|"failed"|"off", "message"}``."""
+    return market_client().status()["seed"]
+
+
 def show_model(name, version=None):
     """One model's record (latest version when ``version`` is None), with its versions."""
     return market_client().show(name, version or None)

@@ -123,7 +123,20 @@ class Models(Base):
         trainable = {"": None, "true": True, "false": False}.get(q.pop("trainable").lower())
         records = await self.blocking(backends.search_models, q.pop("q"), trainable=trainable, **q)
         facets = await self.blocking(backends.facets)  # the filters' choices
-        return {"models": [cards.model_card(r) for r in records], "facets": facets}
+        answer = {"models": [cards.model_card(r) for r in records], "facets": facets}
+        if not facets.get("owner"):  # an empty catalog: is the hub still seeding its base model?
+            answer["seed"] = await self.blocking(backends.seed_status)
+        return answer
+
+
+# Another user's files the model page reads whole into this server (and caches): larger ones are
+# not read, so that a public model cannot fill the memory of every server that opens its page.
+RUN_JSON_MAX = 2**20
+FIGURES_NOTEBOOK_MAX = 32 * 2**20
+
+
+def file_size(record, filename):
+    return ((record.get("files") or {}).get(filename) or {}).get("size") or 0
 
 
 class Model(Base):
@@ -137,7 +150,7 @@ class Model(Base):
     @staticmethod
     def run_of(record):
         """The entry's ``run.json`` (the run that trained it), or None."""
-        if "run.json" not in (record.get("files") or {}):
+        if "run.json" not in (record.get("files") or {}) or file_size(record, "run.json") > RUN_JSON_MAX:
             return None
         try:
             run = json.loads(backends.fetch_file(backends.market_client(), record, "run.json"))
@@ -154,6 +167,9 @@ class ModelFigures(Base):
         notebook = ((record.get("metadata") or {}).get("deepvre") or {}).get("training", {}).get("notebook")
         if not notebook or notebook not in (record.get("files") or {}):
             return {"figures": [], "notebook": None}
+        if file_size(record, notebook) > FIGURES_NOTEBOOK_MAX:
+            return {"figures": [], "notebook": notebook,
+                    "message": f"the notebook is over {FIGURES_NOTEBOOK_MAX // 2**20} MB: its plots are not read"}
         data = await self.blocking(backends.fetch_file, backends.market_client(), record, notebook)
         return {"figures": cards.notebook_figures(data), "notebook": notebook}
 

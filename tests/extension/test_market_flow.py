@@ -19,6 +19,13 @@ def test_search_and_filters(api, market_dir):
     assert facets["use_case"] == {"base": 1} and facets["owner"] == {"ana": 1} and "colours" in facets["tags"]
 
 
+def test_an_empty_catalog_says_whether_a_base_model_is_coming(api, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(tmp_path / "empty-market"))
+    status, data = api("GET", "models")
+    assert status == 200 and data["models"] == [] and not any(data["facets"].values())
+    assert data["seed"]["state"] == "off"  # a local catalog seeds nothing: the panel says how to fill it
+
+
 def test_details_carry_the_raw_description_for_safe_rendering(api, market_dir):
     status, data = api("GET", "models/colours")
     assert status == 200

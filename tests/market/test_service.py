@@ -130,6 +130,7 @@ def test_facets_over_http_show_others_only_what_they_may_see(clients):
     assert bob["owner"] == {"alice": 1} and bob["visibility"] == {"public": 1}  # not the private or group one
     assert carol["visibility"] == {"public": 1, "group": 1}  # carol is in `lab`
     assert clients["alice"].facets()["visibility"] == {"public": 1, "private": 1, "group": 1}
+    assert clients["bob"].status()["seed"]["state"] == "off"  # this hub seeds no base model
 
 
 def test_admin_curates(clients):

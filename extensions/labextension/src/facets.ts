@@ -26,8 +26,20 @@ export function catalogEmpty(facets: IFacets | null | undefined): boolean {
   return !!facets && Object.values(facets.owner ?? {}).length === 0;
 }
 
-/** What an empty result says: an empty catalog, or filters that match nothing. */
-export function emptyMessage(facets: IFacets | null | undefined, filtered: boolean): string {
+export interface ISeed {
+  state: 'seeding' | 'done' | 'failed' | 'off';
+  message: string;
+}
+
+/** What an empty result says: the base model still seeding (or its seed failed), an empty
+ * catalog, or filters that match nothing. */
+export function emptyMessage(facets: IFacets | null | undefined, filtered: boolean, seed?: ISeed | null): string {
+  if (catalogEmpty(facets) && seed?.state === 'seeding') {
+    return `The hub is publishing its base model now: ${seed.message}. Search again in a minute.`;
+  }
+  if (catalogEmpty(facets) && seed?.state === 'failed') {
+    return `The marketplace has no model you can see: ${seed.message}. Tell your hub's admin.`;
+  }
   if (catalogEmpty(facets)) {
     return (
       'The marketplace has no model you can see yet. The hub publishes the ImageNet base model ' +

@@ -9,7 +9,7 @@ import React, { useCallback, useEffect, useRef, useState } from 'react';
 
 import { post, requestAPI } from './api';
 import { IDLE, ILoadState, ITrustRequest, Loader, trustRequest } from './data';
-import { emptyMessage, facetOptions, IFacets } from './facets';
+import { emptyMessage, facetOptions, IFacets, ISeed } from './facets';
 import { IPreprocessJob, clusterLabel } from './jobs';
 import { Markdown } from './markdown';
 import { PreprocessJobView } from './preprocess';
@@ -647,6 +647,7 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
   const [filters, setFilters] = useState<IFilters>({ q: '', use_case: '', task: '', category: '', trainable: false });
   const [models, setModels] = useState<IModelCard[] | null>(null);
   const [facets, setFacets] = useState<IFacets | null>(null);
+  const [seed, setSeed] = useState<ISeed | null>(null);
   const [details, setDetails] = useState<IModelDetails | null>(null);
   const [opened, setOpened] = useState(''); // the card whose details were open last
   const [runsRefresh, setRunsRefresh] = useState(0);
@@ -657,10 +658,13 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
     setOpened('');
     const id = ++latestSearch.current;
     void act('Searching…', async () => {
-      const data = await requestAPI<{ models: IModelCard[]; facets?: IFacets }>(`models?${searchQuery(filters)}`);
+      const data = await requestAPI<{ models: IModelCard[]; facets?: IFacets; seed?: ISeed }>(
+        `models?${searchQuery(filters)}`
+      );
       if (id === latestSearch.current) {
         setModels(data.models); // an older search answering late never replaces a newer one's cards
         setFacets(data.facets ?? null);
+        setSeed(data.seed ?? null);
       }
       return `${data.models.length} model${data.models.length === 1 ? '' : 's'}`;
     });
@@ -718,7 +722,7 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
           <StatusLine status={status} testid="search-status" />
           {models && models.length === 0 && (
             <p className="jp-deepvre-empty" data-testid="search-empty">
-              {emptyMessage(facets, filtered)}
+              {emptyMessage(facets, filtered, seed)}
             </p>
           )}
           <ul className="jp-deepvre-cards">

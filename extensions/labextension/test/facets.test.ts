@@ -28,5 +28,9 @@ describe('empty states', () => {
     expect(catalogEmpty(null)).toBe(false); // not known yet
     expect(emptyMessage({ owner: {} }, false)).toContain('publishes the ImageNet base model');
     expect(emptyMessage(facets, true)).toContain('Clear the filters');
+    const seeding = { state: 'seeding' as const, message: 'seeding base model mobilenet-v2-imagenet 1.0.0' };
+    expect(emptyMessage({ owner: {} }, false, seeding)).toContain('publishing its base model now');
+    expect(emptyMessage(facets, true, seeding)).toContain('Clear the filters'); // models exist: not about the seed
+    expect(emptyMessage({ owner: {} }, false, { state: 'failed', message: 'no TensorFlow' })).toContain('no TensorFlow');
   });
 });
