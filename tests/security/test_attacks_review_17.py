@@ -351,3 +351,51 @@ def test_a_deeply_nested_array_is_a_400(server, service):
     x = json.dumps([[[0.0, 0.0, 0.9]] * 8] * 8)
     ok = predict(server, service, files={"array": (None, x)})
     assert ok.status_code == 200 and ok.json()["predictions"][0][0]["label"] == "blue", ok.text[:300]
+
+
+@pytest.fixture(scope="module")
+def big_files_server(tmp_path_factory, colours_model):  # noqa: F811
+    """A server whose catalog holds mallory's public model with a 70 MB training notebook (one
+    long output) and a 20 MB run.json: what another user's model page reads."""
+    from deepvre.market.catalog import Catalog
+
+    root = tmp_path_factory.mktemp("review17-big")
+    folder, doc = colours_model
+    files = root / "files"
+    files.mkdir()
+    for path in folder.iterdir():
+        (files / path.name).write_bytes(path.read_bytes())
+    notebook = json.loads((files / "training.ipynb").read_text())
+    notebook["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": 1, "source": "x",
+                              "outputs": [{"output_type": "stream", "name": "stdout", "text": "z" * (70 * 2**20)}]})
+    (files / "training.ipynb").write_text(json.dumps(notebook))
+    (files / "run.json").write_text(json.dumps({"id": "r1", "path": "z" * (20 * 2**20)}))
+    market = root / "market"
+    catalog = Catalog(database_url=f"sqlite:///{market}/catalog.sqlite", store_url=str(market / "artifacts"))
+    document = json.loads(json.dumps(doc))
+    document["deepvre"]["name"] = "bigbook"
+    catalog.publish(document, {p.name: p for p in files.iterdir()}, "mallory", visibility="public")
+    catalog.engine.dispose()
+    srv = Server(root, market)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_another_users_model_page_does_not_load_huge_files_into_the_server(big_files_server):
+    """The model page (GET models/NAME: the run.json) and its plots (GET models/NAME/figures: the
+    whole training notebook, parsed) read another user's files into the viewer's server, and
+    keep up to 32 of them cached: a public model with big files would exhaust the memory of every
+    server that opens its page. Files over a bound are not read."""
+    import psutil
+
+    server = big_files_server
+    assert server.api("GET", "models")[0] == 200  # imports and caches of an ordinary request
+    process = psutil.Process(server.proc.pid)
+    before = process.memory_info().rss
+    status, page = server.api("GET", "models/bigbook")
+    assert status == 200 and page["name"] == "bigbook", page
+    status, figures = server.api("GET", "models/bigbook/figures")
+    assert status in (200, 413) and not figures.get("figures"), str(figures)[:300]
+    grown = process.memory_info().rss - before
+    assert grown < 40 * 2**20, f"the server grew by {grown // 2**20} MB reading another user's files"
