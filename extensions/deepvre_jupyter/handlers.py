@@ -123,7 +123,10 @@ class Models(Base):
         trainable = {"": None, "true": True, "false": False}.get(q.pop("trainable").lower())
         records = await self.blocking(backends.search_models, q.pop("q"), trainable=trainable, **q)
         facets = await self.blocking(backends.facets)  # the filters' choices
-        return {"models": [cards.model_card(r) for r in records], "facets": facets}
+        answer = {"models": [cards.model_card(r) for r in records], "facets": facets}
+        if not facets.get("owner"):  # an empty catalog: is the hub still seeding its base model?
+            answer["seed"] = await self.blocking(backends.seed_status)
+        return answer
 
 
 # Another user's files the model page reads whole into this server (and caches): larger ones are
