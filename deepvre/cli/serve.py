@@ -34,7 +34,8 @@ def entry_point_dir(name, folder):
 
 
 def deepaas_command(name, ip="127.0.0.1", port=5000, base_path=None, python=sys.executable, socket=None,
-                    uploads=None, insecure=False, exit_with_parent=False, threads=None):
+                    uploads=None, insecure=False, exit_with_parent=False, threads=None, max_batch=None,
+                    model_calls=None):
     """The command line of deepvre's DEEPaaS launcher (``deepaas-run`` plus its guards) for one model (pure).
 
     With ``socket`` it listens on that Unix socket only; else on ``ip:port``, where it demands the
@@ -48,8 +49,8 @@ def deepaas_command(name, ip="127.0.0.1", port=5000, base_path=None, python=sys.
         command += ["--uploads", str(uploads)]
     if exit_with_parent:
         command.append("--exit-with-parent")
-    if threads:
-        command += ["--threads", str(threads)]
+    for flag, value in (("--threads", threads), ("--max-batch", max_batch), ("--model-calls", model_calls)):
+        command += [flag, str(value)] if value else []
     return command + (["--insecure"] if insecure and not socket else [])
 
 
@@ -79,10 +80,15 @@ def serve_environment(ref, entry_dir, artifact_dir=None, env=None, token=None):
               help="Private folder (0700) for uploaded files; emptied after requests, removed at exit.")
 @click.option("--threads", type=click.IntRange(1, 64), default=16, show_default=True,
               help="Requests predicted at once, in threads of the service; their model calls are stacked into one.")
+@click.option("--max-batch", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Most samples stacked into one model call.")
+@click.option("--model-calls", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Model calls at once, each on a stack of requests.")
 @click.option("--insecure", is_flag=True, help="TCP without a token: anyone who reaches the port can use the model.")
 @click.option("--exit-with-parent", is_flag=True,
               help="Stop when the process that started this one ends (the Models panel's services end with their server).")
-def serve(model, ip, port, socket_path, base_path, artifact_dir, uploads, threads, insecure, exit_with_parent):
+def serve(model, ip, port, socket_path, base_path, artifact_dir, uploads, threads, max_batch, model_calls, insecure,
+          exit_with_parent):
     """Serve MODEL[:VERSION] from the marketplace with DEEPaaS (GET /v2/models/, POST .../predict/).
 
     On TCP every request needs the token (header ``Authorization: token TOKEN``, or ``?token=TOKEN``
@@ -106,7 +112,8 @@ def serve(model, ip, port, socket_path, base_path, artifact_dir, uploads, thread
         if not given:
             click.echo(f"token (shown once; send it as 'Authorization: token ...'): {token}", err=True)
     command = deepaas_command(name, ip, port, base_path, socket=socket_path, uploads=uploads, insecure=insecure,
-                              exit_with_parent=exit_with_parent, threads=threads)
+                              exit_with_parent=exit_with_parent, threads=threads, max_batch=max_batch,
+                              model_calls=model_calls)
     env = serve_environment(model, entry_dir, artifact_dir, token=token)
     click.echo(f"serving {model} with DEEPaaS on {where}{base_path or ''}/v2/models/{name}/", err=True)
     os.execvpe(command[0], command, env)

@@ -1,14 +1,15 @@
 """Concurrent predictions stacked into one model call.
 
-A service's requests each decode their own input in their own thread, then wait here: one thread
-runs the model on every batch queued meanwhile, stacked along the first axis, and hands each
-caller its rows. Nothing waits for a batch to fill: a lone request runs at once, and requests that
-arrive while the model is busy go together in the next call. CPU inference of a batch of n costs
-far less than n calls of one, so a service under load keeps up with (or beats) the same number of
-threads calling the model in process.
+A service's requests each decode their own input in their own thread, then wait here: a worker
+thread runs the model on what is queued, stacked along the first axis (up to ``max_rows``), and
+hands each caller its rows. Nothing waits for a stack to fill: a lone request runs at once, and
+requests that arrive while the workers are busy go together in the next call. Small stacks and a
+few calls at once (``workers``) keep the cores busy as threads calling the model in process do;
+large stacks do not pay on a CPU (MobileNetV2 at 224x224 on 2 cores: 36 ms for one image, 44 ms
+per image in a stack of 4, 54 in a stack of 16), see docs/benchmarks.md.
 """
 
-import queue
+import collections
 import threading
 
 import numpy as np
@@ -18,38 +19,54 @@ class Batcher:
     """``Batcher(fn)(x)`` is ``fn(x)`` for a batch ``x``, run together with concurrent calls.
 
     ``fn`` takes and returns arrays with one row per sample (e.g. ``model.predict_on_batch``);
-    ``max_rows`` bounds one stacked call. An error of a stacked call goes to each of its callers.
+    ``max_rows`` bounds one stacked call; ``workers`` calls of ``fn`` run at once, each on what
+    is queued when it starts. An error of a stacked call goes to each of its callers.
     """
 
-    def __init__(self, fn, max_rows=64):
+    def __init__(self, fn, max_rows=8, workers=1):
+        if max_rows < 1 or workers < 1:
+            raise ValueError(f"max_rows and workers must be at least 1, not {max_rows} and {workers}")
         self.fn, self.max_rows = fn, max_rows
-        self._queue = queue.Queue()
-        self._thread = threading.Thread(target=self._serve, name="deepvre-batcher", daemon=True)
-        self._thread.start()
+        self._waiting = collections.deque()
+        self._ready = threading.Condition()
+        self._threads = [threading.Thread(target=self._serve, name=f"deepvre-batcher-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     def __call__(self, x):
         slot = {"x": np.asarray(x), "done": threading.Event()}
-        self._queue.put(slot)
+        with self._ready:
+            self._waiting.append(slot)
+            self._ready.notify()
         slot["done"].wait()
         if "error" in slot:
             raise slot["error"]
         return slot["y"]
 
+    def waiting(self):
+        """How many rows (samples) wait for a worker."""
+        with self._ready:
+            return sum(len(slot["x"]) for slot in self._waiting)
+
     def _take(self):
-        """The oldest waiting call and those queued behind it, up to ``max_rows`` rows of one shape."""
-        slots = [self._queue.get()]
-        rows = len(slots[0]["x"])
-        while rows < self.max_rows:
-            try:
-                slot = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if slot["x"].shape[1:] != slots[0]["x"].shape[1:] or slot["x"].dtype != slots[0]["x"].dtype:
-                self._run([slot])  # another input shape: on its own
-                continue
-            slots.append(slot)
-            rows += len(slot["x"])
-        return slots
+        """The oldest waiting call and those behind it of the same shape that fit in ``max_rows``
+        (a call larger than that goes alone); the others keep their place."""
+        with self._ready:
+            while not self._waiting:
+                self._ready.wait()
+            first = self._waiting.popleft()
+            slots, rows, kept = [first], len(first["x"]), collections.deque()
+            while self._waiting:
+                slot = self._waiting.popleft()
+                fits = slot["x"].shape[1:] == first["x"].shape[1:] and slot["x"].dtype == first["x"].dtype
+                if fits and rows + len(slot["x"]) <= self.max_rows:
+                    slots.append(slot)
+                    rows += len(slot["x"])
+                else:
+                    kept.append(slot)
+            self._waiting.extendleft(reversed(kept))
+            return slots
 
     def _serve(self):
         while True:

@@ -21,8 +21,9 @@ folder, ``train`` for anyone. ``deepvre serve`` therefore starts DEEPaaS through
 - **concurrent predictions**: DEEPaaS runs each ``predict`` in one of ``--workers`` single-process
   pools (one copy of the model each, one request at a time each); here ``predict`` and ``warm``
   run in a pool of ``--threads`` threads of the server's own process, on one loaded model: each
-  decodes its input, and the model calls of concurrent requests are stacked into one
-  (:mod:`deepvre.serving.batching`). ``train`` stays in DEEPaaS's process pool, which can cancel it.
+  decodes its input, and concurrent requests are stacked (``--max-batch``) into ``--model-calls``
+  model calls at once (:mod:`deepvre.serving.batching`). ``train`` stays in DEEPaaS's process
+  pool, which can cancel it.
 """
 
 import argparse
@@ -220,6 +221,8 @@ def parse(argv):
     p.add_argument("--uploads", help="private folder for DEEPaaS's uploads (default: a new one in the temp folder)")
     p.add_argument("--threads", type=int, default=THREADS,
                    help=f"requests predicted at once (their model calls stacked), in threads of this process (default {THREADS})")
+    p.add_argument("--max-batch", type=int, default=4, help="most samples stacked into one model call (default 4)")
+    p.add_argument("--model-calls", type=int, default=4, help="model calls at once, each on a stack (default 4)")
     p.add_argument("--insecure", action="store_true", help="TCP without a token: anyone who reaches the port gets in")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started it ends (a user's server: its services go with it)")
@@ -264,8 +267,8 @@ def main(argv=None):
     if args.exit_with_parent:
         exit_with_parent()
     private_uploads(uploads)
-    if args.threads < 1:
-        raise SystemExit("--threads must be at least 1")
+    if min(args.threads, args.max_batch, args.model_calls) < 1:
+        raise SystemExit("--threads, --max-batch and --model-calls must be at least 1")
     deepaas_argv = [sys.argv[0], "--model-name", args.model_name, "--nodebug", "--nowarm",
                     "--client-max-size", str(UPLOAD_LIMIT)]  # warmed below
     config.config_and_logging(deepaas_argv)
@@ -274,6 +277,10 @@ def main(argv=None):
 
     async def application():
         from deepaas import model as models
+
+        from deepvre.serving import model as adapter  # the module DEEPaaS serves
+
+        adapter.BATCHING.update(max_rows=args.max_batch, workers=args.model_calls)
 
         app = await api.get_app(base_path=base_path)
         for wrapper in models.V2_MODELS.values():

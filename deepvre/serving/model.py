@@ -104,7 +104,8 @@ def warm():
     import numpy as np
 
     model, spec = loaded()
-    model.predict_on_batch(np.zeros((1, *spec["input"]["shape"]), spec["input"].get("dtype", "float32")))
+    for rows in (1, 2):  # TensorFlow traces batches of 1, then any size: not during the first stacked call
+        model.predict_on_batch(np.zeros((rows, *spec["input"]["shape"]), spec["input"].get("dtype", "float32")))
 
 
 def get_predict_args():
@@ -124,13 +125,16 @@ def get_predict_args():
     }
 
 
+BATCHING = {"max_rows": 4, "workers": 4}  # the launcher's --max-batch and --model-calls
+
+
 @functools.lru_cache(maxsize=1)
 def batcher():
     """The service's model calls: concurrent requests stacked into one (:mod:`.batching`)."""
     from .batching import Batcher
 
     model, _ = loaded()
-    return Batcher(model.predict_on_batch)
+    return Batcher(model.predict_on_batch, **BATCHING)
 
 
 def predict_array(x, top_k=TOP_K, run=None):
