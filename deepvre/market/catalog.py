@@ -144,7 +144,7 @@ class Catalog(Configurable):
         default_value=list(RESERVED_NAMES),
         config=True,
         help="Model names only the system account (deepvre) may publish: the hub's base models. "
-        "fnmatch patterns, e.g. ['mobilenet-v2-imagenet', 'base-*']; [] reserves none. Nobody else, "
+        "fnmatch patterns, matched in packaging's canonical form (- and _ alike), e.g. ['mobilenet-v2-imagenet', 'base-*']; [] reserves none. Nobody else, "
         "admins included, may claim such a name or publish a version of it.",
     )
 
