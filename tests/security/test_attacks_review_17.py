@@ -24,12 +24,12 @@ import pytest
 import requests
 
 from tests.extension.conftest import colours_market, colours_model  # noqa: F401 (fixtures)
-from tests.hub.hubprocess import HubProcess, cpu_only, run_code
+from tests.hub.hubprocess import run_code
 from tests.market.conftest import make_document
 from tests.market.fuzz_hooks import MODEL, tar_of
 from tests.market.markethub import market_hub
-from tests.prereqs import require_proxy, require_root
 from tests.security.conftest import PASSWORD
+from tests.security.test_examples_copy import hub as deepvre_hub  # noqa: F401 (a real local hub, as root)
 from tests.security.test_examples_copy import user_with_server
 from tests.serving.test_service_lifecycle import AUTH, Server
 
@@ -268,21 +268,12 @@ def test_cluster_names_that_dress_up_another_kind_are_refused(server, cluster):
     assert len(server.api("GET", "preprocess")[1]["jobs"]) == before
 
 
-# -- a real deepvre hub, as root -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def deepvre_hub(tmp_path_factory):
-    require_root()
-    require_proxy()
-    hub = HubProcess(cpu_only(), tmp_path_factory.mktemp("review17-hub") / "state")
-    with hub.running():
-        yield hub
+# -- a real deepvre hub, as root (test_examples_copy's) -------------------------------------------
 
 
 @pytest.mark.root
 @pytest.mark.hub
-def test_nobody_becomes_the_system_account_by_a_variant_of_its_name(deepvre_hub):
+def test_nobody_becomes_the_system_account_by_a_variant_of_its_name(deepvre_hub):  # noqa: F811
     hub = deepvre_hub
     admin = hub.login(hub.admin, hub.admin_password)
     admin_token = hub.token(admin, hub.admin)
@@ -303,7 +294,7 @@ def test_nobody_becomes_the_system_account_by_a_variant_of_its_name(deepvre_hub)
 
 @pytest.mark.root
 @pytest.mark.hub
-def test_code_a_user_plants_in_their_home_does_not_run_at_spawn(deepvre_hub):
+def test_code_a_user_plants_in_their_home_does_not_run_at_spawn(deepvre_hub):  # noqa: F811
     """The examples copy runs ``python -m deepvre_hub.examples`` as the user in their home at each
     spawn, started by the hub, outside the server (its cgroup, its limits, its end). Python puts
     the working folder first on sys.path for ``-m`` and reads the user's site-packages: a
