@@ -26,7 +26,6 @@ import io
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,10 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
-from tests.hub.hubprocess import free_port  # noqa: E402
+from tests.market.test_serving import start_serve  # noqa: E402
 
 NAME = "mobilenet-v2-imagenet"
-DEEPVRE = Path(sys.executable).parent / "deepvre"
 SAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "cat", "hubble_deep_field", "immunohistochemistry", "retina")
 
 
@@ -68,29 +66,14 @@ def publish(root):
     base_models.publish_mobilenet(mobilenet.convert(), catalog)
 
 
-def start_service(root, token, threads, extra=()):
-    port = free_port()
+def start_service(root, token, args):
+    """``deepvre serve`` of the model on TCP with ``token``: (process, predict URL, log)."""
     env = dict(os.environ, DEEPVRE_MARKET_DIR=str(root), DEEPVRE_SERVE_TOKEN=token)
     for var in ("DEEPVRE_MARKET_URL", "DEEPVRE_MARKET_TOKEN"):
         env.pop(var, None)
-    log = open(root / "serve.log", "w")
-    proc = subprocess.Popen([str(DEEPVRE), "serve", NAME, "--port", str(port), "--threads", str(threads), *extra,
-                             "--artifact-dir", str(root / "served")],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v2/models/{NAME}/predict/"
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError("the service exited:\n" + (root / "serve.log").read_text()[-3000:])
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/v2/models/", timeout=5,
-                            headers={"Authorization": f"token {token}"}).status_code == 200:
-                return proc, url
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("the service did not answer in 300 s")
-        time.sleep(0.5)
+    proc, url, log = start_serve(NAME, env, root / "serve.log", [*args, "--artifact-dir", str(root / "served")], token,
+                                 timeout=300)
+    return proc, f"{url}/v2/models/{NAME}/predict/", log
 
 
 def load_in_process(root):
@@ -171,8 +154,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         publish(root)
-        proc, url = start_service(root, token, args.threads,
-                                  ["--max-batch", str(args.max_batch), "--model-calls", str(args.model_calls)])
+        proc, url, log = start_service(root, token, ["--threads", str(args.threads), "--max-batch", str(args.max_batch),
+                                                     "--model-calls", str(args.model_calls)])
         try:
             predict = load_in_process(root)
             variants = {"service": service_call(url, token), "in process": in_process_call(predict)}
@@ -190,6 +173,7 @@ def main():
         finally:
             proc.terminate()
             proc.wait(30)
+            log.close()
     load_end = os.getloadavg()
     print(f"serving benchmark: {NAME} (224x224, 1000 classes), {len(images)} JPEG photos, {args.requests} calls "
           f"per level, {args.repeats} repeats, service --threads {args.threads} --max-batch {args.max_batch} "

@@ -35,6 +35,30 @@ def test_deepaas_command_is_pure(tmp_path):
     assert entry.read_text() == "[deepaas.v2.model]\ntiny-colours = deepvre.serving.model\n"
 
 
+def start_serve(model, env, log_path, args=(), token=TOKEN, timeout=180):
+    """``deepvre serve MODEL --port P ARGS`` with ``env``: ``(process, URL, log)`` once its API
+    answers a request with ``token`` (also used by benchmarks/serving.py)."""
+    import time
+
+    port = free_port()
+    log = open(log_path, "w")
+    proc = subprocess.Popen([str(DEEPVRE), "serve", model, "--port", str(port), *args],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError("deepvre serve exited:\n" + Path(log_path).read_text()[-3000:])
+        try:
+            if requests.get(f"{url}/v2/models/", headers={"Authorization": f"token {token}"}, timeout=5).status_code == 200:
+                return proc, url, log
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"deepvre serve did not answer in {timeout} s:\n" + Path(log_path).read_text()[-3000:])
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_model_dir):
     """``deepvre serve tiny-colours`` on a local catalog where this account published the tiny model
@@ -50,25 +74,7 @@ def served(tmp_path_factory, tiny_model_dir):
     env.pop("JUPYTERHUB_USER", None)
     catalog = Catalog(database_url=f"sqlite:///{root / 'market' / 'catalog.sqlite'}", store_url=str(root / "market" / "artifacts"))
     catalog.publish(make_document(), artifact_files(tiny_model_dir), getpass.getuser())
-    port = free_port()
-    log = open(root / "deepaas.log", "w")
-    proc = subprocess.Popen([str(DEEPVRE), "serve", "tiny-colours", "--port", str(port), "--artifact-dir", str(root / "art")],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    import time
-
-    deadline = time.monotonic() + 180
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError("deepaas exited:\n" + (root / "deepaas.log").read_text()[-3000:])
-        try:
-            if requests.get(f"{url}/v2/models/", headers=AUTH, timeout=5).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("deepaas did not start:\n" + (root / "deepaas.log").read_text()[-3000:])
-        time.sleep(0.5)
+    proc, url, log = start_serve("tiny-colours", env, root / "deepaas.log", ["--artifact-dir", str(root / "art")])
     yield {"url": url, "root": root}
     stop_process(proc, log)
 
