@@ -133,6 +133,8 @@ def test_models_panel_end_to_end_through_the_hub(hub):
             expect(card).to_contain_text("accuracy")
             expect(card).to_contain_text(hub.user)  # the owner: who published through the service
             page.screenshot(path=os.path.join(SHOTS, "2-search.png"))
+            # the filters offer what the catalog has, with counts (two public colour models, both "base")
+            expect(panel.get_by_label("Use case").locator("option")).to_have_text(["any", "base (2)"])
 
             # by keyboard only: Tab to the card, Enter opens it and focus moves to its heading;
             # Escape goes back with focus on the card; Tab and Enter reach every action
@@ -189,6 +191,9 @@ def test_models_panel_end_to_end_through_the_hub(hub):
 
             # an action's server error reaches the user with the server's message
             panel.get_by_role("button", name="Preprocess").click()
+            # only the clusters this server can start: a local hub is no Slurm site and no pod
+            expect(panel.get_by_label("Cluster").locator("option")).to_have_text(
+                [re.compile(r"^local"), "a scheduler I started (address)"])
             panel.get_by_placeholder("data/images").fill("no-such-data")
             panel.get_by_role("button", name="Start preprocessing").click()
             error = panel.get_by_test_id("preprocess-status")
@@ -287,7 +292,10 @@ png = io.BytesIO()
 fig.savefig(png, format="png", dpi=80)
 display(Image(data=png.getvalue()))  # an image/png output: the model page shows it
 """)
-SCREENSHOTS = os.path.join(REPO, "docs", "screenshots")
+# the README's screenshots are rewritten only when asked (DEEPVRE_UPDATE_SCREENSHOTS=1), so a test run
+# leaves the tree clean; otherwise they go with the other artifacts
+SCREENSHOTS = (os.path.join(REPO, "docs", "screenshots") if os.environ.get("DEEPVRE_UPDATE_SCREENSHOTS")
+               else os.path.join(SHOTS, "pages"))
 
 
 def open_lab(page, hub):
