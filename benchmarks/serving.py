@@ -17,7 +17,9 @@ scikit-image's sample photos as JPEG bytes.
 Per concurrency, each repeat runs both, one right after the other, in reverse order every other
 repeat. Reported: p50 and p95 of all latencies, the median throughput over the repeats, and the
 service/in-process throughput ratio as the median of the repeats' ratios (each pair ran within
-seconds, under the same load), with the load averages at the start and the end (the machine is
+seconds, under the same load), the CPU time per request (the service's process and this one's
+client threads; this process alone in process: a measure the other loads of a shared machine
+do not move much), with the load averages at the start and the end (the machine is
 shared).
 """
 
@@ -35,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 import requests  # noqa: E402
 
 from tests.market.test_serving import start_serve  # noqa: E402
@@ -134,6 +137,11 @@ def in_process_call(predict):
     return call
 
 
+def cpu_seconds(processes):
+    """CPU time (user + system) the ``processes`` used so far, all their threads."""
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+
 def summary(latencies, wall):
     return {"ms": np.asarray(latencies) * 1000, "rps": len(latencies) / wall}
 
@@ -159,6 +167,7 @@ def main():
         try:
             predict = load_in_process(root)
             variants = {"service": service_call(url, token), "in process": in_process_call(predict)}
+            processes = [psutil.Process(), psutil.Process(proc.pid)]  # this one (client or in process) and the service
             # same answers both ways, then one warm-up round each
             svc, local = variants["service"](requests.Session(), images[0]), predict(images[0])
             assert [p["label"] for p in svc["predictions"][0]] == [p["label"] for p in local["predictions"][0]], (svc, local)
@@ -169,7 +178,10 @@ def main():
                 for repeat in range(args.repeats):
                     order = list(variants) if repeat % 2 == 0 else list(reversed(variants))
                     for name in order:
-                        results[c, name].append(summary(*run(variants[name], images, c, args.requests)))
+                        before = cpu_seconds(processes)
+                        result = summary(*run(variants[name], images, c, args.requests))
+                        result["cpu_ms"] = (cpu_seconds(processes) - before) * 1000 / args.requests
+                        results[c, name].append(result)
         finally:
             proc.terminate()
             proc.wait(30)
@@ -179,13 +191,14 @@ def main():
           f"per level, {args.repeats} repeats, service --threads {args.threads} --max-batch {args.max_batch} "
           f"--model-calls {args.model_calls}, top_k 5")
     print(f"load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f} ({os.cpu_count()} cores)")
-    print(f"  {'concurrency':>11s}  {'variant':10s}  {'p50 ms':>8s}  {'p95 ms':>8s}  {'req/s':>7s}")
+    print(f"  {'concurrency':>11s}  {'variant':10s}  {'p50 ms':>8s}  {'p95 ms':>8s}  {'req/s':>7s}  {'CPU ms/req':>10s}")
     for c in args.concurrency:
         for name in variants:
             runs = results[c, name]
             ms = np.concatenate([r["ms"] for r in runs])
             rps = statistics.median(r["rps"] for r in runs)
-            print(f"  {c:>11d}  {name:10s}  {np.percentile(ms, 50):8.1f}  {np.percentile(ms, 95):8.1f}  {rps:7.2f}")
+            cpu = statistics.median(r["cpu_ms"] for r in runs)
+            print(f"  {c:>11d}  {name:10s}  {np.percentile(ms, 50):8.1f}  {np.percentile(ms, 95):8.1f}  {rps:7.2f}  {cpu:10.1f}")
         paired = [s["rps"] / i["rps"] for s, i in zip(results[c, "service"], results[c, "in process"])]
         print(f"  {c:>11d}  service / in process throughput = {statistics.median(paired):.2f}x "
               f"(median of {len(paired)} paired repeats; range {min(paired):.2f} to {max(paired):.2f})")
