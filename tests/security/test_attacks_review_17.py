@@ -154,7 +154,7 @@ def test_facets_and_search_show_nothing_of_a_model_the_caller_may_not_see(seeded
     for q in ("zqsecretword", "alice-private-zq", "carol", "zq-private-tag", "zqlib"):
         r = requests.get(seeded["market_url"] + "api/models", params={"q": q}, headers=as_user(seeded, "bob"), timeout=30)
         assert r.status_code == 200 and "zq" not in r.text and "alice" not in r.text, (q, r.text[:300])
-    for path in ("api/facets", "api/models?q=zqsecretword"):
+    for path in ("api/facets", "api/models?q=zqsecretword", "api/status"):
         assert requests.get(seeded["service_url"] + path, timeout=30).status_code == 401  # anonymous
 
 
