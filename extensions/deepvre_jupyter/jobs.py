@@ -263,24 +263,41 @@ class ModelServices:
 
     def stop_all(self, timeout=5):
         """Stop every service (the server is stopping): SIGTERM to each group, SIGKILL after ``timeout``."""
+        running = [svc for svc in self._services.values() if svc["process"].poll() is None]
         for svc in self._services.values():
             svc["stopped"] = True
-            if svc["process"].poll() is None:
+        for svc in running:  # all at once, then each waited for
+            try:
                 os.killpg(svc["process"].pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         for svc in self._services.values():
-            terminate(svc["process"], timeout)
+            if svc in running:
+                try:
+                    svc["process"].wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+                try:
+                    os.killpg(svc["process"].pid, signal.SIGKILL)  # its group's leftovers, right after it ended
+                except ProcessLookupError:
+                    pass
+                svc["process"].wait()
             shutil.rmtree(svc["folder"], ignore_errors=True)
 
 
 def terminate(proc, timeout=5):
-    """SIGTERM ``proc``'s process group (its own session), SIGKILL it after ``timeout`` seconds."""
+    """SIGTERM ``proc``'s process group (its own session), SIGKILL it after ``timeout`` seconds.
+
+    Nothing is signalled once ``proc`` has ended and been reaped: its group id may be another's then.
+    """
+    if proc.poll() is not None:
+        return
     try:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
         os.killpg(proc.pid, signal.SIGKILL)  # and what it left in its group (DEEPaaS's pool worker)
     except ProcessLookupError:
         pass
