@@ -215,6 +215,15 @@ def test_models_panel_end_to_end_through_the_hub(hub):
                 docs.screenshot(path=os.path.join(SHOTS, "5-swagger.png"))
             finally:
                 docs.close()
+            # the served models page in the main area: the service ready, its log's tail
+            panel.get_by_role("button", name="All services: logs and stop").click()
+            served = page.locator(".jp-deepvre-page-widget").get_by_test_id("served-model")
+            expect(served).to_have_count(1)
+            expect(served).to_have_attribute("data-state", "ready")
+            expect(served).to_contain_text("colours:1.0.0")
+            served.get_by_role("button", name="Show log").click()
+            expect(served.get_by_test_id("served-model-log")).not_to_be_empty()
+            page.screenshot(path=os.path.join(SCREENSHOTS, "served-models.png"))
             panel.get_by_role("button", name="Stop service").click()
             stop_status = panel.get_by_test_id("stop-status")
             expect(stop_status).to_contain_text("Stopped colours:", timeout=60_000)
@@ -304,10 +313,9 @@ def open_lab(page, hub):
     page.fill("#username_input", hub.user)
     page.fill("#password_input", PASSWORD)
     page.click("#login_submit")
-    start = page.get_by_role("button", name="Start")
     page.wait_for_selector('.jp-LabShell, input[name="profile"]', timeout=180_000)
-    if start.count():
-        start.click()
+    if page.locator('input[name="profile"]').count():  # the spawn page (a running server's lab has "Restart" buttons)
+        page.get_by_role("button", name="Start", exact=True).click()
     page.wait_for_selector(".jp-LabShell", timeout=180_000)
 
 

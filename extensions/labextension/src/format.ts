@@ -198,11 +198,18 @@ export function polyline(
   return points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
 }
 
-export type PageRef = { kind: 'model'; name: string; version: string } | { kind: 'run'; id: string };
+export type PageRef =
+  | { kind: 'model'; name: string; version: string }
+  | { kind: 'run'; id: string }
+  | { kind: 'services' };
 
-/** The page a URL's query names: ``?deepvre-model=NAME[:VERSION]`` or ``?deepvre-run=ID``; null otherwise. */
+/** The page a URL's query names: ``?deepvre-model=NAME[:VERSION]``, ``?deepvre-run=ID`` or
+ * ``?deepvre-services``; null otherwise. */
 export function pageFromSearch(search: string): PageRef | null {
   const params = new URLSearchParams(search);
+  if (params.has('deepvre-services')) {
+    return { kind: 'services' };
+  }
   const model = params.get('deepvre-model');
   if (model) {
     const colon = model.lastIndexOf(':');
@@ -219,8 +226,10 @@ export function pageSearch(page: PageRef): string {
   const params = new URLSearchParams();
   if (page.kind === 'model') {
     params.set('deepvre-model', page.version ? `${page.name}:${page.version}` : page.name);
-  } else {
+  } else if (page.kind === 'run') {
     params.set('deepvre-run', page.id);
+  } else {
+    params.set('deepvre-services', '');
   }
   return `?${params.toString()}`;
 }

@@ -1,7 +1,8 @@
 /**
  * deepvre's JupyterLab extension: the "Models" panel in the left sidebar (search and lists), and
  * the model and run pages in the main area: commands ``deepvre:open-model`` ``{name, version}``
- * and ``deepvre:open-run`` ``{id}``, and links ``lab?deepvre-model=NAME:VERSION`` / ``lab?deepvre-run=ID``.
+ * and ``deepvre:open-run`` ``{id}``, ``deepvre:open-services``, and links ``lab?deepvre-model=NAME:VERSION`` /
+ * ``lab?deepvre-run=ID`` / ``lab?deepvre-services``.
  */
 import { ILayoutRestorer, IRouter, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
@@ -17,6 +18,7 @@ export const modelsIcon = new LabIcon({ name: 'deepvre:models', svgstr: iconSvg 
 const COMMAND = 'deepvre:open-models';
 const OPEN_MODEL = 'deepvre:open-model';
 const OPEN_RUN = 'deepvre:open-run';
+const OPEN_SERVICES = 'deepvre:open-services';
 const OPEN_LINK = 'deepvre:open-link';
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -36,7 +38,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       rendermime,
       openPath: path => void app.commands.execute('docmanager:open', { path }),
       openModel: (name, version) => void app.commands.execute(OPEN_MODEL, { name, version }),
-      openRun: id => void app.commands.execute(OPEN_RUN, { id })
+      openRun: id => void app.commands.execute(OPEN_RUN, { id }),
+      openServices: () => void app.commands.execute(OPEN_SERVICES)
     };
     const pages = new Pages(app, () => options);
     const panel = new ModelsPanel(options);
@@ -65,7 +68,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       describedBy: { args: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } },
       execute: args => pages.show({ kind: 'run', id: String(args.id) })
     });
-    // lab?deepvre-model=NAME:VERSION and lab?deepvre-run=ID open their page once the lab is up
+    app.commands.addCommand(OPEN_SERVICES, {
+      label: 'Open the served models page',
+      execute: () => pages.show({ kind: 'services' })
+    });
+    // lab?deepvre-model=NAME:VERSION, lab?deepvre-run=ID and lab?deepvre-services open their page once the lab is up
     app.commands.addCommand(OPEN_LINK, {
       execute: args => {
         const page = pageFromSearch(String((args as { search?: string }).search ?? ''));
@@ -74,7 +81,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
-    router?.register({ command: OPEN_LINK, pattern: /[?&]deepvre-(model|run)=/, rank: 80 });
+    router?.register({ command: OPEN_LINK, pattern: /[?&]deepvre-(model=|run=|services)/, rank: 80 });
+    palette?.addItem({ command: OPEN_SERVICES, category: 'deepvre' });
     app.commands.addKeyBinding({ command: COMMAND, keys: ['Accel Shift M'], selector: 'body' });
     palette?.addItem({ command: COMMAND, category: 'deepvre' });
   }

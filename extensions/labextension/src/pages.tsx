@@ -1,4 +1,4 @@
-/** Opens the model and run pages in JupyterLab's main area, one tab per model and per run. */
+/** Opens the model, run and served-models pages in JupyterLab's main area, one tab per model and per run. */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
@@ -8,6 +8,7 @@ import { PageRef } from './format';
 import { ModelPage } from './modelpage';
 import { IPanelOptions } from './panel';
 import { RunPage } from './runpage';
+import { ServicesPage } from './servicespage';
 
 export class Pages {
   private open = new Map<string, MainAreaWidget>();
@@ -19,10 +20,10 @@ export class Pages {
 
   /** Show ``page``: the tab already open for it, else a new one (a model opened at another version replaces its tab). */
   show(page: PageRef): void {
-    const key = page.kind === 'model' ? `model:${page.name}` : `run:${page.id}`;
+    const key = page.kind === 'model' ? `model:${page.name}` : page.kind === 'run' ? `run:${page.id}` : 'services';
     const existing = this.open.get(key);
     const version = page.kind === 'model' ? page.version : '';
-    if (existing && !existing.isDisposed && (page.kind === 'run' || !version || existing.node.dataset.version === version)) {
+    if (existing && !existing.isDisposed && (page.kind !== 'model' || !version || existing.node.dataset.version === version)) {
       this.app.shell.activateById(existing.id);
       return;
     }
@@ -30,11 +31,20 @@ export class Pages {
     const content =
       page.kind === 'model'
         ? ReactWidget.create(<ModelPage name={page.name} version={page.version} options={this.options()} />)
-        : ReactWidget.create(<RunPage id={page.id} options={this.options()} />);
+        : page.kind === 'run'
+          ? ReactWidget.create(<RunPage id={page.id} options={this.options()} />)
+          : ReactWidget.create(<ServicesPage />);
     const widget = new MainAreaWidget({ content });
     widget.id = `deepvre-${page.kind}-${Math.random().toString(36).slice(2, 10)}`;
     widget.node.dataset.version = version;
-    widget.title.label = page.kind === 'model' ? (version ? `${page.name}:${version}` : page.name) : `Run ${page.id}`;
+    widget.title.label =
+      page.kind === 'model'
+        ? version
+          ? `${page.name}:${version}`
+          : page.name
+        : page.kind === 'run'
+          ? `Run ${page.id}`
+          : 'Served models';
     widget.title.closable = true;
     widget.addClass('jp-deepvre-page-widget');
     widget.disposed.connect(() => {

@@ -38,6 +38,8 @@ export interface IPanelOptions {
   openModel?: (name: string, version: string) => void;
   /** Open the run page (main area). */
   openRun?: (id: string) => void;
+  /** Open the served models page (main area). */
+  openServices?: () => void;
 }
 
 export type Status = ILoadState<string>;
@@ -469,6 +471,11 @@ export function ModelActions(props: {
           {service.error && <pre>{service.error}</pre>}
         </dl>
       )}
+      {mode === 'serve' && service && options.openServices && (
+        <button className="jp-mod-styled" onClick={options.openServices}>
+          All services: logs and stop
+        </button>
+      )}
       {mode === 'serve' && service?.state === 'ready' && (
         <button className="jp-mod-styled jp-mod-warn" onClick={stop} disabled={busy(stopStatus)}>
           Stop service
@@ -696,6 +703,11 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
   return (
     <>
       <h2>Models</h2>
+      {options.openServices && (
+        <button className="jp-mod-styled" onClick={options.openServices}>
+          Model services
+        </button>
+      )}
       {details ? (
         <Details
           details={details}

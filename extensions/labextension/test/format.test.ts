@@ -119,11 +119,14 @@ describe('page links', () => {
     for (const page of [
       { kind: 'model' as const, name: 'cells-v2', version: '1.0.0' },
       { kind: 'model' as const, name: 'cells', version: '' },
-      { kind: 'run' as const, id: 'biology-20261130-180640-67fc5e' }
+      { kind: 'run' as const, id: 'biology-20261130-180640-67fc5e' },
+      { kind: 'services' as const }
     ]) {
       expect(pageFromSearch(pageSearch(page))).toEqual(page);
     }
     expect(pageSearch({ kind: 'model', name: 'a&b', version: '1' })).toBe('?deepvre-model=a%26b%3A1');
     expect(pageFromSearch('?reset')).toBeNull();
+    expect(pageSearch({ kind: 'services' })).toBe('?deepvre-services=');
+    expect(pageFromSearch('?deepvre-services')).toEqual({ kind: 'services' });
   });
 });
