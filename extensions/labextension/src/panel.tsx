@@ -13,6 +13,7 @@ import { emptyMessage, facetOptions, IFacets, ISeed } from './facets';
 import { IPreprocessJob, clusterLabel } from './jobs';
 import { Markdown } from './markdown';
 import { PreprocessJobView } from './preprocess';
+import { ServiceUrls } from './servicelinks';
 import {
   changedValues,
   displayValue,
@@ -100,24 +101,6 @@ export function useAction(): [Status, (loading: string, action: () => Promise<st
 /** ``aria-busy`` of a region: true while one of its requests is in flight (tests wait on it). */
 export function busy(...states: Status[]): boolean {
   return states.some(s => s.phase === 'loading');
-}
-
-/** A link from the server (dashboard, service): only http(s) or same-origin paths. */
-function safeHref(url: string): string | undefined {
-  return /^(https?:\/\/|\/)/.test(url) ? url : undefined;
-}
-
-/** A service's URL, shown in full (to copy into a client) and opened in a new tab. */
-function ServiceLink({ url }: { url: string }): JSX.Element {
-  const href = safeHref(url);
-  const full = href ? new URL(href, window.location.href).href : url;
-  return href ? (
-    <a href={href} target="_blank" rel="noopener noreferrer">
-      {full}
-    </a>
-  ) : (
-    <code>{url}</code>
-  );
 }
 
 function versionOf(v: unknown): string {
@@ -460,14 +443,7 @@ export function ModelActions(props: {
       {mode === 'preprocess' && <PreprocessForm onStarted={() => undefined} openPath={options.openPath} />}
       {mode === 'serve' && service && (
         <dl className="jp-deepvre-service" data-testid="service" data-state={service.state}>
-          <dt>API</dt>
-          <dd>
-            <ServiceLink url={service.url} />
-          </dd>
-          <dt>Swagger page</dt>
-          <dd>
-            <ServiceLink url={service.swagger} />
-          </dd>
+          <ServiceUrls url={service.url} swagger={service.swagger} />
           {service.error && <pre>{service.error}</pre>}
         </dl>
       )}

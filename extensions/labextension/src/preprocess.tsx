@@ -7,18 +7,14 @@ import React from 'react';
 
 import { formatDuration } from './format';
 import { badSummary, IPreprocessJob, jobProgress, splitRows } from './jobs';
-
-/** A dashboard link from the server: only http(s) or same-origin paths. */
-function dashboardHref(url: string): string | undefined {
-  return /^(https?:\/\/|\/)/.test(url) ? url : undefined;
-}
+import { safeHref } from './servicelinks';
 
 export function PreprocessJobView(props: { job: IPreprocessJob; openPath?: (path: string) => void }): JSX.Element {
   const { job } = props;
   const progress = jobProgress(job);
   const bad = badSummary(job);
   const rows = splitRows(job.splits);
-  const href = job.dashboard ? dashboardHref(job.dashboard) : undefined;
+  const href = job.dashboard ? safeHref(job.dashboard) : undefined;
   const live = job.state === 'starting' || job.state === 'running';
   return (
     <section className="jp-deepvre-job" data-testid="preprocess-job" data-state={job.state} aria-busy={live}>

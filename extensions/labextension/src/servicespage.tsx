@@ -9,6 +9,7 @@ import React, { useEffect, useState } from 'react';
 import { requestAPI } from './api';
 import { formatDuration } from './format';
 import { busy, StatusLine, useAction } from './panel';
+import { ServiceUrls } from './servicelinks';
 
 export interface IService {
   ref: string;
@@ -22,19 +23,6 @@ export interface IService {
   swagger: string;
   error: string;
   log?: string;
-}
-
-/** A URL from the server: only http(s) or same-origin paths become links. */
-function Link({ url }: { url: string }): JSX.Element {
-  const safe = /^(https?:\/\/|\/)/.test(url);
-  const full = safe ? new URL(url, window.location.href).href : url;
-  return safe ? (
-    <a href={url} target="_blank" rel="noopener noreferrer">
-      {full}
-    </a>
-  ) : (
-    <code>{url}</code>
-  );
 }
 
 const BADGES: Record<string, string> = { ready: 'done', starting: 'running', stopped: 'cancelled' };
@@ -65,14 +53,7 @@ function ServiceRow(props: { service: IService; onChanged: () => void }): JSX.El
         <span className={`jp-deepvre-badge jp-mod-${BADGES[service.state.split(' ')[0]] ?? 'failed'}`}>{service.state}</span>
       </h3>
       <dl className="jp-deepvre-service">
-        <dt>API</dt>
-        <dd>
-          <Link url={service.url} />
-        </dd>
-        <dt>Swagger page</dt>
-        <dd>
-          <Link url={service.swagger} />
-        </dd>
+        <ServiceUrls url={service.url} swagger={service.swagger} />
         <dt>{service.ready_at ? 'Ready for' : 'Started'}</dt>
         <dd>{formatDuration(now - (service.ready_at ?? service.started))}{service.ready_at ? '' : ' ago'}</dd>
       </dl>
