@@ -261,8 +261,9 @@ class ModelServices:
     def list(self, base_url):
         return [self.view(ref, base_url) for ref in list(self._services)]
 
-    def stop_all(self, timeout=5):
-        """Stop every service (the server is stopping): SIGTERM to each group, SIGKILL after ``timeout``."""
+    def stop_all(self, timeout=2):
+        """Stop every service (the server is stopping): SIGTERM to each group, SIGKILL after ``timeout``
+        (short: the server's own stop waits for it, and its spawner may give it only seconds)."""
         running = [svc for svc in self._services.values() if svc["process"].poll() is None]
         for svc in self._services.values():
             svc["stopped"] = True

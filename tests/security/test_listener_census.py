@@ -1179,10 +1179,13 @@ def stop_servers(hub, users):
 SERVICE_ROLES = ("hub", "proxy", "market", "culler")  # the hub's own processes: they outlive the servers
 
 
-def leftovers(census, timeout=10):
+def leftovers(census, timeout=20):
     """Listeners of the session's processes (not the hub's own) still open ``timeout`` seconds
     after the servers stopped: ``[Listener]``; the processes holding them are then ended (they
-    are the session's: its accounts may be deleted next, and their uids given to others)."""
+    are the session's: its accounts may be deleted next, and their uids given to others). A leak
+    stays for good; a server on Slurm that is still stopping (scancel's SIGTERM reaches the job
+    step, which stops its kernels, their clusters and its model services) takes seconds on a
+    loaded machine: 10 s was once too few in CI."""
     pids = {pid for pid, (role, *_) in census.roles_seen.items() if role not in SERVICE_ROLES}
 
     def still():
