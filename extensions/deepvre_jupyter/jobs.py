@@ -268,22 +268,29 @@ class ModelServices:
         for svc in self._services.values():
             svc["stopped"] = True
         for svc in running:  # all at once, then each waited for
-            try:
-                os.killpg(svc["process"].pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _signal_group(svc["process"], signal.SIGTERM)
         for svc in self._services.values():
             if svc in running:
-                try:
-                    svc["process"].wait(timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-                try:
-                    os.killpg(svc["process"].pid, signal.SIGKILL)  # its group's leftovers, right after it ended
-                except ProcessLookupError:
-                    pass
-                svc["process"].wait()
+                _reap(svc["process"], timeout)
             shutil.rmtree(svc["folder"], ignore_errors=True)
+
+
+def _signal_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(proc, timeout):
+    """Wait up to ``timeout`` seconds for a signalled ``proc``, then SIGKILL what is left of its group
+    (DEEPaaS's pool worker) and reap it."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
 
 
 def terminate(proc, timeout=5):
@@ -293,13 +300,5 @@ def terminate(proc, timeout=5):
     """
     if proc.poll() is not None:
         return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        os.killpg(proc.pid, signal.SIGKILL)  # and what it left in its group (DEEPaaS's pool worker)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+    _signal_group(proc, signal.SIGTERM)
+    _reap(proc, timeout)
