@@ -17,11 +17,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from deepvre import atomic
+from deepvre.orphans import exit_with_parent
 
 from ..site.environment import MARKET_DATABASE_URL
 from .catalog import RESERVED_NAMES, SYSTEM_ACCOUNT, Caller, NotFound
@@ -98,18 +98,6 @@ def start(catalog, status_path):
     return child
 
 
-def _leave_with_parent():
-    """The seed ends with the service that started it (the hub's stop sends the service SIGTERM)."""
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(1)
-        os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def main(argv=None):
     import argparse
 
@@ -117,8 +105,8 @@ def main(argv=None):
     parser.add_argument("--store-url", required=True, help="the catalog's artifact store")
     parser.add_argument("--status-file", required=True, help="where to write seeding, done or failed")
     args = parser.parse_args(argv)
-    _leave_with_parent()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
+    exit_with_parent()  # the hub's stop sends the service SIGTERM; its seed follows
     from .catalog import Catalog  # before TensorFlow: its bundled SQLite lacks FTS5
 
     catalog = Catalog(database_url=os.environ[MARKET_DATABASE_URL], store_url=args.store_url)

@@ -36,12 +36,10 @@ import hmac
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
-import threading
-import time
 
+from ..orphans import exit_with_parent
 from ..site import environment
 
 TOKEN_ENV = environment.SERVE_TOKEN
@@ -227,20 +225,6 @@ def parse(argv):
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started it ends (a user's server: its services go with it)")
     return p.parse_args(argv)
-
-
-def exit_with_parent(interval=1.0):
-    """SIGTERM this process (a clean stop: the socket and uploads go) once its parent has ended,
-    seen as a new parent pid. The server's stop does not reach its services: they run in their
-    own session, and a server killed by the hub runs no clean-up of its own."""
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(interval)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def main(argv=None):

@@ -324,7 +324,7 @@ def test_fine_tune_run_of_another_users_notebook_needs_confirmation(api, market_
 
 CHILD = """
 import signal, sys, time
-from deepvre.serving.launch import exit_with_parent
+from deepvre.orphans import exit_with_parent
 signal.signal(signal.SIGTERM, lambda *a: (print("TERM", flush=True), sys.exit(0)))
 exit_with_parent(interval=0.1)
 print("up", flush=True)
