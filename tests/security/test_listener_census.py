@@ -1179,6 +1179,15 @@ def stop_servers(hub, users):
 SERVICE_ROLES = ("hub", "proxy", "market", "culler")  # the hub's own processes: they outlive the servers
 
 
+def slurm_step_daemon(pid):
+    """Whether ``pid`` is Slurm's ``slurmstepd`` (root's, not a user's process)."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.name() == "slurmstepd" and proc.uids().real == 0
+    except psutil.Error:
+        return False
+
+
 def leftovers(census, timeout=20):
     """Listeners of the session's processes (not the hub's own) still open ``timeout`` seconds
     after the servers stopped: ``[Listener]``; the processes holding them are then ended (they
@@ -1196,6 +1205,11 @@ def leftovers(census, timeout=20):
 
     with contextlib.suppress(TimeoutError):
         wait_for(lambda: not still(), timeout, "the session's listeners to close", interval=1)
+    # Slurm's own step daemon (root) ends a step after the step's processes are gone, within Slurm's
+    # KillWait (30 s by default): when it is all that is left, it gets that long too
+    if still() and all(slurm_step_daemon(ln.pid) for ln in still()):
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: not still(), 40, "Slurm's step daemons to end", interval=1)
     left = [examine(ln) for ln in still()]
     for pid in {ln.pid for ln in left}:
         with contextlib.suppress(psutil.Error):
