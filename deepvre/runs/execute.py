@@ -4,7 +4,7 @@
 ``input.ipynb`` with papermill as it is (``deepvre.runs.start`` injected its parameters there
 already; cwd = the run folder, ``output.ipynb`` saved after every cell) and keeps
 ``status.json`` up to date: progress per code cell and the cell executing (``executing``), then done, failed (with the error and the
-cell) or cancelled. Once the notebook has stopped, ``provenance.json`` records the final
+cell) or cancelled. ``environment.json`` records what it runs on (:mod:`deepvre.runs.platform`). Once the notebook has stopped, ``provenance.json`` records the final
 ``output.ipynb``'s sha256 and the models the run published (see ``deepvre.runs.provenance``).
 
 Cancel = ``cancel_requested`` in ``status.json``, then SIGTERM to this process.
@@ -22,6 +22,7 @@ import sys
 
 from . import store
 from .kernels import PrivateKernelManager
+from .platform import ENVIRONMENT, capture
 from .provenance import write_provenance
 
 
@@ -111,6 +112,7 @@ def execute_run(run_path):
         run_path, state="running", pid=me.pid, pid_created=me.create_time(),
         host=socket.gethostname(), started=store.now(), error=None,
     )
+    store.write_json(os.path.join(run_path, ENVIRONMENT), capture())  # what it ran on (deepvre.runs.platform)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     state, error, cell = "done", None, None

@@ -8,7 +8,8 @@
   Slurm job id, started/finished, progress (code cells done/total), error;
 - ``output.ipynb``: the executed notebook, saved after every cell by papermill;
 - ``metrics.json``: written by the notebook, if it writes one;
-- ``run.log``: the notebook's stdout/stderr and the runner's messages.
+- ``run.log``: the notebook's stdout/stderr and the runner's messages;
+- ``environment.json``: Python, platform, packages, lock, GPUs (``deepvre.runs.platform``).
 
 A run folder is never overwritten: ids are fresh and folders are made with
 ``os.mkdir``, which fails on an existing one.

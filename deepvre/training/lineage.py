@@ -1,8 +1,9 @@
 """Publish a trained model to the marketplace with its lineage.
 
 Lineage = the base model (catalog name and version), the training data (sha256 of the
-pipeline's ``manifest.json`` and of every shard), the notebook's parameters and the executed
-notebook itself, all in the entry's ``deepvre`` section and files::
+pipeline's ``manifest.json`` and of every shard), the notebook's parameters, the executed
+notebook itself and the environment (``deepvre.environment``: :mod:`deepvre.runs.platform`), all in
+the entry's ``deepvre`` section and files::
 
     from deepvre.market.client import connect
     market = connect()                       # the hub's marketplace, or the local catalog
@@ -26,6 +27,7 @@ import os
 
 from deepvre import atomic
 from deepvre.checksums import file_sha256 as _sha256
+from deepvre.runs import platform
 from deepvre.science import base_models
 from deepvre.site.environment import Environment
 
@@ -148,6 +150,7 @@ def publish_trained(market, folder, name, base, data_output, parameters, noteboo
                               base=base, parameters=parameters, metrics=metrics,
                               data={"manifest.json": data["manifest.json"]}, notebook=notebook_name,
                               visibility=visibility)
+    document["deepvre"]["environment"] = platform.capture(data["manifest.json"])  # checked by `market verify`
     entry = market.publish(document, files)
     if run:
         record_published(run, entry, notebook)

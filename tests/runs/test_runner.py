@@ -30,7 +30,9 @@ def test_run_writes_its_folder(cli, runs_dir, notebook):
     path = run["path"]
     assert os.path.dirname(path) == runs_dir
     assert set(os.listdir(path)) >= {
-        "input.ipynb", "metrics.json", "output.ipynb", "params.json", "run.log", "status.json"}
+        "input.ipynb", "metrics.json", "output.ipynb", "params.json", "run.log", "status.json", "environment.json"}
+    with open(os.path.join(path, "environment.json")) as fh:  # what it ran on: deepvre.runs.platform
+        assert json.load(fh)["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
     assert run["status"]["state"] == "done" and run["status"]["error"] is None
     assert run["status"]["progress"] == {"done": 4, "total": 4}  # injected cell + 3 code cells
     assert run["params"]["parameters"] == {"a": 3, "scale": 0.5, "layers": [7]}

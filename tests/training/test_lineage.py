@@ -36,6 +36,8 @@ def test_publish_with_lineage_and_load_safely(tmp_path, market, data_output):
     assert len(sums) > 1  # the shards too, in data-manifest.json
     assert section["training"] == {"notebook": "train.ipynb", "parameters": {"epochs": 1, "seed": 0}}
     assert section["metrics"]["scratch.accuracy"] == 0.4
+    environment = section["environment"]  # deepvre.runs.platform's record, with the data's manifest
+    assert environment["data_manifest"] == sums["manifest.json"] and environment["packages"]["keras"]
     assert set(entry["files"]) == {"model.keras", "metrics.json", "data-manifest.json", "train.ipynb"}
     loaded, _ = lineage.pull_model(market, "tiny-classes", entry["version"], tmp_path / "pulled")
     assert loaded.count_params() == model.count_params()
