@@ -43,6 +43,7 @@ import resource
 import signal
 import socket
 import stat
+import shlex
 import subprocess
 import sys
 import time
@@ -57,7 +58,7 @@ from deepvre.private_dirs import private_folder, untrusted_parent
 from deepvre.site import addresses, profiles
 from deepvre.site.settings import REPO_ROOT
 
-from . import gpus, terminals
+from . import examples, gpus, terminals
 from .spawn_form import LocalGpusMixin, ProfileSpawnerMixin, refusal
 
 IMAGE_REPOSITORY = "localhost/deepvre/singleuser-cpu"
@@ -619,6 +620,7 @@ def configure(c, settings, state_dir):
     c.DockerSpawner.remove = True  # stop removes the container (the home stays in its volume)
     c.DockerSpawner.use_internal_ip = True  # the proxy reaches the container on the user's network
     c.DockerSpawner.args = terminals.server_args(terminals.IMAGE_BIN)  # `deepvre` on PATH in terminals
+    c.DockerSpawner.post_start_cmd = shlex.join(examples.image_command())  # the notebooks, at the first start
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 120
     c.ContainerSpawner.profiles = settings.get("profiles") or []

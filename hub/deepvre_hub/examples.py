@@ -7,15 +7,23 @@ edits and deletions stay. The copy runs as the user (``python -m deepvre_hub.exa
 started with the user's uid and gids, never as root), never follows a symlink in the home (each
 folder opened with ``O_NOFOLLOW`` relative to its parent) and never overwrites a file
 (``O_EXCL``): what the user planted in their home stays, and nothing lands outside it.
+
+In the images the notebooks are at :data:`IMAGE_SOURCE` and the same copy runs inside the
+container once it has started, as the image's user: podman's containers through dockerspawner's
+``post_start_cmd``, Kubernetes pods through a ``postStart`` lifecycle hook (:func:`image_command`).
 """
 
 import contextlib
 import errno
 import os
 import pwd
+import shlex
 import sys
 
+from .terminals import IMAGE_BIN
+
 TARGET = "deepvre-examples"
+IMAGE_SOURCE = "/opt/deepvre/share/deepvre/notebooks"  # images/singleuser-*/Dockerfile
 MARKER = (".local", "share", "deepvre", "examples-copied")
 SUFFIXES = (".ipynb", ".md")
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -107,6 +115,17 @@ def as_user_command(source):
     ``-I``: nothing of the user's runs in it (no working folder on ``sys.path``, as ``-m`` puts it
     first, no user site-packages, no ``PYTHON*`` variables): it starts in their home."""
     return [sys.executable, "-I", "-m", "deepvre_hub.examples", str(source)]
+
+
+def image_command():
+    """The copy, run inside a started container of the images (as its user, in its home)."""
+    return [f"{IMAGE_BIN}/python", "-I", "-m", "deepvre_hub.examples", IMAGE_SOURCE]
+
+
+def lifecycle_hooks():
+    """KubeSpawner's ``lifecycle_hooks``: the copy as the pod's ``postStart`` hook. A failing hook
+    kills the container, so a failed copy (a full volume) is ignored: the server starts without it."""
+    return {"postStart": {"exec": {"command": ["/bin/sh", "-c", f"{shlex.join(image_command())} || true"]}}}
 
 
 def main(argv=None):

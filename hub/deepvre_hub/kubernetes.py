@@ -31,7 +31,7 @@ from deepvre.market import service as market_service
 from deepvre.site import environment, profiles
 from deepvre.site.settings import SettingsError, validated_section
 
-from . import admission, culler, terminals, user_namespaces
+from . import admission, culler, examples, terminals, user_namespaces
 from .modes import SERVER_SCOPES, SYSTEM_ACCOUNT
 
 CHART_NAME = "jupyterhub"
@@ -415,7 +415,8 @@ def z2jh_values(settings):
                        **_named_servers(settings)},
         # a server's own token opens the server: never sent to the marketplace, so not scoped for it
         "Spawner": {"server_token_scopes": list(SERVER_SCOPES)},
-        "KubeSpawner": {**spawner, "args": terminals.server_args(terminals.IMAGE_BIN)},  # `deepvre` in terminals
+        "KubeSpawner": {**spawner, "args": terminals.server_args(terminals.IMAGE_BIN),  # `deepvre` in terminals
+                        "lifecycle_hooks": examples.lifecycle_hooks()},  # the notebooks, at the first start
     }
     if auth == "oidc":
         hub_config["JupyterHub"]["authenticator_class"] = "generic-oauth"

@@ -148,6 +148,22 @@ def test_deepvre_is_on_path_in_a_containers_terminal(hub, alice):
     assert "/opt/deepvre/bin/deepvre" in text, text
 
 
+def test_the_use_case_notebooks_are_in_a_containers_home(hub, alice):
+    """dockerspawner's post_start_cmd copied the image's notebooks into the home volume, as the
+    image's user, once (deepvre_hub.examples)."""
+    name, token = alice
+    out = run_code(hub.server_url(name), token,
+                   "import os, pathlib\n"
+                   "home = pathlib.Path.home() / 'deepvre-examples'\n"
+                   "print(sorted(str(p.relative_to(home)) for p in home.rglob('*.ipynb')))\n"
+                   "print(os.stat(home / 'biology' / 'biology.ipynb').st_uid, os.getuid())\n")
+    listing, owners = out.strip().splitlines()[-2:]
+    assert listing == str(["biology/biology.ipynb", "index.ipynb", "lattice-qcd/lattice-qcd.ipynb",
+                           "satellite/satellite.ipynb", "security/security.ipynb"]), out
+    file_uid, uid = owners.split()
+    assert file_uid == uid == "1000", out
+
+
 def test_the_profile_becomes_the_containers_limits(alice):
     config = container_of(alice[0])["HostConfig"]
     assert config["Memory"] == 2**30

@@ -206,6 +206,30 @@ def test_singleuser_starts_jupyterhub_singleuser_with_deepvre(images, container_
     assert "deepvre_jupyter enabled" in servers, servers
 
 
+def test_the_pods_post_start_hook_copies_the_notebooks_once(images, container_name):
+    """The Kubernetes pod's postStart hook (deepvre_hub.examples.lifecycle_hooks), exec'd in a
+    started single-user container as the image's user, as the kubelet does: the notebooks land in
+    the home once; the user's edit and deletion survive the next start."""
+    from deepvre_hub import examples
+
+    name = container_name("examples")
+    podman("run", "--detach", "--network", "none", "--name", name, images["singleuser-cpu"]["tag"], "sleep", "600")
+    hook = examples.lifecycle_hooks()["postStart"]["exec"]["command"]
+    podman("exec", name, *hook)
+    listing = podman("exec", name, "find", "/home/jovyan/deepvre-examples", "-name", "*.ipynb").stdout.split()
+    assert sorted(p.removeprefix("/home/jovyan/deepvre-examples/") for p in listing) == [
+        "biology/biology.ipynb", "index.ipynb", "lattice-qcd/lattice-qcd.ipynb", "satellite/satellite.ipynb",
+        "security/security.ipynb"]
+    owner = podman("exec", name, "stat", "-c", "%u", "/home/jovyan/deepvre-examples/index.ipynb").stdout.strip()
+    assert owner == "1000"
+    podman("exec", name, "sh", "-c", "echo mine > /home/jovyan/deepvre-examples/index.ipynb"
+           " && rm /home/jovyan/deepvre-examples/satellite/satellite.ipynb")
+    podman("exec", name, *hook)  # the next start
+    assert podman("exec", name, "cat", "/home/jovyan/deepvre-examples/index.ipynb").stdout == "mine\n"
+    gone = podman("exec", name, "test", "-e", "/home/jovyan/deepvre-examples/satellite/satellite.ipynb", check=False)
+    assert gone.returncode == 1
+
+
 def kubernetes_marketplace():
     """The marketplace's hub-service entry as the Kubernetes deployment runs it in the hub image
     (the z2jh values rendered from tests/kubernetes/settings.yaml): its command and environment,

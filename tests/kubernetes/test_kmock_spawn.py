@@ -86,6 +86,10 @@ async def test_start_poll_stop(values, namespaces_resource):
         assert created["spec"]["serviceAccountName"] == "deepvre-user"
         container = created["spec"]["containers"][0]
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        # the notebooks' copy at the first start: the command tests/images runs in the built image
+        from deepvre_hub import examples
+
+        assert container["lifecycle"] == examples.lifecycle_hooks()
         assert created["spec"]["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-40GB"
         assert _live(emulator, "persistentvolumeclaims", "claim-erin", ns) is not None
 
