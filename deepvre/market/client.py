@@ -11,7 +11,8 @@ Inside a hub (``$JUPYTERHUB_API_TOKEN`` set) there is no silent fallback: withou
 :class:`~deepvre.errors.Unavailable` rather than hand out a private catalog nobody else sees.
 
 Both have the same methods: ``search``, ``facets``, ``show``, ``versions``, ``pull``, ``publish``,
-``deprecate``, ``set_visibility``. ``pull`` checks every file on both paths: against the BLAKE3
+``deprecate``, ``set_visibility``, ``verifications`` and ``add_verification`` (the signed
+records of :mod:`.verifications`). ``pull`` checks every file on both paths: against the BLAKE3
 digest recorded at publish (``verify="blake3"``, sha256 for older entries) or its sha256 name
 (``verify="sha256"``).
 """
@@ -131,6 +132,16 @@ class LocalMarket:
 
     def set_visibility(self, name, visibility, groups=None):
         return self.catalog.set_visibility(self.caller, name, visibility, groups)
+
+    def verifications(self, name, version):
+        from . import verifications
+
+        return verifications.records(self.catalog, self.caller, name, version)
+
+    def add_verification(self, name, version, claim):
+        from . import verifications
+
+        return verifications.add(self.catalog, self.caller, name, version, claim)
 
 
 class HTTPMarket:
@@ -275,3 +286,9 @@ class HTTPMarket:
 
     def set_visibility(self, name, visibility, groups=None):
         return self._request("PATCH", model_path(name), json={"visibility": visibility, "groups": groups or []}).json()
+
+    def verifications(self, name, version):
+        return self._request("GET", model_path(name, "versions", version, "verifications")).json()
+
+    def add_verification(self, name, version, claim):
+        return self._request("POST", model_path(name, "versions", version, "verifications"), json=claim).json()

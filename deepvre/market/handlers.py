@@ -20,6 +20,7 @@ REST API (``openapi.yaml`` beside this file, served at ``api/openapi.yaml``):
 - ``GET api/models/NAME/versions``, ``GET api/models/NAME/versions/VERSION``
 - ``GET api/models/NAME/versions/VERSION/files/FILE`` (checked before it streams)
 - ``POST api/models/NAME/deprecate`` ``{"version": null, "deprecated": true}``
+- ``GET|POST api/models/NAME/versions/VERSION/verifications``: signed verification records (:mod:`.verifications`)
 - ``GET api/facets``: ``{facet: {value: count}}`` of the models the caller sees (the search's filters)
 
 The document is the contract (:mod:`.contract`): each request is checked against it before a
@@ -47,7 +48,7 @@ from urllib.parse import quote
 from tornado import httpclient, template, web
 
 from ..errors import http_status
-from . import contract, metadata, seed
+from . import contract, metadata, seed, verifications
 from .catalog import Caller
 from .contract import OPENAPI_FILE, BadRequest
 from .service import SERVICE_NAME
@@ -363,6 +364,19 @@ class FileHandler(BaseHandler):
         self.finish()
 
 
+class VerificationsHandler(BaseHandler):
+    """GET: a version's verification records (signatures checked). POST: append the caller's, signed
+    by the service (:mod:`.verifications`); records are never changed or deleted."""
+
+    route = "/api/models/{name}/versions/{version}/verifications"
+
+    async def get(self, name, version):
+        self.json(await self.call(verifications.records, self.catalog, self.who, name, version))
+
+    async def post(self, name, version):
+        self.json(await self.call(verifications.add, self.catalog, self.who, name, version, self.payload), 201)
+
+
 class DeprecateHandler(BaseHandler):
     route = "/api/models/{name}/deprecate"
 
@@ -418,6 +432,7 @@ def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_to
         (r"api/models/([^/]+)/versions/?", VersionsHandler),
         (r"api/models/([^/]+)/versions/([^/]+)/?", VersionHandler),
         (r"api/models/([^/]+)/versions/([^/]+)/files/([^/]+)", FileHandler),
+        (r"api/models/([^/]+)/versions/([^/]+)/verifications/?", VerificationsHandler),
         (r"api/models/([^/]+)/deprecate/?", DeprecateHandler),
         (r"api/facets", FacetsHandler),
         (r"api/status", StatusHandler),

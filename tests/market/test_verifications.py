@@ -1,0 +1,85 @@
+"""Verification records (deepvre.market.verifications): appended, signed by the service, immutable."""
+
+import json
+import os
+
+import pytest
+import sqlalchemy as sa
+
+from deepvre.errors import Invalid, NotFound
+from deepvre.market import verifications
+from deepvre.market.catalog import Caller
+from deepvre.runs import platform
+
+ALICE, BOB = Caller("alice"), Caller("bob")
+
+
+@pytest.fixture
+def key(tmp_path):
+    path = str(tmp_path / "state" / verifications.KEY_FILE)
+    return path, verifications.signing_key(path)
+
+
+def claim(result="verified", **extra):
+    return {"result": result, "reason": "", "environment": platform.capture(),
+            "metrics": {"accuracy": {"published": 1.0, "reproduced": 1.0, "difference": 0.0, "tolerance": 0.02}},
+            **extra}
+
+
+def test_records_are_signed_appended_and_checked(catalog, publish, key):
+    path, signing = key
+    publish("alice", visibility="public")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert verifications.signing_key(path) is signing  # one key per path and process
+    first = verifications.add(catalog, BOB, "tiny-colours", "1.0.0", claim(), signing)
+    second = verifications.add(catalog, ALICE, "tiny-colours", "1.0.0", claim("drifted", reason="accuracy off"), signing)
+    assert (first["verifier"], second["verifier"]) == ("bob", "alice")
+    assert first["valid"] and second["valid"] and first["signature"] != second["signature"]
+    found = verifications.records(catalog, BOB, "tiny-colours", "1.0.0", signing)
+    assert [r["id"] for r in found] == [first["id"], second["id"]]
+    assert verifications.badge(found) == "drifted" and verifications.badge([]) == "unverified"
+    # the version itself did not change
+    assert catalog.show(ALICE, "tiny-colours", "1.0.0")["metadata"]["deepvre"]["metrics"] == {"accuracy": 1.0}
+    # another key (another service) does not vouch for these records
+    other = verifications.signing_key(str(os.path.dirname(path)) + "/other-key")
+    assert not any(r["valid"] for r in verifications.records(catalog, BOB, "tiny-colours", "1.0.0", other))
+
+
+def test_a_record_changed_in_the_database_reads_invalid(catalog, publish, key):
+    _, signing = key
+    publish("alice")
+    made = verifications.add(catalog, BOB, "tiny-colours", "1.0.0", claim("drifted"), signing)
+    with catalog.engine.begin() as conn:
+        row = conn.execute(sa.text("SELECT record FROM verifications WHERE id = :i"), {"i": made["id"]}).scalar()
+        forged = json.loads(row) | {"result": "verified"}
+        conn.execute(sa.text("UPDATE verifications SET record = :r WHERE id = :i"), {"r": json.dumps(forged), "i": made["id"]})
+    (found,) = verifications.records(catalog, ALICE, "tiny-colours", "1.0.0", signing)
+    assert found["result"] == "verified" and found["valid"] is False
+    assert verifications.badge([found]) == "unverified"
+
+
+def test_a_claim_cannot_bring_its_own_verifier_time_or_signature(catalog, publish, key):
+    _, signing = key
+    publish("alice")
+    for forged in ({"verifier": "alice"}, {"signature": "00" * 64}, {"time": "2020-01-01T00:00:00Z"}, {"valid": True}):
+        with pytest.raises(Invalid, match="not accepted"):
+            verifications.add(catalog, BOB, "tiny-colours", "1.0.0", claim(**forged), signing)
+    with pytest.raises(Invalid, match="result"):
+        verifications.add(catalog, BOB, "tiny-colours", "1.0.0", claim("fine"), signing)
+    bad_env = claim(environment={"lock": {"sha256": "x"}})
+    with pytest.raises(Invalid, match="environment"):
+        verifications.add(catalog, BOB, "tiny-colours", "1.0.0", bad_env, signing)
+    assert verifications.records(catalog, ALICE, "tiny-colours", "1.0.0", signing) == []
+
+
+def test_a_private_models_records_are_its_owners(catalog, publish, key):
+    _, signing = key
+    publish("alice", visibility="private")
+    verifications.add(catalog, ALICE, "tiny-colours", "1.0.0", claim(), signing)
+    for call in (lambda: verifications.records(catalog, BOB, "tiny-colours", "1.0.0", signing),
+                 lambda: verifications.add(catalog, BOB, "tiny-colours", "1.0.0", claim(), signing)):
+        with pytest.raises(NotFound):
+            call()
+    with pytest.raises(NotFound):
+        verifications.records(catalog, ALICE, "tiny-colours", "9.9.9", signing)
+    assert len(verifications.records(catalog, ALICE, "tiny-colours", "1.0.0", signing)) == 1
