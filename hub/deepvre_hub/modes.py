@@ -109,6 +109,7 @@ def configure_local(c, settings, state_dir):
     c.DeepvreSpawner.profiles = settings.get("profiles") or []
     c.DeepvreSpawner.gpu_settings = settings["gpus"]
     c.DeepvreSpawner.enforce_limits = settings["hub"]["enforce_limits"]
+    configure_usage(c, settings, state_dir)
     if settings["hub"]["enforce_limits"] != "off" and accounts.hub_is_root():
         from . import limits
 
@@ -133,6 +134,22 @@ def configure_local(c, settings, state_dir):
         c.Authenticator.post_auth_hook = auth.personal_login_hook(person or None, previous)
         if settings["auth"]["type"] == "native":
             c.JupyterHub.authenticator_class = auth.native_authenticator_class()  # shows the refusal
+
+
+def configure_usage(c, settings, state_dir):
+    """The usage accounting (created or migrated now), the quotas and the page ``/hub/usage``."""
+    from . import usage, usage_page
+
+    url = usage.default_url(state_dir)
+    try:
+        usage.book(url)
+    except (usage.UsageDatabaseError, OSError) as err:
+        print(f"deepvre: usage accounting ({url}): {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    c.DeepvreSpawner.usage_db_url = url
+    c.DeepvreSpawner.quotas = settings["quotas"]
+    extra = list(c.JupyterHub.extra_handlers) if "extra_handlers" in c.JupyterHub else []
+    c.JupyterHub.extra_handlers = extra + usage_page.handlers(url, settings["quotas"])
 
 
 def restrict_gpu_devices(gpu_settings):

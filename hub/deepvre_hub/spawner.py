@@ -19,12 +19,14 @@ from traitlets import Bool, Enum, Unicode, default
 
 from deepvre.site import profiles
 
-from . import accounts, examples, gpu_devices, gpus, limits, terminals
+from . import accounts, examples, gpu_devices, gpus, limits, terminals, usage
+from .accounting import AccountingMixin
 from .spawn_form import LocalGpusMixin, ProfileSpawnerMixin, refusal
 
 
-class DeepvreSpawner(LocalGpusMixin, ProfileSpawnerMixin, LocalProcessSpawner):
-    """Local-mode spawner: a profile chooses cores, memory and GPUs; GPUs are given exclusively."""
+class DeepvreSpawner(AccountingMixin, LocalGpusMixin, ProfileSpawnerMixin, LocalProcessSpawner):
+    """Local-mode spawner: a profile chooses cores, memory and GPUs; GPUs are given exclusively,
+    within the quotas; each server's use is recorded (``accounting``)."""
 
     personal_mode = Bool(
         config=True,
@@ -216,7 +218,7 @@ class DeepvreSpawner(LocalGpusMixin, ProfileSpawnerMixin, LocalProcessSpawner):
         profile = self.reduce_user_options()
         await self.offer_examples()
         await self.discover_gpus()
-        self.hold_gpus(profile)
+        self.admit(profile)  # quotas, GPUs and the accounting row
         self.profile_slug = profile["slug"]
         # this profile's limits only (not those of the profile this server last ran with)
         self.cpu_limit = float(profile["cpu"]) if profile.get("cpu") else None
@@ -227,11 +229,13 @@ class DeepvreSpawner(LocalGpusMixin, ProfileSpawnerMixin, LocalProcessSpawner):
             self.grant_devices()
             return await super().start()
         except Exception:
+            self.close_usage(usage.FAILED)
             self.release_gpus()
             self.remove_limits()
             raise
 
     async def stop(self, now=False):
+        self.note_stop()
         await super().stop(now=now)
         self.release_gpus()
         self.remove_limits()

@@ -1,0 +1,136 @@
+"""The spawner's side of usage accounting and quotas: :class:`AccountingMixin`.
+
+At a start: the quotas are checked, the GPUs taken and a row opened, with no ``await`` between
+them (two spawns of one user cannot both pass the check). The row's id lives in the spawner
+state, so a server running across a hub restart keeps its row. At the end the row is closed with
+the reason: who stopped it (:func:`stop_reason`), ``failed`` when it did not start or exited on
+its own, ``gone`` when a restarted hub found it gone.
+"""
+
+import asyncio
+
+from jupyterhub.handlers.base import BaseHandler
+from traitlets import Dict, HasTraits, Integer, Unicode
+
+from . import quotas, usage
+from .spawn_form import refusal
+
+CULLER = "idle-culler"  # the culler service's name (deepvre_hub.culler)
+
+
+def requesting_handler():
+    """The hub request handler whose task runs this code (JupyterHub stops a server in a task
+    of the handler that asked: ``BaseHandler.stop_single_user``), or None (the hub itself)."""
+    task = asyncio.current_task()
+    coro = task.get_coro() if task else None
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None)
+        candidate = frame.f_locals.get("self") if frame is not None else None
+        if isinstance(candidate, BaseHandler):
+            return candidate
+        coro = getattr(coro, "cr_await", None)
+    return None
+
+
+def stop_reason(owner):
+    """``(reason, who)`` of a stop of ``owner``'s server happening now."""
+    handler = requesting_handler()
+    who = getattr(handler, "current_user", None) if handler is not None else None
+    if who is None:
+        return usage.HUB, None
+    if getattr(who, "kind", "user") == "service":
+        return (usage.CULLED if who.name == CULLER else usage.SERVICE), f"service:{who.name}"
+    return (usage.USER if who.name == owner else usage.ADMIN), who.name
+
+
+class AccountingMixin(HasTraits):
+    """Quotas at start and one accounting row per server; goes before ``LocalGpusMixin``."""
+
+    usage_db_url = Unicode(
+        config=True,
+        help="""SQLAlchemy URL of the usage accounting (``deepvre_hub.usage``); empty: none kept,
+        and no quota checked.
+
+        Example: ``"sqlite:////srv/deepvre/usage.sqlite"`` (the default: ``usage.sqlite`` in the hub's state folder)
+        """,
+    )
+
+    quotas = Dict(
+        config=True,
+        help="""Per-user and per-group limits (the ``quotas:`` settings section, ``deepvre_hub.quotas``).
+
+        Example: ``{"default": {"gpus": 1, "servers": 2}, "groups": {"students": {"gpu_hours_per_week": 100}}}``
+        """,
+    )
+
+    usage_id = Integer(0, help="The id of this server's open accounting row (kept in the state).")
+
+    end_reason = Unicode(usage.FAILED, help="Why the open row ends if it ends now without a stop request.")
+
+    @property
+    def book(self):
+        return usage.book(self.usage_db_url) if self.usage_db_url else None
+
+    def user_groups(self):
+        """``{group: [member names]}`` of this user's hub groups."""
+        return {g.name: [u.name for u in g.users] for g in getattr(self.user, "groups", [])}
+
+    def quota_refusal(self, profile, now):
+        """Why this start breaks a quota, or None (reads the rows of the user and group members)."""
+        groups = self.user_groups()
+        watched = quotas.watched_users(self.quotas, self.user.name, groups)
+        rows = self.book.rows(users=watched, since=now - quotas.WINDOW)
+        return quotas.refusal(self.quotas, self.user.name, self.name, groups, rows, int(profile.get("gpus", 0)), now)
+
+    def admit(self, profile):
+        """Check the quotas, take the GPUs, open the row (synchronous: no other spawn in between)."""
+        if self.book is None:
+            self.hold_gpus(profile)
+            return
+        self.close_usage()  # a row left open by an earlier start of this server
+        now = usage.utcnow()
+        why = self.quota_refusal(profile, now)
+        if why:
+            self.log.info("deepvre: quota refused %s: %s", self.owner, why)
+            raise refusal(429, why)
+        self.hold_gpus(profile)
+        self.usage_id = self.book.open(self.user.name, self.name, profile["slug"], self.gpu_ids, start=now)
+        self.end_reason = usage.FAILED
+
+    def close_usage(self, reason=None, who=None):
+        if self.usage_id and self.book is not None:
+            self.book.close(self.usage_id, reason or self.end_reason, who)
+            self.log.info("deepvre: usage of %s ended (%s)", self.owner, reason or self.end_reason)
+        self.usage_id = 0
+        self.end_reason = usage.FAILED
+
+    def note_stop(self):
+        """Called at the start of ``stop()``: who asked, for the row."""
+        self.end_reason, self.ended_by = stop_reason(self.user.name)
+
+    ended_by = None
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None and self.end_reason == usage.GONE:
+            self.end_reason = usage.FAILED  # it ran after the hub's start: ending on its own now is a failure
+        return status
+
+    # --- state: survives a hub restart -------------------------------------------------
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.usage_id = int(state.get("usage_id", 0))
+        if self.usage_id:
+            self.end_reason = usage.GONE  # until a poll finds it running
+
+    def get_state(self):
+        state = super().get_state()
+        if self.usage_id:
+            state["usage_id"] = self.usage_id
+        return state
+
+    def clear_state(self):
+        self.close_usage(self.end_reason, self.ended_by)
+        self.ended_by = None
+        super().clear_state()

@@ -1,0 +1,159 @@
+"""Usage accounting: one row per server start in deepvre's own database (SQLAlchemy), by default
+``usage.sqlite`` in the hub's state folder (root's, 0600: only the hub reads it).
+
+A row holds who, which server, which profile, which GPUs, start, end, why it ended and who ended
+it. A row without ``end`` is a server that holds its resources now: the quotas
+(:mod:`deepvre_hub.quotas`) count those and the rolling window's GPU-hours from here, and a GPU
+queue can later read the same rows. ``kind`` is ``server`` today; batch runs (``deepvre run``)
+are not recorded yet and will be rows of kind ``run``.
+
+The schema carries a version (table ``deepvre_schema``): :func:`open_book` creates the tables,
+refuses a database of a newer deepvre, and runs :data:`MIGRATIONS` from an older one.
+"""
+
+import datetime
+import os
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+
+# Why a server ended (the ``reason`` column)
+USER = "user"  # its owner stopped it
+ADMIN = "admin"  # another user (an admin) stopped it
+CULLED = "culled"  # the idle culler stopped it
+SERVICE = "service"  # another hub service stopped it
+HUB = "hub"  # the hub stopped it: its shutdown (hub.keep_servers false), or it did not answer at the hub's start
+FAILED = "failed"  # it did not start, or it exited on its own
+GONE = "gone"  # a restarted hub found it gone (it ended while the hub was down)
+REASONS = (USER, ADMIN, CULLED, SERVICE, HUB, FAILED, GONE)
+
+metadata = sa.MetaData()
+
+records = sa.Table(
+    "deepvre_usage", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False, default="server"),
+    sa.Column("user", sa.String(255), nullable=False, index=True),
+    sa.Column("server", sa.String(255), nullable=False, default=""),
+    sa.Column("profile", sa.String(255), nullable=False, default=""),
+    sa.Column("gpus", sa.Integer, nullable=False, default=0),
+    sa.Column("gpu_ids", sa.String(255), nullable=False, default=""),  # comma-separated indices
+    sa.Column("start", sa.DateTime, nullable=False, index=True),
+    sa.Column("end", sa.DateTime, nullable=True, index=True),
+    sa.Column("reason", sa.String(32), nullable=True),
+    sa.Column("ended_by", sa.String(255), nullable=True),  # the user or service that stopped it
+)
+
+schema = sa.Table(
+    "deepvre_schema", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+
+# {version: function(connection)} bringing a database of that version to version + 1
+MIGRATIONS = {}
+
+
+class UsageDatabaseError(RuntimeError):
+    """The usage database cannot be used (a newer schema, or no migration from an older one)."""
+
+
+def utcnow():
+    """Now, as the naive UTC datetime the table stores."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def default_url(state_dir):
+    return f"sqlite:///{os.path.join(state_dir, 'usage.sqlite')}"
+
+
+def _private_sqlite(url):
+    """Create a SQLite file 0600 before SQLAlchemy does (it would follow the umask)."""
+    path = sa.engine.make_url(url).database
+    if url.startswith("sqlite") and path and path != ":memory:":
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
+
+
+def migrate(connection):
+    """Bring the schema to :data:`SCHEMA_VERSION`; returns the version found (None: a new database)."""
+    row = connection.execute(sa.select(schema.c.value).where(schema.c.key == "version")).first()
+    found = int(row[0]) if row else None
+    if found is not None and found > SCHEMA_VERSION:
+        raise UsageDatabaseError(f"the usage database has schema version {found}, newer than this deepvre's "
+                                 f"{SCHEMA_VERSION}: upgrade deepvre or point the hub at another database")
+    if found is None:
+        connection.execute(schema.insert().values(key="version", value=str(SCHEMA_VERSION)))
+        return found
+    for version in range(found, SCHEMA_VERSION):
+        if version not in MIGRATIONS:
+            raise UsageDatabaseError(f"no migration of the usage database from schema version {version}")
+        MIGRATIONS[version](connection)
+    connection.execute(schema.update().where(schema.c.key == "version").values(value=str(SCHEMA_VERSION)))
+    return found
+
+
+class UsageBook:
+    """The accounting table of one database: open a row at a start, close it at the end."""
+
+    def __init__(self, url):
+        self.url = url
+        _private_sqlite(url)
+        self.engine = sa.create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        metadata.create_all(self.engine)
+        with self.engine.begin() as connection:
+            migrate(connection)
+
+    def open(self, user, server, profile, gpu_ids=(), start=None, kind="server"):
+        """Record a start; returns the row's id."""
+        gpu_ids = [str(g) for g in gpu_ids]
+        with self.engine.begin() as connection:
+            result = connection.execute(records.insert().values(
+                kind=kind, user=user, server=server, profile=profile, gpus=len(gpu_ids),
+                gpu_ids=",".join(gpu_ids), start=start or utcnow()))
+            return result.inserted_primary_key[0]
+
+    def close(self, record_id, reason, ended_by=None, end=None):
+        """Record the end of row ``record_id`` (once: a closed row stays as it is); True if it closed it."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                records.update().where(records.c.id == record_id, records.c.end.is_(None))
+                .values(end=end or utcnow(), reason=reason, ended_by=ended_by))
+            return result.rowcount == 1
+
+    def rows(self, users=None, since=None, open_only=False):
+        """Rows as dicts, oldest first: of ``users`` (None: everyone), still open or ended after
+        ``since`` (None: all), or only the open ones."""
+        query = sa.select(records).order_by(records.c.start, records.c.id)
+        if users is not None:
+            query = query.where(records.c.user.in_(list(users)))
+        if open_only:
+            query = query.where(records.c.end.is_(None))
+        elif since is not None:
+            query = query.where(sa.or_(records.c.end.is_(None), records.c.end > since))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def get(self, record_id):
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(records).where(records.c.id == record_id)).first()
+            return dict(row._mapping) if row else None
+
+
+_BOOKS = {}
+
+
+def book(url):
+    """The :class:`UsageBook` of ``url``, one per hub process."""
+    if url not in _BOOKS:
+        _BOOKS[url] = UsageBook(url)
+    return _BOOKS[url]
+
+
+def hours(row, since=None, until=None):
+    """Hours of ``row`` inside ``[since, until]`` (an open row runs until ``until``, default now)."""
+    until = until or utcnow()
+    start = max(row["start"], since) if since else row["start"]
+    end = min(row["end"] or until, until)
+    return max((end - start).total_seconds(), 0) / 3600
