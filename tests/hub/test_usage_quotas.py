@@ -15,7 +15,7 @@ import sqlite3
 import pytest
 
 from deepvre_hub import quotas, usage
-from tests.hub.hubprocess import HubProcess, wait_for
+from tests.hub.hubprocess import HubProcess, cpu_only, wait_for
 from tests.prereqs import require_proxy, require_root
 
 pytestmark = [pytest.mark.hub, pytest.mark.root]
@@ -177,3 +177,20 @@ def test_the_usage_page_and_csv_own_rows_for_a_user_all_for_an_admin(hub):
     one = csv_rows(admin.get(f"{process.url}/hub/usage", params={"format": "csv", "user": alice}, timeout=30))
     assert one == mine
     assert admin.get(f"{process.url}/hub/usage?days=0", timeout=30).status_code == 400
+
+
+def test_a_culled_server_is_recorded_as_culled(tmp_path_factory):
+    """The idle culler (a hub service) stops an idle server: its row says ``culled``."""
+    require_root()
+    require_proxy()
+    process = HubProcess(cpu_only(culling={"enabled": True, "timeout": 5, "gpu_timeout": 5, "every": 2}),
+                         tmp_path_factory.mktemp("usage-cull-hub") / "state")
+    with process.running():
+        admin = process.login(process.admin, process.admin_password)
+        name = f"use{secrets.token_hex(3)}idle"
+        _, token = process.approved_user(admin, name, PASSWORD)
+        assert process.spawn(token, name).status_code in (201, 202)
+        book = usage.UsageBook(usage.default_url(process.state_dir))
+        wait_for(lambda: book.rows(users=[name])[0]["end"], 90, f"the culler to stop {name}'s server", 1)
+        (row,) = book.rows(users=[name])
+        assert (row["reason"], row["ended_by"]) == ("culled", "service:idle-culler")
