@@ -9,6 +9,7 @@ its own, ``gone`` when a restarted hub found it gone.
 
 import asyncio
 
+from jupyterhub import orm
 from jupyterhub.handlers.base import BaseHandler
 from traitlets import Dict, HasTraits, Integer, Unicode
 
@@ -41,6 +42,11 @@ def stop_reason(owner):
     if getattr(who, "kind", "user") == "service":
         return (usage.CULLED if who.name == CULLER else usage.SERVICE), f"service:{who.name}"
     return (usage.USER if who.name == owner else usage.ADMIN), who.name
+
+
+def referenced_ids(db):
+    """The accounting row ids the hub's spawners hold in their state."""
+    return {int(s.state["usage_id"]) for s in db.query(orm.Spawner) if (s.state or {}).get("usage_id")}
 
 
 class AccountingMixin(HasTraits):
@@ -88,6 +94,10 @@ class AccountingMixin(HasTraits):
             self.hold_gpus(profile)
             return
         self.close_usage()  # a row left open by an earlier start of this server
+        if not self.book.swept:  # the first start since the hub's: rows no server holds are over
+            stale = self.book.sweep(referenced_ids(self.user.db))
+            if stale:
+                self.log.warning("deepvre: usage rows %s were open but no server holds them: closed as gone", stale)
         now = usage.utcnow()
         why = self.quota_refusal(profile, now)
         if why:

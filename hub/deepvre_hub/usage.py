@@ -104,6 +104,8 @@ class UsageBook:
         metadata.create_all(self.engine)
         with self.engine.begin() as connection:
             migrate(connection)
+        self.opened_here = set()  # rows this process opened
+        self.swept = False
 
     def open(self, user, server, profile, gpu_ids=(), start=None, kind="server"):
         """Record a start; returns the row's id."""
@@ -112,7 +114,9 @@ class UsageBook:
             result = connection.execute(records.insert().values(
                 kind=kind, user=user, server=server, profile=profile, gpus=len(gpu_ids),
                 gpu_ids=",".join(gpu_ids), start=start or utcnow()))
-            return result.inserted_primary_key[0]
+            record_id = result.inserted_primary_key[0]
+        self.opened_here.add(record_id)
+        return record_id
 
     def close(self, record_id, reason, ended_by=None, end=None):
         """Record the end of row ``record_id`` (once: a closed row stays as it is); True if it closed it."""
@@ -121,6 +125,18 @@ class UsageBook:
                 records.update().where(records.c.id == record_id, records.c.end.is_(None))
                 .values(end=end or utcnow(), reason=reason, ended_by=ended_by))
             return result.rowcount == 1
+
+    def sweep(self, referenced):
+        """Close, as ``gone``, the open rows of earlier hub processes that no server's state
+        holds (``referenced``: ids), e.g. of a hub killed while a server started; returns their ids."""
+        self.swept, referenced = True, set(referenced)
+        with self.engine.begin() as connection:
+            found = connection.execute(sa.select(records.c.id).where(records.c.end.is_(None))).scalars()
+            stale = [i for i in found if i not in referenced and i not in self.opened_here]
+            if stale:
+                connection.execute(records.update().where(records.c.id.in_(stale))
+                                   .values(end=utcnow(), reason=GONE, ended_by=None))
+        return stale
 
     def rows(self, users=None, since=None, open_only=False):
         """Rows as dicts, oldest first: of ``users`` (None: everyone), still open or ended after

@@ -134,9 +134,12 @@ def test_rows_across_a_hub_restart(hub):
     dave, _, dave_token = users["dave"]
     (open_row,) = [r for r in rows_of(process, alice) if r["end"] is None]
     (dave_row,) = rows_of(process, dave)
+    erin, _, erin_token = users["erin"]
     pid = server_pid(process, dave)
     process.stop()
     os.kill(pid, signal.SIGKILL)
+    # a row no server holds: as if the hub had died while erin's GPU server started
+    leaked = usage.UsageBook(process.book.url).open(erin, "", "gpu-1", ["3"])
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30, f"dave's server {pid} to end")
     process.start()
     wait_for(lambda: process.book.get(dave_row["id"])["end"], 60, "dave's row to close")
@@ -147,9 +150,12 @@ def test_rows_across_a_hub_restart(hub):
     refused(process.spawn(alice_token, alice, profile="gpu-1", server="c", wait=False), "GPUs at once (your limit)")
     process.stop_server(alice_token, alice, "b")
     assert process.book.get(open_row["id"])["reason"] == "user"
-    # dave's GPU came back: he starts again
-    assert process.spawn(dave_token, dave, profile="gpu-1").status_code in (201, 202)
-    process.stop_server(dave_token, dave)
+    # dave's GPU came back, and the leaked row is closed at the first start: erin (in dave's
+    # group) starts a GPU server, then dave may not
+    assert process.spawn(erin_token, erin, profile="gpu-1").status_code in (201, 202)
+    assert process.book.get(leaked)["reason"] == "gone"
+    refused(process.spawn(dave_token, dave, profile="gpu-1", wait=False), "GPUs at once (group team's limit)")
+    process.stop_server(erin_token, erin)
 
 
 def csv_rows(response):

@@ -31,6 +31,17 @@ def test_the_book_opens_closes_and_keeps_a_closed_row(tmp_path):
     assert book.rows(since=NOW + dt.timedelta(hours=3)) == []
 
 
+def test_a_sweep_closes_only_earlier_processes_unheld_rows(tmp_path):
+    url = usage.default_url(tmp_path)
+    earlier = usage.UsageBook(url)
+    held, leaked = earlier.open("alice", "", "cpu"), earlier.open("bob", "", "gpu-1", ["0"])
+    book = usage.UsageBook(url)  # a new hub process
+    mine = book.open("carol", "", "cpu")
+    assert book.sweep({held}) == [leaked] and book.swept
+    assert book.get(leaked)["reason"] == "gone"
+    assert book.get(held)["end"] is None and book.get(mine)["end"] is None
+
+
 def test_the_schema_version_is_checked_and_migrated(tmp_path, monkeypatch):
     url = usage.default_url(tmp_path)
     usage.UsageBook(url)
