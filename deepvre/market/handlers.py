@@ -443,6 +443,9 @@ def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_to
     executor = concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="catalog")
     settings = {"catalog": catalog, "standalone_user": standalone_user, "executor": executor,
                 "status_file": status_file}
+    from .trypage import routes as try_routes  # its handlers build on BaseHandler
+
+    handlers[-1:-1] = try_routes(catalog, settings)  # api/tryit, try/NAME/VERSION (before the listing page)
     if standalone_user is not None:
         if not standalone_token:
             raise ValueError("a standalone marketplace needs a token")

@@ -8,7 +8,11 @@ folder, ``train`` for anyone. ``deepvre serve`` therefore starts DEEPaaS through
 - **where it listens**: a Unix socket (``--socket``) in a folder only its owner can enter (0700;
   the socket itself 0600), reached through the user's own Jupyter server (jupyter-server-proxy,
   behind the hub's login), or TCP (``--ip``/``--port``) guarded by a secret token that only the
-  owner holds (``$DEEPVRE_SERVE_TOKEN``, never on the command line), unless ``--insecure``;
+  owner holds (``$DEEPVRE_SERVE_TOKEN``, never on the command line), unless ``--insecure``; or both
+  (``--socket`` with ``--also-tcp``): the owner on the socket, the marketplace's try-it page on TCP;
+- **a predict-only token** (``$DEEPVRE_SERVE_TRY_TOKEN``): on TCP it opens the model's metadata
+  (``GET .../v2/models/NAME/``) and ``POST .../v2/models/NAME/predict/`` only, every other route
+  answers 403 (:func:`try_allowed`); the owner's token opens everything;
 - **uploads**: DEEPaaS writes each uploaded file with ``tempfile.mkstemp`` before calling
   ``predict`` and never removes it; the launcher makes it write them into a private folder
   (``--uploads``, 0700), emptied whenever no request is in flight and removed at exit;
@@ -43,6 +47,7 @@ from ..orphans import exit_with_parent
 from ..site import environment
 
 TOKEN_ENV = environment.SERVE_TOKEN
+TRY_TOKEN_ENV = environment.SERVE_TRY_TOKEN
 COOKIE = "deepvre-serve-token"
 THREADS = 16
 # A request's body (an image, an array as JSON) over this is a 413 (DEEPaaS's default: no limit)
@@ -62,14 +67,43 @@ def presented_token(request):
     return request.cookies.get(COOKIE, ""), False
 
 
-def token_middleware(token):
-    """aiohttp middleware: 401 unless the request carries ``token`` (compared in constant time)."""
+def try_allowed(method, path, base_path, name):
+    """Whether the try token opens ``method path``: the model's metadata, or its predict (pure)."""
+    model = f"{re.escape(base_path.rstrip('/'))}/v2/models/{re.escape(name)}"
+    if method in ("GET", "HEAD"):
+        return re.fullmatch(model + "/?", path) is not None
+    return method == "POST" and re.fullmatch(model + "/predict/?", path) is not None
+
+
+def over_tcp(request):
+    """Whether ``request`` came in on a TCP listener (not the owner-only Unix socket)."""
+    import socket
+
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    return sock is None or sock.family != socket.AF_UNIX
+
+
+def _same(given, token):
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def token_middleware(token, try_token="", base_path="", name="", socket_open=False):
+    """aiohttp middleware: 401 unless the request carries ``token`` (compared in constant time), or
+    ``try_token`` for what :func:`try_allowed` lets through (else 403). With ``socket_open``, requests
+    on the Unix socket (its folder is the owner's) need none."""
     from aiohttp import web
 
     @web.middleware
     async def check_token(request, handler):
+        if socket_open and not over_tcp(request):
+            return await handler(request)
         given, from_query = presented_token(request)
-        if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        if given and _same(given, try_token):
+            if not all(try_allowed(request.method, path, base_path, name) for path in (request.path, request.raw_path)):
+                return web.json_response({"message": "the try-it token opens the model's metadata and predict only"},
+                                         status=403)
+            return await handler(request)
+        if not given or not _same(given, token):
             return web.json_response({"message": "a valid token is required (Authorization: token ...)"},
                                      status=401, headers={"WWW-Authenticate": "token"})
         response = await handler(request)
@@ -78,6 +112,21 @@ def token_middleware(token):
         return response
 
     return check_token
+
+
+def tcp_socket(ip, port, port_file=None):
+    """A listening TCP socket on ``ip:port`` (0: a free port), its port written to ``port_file``."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((ip, port))  # aiohttp listens once the model is warm: until then a connection is refused
+    if port_file:
+        tmp = f"{port_file}.tmp"
+        with open(tmp, "w") as out:
+            out.write(str(sock.getsockname()[1]))
+        os.replace(tmp, port_file)
+    return sock
 
 
 def train_middleware(refusal):
@@ -222,6 +271,9 @@ def parse(argv):
     p.add_argument("--max-batch", type=int, default=4, help="most samples stacked into one model call (default 4)")
     p.add_argument("--model-calls", type=int, default=4, help="model calls at once, each on a stack (default 4)")
     p.add_argument("--insecure", action="store_true", help="TCP without a token: anyone who reaches the port gets in")
+    p.add_argument("--also-tcp", action="store_true",
+                   help="with --socket: listen on --ip/--port too (0: a free port), behind the tokens")
+    p.add_argument("--port-file", help="write the TCP port here once bound (with --port 0: the free one taken)")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started it ends (a user's server: its services go with it)")
     return p.parse_args(argv)
@@ -231,8 +283,13 @@ def main(argv=None):
     args = parse(sys.argv[1:] if argv is None else argv)
     os.umask(0o077)
     token = os.environ.pop(TOKEN_ENV, "")
-    if not args.socket and not token and not args.insecure:
-        raise SystemExit(f"refusing to listen on TCP without a token: set ${TOKEN_ENV}, or use --socket or --insecure")
+    try_token = os.environ.pop(TRY_TOKEN_ENV, "")
+    tcp = not args.socket or args.also_tcp
+    if tcp and not (token or try_token) and not args.insecure:
+        raise SystemExit(f"refusing to listen on TCP without a token: set ${TOKEN_ENV} (or ${TRY_TOKEN_ENV}), "
+                         "or use --socket or --insecure")
+    if args.also_tcp and (args.insecure or not args.socket):
+        raise SystemExit("--also-tcp needs --socket, and a token (not --insecure)")
 
     uploads = private_folder(args.uploads) if args.uploads else tempfile.mkdtemp(prefix="deepvre-uploads-")
     atexit.register(shutil.rmtree, uploads, True)
@@ -271,20 +328,19 @@ def main(argv=None):
             in_threads(wrapper, args.threads)
             await wrapper.warm()  # before the listener opens: it answers only once the model is loaded
         guards = [errors_middleware(), uploads_middleware(uploads), train_middleware(refusal)]
-        if token:
-            guards.insert(0, token_middleware(token))
+        if token or try_token:
+            guards.insert(0, token_middleware(token, try_token, base_path, args.model_name, socket_open=bool(args.socket)))
         for i, guard in enumerate(guards):  # before DEEPaaS's own (path normalization)
             app.middlewares.insert(i, guard)
         return app
 
-    where = f"unix:{args.socket}" if args.socket else f"http://{args.ip}:{args.port}"
+    listener = tcp_socket(args.ip, args.port, args.port_file) if tcp else None
+    where = " and ".join(([f"unix:{args.socket}"] if args.socket else [])
+                         + ([f"http://{args.ip}:{listener.getsockname()[1]}"] if listener else []))
     print(f"DEEPaaS for {args.model_name} on {where}{base_path}/v2/ (uploads in {uploads}; "
           f"train {'refused: ' + refusal if refusal else 'for the owner'})", file=sys.stderr, flush=True)
     try:
-        if args.socket:
-            web.run_app(application(), path=args.socket, print=None, shutdown_timeout=SHUTDOWN_S)
-        else:
-            web.run_app(application(), host=args.ip, port=args.port, print=None, shutdown_timeout=SHUTDOWN_S)
+        web.run_app(application(), path=args.socket, sock=listener, print=None, shutdown_timeout=SHUTDOWN_S)
     finally:
         shutil.rmtree(uploads, ignore_errors=True)
         if args.socket and os.path.exists(args.socket):

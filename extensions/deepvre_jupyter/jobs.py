@@ -4,14 +4,18 @@ A preprocessing job runs the pipeline in a thread of the server, on the Dask clu
 chosen by the user; its dashboard link is known as soon as the cluster is up. A model
 service is a ``deepvre serve`` process (the real DEEPaaS API) on a Unix socket in a folder only
 this account can enter, reached through this server (jupyter-server-proxy, behind its login). It
-is "starting" until its own API answers, then "ready"; it ends with its server.
+is "starting" until its own API answers, then "ready"; it ends with its server. Inside a hub it is
+also offered on the marketplace's try-it page (:class:`TryitOffer`): a TCP listener on this
+server's host that takes only a predict-only token, registered with the marketplace once ready.
 """
 
 import asyncio
 import collections
 import http.client
+import ipaddress
 import itertools
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +25,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
+
+from deepvre.site.environment import SERVE_TRY_TOKEN as TRY_TOKEN_ENV
 
 from . import backends
 
@@ -109,6 +115,73 @@ def serve_command(model, version, socket, base_path=None, uploads=None, deepvre=
     return command + ["--base-path", base_path] if base_path else command
 
 
+def tryit_command(model, version, socket, base_path, uploads, ip, port_file, folder, python=None):
+    """``(command, environment)`` serving ``model`` like :func:`serve_command`, plus a TCP listener on
+    ``ip`` (a free port, written to ``port_file``) for the marketplace's try-it page: the launcher
+    (:mod:`deepvre.serving.launch`) directly, as ``deepvre serve`` runs it, since that CLI listens
+    on one or the other. The environment lacks the try token (:meth:`ModelServices.start` adds it)."""
+    from deepvre.cli.serve import deepaas_command, entry_point_dir, serve_environment
+
+    ref = f"{model}:{version}" if version else model
+    command = deepaas_command(model, base_path=base_path, python=python or sys.executable, socket=socket,
+                              uploads=uploads, exit_with_parent=True)
+    command += ["--also-tcp", "--ip", ip, "--port", "0", "--port-file", str(port_file)]
+    return command, serve_environment(ref, entry_point_dir(model, os.path.join(folder, "entry")))
+
+
+def tryit_host(server_url, resolve=None):
+    """The address this server's services offer try-it on: the host of ``$JUPYTERHUB_SERVICE_URL``
+    (loopback on a local hub), this host's own address where that is a wildcard (a pod: its IP,
+    which the hub routes to and the marketplace reaches)."""
+    host = urllib.parse.urlsplit(server_url or "").hostname or "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return (resolve or socket.gethostbyname)(host)
+    if ip.is_unspecified:
+        return (resolve or socket.gethostbyname)(socket.gethostname())
+    return str(ip)
+
+
+class TryitOffer:
+    """This server's side of try-it: offers services to the hub's marketplace (``POST api/tryit``, with
+    the server's marketplace token, so the marketplace knows whose they are) and withdraws them."""
+
+    def __init__(self, market_url, market_token, host):
+        from deepvre.market.client import HTTPMarket
+
+        self.market = HTTPMarket(market_url, market_token, timeout=30)
+        self.host = host
+
+    @classmethod
+    def from_environment(cls, environ=None):
+        """The offer of a server in a hub (a marketplace URL and token, and a hub token), else None."""
+        from deepvre.site.environment import Environment
+
+        environ = os.environ if environ is None else environ
+        env = Environment(environ)
+        if not (env.market_url and env.market_token and environ.get("JUPYTERHUB_API_TOKEN")):
+            return None
+        return cls(env.market_url, env.market_token, tryit_host(environ.get("JUPYTERHUB_SERVICE_URL")))
+
+    def page(self, model, version):
+        """The try-it page's URL path (through the hub's proxy, as the browser reaches the marketplace)."""
+        prefix = urllib.parse.urlsplit(self.market.url).path
+        return f"{prefix}try/{urllib.parse.quote(model, safe='')}/{urllib.parse.quote(version, safe='')}"
+
+    def register(self, model, version, port, base_path, token):
+        address = f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
+        self.market._request("POST", "api/tryit", json={"name": model, "version": version, "address": address,
+                                                        "base_path": base_path, "try_token": token})
+
+    def withdraw(self, model, version, timeout=5):
+        """Withdraw the offer (short: a stopping server waits for it); a 404 (none) is fine."""
+        path = f"api/tryit/{urllib.parse.quote(model, safe='')}/{urllib.parse.quote(version, safe='')}"
+        resp = self.market.session.delete(self.market.url + path, timeout=timeout)
+        if resp.status_code not in (204, 404):
+            raise RuntimeError(f"the marketplace answered {resp.status_code}: {resp.text[:300]}")
+
+
 SERVICES_PATH = "deepvre/services"  # {base_url}deepvre/services/<id>/...: ServiceProxy in handlers.py
 
 
@@ -166,7 +239,9 @@ class ModelServices:
     killed (its watch sees its parent gone), so a restarted server finds none left to adopt.
     """
 
-    def __init__(self, log_dir, poll_interval=0.5):
+    def __init__(self, log_dir, poll_interval=0.5, tryit="environment"):
+        # try-it: a TryitOffer, None (off), or "environment" (TryitOffer.from_environment: in a hub)
+        self.tryit = TryitOffer.from_environment() if tryit == "environment" else tryit
         self._services = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -184,14 +259,24 @@ class ModelServices:
             socket_path = os.path.join(folder, "deepaas.sock")
             os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
             log_path = os.path.join(self.log_dir, f"serve-{service_id}.log")
+            try_token = secrets.token_urlsafe(32) if self.tryit else None
             with open(log_path, "wb") as log:
                 # DEEPaaS (aiohttp) matches routes against the decoded request path
                 base_path = urllib.parse.unquote(proxied(base_url, service_id)).rstrip("/")
-                command = serve_command(model, version, socket_path, base_path, os.path.join(folder, "uploads"))
-                proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                uploads = os.path.join(folder, "uploads")
+                env = None
+                if try_token:
+                    command, env = tryit_command(model, version, socket_path, base_path, uploads, self.tryit.host,
+                                                 os.path.join(folder, "port"), folder)
+                    env[TRY_TOKEN_ENV] = try_token  # never on the command line
+                else:
+                    command = serve_command(model, version, socket_path, base_path, uploads)
+                proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
             svc = self._services[ref] = {
                 "id": service_id, "model": model, "version": version, "socket": socket_path, "folder": folder,
                 "process": proc, "log": log_path, "started": time.time(), "ready": None,
+                "try_token": try_token, "try_url": "", "try_error": "",
+                "try_base": proxied(base_url, service_id).rstrip("/"),  # as a URL: the marketplace sends it
             }
         threading.Thread(target=self._watch, args=(svc, proxied(base_url, service_id, "v2/models/")), daemon=True,
                          name=f"deepvre-service-{service_id}").start()
@@ -201,9 +286,29 @@ class ModelServices:
         """Poll the service's own API until it answers (``ready``), or until it ends."""
         while svc["process"].poll() is None and not svc.get("stopped"):
             if api_answers(svc["socket"], path):
+                if svc["try_token"]:
+                    self._offer(svc)
                 svc["ready"] = time.time()
                 return
             time.sleep(self.poll_interval)
+
+    def _offer(self, svc):
+        """Register a ready service with the marketplace's try-it page (a failure is shown, not fatal)."""
+        try:
+            with open(os.path.join(svc["folder"], "port")) as f:
+                port = int(f.read())
+            self.tryit.register(svc["model"], svc["version"], port, svc["try_base"], svc["try_token"])
+            svc["try_url"] = self.tryit.page(svc["model"], svc["version"])
+        except Exception as err:  # noqa: BLE001  (the served models page shows why)
+            svc["try_error"] = f"not offered on the try-it page: {type(err).__name__}: {err}"
+
+    def _withdraw(self, svc):
+        if svc.get("try_url"):
+            svc["try_url"] = ""
+            try:
+                self.tryit.withdraw(svc["model"], svc["version"])
+            except Exception as err:  # noqa: BLE001  (the service is gone: the page says "not answering")
+                svc["try_error"] = f"not withdrawn from the try-it page: {type(err).__name__}: {err}"
 
     async def wait_ready(self, ref, base_url, timeout=300):
         """The view of ``ref`` once it is no longer ``starting`` (or after ``timeout`` seconds)."""
@@ -233,6 +338,7 @@ class ModelServices:
         """
         svc = self._get(ref)
         svc["stopped"] = True
+        self._withdraw(svc)
         terminate(svc["process"], timeout)
         shutil.rmtree(svc["folder"], ignore_errors=True)
         return self.view(ref, base_url)
@@ -253,7 +359,8 @@ class ModelServices:
                 "pid": svc["process"].pid, "started": svc["started"], "ready_at": svc["ready"],
                 "url": proxied(base_url, svc["id"], "v2/"),
                 "swagger": proxied(base_url, svc["id"], "api"),
-                "error": log_tail(svc["log"], 40)[-2000:] if state.startswith("exited") else ""}
+                "error": log_tail(svc["log"], 40)[-2000:] if state.startswith("exited") else "",
+                "try_url": svc["try_url"] if state == "ready" else "", "try_error": svc["try_error"]}
         if log_lines:
             view["log"] = log_tail(svc["log"], log_lines)
         return view
@@ -269,6 +376,8 @@ class ModelServices:
             svc["stopped"] = True
         for svc in running:  # all at once, then each waited for
             _signal_group(svc["process"], signal.SIGTERM)
+        for svc in running:
+            self._withdraw(svc)
         for svc in self._services.values():
             if svc in running:
                 _reap(svc["process"], timeout)
