@@ -10,7 +10,8 @@ upstream image). pip inside the builds reaches PyPI with ``--network host``.
     python images/build.py --json out.json --compressed-size
 
 An image is tagged ``localhost/deepvre/NAME:src-HASH``, HASH being that of its build context (the
-files its ``Dockerfile.dockerignore`` lets through), its Dockerfile and its base: a second run with
+files its ``Dockerfile.dockerignore`` lets through), its Dockerfile and its base (and the images
+its build stages start from: the hub's takes the single-user image's base model): a second run with
 the same sources reuses the image instead of building it again. The newest build is also tagged
 with deepvre's version.
 """
@@ -31,6 +32,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_IMAGES = ("singleuser-cpu", "hub")
+# An image built FROM another of them (a build stage): the build argument that names it, and which.
+# The hub image takes the base model converted in the single-user image (images/hub/Dockerfile).
+STAGE_IMAGES = {"hub": ("WEIGHTS_IMAGE", "singleuser-cpu")}
 ALL_IMAGES = ("singleuser-cpu", "hub", "singleuser-gpu")
 REGISTRY = "localhost/deepvre"
 
@@ -131,11 +135,14 @@ def image_tag(name, digest):
     return f"{REGISTRY}/{name}:src-{digest[:12]}"
 
 
-def build_command(name, tag, base, root=REPO, ca_bundle=CA_BUNDLE):
+def build_command(name, tag, base, root=REPO, ca_bundle=CA_BUNDLE, stages=None):
     """``podman build`` for ``images/NAME/Dockerfile`` FROM ``base``, with the build context at
-    the repository root (as the Dockerfiles expect) and the host's network for pip."""
+    the repository root (as the Dockerfiles expect) and the host's network for pip. ``stages``:
+    ``{build argument: image}`` for the images its build stages start FROM."""
     command = ["podman", "build", "--network", "host", "--layers", "-f", str(HERE / name / "Dockerfile"),
                "--build-arg", f"BASE_IMAGE={base}", "-t", tag]
+    for arg, image in (stages or {}).items():
+        command += ["--build-arg", f"{arg}={image}"]
     if ca_bundle and Path(ca_bundle).exists():
         command += ["-v", f"{ca_bundle}:{CA_IN_BUILD}:ro", "--build-arg", f"PIP_CERT={CA_IN_BUILD}"]
     return command + [str(root)]
@@ -231,12 +238,17 @@ def build(name, log, base=None, measure_compressed=False, prune=True):
     if not labext.is_dir():
         raise BuildError(f"{labext} is missing: build the lab extension first (make labextension)")
     base = base or ensure_base(log)[0]
+    stages = {}
+    if name in STAGE_IMAGES:  # that image first (reused when its sources are unchanged)
+        arg, other = STAGE_IMAGES[name]
+        stages[arg] = build(other, log, base, prune=False)["tag"]
     dockerfile = HERE / name / "Dockerfile"
-    tag = image_tag(name, source_hash(dockerfile, REPO, image_id(base)))
+    ids = "\0".join([image_id(base), *(image_id(t) for t in stages.values())])
+    tag = image_tag(name, source_hash(dockerfile, REPO, ids))
     reused = image_exists(tag)
     start = time.monotonic()
     if not reused:
-        run(build_command(name, tag, base), log)
+        run(build_command(name, tag, base, stages=stages), log)
     seconds = time.monotonic() - start
     version = checkout_version()
     if version:

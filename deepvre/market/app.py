@@ -82,7 +82,7 @@ python -m deepvre.market --processes 4                  # under a hub: where $JU
         config=True,
         help="Under a hub: publish the ImageNet MobileNetV2 base model (mobilenet-v2-imagenet 1.0.0, owner "
         "deepvre) at start if the catalog lacks it (deepvre.market.seed; needs TensorFlow and the offline "
-        "weights; GET api/status says seeding until done). E.g. --no-seed to start with an empty catalog.",
+        "weights, or the hub image's conversion; GET api/status says seeding until done). E.g. --no-seed to start with an empty catalog.",
     )
     seed_status_file = Unicode(
         "",

@@ -4,7 +4,8 @@ At its start under a hub (``MarketplaceApp.seed``, the settings' ``marketplace.s
 the service calls :func:`start`: if the catalog lacks ``mobilenet-v2-imagenet`` 1.0.0 it starts
 ``python -m deepvre.market.seed``, a child that converts the offline weights
 (:func:`deepvre.science.mobilenet.convert`, about 20 s with TensorFlow) into a temporary folder and
-publishes them as the system account (:func:`deepvre.science.base_models.publish_mobilenet`).
+publishes them as the system account (:func:`deepvre.science.base_models.publish_mobilenet`); in
+the hub image it publishes the conversion the image carries (:data:`IMAGE_MODEL`) instead.
 Progress goes to the service's log (the hub's) and to a status file that every service process
 reads for ``GET api/status`` (:func:`status`): ``seeding``, ``done``, ``failed`` or ``off``.
 
@@ -28,6 +29,9 @@ from .catalog import RESERVED_NAMES, SYSTEM_ACCOUNT, Caller, NotFound
 
 MODEL = (RESERVED_NAMES[0], "1.0.0")  # science.base_models.MOBILENET_NAME/VERSION (no TensorFlow here)
 STATUS_FILE = "seed-status.json"
+# The hub image's conversion, made with TensorFlow in the single-user image at build time
+# (images/hub/Dockerfile, deepvre.science.base_models.prepare): the hub image has no TensorFlow.
+IMAGE_MODEL = "/opt/deepvre/share/deepvre/mobilenet-v2-imagenet"
 
 
 def log(message):
@@ -117,11 +121,15 @@ def main(argv=None):
 
         from ..science import base_models, mobilenet
 
-        with tempfile.TemporaryDirectory(prefix="deepvre-seed-") as tmp:
-            log("converting torchvision's offline ImageNet MobileNetV2 weights to Keras")
-            folder = mobilenet.convert(os.path.join(tmp, "mobilenet"))
-            log("verifying on the cat and coffee photos, then publishing")
-            entry = base_models.publish_mobilenet(folder, catalog)
+        if base_models.prepared_document(IMAGE_MODEL) is not None:
+            log(f"publishing the conversion made when the image was built ({IMAGE_MODEL})")
+            entry = base_models.publish_mobilenet(IMAGE_MODEL, catalog)
+        else:
+            with tempfile.TemporaryDirectory(prefix="deepvre-seed-") as tmp:
+                log("converting torchvision's offline ImageNet MobileNetV2 weights to Keras")
+                folder = mobilenet.convert(os.path.join(tmp, "mobilenet"))
+                log("verifying on the cat and coffee photos, then publishing")
+                entry = base_models.publish_mobilenet(folder, catalog)
     except BaseException as err:
         why = str(err) or type(err).__name__
         if isinstance(err, ImportError):

@@ -1,6 +1,15 @@
-"""Publish the converted base models as the first marketplace entries (``deepvre.market.catalog``)."""
+"""Publish the converted base models as the first marketplace entries (``deepvre.market.catalog``).
 
+``python -m deepvre.science.base_models OUT`` (:func:`prepare`) converts and verifies the base model
+with its catalog document: the hub image carries that folder, built in the single-user image (which
+has TensorFlow), so that the marketplace in the hub image seeds it without TensorFlow.
+"""
+
+import json
 import os
+import sys
+
+from .. import atomic
 
 from ..market.catalog import RESERVED_NAMES, SYSTEM_ACCOUNT
 from . import mobilenet
@@ -43,6 +52,28 @@ def mobilenet_document(metrics, today=None):
         input_extra={"preprocessing": spec["input"]}, today=today)
 
 
+PREPARED_DOCUMENT = "entry.json"
+
+
+def prepare(out_dir):
+    """Convert the base model into ``out_dir`` and write the catalog document of its verification
+    beside it (:data:`PREPARED_DOCUMENT`); returns the folder."""
+    folder = mobilenet.convert(out_dir)
+    atomic.write_json(os.path.join(folder, PREPARED_DOCUMENT), mobilenet_document(verification(folder)))
+    return folder
+
+
+def prepared_document(folder):
+    """The document :func:`prepare` wrote in ``folder``, if the folder is a complete, unmodified
+    conversion (checksums, no TensorFlow needed); else None."""
+    path = os.path.join(folder, PREPARED_DOCUMENT)
+    if not os.path.isfile(path) or not mobilenet.verify(folder):
+        return None
+    with open(path) as fh:
+        document = json.load(fh)
+    return document if isinstance(document, dict) else None
+
+
 def as_publisher(market=None):
     """The client :func:`publish_mobilenet` publishes through: a local catalog (a ``Catalog`` or a
     ``LocalMarket``; default :func:`~deepvre.market.client.connect`'s) as owner ``deepvre``; any
@@ -76,9 +107,21 @@ def publish_mobilenet(folder, market=None):
         return client.show(MOBILENET_NAME, MOBILENET_VERSION)
     except NotFound:
         pass
-    document = mobilenet_document(verification(folder))
+    document = prepared_document(folder) or mobilenet_document(verification(folder))
     files = {name: os.path.join(folder, name) for name in mobilenet.FILES}
     try:
         return client.publish(document, files, visibility="public")
     except Conflict:  # published meanwhile by someone else's run
         return client.show(MOBILENET_NAME, MOBILENET_VERSION)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m deepvre.science.base_models OUT (convert, verify, write the document)")
+    folder = prepare(argv[0])
+    print(f"deepvre: {MOBILENET_NAME} {MOBILENET_VERSION} prepared in {folder}")
+
+
+if __name__ == "__main__":
+    main()

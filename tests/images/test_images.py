@@ -294,6 +294,20 @@ def test_hub_image_marketplace_answers_another_container(images, container_name)
     assert models_status == "401"  # the API itself wants a hub token
     assert f"listening on http://0.0.0.0:{port}" in logs
 
+    # the first start seeds the base model without TensorFlow, from the image's own conversion
+    deadline = time.monotonic() + 120
+    while "[marketplace seed] published" not in logs and "[marketplace seed] failed" not in logs:
+        assert time.monotonic() < deadline, logs
+        time.sleep(2)
+        logs = container_log(name)
+    assert "publishing the conversion made when the image was built" in logs, logs
+    assert "[marketplace seed] published mobilenet-v2-imagenet 1.0.0 (owner deepvre)" in logs, logs
+    read = ("from deepvre.market.catalog import Caller, Catalog\n"
+            "e = Catalog().show(Caller('nobody'), 'mobilenet-v2-imagenet', '1.0.0')\n"
+            "print(e['owner'], e['visibility'], e['metadata']['deepvre']['metrics']['chelsea_top1'])\n")
+    out = podman("exec", "--env", f"DEEPVRE_MARKET_DIR={env['DEEPVRE_MARKET_DIR']}", name, "python3", "-c", read)
+    assert out.stdout.split("\n")[0] == "deepvre public Egyptian cat", out.stdout + out.stderr
+
 
 # The chart's hub applies hub.config verbatim and then runs the extraConfig snippets in key order
 # (tests/kubernetes/conftest.py::hub_config); here inside the hub image, with the image's packages.

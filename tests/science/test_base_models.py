@@ -73,3 +73,34 @@ def test_another_missing_base_is_not_invented(catalogs, tmp_path):
     with pytest.raises(NotFound):
         lineage.ensure_imagenet_base(market, lineage.BASE_NAME, "2.0.0", convert_dir=str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()
+
+
+def test_a_prepared_folder_publishes_the_same_entry_without_verifying_again(mobilenet_dir, catalogs, tmp_path,
+                                                                          monkeypatch):
+    """``python -m deepvre.science.base_models OUT`` (the hub image's build stage) writes the document;
+    the seed then publishes it as the converting route would, with no TensorFlow call, and a changed
+    file makes the folder unusable."""
+    import shutil
+
+    from deepvre.science import base_models
+
+    prepared = tmp_path / "prepared"
+    shutil.copytree(mobilenet_dir, prepared)
+    base_models.main([str(prepared)])
+    converted = base_models.publish_mobilenet(mobilenet_dir, catalogs("converted"))
+
+    def no_tensorflow(folder):
+        raise AssertionError("verified again")
+
+    monkeypatch.setattr(base_models, "verification", no_tensorflow)
+    seeded = base_models.publish_mobilenet(str(prepared), catalogs("prepared"))
+    same = [k for k in SAME if k != "metadata"]
+    assert {k: seeded[k] for k in same} == {k: converted[k] for k in same}
+    assert seeded["metadata"]["deepvre"]["metrics"] == converted["metadata"]["deepvre"]["metrics"]
+    assert files(seeded) == files(converted)
+
+    with open(prepared / "preprocessing.json", "a") as fh:
+        fh.write(" ")
+    assert base_models.prepared_document(str(prepared)) is None
+    with pytest.raises(AssertionError, match="verified again"):
+        base_models.publish_mobilenet(str(prepared), catalogs("tampered"))
