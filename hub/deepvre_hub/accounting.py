@@ -8,6 +8,7 @@ its own, ``gone`` when a restarted hub found it gone.
 """
 
 import asyncio
+import html
 
 from jupyterhub import orm
 from jupyterhub.handlers.base import BaseHandler
@@ -87,6 +88,26 @@ class AccountingMixin(HasTraits):
         watched = quotas.watched_users(self.quotas, self.user.name, groups)
         rows = self.book.rows(users=watched, since=now - quotas.WINDOW)
         return quotas.refusal(self.quotas, self.user.name, self.name, groups, rows, int(profile.get("gpus", 0)), now)
+
+    def profile_refusal(self, profile):  # the spawn page: a profile over a quota is disabled, with the reason
+        return self.quota_refusal(profile, usage.utcnow()) if self.book is not None else None
+
+    def quota_notice(self):
+        """The spawn page's line of the user's own limits and what they use of them, or ``""``."""
+        limits = quotas.user_limits(self.quotas, self.user.name)
+        if self.book is None or not limits:
+            return ""
+        now = usage.utcnow()
+        rows = [r for r in self.book.rows(users=[self.user.name], since=now - quotas.WINDOW)
+                if not (r["server"] == self.name and r["end"] is None)]
+        running = [r for r in rows if r["end"] is None]
+        used = {"servers": len(running), "gpus": sum(r["gpus"] for r in running),
+                "gpu_hours_per_week": round(quotas.gpu_hours(rows, now), 1)}
+        names = {"servers": "servers at once", "gpus": "GPUs at once", "gpu_hours_per_week": "GPU-hours in the last 7 days"}
+        text = "; ".join(f"{names[k]}: {used[k]:g} of {v:g}" for k, v in limits.items())
+        base = getattr(getattr(self, "hub", None), "base_url", "/hub/")
+        return (f'<p class="deepvre-quota">Your limits: {html.escape(text)}. '
+                f'<a href="{html.escape(base)}usage">Your usage</a></p>')
 
     def admit(self, profile):
         """Check the quotas, take the GPUs, open the row (synchronous: no other spawn in between)."""

@@ -107,14 +107,13 @@ class ProfileSpawnerMixin(AccountSettings):
         """The spawn page: each profile, what it gives, the GPUs, and why one is disabled."""
         free, total, gpu_line = self.gpu_capacity()
         choices = self.user_profiles()
-        chosen = profiles.default_profile(
-            [p for p in choices if not profiles.unavailable_reason(p, free, total)]
-        )
+        reasons = {p["slug"]: profiles.unavailable_reason(p, free, total) or self.profile_refusal(p) for p in choices}
+        chosen = profiles.default_profile([p for p in choices if not reasons[p["slug"]]])
         notice = self.form_notice()
         parts = [notice] if notice else []
         parts.append(f'<p class="deepvre-gpus-free">{html.escape(gpu_line)}</p>')
         for p in choices:
-            reason = profiles.unavailable_reason(p, free, total)
+            reason = reasons[p["slug"]]
             attrs = " disabled" if reason else (" checked" if p is chosen else "")
             slug = html.escape(p["slug"], quote=True)
             why = f'<br><em class="deepvre-unavailable">Unavailable: {html.escape(reason)}</em>' if reason else ""
@@ -129,6 +128,10 @@ class ProfileSpawnerMixin(AccountSettings):
     def form_notice(self):
         """An HTML warning above the profiles, or ``""``."""
         return ""
+
+    def profile_refusal(self, profile):
+        """Why this user may not start ``profile`` now besides the machine's GPUs (a quota), or None."""
+        return None
 
     def options_from_form(self, formdata):
         return {"profile": formdata.get("profile", [""])[0]}

@@ -107,10 +107,11 @@ class DeepvreSpawner(AccountingMixin, LocalGpusMixin, ProfileSpawnerMixin, Local
     # --- the spawn page (spawn_form.ProfileSpawnerMixin) ---------------------------------
 
     def form_notice(self):
+        notice = self.quota_notice()
         if not self.personal_mode:
-            return ""
+            return notice
         return ('<p class="alert alert-warning deepvre-personal-mode">Personal mode: the hub is not root, '
-                "so every server runs under the same OS account and users are not isolated.</p>")
+                "so every server runs under the same OS account and users are not isolated.</p>" + notice)
 
     # --- state: survives a hub restart -------------------------------------------------
 

@@ -87,7 +87,11 @@ def test_servers_at_once_and_an_admins_stop(hub):
     bob, bob_session, bob_token = users["bob"]
     r = process.spawn(bob_token, bob, profile="cpu", server="x", wait=False)
     refused(r, f"Servers at once (your limit): 1 of 1 running ({bob}/ (GPU 1)). It frees up when one of them stops.")
-    # the spawn page shows the same refusal
+    # the spawn page says so before the choice (every profile disabled, the limits and their use) and after it
+    form = bob_session.get(f"{process.url}/hub/spawn/{bob}/y", timeout=30).text
+    assert 'value="cpu" disabled' in form and 'value="gpu-1" disabled' in form
+    assert "Unavailable: Servers at once (your limit): 1 of 1 running" in form
+    assert "Your limits: servers at once: 1 of 1; GPUs at once: 1 of 1." in form
     page = process.spawn_form(bob_session, bob, "cpu", server="y")
     assert "Servers at once (your limit): 1 of 1 running" in page.text
     process.stop_server(admin_token, bob)
@@ -103,6 +107,8 @@ def test_a_groups_limit_counts_its_members_together(hub):
     held = rows_of(process, dave)[0]["gpu_ids"]
     r = process.spawn(erin_token, erin, profile="gpu-1", wait=False)
     refused(r, f"GPUs at once (group team's limit): 1 of 1 held ({dave}/ (GPU {held})); this profile needs 1.")
+    form = erin_session.get(f"{process.url}/hub/spawn/{erin}/z", timeout=30).text
+    assert 'value="cpu" checked' in form and 'value="gpu-1" disabled' in form
     page = process.spawn_form(erin_session, erin, "gpu-1", server="z")
     assert "GPUs at once (group team&#39;s limit)" in page.text or "GPUs at once (group team's limit)" in page.text
 
