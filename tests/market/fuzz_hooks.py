@@ -8,8 +8,10 @@ and add versions to models the fuzzer has made, and every model fits in one page
 listing (object_level_authorization compares a peer's reads with it).
 """
 
+import ast
 import io
 import json
+import threading
 import zipfile
 
 import schemathesis
@@ -28,6 +30,20 @@ def _keras_file():
 
 
 MODEL = _keras_file()
+
+
+# CPython 3.11 keeps the AST converter's recursion depth in state all threads share: two of the
+# fuzzer's workers describing a Hypothesis lambda at once (ast.parse of its source) fail with
+# "SystemError: AST constructor recursion depth mismatch". One parse at a time.
+_parse, _parsing = ast.parse, threading.Lock()
+
+
+def _one_parse_at_a_time(*args, **kwargs):
+    with _parsing:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _one_parse_at_a_time
 
 
 @st.composite
