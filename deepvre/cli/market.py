@@ -1,4 +1,4 @@
-"""``deepvre market list|search|show|pull|publish|validate|import``: the marketplace from a shell.
+"""``deepvre market list|search|show|pull|publish|validate|import|verify``: the marketplace from a shell.
 
 Every command takes ``--json`` for scripts. Inside a hub (``$DEEPVRE_MARKET_URL`` and
 ``$DEEPVRE_MARKET_TOKEN``) it talks to the marketplace service, else to the local catalog.
@@ -103,6 +103,19 @@ def _render_entry(e):
     click.echo("  versions " + ", ".join(v["version"] for v in e["versions"]))
     for name, info in e["files"].items():
         click.echo(f"  {name:<22} {info['size']:>12} bytes  sha256 {info['sha256'][:16]}...")
+    if "verifications" in e:
+        click.echo("  " + _badge(e["verifications"]))
+
+
+def _badge(found):
+    """``verified by ana at ...`` from the records (:func:`deepvre.market.verifications.badge`)."""
+    from deepvre.market.verifications import badge
+
+    result = badge(found)
+    if result == "unverified":
+        return "verification: unverified (`deepvre market verify NAME:VERSION` re-runs it)"
+    last = [r for r in found if r.get("valid")][-1]
+    return f"verification: {result} by {last['verifier']} at {last['time']}: {last.get('reason', '')}"
 
 
 @market.command()
@@ -113,7 +126,62 @@ def show(model, as_json):
     from deepvre.market.client import parse_ref
 
     name, version = parse_ref(model)
-    _run(as_json, lambda: _client().show(name, version), _render_entry)
+
+    def do():
+        client = _client()
+        entry = client.show(name, version)
+        return {**entry, "verifications": client.verifications(name, entry["version"])}
+
+    _run(as_json, do, _render_entry)
+
+
+@market.command()
+@click.argument("model")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Where the re-run goes (default: ~/runs).")
+@click.option("--kernel", default=None, help="Re-run in this Jupyter kernel (a stated environment; default: this one).")
+@click.option("--no-record", is_flag=True, help="Only print the outcome; append no record to the catalog entry.")
+@_json_option
+def verify(model, runs_dir, kernel, no_record, as_json):
+    """Re-run MODEL[:VERSION]'s lineage and compare its metrics: verified, drifted or could not run.
+
+    The executed notebook runs again with its parameters and seed (publish off), after its input
+    files are checked by sha256; the metrics are compared within the tolerances the notebook
+    declares (metadata deepvre.verify.tolerance; undeclared: every number but timings within 1e-6).
+    The outcome is appended to the entry as a record the marketplace signs; the version is unchanged.
+    Exits 0 when verified, 1 otherwise.
+    """
+    from deepvre.market.client import parse_ref
+    from deepvre.runs import platform, reproduce
+
+    name, version = parse_ref(model)
+    results = []
+
+    def do():
+        client = _client()
+        outcome = reproduce.reproduce(client, name, version, runs_dir=runs_dir, kernel_name=kernel)
+        record = None if no_record else client.add_verification(name, outcome["version"], reproduce.claim(outcome))
+        differences = outcome.pop("differences")
+        results.append(outcome["result"])
+        return {**outcome, "record": record, "same_environment": platform.same(differences),
+                "environment_differences": differences}
+
+    def render(r):
+        click.echo(f"{r['name']}:{r['version']}: {r['result']}: {r['reason']}")
+        for metric, row in r["metrics"].items():
+            click.echo(f"  {metric:<32} published {row['published']}  reproduced {row['reproduced']}  "
+                       f"tolerance {row['tolerance']:g}")
+        d = r["environment_differences"]
+        if not r["same_environment"]:
+            click.echo(f"  environment: {len(d['packages']['changed'])} packages changed, {len(d['packages']['added'])} "
+                       f"added, {len(d['packages']['removed'])} removed" + (f"; python {d['python'][0]} -> "
+                       f"{d['python'][1]}" if d["python"] else "") + ("; lock file differs" if d["lock"] else ""))
+        if r["run"]:
+            click.echo(f"  re-run: {r['run']}")
+        if r["record"]:
+            click.echo(f"  recorded by the marketplace (record {r['record']['id']}, signed)")
+
+    _run(as_json, do, render)
+    sys.exit(0 if results == ["verified"] else 1)  # drifted or could not run: non-zero for scripts
 
 
 @market.command()

@@ -24,6 +24,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from ..checksums import file_sha256
 
 ENVIRONMENT = "environment.json"
@@ -35,7 +37,7 @@ CONTAINER_MARKS = ("/.dockerenv", "/run/.containerenv")
 def describe(packages, python, system, lock_sha256=None, in_container=False, gpus=(), data_manifest=None,
              lock_why=""):
     """The environment record from its values (a pure function): ``packages`` ``{name: version}``
-    (names lower-cased), ``python`` ``(implementation, version)``, ``system`` ``(system, release,
+    (names in packaging's canonical form, e.g. ``jupyter-server``), ``python`` ``(implementation, version)``, ``system`` ``(system, release,
     machine)``, ``lock_sha256`` (None: unknown, ``lock_why`` says why), ``gpus`` ``[(name, driver)]``."""
     lock = ({"file": LOCK_FILE.name, "sha256": lock_sha256} if lock_sha256
             else {"sha256": UNKNOWN, "why": lock_why or "no lock file"})
@@ -43,7 +45,7 @@ def describe(packages, python, system, lock_sha256=None, in_container=False, gpu
         "python": {"implementation": python[0], "version": python[1]},
         "platform": dict(zip(("system", "release", "machine"), system)),
         "lock": lock,
-        "packages": {str(k).lower(): str(v) for k, v in sorted(packages.items(), key=lambda kv: str(kv[0]).lower())},
+        "packages": dict(sorted((canonicalize_name(str(k)), str(v)) for k, v in packages.items())),
         "container": {"in_container": bool(in_container), "image_digest": UNKNOWN},
         "gpus": [{"name": name, "driver": driver} for name, driver in gpus],
         "data_manifest": data_manifest,
@@ -54,7 +56,7 @@ def installed_packages():
     """``{name: version}`` of every distribution importlib.metadata finds (first on the path wins)."""
     found = {}
     for dist in metadata.distributions():
-        name = (dist.metadata["Name"] or "").lower()
+        name = canonicalize_name(dist.metadata["Name"] or "")
         if name and name not in found:
             found[name] = dist.version
     return found

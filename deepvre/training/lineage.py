@@ -11,6 +11,10 @@ the entry's ``deepvre`` section and files::
                             data_output="out/data", parameters=params, notebook="out/biology.ipynb",
                             labels=classes, use_case="biology", title="...", summary="...")
 
+For ``deepvre market verify`` (:mod:`deepvre.runs.reproduce`) the section also holds the input
+files a parameter names outside the run's folder (``inputs``: path -> sha256) and the folder the
+model was published from (``training.output``, relative to the run's folder).
+
 Under ``deepvre run`` (``$DEEPVRE_RUN_DIR`` set) the entry also names the run: its file ``run.json``
 is ``{id, path, provenance}``. The notebook publishes before its last cells run, so the copy in the
 artifact is a snapshot; the runner writes ``RUN_DIR/provenance.json`` once the run has ended, with
@@ -85,6 +89,31 @@ def data_manifest(output):
     return sums
 
 
+def _inside(path, root):
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def input_files(parameters, root=None):
+    """``{absolute path: sha256}`` of the files that string ``parameters`` name outside ``root`` (the
+    working folder, a run's own: what the notebook writes itself is not an input), folders walked."""
+    root = root or os.getcwd()
+    found = {}
+    for value in parameters.values():
+        if not isinstance(value, str) or not value or "\n" in value or not os.path.exists(value):
+            continue
+        path = os.path.abspath(value)
+        if _inside(path, root):
+            continue
+        if os.path.isfile(path):
+            found[path] = _sha256(path)
+        for folder, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                found[os.path.join(folder, name)] = _sha256(os.path.join(folder, name))
+    return found
+
+
 def next_version(market, name):
     """``1.0.0`` for a new name, else the latest version with its last number plus one."""
     from deepvre.market.catalog import NotFound
@@ -150,7 +179,13 @@ def publish_trained(market, folder, name, base, data_output, parameters, noteboo
                               base=base, parameters=parameters, metrics=metrics,
                               data={"manifest.json": data["manifest.json"]}, notebook=notebook_name,
                               visibility=visibility)
-    document["deepvre"]["environment"] = platform.capture(data["manifest.json"])  # checked by `market verify`
+    section = document["deepvre"]  # what `deepvre market verify` re-runs and checks
+    section["environment"] = platform.capture(data["manifest.json"])
+    inputs = input_files(parameters or {})
+    if inputs:
+        section["inputs"] = inputs
+    if _inside(folder, os.getcwd()):
+        section["training"]["output"] = os.path.relpath(folder)
     entry = market.publish(document, files)
     if run:
         record_published(run, entry, notebook)

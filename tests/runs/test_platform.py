@@ -8,17 +8,17 @@ from deepvre.runs import platform
 
 
 def record(**changes):
-    values = {"packages": {"NumPy": "2.1.3", "keras": "3.6.0"}, "python": ("CPython", "3.12.3"),
+    values = {"packages": {"NumPy": "2.1.3", "keras": "3.6.0", "Jupyter_Server": "2.14.2"}, "python": ("CPython", "3.12.3"),
               "system": ("Linux", "6.8.0", "x86_64"), "lock_sha256": "a" * 64, "gpus": [("NVIDIA H200", "570.1")],
               "data_manifest": "b" * 64}
     values.update(changes)
     return platform.describe(**values)
 
 
-def test_describe_is_pure_and_lower_cases_names():
+def test_describe_is_pure_and_canonicalizes_names():
     one = record()
     assert one == record()
-    assert one["packages"] == {"keras": "3.6.0", "numpy": "2.1.3"}
+    assert one["packages"] == {"jupyter-server": "2.14.2", "keras": "3.6.0", "numpy": "2.1.3"}
     assert one["lock"] == {"file": "requirements.lock", "sha256": "a" * 64}
     assert one["gpus"] == [{"name": "NVIDIA H200", "driver": "570.1"}]
     assert one["container"] == {"in_container": False, "image_digest": "unknown"}
@@ -31,7 +31,7 @@ def test_diff_names_packages_python_and_lock():
     new = record(packages={"numpy": "2.2.0", "scipy": "1.14.1"}, python=("CPython", "3.13.0"),
                  lock_sha256="c" * 64)
     found = platform.diff(old, new)
-    assert found["packages"] == {"added": {"scipy": "1.14.1"}, "removed": {"keras": "3.6.0"},
+    assert found["packages"] == {"added": {"scipy": "1.14.1"}, "removed": {"jupyter-server": "2.14.2", "keras": "3.6.0"},
                                  "changed": {"numpy": ["2.1.3", "2.2.0"]}}
     assert found["python"] == ["3.12.3", "3.13.0"]
     assert found["lock"] == ["a" * 64, "c" * 64]

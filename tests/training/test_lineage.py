@@ -111,3 +111,29 @@ def test_publish_under_a_run_names_it_both_ways(tmp_path, market, data_output, m
         "file": "output.ipynb", "sha256": file_sha256(tmp_path / "pulled" / "output.ipynb")}}]
     assert record["published"][0]["notebook_snapshot"]["sha256"] != record["notebook"]["sha256"]
     assert json.loads((run_dir / "provenance.json").read_text()) == record
+
+
+def test_inputs_outside_the_run_folder_are_recorded(tmp_path, market, data_output, monkeypatch):
+    """What ``deepvre market verify`` checks before it re-runs: the files a parameter names outside
+    the run's folder (the user's own data), and the folder the model was published from."""
+    run_dir, data = tmp_path / "run", tmp_path / "my-data"
+    (data / "cats").mkdir(parents=True)
+    (data / "cats" / "a.png").write_bytes(b"a")
+    (data / "b.txt").write_bytes(b"b")
+    out = run_dir / "out"
+    out.mkdir(parents=True)
+    (run_dir / "generated.txt").write_text("made by the notebook")
+    monkeypatch.chdir(run_dir)
+    tiny_classifier().save(out / "model.keras")
+    notebook = run_dir / "train.ipynb"
+    notebook.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    parameters = {"data_dir": str(data), "own": "generated.txt", "seed": 0, "name": "cats"}
+    entry = lineage.publish_trained(market, "out", "tiny-inputs", ("base-net", "2.0.0"), str(data_output), parameters,
+                                    str(notebook), [16, 16, 3], "biology", "Tiny", "A tiny test model.",
+                                    labels=["bright", "dark"])
+    section = entry["metadata"]["deepvre"]
+    from deepvre.checksums import file_sha256
+
+    assert section["inputs"] == {str(data / "b.txt"): file_sha256(data / "b.txt"),
+                                 str(data / "cats" / "a.png"): file_sha256(data / "cats" / "a.png")}
+    assert section["training"]["output"] == "out"
