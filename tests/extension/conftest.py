@@ -1,6 +1,7 @@
 """A real jupyter_server (pytest-jupyter's in-process server) with the deepvre extension enabled."""
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -132,3 +133,17 @@ def market_dir(colours_market, monkeypatch):
     value would reach other folders' tests on the same xdist worker)."""
     monkeypatch.setenv("DEEPVRE_MARKET_DIR", str(colours_market))
     return colours_market
+
+
+def write_photos(root):
+    """``root``: two classes of real photographs (crops of scikit-image's samples), five each, and
+    one corrupt file (``cat/broken.jpg``)."""
+    from PIL import Image
+    from skimage import data
+
+    for label, image in (("cat", data.chelsea()), ("coffee", data.coffee())):
+        folder = Path(root) / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(5):
+            Image.fromarray(image[i * 20:i * 20 + 200, i * 30:i * 30 + 250]).save(folder / f"{i}.jpg")
+    (Path(root) / "cat" / "broken.jpg").write_bytes(b"not a jpeg")

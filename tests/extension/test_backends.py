@@ -14,7 +14,7 @@ import urllib.parse
 import pytest
 from traitlets.config import Config
 
-from .conftest import publish_colours
+from .conftest import publish_colours, write_photos
 from .test_handlers import wait_for
 
 
@@ -79,15 +79,7 @@ def test_publish_a_trained_run_with_its_lineage(api, own_market, jp_root_dir):
 @pytest.fixture
 def image_folder(jp_root_dir):
     """Two classes of real photographs (crops of scikit-image's samples) and one corrupt file."""
-    from PIL import Image
-    from skimage import data
-
-    for label, image in (("cat", data.chelsea()), ("coffee", data.coffee())):
-        folder = jp_root_dir / "photos" / label
-        folder.mkdir(parents=True)
-        for i in range(5):
-            Image.fromarray(image[i * 20:i * 20 + 200, i * 30:i * 30 + 250]).save(folder / f"{i}.jpg")
-    (jp_root_dir / "photos" / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    write_photos(jp_root_dir / "photos")
     return "photos"
 
 

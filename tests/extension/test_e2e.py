@@ -22,7 +22,7 @@ import pytest
 from tests.hub.hubprocess import HubProcess
 from tests.prereqs import REPO, require, require_proxy, require_root
 
-from .conftest import TRAINING, make_notebook
+from .conftest import TRAINING, make_notebook, write_photos
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub, pytest.mark.root]
 CHROMIUM = "/usr/bin/chromium"
@@ -73,6 +73,19 @@ def hub(tmp_path_factory, colours_model):
             for name in (process.user, getattr(process, "other", None)):
                 if name:
                     subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+
+
+def photo_folder(user):
+    """``~/photos``: two classes of real photographs (crops of scikit-image's samples) and one
+    corrupt file, owned by ``user``."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    root = os.path.join(entry.pw_dir, "photos")
+    write_photos(root)
+    for folder, dirs, files in os.walk(root):
+        for name in [folder, *(os.path.join(folder, f) for f in files)]:
+            os.chown(name, entry.pw_uid, entry.pw_gid)
 
 
 def tab_to(page, target, limit=40):
@@ -200,6 +213,22 @@ def test_models_panel_end_to_end_through_the_hub(hub):
             expect(error).to_contain_text("'no-such-data' does not exist in the workspace")
             expect(error).to_have_attribute("role", "alert")
             page.screenshot(path=os.path.join(SHOTS, "4b-server-error.png"))
+
+            # a job that works: its own page in the main area (counts per split, the bad record)
+            photo_folder(hub.user)
+            panel.get_by_placeholder("data/images").fill("photos")
+            panel.get_by_role("button", name="Start preprocessing").click()
+            job = panel.get_by_test_id("preprocess-job")
+            expect(job).to_have_attribute("data-state", "done", timeout=180_000)
+            job.get_by_test_id("preprocess-open-page").click()
+            job_page = page.locator(".jp-deepvre-page-widget").get_by_test_id("preprocess-page")
+            expect(job_page.get_by_role("heading")).to_have_text(re.compile(r"^Preprocessing job \d+$"))
+            expect(job_page.get_by_test_id("preprocess-job")).to_have_attribute("data-state", "done")
+            expect(job_page.get_by_test_id("preprocess-splits")).to_contain_text("train")
+            expect(job_page.get_by_test_id("preprocess-bad")).to_contain_text("broken.jpg")
+            expect(job_page).to_contain_text("photos-preprocessed")
+            expect(job_page.get_by_test_id("preprocess-dashboard")).to_have_count(0)  # the cluster is gone
+            page.screenshot(path=os.path.join(SCREENSHOTS, "preprocessing-job.png"))
 
             # Serve: both URLs shown; the Swagger page loads its spec through the proxy; Stop
             panel.get_by_role("button", name="Serve").click()

@@ -201,10 +201,11 @@ export function polyline(
 export type PageRef =
   | { kind: 'model'; name: string; version: string }
   | { kind: 'run'; id: string }
+  | { kind: 'job'; id: string }
   | { kind: 'services' };
 
-/** The page a URL's query names: ``?deepvre-model=NAME[:VERSION]``, ``?deepvre-run=ID`` or
- * ``?deepvre-services``; null otherwise. */
+/** The page a URL's query names: ``?deepvre-model=NAME[:VERSION]``, ``?deepvre-run=ID``,
+ * ``?deepvre-job=ID`` (a preprocessing job) or ``?deepvre-services``; null otherwise. */
 export function pageFromSearch(search: string): PageRef | null {
   const params = new URLSearchParams(search);
   if (params.has('deepvre-services')) {
@@ -218,7 +219,11 @@ export function pageFromSearch(search: string): PageRef | null {
       : { kind: 'model', name: model, version: '' };
   }
   const run = params.get('deepvre-run');
-  return run ? { kind: 'run', id: run } : null;
+  if (run) {
+    return { kind: 'run', id: run };
+  }
+  const job = params.get('deepvre-job');
+  return job ? { kind: 'job', id: job } : null;
 }
 
 /** The query that opens ``page`` (the inverse of :func:`pageFromSearch`). */
@@ -226,8 +231,8 @@ export function pageSearch(page: PageRef): string {
   const params = new URLSearchParams();
   if (page.kind === 'model') {
     params.set('deepvre-model', page.version ? `${page.name}:${page.version}` : page.name);
-  } else if (page.kind === 'run') {
-    params.set('deepvre-run', page.id);
+  } else if (page.kind === 'run' || page.kind === 'job') {
+    params.set(`deepvre-${page.kind}`, page.id);
   } else {
     params.set('deepvre-services', '');
   }

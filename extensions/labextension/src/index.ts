@@ -1,8 +1,8 @@
 /**
  * deepvre's JupyterLab extension: the "Models" panel in the left sidebar (search and lists), and
  * the model and run pages in the main area: commands ``deepvre:open-model`` ``{name, version}``
- * and ``deepvre:open-run`` ``{id}``, ``deepvre:open-services``, and links ``lab?deepvre-model=NAME:VERSION`` /
- * ``lab?deepvre-run=ID`` / ``lab?deepvre-services``.
+ * and ``deepvre:open-run`` ``{id}``, ``deepvre:open-job`` ``{id}`` (a preprocessing job), ``deepvre:open-services``,
+ * and links ``lab?deepvre-model=NAME:VERSION`` / ``lab?deepvre-run=ID`` / ``lab?deepvre-job=ID`` / ``lab?deepvre-services``.
  */
 import { ILayoutRestorer, IRouter, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
@@ -18,6 +18,7 @@ export const modelsIcon = new LabIcon({ name: 'deepvre:models', svgstr: iconSvg 
 const COMMAND = 'deepvre:open-models';
 const OPEN_MODEL = 'deepvre:open-model';
 const OPEN_RUN = 'deepvre:open-run';
+const OPEN_JOB = 'deepvre:open-job';
 const OPEN_SERVICES = 'deepvre:open-services';
 const OPEN_LINK = 'deepvre:open-link';
 
@@ -39,6 +40,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openPath: path => void app.commands.execute('docmanager:open', { path }),
       openModel: (name, version) => void app.commands.execute(OPEN_MODEL, { name, version }),
       openRun: id => void app.commands.execute(OPEN_RUN, { id }),
+      openJob: id => void app.commands.execute(OPEN_JOB, { id }),
       openServices: () => void app.commands.execute(OPEN_SERVICES)
     };
     const pages = new Pages(app, () => options);
@@ -68,11 +70,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
       describedBy: { args: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } },
       execute: args => pages.show({ kind: 'run', id: String(args.id) })
     });
+    app.commands.addCommand(OPEN_JOB, {
+      label: args => (args.id ? `Open preprocessing job ${args.id}` : 'Open a preprocessing job'),
+      describedBy: { args: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } },
+      execute: args => pages.show({ kind: 'job', id: String(args.id) })
+    });
     app.commands.addCommand(OPEN_SERVICES, {
       label: 'Open the served models page',
       execute: () => pages.show({ kind: 'services' })
     });
-    // lab?deepvre-model=NAME:VERSION, lab?deepvre-run=ID and lab?deepvre-services open their page once the lab is up
+    // lab?deepvre-model=NAME:VERSION, lab?deepvre-run=ID, lab?deepvre-job=ID and lab?deepvre-services open their page once the lab is up
     app.commands.addCommand(OPEN_LINK, {
       execute: args => {
         const page = pageFromSearch(String((args as { search?: string }).search ?? ''));
@@ -81,7 +88,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
-    router?.register({ command: OPEN_LINK, pattern: /[?&]deepvre-(model=|run=|services)/, rank: 80 });
+    router?.register({ command: OPEN_LINK, pattern: /[?&]deepvre-(model=|run=|job=|services)/, rank: 80 });
     palette?.addItem({ command: OPEN_SERVICES, category: 'deepvre' });
     app.commands.addKeyBinding({ command: COMMAND, keys: ['Accel Shift M'], selector: 'body' });
     palette?.addItem({ command: COMMAND, category: 'deepvre' });

@@ -1,4 +1,4 @@
-/** Opens the model, run and served-models pages in JupyterLab's main area, one tab per model and per run. */
+/** Opens the model, run, preprocessing job and served-models pages in JupyterLab's main area, one tab per model, run and job. */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
@@ -7,6 +7,7 @@ import React from 'react';
 import { PageRef } from './format';
 import { ModelPage } from './modelpage';
 import { IPanelOptions } from './panel';
+import { PreprocessPage } from './preprocess';
 import { RunPage } from './runpage';
 import { ServicesPage } from './servicespage';
 
@@ -20,7 +21,7 @@ export class Pages {
 
   /** Show ``page``: the tab already open for it, else a new one (a model opened at another version replaces its tab). */
   show(page: PageRef): void {
-    const key = page.kind === 'model' ? `model:${page.name}` : page.kind === 'run' ? `run:${page.id}` : 'services';
+    const key = page.kind === 'model' ? `model:${page.name}` : page.kind === 'services' ? 'services' : `${page.kind}:${page.id}`;
     const existing = this.open.get(key);
     const version = page.kind === 'model' ? page.version : '';
     if (existing && !existing.isDisposed && (page.kind !== 'model' || !version || existing.node.dataset.version === version)) {
@@ -33,7 +34,9 @@ export class Pages {
         ? ReactWidget.create(<ModelPage name={page.name} version={page.version} options={this.options()} />)
         : page.kind === 'run'
           ? ReactWidget.create(<RunPage id={page.id} options={this.options()} />)
-          : ReactWidget.create(<ServicesPage />);
+          : page.kind === 'job'
+            ? ReactWidget.create(<PreprocessPage id={page.id} openPath={this.options().openPath} />)
+            : ReactWidget.create(<ServicesPage />);
     const widget = new MainAreaWidget({ content });
     widget.id = `deepvre-${page.kind}-${Math.random().toString(36).slice(2, 10)}`;
     widget.node.dataset.version = version;
@@ -44,7 +47,9 @@ export class Pages {
           : page.name
         : page.kind === 'run'
           ? `Run ${page.id}`
-          : 'Served models';
+          : page.kind === 'job'
+            ? `Preprocessing ${page.id}`
+            : 'Served models';
     widget.title.closable = true;
     widget.addClass('jp-deepvre-page-widget');
     widget.disposed.connect(() => {

@@ -12,7 +12,7 @@ import { IDLE, ILoadState, ITrustRequest, Loader, trustRequest } from './data';
 import { emptyMessage, facetOptions, IFacets, ISeed } from './facets';
 import { IPreprocessJob, clusterLabel } from './jobs';
 import { Markdown } from './markdown';
-import { PreprocessJobView } from './preprocess';
+import { PreprocessJobView, usePolledJob } from './preprocess';
 import { ServiceUrls } from './servicelinks';
 import {
   changedValues,
@@ -39,6 +39,8 @@ export interface IPanelOptions {
   openModel?: (name: string, version: string) => void;
   /** Open the run page (main area). */
   openRun?: (id: string) => void;
+  /** Open a preprocessing job's page (main area). */
+  openJob?: (id: string) => void;
   /** Open the served models page (main area). */
   openServices?: () => void;
 }
@@ -252,7 +254,11 @@ function ParameterForm(props: {
   );
 }
 
-function PreprocessForm(props: { onStarted: (message: string) => void; openPath?: (path: string) => void }): JSX.Element {
+function PreprocessForm(props: {
+  onStarted: (message: string) => void;
+  openPath?: (path: string) => void;
+  openJob?: (id: string) => void;
+}): JSX.Element {
   const [kinds, setKinds] = useState<string[]>([]);
   const [kind, setKind] = useState('');
   const [input, setInput] = useState('');
@@ -270,19 +276,7 @@ function PreprocessForm(props: { onStarted: (message: string) => void; openPath?
       return '';
     });
   }, []);
-  useEffect(() => {
-    if (!job || ['done', 'failed'].includes(job.state)) {
-      return;
-    }
-    const timer = setTimeout(async () => {
-      try {
-        setJob(await requestAPI(`preprocess/${job.id}`));
-      } catch (err) {
-        setJob({ ...job, state: 'failed', dashboard: '', error: (err as Error).message });
-      }
-    }, 2000);
-    return () => clearTimeout(timer);
-  }, [job]);
+  usePolledJob(job, setJob);
   const start = (event: React.FormEvent) => {
     event.preventDefault();
     void act('Starting the pipeline…', async () => {
@@ -335,7 +329,7 @@ function PreprocessForm(props: { onStarted: (message: string) => void; openPath?
         Start preprocessing
       </button>
       <StatusLine status={status} testid="preprocess-status" />
-      {job && <PreprocessJobView job={job} openPath={props.openPath} />}
+      {job && <PreprocessJobView job={job} openPath={props.openPath} openPage={props.openJob} />}
     </form>
   );
 }
@@ -440,7 +434,7 @@ export function ModelActions(props: {
           onSubmit={mode === 'finetune' ? fineTune : runBatch}
         />
       )}
-      {mode === 'preprocess' && <PreprocessForm onStarted={() => undefined} openPath={options.openPath} />}
+      {mode === 'preprocess' && <PreprocessForm onStarted={() => undefined} openPath={options.openPath} openJob={options.openJob} />}
       {mode === 'serve' && service && (
         <dl className="jp-deepvre-service" data-testid="service" data-state={service.state}>
           <ServiceUrls url={service.url} swagger={service.swagger} />

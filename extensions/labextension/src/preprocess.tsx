@@ -1,15 +1,61 @@
 /**
- * A preprocessing job as the panel shows it: its state (a failure in red with the error, never
- * under a green banner), shards done of planned with elapsed time, the output folder, counts per
- * split, the bad records with their errors, and the Dask dashboard link only while its cluster lives.
+ * A preprocessing job as the panel and its page in the main area (``lab?deepvre-job=ID``) show it:
+ * its state (a failure in red with the error, never under a green banner), shards done of planned
+ * with elapsed time, the output folder, counts per split, the bad records with their errors, and
+ * the Dask dashboard link only while its cluster lives.
  */
-import React from 'react';
+import React, { useEffect, useState } from 'react';
 
+import { requestAPI } from './api';
 import { formatDuration } from './format';
 import { badSummary, IPreprocessJob, jobProgress, splitRows } from './jobs';
 import { safeHref } from './servicelinks';
 
-export function PreprocessJobView(props: { job: IPreprocessJob; openPath?: (path: string) => void }): JSX.Element {
+/** Poll a live job every 2 s until it is done or failed; a lost job (the server restarted) becomes failed. */
+export function usePolledJob(job: IPreprocessJob | null, setJob: (job: IPreprocessJob) => void): void {
+  useEffect(() => {
+    if (!job || ['done', 'failed'].includes(job.state)) {
+      return;
+    }
+    const timer = setTimeout(async () => {
+      try {
+        setJob(await requestAPI(`preprocess/${encodeURIComponent(job.id)}`));
+      } catch (err) {
+        setJob({ ...job, state: 'failed', dashboard: '', error: (err as Error).message });
+      }
+    }, 2000);
+    return () => clearTimeout(timer);
+  }, [job]);
+}
+
+/** A preprocessing job's page in the main area. */
+export function PreprocessPage(props: { id: string; openPath?: (path: string) => void }): JSX.Element {
+  const [job, setJob] = useState<IPreprocessJob | null>(null);
+  const [error, setError] = useState('');
+  useEffect(() => {
+    requestAPI<IPreprocessJob>(`preprocess/${encodeURIComponent(props.id)}`).then(setJob, (err: Error) =>
+      setError(`${err.message} (a server keeps its jobs while it runs)`)
+    );
+  }, [props.id]);
+  usePolledJob(job, setJob);
+  return (
+    <div className="jp-deepvre-page" data-testid="preprocess-page">
+      <h1>Preprocessing job {props.id}</h1>
+      {error && (
+        <div className="jp-deepvre-status jp-mod-error" role="alert">
+          {error}
+        </div>
+      )}
+      {job && <PreprocessJobView job={job} openPath={props.openPath} />}
+    </div>
+  );
+}
+
+export function PreprocessJobView(props: {
+  job: IPreprocessJob;
+  openPath?: (path: string) => void;
+  openPage?: (id: string) => void;
+}): JSX.Element {
   const { job } = props;
   const progress = jobProgress(job);
   const bad = badSummary(job);
@@ -38,6 +84,14 @@ export function PreprocessJobView(props: { job: IPreprocessJob; openPath?: (path
           <code>{job.output}</code>
         )}
         {' · '}cluster {job.cluster}
+        {props.openPage && (
+          <>
+            {' · '}
+            <a href="#" onClick={e => (e.preventDefault(), props.openPage?.(job.id))} data-testid="preprocess-open-page">
+              Open job page
+            </a>
+          </>
+        )}
         {href && live && (
           <>
             {' · '}

@@ -115,11 +115,12 @@ describe('curves', () => {
 });
 
 describe('page links', () => {
-  it('round-trips a model page and a run page through the URL query', () => {
+  it('round-trips model, run and preprocessing job pages through the URL query', () => {
     for (const page of [
       { kind: 'model' as const, name: 'cells-v2', version: '1.0.0' },
       { kind: 'model' as const, name: 'cells', version: '' },
       { kind: 'run' as const, id: 'biology-20261130-180640-67fc5e' },
+      { kind: 'job' as const, id: '3' },
       { kind: 'services' as const }
     ]) {
       expect(pageFromSearch(pageSearch(page))).toEqual(page);
@@ -128,5 +129,7 @@ describe('page links', () => {
     expect(pageFromSearch('?reset')).toBeNull();
     expect(pageSearch({ kind: 'services' })).toBe('?deepvre-services=');
     expect(pageFromSearch('?deepvre-services')).toEqual({ kind: 'services' });
+    expect(pageSearch({ kind: 'job', id: 'a b' })).toBe('?deepvre-job=a+b');
+    expect(pageFromSearch('?deepvre-job=')).toBeNull();
   });
 });
