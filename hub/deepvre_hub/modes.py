@@ -137,8 +137,9 @@ def configure_local(c, settings, state_dir):
 
 
 def configure_usage(c, settings, state_dir):
-    """The usage accounting (created or migrated now), the quotas and the page ``/hub/usage``."""
-    from . import usage, usage_page
+    """The usage accounting (created or migrated now), the quotas, the page ``/hub/usage`` and
+    the gauges on ``/hub/metrics``."""
+    from . import usage, usage_metrics, usage_page
 
     url = usage.default_url(state_dir)
     try:
@@ -146,6 +147,7 @@ def configure_usage(c, settings, state_dir):
     except (usage.UsageDatabaseError, OSError) as err:
         print(f"deepvre: usage accounting ({url}): {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    usage_metrics.register(url)
     c.DeepvreSpawner.usage_db_url = url
     c.DeepvreSpawner.quotas = settings["quotas"]
     extra = list(c.JupyterHub.extra_handlers) if "extra_handlers" in c.JupyterHub else []

@@ -13,6 +13,7 @@ import signal
 import sqlite3
 
 import pytest
+import requests
 
 from deepvre_hub import quotas, usage
 from tests.hub.hubprocess import HubProcess, cpu_only, wait_for
@@ -189,6 +190,17 @@ def test_the_usage_page_and_csv_own_rows_for_a_user_all_for_an_admin(hub):
     one = csv_rows(admin.get(f"{process.url}/hub/usage", params={"format": "csv", "user": alice}, timeout=30))
     assert one == mine
     assert admin.get(f"{process.url}/hub/usage?days=0", timeout=30).status_code == 400
+
+
+def test_the_prometheus_gauges(hub):
+    process, users, _, admin_token = hub
+    carol = users["carol"][0]
+    r = requests.get(f"{process.url}/hub/metrics", headers={"Authorization": f"token {admin_token}"}, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    assert f'deepvre_gpu_hours_7d{{user="{carol}"}} 10.0' in r.text
+    assert f'deepvre_servers_running{{user="{carol}"}} 0.0' in r.text
+    alice_session = users["alice"][1]
+    assert alice_session.get(f"{process.url}/hub/metrics", timeout=30).status_code == 403
 
 
 def test_a_culled_server_is_recorded_as_culled(tmp_path_factory):
