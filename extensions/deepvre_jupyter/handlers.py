@@ -174,6 +174,21 @@ class ModelFigures(Base):
         return {"figures": cards.notebook_figures(data), "notebook": notebook}
 
 
+class ModelEnvironment(Base):
+    @api
+    async def get(self, name):
+        """The version's recorded environment, this server's, what differs, and its verification records."""
+        from deepvre.market.verifications import badge
+        from deepvre.runs import platform
+
+        record = await self.blocking(backends.show_model, name, self.get_argument("version", None))
+        recorded = ((record.get("metadata") or {}).get("deepvre") or {}).get("environment")
+        current = await self.blocking(platform.capture)
+        found = await self.blocking(lambda: backends.market_client().verifications(name, record["version"]))
+        return {"recorded": recorded, "current": current, "verifications": found, "badge": badge(found),
+                "differences": platform.diff(recorded, current) if recorded else None}
+
+
 class ModelParameters(Base):
     @api
     async def get(self, name):
@@ -432,7 +447,7 @@ def handlers(base_url):
     name = r"(?P<name>[^/]+)"
     routes = [
         (r"models", Models), (rf"models/{name}", Model), (rf"models/{name}/parameters", ModelParameters),
-        (rf"models/{name}/figures", ModelFigures),
+        (rf"models/{name}/figures", ModelFigures), (rf"models/{name}/environment", ModelEnvironment),
         (rf"models/{name}/finetune", FineTune), (r"notebooks/parameters", NotebookParameters),
         (r"runs", Runs), (r"runs/(?P<run_id>[^/]+)", Run), (r"runs/(?P<run_id>[^/]+)/publish", Publish),
         (r"preprocess", Preprocess), (r"preprocess/(?P<job_id>[^/]+)", PreprocessJob), (r"serve", Serve),

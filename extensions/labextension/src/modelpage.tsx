@@ -1,7 +1,8 @@
 /**
  * The model page in JupyterLab's main area, in the spirit of a Hugging Face model card: name,
- * version picker, badges, license and citation, description, metrics table, the training
- * notebook's plots, lineage as links, files, usage snippet and the actions.
+ * version picker, badges (the verification's too), license and citation, description, metrics table,
+ * the training notebook's plots, lineage as links, the environment it was trained in (and what
+ * differs on this server), verification records, files, usage snippet and the actions.
  */
 import React, { useEffect, useState } from 'react';
 
@@ -135,12 +136,168 @@ function Lineage(props: { page: IModelPage; options: IPanelOptions }): JSX.Eleme
   );
 }
 
+interface IEnvironment {
+  python?: { implementation?: string; version?: string };
+  platform?: { system?: string; release?: string; machine?: string };
+  lock?: { file?: string; sha256: string; why?: string };
+  packages?: Record<string, string>;
+  container?: { in_container?: boolean; image_digest?: string };
+  gpus?: { name?: string; driver?: string }[];
+  data_manifest?: string | null;
+}
+
+interface IDifferences {
+  packages: { added: Record<string, string>; removed: Record<string, string>; changed: Record<string, [string, string]> };
+  python: [string, string] | null;
+  platform: [unknown, unknown] | null;
+  lock: [string, string] | null;
+  gpus: [unknown, unknown] | null;
+}
+
+interface IVerification {
+  id: number;
+  verifier: string;
+  time: string;
+  result: string;
+  reason?: string;
+  valid: boolean;
+}
+
+/** What the server extension's models/NAME/environment answers. */
+export interface IEnvironmentView {
+  recorded: IEnvironment | null;
+  current: IEnvironment;
+  differences: IDifferences | null;
+  verifications: IVerification[];
+  badge: string;
+}
+
+function describePlatform(p: IEnvironment['platform']): string {
+  return p ? [p.system, p.release, p.machine].filter(Boolean).join(' ') : 'unknown';
+}
+
+function PackageTable(props: { rows: [string, string][]; testid: string }): JSX.Element {
+  return (
+    <table className="jp-deepvre-table" data-testid={props.testid}>
+      <tbody>
+        {props.rows.map(([name, text]) => (
+          <tr key={name}>
+            <td>{name}</td>
+            <td className="jp-deepvre-number">{text}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/** The version's recorded environment, what differs on this server, and the verification records. */
+function Environment(props: { view: IEnvironmentView | null }): JSX.Element {
+  const view = props.view;
+  if (!view) {
+    return (
+      <section aria-label="Environment">
+        <h3>Environment</h3>
+        <p className="jp-deepvre-empty">Reading the environment…</p>
+      </section>
+    );
+  }
+  const env = view.recorded;
+  const d = view.differences;
+  const changed = d ? Object.entries(d.packages.changed).map(([n, [a, b]]) => [n, `${a} → ${b}`] as [string, string]) : [];
+  const added = d ? Object.entries(d.packages.added).map(([n, v]) => [n, `${v} (only here)`] as [string, string]) : [];
+  const removed = d ? Object.entries(d.packages.removed).map(([n, v]) => [n, `${v} (not here)`] as [string, string]) : [];
+  const same = d && !changed.length && !added.length && !removed.length && !d.python && !d.platform && !d.lock && !d.gpus;
+  return (
+    <section aria-label="Environment">
+      <h3>Environment</h3>
+      {!env ? (
+        <p className="jp-deepvre-empty" data-testid="no-environment">
+          No environment recorded: this version was published before deepvre recorded one.
+        </p>
+      ) : (
+        <>
+          <dl className="jp-deepvre-service" data-testid="environment">
+            <dt>Python</dt>
+            <dd>{env.python ? `${env.python.implementation ?? ''} ${env.python.version ?? ''}` : 'unknown'}</dd>
+            <dt>Platform</dt>
+            <dd>{describePlatform(env.platform)}</dd>
+            <dt>Lock file</dt>
+            <dd title={env.lock?.why ?? env.lock?.sha256}>
+              <code>{env.lock?.sha256 === 'unknown' ? `unknown (${env.lock?.why ?? ''})` : (env.lock?.sha256 ?? 'unknown').slice(0, 16)}</code>
+            </dd>
+            <dt>Container</dt>
+            <dd>{env.container?.in_container ? `yes, image digest ${env.container.image_digest ?? 'unknown'}` : 'no'}</dd>
+            <dt>GPUs</dt>
+            <dd>{env.gpus?.length ? env.gpus.map(g => `${g.name} (driver ${g.driver})`).join(', ') : 'none'}</dd>
+            <dt>Data manifest</dt>
+            <dd>
+              <code>{env.data_manifest ? env.data_manifest.slice(0, 16) : 'none'}</code>
+            </dd>
+          </dl>
+          <details>
+            <summary>Installed packages ({Object.keys(env.packages ?? {}).length})</summary>
+            <PackageTable rows={Object.entries(env.packages ?? {})} testid="environment-packages" />
+          </details>
+          <h4>Differences from this server</h4>
+          {same ? (
+            <p data-testid="environment-same">None: this server has the same packages, Python, platform, lock file and GPUs.</p>
+          ) : (
+            <div data-testid="environment-differences">
+              <ul>
+                {d?.python && <li>Python {d.python[0]} here {d.python[1]}</li>}
+                {d?.lock && <li>lock file differs ({String(d.lock[0]).slice(0, 12)} here {String(d.lock[1]).slice(0, 12)})</li>}
+                {d?.platform && <li>platform {describePlatform(env.platform)} here {describePlatform(view.current.platform)}</li>}
+                {d?.gpus && <li>GPUs differ (here: {view.current.gpus?.length ? view.current.gpus.map(g => g.name).join(', ') : 'none'})</li>}
+                <li>
+                  packages: {changed.length} changed, {added.length} only here, {removed.length} not here
+                </li>
+              </ul>
+              {changed.length + added.length + removed.length > 0 && (
+                <details>
+                  <summary>Package differences</summary>
+                  <PackageTable rows={[...changed, ...added, ...removed]} testid="environment-package-differences" />
+                </details>
+              )}
+            </div>
+          )}
+        </>
+      )}
+      <h4>Verifications</h4>
+      {view.verifications.length ? (
+        <ul data-testid="verifications">
+          {view.verifications.map(v => (
+            <li key={v.id}>
+              <span className={`jp-deepvre-badge jp-mod-${v.result.replace(/ /g, '-')}`}>{v.result}</span> by {v.verifier} at{' '}
+              {v.time}
+              {v.reason ? `: ${v.reason}` : ''}
+              {!v.valid && <strong> (signature does not check out: not the marketplace's record)</strong>}
+            </li>
+          ))}
+        </ul>
+      ) : (
+        <p className="jp-deepvre-empty" data-testid="no-verifications">
+          Not verified yet: <code>deepvre market verify NAME:VERSION</code> re-runs its lineage.
+        </p>
+      )}
+    </section>
+  );
+}
+
 export function ModelPage(props: { name: string; version: string; options: IPanelOptions }): JSX.Element {
   const { options } = props;
   const [version, setVersion] = useState(props.version);
   const [page, setPage] = useState<IModelPage | null>(null);
   const [status, act] = useAction();
   const [actionsBusy, setActionsBusy] = useState(false);
+  const [environment, setEnvironment] = useState<IEnvironmentView | null>(null);
+  useEffect(() => {
+    setEnvironment(null);
+    const q = new URLSearchParams(version ? { version } : {});
+    requestAPI<IEnvironmentView>(`models/${encodeURIComponent(props.name)}/environment?${q}`)
+      .then(setEnvironment)
+      .catch(() => setEnvironment(null));
+  }, [props.name, version]);
   useEffect(() => {
     void act(`Loading ${props.name}…`, async () => {
       const q = new URLSearchParams(version ? { version } : {});
@@ -174,6 +331,15 @@ export function ModelPage(props: { name: string; version: string; options: IPane
           )}
           {page.use_case && <span className="jp-deepvre-badge">{page.use_case}</span>}
           {page.trainable && <span className="jp-deepvre-badge">trainable</span>}
+          {environment && (
+            <span
+              className={`jp-deepvre-badge jp-mod-${environment.badge.replace(/ /g, '-')}`}
+              data-testid="verification-badge"
+              title="The latest signed verification: `deepvre market verify` re-ran the lineage"
+            >
+              {environment.badge}
+            </span>
+          )}
         </div>
         <label>
           Version{' '}
@@ -226,6 +392,7 @@ export function ModelPage(props: { name: string; version: string; options: IPane
             ))}
           </dl>
           <Lineage page={page} options={options} />
+          <Environment view={environment} />
           <section aria-label="Files">
             <h3>Files</h3>
             <table className="jp-deepvre-table" data-testid="files">
