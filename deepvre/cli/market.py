@@ -135,13 +135,32 @@ def show(model, as_json):
     _run(as_json, do, _render_entry)
 
 
+def _check_trust(entry, yes):
+    """A notebook another account published runs as the caller: only with ``--yes``."""
+    import getpass
+    import os
+
+    from deepvre.errors import Forbidden
+
+    me = os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+    if entry.get("owner") == me or yes:
+        return
+    notebook = ((entry["metadata"].get("deepvre") or {}).get("training") or {}).get("notebook") or ""
+    digest = (entry["files"].get(notebook) or {}).get("sha256", "")
+    raise Forbidden(f"{entry['name']}:{entry['version']} was published by {entry.get('owner')}: verifying runs its "
+                    f"notebook {notebook} (sha256 {digest}) as you, {me}. Read it first (deepvre market pull), then "
+                    f"pass --yes")
+
+
 @market.command()
 @click.argument("model")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Where the re-run goes (default: ~/runs).")
 @click.option("--kernel", default=None, help="Re-run in this Jupyter kernel (a stated environment; default: this one).")
 @click.option("--no-record", is_flag=True, help="Only print the outcome; append no record to the catalog entry.")
+@click.option("--yes", is_flag=True, help="Re-run a notebook another account published (it runs as you) without "
+              "asking first: read it before (deepvre market pull).")
 @_json_option
-def verify(model, runs_dir, kernel, no_record, as_json):
+def verify(model, runs_dir, kernel, no_record, yes, as_json):
     """Re-run MODEL[:VERSION]'s lineage and compare its metrics: verified, drifted or could not run.
 
     The executed notebook runs again with its parameters and seed (publish off), after its input
@@ -158,6 +177,7 @@ def verify(model, runs_dir, kernel, no_record, as_json):
 
     def do():
         client = _client()
+        _check_trust(client.show(name, version), yes)
         outcome = reproduce.reproduce(client, name, version, runs_dir=runs_dir, kernel_name=kernel)
         record = None if no_record else client.add_verification(name, outcome["version"], reproduce.claim(outcome))
         differences = outcome.pop("differences")
@@ -175,6 +195,8 @@ def verify(model, runs_dir, kernel, no_record, as_json):
             click.echo(f"  environment: {len(d['packages']['changed'])} packages changed, {len(d['packages']['added'])} "
                        f"added, {len(d['packages']['removed'])} removed" + (f"; python {d['python'][0]} -> "
                        f"{d['python'][1]}" if d["python"] else "") + ("; lock file differs" if d["lock"] else ""))
+        for path, what in (r.get("inputs") or {}).items():
+            click.echo(f"  {what}: {path}")
         if r["run"]:
             click.echo(f"  re-run: {r['run']}")
         if r["record"]:

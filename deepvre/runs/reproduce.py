@@ -71,20 +71,22 @@ def compare(published, reproduced, tolerance=None):
 
 
 def check_inputs(inputs):
-    """Problems with the input files ``{path: sha256}``: each missing or changed one, named."""
+    """The input files ``{path: sha256}`` that are missing or changed, each ``(path, "missing" or
+    "changed")``. The record the marketplace keeps says only "changed or missing" (:func:`reproduce`):
+    a lineage is its publisher's, and must not learn which files exist on the verifier's machine."""
     problems = []
     for path, digest in sorted((inputs or {}).items()):
         if not os.path.isfile(path):
-            problems.append(f"{path}: missing")
+            problems.append((path, "missing"))
         elif file_sha256(path) != digest:
-            problems.append(f"{path}: changed (sha256 {file_sha256(path)[:12]}..., the lineage says {digest[:12]}...)")
+            problems.append((path, "changed"))
     return problems
 
 
 def reproduce(market, name, version, runs_dir=None, kernel_name=None, workdir=None):
     """Re-run ``name:version`` and compare (see the module docstring); returns ``{"result", "reason",
     "metrics", "environment", "run", "differences"}`` (``differences``: :func:`platform.diff` from the
-    published environment to this one)."""
+    published environment to this one; ``inputs``: ``{path: "missing" or "changed"}``, for this user only)."""
     from .. import runs
 
     entry = market.show(name, version)
@@ -101,7 +103,8 @@ def reproduce(market, name, version, runs_dir=None, kernel_name=None, workdir=No
         return done("could not run", "the lineage names no executed notebook to re-run")
     problems = check_inputs(section.get("inputs"))
     if problems:
-        return done("could not run", "input data differs from the lineage: " + "; ".join(problems))
+        return done("could not run", f"{len(problems)} input files changed or missing (sha256 against the "
+                    f"lineage): " + ", ".join(path for path, _ in problems), inputs=dict(problems))
     workdir = workdir or tempfile.mkdtemp(prefix=f"deepvre-verify-{name}-")
     market.pull(name, entry["version"], workdir, overwrite=True)
     notebook = os.path.join(workdir, f"verify-{name}.ipynb")  # the run's id starts with it

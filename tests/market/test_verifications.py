@@ -82,3 +82,33 @@ def test_a_private_models_records_are_its_owners(catalog, publish, key):
     with pytest.raises(NotFound):
         verifications.records(catalog, ALICE, "tiny-colours", "9.9.9", signing)
     assert len(verifications.records(catalog, ALICE, "tiny-colours", "1.0.0", signing)) == 1
+
+
+def test_verify_refuses_another_accounts_notebook_without_yes(tmp_path, tiny_model_dir):
+    """``deepvre market verify`` runs the version's notebook as the caller: one another account
+    published runs only after ``--yes``, and the refusal names the owner and the notebook's sha256."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from deepvre.market.catalog import Catalog
+    from tests.market.conftest import artifact_files, make_document
+
+    root = tmp_path / "market"
+    catalog = Catalog(database_url=f"sqlite:///{root / 'catalog.sqlite'}", store_url=str(root / "artifacts"))
+    entry = catalog.publish(make_document(), artifact_files(tiny_model_dir), "alice")
+    env = dict(os.environ, DEEPVRE_MARKET_DIR=str(root))
+    for key in ("DEEPVRE_MARKET_URL", "DEEPVRE_MARKET_TOKEN", "JUPYTERHUB_USER"):
+        env.pop(key, None)
+    deepvre = str(Path(sys.executable).parent / "deepvre")
+    out = subprocess.run([deepvre, "market", "verify", "tiny-colours:1.0.0", "--runs-dir", str(tmp_path / "runs"),
+                          "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    refusal = json.loads(out.stdout)
+    assert refusal["error"] == "Forbidden"
+    assert "published by alice" in refusal["errors"][0] and "--yes" in refusal["errors"][0]
+    assert entry["files"]["training.ipynb"]["sha256"] in refusal["errors"][0]
+    assert not (tmp_path / "runs").exists()  # nothing ran
+    shown = subprocess.run([deepvre, "market", "show", "tiny-colours:1.0.0"], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert "verification: unverified" in shown.stdout, shown.stdout + shown.stderr
