@@ -121,9 +121,9 @@ TEMPLATE = """{% extends "page.html" %}
   {% endfor %}
   <h2>Servers</h2>
   <table class="table table-condensed deepvre-usage-rows">
-    <tr><th>user</th><th>server</th><th>profile</th><th>GPUs</th><th>start</th><th>end</th><th>reason</th></tr>
+    <tr><th>user</th><th>server</th><th>profile</th><th>GPU ids</th><th>start (UTC)</th><th>end</th><th>reason</th></tr>
     {% for r in rows %}
-    <tr data-user="{{ r.user }}"><td>{{ r.user }}</td><td>{{ r.server }}</td><td>{{ r.profile }}</td>
+    <tr data-user="{{ r.user }}"><td>{{ r.user }}</td><td>{{ r.server or '(default)' }}</td><td>{{ r.profile }}</td>
         <td>{{ r.gpu_ids }}</td><td>{{ r.start }}</td><td>{{ r.end or 'running' }}</td>
         <td>{{ r.reason or '' }}{% if r.ended_by %} ({{ r.ended_by }}){% endif %}</td></tr>
     {% endfor %}
@@ -182,7 +182,7 @@ class UsageHandler(BaseHandler):
             self.set_header("Content-Disposition", 'attachment; filename="usage.csv"')
             self.finish(csv_text(rows, now, since))
             return
-        names = {u: {u} for u in sorted({r["user"] for r in rows} | ({me.name} if users is None else set(users)))}
+        names = {u: {u} for u in sorted({r["user"] for r in rows} | set(users or []))}
         summaries = [("Per user", totals(rows, names, now, since))]
         if users is None:
             groups = {g.name: {u.name for u in g.users} for g in self.db.query(orm.Group).order_by(orm.Group.name)}
