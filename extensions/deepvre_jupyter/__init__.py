@@ -5,11 +5,13 @@ Settings (``c.DeepvreExtension.<name>`` in ``jupyter_server_config.py``) are tra
 """
 
 import os
+import sys
 import tempfile
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Dict, Unicode, default
 
+from deepvre.site import shell
 from deepvre.site.settings import server_sections
 
 from .jobs import ModelServices, PreprocessJobs
@@ -63,6 +65,12 @@ class DeepvreExtension(ExtensionApp):
         managers = serverapp.config.AsyncMappingKernelManager
         if "kernel_manager_class" not in managers:
             managers.kernel_manager_class = "deepvre_jupyter.kernels.PrivateServerKernelManager"
+        # `deepvre` on PATH in kernels and terminals, whatever the spawner passed (deepvre.site.shell)
+        bin_dir = os.path.dirname(sys.executable)
+        os.environ["PATH"] = shell.path_with(bin_dir, os.environ.get("PATH"))
+        if "shell_command" not in serverapp.terminado_settings:
+            serverapp.terminado_settings = {**serverapp.terminado_settings,
+                                            "shell_command": shell.terminal_shell(bin_dir)}
 
     def initialize_settings(self):
         self.cache_dir = os.path.expanduser(self.cache_dir)

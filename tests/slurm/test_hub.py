@@ -8,11 +8,12 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
 
-from tests.hub.hubprocess import HubProcess, run_code, wait_for
+from tests.hub.hubprocess import HubProcess, run_code, terminal_output, wait_for
 from tests.prereqs import require_program, require_proxy, require_root
 from tests.slurmd import start_slurm, stop_slurm
 
@@ -98,6 +99,12 @@ def test_server_is_a_slurm_job_reachable_and_stop_cancels_it(hub, person, slurm)
         "print(getpass.getuser(), os.environ['HOME'], os.environ['SLURM_JOB_ID'], os.environ['DEEPVRE_PROFILE'])"
     ))
     assert out.split() == [name, f"/home/{name}", job[0], "cpu"]
+    # `deepvre` on PATH in the job's kernels and terminals: sudo's secure_path dropped the hub's PATH
+    venv_deepvre = os.path.join(os.path.dirname(sys.executable), "deepvre")
+    out = run_code(hub.server_url(name), token, "import shutil; print(shutil.which('deepvre'))")
+    assert out.strip() == venv_deepvre, out
+    text = terminal_output(hub.server_url(name), token, "command -v deepvre")
+    assert venv_deepvre in text, text
 
     hub.stop_server(token, name)
     wait_for(lambda: not squeue(slurm, "-j", job[0], "-t", "PD,R,CG"), 60, f"job {job[0]} to end")
