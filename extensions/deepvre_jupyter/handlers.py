@@ -28,7 +28,7 @@ from deepvre import atomic
 from deepvre.errors import Forbidden, Unauthenticated, http_status
 from deepvre.runs import parameters
 
-from . import backends, cards, paths
+from . import backends, cards, paths, verifying
 from .jobs import SERVICES_PATH
 
 
@@ -186,7 +186,21 @@ class ModelEnvironment(Base):
         current = await self.blocking(platform.capture)
         found = await self.blocking(lambda: backends.market_client().verifications(name, record["version"]))
         return {"recorded": recorded, "current": current, "verifications": found, "badge": badge(found),
-                "differences": platform.diff(recorded, current) if recorded else None}
+                "differences": platform.diff(recorded, current) if recorded else None,
+                "verifying": verifying.state(name, record["version"])}
+
+
+class ModelVerify(Base):
+    @api
+    async def post(self, name):
+        """Start ``deepvre market verify`` of the version (another user's notebook: after the trust
+        confirmation, as for a run); 202, and models/NAME/environment follows it."""
+        body = self.body()
+        snapshot = await self.model_notebook(name, body.get("version"))
+        Runs.check_trust(self, name, snapshot, body.get("trust"))  # the same rule as a run's
+        started = verifying.start(backends.market_client(), name, snapshot.version, self.runs_dir())
+        self.set_status(202)
+        return {"version": snapshot.version, "verifying": started}
 
 
 class ModelParameters(Base):
@@ -448,6 +462,7 @@ def handlers(base_url):
     routes = [
         (r"models", Models), (rf"models/{name}", Model), (rf"models/{name}/parameters", ModelParameters),
         (rf"models/{name}/figures", ModelFigures), (rf"models/{name}/environment", ModelEnvironment),
+        (rf"models/{name}/verify", ModelVerify),
         (rf"models/{name}/finetune", FineTune), (r"notebooks/parameters", NotebookParameters),
         (r"runs", Runs), (r"runs/(?P<run_id>[^/]+)", Run), (r"runs/(?P<run_id>[^/]+)/publish", Publish),
         (r"preprocess", Preprocess), (r"preprocess/(?P<job_id>[^/]+)", PreprocessJob), (r"serve", Serve),

@@ -6,11 +6,12 @@
  */
 import React, { useEffect, useState } from 'react';
 
-import { requestAPI } from './api';
+import { post, requestAPI } from './api';
+import { trustRequest } from './data';
 import { formatBytes, ILineage, lineageLinks, metricRows, pageSearch } from './format';
 import { Markdown } from './markdown';
 import { IModelDetails } from './model';
-import { busy, IPanelOptions, ModelActions, StatusLine, useAction } from './panel';
+import { busy, confirmTrust, IPanelOptions, ModelActions, StatusLine, useAction } from './panel';
 
 export interface IModelPage extends IModelDetails {
   visibility: string;
@@ -170,6 +171,25 @@ export interface IEnvironmentView {
   differences: IDifferences | null;
   verifications: IVerification[];
   badge: string;
+  verifying: { state: string; result?: string; reason?: string; run?: string; error?: string } | null;
+}
+
+/** Start ``deepvre market verify`` in the server (another user's notebook: after the trust dialog). */
+async function startVerify(name: string, version: string): Promise<string> {
+  const endpoint = `models/${encodeURIComponent(name)}/verify`;
+  try {
+    await post(endpoint, { version });
+  } catch (error) {
+    const trust = trustRequest(error);
+    if (!trust) {
+      throw error;
+    }
+    if (!(await confirmTrust(trust))) {
+      return `Not verified: ${trust.owner}'s notebook was not confirmed.`;
+    }
+    await post(endpoint, { version, trust: { owner: trust.owner, sha256: trust.sha256 } });
+  }
+  return 'Verifying: the lineage is re-running in your runs folder.';
 }
 
 function describePlatform(p: IEnvironment['platform']): string {
@@ -192,7 +212,7 @@ function PackageTable(props: { rows: [string, string][]; testid: string }): JSX.
 }
 
 /** The version's recorded environment, what differs on this server, and the verification records. */
-function Environment(props: { view: IEnvironmentView | null }): JSX.Element {
+function Environment(props: { view: IEnvironmentView | null; onVerify: () => void; status: string }): JSX.Element {
   const view = props.view;
   if (!view) {
     return (
@@ -264,6 +284,23 @@ function Environment(props: { view: IEnvironmentView | null }): JSX.Element {
         </>
       )}
       <h4>Verifications</h4>
+      <button
+        className="jp-deepvre-button"
+        onClick={props.onVerify}
+        disabled={view.verifying?.state === 'running'}
+        title="Re-run its notebook with the same parameters, seed and data, and compare the metrics"
+      >
+        Verify: re-run its lineage
+      </button>
+      <p data-testid="verify-status" aria-live="polite">
+        {view.verifying?.state === 'running'
+          ? 'Verifying: the lineage is re-running…'
+          : view.verifying?.state === 'failed'
+            ? `Verification failed: ${view.verifying.error}`
+            : view.verifying?.state === 'done'
+              ? `Verified here: ${view.verifying.result}: ${view.verifying.reason}`
+              : props.status}
+      </p>
       {view.verifications.length ? (
         <ul data-testid="verifications">
           {view.verifications.map(v => (
@@ -291,13 +328,34 @@ export function ModelPage(props: { name: string; version: string; options: IPane
   const [status, act] = useAction();
   const [actionsBusy, setActionsBusy] = useState(false);
   const [environment, setEnvironment] = useState<IEnvironmentView | null>(null);
+  const [reload, setReload] = useState(0);
+  const [verifyStatus, setVerifyStatus] = useState('');
   useEffect(() => {
-    setEnvironment(null);
+    setEnvironment(null); // another version: its own environment and records
+    setVerifyStatus('');
+  }, [props.name, version]);
+  useEffect(() => {
     const q = new URLSearchParams(version ? { version } : {});
     requestAPI<IEnvironmentView>(`models/${encodeURIComponent(props.name)}/environment?${q}`)
       .then(setEnvironment)
       .catch(() => setEnvironment(null));
-  }, [props.name, version]);
+  }, [props.name, version, reload]);
+  useEffect(() => {
+    if (environment?.verifying?.state !== 'running') {
+      return;
+    }
+    const timer = window.setTimeout(() => setReload(n => n + 1), 3000); // until the re-run ends
+    return () => window.clearTimeout(timer);
+  }, [environment]);
+  const verify = (): void => {
+    setVerifyStatus('Starting the verification…');
+    startVerify(props.name, page?.version ?? version)
+      .then(message => {
+        setVerifyStatus(message);
+        setReload(n => n + 1);
+      })
+      .catch(error => setVerifyStatus(`Could not start: ${(error as Error).message}`));
+  };
   useEffect(() => {
     void act(`Loading ${props.name}…`, async () => {
       const q = new URLSearchParams(version ? { version } : {});
@@ -392,7 +450,7 @@ export function ModelPage(props: { name: string; version: string; options: IPane
             ))}
           </dl>
           <Lineage page={page} options={options} />
-          <Environment view={environment} />
+          <Environment view={environment} onVerify={verify} status={verifyStatus} />
           <section aria-label="Files">
             <h3>Files</h3>
             <table className="jp-deepvre-table" data-testid="files">

@@ -67,7 +67,7 @@ export function StatusLine({ status, testid }: { status: Status; testid: string 
  * Ask before running a notebook another user published (as Jupyter asks before trusting a
  * notebook): who published it, which version and the sha256 of exactly what would run.
  */
-async function confirmTrust(trust: ITrustRequest): Promise<boolean> {
+export async function confirmTrust(trust: ITrustRequest): Promise<boolean> {
   const body = (
     <div className="jp-deepvre-trust" data-testid="trust-dialog">
       <p>
