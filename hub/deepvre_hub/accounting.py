@@ -35,11 +35,15 @@ def requesting_handler():
 
 
 def stop_reason(owner):
-    """``(reason, who)`` of a stop of ``owner``'s server happening now."""
+    """``(reason, who)`` of a stop of ``owner``'s server happening now: asked for by a DELETE
+    (its owner, an admin, the culler or another service); in another request, a spawn that
+    failed after its start (e.g. the server never answered); outside any, the hub's own."""
     handler = requesting_handler()
-    who = getattr(handler, "current_user", None) if handler is not None else None
-    if who is None:
+    if handler is None:
         return usage.HUB, None
+    who = handler.current_user
+    if handler.request.method != "DELETE" or who is None:
+        return usage.FAILED, None
     if getattr(who, "kind", "user") == "service":
         return (usage.CULLED if who.name == CULLER else usage.SERVICE), f"service:{who.name}"
     return (usage.USER if who.name == owner else usage.ADMIN), who.name

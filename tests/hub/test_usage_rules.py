@@ -1,12 +1,15 @@
 """The pure parts of usage accounting and quotas: the table and its schema version, the quota
 rules and their messages, the page's sums, chart and CSV."""
 
+import asyncio
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
+from jupyterhub.handlers.base import BaseHandler
 
-from deepvre_hub import quotas, usage, usage_page
+from deepvre_hub import accounting, quotas, usage, usage_page
 
 NOW = dt.datetime(2026, 12, 2, 12, 0)
 
@@ -133,3 +136,31 @@ def test_the_pages_sums_chart_and_csv():
     assert text[0] == ",".join(usage_page.CSV_FIELDS)
     assert ",'=cmd," in text[2]  # a server name is never a spreadsheet formula
     assert text[1].endswith(",2.0000,4.0000")
+
+
+class FakeHandler(BaseHandler):
+    """Only what :func:`accounting.stop_reason` reads of a hub request handler."""
+
+    def __init__(self, method, who):  # no tornado application: nothing else is used
+        self.request = SimpleNamespace(method=method)
+        self._jupyterhub_user = who
+
+    async def stop(self, owner):
+        return await nested(owner)
+
+
+async def nested(owner):
+    return accounting.stop_reason(owner)  # deeper in the task, as Spawner.stop is
+
+
+def test_the_stop_reason_is_read_from_the_request_that_stops_the_server():
+    def reason(method, who):
+        return asyncio.run(FakeHandler(method, who).stop("alice"))
+
+    alice, admin = SimpleNamespace(name="alice", kind="user"), SimpleNamespace(name="root", kind="user")
+    assert reason("DELETE", alice) == ("user", "alice")
+    assert reason("DELETE", admin) == ("admin", "root")
+    assert reason("DELETE", SimpleNamespace(name="idle-culler", kind="service")) == ("culled", "service:idle-culler")
+    assert reason("DELETE", SimpleNamespace(name="other", kind="service")) == ("service", "service:other")
+    assert reason("POST", alice) == ("failed", None)  # a spawn request whose server never answered
+    assert asyncio.run(nested("alice")) == ("hub", None)  # the hub's own (its shutdown, its start)
