@@ -34,7 +34,7 @@ def site_settings(path=None):
 
 
 # each sub-command module attaches itself to ``main``
-from . import data, market, preprocess, results, run, serve, weights  # noqa: E402, F401
+from . import data, market, preprocess, rank, results, run, serve, weights  # noqa: E402, F401
 
 
 def _attach_installed_commands():
