@@ -468,7 +468,9 @@ def handlers(base_url):
         (r"preprocess", Preprocess), (r"preprocess/(?P<job_id>[^/]+)", PreprocessJob), (r"serve", Serve),
         (r"serve/(?P<ref>[^/]+)", Service),
     ]
-    routes = [(url_path_join(api_url, pattern) + "/?", cls) for pattern, cls in routes]
+    from .rankings import routes as ranking_routes  # "Rank base models for my data" (issue 18)
+
+    routes = [(url_path_join(api_url, pattern) + "/?", cls) for pattern, cls in routes + ranking_routes()]
     proxy = service_proxy()
     if proxy is not None:
         services = url_path_join(base_url, SERVICES_PATH)

@@ -1,6 +1,8 @@
 /**
  * The Models panel: search and filter the marketplace, read a model's card and description,
  * then Fine-tune, Run as batch job, Preprocess or Serve it; follow runs and publish their models.
+ * "Rank base models for my data" scores the catalog on a preprocessed data set; the fine-tune form
+ * then offers that ranking as the base-model choice.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
@@ -13,6 +15,8 @@ import { emptyMessage, facetOptions, IFacets, ISeed } from './facets';
 import { IPreprocessJob, clusterLabel } from './jobs';
 import { Markdown } from './markdown';
 import { PreprocessJobView, usePolledJob } from './preprocess';
+import { RankForm } from './rankform';
+import { baseChoices, IRankingJob, latestRanking } from './rankings';
 import { ServiceUrls } from './servicelinks';
 import {
   changedValues,
@@ -172,8 +176,15 @@ function ParameterForm(props: {
   defaultPath?: string;
   /** Send the form; resolves to the success text, rejects with the server's message. */
   onSubmit: (values: Record<string, unknown>, path: string) => Promise<string>;
+  /** The user's latest ranking of base models: offered for a ``base_model`` parameter, best first. */
+  ranking?: IRankingJob | null;
 }): JSX.Element {
   const [texts, setTexts] = useState<Record<string, string>>({});
+  const choices = baseChoices(props.ranking?.result);
+  const hasVersion = props.params.some(p => p.name === 'base_version');
+  const chosen = choices.findIndex(
+    c => c.name === texts['base_model'] && (!hasVersion || c.version === texts['base_version'])
+  );
   const [path, setPath] = useState('');
   const [status, act] = useAction();
   const errors = fieldErrors(props.params, texts);
@@ -218,6 +229,26 @@ function ParameterForm(props: {
           </small>
         )}
         {p.help && <small>{p.help}</small>}
+        {p.name === 'base_model' && choices.length > 0 && (
+          <select
+            aria-label="Ranked base models"
+            data-testid="ranked-bases"
+            value={chosen < 0 ? '' : String(chosen)}
+            onChange={e => {
+              const c = choices[Number(e.target.value)];
+              if (c) {
+                setTexts({ ...texts, base_model: c.name, ...(hasVersion ? { base_version: c.version } : {}) });
+              }
+            }}
+          >
+            <option value="">ranked on {props.ranking?.data}: choose…</option>
+            {choices.map((c, i) => (
+              <option key={`${c.name}:${c.version}`} value={String(i)}>
+                {c.label}
+              </option>
+            ))}
+          </select>
+        )}
       </label>
     );
   };
@@ -350,6 +381,7 @@ export function ModelActions(props: {
   const [params, setParams] = useState<IParameter[] | null>(null);
   const [defaultPath, setDefaultPath] = useState('');
   const [service, setService] = useState<any>(null);
+  const [ranking, setRanking] = useState<IRankingJob | null>(null);
   const [status, act] = useAction();
   const [stopStatus, stopAct] = useAction();
   const name = encodeURIComponent(details.name);
@@ -363,6 +395,11 @@ export function ModelActions(props: {
       );
       setParams(data.parameters);
       setDefaultPath(data.path);
+      if (data.parameters.some(p => p.name === 'base_model')) {
+        // the user's latest ranking orders the base-model choice (none yet: the plain field)
+        const rankings = await requestAPI<{ jobs: IRankingJob[] }>('rankings');
+        setRanking(latestRanking(rankings.jobs));
+      }
       return `${data.parameters.length} parameters`;
     });
   };
@@ -432,6 +469,7 @@ export function ModelActions(props: {
           submitLabel={mode === 'finetune' ? 'Write notebook and open' : 'Start batch run'}
           defaultPath={mode === 'finetune' ? defaultPath : undefined}
           onSubmit={mode === 'finetune' ? fineTune : runBatch}
+          ranking={ranking}
         />
       )}
       {mode === 'preprocess' && <PreprocessForm onStarted={() => undefined} openPath={options.openPath} openJob={options.openJob} />}
@@ -628,6 +666,7 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
   const [details, setDetails] = useState<IModelDetails | null>(null);
   const [opened, setOpened] = useState(''); // the card whose details were open last
   const [runsRefresh, setRunsRefresh] = useState(0);
+  const [ranking, setRanking] = useState(false);
   const [status, act] = useAction();
   const latestSearch = useRef(0);
   const search = (event?: React.FormEvent) => {
@@ -678,6 +717,10 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
           Model services
         </button>
       )}
+      <button className="jp-mod-styled" aria-expanded={ranking} onClick={() => setRanking(!ranking)}>
+        Rank base models for my data
+      </button>
+      {ranking && <RankForm />}
       {details ? (
         <Details
           details={details}
