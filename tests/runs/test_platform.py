@@ -62,3 +62,19 @@ def test_capture_here(tmp_path):
     doc["deepvre"]["environment"]["typo"] = 1
     problems = metadata.errors(doc)
     assert any("environment.lock.sha256" in p for p in problems) and any("typo" in p for p in problems), problems
+
+
+def test_gpus_from_nvidia_smi(tmp_path, monkeypatch):
+    """``nvidia-smi``'s CSV, read through a real process (no GPU here: a script in its place on PATH);
+    a failing one, or none, is no GPU."""
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text('#!/bin/sh\n[ "$1" = "--query-gpu=name,driver_version" ] || exit 9\n'
+                    'echo "NVIDIA H200, 570.124.06"\necho "NVIDIA H200, 570.124.06"\n')
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert platform.nvidia_gpus() == [("NVIDIA H200", "570.124.06")] * 2
+    assert platform.capture()["gpus"][0] == {"name": "NVIDIA H200", "driver": "570.124.06"}
+    tool.write_text("#!/bin/sh\nexit 9\n")
+    assert platform.nvidia_gpus() == []
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert platform.nvidia_gpus() == []
