@@ -54,6 +54,15 @@ def referenced_ids(db):
     return {int(s.state["usage_id"]) for s in db.query(orm.Spawner) if (s.state or {}).get("usage_id")}
 
 
+def sweep_once(book, db, log):
+    """At the first start or usage page since the hub's start: open rows of an earlier hub process
+    that no server holds are over (``UsageBook.sweep``)."""
+    if not book.swept:
+        stale = book.sweep(referenced_ids(db))
+        if stale:
+            log.warning("deepvre: usage rows %s were open but no server holds them: closed as gone", stale)
+
+
 class AccountingMixin(HasTraits):
     """Quotas at start and one accounting row per server; goes before ``LocalGpusMixin``."""
 
@@ -119,10 +128,7 @@ class AccountingMixin(HasTraits):
             self.hold_gpus(profile)
             return
         self.close_usage()  # a row left open by an earlier start of this server
-        if not self.book.swept:  # the first start since the hub's: rows no server holds are over
-            stale = self.book.sweep(referenced_ids(self.user.db))
-            if stale:
-                self.log.warning("deepvre: usage rows %s were open but no server holds them: closed as gone", stale)
+        sweep_once(self.book, self.user.db, self.log)
         now = usage.utcnow()
         why = self.quota_refusal(profile, now)
         if why:

@@ -17,6 +17,7 @@ from jupyterhub.handlers.base import BaseHandler
 from tornado import web
 
 from . import quotas, usage
+from .accounting import sweep_once
 
 DAYS = 28
 CSV_FIELDS = ("id", "kind", "user", "server", "profile", "gpus", "gpu_ids", "start", "end", "reason",
@@ -176,7 +177,9 @@ class UsageHandler(BaseHandler):
         users = [asked] if asked else (None if everyone else [me.name])
         now = usage.utcnow()
         since = now - datetime.timedelta(days=days)
-        rows = usage.book(self.url).rows(users=users, since=since)
+        book = usage.book(self.url)
+        sweep_once(book, self.db, self.log)
+        rows = book.rows(users=users, since=since)
         if kind == "csv":
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition", 'attachment; filename="usage.csv"')
