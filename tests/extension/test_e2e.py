@@ -225,6 +225,7 @@ def test_models_panel_end_to_end_through_the_hub(hub):
             expect(job_page.get_by_role("heading")).to_have_text(re.compile(r"^Preprocessing job \d+$"))
             expect(job_page.get_by_test_id("preprocess-job")).to_have_attribute("data-state", "done")
             expect(job_page.get_by_test_id("preprocess-splits")).to_contain_text("train")
+            expect(job_page.get_by_test_id("preprocess-splits")).to_contain_text(re.compile(r"cat: \d+, coffee: \d+"))
             expect(job_page.get_by_test_id("preprocess-bad")).to_contain_text("broken.jpg")
             expect(job_page).to_contain_text("photos-preprocessed")
             expect(job_page.get_by_test_id("preprocess-dashboard")).to_have_count(0)  # the cluster is gone

@@ -21,7 +21,7 @@ export interface IPreprocessJob {
   progress: { done: number; total: number | null };
   splits: Record<string, ISplit>;
   bad_records: { record: string; error: string; count?: number }[];
-  summary: { bad_records?: { count: number } } | null;
+  summary: { bad_records?: { count: number }; summary?: { classes?: unknown } } | null;
   elapsed: number;
 }
 
@@ -55,7 +55,14 @@ export interface ISplitRow {
 }
 
 /** One row per split (train, val, test first, then the rest by name), with its counts per label. */
-export function splitRows(splits: Record<string, ISplit> | null | undefined): ISplitRow[] {
+/** The class names the pipeline's manifest lists (labels are their indices), or none. */
+export function classNames(job: IPreprocessJob): string[] {
+  const classes = job.summary?.summary?.classes;
+  return Array.isArray(classes) ? classes.map(c => String(c)) : [];
+}
+
+/** Splits in the order train, val, test, others; ``names``: class names for label indices. */
+export function splitRows(splits: Record<string, ISplit> | null | undefined, names: string[] = []): ISplitRow[] {
   const order = ['train', 'val', 'validation', 'test'];
   const rank = (s: string) => (order.includes(s) ? order.indexOf(s) : order.length);
   return Object.entries(splits ?? {})
@@ -64,6 +71,7 @@ export function splitRows(splits: Record<string, ISplit> | null | undefined): IS
       split,
       n: s.n,
       counts: Object.entries(s.counts ?? {})
+        .map(([label, count]): [string, number] => [/^\d+$/.test(label) && names[Number(label)] !== undefined ? names[Number(label)] : label, count])
         .sort(([a], [b]) => a.localeCompare(b))
         .map(([label, count]) => `${label}: ${count}`)
         .join(', ')

@@ -8,24 +8,13 @@ import React, { useEffect, useState } from 'react';
 
 import { requestAPI } from './api';
 import { formatDuration } from './format';
-import { badSummary, IPreprocessJob, jobProgress, splitRows } from './jobs';
+import { badSummary, classNames, IPreprocessJob, jobProgress, splitRows } from './jobs';
+import { usePolling } from './polling';
 import { safeHref } from './servicelinks';
 
 /** Poll a live job every 2 s until it is done or failed; a lost job (the server restarted) becomes failed. */
 export function usePolledJob(job: IPreprocessJob | null, setJob: (job: IPreprocessJob) => void): void {
-  useEffect(() => {
-    if (!job || ['done', 'failed'].includes(job.state)) {
-      return;
-    }
-    const timer = setTimeout(async () => {
-      try {
-        setJob(await requestAPI(`preprocess/${encodeURIComponent(job.id)}`));
-      } catch (err) {
-        setJob({ ...job, state: 'failed', dashboard: '', error: (err as Error).message });
-      }
-    }, 2000);
-    return () => clearTimeout(timer);
-  }, [job]);
+  usePolling('preprocess', job, setJob, { dashboard: '' });
 }
 
 /** A preprocessing job's page in the main area. */
@@ -59,7 +48,7 @@ export function PreprocessJobView(props: {
   const { job } = props;
   const progress = jobProgress(job);
   const bad = badSummary(job);
-  const rows = splitRows(job.splits);
+  const rows = splitRows(job.splits, classNames(job));
   const href = job.dashboard ? safeHref(job.dashboard) : undefined;
   const live = job.state === 'starting' || job.state === 'running';
   return (

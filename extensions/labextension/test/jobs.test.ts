@@ -1,4 +1,4 @@
-import { badSummary, clusterLabel, IPreprocessJob, jobProgress, splitRows } from '../src/jobs';
+import { badSummary, classNames, clusterLabel, IPreprocessJob, jobProgress, splitRows } from '../src/jobs';
 
 function job(overrides: Partial<IPreprocessJob>): IPreprocessJob {
   return {
@@ -31,6 +31,15 @@ describe('splitRows', () => {
     expect(rows.map(r => r.split)).toEqual(['train', 'test', 'extra']);
     expect(rows[0]).toEqual({ split: 'train', n: 7, counts: 'cat: 3, coffee: 4' });
     expect(splitRows(null)).toEqual([]);
+  });
+
+  it("names the labels with the manifest's classes (the pipelines count by label index)", () => {
+    const names = classNames(job({ summary: { summary: { classes: ['cat', 'coffee'] } } }));
+    expect(names).toEqual(['cat', 'coffee']);
+    const splits = { train: { n: 8, shards: 1, counts: { '1': 4, '0': 3, '7': 1 } } };
+    expect(splitRows(splits, names)[0].counts).toBe('7: 1, cat: 3, coffee: 4'); // an index it does not know stays
+    expect(splitRows(splits)[0].counts).toBe('0: 3, 1: 4, 7: 1');
+    expect(classNames(job({ summary: { summary: { classes: 'cat' } } }))).toEqual([]);
   });
 });
 
