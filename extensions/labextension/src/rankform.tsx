@@ -8,6 +8,7 @@ import React, { useEffect, useState } from 'react';
 import { post, requestAPI } from './api';
 import { formatDuration } from './format';
 import { clusterLabel } from './jobs';
+import { usePolling } from './polling';
 import { IRanking, IRankingJob, rankingProgress, score } from './rankings';
 
 export function RankingTable({ ranking }: { ranking: IRanking }): JSX.Element {
@@ -80,8 +81,8 @@ export function RankingJobView({ job }: { job: IRankingJob }): JSX.Element {
   );
 }
 
-/** The form and the job it started; ``onDone`` gets the finished job (the fine-tune form offers it). */
-export function RankForm(props: { onDone?: (job: IRankingJob) => void }): JSX.Element {
+/** The form and the job it started (the fine-tune form asks the server for the latest finished one). */
+export function RankForm(): JSX.Element {
   const [data, setData] = useState('');
   const [cluster, setCluster] = useState('local');
   const [clusters, setClusters] = useState<string[]>(['local']);
@@ -92,26 +93,7 @@ export function RankForm(props: { onDone?: (job: IRankingJob) => void }): JSX.El
       .then(answer => setClusters(answer.clusters?.length ? answer.clusters : ['local']))
       .catch(err => setError((err as Error).message));
   }, []);
-  useEffect(() => {
-    if (!job) {
-      return;
-    }
-    if (job.state === 'done') {
-      props.onDone?.(job);
-      return;
-    }
-    if (job.state === 'failed') {
-      return;
-    }
-    const timer = setTimeout(async () => {
-      try {
-        setJob(await requestAPI<IRankingJob>(`rankings/${encodeURIComponent(job.id)}`));
-      } catch (err) {
-        setJob({ ...job, state: 'failed', error: (err as Error).message });
-      }
-    }, 2000);
-    return () => clearTimeout(timer);
-  }, [job]);
+  usePolling('rankings', job, setJob);
   const start = async (event: React.FormEvent) => {
     event.preventDefault();
     setError('');
