@@ -221,3 +221,18 @@ def test_a_culled_server_is_recorded_as_culled(tmp_path_factory):
         wait_for(lambda: book.rows(users=[name])[0]["end"], 90, f"the culler to stop {name}'s server", 1)
         (row,) = book.rows(users=[name])
         assert (row["reason"], row["ended_by"]) == ("culled", "service:idle-culler")
+
+
+def test_the_hubs_own_stop_is_recorded_as_hub(tmp_path_factory):
+    """The hub's Ctrl-C (``hub.keep_servers`` false) stops the running servers: their rows say ``hub``."""
+    require_root()
+    require_proxy()
+    process = HubProcess(cpu_only(), tmp_path_factory.mktemp("usage-exit-hub") / "state")
+    with process.running():
+        admin = process.login(process.admin, process.admin_password)
+        name = f"use{secrets.token_hex(3)}exit"
+        _, token = process.approved_user(admin, name, PASSWORD)
+        assert process.spawn(token, name).status_code in (201, 202)
+        process.stop()
+        (row,) = usage.UsageBook(usage.default_url(process.state_dir)).rows(users=[name])
+        assert (row["reason"], row["ended_by"]) == ("hub", None) and row["end"] >= row["start"]
