@@ -8,23 +8,18 @@ finished one orders the fine-tune form's base-model choice. The catalog is the u
 (``connect()``, with this server's marketplace token): a ranking shows only what the user may see.
 """
 
-import itertools
 import threading
 import time
 
 from . import backends, paths
 from .handlers import Base, api
+from .jobs import PreprocessJobs
 
 
-class RankingJobs:
+class RankingJobs(PreprocessJobs):
     """Ranking jobs of this server, by id: ``starting``, ``running`` (stage, done of total), then
-    ``done`` (the ranking) or ``failed`` (the error)."""
-
-    def __init__(self, dask=None, slurm=None):
-        self.dask, self.slurm = dask, slurm
-        self._jobs = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+    ``done`` (the ranking) or ``failed`` (the error). Like preprocessing jobs, they run in a thread
+    of the server on a cluster made with the site's terms (the listing and views are theirs)."""
 
     def start(self, data, cluster="local"):
         refusal = backends.cluster_refusal(cluster, bool(self.slurm))
@@ -37,7 +32,7 @@ class RankingJobs:
                 "stage": "starting the cluster", "progress": {"done": 0, "total": None}, "error": "",
                 "result": None, "started": time.time(), "finished": None}
         threading.Thread(target=self._run, args=(job,), daemon=True, name=f"deepvre-ranking-{job['id']}").start()
-        return self.view(job)
+        return self._view(job)
 
     def _run(self, job):
         from deepvre.science import ranking
@@ -54,19 +49,10 @@ class RankingJobs:
         finally:
             job["finished"] = time.time()
 
-    @staticmethod
-    def view(job):
-        view = dict(job)
-        view["elapsed"] = round((job["finished"] or time.time()) - job["started"], 1)
-        return view
-
     def get(self, job_id):
         if job_id not in self._jobs:
             raise KeyError(f"no ranking job {job_id!r}")
-        return self.view(self._jobs[job_id])
-
-    def list(self):
-        return [self.view(j) for j in self._jobs.values()]
+        return self._view(self._jobs[job_id])
 
 
 class Rankings(Base):
@@ -84,7 +70,7 @@ class Rankings(Base):
 
     @api
     async def get(self):
-        clusters = await self.blocking(backends.offered_clusters, bool(self.ext.site.get("slurm")))
+        clusters = await self.blocking(self.jobs.clusters)
         return {"clusters": clusters, "jobs": [self.relative(j) for j in self.jobs.list()]}
 
     @api

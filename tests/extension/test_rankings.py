@@ -10,20 +10,25 @@ import pytest
 from tests.market.conftest import LABELS, colour_images
 
 
-@pytest.fixture
-def colours_data(jp_root_dir):
+def colour_data_set(root, seed=1):
+    """90 generated 8x8 colour images preprocessed by the real ``images`` pipeline into ``root/colours-data``."""
     from PIL import Image
 
     from deepvre.pipelines import preprocess
 
-    x, y = colour_images(90, seed=1)
+    x, y = colour_images(90, seed=seed)
     for n, (image, label) in enumerate(zip(x, y)):
-        folder = jp_root_dir / "colour-photos" / LABELS[label]
+        folder = root / "colour-photos" / LABELS[label]
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image.astype(np.uint8)).save(folder / f"{n:03d}.png")
-    preprocess("images", str(jp_root_dir / "colour-photos"), str(jp_root_dir / "colours-data"),
+    preprocess("images", str(root / "colour-photos"), str(root / "colours-data"),
                {"size": 8, "split": (0.6, 0.2, 0.2)}, cluster="local", n_workers=1, progress=False)
-    return "colours-data"
+    return root / "colours-data"
+
+
+@pytest.fixture
+def colours_data(jp_root_dir):
+    return colour_data_set(jp_root_dir).name
 
 
 def wait_for(api, job_id, timeout=600):

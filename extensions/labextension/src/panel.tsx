@@ -12,10 +12,10 @@ import React, { useCallback, useEffect, useRef, useState } from 'react';
 import { post, requestAPI } from './api';
 import { IDLE, ILoadState, ITrustRequest, Loader, trustRequest } from './data';
 import { emptyMessage, facetOptions, IFacets, ISeed } from './facets';
-import { IPreprocessJob, clusterLabel } from './jobs';
+import { IPreprocessJob } from './jobs';
 import { Markdown } from './markdown';
 import { PreprocessJobView, usePolledJob } from './preprocess';
-import { RankForm } from './rankform';
+import { ClusterChoices, RankForm } from './rankform';
 import { baseChoices, IRankingJob, latestRanking } from './rankings';
 import { ServiceUrls } from './servicelinks';
 import {
@@ -338,11 +338,7 @@ function PreprocessForm(props: {
       <label>
         Cluster
         <select aria-label="Cluster" value={cluster} onChange={e => setCluster(e.target.value)}>
-          {clusters.map(c => (
-            <option key={c} value={c}>
-              {clusterLabel(c)}
-            </option>
-          ))}
+          <ClusterChoices clusters={clusters} />
           <option value="address">a scheduler I started (address)</option>
         </select>
       </label>

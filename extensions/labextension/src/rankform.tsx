@@ -81,6 +81,19 @@ export function RankingJobView({ job }: { job: IRankingJob }): JSX.Element {
   );
 }
 
+/** The clusters this server can start, as a select's options (Preprocess and the ranking offer them). */
+export function ClusterChoices({ clusters }: { clusters: string[] }): JSX.Element {
+  return (
+    <>
+      {clusters.map(c => (
+        <option key={c} value={c}>
+          {clusterLabel(c)}
+        </option>
+      ))}
+    </>
+  );
+}
+
 /** The form and the job it started (the fine-tune form asks the server for the latest finished one). */
 export function RankForm(): JSX.Element {
   const [data, setData] = useState('');
@@ -112,11 +125,7 @@ export function RankForm(): JSX.Element {
       <label>
         Cluster
         <select aria-label="Ranking cluster" value={cluster} onChange={e => setCluster(e.target.value)}>
-          {clusters.map(c => (
-            <option key={c} value={c}>
-              {clusterLabel(c)}
-            </option>
-          ))}
+          <ClusterChoices clusters={clusters} />
         </select>
       </label>
       <button
