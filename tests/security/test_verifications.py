@@ -117,3 +117,10 @@ def test_the_standalone_service_refuses_records_to_other_local_processes(tmp_pat
         assert len(requests.get(target, headers={"Authorization": f"token {token}"}, timeout=30).json()) == 1
     finally:
         stop_process(proc, log)
+
+
+def test_a_malformed_environment_is_refused(hub):
+    url = records_url(hub, "alice-public")
+    for environment in ({"lock": {"sha256": "not a hash"}}, {"python": "3.12"}, {"typo": 1}, ["python"]):
+        r = requests.post(url, json={**CLAIM, "environment": environment}, headers=as_user(hub, "bob"), timeout=30)
+        assert r.status_code == 400 and "environment" in r.text, r.text
