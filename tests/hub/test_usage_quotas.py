@@ -3,6 +3,7 @@ with one GPU each and three requests, servers at once, a group's limit, GPU-hour
 week from a pre-seeded row, the rows' end reasons across a hub restart, and the usage page and
 its CSV (issue 19, items 2 and 3)."""
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -206,18 +207,24 @@ def test_the_prometheus_gauges(hub):
     assert alice_session.get(f"{process.url}/hub/metrics", timeout=30).status_code == 403
 
 
-def test_a_culled_server_is_recorded_as_culled(tmp_path_factory):
-    """The idle culler (a hub service) stops an idle server: its row says ``culled``."""
+@contextlib.contextmanager
+def one_running_server(folder, **sections):
+    """A CPU-only hub (with ``sections``) and one user whose server runs: ``(hub, user, book)``."""
     require_root()
     require_proxy()
-    process = HubProcess(cpu_only(culling={"enabled": True, "timeout": 5, "gpu_timeout": 5, "every": 2}),
-                         tmp_path_factory.mktemp("usage-cull-hub") / "state")
+    process = HubProcess(cpu_only(**sections), folder / "state")
     with process.running():
         admin = process.login(process.admin, process.admin_password)
-        name = f"use{secrets.token_hex(3)}idle"
+        name = f"use{secrets.token_hex(3)}one"
         _, token = process.approved_user(admin, name, PASSWORD)
         assert process.spawn(token, name).status_code in (201, 202)
-        book = usage.UsageBook(usage.default_url(process.state_dir))
+        yield process, name, usage.UsageBook(usage.default_url(process.state_dir))
+
+
+def test_a_culled_server_is_recorded_as_culled(tmp_path_factory):
+    """The idle culler (a hub service) stops an idle server: its row says ``culled``."""
+    culling = {"enabled": True, "timeout": 5, "gpu_timeout": 5, "every": 2}
+    with one_running_server(tmp_path_factory.mktemp("usage-cull-hub"), culling=culling) as (_, name, book):
         wait_for(lambda: book.rows(users=[name])[0]["end"], 90, f"the culler to stop {name}'s server", 1)
         (row,) = book.rows(users=[name])
         assert (row["reason"], row["ended_by"]) == ("culled", "service:idle-culler")
@@ -225,14 +232,7 @@ def test_a_culled_server_is_recorded_as_culled(tmp_path_factory):
 
 def test_the_hubs_own_stop_is_recorded_as_hub(tmp_path_factory):
     """The hub's Ctrl-C (``hub.keep_servers`` false) stops the running servers: their rows say ``hub``."""
-    require_root()
-    require_proxy()
-    process = HubProcess(cpu_only(), tmp_path_factory.mktemp("usage-exit-hub") / "state")
-    with process.running():
-        admin = process.login(process.admin, process.admin_password)
-        name = f"use{secrets.token_hex(3)}exit"
-        _, token = process.approved_user(admin, name, PASSWORD)
-        assert process.spawn(token, name).status_code in (201, 202)
+    with one_running_server(tmp_path_factory.mktemp("usage-exit-hub")) as (process, name, book):
         process.stop()
-        (row,) = usage.UsageBook(usage.default_url(process.state_dir)).rows(users=[name])
+        (row,) = book.rows(users=[name])
         assert (row["reason"], row["ended_by"]) == ("hub", None) and row["end"] >= row["start"]
