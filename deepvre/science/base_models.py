@@ -10,7 +10,6 @@ import os
 import sys
 
 from .. import atomic
-
 from ..market.catalog import RESERVED_NAMES, SYSTEM_ACCOUNT
 from . import mobilenet
 

@@ -40,10 +40,10 @@ import grp
 import os
 import pwd
 import resource
+import shlex
 import signal
 import socket
 import stat
-import shlex
 import subprocess
 import sys
 import time

@@ -83,7 +83,7 @@ def photo_folder(user):
     entry = pwd.getpwnam(user)
     root = os.path.join(entry.pw_dir, "photos")
     write_photos(root)
-    for folder, dirs, files in os.walk(root):
+    for folder, _dirs, files in os.walk(root):
         for name in [folder, *(os.path.join(folder, f) for f in files)]:
             os.chown(name, entry.pw_uid, entry.pw_gid)
 
