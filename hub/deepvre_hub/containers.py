@@ -58,7 +58,8 @@ from deepvre.private_dirs import private_folder, untrusted_parent
 from deepvre.site import addresses, profiles
 from deepvre.site.settings import REPO_ROOT
 
-from . import examples, gpus, terminals
+from . import examples, gpus, terminals, usage
+from .accounting import AccountingMixin
 from .spawn_form import LocalGpusMixin, ProfileSpawnerMixin, refusal
 
 IMAGE_REPOSITORY = "localhost/deepvre/singleuser-cpu"
@@ -448,9 +449,10 @@ def stop_api_service(process, timeout=10):
 # --- the spawner ---------------------------------------------------------------------------------
 
 
-class ContainerSpawner(LocalGpusMixin, ProfileSpawnerMixin, DockerSpawner):
+class ContainerSpawner(AccountingMixin, LocalGpusMixin, ProfileSpawnerMixin, DockerSpawner):
     """Local mode, ``local.spawner: container``: the profile's cores, memory and GPUs become the
-    container's limits and devices; each user's containers are on a network of their own."""
+    container's limits and devices; each user's containers are on a network of their own; quotas
+    and usage accounting as for local processes (``accounting``)."""
 
     gpu_device_style = Enum(
         ["cdi", "nodes"],
@@ -570,7 +572,7 @@ class ContainerSpawner(LocalGpusMixin, ProfileSpawnerMixin, DockerSpawner):
     async def start(self):
         profile = self.reduce_user_options()
         await self.discover_gpus()
-        self.hold_gpus(profile)
+        self.admit(profile)  # quotas, GPUs and the accounting row
         self.profile_slug = profile["slug"]
         self.cpu_limit, self.mem_limit = container_limits(profile)
         self.extra_host_config = host_config(profile, self.gpu_ids, self.gpu_device_style, self.pids_limit,
@@ -582,10 +584,12 @@ class ContainerSpawner(LocalGpusMixin, ProfileSpawnerMixin, DockerSpawner):
             await self.ensure_network()
             return await super().start()
         except Exception:
+            self.close_usage(usage.FAILED)
             self.release_gpus()
             raise
 
     async def stop(self, now=False):
+        self.note_stop()
         await super().stop(now=now)
         if self.remove:
             await self.remove_network()

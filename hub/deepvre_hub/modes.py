@@ -97,6 +97,7 @@ def configure_local(c, settings, state_dir):
         from . import containers
 
         containers.configure(c, settings, state_dir)
+        configure_usage(c, settings, state_dir, "ContainerSpawner")
         log.info("deepvre: each server runs in a container of %s (%s podman)", c.DockerSpawner.image,
                  "rootful" if accounts.hub_is_root() else "rootless")
         return
@@ -136,9 +137,9 @@ def configure_local(c, settings, state_dir):
             c.JupyterHub.authenticator_class = auth.native_authenticator_class()  # shows the refusal
 
 
-def configure_usage(c, settings, state_dir):
-    """The usage accounting (created or migrated now), the quotas, the page ``/hub/usage`` and
-    the gauges on ``/hub/metrics``."""
+def configure_usage(c, settings, state_dir, spawner="DeepvreSpawner"):
+    """The usage accounting (created or migrated now), the quotas (for the ``spawner`` class), the
+    page ``/hub/usage`` and the gauges on ``/hub/metrics``."""
     from . import usage, usage_metrics, usage_page
 
     url = usage.default_url(state_dir)
@@ -148,8 +149,8 @@ def configure_usage(c, settings, state_dir):
         print(f"deepvre: usage accounting ({url}): {err}", file=sys.stderr)
         raise SystemExit(2) from None
     usage_metrics.register(url)
-    c.DeepvreSpawner.usage_db_url = url
-    c.DeepvreSpawner.quotas = settings["quotas"]
+    c[spawner].usage_db_url = url
+    c[spawner].quotas = settings["quotas"]
     extra = list(c.JupyterHub.extra_handlers) if "extra_handlers" in c.JupyterHub else []
     c.JupyterHub.extra_handlers = extra + usage_page.handlers(url, settings["quotas"])
 

@@ -6,7 +6,9 @@ the way tests/images builds it (images/build.py). The hub listens for its API on
 own address (``hub.hub_ip``): loopback inside a container is the container.
 """
 
+import csv
 import importlib.util
+import io
 import json
 import os
 import secrets
@@ -219,12 +221,22 @@ def test_the_home_outlives_a_restart_in_a_new_user_namespace(hub, admin):
     hub.stop_server(token, name)
 
 
-def test_stop_removes_the_container_and_its_network(hub, alice):
+def usage_rows(hub, admin, name):
+    response = admin.get(f"{hub.url}/hub/usage", params={"format": "csv", "user": name}, timeout=30)
+    assert response.status_code == 200, response.text[:300]
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
+def test_stop_removes_the_container_and_its_network(hub, admin, alice):
     name, token = alice
+    [row] = usage_rows(hub, admin, name)  # usage accounting as for local processes: the row is open
+    assert (row["profile"], row["end"], row["reason"]) == ("cpu", "", "")
     hub.stop_server(token, name)
     assert podman("container", "exists", f"deepvre-{name}", check=False).returncode == 1
     assert podman("network", "exists", containers.network_name(name), check=False).returncode == 1
     assert podman("volume", "exists", f"deepvre-home-{name}", check=False).returncode == 0  # the home stays
+    [row] = usage_rows(hub, admin, name)
+    assert row["end"] and row["reason"] == "user", row
 
 
 def test_a_hub_api_on_loopback_is_refused_at_start(tmp_path):
