@@ -62,16 +62,20 @@ def _key_path(folder=None):
     return os.path.join(str(folder or default_root()), KEY_FILE)
 
 
-@functools.lru_cache(maxsize=8)
 def signing_key(path=None):
     """The service's Ed25519 private key at ``path`` (default: ``verification-key`` in the market
-    folder), made once with mode 0600; every process of the service reads the same one."""
+    folder, ``$DEEPVRE_MARKET_DIR``), made once with mode 0600; every process of the service reads the
+    same one."""
+    return _load_key(os.path.abspath(path or _key_path()))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_key(path):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from ..private_dirs import untrusted_parent
 
-    path = path or _key_path()
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     unsafe = untrusted_parent(path)
     if unsafe:  # another account could swap the key for one it knows

@@ -105,15 +105,16 @@ def reproduce(market, name, version, runs_dir=None, kernel_name=None, workdir=No
     if problems:
         return done("could not run", f"{len(problems)} input files changed or missing (sha256 against the "
                     f"lineage): " + ", ".join(path for path, _ in problems), inputs=dict(problems))
-    workdir = workdir or tempfile.mkdtemp(prefix=f"deepvre-verify-{name}-")
-    market.pull(name, entry["version"], workdir, overwrite=True)
-    notebook = os.path.join(workdir, f"verify-{name}.ipynb")  # the run's id starts with it
-    os.replace(os.path.join(workdir, notebook_name), notebook)
-    with open(notebook) as fh:
-        nb = json.load(fh)
-    parameters = dict(((nb.get("metadata") or {}).get("papermill") or {}).get("parameters") or {})
-    parameters.update(publish=False, executed_notebook="")  # a check never publishes
-    run = runs.start(notebook, parameters, runs_dir=runs_dir, allow_unknown=True, kernel_name=kernel_name)
+    with tempfile.TemporaryDirectory(prefix=f"deepvre-verify-{name}-") as scratch:  # the run keeps its copy
+        workdir = workdir or scratch
+        market.pull(name, entry["version"], workdir, overwrite=True)
+        notebook = os.path.join(workdir, f"verify-{name}.ipynb")  # the run's id starts with it
+        os.replace(os.path.join(workdir, notebook_name), notebook)
+        with open(notebook) as fh:
+            nb = json.load(fh)
+        parameters = dict(((nb.get("metadata") or {}).get("papermill") or {}).get("parameters") or {})
+        parameters.update(publish=False, executed_notebook="")  # a check never publishes
+        run = runs.start(notebook, parameters, runs_dir=runs_dir, allow_unknown=True, kernel_name=kernel_name)
     status = run.status
     if status.get("state") != "done":
         return done("could not run", f"the re-run {run.id} {status.get('state')}: {status.get('error')}", run=run.path)
