@@ -119,7 +119,9 @@ def reproduce(market, name, version, runs_dir=None, kernel_name=None, workdir=No
     if status.get("state") != "done":
         return done("could not run", f"the re-run {run.id} {status.get('state')}: {status.get('error')}", run=run.path)
     folder = (section.get("training") or {}).get("output")
-    path = os.path.join(run.path, folder, "metrics.json") if folder else run.file("metrics.json")
+    path = os.path.realpath(os.path.join(run.path, folder, "metrics.json") if folder else run.file("metrics.json"))
+    if not path.startswith(os.path.realpath(run.path) + os.sep):  # the lineage is its publisher's word
+        return done("could not run", f"the lineage's training.output {folder!r} leaves the run's folder", run=run.path)
     try:
         with open(path) as fh:
             reproduced = json.load(fh)

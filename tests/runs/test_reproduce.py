@@ -1,5 +1,7 @@
 """The comparison and input checks of ``deepvre market verify`` (deepvre.runs.reproduce)."""
 
+import json
+
 from deepvre.runs import reproduce
 
 
@@ -49,3 +51,32 @@ def test_declared_tolerance_reads_the_notebook_metadata():
     assert reproduce.declared_tolerance({"metadata": {}}) is None
     nb = {"metadata": {"deepvre": {"verify": {"tolerance": {"transfer.accuracy": 0.1}}}}}
     assert reproduce.declared_tolerance(nb) == {"transfer.accuracy": 0.1}
+
+
+def test_the_metrics_folder_stays_inside_the_rerun(tmp_path, monkeypatch):
+    """A lineage whose ``training.output`` leaves the run's folder reads no file of the verifier's."""
+    from deepvre.market.catalog import Catalog
+    from deepvre.market.client import LocalMarket
+    from deepvre.training.documents import model_document
+
+    notebook = tmp_path / "train.ipynb"
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                                               "source": "import json; json.dump({'a': 1}, open('metrics.json', 'w'))"}],
+                                    "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                                                                "display_name": "Python 3"}},
+                                    "nbformat": 4, "nbformat_minor": 5}))
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "metrics.json").write_text('{"a": 42}')
+    doc = model_document("escape-test", "1.0.0", "biology", "E", "Escapes.", [1], "regression", notebook="train.ipynb",
+                         parameters={}, metrics={"a": 1})
+    doc["deepvre"]["training"]["output"] = str(secret)
+    model = tmp_path / "model.keras"
+    import keras
+
+    keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]).save(model)
+    market = LocalMarket(Catalog(database_url=f"sqlite:///{tmp_path / 'c.sqlite'}", store_url=str(tmp_path / "store")))
+    market.publish(doc, {"model.keras": model, "train.ipynb": notebook})
+    outcome = reproduce.reproduce(market, "escape-test", "1.0.0", runs_dir=tmp_path / "runs")
+    assert outcome["result"] == "could not run" and "leaves the run's folder" in outcome["reason"], outcome["reason"]
+    assert outcome["metrics"] == {}
