@@ -1,9 +1,9 @@
 """"Rank base models for my data" in a real Chromium through a real deepvre hub started here.
 
-The user logs in, starts a server (as the user's own OS account), preprocesses nothing by hand: a data
-set made by the real ``images`` pipeline is put in the home; the panel's action ranks the catalog on
+The hub is test_e2e's (its fixture, started for this module). The user logs in and starts a server
+(as the user's own OS account); a data set made by the real ``images`` pipeline is put in the home; the panel's action ranks the catalog on
 it (a job on the user's Dask LocalCluster, with progress) and shows the table with the readings. The
-catalog is the hub's marketplace: the user's public model is ranked with its random floor; another
+catalog is the hub's marketplace: the public colour models are ranked with their random floor; another
 user's private model, which would fit the data, is never named. The fine-tune form of a model whose
 notebook takes ``base_model`` then offers the ranking, best first, with the score.
 Screenshots: test-artifacts/extension/.
@@ -11,96 +11,53 @@ Screenshots: test-artifacts/extension/.
 
 import os
 import pwd
-import secrets
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
-from tests.hub.hubprocess import HubProcess
-from tests.prereqs import require, require_proxy, require_root
-
 from .conftest import make_notebook
-from .test_e2e import ARGS, CHROMIUM, PASSWORD, PROFILES, SHOTS, open_lab  # open_lab logs in with PASSWORD
+from .test_e2e import ARGS, CHROMIUM, PASSWORD, SHOTS, hub, open_lab  # noqa: F401 (hub: a hub of this module's own)
+from .test_rankings import colour_data_set
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub, pytest.mark.root]
 TRAINING = 'print("fine-tuning", base_model, base_version, epochs)\n'
 
 
-@pytest.fixture(scope="module")
-def ranked_hub(tmp_path_factory, colours_model):
-    """A real hub whose marketplace holds the user's public colour model (its notebook takes
-    ``base_model``) and another user's private copy."""
-    require_root()
-    require_proxy()
-    require(os.path.exists(CHROMIUM), "needs Debian's chromium (apt-get install chromium)")
+def publish_models(process, colours_model, folder):
+    """Into the hub's marketplace: the user's public colour model whose notebook takes ``base_model``,
+    and another user's private copy (which would fit the data too)."""
     from deepvre.market.client import HTTPMarket
 
-    folder = tmp_path_factory.mktemp("ranked-model")
     source, doc = colours_model
     for name in ("model.keras", "metrics.json", "preprocessing.json"):
         shutil.copy(source / name, folder / name)
     make_notebook(folder / "training.ipynb", body=TRAINING,
                   parameters='base_model = "mobilenet-v2-imagenet"\nbase_version = "1.0.0"\nepochs = 1\n')
     doc = {**doc, "title": "Rankable colour classifier", "deepvre": {**doc["deepvre"], "name": "colours-ranked"}}
-    process = HubProcess({"profiles": PROFILES}, tmp_path_factory.mktemp("rank-hub") / "state")
-    process.user, process.other = f"rk{secrets.token_hex(3)}", f"rk{secrets.token_hex(3)}o"
-    try:
-        process.start()
-        admin = process.login(process.admin, process.admin_password)
-        for name in (process.user, process.other):
-            assert process.signup(name, PASSWORD).status_code == 200
-            process.authorize(admin, name)
-        process.admin_token = process.token(admin)
-        market = f"{process.url}/services/marketplace/"
-        user_token = process.token(process.login(process.user, PASSWORD), process.user)
-        HTTPMarket(market, user_token).publish(doc, {p.name: p for p in folder.iterdir()}, visibility="public")
-        other_token = process.token(process.login(process.other, PASSWORD), process.other)
-        private = {**doc, "title": "Someone else's", "deepvre": {**doc["deepvre"], "name": "others-private",
-                                                                  "visibility": "private"}}
-        HTTPMarket(market, other_token).publish(private, {p.name: p for p in folder.iterdir()}, visibility="private")
-        yield process
-    finally:
-        try:
-            if getattr(process, "admin_token", None) and process.server_model(process.admin_token, process.user):
-                process.stop_server(process.admin_token, process.user)
-        finally:
-            process.stop()
-            for name in (process.user, process.other):
-                subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+    files = {p.name: p for p in folder.iterdir()}
+    process.market.publish(doc, files, visibility="public")
+    other = HTTPMarket(process.market.url, process.token(process.login(process.other, PASSWORD), process.other))
+    private = {**doc, "title": "Someone else's", "deepvre": {**doc["deepvre"], "name": "others-private",
+                                                              "visibility": "private"}}
+    other.publish(private, files, visibility="private")
 
 
-def colour_data(root):
-    """8x8 colour images preprocessed by the real pipeline into ``root/colours-data``."""
-    from PIL import Image
-
-    from deepvre.pipelines import preprocess
-    from tests.market.conftest import LABELS, colour_images
-
-    x, y = colour_images(90, seed=2)
-    for n, (image, label) in enumerate(zip(x, y)):
-        folder = root / "photos" / LABELS[label]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image.astype(np.uint8)).save(folder / f"{n:03d}.png")
-    preprocess("images", str(root / "photos"), str(root / "colours-data"), {"size": 8, "split": (0.6, 0.2, 0.2)},
-               cluster="local", n_workers=1, progress=False)
-    return root / "colours-data"
-
-
-def test_rank_base_models_from_the_panel_and_pick_one_in_the_fine_tune_form(ranked_hub, tmp_path):
+def test_rank_base_models_from_the_panel_and_pick_one_in_the_fine_tune_form(hub, colours_model, tmp_path):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
-    data = colour_data(tmp_path)
+    (tmp_path / "model").mkdir()
+    publish_models(hub, colours_model, tmp_path / "model")
+    data = colour_data_set(tmp_path, seed=2)
     os.makedirs(SHOTS, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
         page.set_default_timeout(60_000)
         try:
-            open_lab(page, ranked_hub)
+            open_lab(page, hub)
             # the data set in the user's home, the user's own (the server runs as that account)
-            home = pwd.getpwnam(ranked_hub.user)
+            home = pwd.getpwnam(hub.user)
             target = os.path.join(home.pw_dir, "colours-data")
             shutil.copytree(data, target)
             subprocess.run(["chown", "-R", f"{home.pw_uid}:{home.pw_gid}", target], check=True)
@@ -119,9 +76,12 @@ def test_rank_base_models_from_the_panel_and_pick_one_in_the_fine_tune_form(rank
             page.screenshot(path=os.path.join(SHOTS, "rank-1-running.png"))
             expect(job).to_have_attribute("data-state", "done", timeout=600_000)
             table = form.get_by_test_id("ranking-table")
-            rows = table.locator("tbody tr")
-            expect(rows).to_have_count(2)
-            expect(rows.locator("td:nth-child(2)")).to_contain_text(["colours-ranked:1.0.0", "random:colours-ranked:1.0.0"])
+            rows = table.locator("tbody tr[data-floor]")  # each model's numbers; its reading on the row below
+            # the hub's catalog as the user sees it: test_e2e's two public colour models and the user's own
+            expect(rows).to_have_count(4)
+            expect(table).to_contain_text("colours-ranked:1.0.0")
+            expect(table).to_contain_text("colours-shared:1.0.0")
+            expect(table).to_contain_text("random:colours:1.0.0")
             expect(table).to_contain_text("random network")
             expect(table).to_contain_text("the floor")
             assert "others-private" not in form.inner_text()
@@ -135,8 +95,11 @@ def test_rank_base_models_from_the_panel_and_pick_one_in_the_fine_tune_form(rank
             panel.locator(".jp-deepvre-card", has_text="Rankable colour classifier").click()
             panel.get_by_role("button", name="Fine-tune").click()
             choice = panel.get_by_test_id("ranked-bases")
-            expect(choice.locator("option").nth(1)).to_contain_text("1. colours-ranked:1.0.0 · LogME")
-            choice.select_option(index=1)
+            expect(choice.locator("option")).to_have_count(4)  # "choose…" and the three catalog models, no floor
+            options = choice.locator("option").all_inner_texts()
+            assert [o.split(".")[0] for o in options[1:]] == ["1", "2", "3"], options
+            assert all("· LogME" in o and "(random network" in o for o in options[1:]), options
+            choice.select_option(index=next(i for i, o in enumerate(options) if "colours-ranked:1.0.0" in o))
             expect(panel.locator('input[name="base_model"]')).to_have_value("colours-ranked")
             expect(panel.locator('input[name="base_version"]')).to_have_value("1.0.0")
             page.screenshot(path=os.path.join(SHOTS, "rank-3-fine-tune.png"))

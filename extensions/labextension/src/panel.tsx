@@ -713,7 +713,12 @@ function Browser({ options }: { options: IPanelOptions }): JSX.Element {
           Model services
         </button>
       )}
-      <button className="jp-mod-styled" aria-expanded={ranking} onClick={() => setRanking(!ranking)}>
+      <button
+        className="jp-mod-styled"
+        style={{ height: 'auto', whiteSpace: 'normal' }}
+        aria-expanded={ranking}
+        onClick={() => setRanking(!ranking)}
+      >
         Rank base models for my data
       </button>
       {ranking && <RankForm />}

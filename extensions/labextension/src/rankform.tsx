@@ -29,21 +29,25 @@ export function RankingTable({ ranking }: { ranking: IRanking }): JSX.Element {
             <th title="LogME (You et al., 2021): higher is better">LogME</th>
             <th title="LEEP (Nguyen et al., 2020): 0 is best; needs the model's own labels">LEEP</th>
             <th title="accuracy of a linear probe on the same features">probe</th>
-            <th>reading</th>
           </tr>
         </thead>
-        <tbody>
-          {ranking.models.map(m => (
-            <tr key={m.model} data-floor={m.floor}>
+        {/* the reading under its model's numbers, the table's full width (the sidebar is narrow) */}
+        {ranking.models.map(m => (
+          <tbody key={m.model}>
+            <tr data-floor={m.floor}>
               <td>{m.rank}</td>
-              <td>{m.model}</td>
+              <td style={{ wordBreak: 'break-all' }}>{m.model}</td>
               <td>{score(m.logme)}</td>
               <td>{score(m.leep)}</td>
               <td>{score(m.probe_accuracy, 2)}</td>
-              <td>{m.reading}</td>
             </tr>
-          ))}
-        </tbody>
+            <tr className="jp-deepvre-reading">
+              <td colSpan={5}>
+                <small>{m.reading}</small>
+              </td>
+            </tr>
+          </tbody>
+        ))}
       </table>
       {ranking.skipped.length > 0 && (
         <ul className="jp-deepvre-skipped" data-testid="ranking-skipped">
