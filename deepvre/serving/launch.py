@@ -75,6 +75,12 @@ def try_allowed(method, path, base_path, name):
     return method == "POST" and re.fullmatch(model + "/predict/?", path) is not None
 
 
+def sneaky(raw_path):
+    """Whether a raw request path hides dots, slashes or backslashes from a match on the decoded path."""
+    lowered = raw_path.split("?", 1)[0].lower()
+    return any(part in lowered for part in ("%2e", "%2f", "%5c", "\\", "/./", "/../")) or lowered.endswith(("/.", "/.."))
+
+
 def over_tcp(request):
     """Whether ``request`` came in on a TCP listener (not the owner-only Unix socket)."""
     import socket
@@ -99,7 +105,7 @@ def token_middleware(token, try_token="", base_path="", name="", socket_open=Fal
             return await handler(request)
         given, from_query = presented_token(request)
         if given and _same(given, try_token):
-            if not all(try_allowed(request.method, path, base_path, name) for path in (request.path, request.raw_path)):
+            if not try_allowed(request.method, request.path, base_path, name) or sneaky(request.raw_path):
                 return web.json_response({"message": "the try-it token opens the model's metadata and predict only"},
                                          status=403)
             return await handler(request)

@@ -19,10 +19,23 @@ export function ServiceLink({ url }: { url: string }): JSX.Element {
   );
 }
 
-/** The API and Swagger rows of a service's ``<dl>``. */
-export function ServiceUrls(props: { url: string; swagger: string }): JSX.Element {
+/** The API and Swagger rows of a service's ``<dl>``, and its try-it page (the hub's marketplace) when
+ * the service is offered there: any hub user who may see the model can try it, without a server. */
+export function ServiceUrls(props: { url: string; swagger: string; tryUrl?: string }): JSX.Element {
+  const tryHref = props.tryUrl ? safeHref(props.tryUrl) : undefined;
   return (
     <>
+      {tryHref && (
+        <>
+          <dt>Try it</dt>
+          <dd>
+            <a href={tryHref} target="_blank" rel="noopener noreferrer" data-testid="service-try-it">
+              Try it
+            </a>{' '}
+            (the marketplace's page: any hub user who may see this model can try it)
+          </dd>
+        </>
+      )}
       <dt>API</dt>
       <dd>
         <ServiceLink url={props.url} />

@@ -22,6 +22,8 @@ export interface IService {
   url: string;
   swagger: string;
   error: string;
+  try_url?: string;
+  try_error?: string;
   log?: string;
 }
 
@@ -53,11 +55,12 @@ function ServiceRow(props: { service: IService; onChanged: () => void }): JSX.El
         <span className={`jp-deepvre-badge jp-mod-${BADGES[service.state.split(' ')[0]] ?? 'failed'}`}>{service.state}</span>
       </h3>
       <dl className="jp-deepvre-service">
-        <ServiceUrls url={service.url} swagger={service.swagger} />
+        <ServiceUrls url={service.url} swagger={service.swagger} tryUrl={service.try_url} />
         <dt>{service.ready_at ? 'Ready for' : 'Started'}</dt>
         <dd>{formatDuration(now - (service.ready_at ?? service.started))}{service.ready_at ? '' : ' ago'}</dd>
       </dl>
       {service.error && <pre className="jp-deepvre-status jp-mod-error">{service.error}</pre>}
+      {service.try_error && <p className="jp-deepvre-status jp-mod-error">{service.try_error}</p>}
       <div className="jp-deepvre-actions">
         <button className="jp-mod-styled" onClick={showLog}>
           {log === null ? 'Show log' : 'Refresh log'}
