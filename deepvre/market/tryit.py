@@ -123,12 +123,14 @@ class Registrations:
                 session.delete(row)
             return row is not None
 
-    def answering(self, name, version, owner=None):
-        """The registration that answers ``name`` ``version``: the model ``owner``'s, else the latest."""
+    def answering(self, name, version, owner=None, caller=None):
+        """The registration that answers ``name`` ``version`` for the user ``caller``: the model
+        ``owner``'s, else the caller's own (a base model they serve: never another user's service),
+        else the latest."""
         with self.catalog.Session() as session:
             rows = list(session.scalars(sa.select(TryitRow).where(TryitRow.name == name, TryitRow.version == version)
                                         .order_by(TryitRow.registered.desc())))
-        own = [row for row in rows if row.server_user == owner]
+        own = [row for row in rows if row.server_user == owner] or [row for row in rows if row.server_user == caller]
         return (own or rows or [None])[0]
 
     @staticmethod

@@ -77,7 +77,7 @@ async def ask_service(row, method, rest="", body=None, content_type=None):
         return 504, {"message": "the model's service did not answer in time"}
     try:
         data = json.loads(resp.body or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         data = None
     if not isinstance(data, dict):
         return 502, {"message": f"the model's service answered {resp.code} without JSON"}
@@ -229,7 +229,7 @@ class TryPageHandler(TryBase):
             return
         who = await self.caller()
         entry = await self.call(self.catalog.show, who, name, version)  # NotFound: 404 (a private name stays unknown)
-        row = await self.call(self.registrations.answering, entry["name"], entry["version"], entry["owner"])
+        row = await self.call(self.registrations.answering, entry["name"], entry["version"], entry["owner"], who.name)
         spec = (entry["metadata"].get("deepvre") or {}).get("input") or {}
         labels = spec.get("labels") or (entry["metadata"].get("deepvre") or {}).get("labels") or []
         from .catalog import SYSTEM_ACCOUNT
@@ -274,7 +274,8 @@ class TryPredictHandler(TryBase):
 
     async def post(self, name, version):
         entry = await self.call(self.catalog.show, self.who, name, version)
-        row = await self.call(self.registrations.answering, entry["name"], entry["version"], entry["owner"])
+        row = await self.call(self.registrations.answering, entry["name"], entry["version"], entry["owner"],
+                              self.who.name)
         if row is None:
             raise NotFound(f"{entry['name']} {entry['version']} is not served right now")
         content_type = self.request.headers.get("Content-Type", "")
