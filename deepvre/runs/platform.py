@@ -90,6 +90,19 @@ def capture(data_manifest=None, lock_file=LOCK_FILE):
     )
 
 
+def of_run(run_path):
+    """What the run in folder ``run_path`` ran on (its ``environment.json``, written by its worker);
+    this process's when it has none (a run from before, or a damaged file)."""
+    import json
+
+    try:
+        with open(os.path.join(run_path, ENVIRONMENT)) as fh:
+            found = json.load(fh)
+    except (OSError, ValueError):
+        found = None
+    return found if isinstance(found, dict) and "packages" in found else capture()
+
+
 def diff(recorded, current):
     """What differs from ``recorded`` in ``current`` (both :func:`describe` records): ``{"packages":
     {"added": {n: v}, "removed": {n: v}, "changed": {n: [recorded, current]}}, "python": [a, b] or

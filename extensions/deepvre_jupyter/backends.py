@@ -128,6 +128,8 @@ def publish_run(run, name, version, lineage, visibility="private", folder=None):
     The run's notebook writes ``model.keras`` (and ``metrics.json``, ``preprocessing.json``) into
     that folder (:func:`deepvre.runs.outputs.find_models` finds it); the metadata starts from the base model's and names the run's notebook.
     """
+    from deepvre.runs import platform
+
     market = market_client()
     folder = folder or run.path
     files = {f: os.path.join(folder, f) for f in ("model.keras", "preprocessing.json", "metrics.json", "run.json")
@@ -137,6 +139,7 @@ def publish_run(run, name, version, lineage, visibility="private", folder=None):
     files["training.ipynb"] = os.path.join(run.path, "output.ipynb")
     base = market.show(lineage["model"], lineage.get("version") or None) if lineage.get("model") else None
     document = catalog_document(base, name, version or "1.0.0", run, visibility, folder)
+    document["deepvre"]["environment"] = platform.of_run(run.path)  # what the run ran on
     return market.publish(document, files, visibility=visibility)
 
 

@@ -69,6 +69,7 @@ def test_publish_a_trained_run_with_its_lineage(api, own_market, jp_root_dir):
     published = connect().show("colours-ft", "1.0.0")["metadata"]
     assert published["deepvre"]["input"]["labels"] == ["crimson", "lime", "navy"]
     assert published["deepvre"]["training"] == {"notebook": "training.ipynb", "parameters": {"epochs": 2}}
+    assert published["deepvre"]["environment"] == json.loads((jp_root_dir / "runs" / run["id"] / "environment.json").read_text())
     assert published["title"].endswith("(fine-tuned: colours-ft)") and "transfer-learning" in published["tags"]
     pulled = own_market / "pulled"
     connect().pull("colours-ft", "1.0.0", str(pulled))

@@ -78,3 +78,12 @@ def test_gpus_from_nvidia_smi(tmp_path, monkeypatch):
     assert platform.nvidia_gpus() == []
     monkeypatch.setenv("PATH", "/nonexistent")
     assert platform.nvidia_gpus() == []
+
+
+def test_a_runs_environment_is_its_own_file_else_this_process(tmp_path):
+    recorded = record()
+    (tmp_path / platform.ENVIRONMENT).write_text(json.dumps(recorded))
+    assert platform.of_run(str(tmp_path)) == recorded
+    (tmp_path / platform.ENVIRONMENT).write_text("{not json")
+    assert platform.of_run(str(tmp_path))["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert platform.of_run(str(tmp_path / "missing"))["packages"]
