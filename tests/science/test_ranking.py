@@ -212,11 +212,12 @@ def test_cli_ranks_and_fails_clearly(cells, catalog, tmp_path, monkeypatch):
     assert ranked.index("mobilenet-v2-imagenet:1.0.0") < ranked.index("random:mobilenet-v2-imagenet:1.0.0")
     assert any("gray-cells:1.0.0" in line and "skipped: takes 1 channel(s)" in line for line in lines)
     assert "features: " in result.stderr and "features: " not in result.stdout  # progress on stderr
-    as_json = CliRunner().invoke(main, ["market", "rank", str(cells), "--json", "--limit", "1"])
-    assert as_json.exit_code == 0, as_json.output
-    parsed = json.loads(as_json.stdout)
-    assert [r["model"] for r in parsed["models"]] == ["mobilenet-v2-imagenet:1.0.0", "random:mobilenet-v2-imagenet:1.0.0"]
-    assert {"model": "bob-cells:1.0.0", "reason": "over --limit 1"} in parsed["skipped"]
+    # --limit keeps the first models (base models first) and says why the others are left out
+    from deepvre.market.client import connect
+
+    kept, skipped = ranking.candidates(connect(), ranking.describe_data(cells), limit=1)
+    assert [c["entry"]["name"] for c in kept] == ["mobilenet-v2-imagenet"]
+    assert {"model": "bob-cells:1.0.0", "reason": "over --limit 1"} in skipped
 
 
 def test_cli_prints_the_table_and_errors(cells, catalog, tmp_path, monkeypatch):
