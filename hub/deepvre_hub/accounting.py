@@ -9,6 +9,7 @@ its own, ``gone`` when a restarted hub found it gone.
 
 import asyncio
 import html
+import time
 
 from jupyterhub import orm
 from jupyterhub.handlers.base import BaseHandler
@@ -137,6 +138,30 @@ class AccountingMixin(HasTraits):
         self.hold_gpus(profile)
         self.usage_id = self.book.open(self.user.name, self.name, profile["slug"], self.gpu_ids, start=now)
         self.end_reason = usage.FAILED
+
+    async def admit_queued(self, profile):
+        """:meth:`admit`, after a wait in the GPU queue when free GPUs are all that is missing (a
+        quota refusal comes at once, not after the wait, and is checked again at the turn)."""
+        count = int(profile.get("gpus", 0))
+        try:
+            if not self.needs_queue(count):
+                self.admit(profile)
+                return
+            if self.book is not None:
+                why = self.quota_refusal(profile, usage.utcnow())
+                if why:
+                    self.log.info("deepvre: quota refused %s: %s", self.owner, why)
+                    raise refusal(429, why)
+            await self.wait_for_gpus(count)
+            try:
+                self.admit(profile)  # no await since the turn came: nobody took the GPUs
+                woke = self.gpu_queue.notified_at
+                self.log.info("deepvre: %s admitted from the GPU queue, %.1f ms after the wake-up", self.owner,
+                              (time.monotonic() - woke) * 1000 if woke else -1)
+            finally:
+                self.gpu_queue.leave(self.owner)
+        finally:
+            self.gpus_decided = True
 
     def close_usage(self, reason=None, who=None):
         if self.usage_id and self.book is not None:

@@ -572,7 +572,7 @@ class ContainerSpawner(AccountingMixin, LocalGpusMixin, ProfileSpawnerMixin, Doc
     async def start(self):
         profile = self.reduce_user_options()
         await self.discover_gpus()
-        self.admit(profile)  # quotas, GPUs and the accounting row
+        await self.admit_queued(profile)  # quotas, the GPU queue, GPUs and the accounting row
         self.profile_slug = profile["slug"]
         self.cpu_limit, self.mem_limit = container_limits(profile)
         self.extra_host_config = host_config(profile, self.gpu_ids, self.gpu_device_style, self.pids_limit,
@@ -629,6 +629,7 @@ def configure(c, settings, state_dir):
     c.Spawner.http_timeout = 120
     c.ContainerSpawner.profiles = settings.get("profiles") or []
     c.ContainerSpawner.gpu_settings = settings["gpus"]
+    c.ContainerSpawner.culling = settings["culling"]  # the GPU queue's estimate
     c.ContainerSpawner.gpu_device_style = section["gpu_devices"]
     c.ContainerSpawner.home_volumes = section["home_volumes"]
     c.ContainerSpawner.pids_limit = section["pids_limit"]

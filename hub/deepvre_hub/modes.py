@@ -109,6 +109,7 @@ def configure_local(c, settings, state_dir):
     c.Spawner.http_timeout = 120
     c.DeepvreSpawner.profiles = settings.get("profiles") or []
     c.DeepvreSpawner.gpu_settings = settings["gpus"]
+    c.DeepvreSpawner.culling = settings["culling"]  # the GPU queue's estimate
     c.DeepvreSpawner.enforce_limits = settings["hub"]["enforce_limits"]
     configure_usage(c, settings, state_dir)
     if settings["hub"]["enforce_limits"] != "off" and accounts.hub_is_root():

@@ -9,6 +9,7 @@ for the local process and container spawners.
 """
 
 import asyncio
+import datetime
 import functools
 import html
 
@@ -17,7 +18,7 @@ from traitlets import Dict, HasTraits, List, Unicode, default
 
 from deepvre.site import profiles
 
-from . import accounts, gpus
+from . import accounts, culler, gpu_queue, gpus
 
 
 def refusal(status, message):
@@ -187,8 +188,9 @@ class ProfileSpawnerMixin(AccountSettings):
         self.profile_slug = ""
 
 
-# One allocator per hub process and GPU settings, shared by every spawner (built on first use).
+# One allocator and one queue per hub process and GPU settings, shared by every spawner (built on first use).
 _ALLOCATORS = {}
+_QUEUES = {}
 
 
 class LocalGpusMixin(HasTraits):
@@ -208,7 +210,19 @@ class LocalGpusMixin(HasTraits):
         """,
     )
 
+    culling = Dict(
+        config=True,
+        help="""The idle culler's settings (the ``culling:`` section): the GPU queue's estimate of when
+        a GPU frees up comes from the running GPU servers' idle limits.
+
+        Example: ``{"enabled": True, "timeout": 3600, "gpu_timeout": 900, "every": 60}``
+        """,
+    )
+
     gpu_ids = List(help="GPU indices this server holds (kept in the spawner state).")
+
+    gpus_decided = False  # this spawn is past the GPU queue (admitted or refused): progress() stops
+    base_start_timeout = None  # the configured start_timeout; a GPU spawn gets the queue's wait on top
 
     @property
     def owner(self):
@@ -238,6 +252,110 @@ class LocalGpusMixin(HasTraits):
         free, total = len(self.allocator.free()), self.allocator.total
         return free, total, f"GPUs free now: {free} of {total}"
 
+    # --- the GPU queue (gpu_queue) ------------------------------------------------------
+
+    @property
+    def gpu_queue(self):
+        return _QUEUES.setdefault(self._allocator_key(), gpu_queue.GpuQueue())
+
+    @property
+    def queue_settings(self):
+        return {"enabled": True, "timeout": 86400, "priorities": {}, **(self.gpu_settings.get("queue") or {})}
+
+    def queue_priority(self):
+        """The highest ``gpus.queue.priorities`` of this user's groups (0 without one)."""
+        priorities = self.queue_settings["priorities"]
+        return max([priorities[g.name] for g in getattr(self.user, "groups", []) if g.name in priorities] + [0])
+
+    def needs_queue(self, count):
+        """Whether a request of ``count`` GPUs waits: the queue is on, the machine has that many, the
+        user's ``gpus.per_user`` allows them, and they are not free now (or others wait first).
+        Otherwise the allocation answers at once (GPUs, or a refusal waiting would not cure)."""
+        if count <= 0 or not self.queue_settings["enabled"] or count > self.allocator.total:
+            return False
+        per_user = self.gpu_settings.get("per_user")
+        user = self.user.name + "/"
+        theirs = sum(1 for o in self.allocator.holders.values() if o.startswith(user) and o != self.owner)
+        if per_user is not None and theirs + count > per_user:
+            return False
+        return self.gpu_queue.must_wait(count, len(self.allocator.free()), self.queue_priority())
+
+    async def wait_for_gpus(self, count):
+        """Queue, wait for this request's turn; returns with the GPUs free for a synchronous
+        allocation (the caller leaves the queue after it). Refused after ``gpus.queue.timeout``."""
+        queue, timeout = self.gpu_queue, self.queue_settings["timeout"]
+        queue.join(self.owner, count, self.queue_priority())
+        self.log.info("deepvre: %s waits for %d GPU(s), %s in the queue", self.owner, count,
+                      gpu_queue.ordinal(queue.place(self.owner)))
+        try:
+            await asyncio.wait_for(queue.wait_turn(self.owner, lambda: len(self.allocator.free())), timeout)
+        except TimeoutError:
+            queue.leave(self.owner)
+            raise refusal(503, f"No GPU freed up in {timeout} s of waiting in the queue; try again later.") from None
+        except BaseException:  # cancelled: the user stopped the pending server
+            queue.leave(self.owner)
+            raise
+
+    def gpu_releases(self, now):
+        """``(when, gpus, (user, why))`` per running GPU server: when the idle culler stops it at the
+        latest if it stays idle from now on (nothing without culling)."""
+        if not self.culling or not self.culling.get("enabled", True):
+            return []
+        from jupyterhub import orm
+
+        timeouts = {p["slug"]: p["idle_timeout"] for p in self.profiles if p.get("idle_timeout")}
+        counts = {}
+        for owner in self.allocator.holders.values():
+            counts[owner] = counts.get(owner, 0) + 1
+        releases = []
+        for owner, count in counts.items():
+            user, server = owner.split("/", 1)
+            found = (self.user.db.query(orm.Spawner).join(orm.User, orm.Spawner.user_id == orm.User.id)
+                     .filter(orm.User.name == user, orm.Spawner.name == server).first())
+            if found is None or found.server is None:
+                continue
+            limit = culler.idle_limit({"state": found.state}, self.culling["timeout"], self.culling["gpu_timeout"],
+                                      timeouts)
+            since = found.last_activity or found.started or now
+            when = max(since + datetime.timedelta(seconds=limit), now)
+            releases.append((when, count, (user, f"idle limit {limit // 60} min")))
+        return releases
+
+    def queue_message(self, now):
+        place = self.gpu_queue.place(self.owner)
+        waiter = self.gpu_queue.waiter(self.owner)
+        needed = self.gpu_queue.gpus_ahead(self.owner) + waiter.gpus - len(self.allocator.free())
+        return gpu_queue.progress_message(place, gpu_queue.estimate(self.gpu_releases(now), needed), now)
+
+    async def progress(self):
+        """Progress events: this spawn's place in the GPU queue and the estimate, again at each
+        change of the queue (and each minute), until it is admitted; then the spawner's own."""
+        last = None
+        while not self.gpus_decided:
+            queued = self.gpu_queue.place(self.owner) is not None
+            if queued:
+                message = self.queue_message(datetime.datetime.now(datetime.UTC).replace(tzinfo=None))
+                if message != last:
+                    yield {"progress": 5, "message": message}
+                    last = message
+            await self.gpu_queue.changed(60 if queued else 0.5)
+        async for event in super().progress():
+            yield event
+
+    def run_pre_spawn_hook(self):
+        """Before ``start()`` (JupyterHub reads ``start_timeout`` before ``start()`` runs): a GPU
+        spawn may wait in the queue for ``gpus.queue.timeout`` on top of its start timeout."""
+        if self.base_start_timeout is None:
+            self.base_start_timeout = self.start_timeout
+        self.gpus_decided = False
+        try:
+            count = int(self.chosen_profile().get("gpus", 0))
+        except web.HTTPError:
+            count = 0
+        queued = count > 0 and self.queue_settings["enabled"]
+        self.start_timeout = self.base_start_timeout + (self.queue_settings["timeout"] if queued else 0)
+        return super().run_pre_spawn_hook()
+
     def hold_gpus(self, profile):
         """Give this server the GPUs ``profile`` asks for (409 when they are not free)."""
         try:
@@ -246,7 +364,8 @@ class LocalGpusMixin(HasTraits):
             raise refusal(409, str(err)) from None
 
     def release_gpus(self):
-        self.allocator.release(self.owner)
+        if self.allocator.release(self.owner):
+            self.gpu_queue.notify()  # the head of the queue that now fits starts at once
         self.gpu_ids = []
 
     def gpus_restored(self):

@@ -219,7 +219,7 @@ class DeepvreSpawner(AccountingMixin, LocalGpusMixin, ProfileSpawnerMixin, Local
         profile = self.reduce_user_options()
         await self.offer_examples()
         await self.discover_gpus()
-        self.admit(profile)  # quotas, GPUs and the accounting row
+        await self.admit_queued(profile)  # quotas, the GPU queue, GPUs and the accounting row
         self.profile_slug = profile["slug"]
         # this profile's limits only (not those of the profile this server last ran with)
         self.cpu_limit = float(profile["cpu"]) if profile.get("cpu") else None

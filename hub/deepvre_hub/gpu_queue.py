@@ -1,0 +1,140 @@
+"""The local GPU queue: a GPU spawn that finds too few free GPUs waits here instead of failing.
+
+Pure bookkeeping plus one asyncio wait. Order: higher priority first (a group's
+``gpus.queue.priorities``), then first come, first served. The rule: **only the head of the
+queue may take GPUs**. A later request waits even when it would fit, so nobody is overtaken and
+a large request is not starved by a stream of small ones (GPUs may then stay free while the head
+waits for more). A new request joins behind every waiter of its own or a higher priority, even
+when GPUs are free now. :meth:`GpuQueue.notify` (called when GPUs are released, or a waiter
+leaves) wakes the waiters at once; the head that now fits takes its GPUs without an ``await``
+between the check and the allocation (the spawner does that right after :meth:`wait_turn`).
+"""
+
+import asyncio
+import datetime
+import itertools
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(order=True)
+class Waiter:
+    sort_key: tuple = field(init=False, repr=False)
+    owner: str = field(compare=False)  # "user/server"
+    gpus: int = field(compare=False)
+    priority: int = field(default=0, compare=False)
+    queued: datetime.datetime = field(default=None, compare=False)
+    seq: int = field(default=0, compare=False)
+
+    def __post_init__(self):
+        self.sort_key = (-self.priority, self.seq)
+
+
+class GpuQueue:
+    """The waiting GPU requests of one machine, in the order they will get GPUs."""
+
+    def __init__(self):
+        self.waiting = []
+        self._seq = itertools.count()
+        self._changed = None  # asyncio.Event of the current generation: set (and replaced) by notify()
+        self.notified_at = None  # time.monotonic() of the last notify(): the benchmark's release time
+
+    def join(self, owner, gpus, priority=0, queued=None):
+        """Queue ``owner``'s request (behind every waiter of the same or a higher priority)."""
+        if self.place(owner) is not None:
+            raise ValueError(f"{owner} is already waiting for a GPU")
+        waiter = Waiter(owner, int(gpus), int(priority), queued or datetime.datetime.now(datetime.UTC),
+                        next(self._seq))
+        self.waiting.append(waiter)
+        self.waiting.sort()
+        self.notify()  # a progress page of someone behind shows the new place
+        return waiter
+
+    def leave(self, owner):
+        """Drop ``owner``'s request (admitted, cancelled or refused); wake the others."""
+        before = len(self.waiting)
+        self.waiting = [w for w in self.waiting if w.owner != owner]
+        if len(self.waiting) != before:
+            self.notify()
+
+    def place(self, owner):
+        """1-based place of ``owner`` in the queue, or None."""
+        return next((i for i, w in enumerate(self.waiting, 1) if w.owner == owner), None)
+
+    def waiter(self, owner):
+        return next((w for w in self.waiting if w.owner == owner), None)
+
+    def must_wait(self, gpus, free, priority=0):
+        """Whether a new request must queue: too few GPUs free, or someone of its priority or a
+        higher one is waiting already."""
+        return gpus > free or any(w.priority >= priority for w in self.waiting)
+
+    def is_turn(self, owner, free):
+        """``owner`` is the head and its GPUs are free."""
+        return bool(self.waiting) and self.waiting[0].owner == owner and self.waiting[0].gpus <= free
+
+    def gpus_ahead(self, owner):
+        """GPUs the waiters ahead of ``owner`` will take first."""
+        total = 0
+        for w in self.waiting:
+            if w.owner == owner:
+                return total
+            total += w.gpus
+        return total
+
+    # --- the asyncio side ----------------------------------------------------------------
+
+    def _event(self):
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
+
+    def notify(self):
+        """Wake everyone waiting on a change (synchronous: called from ``release_gpus``)."""
+        self.notified_at = time.monotonic()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def changed(self, timeout=None):
+        """Return at the next :meth:`notify`, or after ``timeout`` seconds."""
+        event = self._event()
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def wait_turn(self, owner, free):
+        """Return when ``owner`` is the head and ``free()`` GPUs suffice; the caller takes them
+        before its next ``await`` and then leaves the queue."""
+        while not self.is_turn(owner, free()):
+            if self.place(owner) is None:
+                raise RuntimeError(f"{owner} left the GPU queue")
+            await self._event().wait()
+
+
+def ordinal(n):
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def estimate(releases, needed):
+    """When ``needed`` more GPUs will have been given back, at the latest, if the servers holding
+    them end at their limits. ``releases``: ``(when, gpus, holder)`` per running GPU server (when:
+    None for a server without a limit). Returns ``(when, holder)`` of the release that completes
+    the count, or None when the known limits do not free enough."""
+    count = 0
+    for when, gpus, holder in sorted((r for r in releases if r[0] is not None), key=lambda r: r[0]):
+        count += gpus
+        if count >= needed:
+            return when, holder
+    return None
+
+
+def progress_message(place, found, now):
+    """The progress page's line: the place, and the estimate from :func:`estimate` (or why none)."""
+    line = f"Waiting for a GPU: {ordinal(place)} in the queue"
+    if found is None:
+        return line + "; no estimate: the GPU servers running now have no idle limit that frees enough GPUs."
+    when, (holder, why) = found
+    at = when.strftime("%H:%M UTC") if when.date() == now.date() else when.strftime("%Y-%m-%d %H:%M UTC")
+    return line + f"; a GPU frees up by {at} if {holder}'s server stays idle ({why})."

@@ -1,0 +1,95 @@
+"""The GPU queue's bookkeeping and its asyncio wait (pure): order, the head-only rule, priorities,
+the wake-up at a release, and the progress line's estimate."""
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from deepvre_hub import gpu_queue
+
+NOW = dt.datetime(2026, 11, 30, 13, 0)
+
+
+def test_first_come_first_served_within_a_priority_higher_first():
+    q = gpu_queue.GpuQueue()
+    q.join("bob/", 1)
+    q.join("carol/", 1)
+    q.join("dave/", 1, priority=5)
+    q.join("erin/", 1, priority=5)
+    assert [w.owner for w in q.waiting] == ["dave/", "erin/", "bob/", "carol/"]
+    assert (q.place("bob/"), q.place("zoe/")) == (3, None)
+    with pytest.raises(ValueError, match="already waiting"):
+        q.join("bob/", 1)
+    q.leave("dave/")
+    assert q.place("bob/") == 2
+
+
+def test_only_the_head_takes_gpus_a_later_smaller_request_waits():
+    q = gpu_queue.GpuQueue()
+    q.join("big/", 2)
+    q.join("small/", 1)
+    assert not q.is_turn("small/", free=1) and not q.is_turn("big/", free=1)
+    assert q.is_turn("big/", free=2)
+    assert q.gpus_ahead("small/") == 2
+    # a newcomer queues behind waiters of its priority even with a free GPU; a higher priority goes first
+    assert q.must_wait(1, free=1) and not q.must_wait(1, free=1, priority=1)
+    assert not gpu_queue.GpuQueue().must_wait(1, free=1) and gpu_queue.GpuQueue().must_wait(2, free=1)
+
+
+def test_a_release_wakes_the_head_at_once():
+    async def scenario():
+        q = gpu_queue.GpuQueue()
+        free = {"n": 0}
+        order = []
+        q.join("bob/", 1)
+        q.join("carol/", 1)
+
+        async def waiter(owner):
+            await q.wait_turn(owner, lambda: free["n"])
+            free["n"] -= 1  # the allocation, before any await
+            order.append(owner)
+            q.leave(owner)
+
+        tasks = [asyncio.create_task(waiter(o)) for o in ("carol/", "bob/")]
+        await asyncio.sleep(0.05)
+        assert order == []
+        free["n"] = 1
+        q.notify()
+        await asyncio.sleep(0.05)
+        assert order == ["bob/"] and q.place("carol/") == 1  # carol did not take it: not her turn, none left
+        free["n"] = 1
+        q.notify()
+        await asyncio.wait_for(asyncio.gather(*tasks), 1)
+        assert order == ["bob/", "carol/"] and q.waiting == []
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_lets_the_next_move_up():
+    async def scenario():
+        q = gpu_queue.GpuQueue()
+        q.join("bob/", 1)
+        q.join("carol/", 1)
+        task = asyncio.create_task(q.wait_turn("carol/", lambda: 1))
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        q.leave("bob/")
+        await asyncio.wait_for(task, 1)
+        assert q.place("carol/") == 1
+
+    asyncio.run(scenario())
+
+
+def test_estimate_and_message():
+    releases = [(NOW + dt.timedelta(hours=2), 1, ("alice", "idle limit 15 min")),
+                (NOW + dt.timedelta(minutes=5), 1, ("dave", "idle limit 15 min")),
+                (None, 1, ("erin", ""))]
+    assert gpu_queue.estimate(releases, 1)[1] == ("dave", "idle limit 15 min")
+    assert gpu_queue.estimate(releases, 2)[0] == NOW + dt.timedelta(hours=2)
+    assert gpu_queue.estimate(releases, 3) is None
+    line = gpu_queue.progress_message(2, gpu_queue.estimate(releases, 2), NOW)
+    assert line == ("Waiting for a GPU: 2nd in the queue; a GPU frees up by 15:00 UTC if alice's server "
+                    "stays idle (idle limit 15 min).")
+    assert gpu_queue.progress_message(11, None, NOW).startswith("Waiting for a GPU: 11th in the queue; no estimate")
+    assert [gpu_queue.ordinal(n) for n in (1, 2, 3, 4, 12, 21, 113)] == ["1st", "2nd", "3rd", "4th", "12th", "21st", "113th"]
