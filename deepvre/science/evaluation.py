@@ -286,6 +286,15 @@ def colour_statistics(images):
                            (gx + gy)[:, None], lap[:, None]], axis=1)
 
 
+def squared_spectral_norm(z):
+    """``np.linalg.norm(z, 2) ** 2``: the largest eigenvalue of the smaller Gram matrix (exact to
+    rounding, 20x faster than the full SVD for a 2000 x 1281 feature matrix)."""
+    import scipy.linalg
+
+    gram = z.T @ z if z.shape[1] <= z.shape[0] else z @ z.T
+    return float(scipy.linalg.eigvalsh(gram, subset_by_index=[len(gram) - 1, len(gram) - 1])[0])
+
+
 def fit_logistic(x, y, n_classes, l2=1e-2, steps=1000):
     """Multinomial logistic regression on standardised ``x`` (accelerated full-batch gradient
     descent from zero weights, step 1/L: deterministic). Returns a model dict for :func:`predict_logistic`."""
@@ -295,7 +304,7 @@ def fit_logistic(x, y, n_classes, l2=1e-2, steps=1000):
     scale[scale < 1e-12] = 1.0
     z = np.hstack([(x - centre) / scale, np.ones((len(x), 1))])
     onehot = np.eye(n_classes)[y]
-    lipschitz = 0.5 * np.linalg.norm(z, 2) ** 2 / len(z) + l2
+    lipschitz = 0.5 * squared_spectral_norm(z) / len(z) + l2
     w = np.zeros((z.shape[1], n_classes))
     v, t = w.copy(), 1.0
     penalty = np.ones((z.shape[1], 1))

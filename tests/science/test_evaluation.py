@@ -190,3 +190,10 @@ def test_comparison_block_summarises_every_arm_and_applies_the_claim_rule():
     assert error["claim"]["helps"]
     with pytest.raises(ValueError, match="lack"):
         ev.comparison("accuracy", {"transfer": [1, 1]})
+
+
+def test_the_step_size_uses_the_exact_spectral_norm_of_tall_and_wide_matrices():
+    rng = np.random.default_rng(3)
+    for shape in ((40, 7), (7, 40), (1, 1)):
+        z = rng.normal(size=shape)
+        assert ev.squared_spectral_norm(z) == pytest.approx(np.linalg.norm(z, 2) ** 2, rel=1e-12)
