@@ -25,7 +25,7 @@ from tornado import httpclient, template, web
 
 from ..errors import NotFound
 from .handlers import BaseHandler, log
-from .tryit import Registrations, check_address
+from .tryit import Registrations
 
 UPLOAD_LIMIT = 32 * 2**20  # the launcher's own (deepvre.serving.launch.UPLOAD_LIMIT)
 ANSWER_LIMIT = 2**20

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import requests
 
-from deepvre.market.trypage import platform_ports
 from deepvre.market.tryit import check_address
+from deepvre.market.trypage import platform_ports
 
 from .conftest import colour_images
 from .test_serving import png_bytes
@@ -20,7 +20,7 @@ def predict(hub, user, name="tiny-colours", version="1.0.0", **kw):
                          timeout=120, **kw)
 
 
-def test_a_second_user_predicts_through_the_try_it_page(tryit_hub):
+def test_a_second_user_predicts_through_the_try_it_page(tryit_hub):  # noqa: F811
     hub = tryit_hub
     page = requests.get(f"{hub['market_url']}try/tiny-colours/1.0.0", headers=auth(hub["tokens"]["bob"]), timeout=30)
     assert page.status_code == 200, page.text
@@ -42,7 +42,7 @@ def test_a_second_user_predicts_through_the_try_it_page(tryit_hub):
     assert r.status_code == 400 and "not an image" in r.json()["message"], r.text
 
 
-def test_who_may_not_see_the_model_gets_404(tryit_hub):
+def test_who_may_not_see_the_model_gets_404(tryit_hub):  # noqa: F811
     hub = tryit_hub
     for user in ("bob", "carol"):
         for name in ("tiny-secret", "no-such-model"):
@@ -61,7 +61,7 @@ def test_who_may_not_see_the_model_gets_404(tryit_hub):
                          timeout=30).status_code in (401, 403)
 
 
-def test_registration_of_someone_elses_model_is_refused(tryit_hub):
+def test_registration_of_someone_elses_model_is_refused(tryit_hub):  # noqa: F811
     hub = tryit_hub
     r = register(hub, "bob", hub["service"])
     assert r.status_code == 403 and "alice" in r.json()["message"], r.text
@@ -73,7 +73,7 @@ def test_registration_of_someone_elses_model_is_refused(tryit_hub):
     assert "<b>alice</b>" in page.text
 
 
-def test_bad_registrations_are_refused(tryit_hub):
+def test_bad_registrations_are_refused(tryit_hub):  # noqa: F811
     hub = tryit_hub
     for overrides, words in (({"try_token": "short"}, "try_token"), ({"base_path": "not/a/path"}, "base_path"),
                              ({"base_path": "/user/alice/../bob"}, "base_path"),

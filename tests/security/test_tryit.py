@@ -49,7 +49,7 @@ def hub_api_port(hub):
     return int(re.search(r"Hub API listening on http://[^:]+:(\d+)", Path(hub["log"]).read_text()).group(1))
 
 
-def test_tryit_registration_refuses_platform_ports_host_names_and_foreign_addresses(tryit_hub):
+def test_tryit_registration_refuses_platform_ports_host_names_and_foreign_addresses(tryit_hub):  # noqa: F811
     hub = tryit_hub
     proxy_port = int(hub["url"].rsplit(":", 1)[1])
     market_port = int(hub["service_url"].split(":")[2].split("/")[0])
@@ -74,7 +74,7 @@ def test_tryit_registration_refuses_platform_ports_host_names_and_foreign_addres
     assert "<b>alice</b>" in page.text
 
 
-def test_tryit_a_second_user_cannot_try_or_claim_a_private_model(tryit_hub):
+def test_tryit_a_second_user_cannot_try_or_claim_a_private_model(tryit_hub):  # noqa: F811
     hub = tryit_hub
     for headers in (auth(hub["tokens"]["bob"]), auth(hub["tokens"]["carol"])):
         for path in ("try/tiny-secret/1.0.0", "try/tiny-secret/1.0.0/", "try/tiny%2Dsecret/1.0.0"):
@@ -90,7 +90,7 @@ def test_tryit_a_second_user_cannot_try_or_claim_a_private_model(tryit_hub):
         assert "predictions" not in r.text
 
 
-def test_tryit_never_shows_the_service_address_or_token(tryit_hub):
+def test_tryit_never_shows_the_service_address_or_token(tryit_hub):  # noqa: F811
     hub = tryit_hub
     secret, port = hub["service"]["token"], hub["service"]["address"].rsplit(":", 1)[1]
     answers = [hub["registered"].text]
