@@ -108,7 +108,7 @@ class ProfileSpawnerMixin(AccountSettings):
         """The spawn page: each profile, what it gives, the GPUs, and why one is disabled."""
         free, total, gpu_line = self.gpu_capacity()
         choices = self.user_profiles()
-        reasons = {p["slug"]: profiles.unavailable_reason(p, free, total) or self.profile_refusal(p) for p in choices}
+        reasons = {p["slug"]: self.gpu_unavailable(p, free, total) or self.profile_refusal(p) for p in choices}
         chosen = profiles.default_profile([p for p in choices if not reasons[p["slug"]]])
         notice = self.form_notice()
         parts = [notice] if notice else []
@@ -118,6 +118,8 @@ class ProfileSpawnerMixin(AccountSettings):
             attrs = " disabled" if reason else (" checked" if p is chosen else "")
             slug = html.escape(p["slug"], quote=True)
             why = f'<br><em class="deepvre-unavailable">Unavailable: {html.escape(reason)}</em>' if reason else ""
+            note = "" if reason else self.gpu_note(p, free)
+            why += f'<br><em class="deepvre-queue">{html.escape(note)}</em>' if note else ""
             parts.append(
                 f'<div class="radio deepvre-profile" data-profile="{slug}"><label>'
                 f'<input type="radio" name="profile" value="{slug}"{attrs}> '
@@ -128,6 +130,14 @@ class ProfileSpawnerMixin(AccountSettings):
 
     def form_notice(self):
         """An HTML warning above the profiles, or ``""``."""
+        return ""
+
+    def gpu_unavailable(self, profile, free, total):
+        """Why the machine's GPUs do not allow ``profile`` now, or None."""
+        return profiles.unavailable_reason(profile, free, total)
+
+    def gpu_note(self, profile, free):
+        """A line under an available profile about its GPUs (the queue), or ``""``."""
         return ""
 
     def profile_refusal(self, profile):
@@ -266,6 +276,21 @@ class LocalGpusMixin(HasTraits):
         """The highest ``gpus.queue.priorities`` of this user's groups (0 without one)."""
         priorities = self.queue_settings["priorities"]
         return max([priorities[g.name] for g in getattr(self.user, "groups", []) if g.name in priorities] + [0])
+
+    def gpu_unavailable(self, profile, free, total):
+        """With the queue on, too few free GPUs is no reason: the spawn waits (:meth:`gpu_note`)."""
+        wanted = int(profile.get("gpus", 0))
+        if self.queue_settings["enabled"] and 0 < wanted <= total:
+            return None
+        return super().gpu_unavailable(profile, free, total)
+
+    def gpu_note(self, profile, free):
+        wanted = int(profile.get("gpus", 0))
+        waiting = len(self.gpu_queue.waiting)
+        if not wanted or (wanted <= free and not waiting):
+            return ""
+        return (f"Needs {wanted} GPU{'s' if wanted > 1 else ''}, {free} free now: your server will wait in the "
+                f"GPU queue ({waiting} waiting now) and start when GPUs free up. You may close the page.")
 
     def needs_queue(self, count):
         """Whether a request of ``count`` GPUs waits: the queue is on, the machine has that many, the

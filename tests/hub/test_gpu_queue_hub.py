@@ -84,7 +84,7 @@ def queue_post(process, token, user, profile="gpu-1", server=""):
 def test_queue_progress_release_cancel_and_refusals(hub):
     process, users = hub
     (alice, _, alice_t), (bob, _, bob_t), (carol, _, carol_t) = users["alice"], users["bob"], users["carol"]
-    (dave, _, dave_t), (erin, _, erin_t) = users["dave"], users["erin"]
+    (dave, _, dave_t), (erin, erin_session, erin_t) = users["dave"], users["erin"]
     assert process.spawn(alice_t, alice, profile="gpu-1").status_code in (201, 202)
     queue_post(process, bob_t, bob)
     queue_post(process, carol_t, carol)
@@ -100,10 +100,18 @@ def test_queue_progress_release_cancel_and_refusals(hub):
     assert r.status_code == 409 and "needs 2 GPUs, 0 of 1 free now" in r.json()["message"], r.text
     assert process.server_model(erin_t, erin) is None and process.server_model(dave_t, dave) is None
 
+    # the spawn page offers the busy GPU profile, saying it will wait; not the one the machine cannot give
+    form = erin_session.get(f"{process.url}/hub/spawn/{erin}", timeout=30).text
+    assert 'value="gpu-1">' in form and 'value="gpu-2" disabled' in form, form
+    assert "Needs 1 GPU, 0 free now: your server will wait in the GPU queue (2 waiting now)" in form
+    assert "Unavailable: needs 2 GPUs, this machine has 1" in form
+
     # bob stops his pending spawn: cancelled, and carol moves up
     process.stop_server(bob_t, bob)
     assert queue_event(process, carol_t, carol).startswith("Waiting for a GPU: 1st in the queue;")
-    queue_post(process, erin_t, erin)
+    page = process.spawn_form(erin_session, erin, "gpu-1")  # erin queues from the spawn page
+    assert f"/hub/spawn-pending/{erin}" in page.url, page.url
+    assert (process.server_model(erin_t, erin) or {}).get("pending") == "spawn"
     assert queue_event(process, erin_t, erin).startswith("Waiting for a GPU: 2nd in the queue;")
 
     # alice's release starts carol (the head), erin still waits, now first

@@ -43,7 +43,8 @@ def hub(tmp_path_factory):
     (fake_bin / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
     (fake_bin / "nvidia-smi").chmod(0o755)
     process = HubProcess(
-        {"profiles": PROFILES, "gpus": {"discovery": "nvidia-smi"}, "hub": {"keep_servers": True, "named_servers": 5}},
+        {"profiles": PROFILES, "gpus": {"discovery": "nvidia-smi", "queue": {"enabled": False}},  # the queue: test_gpu_queue_hub
+         "hub": {"keep_servers": True, "named_servers": 5}},
         tmp / "state", env={"PATH": f"{fake_bin}:{os.environ['PATH']}"},
     )
     process.start()
