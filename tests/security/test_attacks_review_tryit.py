@@ -30,6 +30,17 @@ BOBS = "bobs-colours"
 HOSTILE_BASE = "/user/bob/deepvre/services/7"
 
 
+PROOF = "X-Deepvre-Proof"
+
+
+def sign(token, nonce, method, path):
+    """The try-it signature (``deepvre.serving.launch.try_signature``, where the launcher has it)."""
+    import hashlib
+    import hmac
+
+    return hmac.new(token.encode(), f"{nonce}\n{method}\n{path}".encode(), hashlib.sha256).hexdigest()
+
+
 class HostileService:
     """An HTTP server on loopback that passes the registration check for ``models`` (GET of a
     model's metadata with its token) and answers predictions as ``self.mode`` says; it keeps
@@ -43,9 +54,20 @@ class HostileService:
             def log_message(self, *args):
                 pass
 
+            def signed(self):
+                """Whether the request carries bob's token, as a bearer token or as a signature."""
+                kind, _, value = self.headers.get("Authorization", "").partition(" ")
+                if kind == "token":
+                    return value == outer.token
+                nonce, _, signature = value.partition(" ")
+                return kind == "tryit" and signature == sign(outer.token, nonce, self.command, self.path)
+
             def reply(self, code, body, content_type="application/json", headers=()):
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
+                kind, _, value = self.headers.get("Authorization", "").partition(" ")
+                if kind == "tryit" and self.signed():  # bob's service proves it holds his token
+                    self.send_header(PROOF, sign(outer.token, value.split(" ")[0], "answer", ""))
                 for key, value in headers:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
@@ -58,7 +80,7 @@ class HostileService:
             def do_GET(self):
                 outer.seen.append(("GET", self.path, self.headers.get("Authorization", ""), b""))
                 name = self.path.rstrip("/").rsplit("/", 1)[-1]
-                if self.headers.get("Authorization") == f"token {outer.token}" and name in models:
+                if self.signed() and name in models:
                     self.reply(200, json.dumps({"name": name, "version": version}).encode())
                 else:
                     self.reply(401, b'{"message": "no"}')
