@@ -282,8 +282,30 @@ def test_the_try_token_in_a_query_or_cookie_opens_no_more_than_in_the_header(try
         assert len(accepted(control)) == 1, control
 
 
+def test_names_with_paths_or_html_in_the_try_urls_reach_nothing(hostile):
+    hub = hostile
+    names = ["<script>alert(1)</script>", "%3Cscript%3Ealert(1)%3C%2Fscript%3E", "..", "%2e%2e", f"{NAME}%2F..%2F..",
+             f"..%2F{NAME}", "tiny-secret%2F..%2Ftiny-colours", "%00", "tiny-secret%00", "TINY-SECRET"]
+    for name in names:
+        for version in ("1.0.0", "..", "%2e%2e", "<b>1</b>"):
+            for tail in ("", "/predict"):
+                url = f"{hub['market_url']}try/{name}/{version}{tail}"
+                r = (requests.post(url, data={"array": "[[1]]"}, headers=auth(hub["tokens"]["carol"]), timeout=30)
+                     if tail else requests.get(url, headers=auth(hub["tokens"]["carol"]), timeout=30))
+                assert r.status_code in (400, 403, 404, 405), (url, r.status_code)
+                if r.headers.get("Content-Type", "").startswith("text/html"):  # the names stay text
+                    assert "<script>alert" not in r.text and "<b>1</b>" not in r.text, (url, r.text[:300])
+                else:
+                    assert r.headers["Content-Type"].startswith("application/json"), (url, r.headers)
+                assert "predictions" not in r.text and "Answered by" not in r.text, url
+    for name in ("%2e%2e", f"{NAME}%2F..", "<b>x</b>"):
+        r = requests.delete(f"{hub['service_url']}api/tryit/{name}/1.0.0", headers=auth(hub["tokens"]["bob"]), timeout=30)
+        assert r.status_code in (400, 404), (name, r.status_code)
+
+
 def test_no_try_token_in_the_hubs_log(hostile):
     """Last: after every registration, forward and error above, the log holds no try token."""
     log = Path(hostile["log"]).read_text()
     for token in (hostile["service"]["token"], hostile["bob"].token, hostile["alice"].token):
         assert token not in log
+
