@@ -34,22 +34,22 @@ SECRET = "alice-secret-project"
 HOSTILE = ("=1+2", "@SUM(1)", "<img src=x onerror=alert(1)>")
 
 
+SETTINGS = {
+    "profiles": PROFILES, "hub": {"named_servers": 10, "keep_servers": True},
+    "gpus": {"discovery": "list", "devices": [{"index": str(i)} for i in range(4)]},
+    "quotas": {"default": {"gpus": 1, "servers": 2}},
+}
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     require_root()
     require_proxy()
-    process = HubProcess({
-        "profiles": PROFILES,
-        "gpus": {"discovery": "list", "devices": [{"index": str(i)} for i in range(4)]},
-        "hub": {"named_servers": 10, "keep_servers": True},
-        "quotas": {"default": {"gpus": 1, "servers": 2}},
-    }, tmp_path_factory.mktemp("usage-review-hub") / "state")
+    process = HubProcess(SETTINGS, tmp_path_factory.mktemp("usage-review-hub") / "state")
     with process.running():
         admin = process.login(process.admin, process.admin_password)
-        users = {}
-        for role in ("alice", "bob"):
-            name = f"urv{secrets.token_hex(3)}{role}"
-            users[role] = (name, *process.approved_user(admin, name, PASSWORD))
+        names = [f"urv{secrets.token_hex(3)}{role}" for role in ("alice", "bob")]
+        users = dict(zip(("alice", "bob"), ((n, *process.approved_user(admin, n, PASSWORD)) for n in names)))
         # bob's OS account first, by one start (two first starts at once race for useradd, and fail)
         bob, _, token = users["bob"]
         assert started(process.spawn(token, bob, profile="cpu"))
