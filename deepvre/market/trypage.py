@@ -8,22 +8,30 @@
 - ``GET try/NAME/VERSION``: the page (hub login; any user who may see that version, else 404),
   built from the version's input spec: an image upload with top-k bars, or an array form.
 - ``POST try/NAME/VERSION/predict``: the page's form, forwarded to the service's
-  ``.../v2/models/NAME/predict/`` with the try token (body up to the launcher's 32 MiB, answer up
-  to 1 MiB, ``TIMEOUT_S``), answered with the service's JSON re-serialised (never its raw body).
+  ``.../v2/models/NAME/predict/`` (body up to the launcher's 32 MiB, answer up to 1 MiB,
+  ``TIMEOUT_S``), answered with the service's JSON re-serialised (never its raw body). Requests are
+  signed with the try token, which never leaves the marketplace, and every answer must carry the
+  service's proof (:func:`deepvre.serving.launch.signed_nonce`); the service proves itself on a
+  metadata request before the input goes out, and a registration whose address answers without
+  the proof (the service ended, another process took its port) is dropped.
 
 gradio (AI4OS's try-me) is not used: it is not in requirements.lock, and adding it rebuilds both
 image lock layers in CI (about 16 min); a server-rendered page with a little script does the job.
 """
 
+import hmac
 import ipaddress
 import json
 import os
 import secrets
+import time
 from urllib.parse import quote, urlparse
 
 from tornado import httpclient, template, web
 
 from ..errors import NotFound
+from ..serving.launch import PROOF_HEADER, try_signature
+from .catalog import Caller
 from .handlers import BaseHandler, log
 from .tryit import Registrations
 
@@ -57,15 +65,24 @@ def model_url(address, base_path, name, rest=""):
     return f"http://{address}{base_path}/v2/models/{quote(name, safe='')}/{rest}"
 
 
+class NotTheService(Exception):
+    """The address answered without the registered service's proof: the service ended, and
+    whatever listens there now is not it."""
+
+
 async def ask_service(row, method, rest="", body=None, content_type=None):
     """``(status, JSON)`` of the service of registration ``row``; ``(502|504, {"message"})`` when it
-    does not answer JSON within the limits. Redirects are not followed."""
+    does not answer JSON within the limits. Redirects are not followed. The request is signed with
+    the try token, never sent, and the answer must carry the service's proof (else NotTheService)."""
+    url = model_url(row.address, row.base_path, row.name, rest)
+    nonce = f"{int(time.time())}.{secrets.token_hex(8)}"
+    signature = try_signature(row.token, nonce, method, urlparse(url).path)
     client = httpclient.AsyncHTTPClient(force_instance=True, max_body_size=ANSWER_LIMIT)
-    headers = {"Authorization": f"token {row.token}", "Accept": "application/json"}
+    headers = {"Authorization": f"tryit {nonce} {signature}", "Accept": "application/json"}
     if content_type:
         headers["Content-Type"] = content_type
     try:
-        resp = await client.fetch(model_url(row.address, row.base_path, row.name, rest), method=method, body=body,
+        resp = await client.fetch(url, method=method, body=body,
                                   headers=headers, request_timeout=TIMEOUT_S, connect_timeout=10,
                                   follow_redirects=False, raise_error=False)
     except Exception as err:  # noqa: BLE001  (refused, reset, too large, timed out: the page says so)
@@ -75,6 +92,9 @@ async def ask_service(row, method, rest="", body=None, content_type=None):
         client.close()
     if resp.code == 599:
         return 504, {"message": "the model's service did not answer in time"}
+    proof = resp.headers.get(PROOF_HEADER, "")
+    if not hmac.compare_digest(proof.encode(), try_signature(row.token, nonce, "answer", "").encode()):
+        raise NotTheService(f"{row.address} answered without the proof of {row.server_user}'s service")
     try:
         data = json.loads(resp.body or b"")
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
@@ -133,7 +153,10 @@ class RegisterHandler(TryBase):
         entry = await self.call(self.registrations.check, who, body["name"], body["version"], body["address"],
                                 body["base_path"], body["try_token"], hosts, ports)
         row = self.registrations.row(who, entry, body["address"], body["base_path"], body["try_token"])
-        status, meta = await ask_service(row, "GET")
+        try:
+            status, meta = await ask_service(row, "GET")
+        except NotTheService:
+            status, meta = 502, {}
         if status != 200 or meta.get("name") != entry["name"] or meta.get("version") != entry["version"]:
             raise web.HTTPError(400, f"{body['address']} did not answer as the DEEPaaS service of {entry['name']} "
                                 "with this try_token")
@@ -281,7 +304,17 @@ class TryPredictHandler(TryBase):
         content_type = self.request.headers.get("Content-Type", "")
         if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             raise web.HTTPError(400, "send the form: multipart/form-data")
-        status, data = await ask_service(row, "POST", "predict/", b"".join(self.chunks), content_type)
+        try:  # the service proves it is the registered one before it gets the caller's input
+            status, data = await ask_service(row, "GET")
+        except NotTheService as err:  # it ended and something else has its port: the registration goes
+            log.warning("try-it: %s; its registration is dropped", err)
+            await self.call(self.registrations.deregister, Caller(row.server_user), row.name, row.version)
+            status, data = 502, {"message": f"{row.server_user}'s service of {row.name} {row.version} is gone"}
+        if status == 200:
+            try:
+                status, data = await ask_service(row, "POST", "predict/", b"".join(self.chunks), content_type)
+            except NotTheService:  # proven a moment ago: an answer without its proof is only refused
+                status, data = 502, {"message": "the model's service gave an answer without its proof"}
         self.json(data, status)
 
 

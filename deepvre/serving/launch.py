@@ -12,7 +12,10 @@ folder, ``train`` for anyone. ``deepvre serve`` therefore starts DEEPaaS through
   (``--socket`` with ``--also-tcp``): the owner on the socket, the marketplace's try-it page on TCP;
 - **a predict-only token** (``$DEEPVRE_SERVE_TRY_TOKEN``): on TCP it opens the model's metadata
   (``GET .../v2/models/NAME/``) and ``POST .../v2/models/NAME/predict/`` only, every other route
-  answers 403 (:func:`try_allowed`); the owner's token opens everything;
+  answers 403 (:func:`try_allowed`); the owner's token opens everything. The marketplace does not
+  send it: it signs each request with it (``Authorization: tryit NONCE HMAC``), and the service
+  signs its answer (``X-Deepvre-Proof``), so a process that took the port of a service that ended
+  learns no token and cannot pass for it (:func:`signed_nonce`);
 - **uploads**: DEEPaaS writes each uploaded file with ``tempfile.mkstemp`` before calling
   ``predict`` and never removes it; the launcher makes it write them into a private folder
   (``--uploads``, 0700), emptied whenever no request is in flight and removed at exit;
@@ -81,6 +84,33 @@ def sneaky(raw_path):
     return any(part in lowered for part in ("%2e", "%2f", "%5c", "\\", "/./", "/../")) or lowered.endswith(("/.", "/.."))
 
 
+PROOF_HEADER = "X-Deepvre-Proof"
+NONCE_AGE_S = 300
+
+
+def try_signature(token, nonce, method, path):
+    """HMAC-SHA256 of ``nonce``, ``method`` and ``path`` with the try token (hex): how the marketplace
+    asks without sending the token, and how the service answers proving it holds it (pure)."""
+    return hmac.new(token.encode(), f"{nonce}\n{method}\n{path}".encode(), "sha256").hexdigest()
+
+
+def signed_nonce(request, try_token, now=None):
+    """The nonce of a request signed with the try token (``Authorization: tryit NONCE SIGNATURE`` over its
+    method and raw path, the nonce ``UNIXTIME.RANDOM`` at most ``NONCE_AGE_S`` old), else None."""
+    import time
+
+    kind, _, value = request.headers.get("Authorization", "").partition(" ")
+    nonce, _, signature = value.strip().partition(" ")
+    if kind.lower() != "tryit" or not try_token or not nonce or not signature:
+        return None
+    try:
+        fresh = abs((now or time.time()) - float(nonce.split(".", 1)[0])) <= NONCE_AGE_S
+    except ValueError:
+        return None
+    expected = try_signature(try_token, nonce, request.method, request.raw_path)
+    return nonce if fresh and hmac.compare_digest(signature.encode(), expected.encode()) else None
+
+
 def over_tcp(request):
     """Whether ``request`` came in on a TCP listener (not the owner-only Unix socket)."""
     import socket
@@ -103,12 +133,25 @@ def token_middleware(token, try_token="", base_path="", name="", socket_open=Fal
     async def check_token(request, handler):
         if socket_open and not over_tcp(request):
             return await handler(request)
+        nonce = signed_nonce(request, try_token)
         given, from_query = presented_token(request)
-        if given and _same(given, try_token):
+        if nonce or (given and _same(given, try_token)):
             if not try_allowed(request.method, request.path, base_path, name) or sneaky(request.raw_path):
-                return web.json_response({"message": "the try-it token opens the model's metadata and predict only"},
-                                         status=403)
-            return await handler(request)
+                response = web.json_response({"message": "the try-it token opens the model's metadata and predict only"},
+                                             status=403)
+            else:
+                try:
+                    response = await handler(request)
+                except web.HTTPException as err:
+                    response = err
+                except Exception:  # noqa: BLE001  (logged; a 500 that still carries the proof)
+                    import logging
+
+                    logging.getLogger("deepvre.serving").exception("predict failed")
+                    response = web.json_response({"message": "the model failed on this input"}, status=500)
+            if nonce:  # the service proves it holds the token too (the caller never sent it)
+                response.headers[PROOF_HEADER] = try_signature(try_token, nonce, "answer", "")
+            return response
         if not given or not _same(given, token):
             return web.json_response({"message": "a valid token is required (Authorization: token ...)"},
                                      status=401, headers={"WWW-Authenticate": "token"})

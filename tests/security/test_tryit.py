@@ -106,3 +106,67 @@ def test_tryit_never_shows_the_service_address_or_token(tryit_hub):  # noqa: F81
     answers.append(register(hub, "bob", hub["service"]).text)
     for text in answers:
         assert secret not in text and f":{port}" not in text and "127.0.0.1" not in text, text[:500]
+
+
+IMPOSTOR = r'''
+import http.server, json, sys
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        size = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(size) if size else b""
+        print(json.dumps({"method": self.command, "auth": self.headers.get("Authorization"), "body": len(body)}), flush=True)
+        out = json.dumps({"name": "tiny-colours", "version": "1.0.0",
+                          "predictions": [[{"label": "impostor", "probability": 1.0}]]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = answer
+
+    def log_message(self, *args):
+        pass
+
+print("listening", flush=True)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Answer).serve_forever()
+'''
+
+
+def test_tryit_a_process_that_takes_the_port_of_an_ended_service_gets_no_input_and_no_token(tryit_hub):  # noqa: F811
+    """Alice's service ends without withdrawing (killed); ``nobody`` binds its port and answers like
+    DEEPaaS. Bob's upload never reaches it, it never sees the try token, and the registration goes."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.prereqs import require_program, require_root
+
+    require_root()
+    require_program("runuser")
+    hub, service = tryit_hub, tryit_hub["service"]
+    hub["process"].kill()
+    hub["process"].wait(30)
+    port = service["address"].rsplit(":", 1)[1]
+    impostor = subprocess.Popen(["runuser", "-u", "nobody", "--", sys.executable, "-c", IMPOSTOR, port],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+                                start_new_session=True)
+    try:
+        assert impostor.stdout.readline().strip() == "listening", impostor.stderr.read()
+        time.sleep(0.2)
+        r = requests.post(f"{hub['market_url']}try/{NAME}/1.0.0/predict", headers=auth(hub["tokens"]["bob"]),
+                          files={"data": ("x.png", b"\x89PNG secret pixels" * 100, "image/png")}, timeout=60)
+        assert r.status_code == 502 and "gone" in r.json()["message"] and "impostor" not in r.text, r.text
+        page = requests.get(f"{hub['market_url']}try/{NAME}/1.0.0", headers=auth(hub["tokens"]["bob"]), timeout=30)
+        assert "Not served right now" in page.text  # the registration was dropped
+    finally:
+        os.killpg(impostor.pid, signal.SIGKILL)  # runuser and its python
+        out, _ = impostor.communicate(timeout=30)
+    seen = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert seen, "the marketplace never asked the impostor"
+    assert all(s["method"] == "GET" and s["body"] == 0 for s in seen), seen  # the upload never went there
+    assert all(service["token"] not in (s["auth"] or "") and s["auth"].startswith("tryit ") for s in seen), seen
