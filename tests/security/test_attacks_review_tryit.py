@@ -10,14 +10,21 @@ served by anyone) is planted in the catalog as the seed would publish it.
 
 import http.server
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 
+from deepvre.serving.launch import PROOF_HEADER as PROOF
+from deepvre.serving.launch import try_signature as sign
 from tests.market.conftest import tiny_model_dir  # noqa: F401  (a fixture)
 from tests.market.tryithub import BASE, auth, register, tryit_hub  # noqa: F401  (a fixture)
 
@@ -28,17 +35,6 @@ NAME = "tiny-colours"
 BASE_MODEL = "mobilenet-v2-imagenet"
 BOBS = "bobs-colours"
 HOSTILE_BASE = "/user/bob/deepvre/services/7"
-
-
-PROOF = "X-Deepvre-Proof"
-
-
-def sign(token, nonce, method, path):
-    """The try-it signature (``deepvre.serving.launch.try_signature``, where the launcher has it)."""
-    import hashlib
-    import hmac
-
-    return hmac.new(token.encode(), f"{nonce}\n{method}\n{path}".encode(), hashlib.sha256).hexdigest()
 
 
 class HostileService:
@@ -309,3 +305,96 @@ def test_no_try_token_in_the_hubs_log(hostile):
     for token in (hostile["service"]["token"], hostile["bob"].token, hostile["alice"].token):
         assert token not in log
 
+
+def odd_images():
+    """Image uploads a decoder may trip on: empty, text, truncated, CMYK, 16-bit, palette, 1x1 GIF."""
+    import io
+
+    from PIL import Image
+
+    out = {"empty": b"", "text": b"not an image", "truncated": b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"}
+    for label, (mode, fmt) in {"cmyk": ("CMYK", "JPEG"), "16bit": ("I;16", "PNG"), "palette": ("P", "PNG"),
+                               "gif": ("L", "GIF"), "rgba": ("RGBA", "PNG"), "1bit": ("1", "PNG")}.items():
+        buf = io.BytesIO()
+        Image.new(mode, (1, 1) if label == "gif" else (9, 7)).save(buf, fmt)
+        out[label] = buf.getvalue()
+    return out
+
+
+def test_a_callers_bad_input_does_not_withdraw_the_owners_service(hostile):
+    """Whatever carol sends, alice's registration still answers the next caller (a service that
+    answers without its proof is dropped: an error of the service must not look like that)."""
+    hub = hostile
+    forms = [{"array": a} for a in ("[]", "[[]]", '[["x"]]', "[[NaN]]", "[[1e999]]", "1", '"x"', "{}", "[" * 5000,
+                                    json.dumps([[[[0.5] * 3] * 8] * 8] * 300))]
+    forms += [{"array": json.dumps([[[[0.9, 0, 0]] * 8] * 8]), "top_k": k} for k in ("0", "-1", "1e9", "x", "")]
+    forms += [{"arrays": "[[1]]"}, {}]
+    for data in forms:
+        r = requests.post(f"{hub['market_url']}try/{NAME}/1.0.0/predict", data=data, timeout=120,
+                          headers=auth(hub["tokens"]["carol"]))
+        assert r.status_code in (200, 400, 413), (str(data)[:80], r.status_code, r.text[:300])
+    for label, body in odd_images().items():
+        r = requests.post(f"{hub['market_url']}try/{NAME}/1.0.0/predict", files={"data": (f"x.{label}", body)},
+                          timeout=120, headers=auth(hub["tokens"]["carol"]))
+        assert r.status_code in (200, 400), (label, r.status_code, r.text[:300])
+    assert answered_by(hub, "bob", NAME) == "alice"
+    ok = predict(hub, "bob", NAME, data={"array": json.dumps([[[[0.9, 0, 0]] * 8] * 8])})
+    assert ok.status_code == 200 and ok.json()["predictions"][0][0]["label"] == "red", ok.text
+
+
+SQUATTER = r'''
+import http.server, json, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def answer(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self.answer({"name": sys.argv[2], "version": "1.0.0"})
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        print(json.dumps({"auth": self.headers.get("Authorization", ""), "body": body.decode("latin-1")}), flush=True)
+        self.answer({"predictions": [[{"label": "forged", "probability": 1.0}]]})
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+'''
+
+
+def test_a_stale_registration_does_not_send_uploads_to_whoever_takes_its_port(hostile, attackers):  # noqa: F811
+    """alice's service dies on its own (SIGKILL, as the OOM killer would) while her server runs on:
+    nothing withdraws its registration. A second OS account binds the port it freed, answers as
+    anything, and waits; carol then tries alice's model. Was an open hole (carol's upload and
+    alice's try token reached the second account); fixed by 9dcf5ec's signed requests. Runs last:
+    alice's service is gone."""
+    hub, account = hostile, attackers["second account"]
+    port = int(hub["service"]["address"].rsplit(":", 1)[1])
+    os.killpg(hub["process"].pid, signal.SIGKILL)
+    hub["process"].wait(30)
+    squatter = subprocess.Popen(["runuser", "-u", account, "--", sys.executable, "-I", "-c", SQUATTER, str(port), NAME],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except requests.RequestException:
+                assert squatter.poll() is None and time.monotonic() < deadline, squatter.stderr.read()
+                time.sleep(0.2)
+        mark = "carol-private-upload-" + "9" * 8
+        r = predict(hub, "carol", NAME, data={"array": f'[["{mark}"]]'})
+    finally:
+        squatter.terminate()
+        received, _ = squatter.communicate(timeout=30)
+    assert mark not in received, f"carol's upload reached the second account: {received[:300]}"
+    assert hub["service"]["token"] not in received, "alice's try token reached the second account"
+    assert r.status_code != 200 or "forged" not in r.text, r.text
