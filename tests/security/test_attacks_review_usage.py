@@ -161,6 +161,20 @@ def test_another_users_usage_stays_hidden_from_every_credential(hub):
     assert f'deepvre_gpu_hours_7d{{user="{alice}"}}' in metrics.text
 
 
+def test_a_crafted_usage_link_runs_nothing_in_an_admins_page(hub):
+    """Reflected into the admin's page: ``?user=`` and ``?days=`` of a link someone sends the admin."""
+    process, _, admin, _ = hub
+    for query in ({"user": '<script>alert(1)</script>'}, {"user": '"><img src=x onerror=alert(1)>'},
+                  {"user": "x", "days": "<script>alert(1)</script>"}, {"user": "x", "format": "<b>csv</b>"},
+                  {"user": '"; alert(1); "', "format": "csv"}):
+        r = admin.get(f"{process.url}/hub/usage", params=query, timeout=30)
+        assert r.status_code in (200, 400), (query, r.status_code)
+        if r.headers["Content-Type"].startswith("text/html"):
+            assert "<script>alert" not in r.text and "<img src=x" not in r.text and "<b>csv" not in r.text, query
+        else:
+            assert r.headers["Content-Type"].startswith("text/csv") and "alert" not in r.text, query
+
+
 def test_a_users_os_account_cannot_read_plant_or_replace_the_usage_database(hub):
     """A hot journal or WAL file next to the database would be applied by the hub's next open:
     bob's OS account may not read the database, nor put anything beside it."""
