@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -109,3 +111,27 @@ PARAMETERS = ("data_dir", "base_model", "fine_tune_layers", "epochs", "batch_siz
 def png_outputs(notebook):
     """How many images the executed notebook (a dict) shows."""
     return sum("image/png" in o.get("data", {}) for c in notebook["cells"] for o in c.get("outputs", []))
+
+
+DEEPVRE = os.path.join(os.path.dirname(sys.executable), "deepvre")  # the real console script
+
+
+def verify_published(smoke_run, runs_dir):
+    """``deepvre market verify`` of the version ``smoke_run`` published (its own marketplace): the
+    lineage re-run in ``runs_dir`` must be verified within the notebook's declared tolerances, and
+    ``deepvre market show`` must show the signed record's badge. Returns the answer."""
+    published = json.loads((smoke_run.out / "published.json").read_text())
+    ref = f"{published['name']}:{published['version']}"
+    env = dict(os.environ, DEEPVRE_MARKET_DIR=str(smoke_run.root / "market"))
+    env.pop("DEEPVRE_MARKET_URL", None)
+    out = subprocess.run([DEEPVRE, "market", "verify", ref, "--runs-dir", str(runs_dir), "--json"], env=env,
+                         capture_output=True, text=True, check=False, timeout=1500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    done = json.loads(out.stdout)
+    assert done["result"] == "verified", done
+    assert done["metrics"] and all(row["tolerance"] == 0.05 for row in done["metrics"].values()), done["metrics"]
+    assert done["record"]["valid"] and done["record"]["result"] == "verified"
+    shown = subprocess.run([DEEPVRE, "market", "show", ref], env=env, capture_output=True, text=True, check=True,
+                           timeout=120)
+    assert "verification: verified by" in shown.stdout, shown.stdout
+    return done

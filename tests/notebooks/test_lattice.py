@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from .smoke import pull_model, run_smoke
+from .smoke import pull_model, run_smoke, verify_published
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +68,9 @@ def test_model_published_with_lineage_and_loads_in_safe_mode(run, tmp_path):
     assert prediction.shape == (1, 1) and np.isfinite(prediction).all()
     # the base it started from was trained in this run, on the small lattices, and is in the catalog too
     assert market.show("lattice-u1-beta-small", "1.0.0")["metadata"]["deepvre"]["input"]["shape"] == [8, 8, 4]
+
+
+def test_the_published_version_verifies(tmp_path, run):
+    """``deepvre market verify`` re-runs this smoke run's lineage and finds the declared metrics
+    within their tolerance (issue 18)."""
+    verify_published(run, tmp_path / "runs")

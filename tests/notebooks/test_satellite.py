@@ -9,7 +9,7 @@ import pytest
 import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 from deepvre.training import shipped
 
-from .smoke import png_outputs, pull_model, require_files, run_smoke
+from .smoke import png_outputs, pull_model, require_files, run_smoke, verify_published
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,9 @@ def test_model_published_with_lineage_and_loads_safely(smoke_run):
     model = pull_model(smoke_run.market(), entry["name"], entry["version"], tmp / "pulled")
     probs = model.predict(np.zeros((1, *section["input"]["shape"]), "float32"), verbose=0)
     assert probs.shape == (1, 3)
+
+
+def test_the_published_version_verifies(tmp_path, smoke_run):
+    """``deepvre market verify`` re-runs this smoke run's lineage and finds the declared metrics
+    within their tolerance (issue 18)."""
+    verify_published(smoke_run, tmp_path / "runs")

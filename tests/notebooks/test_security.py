@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from .smoke import fine_tuned, png_outputs, pull_model, run_smoke
+from .smoke import fine_tuned, png_outputs, pull_model, run_smoke, verify_published
 
 ARMS = ["LSTM fine-tuned (A→B)", "LSTM from scratch", "static threshold", "EWMA", "seasonal naive (1 day)"]
 
@@ -79,3 +79,9 @@ def test_base_trained_in_the_run_and_model_published_with_lineage(run, tmp_path)
     spec = json.loads((tmp_path / "pulled" / "preprocessing.json").read_text())
     prediction = model.predict(np.zeros((1, 12, len(spec["features"])), "float32"), verbose=0)
     assert prediction.shape == (1, len(spec["features"])) and np.isfinite(prediction).all()
+
+
+def test_the_published_version_verifies(tmp_path, run):
+    """``deepvre market verify`` re-runs this smoke run's lineage and finds the declared metrics
+    within their tolerance (issue 18)."""
+    verify_published(run, tmp_path / "runs")
