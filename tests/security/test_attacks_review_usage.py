@@ -32,12 +32,13 @@ PROFILES = [
 PASSWORD = "review-" + secrets.token_hex(6)
 SECRET = "alice-secret-project"
 HOSTILE = ("=1+2", "@SUM(1)", "<img src=x onerror=alert(1)>")
+ROLES = ("alice", "bob", "carol", "dave")
 
 
 SETTINGS = {
     "profiles": PROFILES, "hub": {"named_servers": 10, "keep_servers": True},
     "gpus": {"discovery": "list", "devices": [{"index": str(i)} for i in range(4)]},
-    "quotas": {"default": {"gpus": 1, "servers": 2}},
+    "quotas": {"default": {"gpus": 1, "servers": 2}, "groups": {"team": {"gpus": 1}}},
 }
 
 
@@ -48,8 +49,8 @@ def hub(tmp_path_factory):
     process = HubProcess(SETTINGS, tmp_path_factory.mktemp("usage-review-hub") / "state")
     with process.running():
         admin = process.login(process.admin, process.admin_password)
-        names = [f"urv{secrets.token_hex(3)}{role}" for role in ("alice", "bob")]
-        users = dict(zip(("alice", "bob"), ((n, *process.approved_user(admin, n, PASSWORD)) for n in names)))
+        names = [f"urv{secrets.token_hex(3)}{role}" for role in ROLES]
+        users = dict(zip(ROLES, ((n, *process.approved_user(admin, n, PASSWORD)) for n in names)))
         # bob's OS account first, by one start (two first starts at once race for useradd, and fail)
         bob, _, token = users["bob"]
         assert started(process.spawn(token, bob, profile="cpu"))
@@ -102,6 +103,22 @@ def test_racing_spawns_and_doctored_options_get_no_more_than_the_quota(hub):
     assert len(rows) == 2 and sum(r["gpus"] for r in rows) == 1, rows
     running = process.api(token, "GET", f"/users/{bob}").json()["servers"]
     assert len(running) == 2, running
+
+
+def test_two_members_racing_for_their_groups_gpu_get_one(hub):
+    """carol and dave (group team: one GPU between them) start GPU servers at the same moment."""
+    process, users, admin, book = hub
+    admin_token = process.token(admin)
+    assert process.api(admin_token, "POST", "/groups/team").status_code == 201
+    members = [users["carol"][0], users["dave"][0]]
+    assert process.api(admin_token, "POST", "/groups/team/users", json={"users": members}).status_code == 200
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda role: process.spawn(users[role][2], users[role][0], profile="gpu-1", wait=False),
+                                ("carol", "dave")))
+    assert sum(started(r) for r in results) == 1, [(r.status_code, r.text[:300]) for r in results]
+    (refused,) = [r for r in results if not started(r)]
+    assert refused.status_code == 429 and "group team's limit" in refused.json()["message"], refused.text
+    assert sum(r["gpus"] for m in members for r in open_rows(book, m)) == 1
 
 
 def test_hostile_server_names_are_inert_on_the_page_and_in_the_csv(hub):
