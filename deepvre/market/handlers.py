@@ -462,7 +462,8 @@ def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_to
         for pattern, handler in handlers:
             cls = type(handler.__name__, (HubOAuthenticated, handler), {"hub_auth": hub_auth})
             mixed.append((pattern, cls))
-        handlers = mixed + [(r"oauth_callback", HubOAuthCallbackHandler)]
+        # the callback reads the login's next URL from this hub_auth (its default, HubOAuth.instance(), has none)
+        handlers = mixed + [(r"oauth_callback", type("OAuthCallback", (HubOAuthCallbackHandler,), {"hub_auth": hub_auth}))]
         settings["hub_auth"] = hub_auth
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     return web.Application([(prefix + p.lstrip("/"), h) for p, h in handlers], **settings)

@@ -98,3 +98,19 @@ def test_addresses_are_ip_literals_of_the_owners_server():
             check_address(address, server_hosts=("10.0.0.7",), refused_ports=platform_ports({}))
     ports = platform_ports({"JUPYTERHUB_API_URL": "http://127.0.0.1:18081/hub/api"}, "127.0.0.1:18000")
     assert {18081, 18000, 8000, 8001, 8081} <= ports
+
+
+def test_a_browser_that_logs_in_from_the_link_lands_on_the_try_it_page(tryit_hub):  # noqa: F811
+    """The hub's login, started from the try-it link, ends on that page (was: on the marketplace's
+    listing, the OAuth callback having lost the link)."""
+    import re
+
+    hub = tryit_hub
+    browser = requests.Session()
+    login = browser.get(f"{hub['market_url']}try/tiny-colours/1.0.0", timeout=30)
+    assert "/hub/login" in login.url
+    action = re.search(r'action="([^"]+)"', login.text).group(1).replace("&amp;", "&")
+    page = browser.post(hub["url"] + action, data={"username": "carol", "password": "any",
+                                                   "_xsrf": browser.cookies.get("_xsrf") or ""}, timeout=60)
+    assert page.url == f"{hub['market_url']}try/tiny-colours/1.0.0", page.url
+    assert "Answered by the model service of <b>alice</b>" in page.text
