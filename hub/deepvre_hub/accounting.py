@@ -173,6 +173,8 @@ class AccountingMixin(HasTraits):
     def note_stop(self):
         """Called at the start of ``stop()``: who asked, for the row."""
         self.end_reason, self.ended_by = stop_reason(self.user.name)
+        if self.gpu_queue.waiter(self.owner) is None:
+            self.gpu_queue.forget(self.owner)  # a stopped pending spawn gives up its place for good
 
     ended_by = None
 

@@ -25,6 +25,7 @@ class Waiter:
     priority: int = field(default=0, compare=False)
     queued: datetime.datetime = field(default=None, compare=False)
     seq: int = field(default=0, compare=False)
+    restored: bool = field(default=False, compare=False)  # from before a hub restart, not asked for again yet
 
     def __post_init__(self):
         self.sort_key = (-self.priority, self.seq)
@@ -33,29 +34,62 @@ class Waiter:
 class GpuQueue:
     """The waiting GPU requests of one machine, in the order they will get GPUs."""
 
-    def __init__(self):
+    def __init__(self, store=None):
         self.waiting = []
         self._seq = itertools.count()
+        self.store = store  # keeps the waiting requests across a hub restart (usage.UsageBook), or None
         self._changed = None  # asyncio.Event of the current generation: set (and replaced) by notify()
         self.notified_at = None  # time.monotonic() of the last notify(): the benchmark's release time
 
+    def restore(self):
+        """At a hub's start: the store's requests, in their order, as places kept for their owners
+        (:meth:`join` again takes the place; :meth:`drop_restored` gives up those not taken)."""
+        rows = self.store.queued() if self.store is not None else []
+        for r in rows:
+            self.waiting.append(Waiter(r["owner"], r["gpus"], r["priority"], r["queued"], r["seq"], restored=True))
+        self.waiting.sort()
+        self._seq = itertools.count(max([r["seq"] for r in rows], default=-1) + 1)
+        return len(rows)
+
+    def drop_restored(self):
+        """Give up the places of a restarted hub's requests that nobody asked for again."""
+        gone = [w.owner for w in self.waiting if w.restored]
+        for owner in gone:
+            self.leave(owner)
+        return gone
+
     def join(self, owner, gpus, priority=0, queued=None):
-        """Queue ``owner``'s request (behind every waiter of the same or a higher priority)."""
-        if self.place(owner) is not None:
+        """Queue ``owner``'s request (behind every waiter of the same or a higher priority); the
+        same server's request from before a hub restart keeps its place."""
+        kept = self.waiter(owner)
+        if kept is not None and not kept.restored:
             raise ValueError(f"{owner} is already waiting for a GPU")
-        waiter = Waiter(owner, int(gpus), int(priority), queued or datetime.datetime.now(datetime.UTC),
-                        next(self._seq))
+        if kept is not None:
+            self.waiting.remove(kept)
+        waiter = Waiter(owner, int(gpus), int(priority), kept.queued if kept else
+                        (queued or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)),
+                        kept.seq if kept else next(self._seq))
         self.waiting.append(waiter)
         self.waiting.sort()
+        if self.store is not None:
+            self.store.enqueue(owner, waiter.gpus, waiter.priority, waiter.queued, waiter.seq)
         self.notify()  # a progress page of someone behind shows the new place
         return waiter
 
-    def leave(self, owner):
-        """Drop ``owner``'s request (admitted, cancelled or refused); wake the others."""
+    def leave(self, owner, stored=False):
+        """Drop ``owner``'s request (admitted, refused; ``stored``: cancelled, its row kept until
+        :meth:`forget`, for a hub's shutdown cancels the waiting spawns too); wake the others."""
         before = len(self.waiting)
         self.waiting = [w for w in self.waiting if w.owner != owner]
+        if not stored:
+            self.forget(owner)
         if len(self.waiting) != before:
             self.notify()
+
+    def forget(self, owner):
+        """Drop ``owner``'s stored request (its server was stopped)."""
+        if self.store is not None:
+            self.store.dequeue(owner)
 
     def place(self, owner):
         """1-based place of ``owner`` in the queue, or None."""

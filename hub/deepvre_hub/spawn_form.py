@@ -266,11 +266,22 @@ class LocalGpusMixin(HasTraits):
 
     @property
     def gpu_queue(self):
-        return _QUEUES.setdefault(self._allocator_key(), gpu_queue.GpuQueue())
+        """The machine's queue; made at first use (a hub's start), with the places of the requests
+        that waited before a restart, kept for ``gpus.queue.restart_grace`` seconds."""
+        key = self._allocator_key()
+        if key not in _QUEUES:
+            queue = _QUEUES[key] = gpu_queue.GpuQueue(getattr(self, "book", None))
+            if queue.restore():
+                grace = self.queue_settings["restart_grace"]
+                self.log.info("deepvre: GPU queue from before the restart: %s (places kept %d s)",
+                              ", ".join(w.owner for w in queue.waiting), grace)
+                asyncio.get_event_loop().call_later(grace, queue.drop_restored)
+        return _QUEUES[key]
 
     @property
     def queue_settings(self):
-        return {"enabled": True, "timeout": 86400, "priorities": {}, **(self.gpu_settings.get("queue") or {})}
+        return {"enabled": True, "timeout": 86400, "restart_grace": 600, "priorities": {},
+                **(self.gpu_settings.get("queue") or {})}
 
     def queue_priority(self):
         """The highest ``gpus.queue.priorities`` of this user's groups (0 without one)."""
@@ -317,8 +328,8 @@ class LocalGpusMixin(HasTraits):
         except TimeoutError:
             queue.leave(self.owner)
             raise refusal(503, f"No GPU freed up in {timeout} s of waiting in the queue; try again later.") from None
-        except BaseException:  # cancelled: the user stopped the pending server
-            queue.leave(self.owner)
+        except BaseException:  # cancelled: the user stopped the pending server (stop() forgets the row), or the hub exits
+            queue.leave(self.owner, stored=True)
             raise
 
     def gpu_releases(self, now):
@@ -400,6 +411,8 @@ class LocalGpusMixin(HasTraits):
 
     def load_state(self, state):
         super().load_state(state)
+        if self.queue_settings["enabled"]:
+            self.gpu_queue  # noqa: B018  (at a hub's start: the places of the requests that waited)
         self.gpu_ids = list(state.get("gpu_ids", []))
         if self.gpu_ids:
             self.allocator.restore(self.owner, self.gpu_ids)
@@ -421,6 +434,11 @@ def reduce_user_options(spawner, user_options):
     spawner.reduce_user_options()
 
 
+# Two first starts of one user at once both ran useradd (one failed: "already exists"), and the
+# other's server could start before useradd had made its home the user's
+_ACCOUNT_LOCK = asyncio.Lock()
+
+
 async def ensure_account_hook(spawner):
     """Pre-spawn hook: the OS account the server will run under, or a refusal the user sees.
 
@@ -440,10 +458,11 @@ async def ensure_account_hook(spawner):
     ensure = functools.partial(accounts.ensure_account, name, spawner.account_group,
                                tuple(spawner.allowed_existing_accounts))
     try:
-        if accounts.exists(name):
-            ensure()
-        else:
-            await asyncio.to_thread(ensure)
+        async with _ACCOUNT_LOCK:  # one at a time: a start never sees an account useradd is still making
+            if accounts.exists(name):
+                ensure()
+            else:
+                await asyncio.to_thread(ensure)
     except accounts.AccountError as err:
         spawner.log.warning("deepvre: refused an OS account to %s: %s", name, err)
         raise refusal(403, str(err)) from None

@@ -16,7 +16,7 @@ import os
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the GPU queue's table (deepvre_gpu_queue)
 
 # Why a server ended (the ``reason`` column)
 USER = "user"  # its owner stopped it
@@ -51,8 +51,18 @@ schema = sa.Table(
     sa.Column("value", sa.String(255), nullable=False),
 )
 
+# The GPU spawns waiting in the queue (deepvre_hub.gpu_queue), so that a hub restart keeps their order
+waiting = sa.Table(
+    "deepvre_gpu_queue", metadata,
+    sa.Column("owner", sa.String(511), primary_key=True),  # "user/server"
+    sa.Column("gpus", sa.Integer, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, default=0),
+    sa.Column("queued", sa.DateTime, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),  # the order of arrival
+)
+
 # {version: function(connection)} bringing a database of that version to version + 1
-MIGRATIONS = {}
+MIGRATIONS = {1: lambda connection: waiting.create(connection, checkfirst=True)}
 
 
 class UsageDatabaseError(RuntimeError):
@@ -150,6 +160,22 @@ class UsageBook:
             query = query.where(sa.or_(records.c.end.is_(None), records.c.end > since))
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    # --- the GPU queue's waiting requests (gpu_queue.GpuQueue's store) ---------------------
+
+    def queued(self):
+        """The waiting requests as dicts, in order of arrival."""
+        with self.engine.connect() as connection:
+            return [dict(r._mapping) for r in connection.execute(sa.select(waiting).order_by(waiting.c.seq))]
+
+    def enqueue(self, owner, gpus, priority, queued, seq):
+        with self.engine.begin() as connection:
+            connection.execute(waiting.delete().where(waiting.c.owner == owner))
+            connection.execute(waiting.insert().values(owner=owner, gpus=gpus, priority=priority, queued=queued, seq=seq))
+
+    def dequeue(self, owner):
+        with self.engine.begin() as connection:
+            connection.execute(waiting.delete().where(waiting.c.owner == owner))
 
     def get(self, record_id):
         with self.engine.connect() as connection:

@@ -93,3 +93,27 @@ def test_estimate_and_message():
                     "stays idle (idle limit 15 min).")
     assert gpu_queue.progress_message(11, None, NOW).startswith("Waiting for a GPU: 11th in the queue; no estimate")
     assert [gpu_queue.ordinal(n) for n in (1, 2, 3, 4, 12, 21, 113)] == ["1st", "2nd", "3rd", "4th", "12th", "21st", "113th"]
+
+
+def test_the_order_survives_a_restart_in_the_usage_database(tmp_path):
+    from deepvre_hub import usage
+
+    book = usage.UsageBook(usage.default_url(tmp_path))
+    before = gpu_queue.GpuQueue(book)
+    for owner in ("bob/", "carol/", "dave/"):
+        before.join(owner, 1)
+    before.leave("dave/", stored=True)  # a spawn cancelled by the hub's shutdown keeps its row
+    assert [r["owner"] for r in book.queued()] == ["bob/", "carol/", "dave/"]
+    before.leave("dave/")
+    before.forget("dave/")  # its server stopped: gone for good
+
+    after = gpu_queue.GpuQueue(book)  # the restarted hub
+    assert after.restore() == 2 and all(w.restored for w in after.waiting)
+    after.join("erin/", 1)  # a newcomer queues behind the kept places
+    after.join("carol/", 1)  # carol asks again first: her place, not the back
+    assert [w.owner for w in after.waiting] == ["bob/", "carol/", "erin/"]
+    with pytest.raises(ValueError, match="already waiting"):
+        after.join("carol/", 1)
+    assert after.drop_restored() == ["bob/"]  # bob never came back
+    assert [w.owner for w in after.waiting] == ["carol/", "erin/"]
+    assert [r["owner"] for r in book.queued()] == ["carol/", "erin/"]

@@ -1,7 +1,8 @@
 """The GPU queue on a real local hub (root, one listed GPU): a GPU spawn that finds the GPU taken
 waits, its progress events say its place and an estimate from the holder's idle limit; a release
 starts the head at once; stopping a pending spawn cancels it and the next moves up; a quota
-refusal and a request for more GPUs than the machine has are refused at once (issue 19, item 1)."""
+refusal and a request for more GPUs than the machine has are refused at once; the order survives
+a hub restart (issue 19, item 1)."""
 
 import json
 import secrets
@@ -34,7 +35,7 @@ def start_queue_hub(folder, roles=ROLES, **extra):
         "profiles": PROFILES,
         "gpus": {"discovery": "list", "devices": [{"index": "0"}], **extra.pop("gpus", {})},
         "culling": {"enabled": True, "timeout": GPU_IDLE, "gpu_timeout": GPU_IDLE, "every": 3600},
-        "hub": {"named_servers": 3},
+        "hub": {"named_servers": 3, "keep_servers": True},
         "quotas": {"users": {names.get("dave", "nobody"): {"gpus": 0}}},
         **extra,
     }, folder / "state")
@@ -128,3 +129,28 @@ def test_queue_progress_release_cancel_and_refusals(hub):
     assert gpu_rows[carol]["gpu_ids"] == gpu_rows[erin]["gpu_ids"] == "0"
     process.stop_server(erin_t, erin)
     wait_for(lambda: "waits for 1 GPU(s)" in process.log_text(), 5, "the queue in the hub log")
+
+
+def test_the_queue_keeps_its_order_across_a_hub_restart(hub):
+    """JupyterHub drops pending spawns at a restart; the queue's places stay (usage database): the
+    first to wait is first again when the users spawn again, whatever order they come back in."""
+    process, users = hub
+    (alice, _, alice_t), (bob, _, bob_t), (carol, _, carol_t) = users["alice"], users["bob"], users["carol"]
+    assert process.spawn(alice_t, alice, profile="gpu-1").status_code in (201, 202)
+    queue_post(process, bob_t, bob)
+    queue_post(process, carol_t, carol)
+    process.restart()
+    assert (process.server_model(alice_t, alice) or {}).get("ready")  # keep_servers: alice keeps her GPU
+    assert process.server_model(bob_t, bob) is None and process.server_model(carol_t, carol) is None
+    queue_post(process, carol_t, carol)  # carol comes back first: still behind bob's kept place
+    assert queue_event(process, carol_t, carol).startswith("Waiting for a GPU: 2nd in the queue;")
+    queue_post(process, bob_t, bob)
+    assert queue_event(process, bob_t, bob).startswith("Waiting for a GPU: 1st in the queue;")
+    process.stop_server(alice_t, alice)
+    process.wait_ready(bob_t, bob, timeout=120)
+    assert (process.server_model(carol_t, carol) or {}).get("pending") == "spawn"
+    process.stop_server(bob_t, bob)
+    process.wait_ready(carol_t, carol, timeout=120)
+    process.stop_server(carol_t, carol)
+    book = usage.UsageBook(usage.default_url(process.state_dir))
+    assert book.queued() == []  # nobody waits: no place is kept

@@ -51,7 +51,7 @@ def test_the_schema_version_is_checked_and_migrated(tmp_path, monkeypatch):
     engine = sa.create_engine(url)
     with engine.begin() as c:
         c.execute(usage.schema.update().values(value="7"))
-    with pytest.raises(usage.UsageDatabaseError, match="schema version 7, newer than this deepvre's 1"):
+    with pytest.raises(usage.UsageDatabaseError, match=f"schema version 7, newer than this deepvre's {usage.SCHEMA_VERSION}"):
         usage.UsageBook(url)
     with engine.begin() as c:
         c.execute(usage.schema.update().values(value="0"))
@@ -62,7 +62,21 @@ def test_the_schema_version_is_checked_and_migrated(tmp_path, monkeypatch):
     usage.UsageBook(url)
     assert ran == [0]
     with engine.connect() as c:
-        assert c.execute(sa.select(usage.schema.c.value)).scalar() == "1"
+        assert c.execute(sa.select(usage.schema.c.value)).scalar() == str(usage.SCHEMA_VERSION)
+
+
+def test_version_1_gets_the_gpu_queue_table(tmp_path):
+    url = usage.default_url(tmp_path)
+    usage.UsageBook(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as c:  # a database of the first deepvre with accounting: no queue table
+        usage.waiting.drop(c)
+        c.execute(usage.schema.update().values(value="1"))
+    book = usage.UsageBook(url)
+    book.enqueue("bob/", 1, 0, usage.utcnow(), 7)
+    assert [(r["owner"], r["seq"]) for r in book.queued()] == [("bob/", 7)]
+    with engine.connect() as c:
+        assert c.execute(sa.select(usage.schema.c.value)).scalar() == "2"
 
 
 def test_user_limits_merge_the_default_and_the_users_own():
