@@ -8,6 +8,10 @@ waits for more). A new request joins behind every waiter of its own or a higher 
 when GPUs are free now. :meth:`GpuQueue.notify` (called when GPUs are released, or a waiter
 leaves) wakes the waiters at once; the head that now fits takes its GPUs without an ``await``
 between the check and the allocation (the spawner does that right after :meth:`wait_turn`).
+
+With a store (the usage database) the waiting requests survive a hub restart, which drops
+JupyterHub's pending spawns: the restarted hub keeps their places (:meth:`GpuQueue.restore`), the
+same server's spawn takes its place back, and places nobody takes are given up after a grace.
 """
 
 import asyncio

@@ -3,8 +3,9 @@
 
 A row holds who, which server, which profile, which GPUs, start, end, why it ended and who ended
 it. A row without ``end`` is a server that holds its resources now: the quotas
-(:mod:`deepvre_hub.quotas`) count those and the rolling window's GPU-hours from here, and a GPU
-queue can later read the same rows. ``kind`` is ``server`` today; batch runs (``deepvre run``)
+(:mod:`deepvre_hub.quotas`) count those and the rolling window's GPU-hours from here. The table
+``deepvre_gpu_queue`` holds the GPU spawns waiting in the queue (:mod:`deepvre_hub.gpu_queue`), so
+a restarted hub keeps their order. ``kind`` is ``server`` today; batch runs (``deepvre run``)
 are not recorded yet and will be rows of kind ``run``.
 
 The schema carries a version (table ``deepvre_schema``): :func:`open_book` creates the tables,
