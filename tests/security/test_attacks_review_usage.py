@@ -121,6 +121,22 @@ def test_two_members_racing_for_their_groups_gpu_get_one(hub):
     assert sum(r["gpus"] for m in members for r in open_rows(book, m)) == 1
 
 
+def test_a_new_users_first_starts_at_once_all_start(hub):
+    """Two first starts of a new user at the same moment (within the servers quota): was an open
+    hole: both made the OS account, one useradd failed ("already exists": 403), and the other's
+    server could start before useradd had given it its home (PermissionError on it: 500)."""
+    process, _, admin, book = hub
+    name = f"urv{secrets.token_hex(3)}erin"
+    _, token = process.approved_user(admin, name, PASSWORD)
+    results = race(process, token, name, "cpu", ["", "two", "three"])
+    codes = [(r.status_code, r.text[:300]) for r in results]
+    assert sum(started(r) for r in results) == 2 and [r.status_code for r in results].count(429) == 1, codes
+    for server, r in zip(("", "two", "three"), results):
+        if started(r):
+            process.wait_ready(token, name, server)
+    assert len(open_rows(book, name)) == 2
+
+
 def test_hostile_server_names_are_inert_on_the_page_and_in_the_csv(hub):
     process, users, _, book = hub
     bob, session, _ = users["bob"]
