@@ -137,6 +137,31 @@ def test_a_new_users_first_starts_at_once_all_start(hub):
     assert len(open_rows(book, name)) == 2
 
 
+def test_stopping_and_starting_at_once_never_holds_two_gpus(hub):
+    """carol (one GPU, in the race above or not) stops her GPU server and starts another in the same
+    breath, three times: never two open GPU rows, and whatever is refused says why."""
+    process, users, _, book = hub
+    carol, _, token = users["carol"]
+    running = [s for s in ("", "g1", "g2", "g3") if (process.server_model(token, carol, s) or {}).get("ready")]
+    for server in ("g1", "g2", "g3"):
+        path = f"/users/{carol}/servers/{running[0]}" if running and running[0] else f"/users/{carol}/server"
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            stop = pool.submit(process.api, token, "DELETE", path) if running else None
+            start = pool.submit(process.spawn, token, carol, "gpu-1", server, 180, False)
+            r = start.result()
+            assert stop is None or stop.result().status_code in (202, 204)
+        assert started(r) or (r.status_code in (400, 429) and r.json()["message"]), (r.status_code, r.text[:300])
+        assert sum(x["gpus"] for x in open_rows(book, carol)) <= 1, open_rows(book, carol)
+        if started(r):
+            process.wait_ready(token, carol, server)
+            running = [server]
+        else:
+            running = [s for s in ("", "g1", "g2", "g3") if process.server_model(token, carol, s)]
+        assert sum(x["gpus"] for x in open_rows(book, carol)) <= 1, open_rows(book, carol)
+    for server in running:
+        process.stop_server(token, carol, server)
+
+
 def test_hostile_server_names_are_inert_on_the_page_and_in_the_csv(hub):
     process, users, _, book = hub
     bob, session, _ = users["bob"]
