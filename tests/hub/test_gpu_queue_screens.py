@@ -4,6 +4,7 @@ which shows the place in the queue and the estimate, and moves on by itself to t
 the holder's GPU is released. Screenshots: test-artifacts/usage/ (docs/screenshots/ with
 ``DEEPVRE_UPDATE_SCREENSHOTS=1``, for the README)."""
 
+import contextlib
 import os
 
 import pytest
@@ -13,6 +14,20 @@ from tests.hub.test_usage_screens import ARGS, CHROMIUM, SHOTS, log_in
 from tests.prereqs import require, require_proxy, require_root
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub, pytest.mark.root]
+
+
+@contextlib.contextmanager
+def logged_in(hub, name):
+    """A page of Debian's headless Chromium, logged in to the hub as ``name``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_context(viewport={"width": 1100, "height": 760}).new_page()
+        page.set_default_timeout(60_000)
+        log_in(page, hub, name, PASSWORD)
+        yield page
+        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -28,31 +43,24 @@ def hub(tmp_path_factory):
 
 
 def test_the_queue_on_the_spawn_and_progress_pages(hub):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     os.makedirs(SHOTS, exist_ok=True)
     (ana, _, ana_token), (ben, _, ben_token) = hub.people["ana"], hub.people["ben"]
     assert hub.spawn(ana_token, ana, profile="gpu-1").status_code in (201, 202)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_context(viewport={"width": 1100, "height": 760}).new_page()
-            page.set_default_timeout(60_000)
-            log_in(page, hub, ben, PASSWORD)
-            page.goto(f"{hub.url}/hub/spawn/{ben}")
-            expect(page.locator('input[name="profile"][value="gpu-1"]')).to_be_enabled()
-            expect(page.locator('[data-profile="gpu-1"] .deepvre-queue')).to_contain_text(
-                "your server will wait in the GPU queue (0 waiting now)")
-            page.screenshot(path=os.path.join(SHOTS, "gpu-queue-spawn-page.png"))
-            page.check('input[name="profile"][value="gpu-1"]')
-            page.click('#spawn_form input[type="submit"], #spawn_form button[type="submit"]')
-            expect(page.locator("#progress-message")).to_contain_text("Waiting for a GPU: 1st in the queue",
-                                                                      timeout=90_000)
-            expect(page.locator("#progress-message")).to_contain_text(f"if {ana}'s server stays idle")
-            page.screenshot(path=os.path.join(SHOTS, "gpu-queue-progress.png"))
-            hub.stop_server(ana_token, ana)
-            page.wait_for_url(f"**/user/{ben}/**", timeout=120_000)  # the page moves on to the server
-        finally:
-            browser.close()
+    with logged_in(hub, ben) as page:
+        page.goto(f"{hub.url}/hub/spawn/{ben}")
+        expect(page.locator('input[name="profile"][value="gpu-1"]')).to_be_enabled()
+        expect(page.locator('[data-profile="gpu-1"] .deepvre-queue')).to_contain_text(
+            "your server will wait in the GPU queue (0 waiting now)")
+        page.screenshot(path=os.path.join(SHOTS, "gpu-queue-spawn-page.png"))
+        page.check('input[name="profile"][value="gpu-1"]')
+        page.click('#spawn_form input[type="submit"], #spawn_form button[type="submit"]')
+        expect(page.locator("#progress-message")).to_contain_text("Waiting for a GPU: 1st in the queue",
+                                                                  timeout=90_000)
+        expect(page.locator("#progress-message")).to_contain_text(f"if {ana}'s server stays idle")
+        page.screenshot(path=os.path.join(SHOTS, "gpu-queue-progress.png"))
+        hub.stop_server(ana_token, ana)
+        page.wait_for_url(f"**/user/{ben}/**", timeout=120_000)  # the page moves on to the server
     assert (hub.server_model(ben_token, ben) or {}).get("ready")
     hub.stop_server(ben_token, ben)
