@@ -8,6 +8,7 @@ with HTML, huge, deeply nested or redirecting bodies. The hub's base model (owne
 served by anyone) is planted in the catalog as the seed would publish it.
 """
 
+import concurrent.futures
 import http.server
 import json
 import os
@@ -91,6 +92,9 @@ class HostileService:
                     self.reply(200, b'{"predictions": "' + b"x" * (3 * 2**20) + b'"}')
                 elif mode == "deep":
                     self.reply(200, b"[" * 300_000 + b"]" * 300_000)
+                elif mode == "slow":  # answers nothing for longer than the marketplace waits
+                    time.sleep(75)
+                    self.reply(200, b'{"predictions": []}')
                 elif mode == "redirect":
                     self.reply(302, b"", headers=[("Location", outer.redirect_to)])
                 elif mode == "bad-input-html":
@@ -195,6 +199,24 @@ def test_a_hostile_service_cannot_put_its_body_in_the_marketplaces_answer(hostil
     assert "label.textContent = String(p.label)" in page.text and "innerHTML" not in page.text
     # the marketplace still answers after all of it
     assert answered_by(hub, "carol", BOBS) == "bob"
+
+
+def test_a_stalling_service_holds_up_only_its_own_callers(hostile):
+    hub, bob = hostile, hostile["bob"]
+    assert hostile_register(hub, "bob", bob, BOBS).status_code == 201
+    bob.mode = "slow"
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        stalled = [pool.submit(predict, hub, "carol", BOBS) for _ in range(3)]
+        time.sleep(2)
+        started = time.monotonic()
+        page = requests.get(f"{hub['market_url']}try/{NAME}/1.0.0", headers=auth(hub["tokens"]["alice"]), timeout=30)
+        ok = predict(hub, "alice", NAME, data={"array": json.dumps([[[[0.9, 0, 0]] * 8] * 8])})
+        assert page.status_code == 200 and ok.status_code == 200, (page.status_code, ok.text[:300])
+        assert time.monotonic() - started < 20
+        for future in stalled:
+            r = future.result()
+            assert r.status_code == 504 and set(r.json()) == {"message"}, (r.status_code, r.text[:300])
+    bob.mode = "json"
 
 
 def test_ssrf_through_the_registered_address_is_refused(hostile):
