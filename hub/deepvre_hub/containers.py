@@ -582,7 +582,7 @@ class ContainerSpawner(AccountingMixin, LocalGpusMixin, ProfileSpawnerMixin, Doc
                       ",".join(self.gpu_ids))
         try:
             await self.ensure_network()
-            return await super().start()
+            return await self.own_start(super().start())  # within start_timeout after the queue
         except Exception:
             self.close_usage(usage.FAILED)
             self.release_gpus()

@@ -392,6 +392,13 @@ class LocalGpusMixin(HasTraits):
         self.start_timeout = self.base_start_timeout + (self.queue_settings["timeout"] if queued else 0)
         return super().run_pre_spawn_hook()
 
+    async def own_start(self, start):
+        """Await ``start`` (the spawner's own start, after the GPU queue) within the configured start
+        timeout: JupyterHub's limit for a GPU spawn also covered its wait in the queue."""
+        if self.base_start_timeout is None or self.start_timeout <= self.base_start_timeout:
+            return await start
+        return await asyncio.wait_for(start, self.base_start_timeout)
+
     def hold_gpus(self, profile):
         """Give this server the GPUs ``profile`` asks for (409 when they are not free)."""
         try:

@@ -228,7 +228,7 @@ class DeepvreSpawner(AccountingMixin, LocalGpusMixin, ProfileSpawnerMixin, Local
         try:
             self.apply_limits()
             self.grant_devices()
-            return await super().start()
+            return await self.own_start(super().start())  # within start_timeout after the queue
         except Exception:
             self.close_usage(usage.FAILED)
             self.release_gpus()

@@ -117,3 +117,23 @@ def test_the_order_survives_a_restart_in_the_usage_database(tmp_path):
     assert after.drop_restored() == ["bob/"]  # bob never came back
     assert [w.owner for w in after.waiting] == ["carol/", "erin/"]
     assert [r["owner"] for r in book.queued()] == ["carol/", "erin/"]
+
+
+def test_after_the_queue_the_start_itself_keeps_the_configured_timeout():
+    """JupyterHub's start timeout of a GPU spawn covers the queue's wait too; the spawner's own
+    start after it is held to the configured one."""
+    from types import SimpleNamespace
+
+    from deepvre_hub.spawner import DeepvreSpawner
+
+    user = SimpleNamespace(name="alice", groups=[], url="/user/alice/")
+    spawner = DeepvreSpawner(user=user, profiles=[], gpu_settings={"discovery": "none"}, personal_mode=True)
+    spawner.base_start_timeout, spawner.start_timeout = 1, 1 + 86400
+
+    async def slow():
+        await asyncio.sleep(5)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(spawner.own_start(slow()))
+    spawner.start_timeout = 1  # a spawn that could not queue: JupyterHub's own limit applies, nothing more
+    assert asyncio.run(spawner.own_start(asyncio.sleep(1.2, "url"))) == "url"
