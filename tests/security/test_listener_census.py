@@ -74,10 +74,12 @@ AUTH = {
     "pipe-secret": "ipykernel's pipe: nothing pushed without the kernel's secret is published",
     "read-only": "no login; loopback; none of the scheduler's acting HTTP API routes",
     "unix-owner": "a Unix socket closed to other accounts",
+    "service-token": "a model service's TCP port: 401 without its owner's token or a signed try-it request",
     "slurm": "Slurm's own checks: nobody cannot signal the job; srun ports ignore unsigned messages",
     "no-listener": "the process listens nowhere",
 }
-NEEDS_AUTH = {"hub-auth", "routed", "proxy-token", "mutual-tls", "hmac", "pipe-secret", "unix-owner", "slurm"}
+NEEDS_AUTH = {"hub-auth", "routed", "proxy-token", "mutual-tls", "hmac", "pipe-secret", "unix-owner", "slurm",
+              "service-token"}
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -196,6 +198,7 @@ RECOGNISE = {
     and not ln.facts.get("dask_scheduler_json"),
     "model service": lambda ln, c: ln.kind == "unix" and ln.role == "serve"
     and re.search(r"/deepvre-serve-[^/]+/deepaas\.sock$", ln.address),
+    "model service try-it port": lambda ln, c: ln.kind == "tcp" and ln.role == "serve" and "--also-tcp" in ln.cmdline,
     "Slurm step daemon": lambda ln, c: ln.kind == "unix" and ln.role == "slurmstepd",
     "srun": lambda ln, c: ln.kind == "tcp" and ln.role == "srun",
 }
@@ -824,6 +827,12 @@ def probe_all(live, table, ctx):
                 unix_targets.append(target)
             else:
                 zmq_targets.append(target)
+        elif auth == "service-token" and ln.kind == "tcp":  # the owner's tokens are the server's secrets
+            base, model = serve_base(ln), re.search(r"--model-name\s+(\S+)", ln.cmdline).group(1)
+            http_targets.append({"id": i, "kind": "http", "host": ln.host, "port": ln.port, "requests": [
+                ("GET", "/"), ("GET", f"{base}/v2/models/"), ("GET", f"{base}/v2/models/{model}/"),
+                ("POST", f"{base}/v2/models/{model}/predict/"), ("GET", f"{base}/v2/models/{model}/train/"),
+                ("POST", f"{base}/v2/models/{model}/train/")]})
         elif auth == "unix-owner":
             problems += unix_owner_problems(name, ln)
             unix_targets.append({"id": i, "kind": "http", "unix": ln.address,
