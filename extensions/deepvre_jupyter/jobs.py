@@ -55,19 +55,22 @@ class PreprocessJobs:
     def start(self, kind, input, output, cluster="local", params=None):
         if kind not in backends.pipeline_kinds():
             raise ValueError(f"unknown pipeline {kind!r}; known: {', '.join(backends.pipeline_kinds())}")
+        fields = {"kind": kind, "input": input, "output": output, "dashboard": "", "summary": None, "splits": {},
+                  "bad_records": []}
+        return self._launch("preprocess", cluster, fields, params or {})
+
+    def _launch(self, name, cluster, fields, *args):
+        """Register a job on ``cluster`` (refused unless this server can start it) with its own
+        ``fields``, run ``self._run(job, *args)`` in a thread; the job's view."""
         refusal = backends.cluster_refusal(cluster, bool(self.slurm))
         if refusal:
             raise ValueError(refusal)
         with self._lock:
             job_id = str(next(self._ids))
-            job = self._jobs[job_id] = {
-                "id": job_id, "kind": kind, "input": input, "output": output, "cluster": cluster,
-                "state": "starting", "dashboard": "", "error": "", "summary": None,
-                "progress": {"done": 0, "total": None}, "splits": {}, "bad_records": [],
-                "started": time.time(), "finished": None,
-            }
-        threading.Thread(target=self._run, args=(job, params or {}), daemon=True,
-                         name=f"deepvre-preprocess-{job_id}").start()
+            job = self._jobs[job_id] = {"id": job_id, "cluster": cluster, "state": "starting", "error": "",
+                                        "progress": {"done": 0, "total": None}, **fields,
+                                        "started": time.time(), "finished": None}
+        threading.Thread(target=self._run, args=(job, *args), daemon=True, name=f"deepvre-{name}-{job_id}").start()
         return self._view(job)
 
     def _run(self, job, params):

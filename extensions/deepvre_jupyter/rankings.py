@@ -22,17 +22,7 @@ class RankingJobs(PreprocessJobs):
     of the server on a cluster made with the site's terms (the listing and views are theirs)."""
 
     def start(self, data, cluster="local"):
-        refusal = backends.cluster_refusal(cluster, bool(self.slurm))
-        if refusal:
-            raise ValueError(refusal)
-        with self._lock:
-            job_id = str(next(self._ids))
-            job = self._jobs[job_id] = {
-                "id": job_id, "data": data, "cluster": cluster, "state": "starting",
-                "stage": "starting the cluster", "progress": {"done": 0, "total": None}, "error": "",
-                "result": None, "started": time.time(), "finished": None}
-        threading.Thread(target=self._run, args=(job,), daemon=True, name=f"deepvre-ranking-{job['id']}").start()
-        return self._view(job)
+        return self._launch("ranking", cluster, {"data": data, "stage": "starting the cluster", "result": None})
 
     def _run(self, job):
         from deepvre.science import ranking
