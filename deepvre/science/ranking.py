@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from ..checksums import file_sha256
 from ..errors import Invalid
 from . import evaluation, transferability
 
@@ -282,7 +283,7 @@ def make_floor(path, plan, folder, shards, rule, seed=FLOOR_SEED, samples=FLOOR_
     from ..training.batchnorm import reestimate
     from ..training.transfer import from_scratch
 
-    key = json.dumps([_file_sha256(path), seed, samples, plan["shape"], [s["sha256"] for s in shards]])
+    key = json.dumps([file_sha256(path), seed, samples, plan["shape"], [s["sha256"] for s in shards]])
     out = os.path.join(folder, f"floor-{hashlib.sha256(key.encode()).hexdigest()[:24]}.keras")
     if not os.path.isfile(out):
         import zarr
@@ -376,20 +377,12 @@ def cache_dir():
     return os.path.join(base, "deepvre", "ranking")
 
 
-def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def pull(market, entry, root):
     """The checked ``model.keras`` of ``entry`` under ``root`` (pulled unless already there, unchanged)."""
     dest = os.path.join(root, quote(entry["name"], safe=""), quote(entry["version"], safe=""))
     path = os.path.join(dest, "model.keras")
     want = (entry.get("files") or {}).get("model.keras", {}).get("sha256")
-    if not (want and os.path.isfile(path) and _file_sha256(path) == want):
+    if not (want and os.path.isfile(path) and file_sha256(path) == want):
         market.pull(entry["name"], entry["version"], dest, overwrite=True)
     return path
 
