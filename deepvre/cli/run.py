@@ -75,7 +75,7 @@ def run_command(notebook, params, sweeps, detach, backend, profile, settings, al
     """
     from .. import runs
     from ..runs import parameters as notebook_parameters
-    from ..runs.sweep import combinations, metrics_table, parse_sweep
+    from ..runs.sweep import combinations, metrics_table, parse_sweep, record
 
     given = {}
     for name, value in params:
@@ -103,12 +103,14 @@ def run_command(notebook, params, sweeps, detach, backend, profile, settings, al
         raise click.UsageError(f"{err}{hint}") from None
     # on Slurm a sweep is submitted at once and waited for together; locally it runs one by one
     together = detach or backend == "slurm"
+    sweep = record(notebook, axes) if axes else None  # groups the runs on the runs page
     done = []
     for parameters in combos:
         try:
             run = runs.start(notebook, parameters, backend=backend, detach=together,
                              runs_dir=runs_dir, profile=profile_data, slurm=slurm,
-                             allow_unknown=allow_unknown, kernel_name=kernel_name, declared=declared)
+                             allow_unknown=allow_unknown, kernel_name=kernel_name, declared=declared,
+                             sweep=sweep)
         except RuntimeError as err:
             raise click.ClickException(str(err)) from None
         done.append(run)

@@ -27,7 +27,7 @@ __all__ = [
 
 
 def start(notebook, parameters=None, backend="local", detach=False, runs_dir=None, profile=None,
-          allow_unknown=False, kernel_name=None, slurm=None, declared=None, injected=False):
+          allow_unknown=False, kernel_name=None, slurm=None, declared=None, injected=False, sweep=None):
     """Run ``notebook`` with ``parameters``; return its Run.
 
     The values are checked against the notebook's declared parameters
@@ -38,7 +38,9 @@ def start(notebook, parameters=None, backend="local", detach=False, runs_dir=Non
     values (written by :func:`~deepvre.runs.parameters.inject`), so it runs as it is.
     ``profile`` is a hardware profile (dict) whose Slurm terms the slurm backend uses, with the
     site's ``slurm:`` settings section ``slurm`` (account, qos, gres name; ``None``: defaults).
-    Without ``detach`` this returns when the run has finished (whatever its state).
+    ``sweep`` (``deepvre run --sweep``: :func:`deepvre.runs.sweep.record`) goes into ``params.json``,
+    which groups the sweep's runs. Without ``detach`` this returns when the run has finished
+    (whatever its state).
     """
     module = get_backend(backend)
     declared = notebook_parameters.inspect(notebook) if declared is None else declared
@@ -50,7 +52,8 @@ def start(notebook, parameters=None, backend="local", detach=False, runs_dir=Non
     # the worker reads a default (output_dir's) here, not from the notebook again
     params = store.read_json(run.file(store.PARAMS))
     store.write_json(run.file(store.PARAMS),
-                     {**params, "defaults": {name: f["value"] for name, f in declared.items()}})
+                     {**params, "defaults": {name: f["value"] for name, f in declared.items()},
+                      **({"sweep": sweep} if sweep else {})})
     submitted = module.submit(run, profile, slurm=slurm)
     if not detach:
         try:

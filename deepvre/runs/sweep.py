@@ -40,6 +40,14 @@ def combinations(declared, given, axes, allow_unknown=False):
             for combo in (expand(axes) if axes else [{}])]
 
 
+def record(notebook, axes):
+    """What each run of one sweep records in its ``params.json`` (``sweep``): a fresh id, in a run
+    id's form, and the swept names. The runs page groups a sweep's runs by it."""
+    from .store import new_run_id
+
+    return {"id": f"sweep-{new_run_id(notebook)}", "axes": list(axes)}
+
+
 def _cell(value):
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"

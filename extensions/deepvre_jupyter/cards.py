@@ -76,6 +76,7 @@ def run_view(run, root):
         "output": _inside(root, output) if os.path.exists(output) else None,
         "metrics_file": _inside(root, metrics) if os.path.exists(metrics) else None,
         "metrics": run.metrics or {},
+        "sweep": (run.params.get("sweep") or {}).get("id"),  # deepvre run --sweep: the runs page's group
     }
 
 

@@ -469,8 +469,10 @@ def handlers(base_url):
         (r"serve/(?P<ref>[^/]+)", Service),
     ]
     from .rankings import routes as ranking_routes  # "Rank base models for my data" (issue 18)
+    from .runs_compare import routes as compare_routes  # the runs page: runs side by side, a sweep (issue 19)
 
-    routes = [(url_path_join(api_url, pattern) + "/?", cls) for pattern, cls in routes + ranking_routes()]
+    routes = [(url_path_join(api_url, pattern) + "/?", cls)
+              for pattern, cls in routes + ranking_routes() + compare_routes()]
     proxy = service_proxy()
     if proxy is not None:
         services = url_path_join(base_url, SERVICES_PATH)

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from deepvre import runs
+from deepvre.runs import compare
 from tests.runs.conftest import read_notebook, read_text, wait_for
 
 
@@ -36,6 +37,7 @@ def test_run_writes_its_folder(cli, runs_dir, notebook):
     assert run["status"]["state"] == "done" and run["status"]["error"] is None
     assert run["status"]["progress"] == {"done": 4, "total": 4}  # injected cell + 3 code cells
     assert run["params"]["parameters"] == {"a": 3, "scale": 0.5, "layers": [7]}
+    assert "sweep" not in run["params"]  # one run, no sweep
     assert run["metrics"]["score"] == 3 * 0.5 + 1 and run["metrics"]["a"] == 3
     assert run["metrics"]["python"] == sys.executable  # the kernel is the runner's python
     cells = _cells(os.path.join(path, "output.ipynb"))
@@ -55,6 +57,10 @@ def test_sweep_runs_every_combination_and_prints_a_table(cli, runs_dir, notebook
     for r in done:
         p = r.params["parameters"]
         assert r.state == "done" and r.metrics["score"] == p["a"] * p["scale"] + 2
+    # one sweep id groups them (the runs page's sweep table); a single run has none
+    [sweep] = {r.params["sweep"]["id"] for r in done}
+    assert sweep.startswith("sweep-metrics-") and done[0].params["sweep"]["axes"] == ["a", "scale"]
+    assert [r.id for r in compare.sweep_runs(done, sweep)] == [r.id for r in done]
     table = out[out.index("run  "):].splitlines()
     assert table[0].split()[:5] == ["run", "state", "a", "scale", "score"]
     for r in done:
