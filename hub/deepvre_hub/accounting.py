@@ -1,5 +1,7 @@
 """The spawner's side of usage accounting and quotas: :class:`AccountingMixin`.
 
+It also tells the user when a server that waited in the GPU queue is ready (``notify``).
+
 At a start: the quotas are checked, the GPUs taken and a row opened, with no ``await`` between
 them (two spawns of one user cannot both pass the check). The row's id lives in the spawner
 state, so a server running across a hub restart keeps its row. At the end the row is closed with
@@ -15,7 +17,7 @@ from jupyterhub import orm
 from jupyterhub.handlers.base import BaseHandler
 from traitlets import Dict, HasTraits, Integer, Unicode
 
-from . import quotas, usage
+from . import culler, notify, quotas, usage
 from .spawn_form import refusal
 
 CULLER = "idle-culler"  # the culler service's name (deepvre_hub.culler)
@@ -84,6 +86,24 @@ class AccountingMixin(HasTraits):
         """,
     )
 
+    notify = Dict(
+        config=True,
+        help="""Who is told when a server is ready (the ``notify:`` settings section, ``deepvre_hub.notify``):
+        a webhook and an e-mail, for spawns that waited in the GPU queue (or every spawn).
+
+        Example: ``{"webhook": {"url": "https://chat.example.org/hooks/gpu", "secret_file": "/etc/deepvre/hook"}}``
+        """,
+    )
+
+    public_hub_url = Unicode(
+        "",
+        config=True,
+        help="""The hub's public address, for the link in a notice (empty: the path alone).
+
+        Example: ``"https://hub.example.org"``
+        """,
+    )
+
     usage_id = Integer(0, help="The id of this server's open accounting row (kept in the state).")
 
     end_reason = Unicode(usage.FAILED, help="Why the open row ends if it ends now without a stop request.")
@@ -141,20 +161,24 @@ class AccountingMixin(HasTraits):
 
     async def admit_queued(self, profile):
         """:meth:`admit`, after a wait in the GPU queue when free GPUs are all that is missing (a
-        quota refusal comes at once, not after the wait, and is checked again at the turn)."""
+        quota refusal comes at once, not after the wait, and is checked again at the turn); a
+        server admitted from the queue tells its user when it is ready (:meth:`notice_when_ready`)."""
         count = int(profile.get("gpus", 0))
         try:
             if not self.needs_queue(count):
                 self.admit(profile)
+                self.notice_when_ready(profile, None)
                 return
             if self.book is not None:
                 why = self.quota_refusal(profile, usage.utcnow())
                 if why:
                     self.log.info("deepvre: quota refused %s: %s", self.owner, why)
                     raise refusal(429, why)
+            queued = time.monotonic()
             await self.wait_for_gpus(count)
             try:
                 self.admit(profile)  # no await since the turn came: nobody took the GPUs
+                self.notice_when_ready(profile, time.monotonic() - queued)
                 woke = self.gpu_queue.notified_at
                 self.log.info("deepvre: %s admitted from the GPU queue, %.1f ms after the wake-up", self.owner,
                               (time.monotonic() - woke) * 1000 if woke else -1)
@@ -162,6 +186,53 @@ class AccountingMixin(HasTraits):
                 self.gpu_queue.leave(self.owner)
         finally:
             self.gpus_decided = True
+
+    # --- telling the user (notify) ---------------------------------------------------------
+
+    user_email = None  # from the auth state (run_auth_state_hook)
+    _notices = set()  # the running notice tasks (a reference, so none is collected mid-way)
+
+    async def run_auth_state_hook(self, auth_state):
+        self.user_email = notify.address({}, self.user.name, auth_state)
+        return await super().run_auth_state_hook(auth_state)
+
+    def email_address(self):
+        signup = None
+        try:
+            from nativeauthenticator.orm import UserInfo
+
+            info = UserInfo.find(self.user.db, self.user.name)
+            signup = info.email if info is not None else None
+        except Exception:  # another authenticator: no such table
+            self.user.db.rollback()
+        return self.user_email or notify.address(self.notify.get("email"), self.user.name, None, signup)
+
+    def notice_when_ready(self, profile, waited):
+        """Once this spawn is over and the server ready (with its proxy route), tell the user
+        (``waited``: seconds in the GPU queue; None: it did not queue). Never blocks the spawn."""
+        if not notify.wanted(self.notify, waited is not None):
+            return
+        task = asyncio.ensure_future(self._notice(self._spawn_future, profile, list(self.gpu_ids), waited))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _notice(self, spawn, profile, gpu_ids, waited):
+        try:
+            if spawn is not None:
+                await asyncio.shield(spawn)
+            else:
+                while self.pending:
+                    await asyncio.sleep(0.5)
+        except BaseException:
+            return  # the spawn failed or was cancelled: nothing to tell
+        if not self.ready:
+            return
+        try:
+            url = notify.server_url(self.public_hub_url, self.server.base_url)
+            payload = notify.event(self.user.name, self.name, profile["slug"], gpu_ids, url, waited)
+            await notify.tell(self.notify, payload, self.email_address(), self.log)
+        except Exception:
+            self.log.exception("deepvre: telling %s that %s is ready failed", self.user.name, self.owner)
 
     def close_usage(self, reason=None, who=None):
         if self.usage_id and self.book is not None:
@@ -173,10 +244,27 @@ class AccountingMixin(HasTraits):
     def note_stop(self):
         """Called at the start of ``stop()``: who asked, for the row."""
         self.end_reason, self.ended_by = stop_reason(self.user.name)
+        if self.end_reason == usage.CULLED and self.culled_for_age():
+            self.end_reason = usage.LIFETIME
         if self.gpu_queue.waiter(self.owner) is None:
             self.gpu_queue.forget(self.owner)  # a stopped pending spawn gives up its place for good
 
     ended_by = None
+
+    def culled_for_age(self):
+        """Whether the culler stops this server for its maximum lifetime (not for being idle)."""
+        culling = getattr(self, "culling", None) or {}
+        orm_spawner = self.orm_spawner
+        if not culling or orm_spawner is None or orm_spawner.started is None:
+            return False
+        server = {"state": self.get_state()}
+        limits = culler.lifetimes(culling, getattr(self, "profiles", None) or [])
+        now = usage.utcnow()
+        if not culler.past_max_age(server, orm_spawner.started, now, limits):
+            return False
+        timeouts = {p["slug"]: p["idle_timeout"] for p in getattr(self, "profiles", None) or [] if p.get("idle_timeout")}
+        idle = (now - (orm_spawner.last_activity or orm_spawner.started)).total_seconds()
+        return idle < culler.idle_limit(server, culling["timeout"], culling["gpu_timeout"], timeouts)
 
     async def poll(self):
         status = await super().poll()

@@ -168,11 +168,33 @@ def estimate(releases, needed):
     return None
 
 
-def progress_message(place, found, now):
-    """The progress page's line: the place, and the estimate from :func:`estimate` (or why none)."""
+def duration(seconds):
+    """``8 h``, ``15 min``, ``40 s``."""
+    seconds = int(seconds)
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
+
+
+def _at(when, now):
+    return when.strftime("%H:%M UTC") if when.date() == now.date() else when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def progress_message(place, found, now, latest=None):
+    """The progress page's line: the place, the likely estimate ``found`` and the guaranteed one
+    ``latest`` (each from :func:`estimate`: from the holders' idle limits and from their maximum
+    lifetimes), or why there is none."""
     line = f"Waiting for a GPU: {ordinal(place)} in the queue"
-    if found is None:
+    if found is None and latest is None:
         return line + "; no estimate: the GPU servers running now have no idle limit that frees enough GPUs."
-    when, (holder, why) = found
-    at = when.strftime("%H:%M UTC") if when.date() == now.date() else when.strftime("%Y-%m-%d %H:%M UTC")
-    return line + f"; a GPU frees up by {at} if {holder}'s server stays idle ({why})."
+    if found is not None:
+        when, (holder, why) = found
+        if why.startswith("maximum age"):
+            line += f"; a GPU frees up by {_at(when, now)}, when {holder}'s server reaches its {why}."
+        else:
+            line += f"; a GPU frees up by {_at(when, now)} if {holder}'s server stays idle ({why})."
+    if latest is not None and latest != found:
+        when, (holder, why) = latest
+        line += (" At the latest" if found is not None else "; a GPU frees up at the latest") + \
+            f" by {_at(when, now)}, when {holder}'s server reaches its {why}."
+    return line

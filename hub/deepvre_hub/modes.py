@@ -152,6 +152,8 @@ def configure_usage(c, settings, state_dir, spawner="DeepvreSpawner"):
     usage_metrics.register(url)
     c[spawner].usage_db_url = url
     c[spawner].quotas = settings["quotas"]
+    c[spawner].notify = settings["notify"]  # told when a queued server is ready (deepvre_hub.notify)
+    c[spawner].public_hub_url = settings["notify"]["public_url"]
     extra = list(c.JupyterHub.extra_handlers) if "extra_handlers" in c.JupyterHub else []
     c.JupyterHub.extra_handlers = extra + usage_page.handlers(url, settings["quotas"])
 

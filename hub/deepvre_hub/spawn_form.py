@@ -223,7 +223,8 @@ class LocalGpusMixin(HasTraits):
     culling = Dict(
         config=True,
         help="""The idle culler's settings (the ``culling:`` section): the GPU queue's estimate of when
-        a GPU frees up comes from the running GPU servers' idle limits.
+        a GPU frees up comes from the running GPU servers' idle limits, and "at the latest" from
+        their maximum lifetimes (``max_age``, ``gpu_max_age``).
 
         Example: ``{"enabled": True, "timeout": 3600, "gpu_timeout": 900, "every": 60}``
         """,
@@ -333,35 +334,48 @@ class LocalGpusMixin(HasTraits):
             raise
 
     def gpu_releases(self, now):
-        """``(when, gpus, (user, why))`` per running GPU server: when the idle culler stops it at the
-        latest if it stays idle from now on (nothing without culling)."""
+        """``(likely, latest)``: per running GPU server ``(when, gpus, (user, why))``, when the idle
+        culler stops it if it stays idle from now on (or at its maximum lifetime, if sooner), and
+        when it stops at the latest, at its maximum lifetime (``when`` None: no lifetime). Nothing
+        without culling."""
         if not self.culling or not self.culling.get("enabled", True):
-            return []
+            return [], []
         from jupyterhub import orm
 
         timeouts = {p["slug"]: p["idle_timeout"] for p in self.profiles if p.get("idle_timeout")}
+        lifetimes = culler.lifetimes(self.culling, self.profiles)
         counts = {}
         for owner in self.allocator.holders.values():
             counts[owner] = counts.get(owner, 0) + 1
-        releases = []
+        likely, latest = [], []
         for owner, count in counts.items():
             user, server = owner.split("/", 1)
             found = (self.user.db.query(orm.Spawner).join(orm.User, orm.Spawner.user_id == orm.User.id)
                      .filter(orm.User.name == user, orm.Spawner.name == server).first())
             if found is None or found.server is None:
                 continue
-            limit = culler.idle_limit({"state": found.state}, self.culling["timeout"], self.culling["gpu_timeout"],
-                                      timeouts)
+            model = {"state": found.state}
+            limit = culler.idle_limit(model, self.culling["timeout"], self.culling["gpu_timeout"], timeouts)
             since = found.last_activity or found.started or now
-            when = max(since + datetime.timedelta(seconds=limit), now)
-            releases.append((when, count, (user, f"idle limit {limit // 60} min")))
-        return releases
+            idle_when = max(since + datetime.timedelta(seconds=limit), now)
+            age = culler.max_age(model, lifetimes)
+            end = None
+            if age and found.started:  # the culler looks every `every` seconds
+                end = max(found.started + datetime.timedelta(seconds=age + self.culling.get("every", 60)), now)
+            latest.append((end, count, (user, f"maximum age ({gpu_queue.duration(age)})" if age else "")))
+            if end is not None and end < idle_when:
+                likely.append((end, count, (user, f"maximum age ({gpu_queue.duration(age)})")))
+            else:
+                likely.append((idle_when, count, (user, f"idle limit {limit // 60} min")))
+        return likely, latest
 
     def queue_message(self, now):
         place = self.gpu_queue.place(self.owner)
         waiter = self.gpu_queue.waiter(self.owner)
         needed = self.gpu_queue.gpus_ahead(self.owner) + waiter.gpus - len(self.allocator.free())
-        return gpu_queue.progress_message(place, gpu_queue.estimate(self.gpu_releases(now), needed), now)
+        likely, latest = self.gpu_releases(now)
+        return gpu_queue.progress_message(place, gpu_queue.estimate(likely, needed), now,
+                                          gpu_queue.estimate(latest, needed))
 
     async def progress(self):
         """Progress events: this spawn's place in the GPU queue and the estimate, again at each

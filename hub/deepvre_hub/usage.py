@@ -23,11 +23,12 @@ SCHEMA_VERSION = 2  # 2: the GPU queue's table (deepvre_gpu_queue)
 USER = "user"  # its owner stopped it
 ADMIN = "admin"  # another user (an admin) stopped it
 CULLED = "culled"  # the idle culler stopped it
+LIFETIME = "lifetime"  # the culler stopped it at its maximum lifetime (culling.max_age), idle or not
 SERVICE = "service"  # another hub service stopped it
 HUB = "hub"  # the hub stopped it: its shutdown (hub.keep_servers false), or it did not answer at the hub's start
 FAILED = "failed"  # it did not start, or it exited on its own
 GONE = "gone"  # a restarted hub found it gone (it ended while the hub was down)
-REASONS = (USER, ADMIN, CULLED, SERVICE, HUB, FAILED, GONE)
+REASONS = (USER, ADMIN, CULLED, LIFETIME, SERVICE, HUB, FAILED, GONE)
 
 metadata = sa.MetaData()
 

@@ -1,6 +1,6 @@
 """Idle culling: per-server limits (GPU servers shorter) and the culler service definition."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from deepvre_hub import culler
 
@@ -27,6 +27,27 @@ def test_gpu_servers_get_the_shorter_limit():
     assert arbiter(inactive=None, inactive_limit=600, server=server()) is False
 
 
+def test_a_maximum_lifetime_stops_busy_servers_too():
+    now = datetime.now(UTC).replace(tzinfo=None)
+    lifetimes = culler.lifetimes({"max_age": 7200, "gpu_max_age": 3600}, [{"slug": "short", "max_age": 60}])
+    arbiter = culler.make_cull_arbiter(3600, 600, {}, lifetimes)
+
+    def started(seconds_ago):
+        return (now - timedelta(seconds=seconds_ago)).isoformat() + "Z"
+
+    busy = timedelta(seconds=5)
+    assert arbiter(inactive=busy, inactive_limit=600, server={**server(), "started": started(7300)}) is True
+    assert arbiter(inactive=busy, inactive_limit=600, server={**server(), "started": started(3700)}) is False
+    assert arbiter(inactive=busy, inactive_limit=600, server={**server(["0"], "gpu-1"), "started": started(3700)}) is True
+    assert arbiter(inactive=busy, inactive_limit=600, server={**server(["0"], "short"), "started": started(70)}) is True
+    assert arbiter(inactive=busy, inactive_limit=600, server={**server(["0"], "short"), "started": started(50)}) is False
+    # without settings (the earlier config files), no lifetime
+    assert culler.make_cull_arbiter(3600, 600)(inactive=busy, inactive_limit=600,
+                                               server={**server(), "started": started(10**6)}) is False
+    assert culler.max_age(server(), culler.lifetimes({}, [])) is None
+    assert culler.parse_started("2026-12-01T02:30:00.123456Z") == datetime(2026, 12, 1, 2, 30, 0, 123456)
+
+
 def test_service_definition(tmp_path):
     profiles = [{"slug": "quick", "idle_timeout": 120}]
     service, role = culler.culler_service(CULLING, profiles, tmp_path)
@@ -39,6 +60,12 @@ def test_service_definition(tmp_path):
     hook = namespace["c"].IdleCuller.cull_arbiter_hook
     assert hook(inactive=timedelta(seconds=130), inactive_limit=120, server=server(profile="quick")) is True
     assert hook(inactive=timedelta(seconds=130), inactive_limit=120, server=server()) is False
+    old = {**server(), "started": (datetime.now(UTC) - timedelta(hours=3)).isoformat()}
+    assert hook(inactive=timedelta(seconds=1), inactive_limit=120, server=old) is False  # no max_age set
+    service, _ = culler.culler_service({**CULLING, "max_age": 7200}, profiles, tmp_path)
+    exec(compile((tmp_path / "idle_culler_config.py").read_text(), "idle_culler_config.py", "exec"), namespace)  # noqa: S102
+    assert namespace["c"].IdleCuller.cull_arbiter_hook(inactive=timedelta(seconds=1), inactive_limit=120,
+                                                       server=old) is True
 
 
 def test_culling_off(tmp_path):

@@ -92,6 +92,20 @@ def test_estimate_and_message():
     assert line == ("Waiting for a GPU: 2nd in the queue; a GPU frees up by 15:00 UTC if alice's server "
                     "stays idle (idle limit 15 min).")
     assert gpu_queue.progress_message(11, None, NOW).startswith("Waiting for a GPU: 11th in the queue; no estimate")
+    # "at the latest": the holders' maximum lifetimes
+    latest = [(NOW + dt.timedelta(hours=8), 1, ("alice", "maximum age (8 h)")),
+              (NOW + dt.timedelta(hours=3), 1, ("dave", "maximum age (3 h)"))]
+    line = gpu_queue.progress_message(1, gpu_queue.estimate(releases, 1), NOW, gpu_queue.estimate(latest, 1))
+    assert line == ("Waiting for a GPU: 1st in the queue; a GPU frees up by 13:05 UTC if dave's server stays idle "
+                    "(idle limit 15 min). At the latest by 16:00 UTC, when dave's server reaches its maximum age (3 h).")
+    line = gpu_queue.progress_message(3, None, NOW, gpu_queue.estimate(latest, 2))
+    assert line == ("Waiting for a GPU: 3rd in the queue; a GPU frees up at the latest by 21:00 UTC, when alice's "
+                    "server reaches its maximum age (8 h).")
+    found = (NOW + dt.timedelta(minutes=1), ("erin", "maximum age (1 min)"))  # the lifetime comes first
+    assert gpu_queue.progress_message(1, found, NOW, found) == (
+        "Waiting for a GPU: 1st in the queue; a GPU frees up by 13:01 UTC, when erin's server reaches its "
+        "maximum age (1 min).")
+    assert [gpu_queue.duration(s) for s in (28800, 900, 40, 5400)] == ["8 h", "15 min", "40 s", "90 min"]
     assert [gpu_queue.ordinal(n) for n in (1, 2, 3, 4, 12, 21, 113)] == ["1st", "2nd", "3rd", "4th", "12th", "21st", "113th"]
 
 
