@@ -24,6 +24,7 @@ from . import store
 from .kernels import PrivateKernelManager
 from .platform import ENVIRONMENT, capture
 from .provenance import write_provenance
+from .tracking import log_run
 
 
 class RunCancelled(Exception):
@@ -143,6 +144,7 @@ def execute_run(run_path):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     collect_metrics(run_path, params.get("parameters") or {}, params.get("defaults"))
     write_provenance(run_path, state)
+    log_run(run_path, state)  # to MLflow when settings say so (deepvre.runs.tracking); never fails the run
     store.update_status(run_path, state=state, finished=store.now(), error=error, error_cell=cell)
     print(f"deepvre run {os.path.basename(run_path)}: {state}", file=sys.stderr, flush=True)
     return state
