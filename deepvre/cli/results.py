@@ -11,6 +11,7 @@ import click
 from . import main
 
 FIGURES = (".png", ".svg")
+RANK_VALIDATION = "rank-validation"  # the ranking's validation study (issue 18), not a notebook
 
 
 def _commit(repo):
@@ -54,7 +55,8 @@ def _log_tail(run, lines=15):
 
 
 @main.command("results")
-@click.argument("use_cases", nargs=-1, type=click.Choice(["all", "biology", "satellite", "lattice-qcd", "security"]))
+@click.argument("use_cases", nargs=-1, type=click.Choice(["all", "biology", "satellite", "lattice-qcd", "security",
+                                                                RANK_VALIDATION]))
 @click.option("--smoke", is_flag=True, help="Smoke mode (tiny, two seeds; for checks only: the page says so).")
 @click.option("--page", default="docs/results.md", show_default=True, help="The page to write (relative to --repo).")
 @click.option("--repo", type=click.Path(file_okay=False, exists=True), default=".", show_default=True,
@@ -66,6 +68,10 @@ def results_command(use_cases, smoke, page, repo, runs_dir):
     each one's section of docs/results.md from its metrics: table with 95 % intervals, the
     claim's verdict, run id, commit and figures (saved beside the page, in results/<case>/).
 
+    `deepvre results rank-validation` runs the ranking's validation study instead
+    (deepvre.science.rank_study: every candidate base model ranked, then fine-tuned over seeds,
+    Spearman's rho with its bootstrap interval); `all` does not include it.
+
     The runs start from an empty catalog of their own, so no earlier model is reused. A failed
     notebook leaves its section as it was and makes the command fail, after the others ran.
     """
@@ -74,6 +80,10 @@ def results_command(use_cases, smoke, page, repo, runs_dir):
     from ..site import environment
 
     repo = os.path.abspath(repo)
+    if RANK_VALIDATION in use_cases:
+        if len(use_cases) > 1:
+            raise click.UsageError(f"{RANK_VALIDATION} runs alone (it is not a notebook)")
+        return _rank_validation(smoke, os.path.join(repo, page), _commit(repo), runs_dir)
     keys = results_page.KEYS if not use_cases or "all" in use_cases else tuple(
         k for k in results_page.KEYS if k in use_cases)
     commit = _commit(repo)
@@ -115,3 +125,36 @@ def results_command(use_cases, smoke, page, repo, runs_dir):
         click.echo(f"{key}: section written to {page_path} ({wall:.0f} s)")
     if failed:
         raise click.ClickException(f"no section written for: {', '.join(failed)}")
+
+
+def _rank_validation(smoke, page_path, commit, runs_dir):
+    """Run the ranking's validation study and write its section, figure and record beside the page."""
+    import json
+
+    from ..science import rank_study, results_page
+
+    folder = os.path.abspath(runs_dir or tempfile.mkdtemp(prefix="deepvre-rank-validation-"))
+    study_id = f"{RANK_VALIDATION}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.urandom(3).hex()}"
+    folder = os.path.join(folder, study_id)
+    click.echo(f"{RANK_VALIDATION}: study {study_id}{' (smoke)' if smoke else ''} in {folder}")
+    study = rank_study.as_json(rank_study.run(folder, "tiny" if smoke else "full", in_process=True,
+                                              log=lambda line: click.echo(f"{RANK_VALIDATION}: {line}")))
+    page_dir = os.path.dirname(page_path)
+    target = os.path.join(page_dir, "results", RANK_VALIDATION)
+    shutil.rmtree(target, ignore_errors=True)
+    os.makedirs(target)
+    study.update(id=study_id, commit=commit)
+    with open(os.path.join(target, "study.json"), "w") as f:
+        json.dump(study, f, indent=1, sort_keys=True)
+    figure = rank_study.figure(study, os.path.join(target, "scores-vs-fine-tuned.png"))
+    info = {"id": study_id, "commit": commit, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "command": f"deepvre results {RANK_VALIDATION}" + (" --smoke" if smoke else ""),
+            "record": os.path.relpath(os.path.join(target, "study.json"), page_dir)}
+    text = rank_study.section(study, info, [os.path.relpath(figure, page_dir)], smoke=smoke)
+    old = open(page_path).read() if os.path.exists(page_path) else ""
+    with open(page_path + ".tmp", "w") as f:
+        f.write(results_page.splice(old, RANK_VALIDATION, text))
+    os.replace(page_path + ".tmp", page_path)
+    for key in study["cases"]:
+        click.echo(f"{RANK_VALIDATION}: {rank_study.verdict(key, study['cases'][key])}")
+    click.echo(f"{RANK_VALIDATION}: section written to {page_path} ({study['wall_s']:.0f} s)")
