@@ -21,6 +21,7 @@ import socket
 import sys
 
 from . import store
+from .admission import admit_run
 from .kernels import PrivateKernelManager
 from .platform import ENVIRONMENT, capture
 from .provenance import write_provenance
@@ -108,6 +109,8 @@ def execute_run(run_path):
             raise RunCancelled()
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    if not admit_run(run_path, params):  # the hub's quotas and GPU queue (deepvre.runs.admission)
+        return store.read_json(os.path.join(run_path, store.STATUS), {}).get("state", "failed")
     me = psutil.Process()
     store.update_status(
         run_path, state="running", pid=me.pid, pid_created=me.create_time(),

@@ -140,8 +140,9 @@ def configure_local(c, settings, state_dir):
 
 def configure_usage(c, settings, state_dir, spawner="DeepvreSpawner"):
     """The usage accounting (created or migrated now), the quotas (for the ``spawner`` class), the
-    page ``/hub/usage`` and the gauges on ``/hub/metrics``."""
-    from . import usage, usage_metrics, usage_page
+    page ``/hub/usage``, the gauges on ``/hub/metrics`` and the batch runs' admission
+    (``/hub/api/deepvre/runs``)."""
+    from . import run_admission, usage, usage_metrics, usage_page
 
     url = usage.default_url(state_dir)
     try:
@@ -155,7 +156,8 @@ def configure_usage(c, settings, state_dir, spawner="DeepvreSpawner"):
     c[spawner].notify = settings["notify"]  # told when a queued server is ready (deepvre_hub.notify)
     c[spawner].public_hub_url = settings["notify"]["public_url"]
     extra = list(c.JupyterHub.extra_handlers) if "extra_handlers" in c.JupyterHub else []
-    c.JupyterHub.extra_handlers = extra + usage_page.handlers(url, settings["quotas"])
+    c.JupyterHub.extra_handlers = (extra + usage_page.handlers(url, settings["quotas"])
+                                   + run_admission.handlers(settings, url))  # batch runs: /hub/api/deepvre/runs
 
 
 def restrict_gpu_devices(gpu_settings):

@@ -62,20 +62,23 @@ def held(rows):
                      for r in rows) or "none"
 
 
-def check(limits, rows, request_gpus, now, whose, window=WINDOW):
+def check(limits, rows, request_gpus, now, whose, window=WINDOW, kind="server"):
     """The message of the first of ``limits`` that a start of ``request_gpus`` GPUs would break,
     given the ``rows`` it counts (open rows hold resources; the window's rows count GPU-hours);
-    ``whose``: ``"your"`` or ``"group team's"``. None if it fits."""
+    ``whose``: ``"your"`` or ``"group team's"``; ``kind``: a ``server`` or a batch ``run`` (runs
+    count towards the GPU limits, not towards servers at once). None if it fits."""
     running = [r for r in rows if r["end"] is None]
-    if "servers" in limits and len(running) + 1 > limits["servers"]:
-        return (f"Servers at once ({whose} limit): {len(running)} of {limits['servers']} running "
-                f"({held(running)}). It frees up when one of them stops.")
+    servers = [r for r in running if r.get("kind", "server") == "server"]
+    if kind == "server" and "servers" in limits and len(servers) + 1 > limits["servers"]:
+        return (f"Servers at once ({whose} limit): {len(servers)} of {limits['servers']} running "
+                f"({held(servers)}). It frees up when one of them stops.")
     if request_gpus and "gpus" in limits:
         holding = [r for r in running if r["gpus"]]
         total = sum(r["gpus"] for r in holding)
         if total + request_gpus > limits["gpus"]:
             return (f"GPUs at once ({whose} limit): {total} of {limits['gpus']} held ({held(holding)}); this "
-                    f"profile needs {request_gpus}. It frees up when a GPU server stops; or pick a CPU profile.")
+                    f"profile needs {request_gpus}. It frees up when a GPU server stops or a GPU run ends; "
+                    "or pick a CPU profile.")
     if request_gpus and "gpu_hours_per_week" in limits:
         limit = limits["gpu_hours_per_week"]
         used = gpu_hours(rows, now, window)
@@ -87,20 +90,22 @@ def check(limits, rows, request_gpus, now, whose, window=WINDOW):
     return None
 
 
-def refusal(quotas, user, server, groups, rows, request_gpus, now):
+def refusal(quotas, user, server, groups, rows, request_gpus, now, kind="server"):
     """Why ``user`` may not start ``server`` with ``request_gpus`` GPUs now, or None.
 
     ``groups``: ``{group: [member names]}`` of the user's groups; ``rows``: the accounting rows of
     the user and those members that are open or ended within the window. The server's own
-    earlier row does not count (it is being replaced).
+    earlier row does not count (it is being replaced). ``kind``: ``server`` or ``run`` (a batch run).
     """
     rows = [r for r in rows if not (r["user"] == user and r["server"] == server and r["end"] is None)]
-    message = check(user_limits(quotas, user), [r for r in rows if r["user"] == user], request_gpus, now, "your")
+    message = check(user_limits(quotas, user), [r for r in rows if r["user"] == user], request_gpus, now, "your",
+                    kind=kind)
     if message:
         return message
     for group, limits in group_limits(quotas, groups).items():
         members = set(groups[group])
-        message = check(limits, [r for r in rows if r["user"] in members], request_gpus, now, f"group {group}'s")
+        message = check(limits, [r for r in rows if r["user"] in members], request_gpus, now, f"group {group}'s",
+                        kind=kind)
         if message:
             return message
     return None

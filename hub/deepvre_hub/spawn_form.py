@@ -198,9 +198,49 @@ class ProfileSpawnerMixin(AccountSettings):
         self.profile_slug = ""
 
 
-# One allocator and one queue per hub process and GPU settings, shared by every spawner (built on first use).
+# One allocator and one queue per hub process and GPU settings, shared by every spawner and the
+# batch runs' admission (run_admission), built on first use.
 _ALLOCATORS = {}
 _QUEUES = {}
+
+
+def allocator_key(gpu_settings):
+    return repr(sorted(gpu_settings.items()))
+
+
+def shared_allocator(gpu_settings, log):
+    """This machine's :class:`gpus.GpuAllocator` for ``gpu_settings`` (one per hub process)."""
+    key = allocator_key(gpu_settings)
+    if key not in _ALLOCATORS:
+        found = gpus.machine_gpus(gpu_settings)
+        log.info("GPUs for local servers: %s", ", ".join(g.index for g in found) or "none")
+        _ALLOCATORS.setdefault(key, gpus.GpuAllocator([g.index for g in found]))
+    return _ALLOCATORS[key]
+
+
+def queue_settings_of(gpu_settings):
+    return {"enabled": True, "timeout": 86400, "restart_grace": 600, "priorities": {},
+            **(gpu_settings.get("queue") or {})}
+
+
+def shared_queue(gpu_settings, book, log):
+    """This machine's :class:`gpu_queue.GpuQueue`; made at first use (a hub's start), with the
+    places of the requests that waited before a restart, kept for ``gpus.queue.restart_grace`` s."""
+    key = allocator_key(gpu_settings)
+    if key not in _QUEUES:
+        queue = _QUEUES[key] = gpu_queue.GpuQueue(book)
+        if queue.restore():
+            grace = queue_settings_of(gpu_settings)["restart_grace"]
+            log.info("deepvre: GPU queue from before the restart: %s (places kept %d s)",
+                     ", ".join(w.owner for w in queue.waiting), grace)
+            asyncio.get_event_loop().call_later(grace, queue.drop_restored)
+    return _QUEUES[key]
+
+
+def group_priority(gpu_settings, groups):
+    """The highest ``gpus.queue.priorities`` of the group names ``groups`` (0 without one)."""
+    priorities = queue_settings_of(gpu_settings)["priorities"]
+    return max([priorities[g] for g in groups if g in priorities] + [0])
 
 
 class LocalGpusMixin(HasTraits):
@@ -240,16 +280,11 @@ class LocalGpusMixin(HasTraits):
         return f"{self.user.name}/{self.name}"
 
     def _allocator_key(self):
-        return repr(sorted(self.gpu_settings.items()))
+        return allocator_key(self.gpu_settings)
 
     @property
     def allocator(self):
-        key = self._allocator_key()
-        if key not in _ALLOCATORS:
-            found = gpus.machine_gpus(self.gpu_settings)
-            self.log.info("GPUs for local servers: %s", ", ".join(g.index for g in found) or "none")
-            _ALLOCATORS.setdefault(key, gpus.GpuAllocator([g.index for g in found]))
-        return _ALLOCATORS[key]
+        return shared_allocator(self.gpu_settings, self.log)
 
     async def discover_gpus(self):
         """Build the shared allocator in a thread (``nvidia-smi`` can take seconds) if not done yet."""
@@ -267,27 +302,16 @@ class LocalGpusMixin(HasTraits):
 
     @property
     def gpu_queue(self):
-        """The machine's queue; made at first use (a hub's start), with the places of the requests
-        that waited before a restart, kept for ``gpus.queue.restart_grace`` seconds."""
-        key = self._allocator_key()
-        if key not in _QUEUES:
-            queue = _QUEUES[key] = gpu_queue.GpuQueue(getattr(self, "book", None))
-            if queue.restore():
-                grace = self.queue_settings["restart_grace"]
-                self.log.info("deepvre: GPU queue from before the restart: %s (places kept %d s)",
-                              ", ".join(w.owner for w in queue.waiting), grace)
-                asyncio.get_event_loop().call_later(grace, queue.drop_restored)
-        return _QUEUES[key]
+        """The machine's queue (:func:`shared_queue`)."""
+        return shared_queue(self.gpu_settings, getattr(self, "book", None), self.log)
 
     @property
     def queue_settings(self):
-        return {"enabled": True, "timeout": 86400, "restart_grace": 600, "priorities": {},
-                **(self.gpu_settings.get("queue") or {})}
+        return queue_settings_of(self.gpu_settings)
 
     def queue_priority(self):
         """The highest ``gpus.queue.priorities`` of this user's groups (0 without one)."""
-        priorities = self.queue_settings["priorities"]
-        return max([priorities[g.name] for g in getattr(self.user, "groups", []) if g.name in priorities] + [0])
+        return group_priority(self.gpu_settings, [g.name for g in getattr(self.user, "groups", [])])
 
     def gpu_unavailable(self, profile, free, total):
         """With the queue on, too few free GPUs is no reason: the spawn waits (:meth:`gpu_note`)."""

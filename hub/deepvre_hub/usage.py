@@ -5,8 +5,8 @@ A row holds who, which server, which profile, which GPUs, start, end, why it end
 it. A row without ``end`` is a server that holds its resources now: the quotas
 (:mod:`deepvre_hub.quotas`) count those and the rolling window's GPU-hours from here. The table
 ``deepvre_gpu_queue`` holds the GPU spawns waiting in the queue (:mod:`deepvre_hub.gpu_queue`), so
-a restarted hub keeps their order. ``kind`` is ``server`` today; batch runs (``deepvre run``)
-are not recorded yet and will be rows of kind ``run``.
+a restarted hub keeps their order. ``kind`` is ``server``, or ``run`` for a batch run (``deepvre
+run`` with a profile, admitted by :mod:`deepvre_hub.run_admission`; ``server`` holds its run id).
 
 The schema carries a version (table ``deepvre_schema``): :func:`open_book` creates the tables,
 refuses a database of a newer deepvre, and runs :data:`MIGRATIONS` from an older one.
@@ -27,8 +27,10 @@ LIFETIME = "lifetime"  # the culler stopped it at its maximum lifetime (culling.
 SERVICE = "service"  # another hub service stopped it
 HUB = "hub"  # the hub stopped it: its shutdown (hub.keep_servers false), or it did not answer at the hub's start
 FAILED = "failed"  # it did not start, or it exited on its own
-GONE = "gone"  # a restarted hub found it gone (it ended while the hub was down)
-REASONS = (USER, ADMIN, CULLED, LIFETIME, SERVICE, HUB, FAILED, GONE)
+GONE = "gone"  # a restarted hub found it gone (it ended while the hub was down), or a run's process vanished
+DONE = "done"  # a batch run finished its notebook
+CANCELLED = "cancelled"  # a batch run was cancelled
+REASONS = (USER, ADMIN, CULLED, LIFETIME, SERVICE, HUB, FAILED, GONE, DONE, CANCELLED)
 
 metadata = sa.MetaData()
 

@@ -120,11 +120,11 @@ TEMPLATE = """{% extends "page.html" %}
     {% endfor %}
   </table>
   {% endfor %}
-  <h2>Servers</h2>
+  <h2>Servers and batch runs</h2>
   <table class="table table-condensed deepvre-usage-rows">
     <tr><th>user</th><th>server</th><th>profile</th><th>GPU ids</th><th>start (UTC)</th><th>end</th><th>reason</th></tr>
     {% for r in rows %}
-    <tr data-user="{{ r.user }}"><td>{{ r.user }}</td><td>{{ r.server or '(default)' }}</td><td>{{ r.profile }}</td>
+    <tr data-user="{{ r.user }}"><td>{{ r.user }}</td><td>{% if r.kind == 'run' %}run {{ r.server }}{% else %}{{ r.server or '(default)' }}{% endif %}</td><td>{{ r.profile }}</td>
         <td>{{ r.gpu_ids }}</td><td>{{ r.start }}</td><td>{{ r.end or 'running' }}</td>
         <td>{{ r.reason or '' }}{% if r.ended_by %} ({{ r.ended_by }}){% endif %}</td></tr>
     {% endfor %}
