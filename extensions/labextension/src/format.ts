@@ -202,14 +202,21 @@ export type PageRef =
   | { kind: 'model'; name: string; version: string }
   | { kind: 'run'; id: string }
   | { kind: 'job'; id: string }
+  | { kind: 'runs'; ids: string[]; sweep: string }
   | { kind: 'services' };
 
 /** The page a URL's query names: ``?deepvre-model=NAME[:VERSION]``, ``?deepvre-run=ID``,
- * ``?deepvre-job=ID`` (a preprocessing job) or ``?deepvre-services``; null otherwise. */
+ * ``?deepvre-job=ID`` (a preprocessing job), ``?deepvre-runs=ID,ID`` or ``?deepvre-sweep=ID`` (the
+ * runs page: runs side by side, or a sweep) or ``?deepvre-services``; null otherwise. */
 export function pageFromSearch(search: string): PageRef | null {
   const params = new URLSearchParams(search);
   if (params.has('deepvre-services')) {
     return { kind: 'services' };
+  }
+  const sweep = params.get('deepvre-sweep');
+  const ids = (params.get('deepvre-runs') ?? '').split(',').filter(Boolean); // a run id has no comma
+  if (sweep || ids.length) {
+    return { kind: 'runs', ids: sweep ? [] : ids, sweep: sweep ?? '' };
   }
   const model = params.get('deepvre-model');
   if (model) {
@@ -233,6 +240,8 @@ export function pageSearch(page: PageRef): string {
     params.set('deepvre-model', page.version ? `${page.name}:${page.version}` : page.name);
   } else if (page.kind === 'run' || page.kind === 'job') {
     params.set(`deepvre-${page.kind}`, page.id);
+  } else if (page.kind === 'runs') {
+    params.set(page.sweep ? 'deepvre-sweep' : 'deepvre-runs', page.sweep || page.ids.join(','));
   } else {
     params.set('deepvre-services', '');
   }

@@ -2,7 +2,8 @@
  * deepvre's JupyterLab extension: the "Models" panel in the left sidebar (search and lists), and
  * the model and run pages in the main area: commands ``deepvre:open-model`` ``{name, version}``
  * and ``deepvre:open-run`` ``{id}``, ``deepvre:open-job`` ``{id}`` (a preprocessing job), ``deepvre:open-services``,
- * and links ``lab?deepvre-model=NAME:VERSION`` / ``lab?deepvre-run=ID`` / ``lab?deepvre-job=ID`` / ``lab?deepvre-services``.
+ * ``deepvre:compare-runs`` ``{ids}`` or ``{sweep}`` (the runs page), and links ``lab?deepvre-model=NAME:VERSION`` /
+ * ``lab?deepvre-run=ID`` / ``lab?deepvre-job=ID`` / ``lab?deepvre-runs=ID,ID`` / ``lab?deepvre-sweep=ID`` / ``lab?deepvre-services``.
  */
 import { ILayoutRestorer, IRouter, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
@@ -20,6 +21,7 @@ const OPEN_MODEL = 'deepvre:open-model';
 const OPEN_RUN = 'deepvre:open-run';
 const OPEN_JOB = 'deepvre:open-job';
 const OPEN_SERVICES = 'deepvre:open-services';
+const COMPARE_RUNS = 'deepvre:compare-runs';
 const OPEN_LINK = 'deepvre:open-link';
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -41,7 +43,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openModel: (name, version) => void app.commands.execute(OPEN_MODEL, { name, version }),
       openRun: id => void app.commands.execute(OPEN_RUN, { id }),
       openJob: id => void app.commands.execute(OPEN_JOB, { id }),
-      openServices: () => void app.commands.execute(OPEN_SERVICES)
+      openServices: () => void app.commands.execute(OPEN_SERVICES),
+      compareRuns: (ids, sweep) => void app.commands.execute(COMPARE_RUNS, { ids, sweep: sweep ?? '' })
     };
     const pages = new Pages(app, () => options);
     const panel = new ModelsPanel(options);
@@ -75,6 +78,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
       describedBy: { args: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } },
       execute: args => pages.show({ kind: 'job', id: String(args.id) })
     });
+    app.commands.addCommand(COMPARE_RUNS, {
+      label: args => (args.sweep ? `Open sweep ${args.sweep}` : 'Compare runs side by side'),
+      describedBy: {
+        args: {
+          type: 'object',
+          properties: { ids: { type: 'array', items: { type: 'string' } }, sweep: { type: 'string' } }
+        }
+      },
+      execute: args =>
+        pages.show({
+          kind: 'runs',
+          ids: Array.isArray(args.ids) ? args.ids.map(String) : [],
+          sweep: String(args.sweep ?? '')
+        })
+    });
     app.commands.addCommand(OPEN_SERVICES, {
       label: 'Open the served models page',
       execute: () => pages.show({ kind: 'services' })
@@ -88,7 +106,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
-    router?.register({ command: OPEN_LINK, pattern: /[?&]deepvre-(model=|run=|job=|services)/, rank: 80 });
+    router?.register({ command: OPEN_LINK, pattern: /[?&]deepvre-(model=|run=|job=|runs=|sweep=|services)/, rank: 80 });
     palette?.addItem({ command: OPEN_SERVICES, category: 'deepvre' });
     app.commands.addKeyBinding({ command: COMMAND, keys: ['Accel Shift M'], selector: 'body' });
     palette?.addItem({ command: COMMAND, category: 'deepvre' });

@@ -79,6 +79,8 @@ export interface IRun {
   output: string | null;
   metrics_file: string | null;
   metrics: Record<string, unknown>;
+  /** The sweep (``deepvre run --sweep``) the run belongs to, or null. */
+  sweep?: string | null;
 }
 
 export interface IFilters {

@@ -47,6 +47,8 @@ export interface IPanelOptions {
   openJob?: (id: string) => void;
   /** Open the served models page (main area). */
   openServices?: () => void;
+  /** Open the runs page (main area): the runs ``ids`` side by side, or the sweep ``sweep``'s table. */
+  compareRuns?: (ids: string[], sweep?: string) => void;
 }
 
 export type Status = ILoadState<string>;
@@ -561,8 +563,11 @@ function Runs(props: { options: IPanelOptions; refresh: number }): JSX.Element {
   const [runs, setRuns] = useState<IRun[] | null>(null);
   const [error, setError] = useState('');
   const [names, setNames] = useState<Record<string, string>>({});
+  const [selected, setSelected] = useState<string[]>([]); // to compare on the runs page
   const [status, act] = useAction();
   const [tick, setTick] = useState(0);
+  const sweeps = [...new Set((runs ?? []).map(r => r.sweep).filter((s): s is string => !!s))];
+  const compare = props.options.compareRuns;
   useEffect(() => {
     requestAPI<{ runs: IRun[] }>('runs')
       .then(data => {
@@ -603,10 +608,32 @@ function Runs(props: { options: IPanelOptions; refresh: number }): JSX.Element {
       {runs && runs.length === 0 && (
         <p className="jp-deepvre-empty">No runs yet. Open a model and choose “Run as batch job”.</p>
       )}
+      {compare && (runs?.length ?? 0) > 1 && (
+        <div className="jp-deepvre-actions" aria-label="Compare runs">
+          <button className="jp-mod-styled" disabled={selected.length < 2} onClick={() => compare(selected)}>
+            Compare {selected.length > 1 ? `${selected.length} runs` : '(select runs)'}
+          </button>
+          {sweeps.map(sweep => (
+            <button key={sweep} className="jp-deepvre-link" onClick={() => compare([], sweep)} title={`Open the table of ${sweep}`}>
+              Sweep {sweep} ({(runs ?? []).filter(r => r.sweep === sweep).length} runs)
+            </button>
+          ))}
+        </div>
+      )}
       <ul className="jp-deepvre-runs">
         {(runs ?? []).map(run => (
           <li className="jp-deepvre-run" key={run.id} data-run-id={run.id} data-state={run.state}>
             <div>
+              {compare && (
+                <input
+                  type="checkbox"
+                  aria-label={`Select run ${run.id} to compare`}
+                  checked={selected.includes(run.id)}
+                  onChange={e =>
+                    setSelected(e.target.checked ? [...selected, run.id] : selected.filter(id => id !== run.id))
+                  }
+                />
+              )}
               <strong>{run.id}</strong> <span className="jp-deepvre-run-state">{progressText(run)}</span>
             </div>
             {run.error && <div className="jp-deepvre-status jp-mod-error">{run.error}</div>}

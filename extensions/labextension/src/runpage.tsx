@@ -42,7 +42,7 @@ export interface IRunPage extends IRun {
 const COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'];
 
 /** A small line chart of per-epoch series (SVG; each series in its own colour, with a legend). */
-function Chart(props: { title: string; series: ISeries }): JSX.Element | null {
+export function Chart(props: { title: string; series: ISeries }): JSX.Element | null {
   const entries = Object.entries(props.series);
   if (!entries.length) {
     return null;
@@ -86,7 +86,8 @@ function Chart(props: { title: string; series: ISeries }): JSX.Element | null {
   );
 }
 
-function Publish(props: { run: IRunPage; options: IPanelOptions }): JSX.Element {
+/** Publish a done run's model (``POST runs/ID/publish``); the runs page uses it too. */
+export function Publish(props: { run: IRunPage; options: IPanelOptions }): JSX.Element {
   const { run } = props;
   const [name, setName] = useState('');
   const [visibility, setVisibility] = useState('private');

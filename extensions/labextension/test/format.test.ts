@@ -131,5 +131,15 @@ describe('page links', () => {
     expect(pageFromSearch('?deepvre-services')).toEqual({ kind: 'services' });
     expect(pageSearch({ kind: 'job', id: 'a b' })).toBe('?deepvre-job=a+b');
     expect(pageFromSearch('?deepvre-job=')).toBeNull();
+    // the runs page: runs side by side, or one sweep
+    for (const page of [
+      { kind: 'runs', ids: ['a-1', 'b.2'], sweep: '' },
+      { kind: 'runs', ids: [], sweep: 'sweep-train-1' }
+    ] as const) {
+      expect(pageFromSearch(pageSearch({ ...page, ids: [...page.ids] }))).toEqual(page);
+    }
+    expect(pageSearch({ kind: 'runs', ids: ['a', 'b'], sweep: '' })).toBe('?deepvre-runs=a%2Cb');
+    expect(pageFromSearch('?deepvre-runs=a,,b')).toEqual({ kind: 'runs', ids: ['a', 'b'], sweep: '' });
+    expect(pageFromSearch('?deepvre-runs=')).toBeNull();
   });
 });
