@@ -28,11 +28,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from tornado import httpserver, ioloop, netutil, process
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import Application, catch_config_error
 
 from ..site.environment import Environment
-from . import seed
+from . import seed, trypage
 from .catalog import Catalog, default_root
 from .handlers import SMALL_BODY, make_app
 from .processes import forward_signals, stop_on_signals
@@ -90,6 +90,21 @@ python -m deepvre.market --processes 4                  # under a hub: where $JU
         help="Where the seed's state is kept for every service process, e.g. /srv/deepvre/marketplace/"
         "seed-status.json. Default: seed-status.json in the catalog folder ($DEEPVRE_MARKET_DIR).",
     )
+    tryit_timeout = Float(
+        60.0,
+        min=1.0,
+        config=True,
+        help="Seconds a try-it page's request waits for the model service's answer before it is a 504, "
+        "e.g. 20 (a stalling service holds up only its own callers meanwhile; deepvre.market.trypage).",
+    )
+    tryit_check_interval = Float(
+        30.0,
+        min=0.0,
+        config=True,
+        help="Seconds between the checks of the registered try-it services: one that no longer answers "
+        "as itself (it crashed, its port is free or another process's) loses its registration, so its page "
+        "says the model is not being served. E.g. 60; 0: no check (a caller's try still drops it).",
+    )
     token_file = Unicode(
         "",
         config=True,
@@ -101,6 +116,8 @@ python -m deepvre.market --processes 4                  # under a hub: where $JU
         "ip": "MarketplaceApp.ip",
         "port": "MarketplaceApp.port",
         "processes": "MarketplaceApp.processes",
+        "tryit-timeout": "MarketplaceApp.tryit_timeout",
+        "tryit-check-interval": "MarketplaceApp.tryit_check_interval",
         "token-file": "MarketplaceApp.token_file",
         "database-url": "Catalog.database_url",
         "store-url": "Catalog.store_url",
@@ -159,16 +176,19 @@ python -m deepvre.market --processes 4                  # under a hub: where $JU
         catalog = Catalog(parent=self)
         catalog.recover()  # what a killed process left (a sibling's live staging folders stay: locked)
         if self.standalone:
-            app = make_app(catalog, "/", standalone_user=getpass.getuser(), standalone_token=standalone_token)
+            app = make_app(catalog, "/", standalone_user=getpass.getuser(), standalone_token=standalone_token,
+                           tryit_timeout=self.tryit_timeout)
         else:
             prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
-            app = make_app(catalog, prefix, cookie_secret=cookie_secret, status_file=status_file)
+            app = make_app(catalog, prefix, cookie_secret=cookie_secret, status_file=status_file,
+                           tryit_timeout=self.tryit_timeout)
         # Bodies are small (JSON) until a caller is known: an upload raises its own limit once its
         # credentials passed (handlers.ModelsHandler), so nobody makes the service buffer gigabytes.
         # Connections idle or feeding a body too slowly are closed.
         server = httpserver.HTTPServer(app, max_body_size=SMALL_BODY, idle_connection_timeout=300,
                                        body_timeout=3600)
         server.add_sockets(sockets)
+        trypage.watch(app, self.tryit_check_interval)  # drops the registrations of crashed services
         loop = ioloop.IOLoop.current()
         stop_on_signals(loop)
         loop.start()

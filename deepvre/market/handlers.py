@@ -419,9 +419,10 @@ class PageHandler(BaseHandler):
 
 
 def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_token=None, cookie_secret=None,
-             standalone_token=None, status_file=None):
+             standalone_token=None, status_file=None, tryit_timeout=None):
     """The tornado application. ``standalone_user``: no hub; whoever sends ``standalone_token``
-    (required with it) is that user.
+    (required with it) is that user. ``tryit_timeout``: seconds a try-it request waits for the
+    model's service (default :data:`deepvre.market.trypage.TIMEOUT_S`).
 
     ``cookie_secret``: the same in every process of one service (else a browser's login cookie
     from one process is refused by the next); default: a random one.
@@ -445,7 +446,7 @@ def make_app(catalog, prefix="/", standalone_user=None, hub_api_url=None, hub_to
                 "status_file": status_file}
     from .trypage import routes as try_routes  # its handlers build on BaseHandler
 
-    handlers[-1:-1] = try_routes(catalog, settings)  # api/tryit, try/NAME/VERSION (before the listing page)
+    handlers[-1:-1] = try_routes(catalog, settings, tryit_timeout)  # api/tryit, try/NAME/VERSION (before the listing page)
     if standalone_user is not None:
         if not standalone_token:
             raise ValueError("a standalone marketplace needs a token")

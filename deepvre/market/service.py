@@ -57,9 +57,11 @@ def hub_service(settings, state_dir=None):
                       "readable by every account; give the store's credentials in its environment "
                       "(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) instead")
     command = [sys.executable, "-m", "deepvre.market"]
-    for key in ("store_url", "upload_limit", "processes"):
+    for key in ("store_url", "upload_limit", "processes", "tryit_timeout"):
         if section.get(key):
             command += [f"--{key.replace('_', '-')}", str(section[key])]
+    if section.get("tryit_check_interval") is not None:  # 0 turns the check off
+        command += ["--tryit-check-interval", str(section["tryit_check_interval"])]
     if section.get("reserved_names") is not None:
         command.append(f"--Catalog.reserved_names={json.dumps(list(section['reserved_names']))}")
     if not section.get("seed_base_models", True):

@@ -123,6 +123,23 @@ class Registrations:
                 session.delete(row)
             return row is not None
 
+    def all(self):
+        """Every registration (detached rows: the periodic check of :mod:`.trypage` asks each service)."""
+        with self.catalog.Session() as session:
+            rows = list(session.scalars(sa.select(TryitRow)))
+            session.expunge_all()
+        return rows
+
+    def drop(self, row):
+        """Remove the registration ``row`` if it is still the one stored (the same address and token:
+        a service registered again meanwhile stays); whether it was removed."""
+        with self.catalog.Session.begin() as session:
+            found = session.get(TryitRow, (row.name, row.version, row.server_user))
+            if found is None or (found.address, found.token, found.base_path) != (row.address, row.token, row.base_path):
+                return False
+            session.delete(found)
+            return True
+
     def answering(self, name, version, owner=None, caller=None):
         """The registration that answers ``name`` ``version`` for the user ``caller``: the model
         ``owner``'s, else the caller's own (a base model they serve: never another user's service),

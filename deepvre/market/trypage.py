@@ -3,17 +3,23 @@
 - ``POST api/tryit`` ``{name, version, address, base_path, try_token}``: a user's server offers
   its service of that version (201 with what may be shown of it: never the address or token).
   Before it is stored, the marketplace asks the service for the model's metadata with the token:
-  an address that is not a DEEPaaS serving that model is refused (400).
+  an address that is not a DEEPaaS serving that model is refused (400). Every
+  ``--tryit-check-interval`` seconds (:func:`watch`) each registration's service is asked again,
+  and one whose address no longer answers (nothing listens, or whatever does lacks the proof) is
+  dropped, so a crashed service's page says "not served" without waiting for a caller.
 - ``DELETE api/tryit/NAME/VERSION``: the caller's service of it is gone (204; 404: none).
 - ``GET try/NAME/VERSION``: the page (hub login; any user who may see that version, else 404),
   built from the version's input spec: an image upload with top-k bars, or an array form.
 - ``POST try/NAME/VERSION/predict``: the page's form, forwarded to the service's
-  ``.../v2/models/NAME/predict/`` (body up to the launcher's 32 MiB, answer up to 1 MiB,
-  ``TIMEOUT_S``), answered with the service's JSON re-serialised (never its raw body). Requests are
+  ``.../v2/models/NAME/predict/`` (body up to the launcher's 32 MiB, answer up to 1 MiB, within
+  the marketplace's ``--tryit-timeout``, default ``TIMEOUT_S``), answered with the service's JSON re-serialised (never its raw body). Requests are
   signed with the try token, which never leaves the marketplace, and every answer must carry the
   service's proof (:func:`deepvre.serving.launch.signed_nonce`); the service proves itself on a
   metadata request before the input goes out, and a registration whose address answers without
   the proof (the service ended, another process took its port) is dropped.
+
+These routes are in ``openapi.yaml`` like the rest of the API (``route``): each request is
+checked against it before the handler runs.
 
 gradio (AI4OS's try-me) is not used: it is not in requirements.lock, and adding it rebuilds both
 image lock layers in CI (about 16 min); a server-rendered page with a little script does the job.
@@ -27,17 +33,19 @@ import secrets
 import time
 from urllib.parse import quote, urlparse
 
-from tornado import httpclient, template, web
+from tornado import httpclient, ioloop, template, web
 
 from ..errors import NotFound
 from ..serving.launch import PROOF_HEADER, try_signature
 from .catalog import Caller
+from .contract import BadRequest
 from .handlers import BaseHandler, log
 from .tryit import Registrations
 
 UPLOAD_LIMIT = 32 * 2**20  # the launcher's own (deepvre.serving.launch.UPLOAD_LIMIT)
 ANSWER_LIMIT = 2**20
-TIMEOUT_S = 60
+TIMEOUT_S = 60  # default of MarketplaceApp.tryit_timeout (marketplace.tryit_timeout)
+CHECK_INTERVAL_S = 30  # default of MarketplaceApp.tryit_check_interval (marketplace.tryit_check_interval)
 DEFAULT_PORTS = (8000, 8001, 8081)  # configurable-http-proxy's public and API ports, the hub's
 
 
@@ -70,9 +78,9 @@ class NotTheService(Exception):
     whatever listens there now is not it."""
 
 
-async def ask_service(row, method, rest="", body=None, content_type=None):
+async def ask_service(row, method, rest="", body=None, content_type=None, timeout=TIMEOUT_S):
     """``(status, JSON)`` of the service of registration ``row``; ``(502|504, {"message"})`` when it
-    does not answer JSON within the limits. Redirects are not followed. The request is signed with
+    does not answer JSON within the limits (``timeout`` seconds). Redirects are not followed. The request is signed with
     the try token, never sent, and the answer must carry the service's proof (else NotTheService)."""
     url = model_url(row.address, row.base_path, row.name, rest)
     nonce = f"{int(time.time())}.{secrets.token_hex(8)}"
@@ -83,9 +91,11 @@ async def ask_service(row, method, rest="", body=None, content_type=None):
         headers["Content-Type"] = content_type
     try:
         resp = await client.fetch(url, method=method, body=body,
-                                  headers=headers, request_timeout=TIMEOUT_S, connect_timeout=10,
+                                  headers=headers, request_timeout=timeout, connect_timeout=min(10, timeout),
                                   follow_redirects=False, raise_error=False)
-    except Exception as err:  # noqa: BLE001  (refused, reset, too large, timed out: the page says so)
+    except ConnectionRefusedError:  # nothing listens there any more: the service ended
+        raise NotTheService(f"nothing listens at {row.address}, where {row.server_user}'s service was") from None
+    except Exception as err:  # noqa: BLE001  (reset, too large, timed out: the page says so)
         timeout = isinstance(err, httpclient.HTTPClientError) and err.code == 599
         return (504 if timeout else 502), {"message": f"the model's service did not answer: {type(err).__name__}"}
     finally:
@@ -108,12 +118,56 @@ async def ask_service(row, method, rest="", body=None, content_type=None):
     return 200, data
 
 
+async def check_registrations(registrations, executor, timeout):
+    """Ask every registered service for its model's metadata (signed, as before a forward) and drop
+    the registrations whose service is gone (:class:`NotTheService`: refused, or no proof); a
+    service that is slow or answers an error keeps its registration. Returns the dropped rows."""
+    loop = ioloop.IOLoop.current()
+    dropped = []
+    for row in await loop.run_in_executor(executor, registrations.all):
+        try:
+            await ask_service(row, "GET", timeout=timeout)
+        except NotTheService as err:
+            if await loop.run_in_executor(executor, registrations.drop, row):
+                log.warning("try-it: %s; its registration is dropped", err)
+                dropped.append(row)
+    return dropped
+
+
+def watch(app, interval):
+    """Start :func:`check_registrations` every ``interval`` seconds on this process's loop (0: never);
+    returns the PeriodicCallback, or None."""
+    if not interval or interval <= 0:
+        return None
+    settings = app.settings
+    running = []
+
+    async def check():
+        if running:  # the last round still waits on a slow service
+            return
+        running.append(1)
+        try:
+            await check_registrations(settings["tryit"], settings["executor"], min(10.0, settings["tryit_timeout"]))
+        except Exception:  # noqa: BLE001  (the database or the loop: the next round tries again)
+            log.exception("try-it: checking the registered services failed")
+        finally:
+            running.clear()
+
+    callback = ioloop.PeriodicCallback(check, interval * 1000, jitter=0.1)
+    callback.start()
+    return callback
+
+
 class TryBase(BaseHandler):
-    """Off the OpenAPI contract (``route`` None): each handler checks its own input."""
+    """The try-it routes of ``openapi.yaml``: each request is checked against it (:class:`BaseHandler`)."""
 
     @property
     def registrations(self):
         return self.settings["tryit"]
+
+    async def ask(self, row, method, rest="", body=None, content_type=None):
+        """:func:`ask_service` within this marketplace's try-it timeout."""
+        return await ask_service(row, method, rest, body, content_type, self.settings["tryit_timeout"])
 
     async def server_hosts(self, caller, address):
         """The hosts of ``caller``'s servers as the hub routes them (``GET api/proxy``), only asked for
@@ -138,23 +192,17 @@ class TryBase(BaseHandler):
 
 
 class RegisterHandler(TryBase):
-    KEYS = {"name", "version", "address", "base_path", "try_token"}
+    route = "/api/tryit"
 
     async def post(self):
-        who = await self.caller()
-        try:
-            body = json.loads(self.request.body or b"")
-        except ValueError:
-            raise web.HTTPError(400, "the body must be JSON") from None
-        if not isinstance(body, dict) or set(body) != self.KEYS or not all(isinstance(v, str) for v in body.values()):
-            raise web.HTTPError(400, f"the body must be an object of the strings {', '.join(sorted(self.KEYS))}")
+        who, body = self.who, self.payload  # checked against openapi.yaml: the five strings
         hosts = await self.server_hosts(who, body["address"])
         ports = platform_ports(host=self.request.host)
         entry = await self.call(self.registrations.check, who, body["name"], body["version"], body["address"],
                                 body["base_path"], body["try_token"], hosts, ports)
         row = self.registrations.row(who, entry, body["address"], body["base_path"], body["try_token"])
         try:
-            status, meta = await ask_service(row, "GET")
+            status, meta = await self.ask(row, "GET")
         except NotTheService:
             status, meta = 502, {}
         if status != 200 or meta.get("name") != entry["name"] or meta.get("version") != entry["version"]:
@@ -165,9 +213,10 @@ class RegisterHandler(TryBase):
 
 
 class RegistrationHandler(TryBase):
+    route = "/api/tryit/{name}/{version}"
+
     async def delete(self, name, version):
-        who = await self.caller()
-        if not await self.call(self.registrations.deregister, who, name, version):
+        if not await self.call(self.registrations.deregister, self.who, name, version):
             raise NotFound(f"you offer no try-it service of {name} {version}")
         self.set_status(204)
         self.finish()
@@ -246,11 +295,16 @@ form.addEventListener("submit", async (event) => {
 
 
 class TryPageHandler(TryBase):
-    async def get(self, name, version):
-        if not self.settings.get("standalone_user") and not self.current_user:
-            self.redirect(self.get_login_url())
+    route = "/try/{name}/{version}"
+
+    async def prepare(self):
+        if self.request.method == "GET" and not self.settings.get("standalone_user") and not self.current_user:
+            self.redirect(self.get_login_url())  # a browser without a hub login: the page after it
             return
-        who = await self.caller()
+        await super().prepare()
+
+    async def get(self, name, version):
+        who = self.who
         entry = await self.call(self.catalog.show, who, name, version)  # NotFound: 404 (a private name stays unknown)
         row = await self.call(self.registrations.answering, entry["name"], entry["version"], entry["owner"], who.name)
         spec = (entry["metadata"].get("deepvre") or {}).get("input") or {}
@@ -273,6 +327,8 @@ class TryPageHandler(TryBase):
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = str(exc) if isinstance(exc, NotFound) else self._reason
+        if status_code == 405:
+            self.set_header("Allow", "GET")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(template.Template("<!doctype html><title>{{ s }}</title><h1>{{ s }}</h1><p>{{ m }}</p>",
                                       autoescape="xhtml_escape").generate(s=status_code, m=message))
@@ -282,9 +338,14 @@ class TryPageHandler(TryBase):
 class TryPredictHandler(TryBase):
     """The page's form, forwarded: the caller is checked before the body is read, which is capped."""
 
+    route = "/try/{name}/{version}/predict"
+
     async def prepare(self):
-        self.chunks, self.received = [], 0
-        self.who = await self.caller()
+        self.chunks, self.received, self.refused = [], 0, None
+        try:
+            await super().prepare()  # the caller, then the path (the body is a form: not checked there)
+        except BadRequest as err:  # answered from post(), once the body is read: a refusal before it
+            self.refused = err  # would close the connection, and the proxy's next request on it fails (503)
         length = self.request.headers.get("Content-Length", "")
         if not length.isdigit() or int(length) > UPLOAD_LIMIT:
             raise web.HTTPError(413, f"the upload must have a Content-Length of at most {UPLOAD_LIMIT} bytes")
@@ -292,10 +353,12 @@ class TryPredictHandler(TryBase):
 
     def data_received(self, chunk):
         self.received += len(chunk)
-        if self.received <= UPLOAD_LIMIT:
+        if self.received <= UPLOAD_LIMIT and not self.refused:
             self.chunks.append(chunk)
 
     async def post(self, name, version):
+        if self.refused:
+            raise self.refused
         entry = await self.call(self.catalog.show, self.who, name, version)
         row = await self.call(self.registrations.answering, entry["name"], entry["version"], entry["owner"],
                               self.who.name)
@@ -305,22 +368,25 @@ class TryPredictHandler(TryBase):
         if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             raise web.HTTPError(400, "send the form: multipart/form-data")
         try:  # the service proves it is the registered one before it gets the caller's input
-            status, data = await ask_service(row, "GET")
+            status, data = await self.ask(row, "GET")
         except NotTheService as err:  # it ended and something else has its port: the registration goes
             log.warning("try-it: %s; its registration is dropped", err)
             await self.call(self.registrations.deregister, Caller(row.server_user), row.name, row.version)
             status, data = 502, {"message": f"{row.server_user}'s service of {row.name} {row.version} is gone"}
         if status == 200:
             try:
-                status, data = await ask_service(row, "POST", "predict/", b"".join(self.chunks), content_type)
+                status, data = await self.ask(row, "POST", "predict/", b"".join(self.chunks), content_type)
             except NotTheService:  # proven a moment ago: an answer without its proof is only refused
                 status, data = 502, {"message": "the model's service gave an answer without its proof"}
         self.json(data, status)
 
 
-def routes(catalog, settings):
-    """The try-it routes for :func:`deepvre.market.handlers.make_app`; puts the registrations in ``settings``."""
+def routes(catalog, settings, timeout=None):
+    """The try-it routes for :func:`deepvre.market.handlers.make_app`; puts the registrations and
+    the forwarding ``timeout`` (seconds; default ``TIMEOUT_S``) in ``settings``. The periodic
+    check of the registered services is :func:`watch`'s, started by the service process."""
     settings["tryit"] = Registrations(catalog)
+    settings["tryit_timeout"] = float(timeout or TIMEOUT_S)
     return [
         (r"api/tryit", RegisterHandler),
         (r"api/tryit/([^/]+)/([^/]+)", RegistrationHandler),

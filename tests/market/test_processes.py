@@ -30,6 +30,12 @@ def test_the_command_line_flags_are_traits(monkeypatch):
                     "--store-url", "/s", "--upload-limit", "1000"])
     assert (app.standalone, app.ip, app.port, app.processes, app.token_file) == (True, "0.0.0.0", 8765, 2, "/t")
     assert app.config.Catalog == {"store_url": "/s", "upload_limit": 1000, "database_url": "sqlite:///from-env.sqlite"}
+    assert app.tryit_timeout == 60
+    command = hub_service({"marketplace": {"port": 1234, "tryit_timeout": 2.5}})["command"]
+    assert command[-2:] == ["--tryit-timeout", "2.5"]
+    app = MarketplaceApp()
+    app.initialize(command[3:])  # what the hub runs: [python, -m, deepvre.market, ...]
+    assert app.tryit_timeout == 2.5
     app = MarketplaceApp()
     app.initialize(["--database-url", "sqlite:///given.sqlite"])  # given beats the environment
     assert app.config.Catalog.database_url == "sqlite:///given.sqlite"
@@ -53,8 +59,9 @@ def test_address_and_port_from_the_hub(monkeypatch):
 def service(tmp_path):
     """The hub's service entry run as the hub runs it (its command, its environment, JUPYTERHUB_*)."""
     port = free_port()
+    # no seed: its process is the service's child too, for as long as the conversion takes (over a minute loaded)
     settings = {"marketplace": {"port": port, "processes": 2, "database_url": f"sqlite:///{tmp_path}/m.sqlite",
-                                "store_url": str(tmp_path / "store")}}
+                                "store_url": str(tmp_path / "store"), "seed_base_models": False}}
     entry = hub_service(settings)
     env = dict(os.environ, **entry["environment"], JUPYTERHUB_API_TOKEN="not-checked-here",
                JUPYTERHUB_API_URL="http://127.0.0.1:9/hub/api", JUPYTERHUB_SERVICE_URL=entry["url"],

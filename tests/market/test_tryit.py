@@ -2,6 +2,10 @@
 marketplace (a real hub, the real marketplace service, a real DEEPaaS launched as the panel does)."""
 
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +14,11 @@ import requests
 from deepvre.market.tryit import check_address
 from deepvre.market.trypage import platform_ports
 
-from .conftest import colour_images
+from .conftest import colour_images, stop_process
 from .test_serving import png_bytes
-from .tryithub import BASE, auth, register, tryit_hub  # noqa: F401  (a fixture)
+from .tryithub import BASE, auth, register, start_service, tryit_hub  # noqa: F401  (a fixture)
+
+TRYIT_MARKETPLACE = {"tryit_check_interval": 2}  # the marketplace asks each registered service every 2 s
 
 
 def predict(hub, user, name="tiny-colours", version="1.0.0", **kw):
@@ -114,3 +120,35 @@ def test_a_browser_that_logs_in_from_the_link_lands_on_the_try_it_page(tryit_hub
                                                    "_xsrf": browser.cookies.get("_xsrf") or ""}, timeout=60)
     assert page.url == f"{hub['market_url']}try/tiny-colours/1.0.0", page.url
     assert "Answered by the model service of <b>alice</b>" in page.text
+
+
+def page_text(hub, user, name):
+    page = requests.get(f"{hub['market_url']}try/{name}/1.0.0", headers=auth(hub["tokens"][user]), timeout=30)
+    assert page.status_code == 200, page.text
+    return page.text
+
+
+def test_a_crashed_service_loses_its_registration_before_anyone_tries_it(tryit_hub, tmp_path):  # noqa: F811
+    """alice's second service ends without withdrawing (SIGKILL, as the OOM killer would). Nobody
+    tries it: the marketplace's periodic check finds nothing listening there, drops the registration,
+    and the page says the model is not being served. Live services keep theirs through the checks."""
+    hub = tryit_hub
+    proc, log, service = start_service(hub, tmp_path, model="tiny-secret")
+    try:
+        assert register(hub, "alice", service, name="tiny-secret").status_code == 201
+        time.sleep(5)  # two checks or more: a live service stays registered
+        assert "model service of <b>alice</b>" in page_text(hub, "alice", "tiny-secret")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        killed = time.monotonic()
+        while "Not served right now" not in (text := page_text(hub, "alice", "tiny-secret")):
+            assert time.monotonic() - killed < 30, text
+            time.sleep(0.5)
+    finally:
+        stop_process(proc, log)
+    assert "model service of" not in text and 'name="array"' not in text  # no form to a gone service
+    assert "where alice's service was; its registration is dropped" in Path(hub["log"]).read_text()
+    # alice's first service lives: still registered, still answering
+    assert "model service of <b>alice</b>" in page_text(hub, "bob", "tiny-colours")
+    r = predict(hub, "bob", data={"array": json.dumps(np.full((1, 8, 8, 3), [0.95, 0.0, 0.0]).tolist())})
+    assert r.status_code == 200 and r.json()["predictions"][0][0]["label"] == "red", r.text

@@ -64,11 +64,15 @@ def register(hub, user, service, name="tiny-colours", version="1.0.0", **overrid
 
 
 @pytest.fixture(scope="module")
-def tryit_hub(tmp_path_factory, tiny_model_dir):
+def tryit_hub(request, tmp_path_factory, tiny_model_dir):
+    """The hub; a test module's ``TRYIT_MARKETPLACE`` (a dict) adds to its marketplace settings. The
+    periodic check of the registered services is off unless the module turns it on
+    (``tryit_check_interval``): tests that end a service look at what a caller's try does."""
     from deepvre.market.client import HTTPMarket
 
     state = tmp_path_factory.mktemp("tryit-hub")
-    with market_hub(state) as hub:
+    settings = {"tryit_check_interval": 0, **getattr(request.module, "TRYIT_MARKETPLACE", {})}
+    with market_hub(state, settings) as hub:
         alice = HTTPMarket(hub["service_url"], hub["tokens"]["alice"])
         alice.publish(make_document(), artifact_files(tiny_model_dir))
         alice.publish(make_document("tiny-secret", visibility="private"), artifact_files(tiny_model_dir))
