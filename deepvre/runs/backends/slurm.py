@@ -4,6 +4,11 @@
 batch script. The run folder must be on a file system the compute nodes share;
 the job's python is the submitting one (``sys.executable``), so a venv made from
 ``/usr/bin/python3`` in a shared folder works on every node.
+
+While the job waits in Slurm's queue, each look at it (:func:`alive`, called when a run's status
+is read) records Slurm's pending reason and estimated start in ``status.json`` as
+``slurm_pending`` (``squeue -o %r`` and ``squeue --start``), with a plain-words line for the run
+page; it goes once the job runs.
 """
 
 import os
@@ -70,11 +75,66 @@ def job_state(job):
     return state or None
 
 
+# Slurm's commonest pending reasons (squeue %r), in plain words
+REASONS = {
+    "Resources": "the CPUs, memory or GPUs it asks for are in use",
+    "Priority": "jobs of a higher priority wait before it",
+    "Dependency": "it waits for another job to finish",
+    "BeginTime": "its start time has not come yet",
+    "JobHeldUser": "its owner holds it",
+    "JobHeldAdmin": "an administrator holds it",
+    "ReqNodeNotAvail": "the nodes it needs are not available (down, drained or reserved)",
+    "PartitionTimeLimit": "its time limit is over the partition's",
+    "PartitionNodeLimit": "it asks for more nodes than the partition allows",
+    "QOSMaxJobsPerUserLimit": "its owner runs as many jobs as the QOS allows",
+    "AssocGrpGRES": "the account's GPU limit is reached",
+    "AssocMaxJobsLimit": "the account runs as many jobs as it may",
+}
+
+
+def parse_field(text):
+    """The first line of ``squeue -h`` output with one field, or None for nothing / N/A / None."""
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return None if line in ("", "N/A", "None", "Unknown", "(null)") else line
+
+
+def pending_message(reason, start):
+    """The run page's line: ``Waiting in Slurm's queue: <reason> (<plain words>); expected start <start>``."""
+    line = "Waiting in Slurm's queue"
+    if reason:
+        words = REASONS.get(reason)
+        line += f": {reason}" + (f" ({words})" if words else "")
+    line += f"; expected start {start.replace('T', ' ')}" if start else "; no estimated start from Slurm yet"
+    return line + "."
+
+
+def _squeue(*args):
+    return subprocess.run(["squeue", "-h", *args], check=False, capture_output=True, text=True).stdout
+
+
+def pending(job):
+    """``{"reason", "start", "message"}`` of a job waiting in Slurm's queue (``squeue -o %r``, and
+    ``squeue --start`` for the estimated start, None while Slurm has none)."""
+    reason = parse_field(_squeue("-j", str(job), "-o", "%r"))
+    start = parse_field(_squeue("--start", "-j", str(job), "-o", "%S"))
+    return {"reason": reason, "start": start, "message": pending_message(reason, start)}
+
+
+def note_pending(run, job, state):
+    """Record (or clear, once the job left the queue) Slurm's word on the waiting job in ``status.json``."""
+    known = run.status.get("slurm_pending")
+    found = pending(job) if state == "PENDING" else None
+    if found != known:
+        store.update_status(run.path, slurm_pending=found)
+
+
 def alive(run):
     job = run.status.get("slurm_job_id")
     if not job:
         return None
-    return job_state(job) in {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
+    state = job_state(job)
+    note_pending(run, job, state)
+    return state in {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"}
 
 
 def cancel(run):
