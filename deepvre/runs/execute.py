@@ -23,7 +23,7 @@ import sys
 from . import store
 from .admission import admit_run
 from .kernels import PrivateKernelManager
-from .platform import ENVIRONMENT, capture
+from .platform import ENVIRONMENT, capture, record_run_data
 from .provenance import write_provenance
 from .tracking import log_run
 
@@ -146,6 +146,7 @@ def execute_run(run_path):
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     collect_metrics(run_path, params.get("parameters") or {}, params.get("defaults"))
+    record_run_data(run_path)  # the data it preprocessed, in environment.json (deepvre.runs.platform)
     write_provenance(run_path, state)
     log_run(run_path, state)  # to MLflow when settings say so (deepvre.runs.tracking); never fails the run
     store.update_status(run_path, state=state, finished=store.now(), error=error, error_cell=cell)

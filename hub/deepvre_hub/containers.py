@@ -13,7 +13,8 @@ Who does what:
   GPUs held as the local spawner holds them (``LocalGpusMixin``), and dockerspawner for the container.
 - the pure builders say what a profile becomes: :func:`container_limits` (cores and bytes),
   :func:`gpu_devices` (CDI names or device nodes), :func:`host_config` (limits, devices, no
-  capabilities, no privilege gain), :func:`container_environment`.
+  capabilities, no privilege gain), :func:`container_environment`, :func:`image_environment` (the
+  image's reference and podman's image ID, which every run's environment record keeps).
 
 Users: with ``local.container.user_namespace: auto`` (the default) every container gets a user
 namespace of its own (podman's ``userns=auto``): the image's uid 1000 is a different, otherwise unused
@@ -55,7 +56,7 @@ from traitlets import Bool, Enum, Int, default
 
 import deepvre
 from deepvre.private_dirs import private_folder, untrusted_parent
-from deepvre.site import addresses, profiles
+from deepvre.site import addresses, environment, profiles
 from deepvre.site.settings import REPO_ROOT
 
 from . import examples, gpus, terminals, usage
@@ -143,6 +144,16 @@ def container_environment(profile, gpu_ids, style="cdi"):
     env = profiles.local_environment(profile, gpu_ids)
     if style == "cdi":
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(n) for n in range(len(gpu_ids)))
+    return env
+
+
+def image_environment(reference, image_id=None):
+    """``$DEEPVRE_IMAGE`` (the image as configured) and ``$DEEPVRE_IMAGE_ID`` (podman's ID of it, what
+    ``podman image inspect --format {{.Id}}`` prints, as ``sha256:HEX``) for the server: the
+    environment record of its runs names the exact image (``deepvre.runs.platform``)."""
+    env = {environment.IMAGE: reference}
+    if image_id:
+        env[environment.IMAGE_ID] = image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
     return env
 
 
@@ -507,17 +518,21 @@ class ContainerSpawner(AccountingMixin, LocalGpusMixin, ProfileSpawnerMixin, Doc
 
     # --- the container ------------------------------------------------------------------------
 
+    image_id = None  # podman's ID of the image this start uses (pull_image)
+
     def get_env(self):
         env = super().get_env()
         profile = profiles.find_profile(self.profiles or [profiles.FALLBACK_PROFILE], self.profile_slug)
         if profile is not None:
             env.update(container_environment(profile, self.gpu_ids, self.gpu_device_style))
+        env.update(image_environment(self.image, self.image_id))
         return env
 
     async def pull_image(self, image):
-        """Nothing is pulled (no registry): a missing image is the admin's to build."""
+        """Nothing is pulled (no registry): a missing image is the admin's to build. Keeps its ID."""
         try:
-            await self.docker("inspect_image", image)
+            found = await self.docker("inspect_image", image)
+            self.image_id = (found or {}).get("Id")
         except NotFound:
             raise refusal(503, f"The single-user image {image} is not on this machine; an administrator "
                                "builds it with `make images`.") from None

@@ -117,9 +117,12 @@ def kubespawner_profile(profile, k8s, where="profiles[?]"):
     _check_profile(profile, where)
     frac = k8s["guarantee_fraction"]
     gpus = profile.get("gpus") or 0
+    image = profile.get("image") or k8s["images"]["gpu" if gpus else "cpu"]
     override = {
-        "image": profile.get("image") or k8s["images"]["gpu" if gpus else "cpu"],
-        "environment": {environment.PROFILE: profile["slug"], environment.GPUS: str(gpus)},
+        "image": image,
+        # the image as the pod names it: its runs' environment records keep it (a digest-pinned
+        # reference, NAME@sha256:..., gives them the digest; deepvre.runs.platform)
+        "environment": {environment.PROFILE: profile["slug"], environment.GPUS: str(gpus), environment.IMAGE: image},
     }
     if profile.get("cpu"):
         override["cpu_limit"] = float(profile["cpu"])

@@ -109,6 +109,13 @@ def test_the_container_numbers_its_cdi_gpus_from_zero():
     assert containers.container_environment(CPU, [], "cdi")["CUDA_VISIBLE_DEVICES"] == ""
 
 
+def test_the_image_and_its_id_reach_the_servers_environment():
+    image = "localhost/deepvre/singleuser-cpu:0.1.0"
+    assert containers.image_environment(image, "ab" * 32) == {"DEEPVRE_IMAGE": image, "DEEPVRE_IMAGE_ID": "sha256:" + "ab" * 32}
+    assert containers.image_environment(image, "sha256:" + "ab" * 32)["DEEPVRE_IMAGE_ID"] == "sha256:" + "ab" * 32
+    assert containers.image_environment(image) == {"DEEPVRE_IMAGE": image}  # not inspected: the reference only
+
+
 def test_each_user_has_an_isolated_network_of_their_own():
     assert containers.network_name("alice") == "deepvre-alice"
     # distinct hub names never share a network

@@ -57,6 +57,7 @@ async def test_every_profile_builds_valid_manifests(values, settings, slug):
     env = {e["name"]: e for e in container["env"]}
     assert env["DEEPVRE_PROFILE"]["value"] == slug
     assert env["DEEPVRE_GPUS"]["value"] == str(gpus)
+    assert env["DEEPVRE_IMAGE"]["value"] == expected  # what its runs' environment records name
     assert env["DEEPVRE_MODE"]["value"] == "kubernetes"
     assert env["DEEPVRE_POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
     assert env["DEEPVRE_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"

@@ -87,3 +87,81 @@ def test_a_runs_environment_is_its_own_file_else_this_process(tmp_path):
     (tmp_path / platform.ENVIRONMENT).write_text("{not json")
     assert platform.of_run(str(tmp_path))["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
     assert platform.of_run(str(tmp_path / "missing"))["packages"]
+
+
+def test_the_image_and_its_digest_from_the_spawners_variables(tmp_path):
+    digest = "sha256:" + "e" * 64
+    assert platform.image_digest("localhost/deepvre/singleuser-cpu:0.1.0", "e" * 64) == digest  # podman's bare ID
+    assert platform.image_digest("localhost/deepvre/singleuser-cpu:0.1.0", digest) == digest
+    assert platform.image_digest(f"ghcr.io/deepvre/singleuser-cpu@{digest}") == digest  # a digest-pinned reference
+    for reference, image_id in (("ghcr.io/deepvre/singleuser-cpu:0.1.0", None), (None, None), ("x", "sha256:short"),
+                                ("x@sha256:" + "E" * 64, "not-an-id")):
+        assert platform.image_digest(reference, image_id) == "unknown", (reference, image_id)
+    one = record(in_container=True, image="localhost/deepvre/singleuser-cpu:0.1.0", image_id=digest)
+    assert one["container"] == {"in_container": True, "image": "localhost/deepvre/singleuser-cpu:0.1.0",
+                                "image_digest": digest}
+    # captured from the variables the container spawner and the Kubernetes profiles set
+    here = platform.capture(environ={"DEEPVRE_IMAGE": "localhost/deepvre/singleuser-cpu:0.1.0",
+                                     "DEEPVRE_IMAGE_ID": digest})
+    assert here["container"]["image"] == "localhost/deepvre/singleuser-cpu:0.1.0"
+    assert here["container"]["image_digest"] == digest
+    assert "image" not in platform.capture(environ={})["container"]
+    # the schema of a published version's record takes it
+    from deepvre.training.documents import model_document
+
+    doc = model_document("x-model", "1.0.0", "biology", "X", "An x.", [4], "probabilities", ["a", "b"])
+    doc["deepvre"]["environment"] = json.loads(json.dumps(here))
+    assert metadata.errors(doc) == []
+
+
+def test_an_images_kept_lock_is_hashed_where_no_source_lock_is(tmp_path):
+    """Images install their lock, then keep it in <venv>/share/deepvre/ (images/*/Dockerfile): the
+    record hashes that one and names its path; a source install's own lock comes first."""
+    from deepvre.checksums import file_sha256
+
+    kept = tmp_path / "opt" / "share" / "deepvre" / "requirements.lock"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("numpy==2.1.3 --hash=sha256:abc\n")
+    source = tmp_path / "requirements.lock"
+    assert platform.find_lock((source, kept)) == kept
+    source.write_text("numpy==2.2.0\n")
+    assert platform.find_lock((source, kept)) == source
+    assert platform.find_lock((tmp_path / "none", tmp_path / "neither")) is None
+    here = platform.capture(lock_file=kept)
+    assert here["lock"] == {"file": str(kept), "sha256": file_sha256(kept)}
+    assert platform.IMAGE_LOCK == platform.Path(sys.prefix) / "share" / "deepvre" / "requirements.lock"
+
+
+def test_a_runs_record_gets_the_data_it_preprocessed(tmp_path):
+    """The worker adds, once the notebook has stopped, the manifests of the preprocessing outputs in
+    the run folder; ``data_manifest`` when there is one; the record still passes the catalog's
+    schema (the panel publishes a run with it)."""
+    from deepvre.checksums import file_sha256
+    from deepvre.pipelines.manifest import MANIFEST, MARKER
+    from deepvre.runs import store
+    from deepvre.training.documents import model_document
+
+    run = tmp_path / "run"
+    data = run / "biology-output" / "data"
+    data.mkdir(parents=True)
+    (data / MANIFEST).write_text('{"shards": []}')
+    (data / MARKER).write_text("{}")
+    (run / "biology-output" / "not-data").mkdir()
+    (run / "biology-output" / "not-data" / MANIFEST).write_text("{}")  # no marker: not a pipeline output
+    assert platform.record_run_data(run) is None  # no environment.json: nothing written
+    store.write_json(str(run / platform.ENVIRONMENT), platform.capture())
+    found = platform.record_run_data(run)
+    sha = file_sha256(data / MANIFEST)
+    assert found["data_manifests"] == {"biology-output/data": sha} and found["data_manifest"] == sha
+    assert json.loads((run / platform.ENVIRONMENT).read_text()) == found
+    doc = model_document("x-model", "1.0.0", "biology", "X", "An x.", [4], "probabilities", ["a", "b"])
+    doc["deepvre"]["environment"] = platform.of_run(run)
+    assert metadata.errors(doc) == []
+    # two outputs (a base and a fine-tuning set): both listed, and no single data manifest
+    other = run / "out" / "b"
+    other.mkdir(parents=True)
+    (other / MANIFEST).write_text('{"shards": [1]}')
+    (other / MARKER).write_text("{}")
+    store.write_json(str(run / platform.ENVIRONMENT), platform.capture())
+    found = platform.record_run_data(run)
+    assert set(found["data_manifests"]) == {"biology-output/data", "out/b"} and found["data_manifest"] is None
