@@ -77,7 +77,17 @@ def run_view(run, root):
         "metrics_file": _inside(root, metrics) if os.path.exists(metrics) else None,
         "metrics": run.metrics or {},
         "sweep": (run.params.get("sweep") or {}).get("id"),  # deepvre run --sweep: the runs page's group
+        "waiting": waiting_line(status),
     }
+
+
+def waiting_line(status):
+    """Why a queued run waits: its place in the hub's GPU queue (``deepvre.runs.admission``) or
+    Slurm's pending reason and estimated start (``deepvre.runs.backends.slurm``); ``""`` otherwise."""
+    if status.get("state") != "queued":
+        return ""
+    return ((status.get("gpu_queue") or {}).get("message") or (status.get("slurm_pending") or {}).get("message")
+            or "")
 
 
 def run_page(run, root, now=None):

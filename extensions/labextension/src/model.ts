@@ -81,6 +81,8 @@ export interface IRun {
   metrics: Record<string, unknown>;
   /** The sweep (``deepvre run --sweep``) the run belongs to, or null. */
   sweep?: string | null;
+  /** Why a queued run waits: its place in the hub's GPU queue, or Slurm's reason and estimated start. */
+  waiting?: string;
 }
 
 export interface IFilters {

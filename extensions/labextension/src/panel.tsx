@@ -636,6 +636,7 @@ function Runs(props: { options: IPanelOptions; refresh: number }): JSX.Element {
               )}
               <strong>{run.id}</strong> <span className="jp-deepvre-run-state">{progressText(run)}</span>
             </div>
+            {run.waiting && <div className="jp-deepvre-status" data-testid="run-waiting">{run.waiting}</div>}
             {run.error && <div className="jp-deepvre-status jp-mod-error">{run.error}</div>}
             {formatMetrics(run.metrics) && <div className="jp-deepvre-meta">{formatMetrics(run.metrics)}</div>}
             <div className="jp-deepvre-actions">

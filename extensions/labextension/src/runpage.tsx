@@ -197,6 +197,11 @@ export function RunPage(props: { id: string; options: IPanelOptions }): JSX.Elem
         </div>
       </header>
       {error && <div className="jp-deepvre-status jp-mod-error" role="alert">{error}</div>}
+      {run.waiting && (
+        <div className="jp-deepvre-status" role="status" data-testid="run-waiting">
+          {run.waiting}
+        </div>
+      )}
       {run.error && <div className="jp-deepvre-status jp-mod-error">{run.error}</div>}
       {isActive(run) && (
         <button className="jp-mod-styled jp-mod-warn" onClick={cancel} disabled={busy(cancelStatus)}>
