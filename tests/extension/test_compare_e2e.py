@@ -111,7 +111,7 @@ def test_a_sweep_compared_sorted_and_its_best_run_published(hub, colours_model, 
     os.makedirs(SCREENSHOTS, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+        page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
         page.set_default_timeout(60_000)
         try:
             open_lab(page, hub)  # starts the user's server (as the user's OS account)

@@ -189,20 +189,20 @@ export function RunsPage(props: { ids: string[]; sweep: string; options: IPanelO
           </table>
         </div>
       </section>
+      <section aria-label="Training curves">
+        <h3>Training curves</h3>
+        {data.curves.length ? (
+          <div className="jp-deepvre-charts">
+            {data.curves.map(metric => (
+              <Chart key={metric} title={metric} series={metricSeries(rows, metric, labels)} />
+            ))}
+          </div>
+        ) : (
+          <p className="jp-deepvre-empty">No epochs reported: the notebooks train with deepvre's training callbacks to draw curves.</p>
+        )}
+      </section>
       <div className="jp-deepvre-page-columns">
         <div>
-          <section aria-label="Training curves">
-            <h3>Training curves</h3>
-            {data.curves.length ? (
-              <div className="jp-deepvre-charts">
-                {data.curves.map(metric => (
-                  <Chart key={metric} title={metric} series={metricSeries(rows, metric, labels)} />
-                ))}
-              </div>
-            ) : (
-              <p className="jp-deepvre-empty">No epochs reported: the notebooks train with deepvre's training callbacks to draw curves.</p>
-            )}
-          </section>
           <section aria-label="Parameters">
             <h3>Parameters</h3>
             <table className="jp-deepvre-table" data-testid="runs-parameters">
