@@ -135,7 +135,8 @@ class AccountingMixin(HasTraits):
         rows = [r for r in self.book.rows(users=[self.user.name], since=now - quotas.WINDOW)
                 if not (r["server"] == self.name and r["end"] is None)]
         running = [r for r in rows if r["end"] is None]
-        used = {"servers": len(running), "gpus": sum(r["gpus"] for r in running),
+        used = {"servers": sum(1 for r in running if r.get("kind", "server") == "server"),
+                "gpus": sum(r["gpus"] for r in running),
                 "gpu_hours_per_week": round(quotas.gpu_hours(rows, now), 1)}
         names = {"servers": "servers at once", "gpus": "GPUs at once", "gpu_hours_per_week": "GPU-hours in the last 7 days"}
         text = "; ".join(f"{names[k]}: {used[k]:g} of {v:g}" for k, v in limits.items())

@@ -45,7 +45,7 @@ def start_runs_hub(folder, roles=("alice", "bob")):
     process = HubProcess({
         "profiles": PROFILES,
         "gpus": {"discovery": "list", "devices": [{"index": "0"}]},
-        "quotas": {"default": {"gpus": 1}},
+        "quotas": {"default": {"gpus": 1, "servers": 2}},
         "hub": {"keep_servers": False},
     }, folder / "state")
     return process, names
@@ -106,6 +106,11 @@ def test_a_run_queues_behind_a_server_a_second_is_refused_and_rows_show(hub):
     assert running["gpu_ids"] == ["0"] and not running.get("gpu_queue"), running
     wait_for(lambda: (first / "seen.json").exists(), 90, "the notebook's record")
     assert json.loads((first / "seen.json").read_text()) == {"cuda": "0"}
+
+    # her spawn page counts the run's GPU, not the run as a server
+    form = alice_s.get(f"{process.url}/hub/spawn/{alice}/more", timeout=30).text
+    assert "Your limits: GPUs at once: 1 of 1; servers at once: 1 of 2" in form or (
+        "servers at once: 1 of 2" in form and "GPUs at once: 1 of 1" in form), form
 
     # while it holds the GPU, a second run of alice is refused by her quota: the limit named, never started
     second = start_run(process, alice, alice_t, 1, "b")
