@@ -18,6 +18,7 @@ import email.message
 import hashlib
 import hmac
 import json
+import re
 import smtplib
 import ssl
 import time
@@ -70,15 +71,26 @@ def webhook_request(webhook, payload, secret=None, timestamp=None):
     return webhook["url"], headers, body
 
 
+# one plain mailbox: no list, display name, comment, quotes or white space (they would mail others)
+MAILBOX = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def mailbox(text):
+    """``text`` (stripped) if it is one plain address, else None."""
+    text = text.strip(" ") if isinstance(text, str) else ""
+    return text if MAILBOX.fullmatch(text) else None
+
+
 def address(mail, username, auth_state=None, signup_email=None):
     """The user's e-mail address: the auth state's ``email`` (top level or under ``oauth_user``),
-    the sign-up record's, else ``mail.address_template`` with ``{username}``; None if none."""
+    the sign-up record's, else ``mail.address_template`` with ``{username}``; None if none. Only
+    one plain address counts (:func:`mailbox`): a list would make the relay mail whoever it names."""
     for found in ((auth_state or {}).get("email"), ((auth_state or {}).get("oauth_user") or {}).get("email"),
                   signup_email):
-        if isinstance(found, str) and "@" in found and "\n" not in found:
-            return found.strip()
+        if mailbox(found):
+            return mailbox(found)
     template = (mail or {}).get("address_template")
-    return template.format(username=username) if template else None
+    return mailbox(template.format(username=username)) if template else None
 
 
 def email_message(mail, payload, to):
