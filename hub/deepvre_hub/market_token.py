@@ -14,12 +14,13 @@ ENV = environment.MARKET_TOKEN
 NOTE = "deepvre marketplace, server {server!r}"
 
 
-def token_for(scopes):
-    """``Spawner.environment`` value: a callable making the server's marketplace-only token."""
+def token_for(scopes, note_template=NOTE):
+    """``Spawner.environment`` value: a callable making the server's token of ``scopes`` alone
+    (the marketplace's; the MLflow service's with ``deepvre_hub.mlflow_service.NOTE``)."""
 
     def market_token(spawner):
         user = spawner.user
-        note = NOTE.format(server=spawner.name)
+        note = note_template.format(server=spawner.name)
         for old in list(user.orm_user.api_tokens):
             if old.note == note:
                 user.db.delete(old)

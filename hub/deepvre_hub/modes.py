@@ -20,7 +20,7 @@ from deepvre.site import environment
 from deepvre.site.environment import Environment
 from deepvre.site.settings import REPO_ROOT, for_servers
 
-from . import accounts, auth, culler, market_token, service_accounts
+from . import accounts, auth, culler, market_token, mlflow_service, service_accounts
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,15 @@ def configure_common(c, settings, state_dir):
         roles.append(role)
     services.append(market.hub_service(settings, state_dir))
     roles.append(market.hub_role(settings))
+    if mlflow_service.enabled(settings):
+        services.append(mlflow_service.hub_service(settings, state_dir))
     # browsers open it with the users' OAuth logins; their servers with a token for it alone
-    roles.append({"name": "user", "scopes": ["self", *market.user_scopes(settings)]})
+    roles.append({"name": "user", "scopes": ["self", *market.user_scopes(settings),
+                                             *mlflow_service.user_scopes(settings)]})
     c.Spawner.server_token_scopes = list(SERVER_SCOPES)
     c.Spawner.environment = {**market.singleuser_environment(settings),
                              market_token.ENV: market_token.token_for(market.user_scopes(settings)),
+                             **mlflow_service.singleuser_environment(settings),
                              environment.SERVER_SETTINGS: json.dumps(for_servers(settings))}
     group = (settings.get("accounts") or {}).get("group") or accounts.MARKER_GROUP
     try:

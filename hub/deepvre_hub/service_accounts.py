@@ -27,6 +27,7 @@ from deepvre.site import environment
 from . import accounts, culler
 
 MARKET_FOLDER = "marketplace"  # under the state folder ($DEEPVRE_MARKET_DIR of the service)
+MLFLOW_FOLDER = "mlflow"  # the MLflow service's (deepvre_hub.mlflow_service.FOLDER)
 HUB_DATABASE = "jupyterhub.sqlite"
 NO_LOGIN = ("nologin", "false")
 # what a service's process and the access probe get of the hub's environment (never its secrets)
@@ -156,19 +157,35 @@ def service_environment(entry):
     return {**kept, "HOME": entry.pw_dir, "USER": entry.pw_name, "PYTHONSAFEPATH": "1"}
 
 
+def _parent(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _under_a_running_hub(pid, uid):
+    """Whether the account's process ``pid`` descends, through the account's own processes, from a
+    root process other than init (a running hub)."""
+    for _ in range(64):
+        ppid = _parent(pid)
+        if ppid <= 1:
+            return False
+        owner = os.stat(f"/proc/{ppid}").st_uid
+        if owner != uid:
+            return owner == 0
+        pid = ppid
+    return False
+
+
 def end_processes(entry):
     """Kill the account's leftover processes: a taken-over service may have left one running to
     wait for the next start (JupyterHub stops only the service's own process). A service a
-    running hub started (its parent a root process other than init) is left alone: another hub on
-    this machine may use the same account. Returns the pids killed."""
+    running hub started (its parent a root process other than init) is left alone, with the
+    processes it started (the MLflow service's server): another hub on this machine may use the
+    same account. Returns the pids killed."""
     killed = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.stat(f"/proc/{pid}").st_uid != entry.pw_uid:
-                continue
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != 1 and os.stat(f"/proc/{ppid}").st_uid == 0:
+            if os.stat(f"/proc/{pid}").st_uid != entry.pw_uid or _under_a_running_hub(pid, entry.pw_uid):
                 continue
             os.kill(int(pid), signal.SIGKILL)
             killed.append(int(pid))
@@ -224,7 +241,7 @@ def apply(services, settings, state_dir, group=accounts.MARKER_GROUP):
             "or one could read the other's token from its process"
         )
     state_dir = Path(state_dir)
-    tighten_state(state_dir, shared={MARKET_FOLDER, culler.CONFIG_NAME})
+    tighten_state(state_dir, shared={MARKET_FOLDER, MLFLOW_FOLDER, culler.CONFIG_NAME})
     for service in services:
         name = wanted.get(service["name"])
         if not name:
@@ -236,6 +253,9 @@ def apply(services, settings, state_dir, group=accounts.MARKER_GROUP):
             if market.parent == state_dir:
                 hand_over(market, entry)
             check_access(entry, service["name"], market_paths(settings, market))
+        elif service["name"] == "mlflow":
+            hand_over(state_dir / MLFLOW_FOLDER, entry)
+            check_access(entry, service["name"], {str(state_dir / MLFLOW_FOLDER): "w"})
         else:
             check_access(entry, service["name"], {str(culler.config_path(state_dir)): "r"})
         # never the folder the account writes: `python -m` would import from it first

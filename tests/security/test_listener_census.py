@@ -75,11 +75,12 @@ AUTH = {
     "read-only": "no login; loopback; none of the scheduler's acting HTTP API routes",
     "unix-owner": "a Unix socket closed to other accounts",
     "service-token": "a model service's TCP port: 401 without its owner's token or a signed try-it request",
+    "mlflow-basic": "MLflow's basic-auth app: 401 without an MLflow account's password",
     "slurm": "Slurm's own checks: nobody cannot signal the job; srun ports ignore unsigned messages",
     "no-listener": "the process listens nowhere",
 }
 NEEDS_AUTH = {"hub-auth", "routed", "proxy-token", "mutual-tls", "hmac", "pipe-secret", "unix-owner", "slurm",
-              "service-token"}
+              "service-token", "mlflow-basic"}
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -155,6 +156,8 @@ class Listener:
 ROLES = (
     ("culler", r"jupyterhub_idle_culler"),
     ("market", r"-m deepvre\.market(\.app)?(\s|$)"),
+    ("mlflow-service", r"-m deepvre_hub\.mlflow_proxy(\s|$)"),
+    ("mlflow", r"mlflow\.server\.auth:create_app|-m mlflow server"),
     ("server", r"(jupyterhub|batchspawner)-singleuser"),
     ("hub", r"(/|\s|^)jupyterhub(\s|$)|-m jupyterhub(\s|$)"),
     ("proxy", r"configurable-http-proxy"),
@@ -181,6 +184,8 @@ RECOGNISE = {
     "proxy": lambda ln, c: ln.role == "proxy" and ln.port == c.hub_setting("port"),
     "proxy API": lambda ln, c: ln.role == "proxy" and ln.port == c.hub_setting("proxy_api_port"),
     "marketplace": lambda ln, c: ln.role == "market",
+    "MLflow service": lambda ln, c: ln.role == "mlflow-service",
+    "MLflow server": lambda ln, c: ln.role == "mlflow",
     "idle culler": lambda ln, c: ln.role == "culler",
     "user server": lambda ln, c: ln.role == "server" and ln.facts.get("jupyter_api"),
     "user server (Slurm)": lambda ln, c: ln.role == "server" and ln.facts.get("jupyter_api"),
@@ -206,6 +211,7 @@ RECOGNISE = {
 # the user's own, or the hub's in personal mode), "service" (its own service account, or the
 # hub's: before and after hub.service_accounts), "root".
 RUNS_AS = {"hub": "hub", "proxy": "hub", "proxy API": "hub", "marketplace": "service", "idle culler": "service",
+           "MLflow service": "service", "MLflow server": "service",
            "Slurm step daemon": "root"}
 
 
@@ -778,6 +784,17 @@ def http_requests(name, listener, ctx):
         reqs = [("GET", f"{p}api/models"), ("POST", f"{p}api/models"), ("GET", p)]
         reqs += [("GET", f"{p}api/models/{u.base}") for u in users]
         return reqs, (f"{p}api/models", first.token)
+    if name == "MLflow service":
+        p = listener.facts["prefix"] or "/services/mlflow/"
+        reqs = [("GET", p), ("GET", f"{p}api/2.0/mlflow/experiments/search"), ("POST", f"{p}api/2.0/mlflow/runs/create"),
+                ("GET", f"{p}get-artifact?path=x&run_uuid=0")]
+        return reqs, (f"{p}api/2.0/mlflow/users/current", first.token)
+    if name == "MLflow server":  # the control: the admin account the service made (its folder is root-readable)
+        password = (Path(ctx.hub.state_dir) / "mlflow" / "admin_password").read_text().strip()
+        reqs = [("GET", "/"), ("GET", "/api/2.0/mlflow/experiments/search?max_results=1"),
+                ("POST", "/api/2.0/mlflow/experiments/create"), ("GET", "/get-artifact?path=x&run_uuid=0"),
+                ("GET", "/api/2.0/mlflow/users/current")]
+        return reqs, ("/api/2.0/mlflow/users/current", "Basic " + base64.b64encode(f"deepvre-admin:{password}".encode()).decode())
     if name.startswith("user server"):
         p = listener.facts["prefix"]
         owner = next(u for u in users if p == f"/user/{u.name}/")
@@ -807,11 +824,11 @@ def probe_all(live, table, ctx):
         auth = table[name]["auth"]
         ids[i] = (name, ln)
         probed.add(i)
-        if ln.kind == "tcp" and auth in ("hub-auth", "routed", "proxy-token", "read-only"):
+        if ln.kind == "tcp" and auth in ("hub-auth", "routed", "proxy-token", "read-only", "mlflow-basic"):
             reqs, (path, token) = http_requests(name, ln, ctx)
             http_targets.append({"id": i, "kind": "http", "host": ln.host, "port": ln.port, "requests": reqs})
             # the control: the same listener with the owner's credentials
-            headers = {"Authorization": f"token {token}"} if token else {}
+            headers = {"Authorization": token if token.startswith("Basic ") else f"token {token}"} if token else {}
             try:
                 r = requests.get(f"http://{ln.host}:{ln.port}{path}", headers=headers, timeout=30, allow_redirects=False)
                 if not 200 <= r.status_code < 300:
