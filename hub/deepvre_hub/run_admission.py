@@ -17,10 +17,13 @@ The caller is the token's owner and nobody else (no user name in the path): a to
 ``users:activity`` scope for its own user, which a server's own token has. The ``pid`` must be a
 process of the user's OS account (as root); a run whose process is gone, checked at each call and
 every :data:`CHECK_EVERY` seconds, loses its place or its GPUs and its row ends as ``gone``.
+Admitted runs are kept in the usage database (``deepvre_runs``): a restarted hub gives them their
+GPUs back while their process runs.
 One row per admitted run, of kind ``run``, with the run id as its server.
 """
 
 import asyncio
+import logging
 import os
 import pwd
 import re
@@ -33,7 +36,7 @@ from deepvre.site import profiles as site_profiles
 
 from . import accounts, gpu_devices, gpu_queue, gpus, quotas, usage
 from .accounting import sweep_once
-from .spawn_form import group_priority, queue_settings_of, shared_allocator, shared_queue
+from .spawn_form import ALLOCATOR_RESTORERS, group_priority, queue_settings_of, shared_allocator, shared_queue
 
 CHECK_EVERY = 10  # seconds between checks that the waiting and admitted runs' processes still run
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # deepvre.runs.store's run ids
@@ -81,6 +84,7 @@ class RunAdmissions:
         self.profiles = settings.get("profiles") or []
         self.gpu_settings = settings["gpus"]
         self.quotas = settings["quotas"]
+        self.accounts = settings.get("accounts")  # the OS accounts the hub gives servers (account_uid)
         self.url = url
         self.log = log
         self.requests = {}  # owner -> RunRequest
@@ -112,12 +116,21 @@ class RunAdmissions:
     # --- the checks ------------------------------------------------------------------
 
     def account_uid(self, name):
-        """The uid the run's process must have: the user's OS account when the hub is root (in
-        personal mode, with no such account, the hub's own); None when not checked."""
-        try:
-            return pwd.getpwnam(name).pw_uid if accounts.hub_is_root() else os.geteuid()
-        except KeyError:
+        """The uid the run's process must have: the user's OS account when the hub is root, one the
+        hub gives servers (never root's nor another system or foreign account's: a user without an
+        account, who never started a server, is refused); in personal mode the hub's own."""
+        if not accounts.hub_is_root():
             return os.geteuid()
+        settings = self.accounts or {}
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise web.HTTPError(403, f"{name} has no OS account on this machine yet: start a server first") from None
+        if entry.pw_uid < accounts.uid_min() or not (
+                accounts.in_group(entry, settings.get("group") or accounts.MARKER_GROUP)
+                or name in (settings.get("allow_existing") or ())):
+            raise web.HTTPError(403, f"the OS account {name!r} is not one this hub gives servers")
+        return entry.pw_uid
 
     def refusal(self, user, groups, request):
         """Why this run may not take its GPUs now (a quota), or None."""
@@ -140,6 +153,32 @@ class RunAdmissions:
                 self.check_processes()
             except Exception:
                 self.log.exception("deepvre: checking the runs' processes failed")
+
+    def restore(self, gpu_settings, allocator):
+        """At a hub's start (its allocator's making): the runs an earlier hub admitted keep their GPUs
+        while their process runs; the others' rows end as ``gone``."""
+        if gpu_settings != self.gpu_settings:
+            return
+        for row in self.book.admitted_runs():
+            request = RunRequest(row["user"], row["run"], row["profile"], len(row["gpu_ids"].split(",")) if
+                                 row["gpu_ids"] else 0, row["pid"], row["uid"], state="admitted",
+                                 usage_id=row["usage_id"])
+            if not process_alive(request.pid, request.uid):
+                self.book.forget_run(request.owner)
+                self.book.close(request.usage_id, usage.GONE)
+                self.log.warning("deepvre: run %s ended while the hub was down: its row ends as gone", request.owner)
+                continue
+            request.gpu_ids = allocator.restore(request.owner, row["gpu_ids"].split(",") if row["gpu_ids"] else [])
+            request.message = f"GPUs: {', '.join(request.gpu_ids) or 'none'}"
+            self.requests[request.owner] = request
+            self.book.opened_here.add(request.usage_id)  # held: the first spawn's sweep leaves it open
+            self.log.info("deepvre: run %s keeps GPUs [%s] across the restart", request.owner,
+                          ",".join(request.gpu_ids))
+        if self.requests and self._checker is None:
+            try:
+                self._checker = asyncio.ensure_future(self._check_loop())
+            except RuntimeError:  # no event loop yet: the first request starts the checks
+                pass
 
     # --- requests --------------------------------------------------------------------
 
@@ -199,6 +238,8 @@ class RunAdmissions:
             self.release_gpus(request)
             raise web.HTTPError(503, f"The GPU device nodes cannot be restricted to your account ({err}).") from None
         request.usage_id = self.book.open(request.user, request.run, request.profile, request.gpu_ids, kind="run")
+        self.book.admit_run(request.owner, request.user, request.run, request.profile, request.gpu_ids, request.pid,
+                            request.uid, request.usage_id)  # a restarted hub keeps it (restore)
         request.state, request.message = "admitted", f"GPUs: {', '.join(request.gpu_ids) or 'none'}"
         self.log.info("deepvre: run %s admitted with GPUs [%s]", request.owner, ",".join(request.gpu_ids))
 
@@ -247,6 +288,8 @@ class RunAdmissions:
             except (gpu_devices.DevicesUnrestricted, OSError, KeyError) as err:
                 self.log.error("deepvre: cannot take run %s's GPU device nodes back: %s", request.owner, err)
             self.release_gpus(request)
+        if request.state == "admitted":
+            self.book.forget_run(request.owner)
         if request.usage_id:
             self.book.close(request.usage_id, reason)
             self.log.info("deepvre: usage of run %s ended (%s)", request.owner, reason)
@@ -261,6 +304,7 @@ def admissions(settings, url, log):
     """The :class:`RunAdmissions` of this hub process."""
     if url not in _ADMISSIONS:
         _ADMISSIONS[url] = RunAdmissions(settings, url, log)
+        ALLOCATOR_RESTORERS.append(_ADMISSIONS[url].restore)
     return _ADMISSIONS[url]
 
 
@@ -341,6 +385,8 @@ class RunsAPIHandler(APIHandler):
 
 
 def handlers(settings, url):
-    """``JupyterHub.extra_handlers`` entries (under the hub's prefix: ``/hub/api/deepvre/runs``)."""
+    """``JupyterHub.extra_handlers`` entries (under the hub's prefix: ``/hub/api/deepvre/runs``);
+    the admissions are made now, so a restarted hub's allocator gets the runs' GPUs back."""
+    admissions(settings, url, logging.getLogger("JupyterHub"))
     return [(r"/api/deepvre/runs", RunsAPIHandler, {"settings": settings, "url": url}),
             (r"/api/deepvre/runs/([^/]+)", RunsAPIHandler, {"settings": settings, "url": url})]

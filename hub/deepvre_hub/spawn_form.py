@@ -208,13 +208,19 @@ def allocator_key(gpu_settings):
     return repr(sorted(gpu_settings.items()))
 
 
+# Called with each new allocator (the batch runs a restarted hub finds still holding GPUs: run_admission)
+ALLOCATOR_RESTORERS = []
+
+
 def shared_allocator(gpu_settings, log):
     """This machine's :class:`gpus.GpuAllocator` for ``gpu_settings`` (one per hub process)."""
     key = allocator_key(gpu_settings)
     if key not in _ALLOCATORS:
         found = gpus.machine_gpus(gpu_settings)
         log.info("GPUs for local servers: %s", ", ".join(g.index for g in found) or "none")
-        _ALLOCATORS.setdefault(key, gpus.GpuAllocator([g.index for g in found]))
+        allocator = _ALLOCATORS.setdefault(key, gpus.GpuAllocator([g.index for g in found]))
+        for restore in ALLOCATOR_RESTORERS:
+            restore(gpu_settings, allocator)
     return _ALLOCATORS[key]
 
 

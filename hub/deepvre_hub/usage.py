@@ -5,7 +5,8 @@ A row holds who, which server, which profile, which GPUs, start, end, why it end
 it. A row without ``end`` is a server that holds its resources now: the quotas
 (:mod:`deepvre_hub.quotas`) count those and the rolling window's GPU-hours from here. The table
 ``deepvre_gpu_queue`` holds the GPU spawns waiting in the queue (:mod:`deepvre_hub.gpu_queue`), so
-a restarted hub keeps their order. ``kind`` is ``server``, or ``run`` for a batch run (``deepvre
+a restarted hub keeps their order; ``deepvre_runs`` the batch runs holding GPUs, so a restarted
+hub keeps their GPUs. ``kind`` is ``server``, or ``run`` for a batch run (``deepvre
 run`` with a profile, admitted by :mod:`deepvre_hub.run_admission`; ``server`` holds its run id).
 
 The schema carries a version (table ``deepvre_schema``): :func:`open_book` creates the tables,
@@ -17,7 +18,7 @@ import os
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2  # 2: the GPU queue's table (deepvre_gpu_queue)
+SCHEMA_VERSION = 3  # 2: the GPU queue's table (deepvre_gpu_queue); 3: the admitted runs (deepvre_runs)
 
 # Why a server ended (the ``reason`` column)
 USER = "user"  # its owner stopped it
@@ -65,8 +66,22 @@ waiting = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False),  # the order of arrival
 )
 
+# The batch runs holding GPUs now (deepvre_hub.run_admission), so that a restarted hub keeps them
+admitted = sa.Table(
+    "deepvre_runs", metadata,
+    sa.Column("owner", sa.String(511), primary_key=True),  # "user/run:ID"
+    sa.Column("user", sa.String(255), nullable=False),
+    sa.Column("run", sa.String(255), nullable=False),
+    sa.Column("profile", sa.String(255), nullable=False),
+    sa.Column("gpu_ids", sa.String(255), nullable=False, default=""),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("uid", sa.Integer, nullable=True),
+    sa.Column("usage_id", sa.Integer, nullable=False),
+)
+
 # {version: function(connection)} bringing a database of that version to version + 1
-MIGRATIONS = {1: lambda connection: waiting.create(connection, checkfirst=True)}
+MIGRATIONS = {1: lambda connection: waiting.create(connection, checkfirst=True),
+              2: lambda connection: admitted.create(connection, checkfirst=True)}
 
 
 class UsageDatabaseError(RuntimeError):
@@ -180,6 +195,23 @@ class UsageBook:
     def dequeue(self, owner):
         with self.engine.begin() as connection:
             connection.execute(waiting.delete().where(waiting.c.owner == owner))
+
+    # --- the admitted batch runs (run_admission) ------------------------------------------
+
+    def admitted_runs(self):
+        with self.engine.connect() as connection:
+            return [dict(r._mapping) for r in connection.execute(sa.select(admitted))]
+
+    def admit_run(self, owner, user, run, profile, gpu_ids, pid, uid, usage_id):
+        with self.engine.begin() as connection:
+            connection.execute(admitted.delete().where(admitted.c.owner == owner))
+            connection.execute(admitted.insert().values(owner=owner, user=user, run=run, profile=profile,
+                                                        gpu_ids=",".join(gpu_ids), pid=pid, uid=uid,
+                                                        usage_id=usage_id))
+
+    def forget_run(self, owner):
+        with self.engine.begin() as connection:
+            connection.execute(admitted.delete().where(admitted.c.owner == owner))
 
     def get(self, record_id):
         with self.engine.connect() as connection:

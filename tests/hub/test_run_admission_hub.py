@@ -46,7 +46,7 @@ def start_runs_hub(folder, roles=("alice", "bob")):
         "profiles": PROFILES,
         "gpus": {"discovery": "list", "devices": [{"index": "0"}]},
         "quotas": {"default": {"gpus": 1, "servers": 2}},
-        "hub": {"keep_servers": False},
+        "hub": {"keep_servers": True},
     }, folder / "state")
     return process, names
 
@@ -138,3 +138,28 @@ def test_a_run_queues_behind_a_server_a_second_is_refused_and_rows_show(hub):
     process.stop_server(alice_t, alice)
     assert "admitted with GPUs [0]" in process.log_text()
     assert os.path.exists(first / "output.ipynb")
+
+
+def test_a_restarted_hub_keeps_a_runs_gpu(hub):
+    """The hub restarts while alice's run holds the GPU: the run keeps it (deepvre_runs in the usage
+    database), so bob's GPU server waits until the run ends, and the run's row ends as done."""
+    process, users, _ = hub
+    (alice, _, alice_t), (bob, _, bob_t) = users["alice"], users["bob"]
+    if not (process.server_model(alice_t, alice) or {}).get("ready"):
+        assert process.spawn(alice_t, alice, profile="cpu").status_code in (201, 202)
+    run = start_run(process, alice, alice_t, 45, "c")
+    held = wait_for(lambda: status(run).get("state") == "running" and status(run), 90, "the run admitted")
+    assert held["gpu_ids"] == ["0"]
+    process.restart()
+    r = process.spawn(bob_t, bob, profile="gpu-1", wait=False)
+    assert r.status_code == 202, r.text  # the GPU is the run's still: bob's server waits
+    assert (process.server_model(bob_t, bob) or {}).get("pending") == "spawn"
+    assert f"run {alice}/run:{run.name} keeps GPUs [0] across the restart" in process.log_text()
+    wait_for(lambda: status(run).get("state") == "done", 180, "the run's end")
+    process.wait_ready(bob_t, bob, timeout=120)
+    book = usage.UsageBook(usage.default_url(process.state_dir))
+    (row,) = [r for r in book.rows(users=[alice]) if r["server"] == run.name]
+    assert (row["kind"], row["gpu_ids"], row["reason"]) == ("run", "0", "done"), row
+    assert book.admitted_runs() == []
+    process.stop_server(bob_t, bob)
+    process.stop_server(alice_t, alice)

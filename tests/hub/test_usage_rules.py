@@ -76,7 +76,23 @@ def test_version_1_gets_the_gpu_queue_table(tmp_path):
     book.enqueue("bob/", 1, 0, usage.utcnow(), 7)
     assert [(r["owner"], r["seq"]) for r in book.queued()] == [("bob/", 7)]
     with engine.connect() as c:
-        assert c.execute(sa.select(usage.schema.c.value)).scalar() == "2"
+        assert c.execute(sa.select(usage.schema.c.value)).scalar() == str(usage.SCHEMA_VERSION)
+
+
+def test_version_2_gets_the_admitted_runs_table(tmp_path):
+    url = usage.default_url(tmp_path)
+    usage.UsageBook(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as c:  # a database of the deepvre with the queue: no runs table
+        usage.admitted.drop(c)
+        c.execute(usage.schema.update().values(value="2"))
+    book = usage.UsageBook(url)
+    book.admit_run("bob/run:r1", "bob", "r1", "gpu-1", ["0"], 4242, 1000, 7)
+    assert [(r["owner"], r["gpu_ids"], r["pid"]) for r in book.admitted_runs()] == [("bob/run:r1", "0", 4242)]
+    book.forget_run("bob/run:r1")
+    assert book.admitted_runs() == []
+    with engine.connect() as c:
+        assert c.execute(sa.select(usage.schema.c.value)).scalar() == "3"
 
 
 def test_user_limits_merge_the_default_and_the_users_own():
