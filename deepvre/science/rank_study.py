@@ -222,6 +222,7 @@ def fine_tune(case, base, p, seed, scratch=False, compiled=None):
         model.set_weights(fresh.get_weights())
         for variable in model.optimizer.variables:  # Adam's moments and step count start from zero
             variable.assign(np.zeros(variable.shape, variable.dtype))
+        model.optimizer.learning_rate = p["learning_rate"]  # a variable too: zeroed above
     (x, y), val = case["splits"]["train"], case["splits"]["val"]
     weights = None
     if case["balanced"]:  # the satellite notebook weights classes by their inverse frequency
@@ -265,9 +266,13 @@ def _catalog(folder, mobilenet_dir):
     return market
 
 
-def run(folder, mode="full", cases=CASES, cluster="local", n_workers=2, in_process=False, log=print):
+def run(folder, mode="full", cases=CASES, cluster="local", n_workers=2, in_process=False, log=print,
+        mobilenet_dir=None, publish_own=True):
     """The whole study in ``folder`` (data, catalogs, models); returns the study document
-    (:func:`section` writes it as Markdown). ``in_process``: the ranking's features without Dask."""
+    (:func:`section` writes it as Markdown). ``in_process``: the ranking's features without Dask;
+    ``mobilenet_dir``: a converted ImageNet MobileNetV2 (default: the user's cached conversion);
+    ``publish_own=False``: each case's catalog in ``folder`` already holds the other case's models (an
+    earlier run of the same folder published them), so every candidate is fine-tuned here, seed by seed."""
 
     from ..market import modelfile
     from . import mobilenet
@@ -277,18 +282,19 @@ def run(folder, mode="full", cases=CASES, cluster="local", n_workers=2, in_proce
     started, load = time.monotonic(), os.getloadavg()
     builders = {"biology": biology_data, "satellite": satellite_data}
     data, markets, runs, compiled = {}, {}, {}, {}
-    imagenet = modelfile.load(os.path.join(mobilenet.convert(os.path.join(folder, "mobilenet")), "model.keras"))
+    mobilenet_dir = mobilenet.convert(mobilenet_dir)  # reused when already converted and verified
+    imagenet = modelfile.load(os.path.join(mobilenet_dir, "model.keras"))
     imagenet_base = base_of(imagenet)
     for key in cases:
         log(f"{key}: building the data as the notebook does")
         data[key] = builders[key](os.path.join(folder, key), {**p[key]}, cluster, n_workers)
         compiled[key] = {}
-        markets[key] = _catalog(os.path.join(folder, key, "catalog"), os.path.join(folder, "mobilenet"))
+        markets[key] = _catalog(os.path.join(folder, key, "catalog"), mobilenet_dir)
     # the project's own models: each case's ImageNet fine-tune and scratch network of the first seed,
     # published for the OTHER case to rank and start from
     for key in cases:
         case, runs[key] = data[key], {}
-        for name, scratch in ((IMAGENET, False), (FLOOR, True)):
+        for name, scratch in ((IMAGENET, False), (FLOOR, True)) if publish_own else ():
             model, numbers = fine_tune(case, imagenet_base, p, seeds[0], scratch, compiled[key])
             log(f"{key}: {name} seed {seeds[0]}: {case['metric']} {numbers['test']:.3f} ({numbers['seconds']:.0f} s)")
             runs[key][name] = [numbers]
