@@ -95,9 +95,11 @@ def refusal(quotas, user, server, groups, rows, request_gpus, now, kind="server"
 
     ``groups``: ``{group: [member names]}`` of the user's groups; ``rows``: the accounting rows of
     the user and those members that are open or ended within the window. The server's own
-    earlier row does not count (it is being replaced). ``kind``: ``server`` or ``run`` (a batch run).
+    earlier row does not count (it is being replaced): only a row of the same ``kind`` (``server`` or
+    ``run``, a batch run), for a run's row holds its run id where a server's holds its name.
     """
-    rows = [r for r in rows if not (r["user"] == user and r["server"] == server and r["end"] is None)]
+    rows = [r for r in rows if not (r["user"] == user and r["server"] == server and r["end"] is None
+                                    and r.get("kind", "server") == kind)]
     message = check(user_limits(quotas, user), [r for r in rows if r["user"] == user], request_gpus, now, "your",
                     kind=kind)
     if message:

@@ -84,7 +84,7 @@ class RunAdmissions:
         self.profiles = settings.get("profiles") or []
         self.gpu_settings = settings["gpus"]
         self.quotas = settings["quotas"]
-        self.accounts = settings.get("accounts")  # the OS accounts the hub gives servers (account_uid)
+        self.account_settings = settings.get("accounts")  # the OS accounts the hub gives servers (account_uid)
         self.url = url
         self.log = log
         self.requests = {}  # owner -> RunRequest
@@ -121,7 +121,7 @@ class RunAdmissions:
         account, who never started a server, is refused); in personal mode the hub's own."""
         if not accounts.hub_is_root():
             return os.geteuid()
-        settings = self.accounts or {}
+        settings = self.account_settings or {}
         try:
             entry = pwd.getpwnam(name)
         except KeyError:
