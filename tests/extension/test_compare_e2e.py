@@ -157,6 +157,7 @@ def test_a_sweep_compared_sorted_and_its_best_run_published(hub, colours_model, 
                 expect(chart.locator("polyline")).to_have_count(3)
                 for rate in RATES:
                     expect(chart.locator(".jp-deepvre-legend")).to_contain_text(f"learning_rate={float(rate)}")
+            expect(runs_page.get_by_test_id("later-fits")).to_have_count(0)  # one fit each: the whole training
             runs_page.screenshot(path=os.path.join(SCREENSHOTS, "runs-sweep.png"))
 
             # another metric: loss, best (lowest) first; a second click turns it round

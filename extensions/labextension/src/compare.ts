@@ -111,6 +111,17 @@ export function metricSeries(runs: ICompareRun[], metric: string, labels: Record
   return series;
 }
 
+/**
+ * Which fit the curves show, when a run fitted more than once (``progress.json`` keeps the current
+ * fit's epochs only): ``"lr=0.1: fit transfer-s2 (fit 3 of this run)"`` per such run; empty when every
+ * run fitted once, as the curves are then the whole training.
+ */
+export function laterFits(runs: ICompareRun[], labels: Record<string, string>): string[] {
+  return runs
+    .filter(r => (r.curves?.fits ?? 1) > 1)
+    .map(r => `${labels[r.id] ?? r.id}: fit ${r.curves!.fit ?? '?'} (fit ${r.curves!.fits} of this run)`);
+}
+
 /** The query of ``GET compare``: the runs named, or one sweep. */
 export function compareQuery(page: { ids: string[]; sweep: string }): string {
   const params = new URLSearchParams();

@@ -12,6 +12,7 @@ import {
   compareQuery,
   formatParameter,
   IComparison,
+  laterFits,
   ICompareMetric,
   ISort,
   metricSeries,
@@ -191,6 +192,11 @@ export function RunsPage(props: { ids: string[]; sweep: string; options: IPanelO
       </section>
       <section aria-label="Training curves">
         <h3>Training curves</h3>
+        {laterFits(rows, labels).length > 0 && (
+          <p className="jp-deepvre-meta" data-testid="later-fits">
+            These runs fitted more than once; their curves are the last fit's: {laterFits(rows, labels).join('; ')}.
+          </p>
+        )}
         {data.curves.length ? (
           <div className="jp-deepvre-charts">
             {data.curves.map(metric => (

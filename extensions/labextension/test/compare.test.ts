@@ -1,4 +1,4 @@
-import { bestRun, compareQuery, ICompareRun, metricSeries, nextSort, runLabel, sortRuns } from '../src/compare';
+import { bestRun, compareQuery, ICompareRun, laterFits, metricSeries, nextSort, runLabel, sortRuns } from '../src/compare';
 
 function run(id: string, metrics: Record<string, number>, parameters: Record<string, unknown> = {}, state = 'done'): ICompareRun {
   return {
@@ -57,6 +57,11 @@ describe('labels and curves', () => {
       d: [[1, 0.1]]
     });
     expect(metricSeries(runs, 'accuracy', {})).toEqual({});
+  });
+  it('says which fit the curves show when a run fitted more than once', () => {
+    expect(laterFits(runs, {})).toEqual([]);
+    const twice = { ...runs[0], curves: { fit: 'transfer-s1', fits: 2, series: {} } };
+    expect(laterFits([twice, runs[1]], { a: 'lr=0.1' })).toEqual(['lr=0.1: fit transfer-s1 (fit 2 of this run)']);
   });
   it('asks for the runs named or one sweep', () => {
     expect(compareQuery({ ids: ['a', 'b c'], sweep: '' })).toBe('run=a&run=b+c');
