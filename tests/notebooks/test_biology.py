@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import pytest
 import deepvre.market  # noqa: F401  (the system SQLite before TensorFlow)
 from deepvre.science import datasets
 
-from .smoke import png_outputs, pull_model, require_files, run_smoke
+from .smoke import png_outputs, pull_model, require_files, run_smoke, verify_published
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +72,17 @@ def test_model_published_with_lineage_and_loads_safely(smoke_run):
     probs = model.predict(x, verbose=0)
     assert probs.shape == (2, len(section["input"]["labels"]))
     np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-4)
+
+
+def test_the_published_version_verifies(tmp_path, smoke_run):
+    """``deepvre market verify`` re-runs this smoke run's lineage (its injected parameters, never
+    publishing) and finds the declared metrics within their tolerance (issue 18). A changed data
+    file is caught in tests/notebooks/test_verify.py."""
+    done = verify_published(smoke_run, tmp_path / "runs")
+    assert set(done["metrics"]) == {"transfer.accuracy", "scratch.accuracy"}  # the notebook's declared ones
+    assert done["record"]["verifier"]
+    assert os.path.dirname(done["run"]) == str(tmp_path / "runs")
+    assert os.path.basename(done["run"]).startswith("verify-biology-mobilenet-")
+    rerun = json.loads((Path(done["run"]) / "params.json").read_text())["parameters"]
+    # what papermill injected at training time (the seed, not passed, is the snapshot's own default), never publishing
+    assert rerun == {"smoke": True, "output_dir": "out", "publish": False, "executed_notebook": ""}
