@@ -10,6 +10,7 @@ its own, ``gone`` when a restarted hub found it gone.
 """
 
 import asyncio
+import datetime
 import html
 import time
 
@@ -260,7 +261,8 @@ class AccountingMixin(HasTraits):
             return False
         server = {"state": self.get_state()}
         limits = culler.lifetimes(culling, getattr(self, "profiles", None) or [])
-        now = usage.utcnow()
+        # to the microsecond (usage.utcnow() drops them): the culler decided on an age a moment ago
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         if not culler.past_max_age(server, orm_spawner.started, now, limits):
             return False
         timeouts = {p["slug"]: p["idle_timeout"] for p in getattr(self, "profiles", None) or [] if p.get("idle_timeout")}
