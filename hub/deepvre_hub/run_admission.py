@@ -39,6 +39,7 @@ from .accounting import sweep_once
 from .spawn_form import ALLOCATOR_RESTORERS, group_priority, queue_settings_of, shared_allocator, shared_queue
 
 CHECK_EVERY = 10  # seconds between checks that the waiting and admitted runs' processes still run
+MAX_WAITING = 10  # runs one user may have waiting in the GPU queue at once
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # deepvre.runs.store's run ids
 ENDINGS = {"done": usage.DONE, "failed": usage.FAILED, "cancelled": usage.CANCELLED}
 
@@ -206,6 +207,10 @@ class RunAdmissions:
             self.log.info("deepvre: quota refused run %s: %s", owner, why)
             raise web.HTTPError(429, why)
         allocator, queue, settings = self.allocator, self.queue, queue_settings_of(self.gpu_settings)
+        waiting = sum(1 for r in self.requests.values() if r.user == user and r.state == "queued")
+        if waiting >= MAX_WAITING:
+            raise web.HTTPError(429, f"{waiting} of your runs wait in the GPU queue already (at most {MAX_WAITING}); "
+                                     "start more when one of them has started.")
         if request.gpus > allocator.total:
             raise web.HTTPError(409, f"This profile needs {request.gpus} GPUs; this machine has {allocator.total}.")
         per_user = self.gpu_settings.get("per_user")

@@ -1,7 +1,8 @@
 """Attacks on the batch runs' admission (``/hub/api/deepvre/runs``, deepvre_hub.run_admission) on a
 real local hub as root: bob, from his own server with its own token and knowing alice's run id
 and worker pid, cannot end her run, read it, take its GPUs or record a run in her name; an
-anonymous local process and a token without ``users:activity`` get nothing."""
+anonymous local process and a token without ``users:activity`` get nothing; nobody fills the queue
+with waiting runs (at most 10 each)."""
 
 import json
 
@@ -70,6 +71,12 @@ def test_another_user_cannot_end_take_or_forge_a_run(hub):
     assert json.loads(own[0][1])["place"] == 1
     log = process.log_text()
     assert f"{bob}/run:own waits for 1 GPU(s)" in log
+    # nor can he fill the queue: at most 10 of his runs wait at once
+    flood = as_server(process, bob, bob_t, [("POST", "", {"run": f"flood{i}", "profile": "gpu-1", "pid": "$PID"})
+                                            for i in range(11)]
+                      + [("DELETE", f"/flood{i}", {"state": "cancelled"}) for i in range(10)])
+    assert [a[0] for a in flood] == [202] * 10 + [429] + [204] * 10, flood
+    assert "at most 10" in flood[10][1]
     assert f"{alice}/run:forged" not in log and f"{alice}/run:own" not in log
 
     # an anonymous local process, a forged token and a token without users:activity get nothing
