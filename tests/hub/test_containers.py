@@ -143,6 +143,23 @@ def test_the_server_runs_in_a_container_reached_through_the_proxy(hub, alice):
     assert market[0] == "market" and market[1].isdigit(), out  # an HTTP answer: the marketplace is reachable
 
 
+def test_a_runs_environment_record_names_the_containers_image_and_lock(hub, alice):
+    """The spawner passes the image and podman's ID of it ($DEEPVRE_IMAGE, $DEEPVRE_IMAGE_ID): the
+    environment record a run or a published version takes in the server names the exact image the
+    container runs, and the lock that image installed (kept in it at build time)."""
+    import hashlib
+
+    name, token = alice
+    out = run_code(hub.server_url(name), token,
+                   "import json; from deepvre.runs import platform; print(json.dumps(platform.capture()))")
+    record = json.loads(out.strip().splitlines()[-1])
+    container = container_of(name)
+    assert record["container"] == {"in_container": True, "image": container["ImageName"],
+                                   "image_digest": f"sha256:{container['Image']}"}, record["container"]
+    lock = Path(REPO) / "images" / "singleuser-cpu" / "requirements.lock"
+    assert record["lock"]["sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest(), record["lock"]
+
+
 def test_deepvre_is_on_path_in_a_containers_terminal(hub, alice):
     """The image's /etc/profile sets PATH anew in the terminal's login shell (deepvre_hub.terminals)."""
     name, token = alice

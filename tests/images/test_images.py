@@ -132,6 +132,28 @@ def test_image_holds_the_checkouts_deepvre(images, name):
     assert image_version(images[name]["tag"]) == checkout_version()
 
 
+ENVIRONMENT_PROBE = "import json; from deepvre.runs import platform; print(json.dumps(platform.capture()))"
+
+
+@pytest.mark.parametrize("name", build.DEFAULT_IMAGES)
+def test_the_images_environment_record_hashes_the_lock_it_installed(images, name):
+    """What every run and published version records of its environment, inside the image: the
+    sha256 of the lock the image installed (images/<image>/requirements.lock, kept at build time), and
+    the image and its ID as the container spawner passes them ($DEEPVRE_IMAGE, $DEEPVRE_IMAGE_ID)."""
+    import hashlib
+
+    tag = images[name]["tag"]
+    image_id = podman("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
+    out = podman("run", "--rm", "--network", "none", "-e", f"DEEPVRE_IMAGE={tag}", "-e", f"DEEPVRE_IMAGE_ID={image_id}",
+                 tag, "python3", "-c", ENVIRONMENT_PROBE, timeout=300)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    lock = Path(REPO) / "images" / name / "requirements.lock"
+    assert record["lock"] == {"file": "/opt/deepvre/share/deepvre/requirements.lock",
+                              "sha256": hashlib.sha256(lock.read_bytes()).hexdigest()}, record["lock"]
+    assert record["container"] == {"in_container": True, "image": tag, "image_digest": f"sha256:{image_id}"}
+    assert record["packages"]["deepvre"] == checkout_version()
+
+
 def test_images_are_reused_for_the_same_sources(images):
     """A second build of unchanged sources is the same image, not a new build."""
     with open(os.devnull, "w") as log:
