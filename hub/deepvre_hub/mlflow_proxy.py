@@ -49,6 +49,9 @@ STARTED = "started"  # made once MLflow's server first answered: its databases a
 REFUSED = re.compile(
     r"^(signup|admin|users/|(ajax-)?api/[23]\.0/mlflow/(users/(?!current(/permissions)?$)|roles/|gateway-proxy))"
 )
+# where an experiment gets its name (create, rename): the names under "<user>/" are that user's, for
+# ``deepvre run`` logs to "<user>/<notebook>", found by name (another's experiment there would get the runs)
+NAMING = re.compile(r"^(ajax-)?api/2\.0/mlflow/experiments/(create|update)$")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length", "content-encoding"}
 # what a page of MLflow's UI gets before its own scripts: its fetches and XHRs carry the XSRF token
@@ -72,6 +75,20 @@ def private_file(path, make):
 def account_password(secret, user):
     """The MLflow password of hub user ``user``: derived, so the service stores none."""
     return hmac.new(secret.encode(), f"user:{user}".encode(), hashlib.sha256).hexdigest()
+
+
+def foreign_name(user, body):
+    """The experiment name in a create's or rename's JSON ``body`` (``name``, ``new_name``) that is
+    not ``user``'s to take: one with a ``/`` that does not begin with ``user/``; else None."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return None  # MLflow refuses it too
+    for key in ("name", "new_name"):
+        name = data.get(key) if isinstance(data, dict) else None
+        if isinstance(name, str) and "/" in name and not name.startswith(f"{user}/"):
+            return name
+    return None
 
 
 def basic(user, password):
@@ -209,6 +226,14 @@ def make_app(server, accounts, prefix, upload_limit):
 
         SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
+        def write_error(self, status_code, **kwargs):
+            """The service's own refusals as MLflow's errors are: JSON with the reason (its UI shows it)."""
+            err = (kwargs.get("exc_info") or (None, None))[1]
+            message = getattr(err, "log_message", None) or self._reason
+            code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 503: "TEMPORARILY_UNAVAILABLE"}.get(
+                status_code, "INTERNAL_ERROR")
+            self.finish({"error_code": code, "message": message})
+
         async def forward(self, path):
             user = self.current_user
             if not user and method_is_page(self.request) and "Authorization" not in self.request.headers:
@@ -224,8 +249,12 @@ def make_app(server, accounts, prefix, upload_limit):
                 self.set_header("Retry-After", "10")
                 raise web.HTTPError(503, "MLflow's server is starting; try again in a minute")
             raw = self.request.path[len(self.settings["service_prefix"]):]  # forwarded as it came
-            if REFUSED.match(re.sub(r"/+", "/", unquote(raw)).lstrip("/")):
+            route = re.sub(r"/+", "/", unquote(raw)).lstrip("/")
+            if REFUSED.match(route):
                 raise web.HTTPError(403, "MLflow's account management is the hub's")
+            if NAMING.match(route) and (taken := foreign_name(user["name"], self.request.body)):
+                raise web.HTTPError(403, f"experiment {taken!r}: a name with '/' begins with your own name "
+                                    f"({user['name']}/...); the others are other users'")
             headers = {k: v for k, v in self.request.headers.get_all()
                        if k.lower() not in HOP_BY_HOP | {"authorization", "cookie", "host", "x-xsrftoken"}}
             headers["Authorization"] = await accounts.credentials(user["name"])

@@ -48,3 +48,48 @@ def test_a_user_named_like_the_services_mlflow_admin_is_not_its_admin(hub):
     assert f"{alice}/private" in experiments(process, users["alice"][2])
     assert call(process, users["alice"][2], "GET", "get-artifact",
                 params={"path": "secret.txt", "run_uuid": rid}).text == "alice's secret"
+
+
+def test_nobody_squats_another_users_experiment_names(hub):
+    """Was an open hole: ``deepvre run`` logs to the experiment ``<user>/<notebook>``, found by name.
+    bob made ``alice/train`` before alice's first run and gave her EDIT on it (his own experiment,
+    his to share), so her runs' parameters, metrics and artifacts went into his experiment, where he
+    reads them all (or, without the grant, her logging failed). Now a name with a ``/`` must begin
+    with the caller's own name (create and rename, REST and the UI's ajax API)."""
+    process, users, _, _ = hub
+    (alice, _, alice_t), (bob, _, bob_t) = users["alice"], users["bob"]
+    squats = [("api/2.0/mlflow/experiments/create", {"name": f"{alice}/train"}),
+              ("ajax-api/2.0/mlflow/experiments/create", {"name": f"{alice}/train"}),
+              ("api/2.0/mlflow/experiments/create", {"name": f"{alice}/train", "artifact_location": ""}),
+              ("api/2.0/mlflow/experiments/create", {"name": f"/{alice}/x"})]
+    for path, body in squats:
+        r = call(process, bob_t, "POST", path, json=body)
+        if r.status_code == 200:  # the squat worked: share it with alice, as an attacker would
+            call(process, bob_t, "POST", "api/2.0/mlflow/experiments/permissions/create",
+                 json={"experiment_id": r.json()["experiment_id"], "username": alice, "permission": "EDIT"})
+        assert r.status_code == 403 and "own name" in r.text, (path, body, r.status_code, r.text[:300])
+    r = call(process, bob_t, "POST", "api/2.0/mlflow/experiments/create", json={"name": f"{bob}/mine"})
+    assert r.status_code == 200, r.text[:300]
+    mine = r.json()["experiment_id"]
+    for path in ("api/2.0/mlflow/experiments/update", "ajax-api/2.0/mlflow/experiments/update"):
+        r = call(process, bob_t, "POST", path, json={"experiment_id": mine, "new_name": f"{alice}/train"})
+        assert r.status_code == 403, (path, r.status_code, r.text[:300])
+    assert call(process, bob_t, "POST", "api/2.0/mlflow/experiments/create", json={"name": "no-slash"}).status_code == 200
+
+    # alice's run logs into an experiment of her own (found by name as deepvre.runs.tracking does), which
+    # bob cannot read
+    name = f"{alice}/train"
+    r = call(process, alice_t, "GET", "api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": name})
+    assert r.status_code == 404, r.text[:300]  # nobody made it before her
+    r = call(process, alice_t, "POST", "api/2.0/mlflow/experiments/create", json={"name": name})
+    assert r.status_code == 200, r.text[:300]
+    eid = r.json()["experiment_id"]
+    r = call(process, alice_t, "POST", "api/2.0/mlflow/runs/create", json={"experiment_id": eid, "run_name": "r"})
+    run_id = r.json()["run"]["info"]["run_id"]
+    r = call(process, alice_t, "POST", "api/2.0/mlflow/runs/log-batch",
+             json={"run_id": run_id, "params": [{"key": "secret_param", "value": "42"}]})
+    assert r.status_code == 200, r.text[:300]
+    r = call(process, bob_t, "GET", "api/2.0/mlflow/runs/get", params={"run_id": run_id})
+    assert r.status_code in (403, 404) and "secret_param" not in r.text, r.text[:300]
+    r = call(process, bob_t, "POST", "api/2.0/mlflow/runs/search", json={"experiment_ids": [eid]})
+    assert "secret_param" not in r.text, r.text[:300]
