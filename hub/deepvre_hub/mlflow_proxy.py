@@ -44,6 +44,7 @@ log = logging.getLogger("deepvre.mlflow")
 
 ADMIN = "deepvre-admin"
 SECRET, ADMIN_PASSWORD, AUTH_CONFIG = "secret", "admin_password", "basic_auth.ini"
+SITE = str(Path(__file__).with_name("mlflow_site"))  # its sitecustomize: graphene on graphql-core 3.3
 STARTED = "started"  # made once MLflow's server first answered: its databases are whole
 # MLflow's account management and what could reach out: the service owns the accounts
 REFUSED = re.compile(
@@ -143,7 +144,8 @@ class MLflowServer:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")},
                "HOME": str(self.folder), "MLFLOW_AUTH_CONFIG_PATH": str(self.folder / AUTH_CONFIG),
                "MLFLOW_FLASK_SERVER_SECRET_KEY": hmac.new(self.secret.encode(), b"flask", hashlib.sha256).hexdigest(),
-               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+               "PYTHONPATH": os.pathsep.join(filter(None, [SITE, os.environ.get("PYTHONPATH")]))}
         log.info("starting MLflow's server on %s", self.url)
         self.process = subprocess.Popen(command, env=env, cwd=self.folder, start_new_session=True, umask=0o077)
 
@@ -270,9 +272,11 @@ def make_app(server, accounts, prefix, upload_limit):
             if answer.code == 599:
                 raise web.HTTPError(502, f"MLflow's server did not answer: {answer.error}")
             self.set_status(answer.code, answer.reason)
-            for key, value in answer.headers.get_all():
+            given = set()
+            for key, value in answer.headers.get_all():  # MLflow's, replacing tornado's defaults (Content-Type)
                 if key.lower() not in HOP_BY_HOP | {"set-cookie", "www-authenticate", "server"}:
-                    self.add_header(key, value)
+                    (self.add_header if key.lower() in given else self.set_header)(key, value)
+                    given.add(key.lower())
             content = answer.body or b""
             if answer.headers.get("Content-Type", "").startswith("text/html") and b"<head>" in content:
                 token = json.dumps(self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token)

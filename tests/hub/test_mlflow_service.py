@@ -93,6 +93,10 @@ def test_a_deepvre_run_is_logged_to_the_hubs_mlflow_for_its_user_alone(hub):
     assert executed.status_code == 200 and "injected-parameters" in executed.text
     plot = call(process, alice_t, "GET", "get-artifact", params={"path": "plots/curves.png", "run_uuid": rid})
     assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")
+    # the run through MLflow's GraphQL (the UI's run page): graphene's enums on the lock's graphql-core
+    query = 'query { mlflowGetRun(input: {runId: "RUN"}) { run { info { runId status } } } }'.replace("RUN", rid)
+    answer = call(process, alice_t, "POST", "graphql", json={"query": query}).json()
+    assert answer["data"]["mlflowGetRun"]["run"]["info"] == {"runId": rid, "status": "FINISHED"}, answer
     # where the artifacts live: under the hub's state folder, MLflow's own (never a user's path)
     assert list((process.state_dir / "mlflow" / "artifacts").rglob("curves.png"))
 
@@ -100,7 +104,10 @@ def test_a_deepvre_run_is_logged_to_the_hubs_mlflow_for_its_user_alone(hub):
     page, xsrf = open_ui(process, alice_s)
     assert page.status_code == 200 and "<title>MLflow</title>" in page.text and xsrf, page.text[:500]
     script = __import__("re").search(r'src="(static-files/static/js/main[^"]+)"', page.text).group(1)
-    assert alice_s.get(service_url(process) + script, timeout=120).status_code == 200
+    loaded = alice_s.get(service_url(process) + script, timeout=120)
+    # MLflow's own Content-Type, not tornado's default text/html (a browser refuses to run that)
+    ctype = loaded.headers["Content-Type"]  # requests joins repeated headers with ", "
+    assert loaded.status_code == 200 and "javascript" in ctype and "html" not in ctype, ctype
     ajax = browser_ajax(process, alice_s, "POST", "ajax-api/2.0/mlflow/experiments/search",
                         xsrf=xsrf, json={"max_results": 100})
     assert ajax.status_code == 200 and f"{alice}/curves" in ajax.text, ajax.text[:300]
@@ -120,3 +127,55 @@ def test_a_deepvre_run_is_logged_to_the_hubs_mlflow_for_its_user_alone(hub):
     ajax = browser_ajax(process, bob_s, "POST", "ajax-api/2.0/mlflow/experiments/search", xsrf=bob_xsrf,
                         json={"max_results": 100})
     assert ajax.status_code == 200 and alice not in ajax.text
+
+
+@pytest.mark.browser
+@pytest.mark.hub
+@pytest.mark.root
+def test_the_mlflow_ui_in_chromium(hub):
+    """MLflow's own UI through the hub login in a real Chromium: alice's experiment list and run page
+    (the UI's fetches carry the XSRF token the service's page script adds), and bob's list without it.
+    Screenshots: test-artifacts/mlflow/."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.hub.mlflowhub import PASSWORD, log_directly
+    from tests.hub.test_usage_screens import ARGS, CHROMIUM, log_in
+    from tests.prereqs import REPO, require
+
+    require(os.path.exists(CHROMIUM), "needs Debian's chromium (apt-get install chromium)")
+    shots = os.path.join(REPO, "test-artifacts", "mlflow")
+    os.makedirs(shots, exist_ok=True)
+    process, users = hub
+    (alice, _, alice_t), (bob, _, _) = users["alice"], users["bob"]
+    eid, rid = log_directly(process, alice_t, f"{alice}/ui-check")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            for name in (alice, bob):
+                page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+                refused, seen = [], []
+                page.on("response", lambda r: refused.append(r.url) if "/services/mlflow/" in r.url
+                        and r.status == 401 else None)  # the service did not know the caller
+                page.on("response", lambda r: seen.append((r.status, r.request.method, r.url[-90:])))
+                page.on("console", lambda m: seen.append(("console", m.type, m.text[:200])))
+                log_in(page, process, name, PASSWORD)
+                page.goto(f"{service_url(process)}#/experiments")
+                if name == alice:
+                    try:
+                        expect(page.get_by_text(f"{alice}/ui-check").first).to_be_visible(timeout=120_000)
+                    except AssertionError:
+                        page.screenshot(path=os.path.join(shots, "failed.png"))
+                        raise AssertionError(f"{refused}\n" + "\n".join(map(str, seen[-60:]))) from None
+                    page.screenshot(path=os.path.join(shots, "experiments.png"))
+                    page.goto(f"{service_url(process)}#/experiments/{eid}/runs/{rid}")
+                    expect(page.get_by_text("acc").first).to_be_visible(timeout=120_000)
+                    page.screenshot(path=os.path.join(shots, "run.png"))
+                    assert not refused, refused  # every call of the UI was alice's (its XSRF token went along)
+                else:
+                    # the UI polls, so the network never idles: wait for the list's page, then its answer
+                    expect(page.get_by_role("heading", name="Experiments")).to_be_visible(timeout=120_000)
+                    page.wait_for_timeout(5000)
+                    page.screenshot(path=os.path.join(shots, "bob-experiments.png"))
+                    assert alice not in page.content()
+        finally:
+            browser.close()
