@@ -41,10 +41,14 @@ def test_a_changed_data_file_is_caught_before_anything_runs(tmp_path, private_ma
     crops, records = biology_crops.cut(per_class=4, seed=0)
     biology_crops.write_class_folders(str(data), crops, records)
     runs_dir = tmp_path / "runs"
-    publish_smoke("biology", "biology-verify", runs_dir, "-p", "data_dir", str(data), "-p", "fine_tune_layers", "0")
+    run = publish_smoke("biology", "biology-verify", runs_dir, "-p", "data_dir", str(data), "-p", "fine_tune_layers", "0")
     files = sorted(str(p) for p in data.rglob("*.png"))
-    inputs = session_market().show("biology-verify", "1.0.0")["metadata"]["deepvre"]["inputs"]
-    assert set(files) <= set(inputs)  # the lineage names each file of the user's folder, by sha256
+    section = session_market().show("biology-verify", "1.0.0")["metadata"]["deepvre"]
+    assert set(files) <= set(section["inputs"])  # the lineage names each file of the user's folder, by sha256
+    # the run's own environment record names the data it preprocessed, the one the version was trained on
+    recorded = json.loads((runs_dir / run["id"] / "environment.json").read_text())
+    assert recorded["data_manifests"] == {"biology-output/data": section["environment"]["data_manifest"]}
+    assert recorded["data_manifest"] == section["environment"]["data_manifest"]
 
     victim = sorted(data.rglob("*.png"))[3]
     victim.write_bytes(victim.read_bytes() + b"\0")  # one changed byte at the end
