@@ -3,11 +3,16 @@
 The hub is test_e2e's (its fixture, started for this module). The user fine-tunes a small colour
 model published in the hub's marketplace (its notebook trains with deepvre's callbacks, so each run
 reports its epochs), then sweeps its learning rate with ``deepvre run --sweep`` in a JupyterLab
-terminal: three real runs in the user's home, as the user. In the panel the sweep's button opens
-its page in the main area: the table sorted by a metric with the best run marked (checked against
-each run's metrics.json), another metric's sort, one curve per run in each chart, the parameters
-with the swept one highlighted, and publishing the best run through the run page's publish form.
-The panel's "Compare" opens two selected runs side by side, and ``lab?deepvre-sweep=ID`` the sweep.
+terminal: three real runs in the user's home, as the user. The browser signs in straight to
+``lab?deepvre-sweep=ID``, which opens the sweep's page in a fresh lab; closed, the panel's sweep
+button opens it again in the main area: the table sorted by a metric with the best run marked
+(checked against each run's metrics.json), another metric's sort, one curve per run in each chart,
+the parameters with the swept one highlighted, and publishing the best run through the run page's
+publish form. The panel's "Compare" opens two selected runs side by side.
+
+Cost: the server is started through the hub's API and the sweep runs before the browser opens, so
+JupyterLab loads once (each load costs Chromium tens of seconds on a loaded 2-core machine); each
+run imports TensorFlow in its kernel, which is most of the sweep's time.
 
 The attack: another hub user and an anonymous local process ask the user's server for the
 comparison: neither gets it. Screenshot: docs/screenshots/runs-sweep.png (with
@@ -18,6 +23,7 @@ import json
 import os
 import pwd
 import shutil
+import urllib.parse
 
 import pytest
 import requests
@@ -25,7 +31,7 @@ import requests
 from tests.hub.hubprocess import terminal_output
 
 from .conftest import make_notebook
-from .test_e2e import ARGS, CHROMIUM, PASSWORD, SCREENSHOTS, SHOTS, hub, open_lab  # noqa: F401 (hub: this module's own)
+from .test_e2e import ARGS, CHROMIUM, PASSWORD, SCREENSHOTS, SHOTS, hub  # noqa: F401 (hub: this module's own)
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub, pytest.mark.root]
 
@@ -65,9 +71,9 @@ def publish_sweep_model(process, colours_model, folder):
     for name in ("model.keras", "metrics.json", "preprocessing.json"):
         shutil.copy(source / name, folder / name)
     make_notebook(folder / "training.ipynb", body=SWEEP_TRAINING,
-                  parameters="epochs = 4\nlearning_rate = 0.01\n")
+                  parameters="epochs = 3\nlearning_rate = 0.01\n")
     doc = {**doc, "title": "Sweepable colour classifier", "deepvre": {**doc["deepvre"], "name": "colours-sweep"}}
-    doc["deepvre"]["training"] = {"notebook": "training.ipynb", "parameters": {"epochs": 4}}
+    doc["deepvre"]["training"] = {"notebook": "training.ipynb", "parameters": {"epochs": 3}}
     process.market.publish(doc, {p.name: p for p in folder.iterdir()}, visibility="public")
 
 
@@ -77,7 +83,7 @@ def sweep_in_a_terminal(process, token):
     server = process.server_url(process.user)
     headers = {"Authorization": f"token {token}"}
     r = requests.post(f"{server}deepvre/api/models/colours-sweep/finetune", headers=headers, timeout=120,
-                      json={"parameters": {"epochs": 4}, "path": "sweep/colours.ipynb"})
+                      json={"parameters": {"epochs": 3}, "path": "sweep/colours.ipynb"})
     assert r.status_code == 201, r.text
     out = terminal_output(server, token, f"cd ~ && deepvre run sweep/colours.ipynb --sweep learning_rate={','.join(RATES)}"
                                          " 2>&1 | tail -6", timeout=900)
@@ -109,19 +115,31 @@ def test_a_sweep_compared_sorted_and_its_best_run_published(hub, colours_model, 
     publish_sweep_model(hub, colours_model, tmp_path / "model")
     token = hub.token(hub.login(hub.user, PASSWORD), hub.user)
     os.makedirs(SCREENSHOTS, exist_ok=True)
+    # the user's server (as the user's OS account; the spawn page is test_e2e's), then the sweep
+    assert hub.spawn(token, hub.user).status_code in (201, 202)
+    runs = sweep_in_a_terminal(hub, token)
+    sweep = runs[0]["sweep"]
+    ids = [r["id"] for r in runs]  # oldest first, as the page lists them before sorting
+    metrics = {i: metrics_on_disk(hub.user, i) for i in ids}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
         page.set_default_timeout(60_000)
         try:
-            open_lab(page, hub)  # starts the user's server (as the user's OS account)
-            runs = sweep_in_a_terminal(hub, token)
-            sweep = runs[0]["sweep"]
-            ids = [r["id"] for r in runs]  # oldest first, as the page lists them before sorting
-            metrics = {i: metrics_on_disk(hub.user, i) for i in ids}
+            # a link opens the sweep in a fresh lab: signing in goes straight to it
+            link = f"/user/{hub.user}/lab?deepvre-sweep={sweep}"
+            page.goto(f"{hub.url}/hub/login?next={urllib.parse.quote(link)}")
+            page.fill("#username_input", hub.user)
+            page.fill("#password_input", PASSWORD)
+            page.click("#login_submit")
+            page.wait_for_selector(".jp-LabShell", timeout=180_000)
+            runs_page = page.get_by_test_id("runs-page")
+            expect(runs_page.get_by_role("heading", name=f"Sweep {sweep}")).to_be_visible(timeout=120_000)
+            page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=f"Sweep {sweep}").locator(
+                ".lm-TabBar-tabCloseIcon").click()
+            expect(runs_page).to_have_count(0)
 
-            page.reload()
-            page.wait_for_selector(".jp-LabShell", timeout=120_000)
+            # the panel's button for the sweep opens its page again
             panel = page.locator("#deepvre-models")
             tab = page.locator('li[data-id="deepvre-models"]')
             for _ in range(3):  # a restored lab may show the panel already: a click would fold it away
@@ -131,7 +149,6 @@ def test_a_sweep_compared_sorted_and_its_best_run_published(hub, colours_model, 
                 page.wait_for_timeout(500)
             panel.get_by_role("button", name=f"Sweep {sweep} (3 runs)").click()
 
-            runs_page = page.get_by_test_id("runs-page")
             expect(runs_page.get_by_role("heading", name=f"Sweep {sweep}")).to_be_visible()
             expect(runs_page).to_contain_text("swept: learning_rate")
             table = runs_page.get_by_test_id("runs-table")
@@ -150,7 +167,7 @@ def test_a_sweep_compared_sorted_and_its_best_run_published(hub, colours_model, 
             assert sorted(table.locator("tbody td.jp-deepvre-differs").all_inner_texts()) == sorted(RATES)
             parameters = runs_page.get_by_test_id("runs-parameters")
             expect(parameters.locator("tr[data-differs]")).to_have_count(1)
-            expect(parameters.locator("tr", has_text="epochs")).to_contain_text("4 (all runs)")
+            expect(parameters.locator("tr", has_text="epochs")).to_contain_text("3 (all runs)")
             # one chart per logged metric, one line per run, the legend names each run by its rate
             for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
                 chart = runs_page.get_by_test_id(f"chart-{metric}")
@@ -192,10 +209,6 @@ def test_a_sweep_compared_sorted_and_its_best_run_published(hub, colours_model, 
             pair = page.locator('[data-testid="runs-page"][aria-label="2 runs side by side"]')
             expect(pair.get_by_test_id("runs-table").locator("tbody tr")).to_have_count(2)
             expect(pair.get_by_test_id("chart-loss").locator("polyline")).to_have_count(2)
-
-            # a link opens the sweep in a fresh lab
-            page.goto(f"{hub.url}/user/{hub.user}/lab?deepvre-sweep={sweep}")
-            expect(page.get_by_role("heading", name=f"Sweep {sweep}")).to_be_visible(timeout=120_000)
         except Exception:
             os.makedirs(SHOTS, exist_ok=True)
             page.screenshot(path=os.path.join(SHOTS, "runs-failure.png"))
