@@ -159,7 +159,10 @@ def test_the_mlflow_ui_in_chromium(hub):
                 page.on("response", lambda r: seen.append((r.status, r.request.method, r.url[-90:])))
                 page.on("console", lambda m: seen.append(("console", m.type, m.text[:200])))
                 log_in(page, process, name, PASSWORD)
-                page.goto(f"{service_url(process)}#/experiments")
+                with page.expect_response(lambda r: "mlflow/experiments/search" in r.url, timeout=180_000) as listed:
+                    page.goto(f"{service_url(process)}#/experiments")
+                names = [e["name"] for e in listed.value.json().get("experiments", [])]  # what the list shows
+                assert listed.value.status == 200 and (f"{alice}/ui-check" in names) == (name == alice), names
                 if name == alice:
                     try:
                         expect(page.get_by_text(f"{alice}/ui-check").first).to_be_visible(timeout=120_000)
@@ -172,9 +175,10 @@ def test_the_mlflow_ui_in_chromium(hub):
                     page.screenshot(path=os.path.join(shots, "run.png"))
                     assert not refused, refused  # every call of the UI was alice's (its XSRF token went along)
                 else:
-                    # the UI polls, so the network never idles: wait for the list's page, then its answer
+                    # the UI polls, so the network never idles: wait for the list's page to draw its answer
                     expect(page.get_by_role("heading", name="Experiments")).to_be_visible(timeout=120_000)
                     page.wait_for_timeout(5000)
+                    assert not [n for n in names if n.startswith(alice)]
                     page.screenshot(path=os.path.join(shots, "bob-experiments.png"))
                     assert alice not in page.content()
         finally:
