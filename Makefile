@@ -21,7 +21,9 @@ setup: $(VENV)/.installed node_modules/.installed
 $(VENV)/.synced: $(LOCK)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(BIN)/pip install --quiet "$$(grep -o '^uv==[0-9.]*' $(LOCK))"
-	$(UV) pip sync --quiet --python $(BIN)/python --build-constraints $(LOCK) $(LOCK)
+	# --compile-bytecode: the users' accounts cannot write __pycache__ into the venv, so without it every
+	# process (hub, servers, kernels) compiles TensorFlow's ~1,800 modules from source on import
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python --build-constraints $(LOCK) $(LOCK)
 	touch $@
 
 # The JupyterLab extension is built before deepvre is installed so that setup.cfg's data_files
