@@ -129,16 +129,25 @@ def results_command(use_cases, smoke, page, repo, runs_dir):
 
 def _rank_validation(smoke, page_path, commit, runs_dir):
     """Run the ranking's validation study and write its section, figure and record beside the page."""
-    import json
-
-    from ..science import rank_study, results_page
+    from ..science import rank_study
 
     folder = os.path.abspath(runs_dir or tempfile.mkdtemp(prefix="deepvre-rank-validation-"))
     study_id = f"{RANK_VALIDATION}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.urandom(3).hex()}"
     folder = os.path.join(folder, study_id)
     click.echo(f"{RANK_VALIDATION}: study {study_id}{' (smoke)' if smoke else ''} in {folder}")
-    study = rank_study.as_json(rank_study.run(folder, "tiny" if smoke else "full", in_process=True,
-                                              log=lambda line: click.echo(f"{RANK_VALIDATION}: {line}")))
+    study = rank_study.run(folder, "tiny" if smoke else "full", in_process=True,
+                           log=lambda line: click.echo(f"{RANK_VALIDATION}: {line}"))
+    write_rank_validation(study, page_path, study_id, commit, smoke)
+
+
+def write_rank_validation(study, page_path, study_id, commit, smoke=False):
+    """Write the study's record (``study.json``) and figure to ``results/rank-validation/`` beside the
+    page, and its section into the page."""
+    import json
+
+    from ..science import rank_study, results_page
+
+    study = rank_study.as_json(study)
     page_dir = os.path.dirname(page_path)
     target = os.path.join(page_dir, "results", RANK_VALIDATION)
     shutil.rmtree(target, ignore_errors=True)

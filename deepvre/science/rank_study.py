@@ -357,7 +357,11 @@ def verdict(key, case):
     """One plain sentence per case: whether LogME's order held, and where it broke."""
     v = case["validation"].get("logme")
     if v is None:
-        return f"{key}: too few candidates with a LogME score to compute a rank correlation."
+        words = (f"{key}: NOT VALIDATED: only {len(case['candidates'])} candidates could be scored, fewer than the "
+                 f"{rank_validation.MIN_CANDIDATES} a rank correlation needs")
+        if case.get("skipped"):
+            words += "; the ranking skipped " + "; ".join(f"{s['model']} ({s['reason']})" for s in case["skipped"])
+        return words + "."
     by_score = sorted(case["candidates"], key=lambda c: -(c["logme"] if c["logme"] is not None else -np.inf))
     by_accuracy = sorted(case["candidates"], key=lambda c: -c["accuracy"]["mean"])
     words = (f"{key}: LogME's rho is {v['rho']:+.2f}, 95 % bootstrap interval {v['low']:+.2f} to {v['high']:+.2f} "
@@ -394,7 +398,10 @@ def section(study, info, figures=(), smoke=False):
         out += ["**Smoke mode: tiny data, two seeds, one epoch; these numbers mean nothing.**", ""]
     out += [f"Study `{info['id']}` of commit `{info['commit']}` on {info['date']}, {minutes} min {seconds:02d} s "
             f"wall (load average {load} at the start), reproduced by:", "", f"    {info['command']}", "",
-            f"Every number below, and each seed's, is in [{os.path.basename(info['record'])}]({info['record']}).", "",
+            f"Every number below, and each seed's, is in [{os.path.basename(info['record'])}]({info['record']}).", ""]
+    if study.get("note"):
+        out += [study["note"], ""]
+    out += [
             "Per use case, the data is built by its notebook's pipeline with the notebook's grouped split of its "
             "first seed (no block in two splits), written as one pipeline output whose train/val/test splits "
             "are that split. `deepvre market rank` scores every candidate (features computed in process: the "
