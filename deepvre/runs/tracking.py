@@ -16,17 +16,17 @@ A failure to log never fails the run: :func:`log_run` prints the reason to the r
 
 import getpass
 import json
-import math
 import os
 import time
 from urllib.parse import quote, urlparse
 
 from deepvre.site.environment import Environment
+from deepvre.training import progress
 
 from . import store
 from .provenance import PROVENANCE, PUBLISHED
 
-PROGRESS = "progress.json"  # deepvre.training.progress.FILE (training builds on TensorFlow: not imported here)
+PROGRESS = "progress.json"  # deepvre.training.progress.FILE
 RECORDS = (store.OUTPUT, store.METRICS, PROGRESS, "environment.json", PROVENANCE, PUBLISHED, store.PARAMS)
 PLOTS = (".png", ".svg", ".jpg", ".jpeg", ".pdf", ".html")
 MAX_PLOTS, MAX_ARTIFACT = 50, 50 * 1024 * 1024
@@ -143,14 +143,6 @@ def tracker(uri, token=None):
     return FolderTracker(uri)
 
 
-def _number(value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
 def flat_metrics(data, prefix=""):
     """``{dotted key: number}`` of the numbers in ``metrics.json`` (nested objects flattened)."""
     found = {}
@@ -158,8 +150,8 @@ def flat_metrics(data, prefix=""):
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             found.update(flat_metrics(value, name + "."))
-        elif not isinstance(value, bool) and _number(value) is not None:
-            found[name] = _number(value)
+        elif not isinstance(value, bool) and progress.as_number(value) is not None:
+            found[name] = progress.as_number(value)
     return found
 
 

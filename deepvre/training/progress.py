@@ -27,7 +27,7 @@ def path(run_dir):
     return os.path.join(run_dir, FILE)
 
 
-def _number(value):
+def as_number(value):
     """A log value as a JSON number (None for NaN/inf or what is not a number)."""
     try:
         value = float(value)
@@ -50,7 +50,7 @@ def end_epoch(progress, epoch, logs, now=None):
     history = list(progress.get("history", []))
     last = history[-1]["time"] if history else progress.get("fit_started", now)
     history.append({"epoch": epoch + 1, "time": now, "seconds": max(0.0, now - last),
-                    "logs": {str(k): _number(v) for k, v in (logs or {}).items()}})
+                    "logs": {str(k): as_number(v) for k, v in (logs or {}).items()}})
     return {**progress, "epoch": epoch + 1, "updated": now, "history": history[-KEPT:]}
 
 
