@@ -26,8 +26,7 @@ from deepvre.training import progress
 from . import store
 from .provenance import PROVENANCE, PUBLISHED
 
-PROGRESS = "progress.json"  # deepvre.training.progress.FILE
-RECORDS = (store.OUTPUT, store.METRICS, PROGRESS, "environment.json", PROVENANCE, PUBLISHED, store.PARAMS)
+RECORDS = (store.OUTPUT, store.METRICS, progress.FILE, "environment.json", PROVENANCE, PUBLISHED, store.PARAMS)
 PLOTS = (".png", ".svg", ".jpg", ".jpeg", ".pdf", ".html")
 MAX_PLOTS, MAX_ARTIFACT = 50, 50 * 1024 * 1024
 STATUS = {"done": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
@@ -182,7 +181,7 @@ def record(run_path, state, user=None):
     values = {**(params.get("defaults") or {}), **(params.get("parameters") or {})}
     run_params = [(str(k)[:250], (v if isinstance(v, str) else json.dumps(v))[:6000]) for k, v in values.items()]
     metrics, last_step = [], 0
-    for entry in (read(PROGRESS, {}) or {}).get("history") or []:
+    for entry in (read(progress.FILE, {}) or {}).get("history") or []:
         step = int(entry.get("epoch") or 0)
         last_step = max(last_step, step)
         stamp = _ms(entry.get("time"), end)
