@@ -9,7 +9,6 @@ imports tornado: the web side is :mod:`.handlers`, uploads :mod:`.uploads`, the 
 """
 
 import json
-import socket
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,7 +19,6 @@ from ..site.environment import MARKET_DATABASE_URL, MARKET_DIR, MARKET_URL, Envi
 SERVICE_NAME = "marketplace"
 DATABASE_URL_ENV = MARKET_DATABASE_URL
 
-_chosen_port = None
 
 
 def url_host(settings):
@@ -34,15 +32,9 @@ def url_host(settings):
 
 def service_port(settings):
     """The configured port, else one free loopback port chosen once per process (the hub's)."""
-    global _chosen_port
-    port = ((settings or {}).get("marketplace") or {}).get("port")
-    if port:
-        return int(port)
-    if _chosen_port is None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            _chosen_port = s.getsockname()[1]
-    return _chosen_port
+    from ..site.addresses import service_port as chosen
+
+    return chosen(((settings or {}).get("marketplace") or {}).get("port"), SERVICE_NAME)
 
 
 def hub_service(settings, state_dir=None):

@@ -12,13 +12,16 @@ machine: in Slurm mode :func:`loopback_refusal` says why it cannot, from the clu
 - ``listen_refusal(settings)``: ``hub_connect_ip`` set where the hub does not listen;
 - ``loopback_refusal(settings, nodes, this_host)``: the sentence naming the setting, or ``None``;
 - ``other_nodes(nodes, this_host)``: the nodes that are not this machine (Dask's scheduler check,
-  ``deepvre.pipelines.clusters``, uses it the same way).
+  ``deepvre.pipelines.clusters``, uses it the same way);
+- ``free_loopback_port()``: a port free on loopback now; ``service_port(configured, key)``: the
+  configured port, else one such port chosen once per process for ``key`` (the hub's services).
 """
 
 import ipaddress
 import socket
 
 LOOPBACK = "127.0.0.1"
+_chosen_ports = {}
 
 
 def hub_address(settings):
@@ -120,3 +123,20 @@ def loopback_refusal(settings, nodes, this_host, resolve=resolved):
             f"the hub API and the marketplace would listen on loopback ({address}), which those nodes cannot reach. "
             "Set hub.hub_ip to this machine's address on the cluster's network, e.g. 10.0.0.1 (or hub_ip 0.0.0.0 "
             "and hub.hub_connect_ip that address).")
+
+
+def free_loopback_port():
+    """A TCP port free on loopback at this moment."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def service_port(configured, key):
+    """``configured`` (a port from the settings), else a free loopback port chosen once per process
+    for ``key``: the hub's configuration and its services' environment then agree on it."""
+    if configured:
+        return int(configured)
+    if key not in _chosen_ports:
+        _chosen_ports[key] = free_loopback_port()
+    return _chosen_ports[key]

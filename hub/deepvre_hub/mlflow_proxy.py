@@ -29,7 +29,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,8 @@ from urllib.parse import unquote, urlparse
 from tornado import httpclient, web
 from traitlets import Float, Integer, Unicode
 from traitlets.config import Application
+
+from deepvre.site.addresses import free_loopback_port
 
 log = logging.getLogger("deepvre.mlflow")
 
@@ -99,12 +100,6 @@ def basic(user, password):
 def method_is_page(request):
     """A browser's page view (the OAuth round trip is for it; an API call gets 401)."""
     return request.method in ("GET", "HEAD") and request.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MLflowServer:
@@ -320,7 +315,7 @@ class MLflowServiceApp(Application):
 
         exit_with_parent()  # a hub that dies without stopping its services leaves no MLflow server behind
         service_url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:0"))
-        server = MLflowServer(self.folder, self.mlflow_port or free_port())
+        server = MLflowServer(self.folder, self.mlflow_port or free_loopback_port())
         server.start()
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)

@@ -8,21 +8,18 @@ where it is and gives each server start a token for this service alone (``$DEEPV
 made like the marketplace's: :mod:`.market_token`). Nothing here starts anything.
 """
 
-import socket
 import sys
 from pathlib import Path
 
 from deepvre.errors import Invalid
 from deepvre.market.service import url_host
-from deepvre.site import environment
+from deepvre.site import addresses, environment
 
 from . import market_token
 
 SERVICE_NAME = "mlflow"
 FOLDER = "mlflow"  # under the hub's state folder: MLflow's databases, artifacts and secrets
 NOTE = "deepvre mlflow, server {server!r}"
-
-_chosen_port = None
 
 
 def enabled(settings):
@@ -31,15 +28,7 @@ def enabled(settings):
 
 def service_port(settings):
     """``mlflow.port``, else one free loopback port chosen once per process (the hub's)."""
-    global _chosen_port
-    port = (settings.get("mlflow") or {}).get("port")
-    if port:
-        return int(port)
-    if _chosen_port is None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            _chosen_port = s.getsockname()[1]
-    return _chosen_port
+    return addresses.service_port((settings.get("mlflow") or {}).get("port"), SERVICE_NAME)
 
 
 def hub_service(settings, state_dir):

@@ -116,3 +116,15 @@ def test_a_connect_address_the_hub_does_not_listen_on_is_refused():
     assert hub_slurm.nodes_reach_hub_refusal(settings(hub_connect_ip="192.0.2.11"), TWO_NODES, "head") == reason
     assert addresses.listen_refusal(settings(hub_ip="0.0.0.0", hub_connect_ip="192.0.2.11")) is None
     assert addresses.listen_refusal(settings(hub_ip="192.0.2.11", hub_connect_ip="192.0.2.11")) is None
+
+
+def test_a_service_port_is_the_configured_one_else_one_free_port_kept_per_service():
+    import socket
+
+    assert addresses.service_port(10123, "a") == 10123
+    chosen = addresses.service_port(None, "probe-a")
+    assert addresses.service_port(None, "probe-a") == chosen  # the hub's config and its services agree
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", chosen))  # it was free
+    assert service.service_port({"marketplace": {"port": 10124}}) == 10124
+    assert service.service_port({}) == service.service_port(None)
