@@ -44,6 +44,7 @@ class GpuQueue:
         self.store = store  # keeps the waiting requests across a hub restart (usage.UsageBook), or None
         self._changed = None  # asyncio.Event of the current generation: set (and replaced) by notify()
         self.notified_at = None  # time.monotonic() of the last notify(): the benchmark's release time
+        self._shared = None  # (key, value) of shared()
 
     def restore(self):
         """At a hub's start: the store's requests, in their order, as places kept for their owners
@@ -119,6 +120,13 @@ class GpuQueue:
                 return total
             total += w.gpus
         return total
+
+    def shared(self, key, compute):
+        """``compute()``, once for each new ``key``: what every waiter's progress page shows alike
+        (the GPU holders' release times), worked out once when a change of the queue wakes them all."""
+        if self._shared is None or self._shared[0] != key:
+            self._shared = (key, compute())
+        return self._shared[1]
 
     # --- the asyncio side ----------------------------------------------------------------
 

@@ -403,13 +403,18 @@ class LocalGpusMixin(HasTraits):
         place = self.gpu_queue.place(self.owner)
         waiter = self.gpu_queue.waiter(self.owner)
         needed = self.gpu_queue.gpus_ahead(self.owner) + waiter.gpus - len(self.allocator.free())
-        likely, latest = self.gpu_releases(now)
+        # the same for every page: once per second and set of GPU holders (a change wakes every page)
+        key = (tuple(sorted(self.allocator.holders.items())), now.replace(microsecond=0))
+        likely, latest = self.gpu_queue.shared(key, lambda: self.gpu_releases(now))
         return gpu_queue.progress_message(place, gpu_queue.estimate(likely, needed), now,
                                           gpu_queue.estimate(latest, needed))
 
     async def progress(self):
         """Progress events: this spawn's place in the GPU queue and the estimate, again at each
-        change of the queue (and each minute), until it is admitted; then the spawner's own."""
+        change of the queue (and each minute), until it is admitted; then the spawner's own. After
+        each wake-up a bare event (no message, no line on the page): JupyterHub notices a stream
+        its reader left only when it writes, and a left page's stream would otherwise wake and
+        recompute at every change of the queue until the spawn ends (benchmarks/hub_api_load.py)."""
         last = None
         while not self.gpus_decided:
             queued = self.gpu_queue.place(self.owner) is not None
@@ -419,6 +424,8 @@ class LocalGpusMixin(HasTraits):
                     yield {"progress": 5, "message": message}
                     last = message
             await self.gpu_queue.changed(60 if queued else 0.5)
+            if queued:
+                yield {"progress": 5}
         async for event in super().progress():
             yield event
 
