@@ -108,6 +108,7 @@ class Bench:
         wait_for(lambda: not pending(), 300, "the servers to stop", interval=1)
         phantoms = [u["name"] for u in self.users() if u["name"] in wanted and u["servers"]]
         if phantoms:
+            self.cpu_at_restart = self.hub_cpu()
             self.hub.restart()
             wait_for(
                 lambda: not any(u["servers"] for u in self.users() if u["name"] in wanted),
@@ -145,6 +146,7 @@ class Bench:
         self.joined += len(self.queued)
 
     joined = 0
+    cpu_at_restart = None  # the hub's CPU seconds when stop_all() restarted it
 
     # --- the calls ---------------------------------------------------------------------
 
@@ -389,10 +391,9 @@ def run(hub, args, holders, queued, cpu_user, phases, changes, began):
                     f"{time.monotonic() - start:.1f} s; {len(failed)} stops failed {sorted(set(failed))}, "
                     f"{len(phantoms)} phantom servers{' (dropped by a hub restart)' if phantoms else ''}"
                 )
-            # the hub CPU of a restarted hub counts from its start
-            line += (
-                f"; hub CPU {bench.hub_cpu() - cpu:.1f} s, {bench.streams_closed() - closed} progress streams closed"
-            )
+            used = (bench.cpu_at_restart or bench.hub_cpu()) - cpu  # a restarted hub's counts from its start
+            bench.cpu_at_restart = None
+            line += f"; hub CPU {used:.1f} s, {bench.streams_closed() - closed} progress streams closed"
             changes.append(line)
             print(line, flush=True)
             state = kind
@@ -401,14 +402,21 @@ def run(hub, args, holders, queued, cpu_user, phases, changes, began):
 
 
 def cleanup(hub, names, holders):
-    """Stop every server and the hub; delete the OS accounts the hub made for the benchmark's users."""
+    """Stop every server and the hub (which keeps servers running at its stop); delete the OS
+    accounts the hub made for the benchmark's users."""
     token = getattr(hub, "admin_token", None)
     try:
-        if token and hub.process is not None and hub.process.poll() is None:
-            bench = Bench(hub, token, holders, [], None, {})
-            running = [u["name"] for u in bench.users() if u["servers"]]
-            bench.stop_all(running)
-    except Exception as err:  # the hub's own stop below stops what is left
+        bench = Bench(hub, token, holders, [], None, {})
+        for _ in range(4):  # the waiting spawns first: a GPU server's stop admits the next in the queue
+            if not (token and hub.process is not None and hub.process.poll() is None):
+                break
+            users = bench.users()
+            pending = [u["name"] for u in users if any(s["pending"] for s in u["servers"].values())]
+            running = [u["name"] for u in users if u["servers"] and u["name"] not in pending]
+            if not pending and not running:
+                break
+            bench.stop_all(pending or running)
+    except Exception as err:
         print(f"cleanup: {err}")
     finally:
         hub.stop()
