@@ -8,8 +8,8 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 LOCK := requirements.lock
 PYTEST_ARGS ?=
-# two workers on this 2-core machine; tests/conftest.py keeps tests that share the machine on one
-PYTEST_WORKERS ?= 2
+# three workers on this 2-core machine (the hub tests mostly wait); tests/conftest.py groups the tests that share the machine
+PYTEST_WORKERS ?= 3
 LABEXT_SRC := $(wildcard extensions/labextension/src/*) $(wildcard extensions/labextension/style/*)
 LABEXT_BUILT := extensions/deepvre_jupyter/labextension/package.json
 

@@ -82,22 +82,30 @@ def slurm():
     yield from session_slurm()
 
 
-# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup). Tests that share the
-# machine's one-of-a-kind things (the Slurm daemons, OS accounts and groups, sudoers, the personal
-# hub) all run on one worker, in the "machine" group; every other module is a group of its own, so
-# its module fixtures (a hub, a trained model, an executed notebook) start once.
+# `make test` runs the suite on three pytest-xdist workers (--dist loadgroup). Tests that share the
+# machine's one-of-a-kind things (the session's Slurm daemons and the sudoers they need, the personal
+# hub) run on one worker, in the "machine-slurm" group. The other tests that need root, a real hub or a
+# browser are grouped by folder ("machine-hub", "machine-security" and its "machine-attacks",
+# "machine-other"): their hubs, OS accounts (random names) and browsers coexist, and one group at a
+# time per worker keeps each worker's load to one hub. Every other module is a group of its own, so its module fixtures (a hub, a trained
+# model, an executed notebook) start once. The machine groups are handed out first: each is long.
 MACHINE_FOLDERS = ("auth", "hub", "security", "slurm")
 MACHINE_MARKS = {"root", "slurm", "oidc", "browser"}
 MACHINE_FIXTURES = {"slurm", "os_account", "personal_hub"}
+SLURM_FIXTURES = {"slurm", "personal_hub"}  # session fixtures: one per worker, so one group
+MACHINE_ORDER = ["machine-hub", "machine-security", "machine-slurm", "machine-attacks", "machine-other"]
 
 
 def xdist_group(module_items):
     folder = os.path.relpath(str(module_items[0].path), os.path.join(REPO, "tests")).split(os.sep)[0]
-    if folder in MACHINE_FOLDERS:
-        return "machine"
-    for item in module_items:
-        if MACHINE_MARKS & {m.name for m in item.iter_markers()} or MACHINE_FIXTURES & set(item.fixturenames):
-            return "machine"
+    marks = {m.name for item in module_items for m in item.iter_markers()}
+    fixtures = {name for item in module_items for name in getattr(item, "fixturenames", ())}
+    if folder == "slurm" or "slurm" in marks or SLURM_FIXTURES & fixtures:
+        return "machine-slurm"
+    if folder in MACHINE_FOLDERS or MACHINE_MARKS & marks or MACHINE_FIXTURES & fixtures:
+        if folder == "security" and os.path.basename(module_items[0].path).startswith("test_attacks"):
+            return "machine-attacks"
+        return f"machine-{folder}" if folder in ("hub", "security") else "machine-other"
     return module_items[0].nodeid.split("::")[0]
 
 
@@ -106,7 +114,12 @@ def pytest_collection_modifyitems(config, items):
     modules = {}
     for item in items:
         modules.setdefault(item.path, []).append(item)
+    groups = {}
     for module_items in modules.values():
         group = xdist_group(module_items)
         for item in module_items:
             item.add_marker(pytest.mark.xdist_group(group))
+            groups[item] = group
+    # the machine groups first, longest first (xdist hands groups out in this order); a module's tests
+    # stay together and in order
+    items.sort(key=lambda item: MACHINE_ORDER.index(groups[item]) if groups[item] in MACHINE_ORDER else len(MACHINE_ORDER))
