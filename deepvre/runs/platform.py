@@ -199,7 +199,8 @@ def record_run_data(run_path):
 def diff(recorded, current):
     """What differs from ``recorded`` in ``current`` (both :func:`describe` records): ``{"packages":
     {"added": {n: v}, "removed": {n: v}, "changed": {n: [recorded, current]}}, "python": [a, b] or
-    None, "platform", "lock", "gpus": likewise}``; :func:`same` says whether nothing does."""
+    None, "platform", "lock", "gpus", "container" (the image and its digest, None outside one): likewise}``;
+    :func:`same` says whether nothing does."""
     old, new = recorded.get("packages") or {}, current.get("packages") or {}
 
     def pair(key, pick=lambda v: v):
@@ -216,10 +217,18 @@ def diff(recorded, current):
         "platform": pair("platform"),
         "lock": pair("lock", lambda v: (v or {}).get("sha256")),
         "gpus": pair("gpus"),
+        "container": pair("container", _image),
     }
+
+
+def _image(container):
+    container = container or {}
+    if not container.get("in_container"):
+        return None
+    return {"image": container.get("image"), "image_digest": container.get("image_digest", UNKNOWN)}
 
 
 def same(difference):
     """Whether a :func:`diff` found nothing."""
     return not any(difference["packages"].values()) and not any(
-        difference[k] for k in ("python", "platform", "lock", "gpus"))
+        difference.get(k) for k in ("python", "platform", "lock", "gpus", "container"))

@@ -27,6 +27,8 @@ def test_model_page_shows_the_environment_its_differences_and_the_verification(h
     recorded = platform.capture()
     recorded["python"]["version"] = "3.0.0"
     recorded["packages"]["numpy"] = "0.0.1"
+    image = "localhost/deepvre/singleuser-cpu:0.1.0"  # trained in that container; this server runs in no image
+    recorded["container"] = {"in_container": True, "image": image, "image_digest": "sha256:" + "e" * 64}
     doc["deepvre"].update(name="colours-env", environment=recorded)
     market = hub.market  # the user's token
     market.publish(doc, {p.name: p for p in folder.iterdir()}, visibility="public")
@@ -51,6 +53,11 @@ def test_model_page_shows_the_environment_its_differences_and_the_verification(h
             differences = model_page.get_by_test_id("environment-differences")
             expect(differences).to_contain_text(re.compile(r"Python 3\.0\.0 here 3\.\d+\.\d+"))
             expect(differences).to_contain_text(re.compile(r"packages: [1-9]\d* changed"))
+            expect(model_page.get_by_test_id("environment-container")).to_have_text(
+                f"yes: {image} (sha256:{'e' * 12})")
+            here = "unnamed image (digest unknown)" if platform.in_container() else "no container"  # this machine
+            expect(model_page.get_by_test_id("environment-container-difference")).to_have_text(
+                f"container {image} (sha256:{'e' * 12}) here {here}")
             differences.get_by_text("Package differences").click()
             expect(model_page.get_by_test_id("environment-package-differences").locator("tr", has_text="numpy")
                    ).to_contain_text("0.0.1 →")

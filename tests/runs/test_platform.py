@@ -41,6 +41,20 @@ def test_diff_names_packages_python_and_lock():
     assert platform.diff(old, record(gpus=[]))["gpus"] == [[{"name": "NVIDIA H200", "driver": "570.1"}], []]
 
 
+def test_diff_names_the_container_image_and_its_digest():
+    image = "localhost/deepvre/singleuser-cpu:0.1.0"
+    boxed = record(in_container=True, image=image, image_id="e" * 64)
+    assert boxed["container"] == {"in_container": True, "image": image, "image_digest": "sha256:" + "e" * 64}
+    assert platform.diff(boxed, record())["container"] == [{"image": image, "image_digest": "sha256:" + "e" * 64}, None]
+    rebuilt = record(in_container=True, image=image, image_id="f" * 64)
+    assert platform.diff(boxed, rebuilt)["container"][1]["image_digest"] == "sha256:" + "f" * 64
+    assert not platform.same(platform.diff(boxed, rebuilt))
+    assert platform.same(platform.diff(boxed, record(in_container=True, image=image, image_id="e" * 64)))
+    # a record from before the container was recorded, and one outside a container: the same
+    old = {k: v for k, v in record().items() if k != "container"}
+    assert platform.diff(old, record())["container"] is None
+
+
 def test_capture_here(tmp_path):
     here = platform.capture("d" * 64)
     assert here["python"]["version"] == ".".join(map(str, sys.version_info[:3]))

@@ -142,7 +142,7 @@ interface IEnvironment {
   platform?: { system?: string; release?: string; machine?: string };
   lock?: { file?: string; sha256: string; why?: string };
   packages?: Record<string, string>;
-  container?: { in_container?: boolean; image_digest?: string };
+  container?: { in_container?: boolean; image?: string; image_digest?: string };
   gpus?: { name?: string; driver?: string }[];
   data_manifest?: string | null;
 }
@@ -153,6 +153,12 @@ interface IDifferences {
   platform: [unknown, unknown] | null;
   lock: [string, string] | null;
   gpus: [unknown, unknown] | null;
+  container?: [IImage | null, IImage | null] | null;
+}
+
+interface IImage {
+  image?: string | null;
+  image_digest?: string;
 }
 
 interface IVerification {
@@ -196,6 +202,15 @@ function describePlatform(p: IEnvironment['platform']): string {
   return p ? [p.system, p.release, p.machine].filter(Boolean).join(' ') : 'unknown';
 }
 
+/** A container image as its name and the start of its digest; "no container" outside one. */
+function describeImage(c: IImage | null | undefined): string {
+  if (!c) {
+    return 'no container';
+  }
+  const digest = c.image_digest && c.image_digest !== 'unknown' ? c.image_digest.slice(0, 19) : 'digest unknown';
+  return `${c.image ?? 'unnamed image'} (${digest})`;
+}
+
 function PackageTable(props: { rows: [string, string][]; testid: string }): JSX.Element {
   return (
     <table className="jp-deepvre-table" data-testid={props.testid}>
@@ -227,7 +242,8 @@ function Environment(props: { view: IEnvironmentView | null; onVerify: () => voi
   const changed = d ? Object.entries(d.packages.changed).map(([n, [a, b]]) => [n, `${a} → ${b}`] as [string, string]) : [];
   const added = d ? Object.entries(d.packages.added).map(([n, v]) => [n, `${v} (only here)`] as [string, string]) : [];
   const removed = d ? Object.entries(d.packages.removed).map(([n, v]) => [n, `${v} (not here)`] as [string, string]) : [];
-  const same = d && !changed.length && !added.length && !removed.length && !d.python && !d.platform && !d.lock && !d.gpus;
+  const same =
+    d && !changed.length && !added.length && !removed.length && !d.python && !d.platform && !d.lock && !d.gpus && !d.container;
   return (
     <section aria-label="Environment">
       <h3>Environment</h3>
@@ -247,7 +263,9 @@ function Environment(props: { view: IEnvironmentView | null; onVerify: () => voi
               <code>{env.lock?.sha256 === 'unknown' ? `unknown (${env.lock?.why ?? ''})` : (env.lock?.sha256 ?? 'unknown').slice(0, 16)}</code>
             </dd>
             <dt>Container</dt>
-            <dd>{env.container?.in_container ? `yes, image digest ${env.container.image_digest ?? 'unknown'}` : 'no'}</dd>
+            <dd data-testid="environment-container">
+              {env.container?.in_container ? `yes: ${describeImage(env.container)}` : 'no'}
+            </dd>
             <dt>GPUs</dt>
             <dd>{env.gpus?.length ? env.gpus.map(g => `${g.name} (driver ${g.driver})`).join(', ') : 'none'}</dd>
             <dt>Data manifest</dt>
@@ -261,13 +279,18 @@ function Environment(props: { view: IEnvironmentView | null; onVerify: () => voi
           </details>
           <h4>Differences from this server</h4>
           {same ? (
-            <p data-testid="environment-same">None: this server has the same packages, Python, platform, lock file and GPUs.</p>
+            <p data-testid="environment-same">None: this server has the same packages, Python, platform, lock file, GPUs and container image.</p>
           ) : (
             <div data-testid="environment-differences">
               <ul>
                 {d?.python && <li>Python {d.python[0]} here {d.python[1]}</li>}
                 {d?.lock && <li>lock file differs ({String(d.lock[0]).slice(0, 12)} here {String(d.lock[1]).slice(0, 12)})</li>}
                 {d?.platform && <li>platform {describePlatform(env.platform)} here {describePlatform(view.current.platform)}</li>}
+                {d?.container && (
+                  <li data-testid="environment-container-difference">
+                    container {describeImage(d.container[0])} here {describeImage(d.container[1])}
+                  </li>
+                )}
                 {d?.gpus && <li>GPUs differ (here: {view.current.gpus?.length ? view.current.gpus.map(g => g.name).join(', ') : 'none'})</li>}
                 <li>
                   packages: {changed.length} changed, {added.length} only here, {removed.length} not here
