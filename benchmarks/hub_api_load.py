@@ -19,9 +19,8 @@ times each:
 and the hub process's CPU time over ``--idle`` seconds of nobody calling it.
 
 JupyterHub counts a spawn waiting in the GPU queue as a pending spawn, and refuses a spawn once
-``JupyterHub.concurrent_spawn_limit`` (100 by default; deepvre's settings do not set it) are
-pending: the benchmark starts the hub with that limit lifted (``--spawn-limit``; 0: JupyterHub's
-default) for the queue to hold the servers asked for. Prints load averages and the ratios.
+``hub.concurrent_spawn_limit`` (JupyterHub's concurrent_spawn_limit, 100 by default) are pending:
+the benchmark sets it (``--spawn-limit``; 0: no limit) for the queue to hold the servers asked for. Prints load averages and the ratios.
 """
 
 import argparse
@@ -49,15 +48,6 @@ PROFILES = [
     {"slug": "gpu-1", "display_name": "1 GPU", "gpus": 1},
 ]
 WAITING = "Waiting for a GPU: "
-# `deepvre hub up`, with JupyterHub's limit of pending spawns given on its command line
-LIFT = """import sys
-from deepvre_hub import launcher
-command, limit = launcher.hub_command, sys.argv[1]
-launcher.hub_command = lambda *a: [*command(*a), "--JupyterHub.concurrent_spawn_limit=" + limit]
-sys.argv = sys.argv[2:]
-from deepvre.cli import main
-sys.exit(main())
-"""
 
 
 class Bench:
@@ -313,7 +303,7 @@ def main():
         "--spawn-limit",
         type=int,
         default=None,
-        help="JupyterHub.concurrent_spawn_limit (default: twice --servers; 0: JupyterHub's own)",
+        help="hub.concurrent_spawn_limit (default: twice --servers; 0: no limit)",
     )
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -324,7 +314,6 @@ def main():
     print("load average before:", os.getloadavg())
     folder = Path(tempfile.mkdtemp(prefix="deepvre-hub-load-bench-"))
     limit = 2 * args.servers if args.spawn_limit is None else args.spawn_limit
-    prefix = [sys.executable, "-c", LIFT, str(limit)] if limit else []
     hub = HubProcess(
         {
             "profiles": PROFILES,
@@ -336,10 +325,9 @@ def main():
             # on, as by default (the queue's estimate reads the GPU servers' limits); nobody culled here
             "culling": {"enabled": True, "timeout": 7200, "gpu_timeout": 7200, "every": 3600},
             # a restart (see Bench.stop_all) keeps the GPU servers and gives up the queue's old places
-            "hub": {"keep_servers": True},
+            "hub": {"keep_servers": True, "concurrent_spawn_limit": limit},
         },
         folder / "state",
-        prefix=prefix,
     )
     tag = f"hl{secrets.token_hex(2)}"
     holders = [f"{tag}g{i}" for i in range(args.gpus)]

@@ -53,6 +53,7 @@ def configure_common(c, settings, state_dir):
     c.JupyterHub.pid_file = str(state_dir / "jupyterhub.pid")
     c.JupyterHub.allow_named_servers = hub["named_servers"] > 0
     c.JupyterHub.named_server_limit_per_user = hub["named_servers"]
+    c.JupyterHub.concurrent_spawn_limit = hub["concurrent_spawn_limit"]  # the GPU queue's waiting spawns count
     c.JupyterHub.cleanup_servers = not hub["keep_servers"]
     c.ConfigurableHTTPProxy.command = proxy_command()
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub['proxy_api_port']}"

@@ -39,6 +39,11 @@ def test_local_mode_config(hub_state):
     modes.configure(c, settings, tmp_path)
     assert c.JupyterHub.spawner_class.__name__ == "DeepvreSpawner"
     assert c.JupyterHub.allow_named_servers is True
+    assert c.JupyterHub.concurrent_spawn_limit == 100  # JupyterHub's own default, said in the schema
+    lifted = Config()
+    modes.configure(lifted, validate_settings({"profiles": [{"slug": "cpu", "display_name": "CPU"}],
+                                                      "hub": {"concurrent_spawn_limit": 400}}), tmp_path)
+    assert lifted.JupyterHub.concurrent_spawn_limit == 400
     assert c.JupyterHub.authenticator_class == "nativeauthenticator.NativeAuthenticator"
     assert c.Authenticator.admin_users == {"admin"}
     assert c.ConfigurableHTTPProxy.command[0].endswith("node_modules/.bin/configurable-http-proxy")
