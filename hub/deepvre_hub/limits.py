@@ -17,10 +17,12 @@ import errno
 import hashlib
 import os
 import re
+import time
 from dataclasses import dataclass
 
 ROOT = "/sys/fs/cgroup"
 GROUP = "deepvre"
+FRESH = 120  # seconds: a server cgroup this young may be one another hub's spawn is about to join
 CPU_PERIOD = 100_000  # microseconds, the kernel's default CFS period
 MAX_PIDS = 4096  # processes and threads per server: a fork bomb stays inside its server
 
@@ -172,11 +174,14 @@ def remove(owner, hierarchy=None):
     return done
 
 
-def sweep(hierarchy=None):
+def sweep(hierarchy=None, now=None):
     """Remove the empty server cgroups left under ``deepvre/`` (processes a user detached that
     have ended since their server stopped). A cgroup with processes cannot be removed; the hub
-    calls this at start, before any server starts. Returns the names removed."""
+    calls this at start, before any server starts. One made in the last ``FRESH`` seconds is
+    kept: another hub on this machine may be starting a server into it (made, not yet joined).
+    Returns the names removed."""
     hierarchy = hierarchy or find_hierarchy()
+    now = time.time() if now is None else now
     removed = set()
     if hierarchy is None:
         return removed
@@ -184,9 +189,9 @@ def sweep(hierarchy=None):
         group = os.path.join(base, GROUP)
         for name in os.listdir(group) if os.path.isdir(group) else ():
             folder = os.path.join(group, name)
-            if not os.path.isdir(folder):
-                continue
             try:
+                if not os.path.isdir(folder) or now - os.stat(folder).st_ctime < FRESH:
+                    continue
                 os.rmdir(folder)
                 removed.add(name)
             except OSError:

@@ -85,7 +85,9 @@ def test_sweep_removes_empty_server_cgroups_only(tmp_path):
         (tmp_path / base / "deepvre" / "gone-1").mkdir(parents=True)
         (tmp_path / base / "deepvre" / "busy-2").mkdir(parents=True)
         (tmp_path / base / "deepvre" / "busy-2" / "cgroup.procs").write_text("4242\n")
-    assert limits.sweep(hierarchy) == {"gone-1"}
+    assert limits.sweep(hierarchy) == set()  # just made: another hub's spawn may be about to join it
+    later = os.stat(tmp_path / "cpu" / "deepvre" / "gone-1").st_ctime + limits.FRESH + 1
+    assert limits.sweep(hierarchy, now=later) == {"gone-1"}
     assert sorted(p.name for p in (tmp_path / "memory" / "deepvre").iterdir()) == ["busy-2"]
 
 
