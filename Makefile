@@ -86,7 +86,7 @@ results: setup
 	$(BIN)/deepvre results $(CASES)
 
 test: setup
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=40 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=40 $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check hub deepvre extensions tests benchmarks

@@ -87,13 +87,14 @@ def slurm():
 # hub) run on one worker, in the "machine-slurm" group. The other tests that need root, a real hub or a
 # browser are grouped by folder ("machine-hub", "machine-security" and its "machine-attacks",
 # "machine-other"): their hubs, OS accounts (random names) and browsers coexist, and one group at a
-# time per worker keeps each worker's load to one hub. Every other module is a group of its own, so its module fixtures (a hub, a trained
-# model, an executed notebook) start once. The machine groups are handed out first: each is long.
+# time per worker keeps each worker's load to one hub. Every other module is a group of its own, so
+# its module fixtures (a hub, a trained model, an executed notebook) start once.
 MACHINE_FOLDERS = ("auth", "hub", "security", "slurm")
 MACHINE_MARKS = {"root", "slurm", "oidc", "browser"}
 MACHINE_FIXTURES = {"slurm", "os_account", "personal_hub"}
 SLURM_FIXTURES = {"slurm", "personal_hub"}  # session fixtures: one per worker, so one group
 MACHINE_ORDER = ["machine-hub", "machine-security", "machine-slurm", "machine-attacks", "machine-other"]
+LONG_FOLDERS = ("notebooks", "science", "binder")
 
 
 def xdist_group(module_items):
@@ -120,6 +121,14 @@ def pytest_collection_modifyitems(config, items):
         for item in module_items:
             item.add_marker(pytest.mark.xdist_group(group))
             groups[item] = group
-    # the machine groups first, longest first (xdist hands groups out in this order); a module's tests
-    # stay together and in order
-    items.sort(key=lambda item: MACHINE_ORDER.index(groups[item]) if groups[item] in MACHINE_ORDER else len(MACHINE_ORDER))
+    # the machine groups first, longest first, then the modules that run notebooks and train (minutes
+    # each), then the rest: `make test` hands groups out in this order (--no-loadscope-reorder), so the
+    # long ones do not start last; a module's tests stay together and in order
+    def rank(item):
+        group = groups[item]
+        if group in MACHINE_ORDER:
+            return MACHINE_ORDER.index(group)
+        folder = os.path.relpath(str(item.path), os.path.join(REPO, "tests")).split(os.sep)[0]
+        return len(MACHINE_ORDER) + (0 if folder in LONG_FOLDERS else 1)
+
+    items.sort(key=rank)
