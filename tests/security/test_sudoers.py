@@ -16,6 +16,7 @@ account and an anonymous local account try it for real on the session's one-node
 """
 
 import os
+import secrets
 import subprocess
 import time
 
@@ -120,10 +121,11 @@ def test_hub_submits_as_a_marked_account_with_the_jobs_environment(cast, tmp_pat
 def test_hub_cannot_act_as_unmarked_accounts_or_root(cast):
     cluster, hub = cast["cluster"], cast["hub"]
     for target in (cast["unmarked"], "root"):
+        name = f"sudoers-{secrets.token_hex(3)}"  # root's own jobs of other tests may still be listed
         done = run_as(hub, "sudo", "-n", "-u", target, cast["sbatch"], "--parsable", "-o", "/dev/null",
-                      "--wrap", "true", env=cluster.env)
+                      "-J", name, "--wrap", "true", env=cluster.env)
         assert done.returncode != 0 and "password is required" in done.stderr, (target, done.stdout, done.stderr)
-        assert not squeue(cluster, "-u", target, "-t", "all", "-n", "wrap")
+        assert not squeue(cluster, "-u", target, "-t", "all", "-n", name)
     # no environment of its own choosing either (SETENV is gone): LD_PRELOAD would run any program
     for cmd in (["sudo", "-n", "-E", "-u", cast["marked"], cast["squeue"]],
                 ["sudo", "-n", "-u", cast["marked"], "LD_PRELOAD=/tmp/x.so", cast["squeue"]],
