@@ -20,7 +20,6 @@ SERVICE_NAME = "marketplace"
 DATABASE_URL_ENV = MARKET_DATABASE_URL
 
 
-
 def url_host(settings):
     """The service's host in URLs: the address the users' servers reach the hub at
     (``hub.hub_connect_ip``, else ``hub.hub_ip``; ``deepvre.site.addresses``), IPv6 in brackets."""

@@ -2,7 +2,8 @@
 not with a second named server, a re-spawn, a CPU profile, a ``priority`` in the start request,
 nor by touching another user's pending spawn; an anonymous local process can neither read a
 queued spawn's progress nor cancel it. Only an admin's group priority (``gpus.queue.priorities``)
-puts a request ahead."""
+puts a request ahead. One user cannot fill the hub's pending spawns (``hub.concurrent_spawn_limit``,
+which counts waiting spawns) for everyone else: her places are her servers, at most 1 + named_servers."""
 
 import pytest
 import requests
@@ -12,6 +13,7 @@ from tests.hub.test_gpu_queue_hub import PASSWORD, progress_path, queue_event, q
 from tests.prereqs import require_proxy, require_root
 
 pytestmark = [pytest.mark.hub, pytest.mark.root]
+SPAWN_LIMIT = 6  # hub.concurrent_spawn_limit: more than one user's servers (1 + named_servers 3)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,8 @@ def hub(tmp_path_factory):
     require_root()
     require_proxy()
     process, names = start_queue_hub(tmp_path_factory.mktemp("queue-jump-hub"), roles=("alice", "bob", "carol", "erin"),
-                                     gpus={"queue": {"priorities": {"staff": 10}}})
+                                     gpus={"queue": {"priorities": {"staff": 10}}},
+                                     hub={"named_servers": 3, "keep_servers": True, "concurrent_spawn_limit": SPAWN_LIMIT})
     with process.running():
         admin = process.login(process.admin, process.admin_password)
         users = {role: (name, *process.approved_user(admin, name, PASSWORD)) for role, name in names.items()}
@@ -80,3 +83,25 @@ def test_only_an_admins_group_priority_goes_ahead(hub):
         process.stop_server(carol_t, carol, server)
     process.stop_server(erin_t, erin)
     wait_for(lambda: not process.server_model(carol_t, carol, "x"), 30, "carol's queued server to go")
+
+
+def test_one_user_cannot_fill_the_hubs_pending_spawns(hub):
+    process, users = hub
+    (alice, _, alice_t), (bob, _, bob_t), (carol, _, carol_t) = users["alice"], users["bob"], users["carol"]
+    assert process.spawn(alice_t, alice, profile="gpu-1").status_code in (201, 202)
+    servers = ("", "x", "c", "y")  # her default and three named servers ("x" and "c" from the tests above)
+    try:
+        for server in servers:  # carol waits with every server she may have
+            queue_post(process, carol_t, carol, server=server)
+        r = process.spawn(carol_t, carol, profile="gpu-1", server="w", wait=False)
+        assert r.status_code == 400 and "named server" in r.text, r.text  # no fifth place
+        # the others still start: bob's CPU server (4 pending of the limit of 6), and he may queue too
+        assert process.spawn(bob_t, bob, profile="cpu").status_code in (201, 202)
+        queue_post(process, bob_t, bob, server="g")
+        assert place(process, bob_t, bob, "g") == "5th"
+    finally:
+        for server in servers:
+            process.stop_server(carol_t, carol, server)
+        for server in ("", "g"):
+            process.stop_server(bob_t, bob, server)
+        process.stop_server(alice_t, alice)
